@@ -1,0 +1,171 @@
+"""Small Qt/napari helpers shared by the plugin's widgets.
+
+Nothing here knows about STEM: it wires layer lists into combo boxes, sends messages
+to napari's notification area and turns the core's ``ValueError`` into a notification
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+from napari.layers import Image, Layer
+
+# The module, not its functions, is imported so that tests can monkeypatch
+# ``napari.utils.notifications.show_error`` and see every message.
+from napari.utils import notifications
+
+if TYPE_CHECKING:
+    import napari
+    from magicgui.widgets import ComboBox
+
+T = TypeVar("T")
+
+__all__ = [
+    "ImageLayerChoices",
+    "add_or_update_image",
+    "call_or_notify",
+    "find_layer",
+    "image_layer_choices",
+    "is_greyscale",
+    "notify_error",
+    "notify_info",
+    "notify_warning",
+]
+
+
+def notify_error(message: str) -> None:
+    """Show ``message`` as an error in napari's notification area."""
+    notifications.show_error(message)
+
+
+def notify_warning(message: str) -> None:
+    """Show ``message`` as a warning in napari's notification area."""
+    notifications.show_warning(message)
+
+
+def notify_info(message: str) -> None:
+    """Show ``message`` as information in napari's notification area."""
+    notifications.show_info(message)
+
+
+def call_or_notify(
+    func: Callable[..., T],
+    *args: Any,
+    context: str = "",
+    errors: tuple[type[BaseException], ...] = (ValueError,),
+    **kwargs: Any,
+) -> T | None:
+    """Call ``func`` and report bad-input errors as a notification.
+
+    The core raises ``ValueError`` (and subclasses such as ``CIFError``) for input
+    the user can fix; those become an error notification and ``None`` is returned.
+    Anything else is a bug and propagates, so napari shows its traceback.
+
+    Parameters
+    ----------
+    func : callable
+        Core function to call; it must not return ``None`` on success.
+    *args, **kwargs
+        Passed to ``func``.
+    context : str, optional
+        Prefix for the message, e.g. ``"Generate"`` gives ``"Generate: <error>"``.
+    errors : tuple of exception types, optional
+        Exceptions to report instead of raising.
+
+    Returns
+    -------
+    object or None
+        ``func``'s result, or ``None`` when it raised one of ``errors``.
+    """
+    try:
+        return func(*args, **kwargs)
+    except errors as exc:
+        notify_error(f"{context}: {exc}" if context else str(exc))
+        return None
+
+
+def find_layer(viewer: napari.viewer.Viewer, name: str, kind: type[Layer] = Layer) -> Layer | None:
+    """Return the layer called ``name`` if it is a ``kind``, else ``None``."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if isinstance(layer, kind):
+            return layer
+    return None
+
+
+def is_greyscale(layer: Layer) -> bool:
+    """True for a single-scale, non-RGB Image layer, the only kind the core accepts."""
+    return isinstance(layer, Image) and not layer.rgb and not layer.multiscale
+
+
+def image_layer_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]:
+    """``(name, layer)`` pairs of the viewer's Image layers, top of the layer list first."""
+    return [(layer.name, layer) for layer in reversed(viewer.layers) if isinstance(layer, Image)]
+
+
+def add_or_update_image(
+    viewer: napari.viewer.Viewer, data: np.ndarray, name: str, **kwargs: Any
+) -> Image:
+    """Replace the data of the Image layer ``name`` in place, or add it.
+
+    Updating in place keeps the user's contrast, colormap and position in the layer
+    list; only ``scale``, ``translate`` and ``metadata`` from ``kwargs`` are applied to
+    an existing layer because they describe the data, not its display.
+    """
+    layer = find_layer(viewer, name, Image)
+    if layer is None:
+        return viewer.add_image(data, name=name, **kwargs)
+    layer.data = data
+    for key in ("scale", "translate", "metadata"):
+        if key in kwargs:
+            setattr(layer, key, kwargs[key])
+    return layer
+
+
+class ImageLayerChoices:
+    """Keep combo boxes listing the viewer's Image layers up to date.
+
+    magicgui only refreshes layer combos by itself once the widget is docked; this
+    also covers undocked widgets (scripts, tests) and renamed layers.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Viewer whose layer list is followed.
+    combos : iterable of magicgui ComboBox
+        Combos to refresh; their ``choices`` should be :func:`image_layer_choices`.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, combos: Iterable[ComboBox]) -> None:
+        self._viewer = viewer
+        self._combos = list(combos)
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.moved):
+            emitter.connect(self.refresh)
+        events.inserted.connect(self._watch_name)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+
+    def _watch_name(self, event: Any) -> None:
+        event.value.events.name.connect(self.refresh)
+
+    def refresh(self, _event: Any = None) -> None:
+        """Re-read the layer list into every combo, keeping the current choice."""
+        for combo in self._combos:
+            try:
+                combo.reset_choices()
+            except RuntimeError:
+                # The Qt side of a closed widget is gone; nothing left to refresh.
+                continue
+
+    def disconnect(self) -> None:
+        """Stop following the viewer (call when the widget closes)."""
+        events = self._viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.moved):
+            emitter.disconnect(self.refresh)
+        events.inserted.disconnect(self._watch_name)
+        for layer in self._viewer.layers:
+            layer.events.name.disconnect(self.refresh)

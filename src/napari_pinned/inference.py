@@ -1,0 +1,198 @@
+"""Denoising images and stacks of any size with a trained PINNED model.
+
+Large images are cut into overlapping tiles; each tile's output is weighted by a window
+that is zero in a thin band along its inner edges (where the network lacks context),
+rises smoothly across the overlap, and is one in the middle, so neighbouring tiles blend
+without seams.  Intensities are normalised once per frame, never per tile, so every tile
+of a frame sees the same mapping.
+
+:func:`iter_denoise` is the generator used by the GUI (stoppable between tiles);
+:func:`denoise` is the one-call API.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_pinned.intensity import check_image
+from napari_pinned.model import ModelBundle, denormalize, load_model, normalize, resolve_device
+
+ModelLike = str | os.PathLike | ModelBundle
+
+
+@dataclass(frozen=True)
+class DenoiseProgress:
+    """Progress of a denoising job; the last record carries the output."""
+
+    tiles_done: int
+    tiles_total: int
+    frame: int
+    frames_total: int
+    output: np.ndarray | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of tiles processed, in [0, 1]."""
+        return self.tiles_done / max(self.tiles_total, 1)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _edge_ramp(size: int, overlap: int) -> np.ndarray:
+    """Weights rising from 0 to 1 over the first ``overlap`` pixels of an inner tile edge.
+
+    The first quarter of the overlap is zero (outputs there lack context), the middle
+    half is a raised-cosine rise, the last quarter is one.  Mirrored ramps of two
+    neighbouring tiles sum to one across the overlap.
+    """
+    ramp = np.ones(size, np.float64)
+    dead = overlap // 4
+    rise = overlap - 2 * dead
+    ramp[:dead] = 0.0
+    if rise > 0:
+        t = (np.arange(rise) + 0.5) / rise
+        ramp[dead : dead + rise] = np.sin(0.5 * np.pi * t) ** 2
+    return ramp
+
+
+def _tile_window(
+    shape: tuple[int, int], overlap: int, inner: tuple[bool, bool, bool, bool]
+) -> np.ndarray:
+    """2D blending window of a tile; ``inner`` flags (top, bottom, left, right) edges
+    that lie inside the image and therefore need tapering."""
+    rows = np.ones(shape[0])
+    cols = np.ones(shape[1])
+    top, bottom, left, right = inner
+    ov_r = min(overlap, shape[0] // 2)
+    ov_c = min(overlap, shape[1] // 2)
+    if top:
+        rows *= _edge_ramp(shape[0], ov_r)
+    if bottom:
+        rows *= _edge_ramp(shape[0], ov_r)[::-1]
+    if left:
+        cols *= _edge_ramp(shape[1], ov_c)
+    if right:
+        cols *= _edge_ramp(shape[1], ov_c)[::-1]
+    return np.outer(rows, cols)
+
+
+def _tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[slice, slice, np.ndarray]]:
+    h, w = shape
+    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    out = []
+    for r in rows:
+        for c in cols:
+            inner = (r > 0, r + th < h, c > 0, c + tw < w)
+            out.append((slice(r, r + th), slice(c, c + tw), _tile_window((th, tw), overlap, inner)))
+    return out
+
+
+def _validate_tiling(tile: int, overlap: int) -> None:
+    if tile < 16:
+        raise ValueError(f"tile size must be at least 16 pixels, got {tile}")
+    if not 0 <= overlap < tile // 2:
+        raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+
+
+def iter_denoise(
+    image: np.ndarray,
+    model: ModelLike = "default",
+    *,
+    tile: int = 256,
+    overlap: int = 48,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+) -> Iterator[DenoiseProgress]:
+    """Denoise tile by tile, yielding progress; the final record holds the output.
+
+    Stop iterating at any time to cancel.  Parameters are those of :func:`denoise`.
+    """
+    arr = check_image(image, name="image", ndim=(2, 3))
+    _validate_tiling(tile, overlap)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    dev = resolve_device(device)
+    bundle = load_model(model, device=dev)
+    net = bundle.model.to(dev).eval()
+
+    frames = arr[None] if arr.ndim == 2 else arr
+    layout = _tiles(frames.shape[1:], tile, overlap)
+    total = len(layout) * len(frames)
+    output = np.empty(frames.shape, np.float32)
+    done = 0
+    for f, frame in enumerate(frames):
+        normalised, state = normalize(frame, bundle.config)
+        acc = np.zeros(frame.shape, np.float64)
+        weight = np.zeros(frame.shape, np.float64)
+        for start in range(0, len(layout), batch_size):
+            chunk = layout[start : start + batch_size]
+            batch = np.stack([normalised[rs, cs] for rs, cs, _ in chunk])[:, None]
+            with torch.inference_mode():
+                pred = net(torch.from_numpy(np.ascontiguousarray(batch)).to(dev))
+            pred_np = pred.float().cpu().numpy()[:, 0]
+            for (rs, cs, win), out_tile in zip(chunk, pred_np, strict=True):
+                acc[rs, cs] += out_tile * win
+                weight[rs, cs] += win
+            done += len(chunk)
+            if done < total:
+                yield DenoiseProgress(done, total, f, len(frames))
+        output[f] = denormalize((acc / np.maximum(weight, 1e-12)).astype(np.float32), state)
+    result = output[0] if arr.ndim == 2 else output
+    yield DenoiseProgress(total, total, len(frames) - 1, len(frames), output=result)
+
+
+def denoise(
+    image: np.ndarray,
+    model: ModelLike = "default",
+    *,
+    tile: int = 256,
+    overlap: int = 48,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    progress: Callable[[DenoiseProgress], None] | None = None,
+) -> np.ndarray:
+    """Denoise a 2D image or a (N, Y, X) stack.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Greyscale image or stack, uint8/uint16/float.
+    model : "default", path or ModelBundle
+        The shipped pretrained model, a model file, or a model in memory.
+    tile, overlap : int
+        Tile edge and overlap in pixels.  Tiles bound memory; the overlap hides seams.
+    batch_size : int
+        Tiles per forward pass.
+    device : str or torch.device
+        "auto" (CUDA, then MPS, then CPU) or an explicit device.
+    progress : callable, optional
+        Called with a :class:`DenoiseProgress` after every batch of tiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the input's shape, in the input's intensity scale.
+    """
+    result = None
+    for report in iter_denoise(
+        image, model, tile=tile, overlap=overlap, batch_size=batch_size, device=device
+    ):
+        if progress is not None:
+            progress(report)
+        result = report.output
+    assert result is not None
+    return result

@@ -1,0 +1,96 @@
+"""Intensity ranges shared by the noise model, the metrics and the model's normalisation.
+
+The paper works on 8-bit-like images in [0, 255]; our CDN parameters and PSNR are
+expressed in those units.  Real data arrive as uint8, uint16 or float with arbitrary
+offsets, so every core function maps them through one convention, defined here, to
+make "CDN level 3" or "PSNR 20 dB" mean the same thing whatever the dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The paper's intensity scale: CDN parameters and PSNR are quoted in these units.
+PAPER_RANGE: tuple[float, float] = (0.0, 255.0)
+
+
+def infer_data_range(image: np.ndarray) -> tuple[float, float]:
+    """Return the ``(low, high)`` intensity range an image is expressed in.
+
+    uint8 images, and any image whose values all lie in [0, 255], use the paper's
+    scale (0, 255).  Everything else (uint16 counts, float images with other
+    offsets) uses its own minimum and maximum.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Image or stack of any real dtype.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` with ``high > low``.
+
+    Raises
+    ------
+    ValueError
+        If the image is empty or contains NaN or infinite values.
+    """
+    arr = np.asarray(image)
+    if arr.size == 0:
+        raise ValueError("image is empty")
+    if arr.dtype == np.uint8:
+        return PAPER_RANGE
+    if np.iscomplexobj(arr) or arr.dtype == bool:
+        raise ValueError(f"image dtype {arr.dtype} is not a real intensity type")
+    lo = float(np.min(arr))
+    hi = float(np.max(arr))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("image contains NaN or infinite values")
+    if lo >= PAPER_RANGE[0] and hi <= PAPER_RANGE[1]:
+        return PAPER_RANGE
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def to_paper_scale(image: np.ndarray, data_range: tuple[float, float]) -> np.ndarray:
+    """Map ``image`` linearly from ``data_range`` to [0, 255] as float32."""
+    lo, hi = data_range
+    scale = PAPER_RANGE[1] / (hi - lo)
+    return ((np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(scale)).astype(
+        np.float32, copy=False
+    )
+
+
+def from_paper_scale(image: np.ndarray, data_range: tuple[float, float]) -> np.ndarray:
+    """Inverse of :func:`to_paper_scale`, returning float32."""
+    lo, hi = data_range
+    scale = (hi - lo) / PAPER_RANGE[1]
+    return (np.asarray(image, dtype=np.float32) * np.float32(scale) + np.float32(lo)).astype(
+        np.float32, copy=False
+    )
+
+
+def check_image(image: np.ndarray, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """Validate a greyscale image or stack and return it as a numpy array.
+
+    Raises ``ValueError`` with a message naming ``name`` and the problem for RGB
+    images, wrong dimensionality, non-real dtypes, empty arrays and NaN/inf.
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} has dtype {arr.dtype}; expected real-valued intensities")
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.shape[-2] > 4:
+        raise ValueError(
+            f"{name} looks like an RGB(A) image (shape {arr.shape}); "
+            "convert it to greyscale first"
+        )
+    if arr.ndim not in ndim:
+        allowed = " or ".join(f"{d}D" for d in ndim)
+        raise ValueError(f"{name} must be {allowed}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr

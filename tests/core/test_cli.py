@@ -1,0 +1,91 @@
+"""The command line: each subcommand on tiny data, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_pinned.cli import main
+from napari_pinned.io import read_image, read_pixel_size, write_tiff
+
+
+def test_simulate_noise_metrics_chain(tmp_path, capsys):
+    clean, noisy = tmp_path / "si.tif", tmp_path / "noisy.tif"
+    cols = tmp_path / "cols.csv"
+    assert main(["simulate", "--material", "Si", "--zone", "1", "1", "0", "--size", "96",
+                 "--pixel-size", "0.1", "-o", str(clean), "--columns", str(cols)]) == 0
+    image = read_image(clean)
+    assert image.shape == (96, 96) and image.dtype == np.float32
+    assert read_pixel_size(clean) == pytest.approx(0.1)
+    table = np.loadtxt(cols, delimiter=",", skiprows=1)
+    assert table.shape[1] == 3 and len(table) > 10
+
+    assert main(["noise", str(clean), "--level", "3", "--seed", "0", "-o", str(noisy)]) == 0
+    assert not np.array_equal(read_image(noisy), image)
+
+    capsys.readouterr()
+    assert main(["metrics", "--reference", str(clean), str(noisy), str(clean)]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "noisy.tif" in out and "inf" in out
+
+
+def test_train_then_denoise_with_reference(tmp_path, capsys):
+    clean = tmp_path / "clean.tif"
+    y, x = np.mgrid[0:96, 0:96]
+    write_tiff(clean, (np.cos(x / 2.0) * np.cos(y / 2.0) * 100 + 120).astype(np.float32))
+    model = tmp_path / "m.pt"
+    assert main(["train", "--clean", str(clean), "--architecture", "tiny", "--steps", "4",
+                 "--batch-size", "2", "--patch-size", "32", "--device", "cpu",
+                 "-o", str(model)]) == 0
+    assert model.is_file()
+    assert "saved" in capsys.readouterr().out
+
+    noisy = tmp_path / "noisy.tif"
+    main(["noise", str(clean), "--level", "1", "-o", str(noisy)])
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    capsys.readouterr()
+    assert main(["denoise", str(noisy), "--model", str(model), "--output-dir", str(outdir),
+                 "--reference", str(clean), "--tile", "64", "--overlap", "16",
+                 "--device", "cpu"]) == 0
+    result = read_image(outdir / "noisy_denoised.tif")
+    assert result.shape == (96, 96) and result.dtype == np.float32
+    assert "denoised" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["noise", "missing.tif", "-o", "x.tif"], "no such file"),
+        (["simulate", "--material", "Unobtainium", "-o", "x.tif"], "Unobtainium"),
+        (["simulate", "--zone", "0", "0", "0", "-o", "x.tif"], "zone"),
+        (["denoise", "a.tif"], "exactly one of"),
+        (["train", "-o", "m.pt"], "no training data"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("napari-pinned: error:") and message in err[0]
+
+
+def test_corrupt_model_file_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x04garbage")
+    img = tmp_path / "i.tif"
+    write_tiff(img, np.zeros((32, 32), np.float32))
+    assert main(["denoise", str(img), "--model", str(bad), "-o", str(tmp_path / "o.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pt" in err and "Traceback" not in err
+
+
+def test_console_script_help_runs():
+    out = subprocess.run([sys.executable, "-m", "napari_pinned.cli", "--help"],
+                         capture_output=True, text=True, check=True)
+    for command in ("simulate", "noise", "metrics", "train", "denoise", "demo", "materials"):
+        assert command in out.stdout

@@ -1,0 +1,45 @@
+"""The science core must not pull in Qt, magicgui or napari."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CORE_MODULES = [
+    "napari_pinned",
+    "napari_pinned.intensity",
+    "napari_pinned.crystal",
+    "napari_pinned.simulate",
+    "napari_pinned.noise",
+    "napari_pinned.metrics",
+    "napari_pinned.model",
+    "napari_pinned.losses",
+    "napari_pinned.training",
+    "napari_pinned.inference",
+    "napari_pinned.io",
+    "napari_pinned.cli",
+    "napari_pinned._sample_data",
+]
+FORBIDDEN = ("qtpy", "magicgui", "napari.", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
+
+
+def test_core_imports_no_gui_modules():
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {CORE_MODULES!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    offending = [
+        m for m in loaded
+        if m in ("napari", "qtpy", "magicgui") or m.startswith(FORBIDDEN)
+    ]
+    assert offending == []
+
+
+def test_package_import_is_lazy_about_torch():
+    code = "import sys, napari_pinned; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

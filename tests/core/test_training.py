@@ -1,0 +1,152 @@
+"""Training loop: data checks, learning, validation, stop-and-keep-best, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pinned.losses import LossWeights
+from napari_pinned.model import ModelBundle, ModelConfig
+from napari_pinned.training import TrainConfig, TrainProgress, train
+
+
+def _lattice(size: int = 96, period: float = 8.0, seed: int = 0) -> np.ndarray:
+    """A smooth 2D lattice in [0, 255], a stand-in for a simulated STEM image."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    img = (np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1]))
+    return ((img + 2) / 4 * 200 + 20).astype(np.float32)
+
+
+def _config(**overrides) -> TrainConfig:
+    base = {
+        "model": ModelConfig.preset("tiny"),
+        "loss_weights": LossWeights.none(),
+        "steps": 30,
+        "batch_size": 4,
+        "patch_size": 32,
+        "learning_rate": 3e-3,
+        "validation_patches": 4,
+        "validate_every": 10,
+        "warmup_steps": 5,
+    }
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_progress_records_every_step_and_fields():
+    run = train(_config(steps=12), [_lattice()], seed=0, device="cpu")
+    records = list(run)
+    assert [p.step for p in records] == list(range(1, 13))
+    assert all(isinstance(p, TrainProgress) and p.total_steps == 12 for p in records)
+    validated = [p.step for p in records if p.val_psnr is not None]
+    assert validated == [10, 12]  # every validate_every, and always the last step
+    assert records[-1].eta == 0.0
+    assert records[-1].fraction == 1.0
+    assert all(np.isfinite(p.loss.total) and p.learning_rate > 0 for p in records)
+
+
+def test_training_reduces_loss_and_beats_the_noisy_input():
+    clean = [_lattice(seed=s) for s in range(2)]
+    run = train(_config(steps=80, noise_levels=(1.0, 1.0)), clean, seed=1, device="cpu")
+    records = list(run)
+    early = np.mean([p.loss.total for p in records[:10]])
+    late = np.mean([p.loss.total for p in records[-10:]])
+    assert late < 0.7 * early
+    bundle = run.result()
+    assert isinstance(bundle, ModelBundle)
+    assert bundle.metadata["steps"] == 80
+    # Validation PSNR of the model must beat that of the untouched noisy input (~8 dB at level 1).
+    assert bundle.metadata["val_psnr"] > 12.0
+
+
+def test_paired_mode_uses_given_noisy_images():
+    clean = _lattice()
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20, clean.shape), 0, 255)
+    run = train(_config(steps=5), [clean], [noisy.astype(np.float32)], seed=0, device="cpu")
+    list(run)
+    assert run.result().metadata["noise"] == "paired"
+
+
+def test_stop_keeps_best_model():
+    run = train(_config(steps=1000, validate_every=5), [_lattice()], seed=0, device="cpu")
+    for progress in run:
+        if progress.step == 7:
+            run.stop()
+    assert run.step == 8  # the step in progress when stop() came finishes, then the run ends
+    assert run.history[-1].stopped
+    assert run.history[-1].val_psnr is not None  # a stop validates the last weights
+    bundle = run.result()
+    assert bundle.metadata["steps"] == 8
+    assert bundle.metadata["best_step"] in (5, 8)
+    best = max(p.val_psnr for p in run.history if p.val_psnr is not None)
+    assert bundle.metadata["val_psnr"] == pytest.approx(best)
+
+
+def test_breaking_out_of_the_loop_still_gives_a_model():
+    run = train(_config(steps=100), [_lattice()], seed=0, device="cpu")
+    for progress in run:
+        if progress.step == 3:
+            break
+    bundle = run.result()
+    assert bundle.metadata["steps"] == 3
+    out = bundle.model(torch.zeros(1, 1, 32, 32))
+    assert out.shape == (1, 1, 32, 32)
+
+
+def test_same_seed_same_weights_on_cpu():
+    def final_weights(seed: int) -> torch.Tensor:
+        run = train(_config(steps=4), [_lattice()], seed=seed, device="cpu")
+        bundle = run.run_to_end()
+        return torch.cat([p.detach().flatten() for p in bundle.model.parameters()])
+
+    a, b, c = final_weights(3), final_weights(3), final_weights(4)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_fine_tune_starts_from_given_model():
+    first = train(_config(steps=3), [_lattice()], seed=0, device="cpu").run_to_end()
+    run = train(_config(steps=2, init_model=first), [_lattice()], seed=5, device="cpu")
+    assert run.model_config == first.config
+    before = torch.cat([p.flatten() for p in run.model.parameters()])
+    reference = torch.cat([p.flatten() for p in first.model.parameters()])
+    assert torch.equal(before, reference)
+
+
+def test_result_before_any_step_is_an_error():
+    run = train(_config(), [_lattice()], seed=0, device="cpu")
+    with pytest.raises(RuntimeError, match="no training step"):
+        run.result()
+
+
+@pytest.mark.parametrize(
+    ("clean", "noisy", "message"),
+    [
+        ([np.zeros((96, 96, 3), np.float32)], None, "RGB"),
+        ([np.full((96, 96), np.nan, np.float32)], None, "NaN"),
+        ([np.zeros((30, 30), np.float32)], None, "too small"),
+        ([np.zeros((96, 96), np.float32)], [np.zeros((96, 80), np.float32)], "must match"),
+        ([np.zeros((96, 96), np.float32)] * 2, [np.zeros((96, 96), np.float32)], "one noisy"),
+        ([], None, "no clean"),
+    ],
+)
+def test_bad_training_data_is_rejected_clearly(clean, noisy, message):
+    with pytest.raises(ValueError, match=message):
+        train(_config(), clean, noisy, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"patch_size": 4}, "patch_size"),
+        ({"noise_levels": (3.0, 2.0)}, "noise_levels"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+    ],
+)
+def test_bad_config_is_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**overrides)
