@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--model", default="fresh",
                         help="'fresh' (default-size random model), 'default' or a model file")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--tile", type=int, default=512)
     args = parser.parse_args()
 
     from napari_pinned.noise import add_cdn_noise

@@ -374,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path)
     p.add_argument("--model", default="default", help="'default' or a model file")
     p.add_argument("--reference", type=Path, help="clean reference: print metrics")
-    p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--overlap", type=int, default=48)
+    p.add_argument("--tile", type=int, default=512, help="tile edge in pixels (default 512)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_denoise)
 

@@ -3,8 +3,10 @@
 Large images are cut into overlapping tiles; each tile's output is weighted by a window
 that is zero in a thin band along its inner edges (where the network lacks context),
 rises smoothly across the overlap, and is one in the middle, so neighbouring tiles blend
-without seams.  Intensities are normalised once per frame, never per tile, so every tile
-of a frame sees the same mapping.
+without seams.  Each frame is first mirrored outwards by a context margin, so pixels at
+the image border see reflected lattice rather than the network's zero padding, the same
+way whether the frame is processed whole or in tiles.  Intensities are normalised once
+per frame, never per tile, so every tile of a frame sees the same mapping.
 
 :func:`iter_denoise` is the generator used by the GUI (stoppable between tiles);
 :func:`denoise` is the one-call API.
@@ -23,6 +25,9 @@ from napari_pinned.intensity import check_image
 from napari_pinned.model import ModelBundle, denormalize, load_model, normalize, resolve_device
 
 ModelLike = str | os.PathLike | ModelBundle
+
+#: Mirrored context (pixels) added around every frame before tiling.
+CONTEXT = 32
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,12 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 def _edge_ramp(size: int, overlap: int) -> np.ndarray:
     """Weights rising from 0 to 1 over the first ``overlap`` pixels of an inner tile edge.
 
-    The first quarter of the overlap is zero (outputs there lack context), the middle
-    half is a raised-cosine rise, the last quarter is one.  Mirrored ramps of two
+    The first 3/8 of the overlap is zero (outputs there lack context), the middle
+    quarter is a raised-cosine rise, the last 3/8 is one.  Mirrored ramps of two
     neighbouring tiles sum to one across the overlap.
     """
     ramp = np.ones(size, np.float64)
-    dead = overlap // 4
+    dead = 3 * overlap // 8
     rise = overlap - 2 * dead
     ramp[:dead] = 0.0
     if rise > 0:
@@ -89,7 +94,9 @@ def _tile_window(
     return np.outer(rows, cols)
 
 
-def _tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[slice, slice, np.ndarray]]:
+def _tiles(
+    shape: tuple[int, int], tile: int, overlap: int
+) -> list[tuple[slice, slice, np.ndarray]]:
     h, w = shape
     rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     th, tw = min(tile, h), min(tile, w)
@@ -99,6 +106,26 @@ def _tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[slice,
             inner = (r > 0, r + th < h, c > 0, c + tw < w)
             out.append((slice(r, r + th), slice(c, c + tw), _tile_window((th, tw), overlap, inner)))
     return out
+
+
+def _frame_padding(length: int, align: int) -> tuple[int, int]:
+    """Mirrored padding (before, after) of one frame axis.
+
+    ``CONTEXT`` pixels on each side, rounded up so that the padded length is a multiple
+    of the network's alignment: then every tile starts at a multiple of it, and the
+    network (shift-equivariant only for such shifts) computes the same values for a
+    pixel whether the frame is processed whole or in tiles.
+    """
+    before = -(-CONTEXT // align) * align
+    after = before + (-(length + 2 * before)) % align
+    return before, after
+
+
+def _aligned_tiling(tile: int, overlap: int, align: int) -> tuple[int, int]:
+    """Round the tile down and the overlap up to multiples of the alignment."""
+    tile = max(align, tile // align * align)
+    overlap = min(-(-overlap // align) * align, max(tile // 2 - align, 0))
+    return tile, overlap
 
 
 def _validate_tiling(tile: int, overlap: int) -> None:
@@ -112,8 +139,8 @@ def iter_denoise(
     image: np.ndarray,
     model: ModelLike = "default",
     *,
-    tile: int = 256,
-    overlap: int = 48,
+    tile: int = 512,
+    overlap: int = 64,
     batch_size: int = 4,
     device: str | torch.device = "auto",
 ) -> Iterator[DenoiseProgress]:
@@ -130,14 +157,21 @@ def iter_denoise(
     net = bundle.model.to(dev).eval()
 
     frames = arr[None] if arr.ndim == 2 else arr
-    layout = _tiles(frames.shape[1:], tile, overlap)
+    align = bundle.config.alignment
+    tile, overlap = _aligned_tiling(tile, overlap, align)
+    pads = [_frame_padding(n, align) for n in frames.shape[1:]]
+    padded_shape = tuple(
+        n + before + after for n, (before, after) in zip(frames.shape[1:], pads, strict=True)
+    )
+    layout = _tiles(padded_shape, tile, overlap)
     total = len(layout) * len(frames)
     output = np.empty(frames.shape, np.float32)
     done = 0
     for f, frame in enumerate(frames):
         normalised, state = normalize(frame, bundle.config)
-        acc = np.zeros(frame.shape, np.float64)
-        weight = np.zeros(frame.shape, np.float64)
+        normalised = np.pad(normalised, pads, mode="reflect")
+        acc = np.zeros(padded_shape, np.float64)
+        weight = np.zeros(padded_shape, np.float64)
         for start in range(0, len(layout), batch_size):
             chunk = layout[start : start + batch_size]
             batch = np.stack([normalised[rs, cs] for rs, cs, _ in chunk])[:, None]
@@ -150,7 +184,11 @@ def iter_denoise(
             done += len(chunk)
             if done < total:
                 yield DenoiseProgress(done, total, f, len(frames))
-        output[f] = denormalize((acc / np.maximum(weight, 1e-12)).astype(np.float32), state)
+        blended = acc / np.maximum(weight, 1e-12)
+        inner = blended[
+            pads[0][0] : pads[0][0] + frame.shape[0], pads[1][0] : pads[1][0] + frame.shape[1]
+        ]
+        output[f] = denormalize(inner.astype(np.float32), state)
     result = output[0] if arr.ndim == 2 else output
     yield DenoiseProgress(total, total, len(frames) - 1, len(frames), output=result)
 
@@ -159,8 +197,8 @@ def denoise(
     image: np.ndarray,
     model: ModelLike = "default",
     *,
-    tile: int = 256,
-    overlap: int = 48,
+    tile: int = 512,
+    overlap: int = 64,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     progress: Callable[[DenoiseProgress], None] | None = None,

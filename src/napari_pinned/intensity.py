@@ -12,14 +12,17 @@ import numpy as np
 
 #: The paper's intensity scale: CDN parameters and PSNR are quoted in these units.
 PAPER_RANGE: tuple[float, float] = (0.0, 255.0)
+#: Float images normalised to [0, 1].
+UNIT_RANGE: tuple[float, float] = (0.0, 1.0)
 
 
 def infer_data_range(image: np.ndarray) -> tuple[float, float]:
     """Return the ``(low, high)`` intensity range an image is expressed in.
 
     uint8 images, and any image whose values all lie in [0, 255], use the paper's
-    scale (0, 255).  Everything else (uint16 counts, float images with other
-    offsets) uses its own minimum and maximum.
+    scale (0, 255) — except float images within [0, 1], the other common
+    normalised convention, which use (0, 1).  Everything else (uint16 counts,
+    float images with other offsets) uses its own minimum and maximum.
 
     Parameters
     ----------
@@ -47,6 +50,8 @@ def infer_data_range(image: np.ndarray) -> tuple[float, float]:
     hi = float(np.max(arr))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("image contains NaN or infinite values")
+    if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return UNIT_RANGE
     if lo >= PAPER_RANGE[0] and hi <= PAPER_RANGE[1]:
         return PAPER_RANGE
     if hi <= lo:

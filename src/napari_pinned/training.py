@@ -309,6 +309,7 @@ class TrainingRun:
         self._best_psnr: float | None = None
         self._best_ssim: float | None = None
         self._best_step = 0
+        self._validated_step = -1
         self._last_terms: LossTerms | None = None
         self._stop_requested = False
         self._started: float | None = None
@@ -388,6 +389,7 @@ class TrainingRun:
 
     @torch.inference_mode()
     def _validate(self) -> tuple[float, float]:
+        self._validated_step = self.step
         self.model.eval()
         out = self.model(self._val_inputs.to(self.device)).float().cpu().numpy()
         out = np.clip(out, 0.0, 1.0) * _PAPER_MAX
@@ -405,12 +407,12 @@ class TrainingRun:
     def result(self) -> ModelBundle:
         """The best model so far (by validation PSNR), as a CPU :class:`ModelBundle`.
 
-        Before any validation has run, the current weights are validated first, so a
-        result is available as soon as one step has been taken.
+        The latest weights are validated first if they have not been yet (a stop
+        between steps, or a caller that broke out of the loop), so they compete too.
         """
         if self.step == 0:
             raise RuntimeError("no training step has run yet; there is no model to return")
-        if self._best_state is None:
+        if self._validated_step != self.step:
             self._validate()
         model = build_model(self.model_config)
         model.load_state_dict(self._best_state)

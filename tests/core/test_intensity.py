@@ -17,6 +17,12 @@ def test_uint8_and_paper_scale_floats_use_paper_range():
     assert infer_data_range(np.array([[10.5, 200.0]], np.float32)) == PAPER_RANGE
 
 
+def test_unit_float_images_use_unit_range():
+    assert infer_data_range(np.array([[0.1, 0.9]], np.float32)) == (0.0, 1.0)
+    # an integer image with values 0/1 is still on the 8-bit scale
+    assert infer_data_range(np.array([[0, 1]], np.uint16)) == PAPER_RANGE
+
+
 def test_other_ranges_use_min_max():
     img = np.array([[100, 4000]], np.uint16)
     assert infer_data_range(img) == (100.0, 4000.0)

@@ -161,8 +161,8 @@ class ImageLayerChoices:
                 # The Qt side of a closed widget is gone; nothing left to refresh.
                 continue
 
-    def disconnect(self) -> None:
-        """Stop following the viewer (call when the widget closes)."""
+    def disconnect(self, _destroyed: object = None) -> None:
+        """Stop following the viewer (connect to the widget's ``destroyed`` signal)."""
         events = self._viewer.layers.events
         for emitter in (events.inserted, events.removed, events.moved):
             emitter.disconnect(self.refresh)

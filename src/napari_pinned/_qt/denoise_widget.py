@@ -1,0 +1,731 @@
+"""Dock widget that denoises an Image layer with a PINNED model and scores the result.
+
+Denoising runs the core's tiled :func:`~napari_pinned.inference.iter_denoise` in a
+napari worker (cancellable between tile batches) and adds ``"<input> denoised"``; the
+input layer is never modified.  With a reference layer picked, a table shows PSNR, SSIM,
+FSC and EPI of the input and of the output against it, and the gain, from
+:mod:`napari_pinned.metrics`.  "Compare" shows noisy / denoised / reference side by side,
+"Residual" adds input − output, and "Power spectrum" adds a layer's log power spectrum
+from :func:`napari_pinned.spectra.power_spectrum`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox
+from napari.layers import Image
+from napari.utils import progress as napari_progress
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import (
+    ImageLayerChoices,
+    add_or_update_image,
+    call_or_notify,
+    find_layer,
+    image_layer_choices,
+    is_greyscale,
+    notify_error,
+    notify_info,
+    notify_warning,
+)
+from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
+from .model_registry import get_registry
+from .train_widget import DEVICES
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_pinned.inference import DenoiseProgress
+    from napari_pinned.metrics import Metrics
+
+__all__ = [
+    "LOAD_MODEL_ITEM",
+    "METRIC_FORMATS",
+    "NO_MODEL_ITEM",
+    "NO_MODEL_MESSAGE",
+    "DenoiseWidget",
+    "denoised_name",
+    "format_gain",
+    "format_metric",
+    "residual_name",
+    "spectrum_name",
+]
+
+#: Last entry of the model combo: pick a model file.
+LOAD_MODEL_ITEM = "Load model file…"
+#: Shown in the model combo while no model is available.
+NO_MODEL_ITEM = "(no model yet: train one in the Train dock)"
+NO_MODEL_MESSAGE = (
+    "Denoise: no model is available. No pretrained default model is shipped yet and none "
+    "has been trained in this session: train one in the 'Train PINNED' dock (Plugins menu), "
+    "or load a model file."
+)
+#: Number formats of the metrics, as in napari_pinned.metrics.format_metrics_table.
+METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "fsc": "{:.4f}", "epi": "{:.3f}"}
+_METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "fsc": "FSC", "epi": "EPI"}
+_COLUMNS = ("input", "denoised", "gain")
+_SHUTDOWN_TIMEOUT = 60.0
+# Frame changes and data edits come in bursts (a dragged slider); score once they settle.
+_METRICS_DELAY_MS = 120
+
+
+def denoised_name(name: str) -> str:
+    """Name of the output layer for input layer ``name``."""
+    return f"{name} denoised"
+
+
+def residual_name(name: str) -> str:
+    """Name of the residual (input − output) layer for input layer ``name``."""
+    return f"{name} residual"
+
+
+def spectrum_name(name: str) -> str:
+    """Name of the power-spectrum layer of layer ``name``."""
+    return f"{name} FFT"
+
+
+def format_metric(key: str, value: float | None) -> str:
+    """A metric value as shown in the table ("—" when missing)."""
+    if value is None:
+        return "—"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return METRIC_FORMATS[key].format(value)
+
+
+def format_gain(key: str, value: float | None) -> str:
+    """A signed difference of a metric, in the metric's format."""
+    if value is None or math.isnan(value):
+        return "—"
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return METRIC_FORMATS[key].replace("{:", "{:+").format(value)
+
+
+def _denoise_frames(
+    data: np.ndarray, model: Any, tile: int, overlap: int, device: str
+) -> Iterator[DenoiseProgress]:
+    """The worker's generator: one report per batch of tiles, the output on the last."""
+    from napari_pinned.inference import iter_denoise
+
+    yield from iter_denoise(data, model, tile=tile, overlap=overlap, device=device)
+
+
+def _grid(viewer: napari.viewer.Viewer) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, before that
+    ``viewer.grid``)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
+
+
+def _spin(low: int, high: int, value: int, step: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+class DenoiseWidget(QWidget):
+    """Denoise an Image layer (2D or stack) and compare it with a reference.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        Viewer whose Image layers are offered and that receives the output layers.
+    """
+
+    #: Emitted when a denoising job ends, with the output layer (None if cancelled/failed).
+    denoise_finished = Signal(object)
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._viewer = napari_viewer
+        self._registry = get_registry()
+        self._job: BackgroundJob | None = None
+        self._handlers: dict[str, Any] = {}
+        self._pbar: Any = None
+        self._cancelled = False
+        self._failed = False
+        self._output: np.ndarray | None = None
+        self._target: dict[str, Any] = {}
+        self._model_name = ""
+        self._known_models: list[str] = []
+        self._metrics_cache: dict[tuple[int, int], list[Metrics]] = {}
+        self._watched: list[Image] = []
+        self._saved_visibility: dict[str, bool] | None = None
+        self._rows: list[tuple[str, str, float | None, float | None]] = []
+        self._closed = False
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_denoise_box())
+        layout.addWidget(self._build_metrics_box())
+        layout.addWidget(self._build_compare_box())
+        layout.addStretch(1)
+
+        self._layer_choices = ImageLayerChoices(
+            napari_viewer, [self.input_layer, self.reference_layer, self.fft_layer]
+        )
+        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._metrics_timer = QTimer(self)
+        self._metrics_timer.setSingleShot(True)
+        self._metrics_timer.setInterval(_METRICS_DELAY_MS)
+        self._metrics_timer.timeout.connect(self.update_metrics)
+
+        self._registry.changed.connect(self._on_registry_changed)
+        layers = napari_viewer.layers.events
+        layers.inserted.connect(self._on_layers_changed)
+        layers.removed.connect(self._on_layers_changed)
+        napari_viewer.dims.events.current_step.connect(self.schedule_metrics_update)
+        self.input_layer.changed.connect(self._on_layers_changed)
+        self.reference_layer.changed.connect(self._on_layers_changed)
+        self._refresh_models()
+        self._update_device_label()
+        self._set_running(False)
+        self._on_layers_changed()
+
+    # -- construction --------------------------------------------------------------------
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
+
+    def _build_denoise_box(self) -> QGroupBox:
+        box = QGroupBox("Denoise")
+        form = QFormLayout(box)
+        self.input_layer = ComboBox(choices=self._image_choices)
+        self.model_combo = QComboBox()
+        self.model_combo.activated.connect(self._on_model_activated)
+        self.tile_spin = _spin(16, 8192, 256, 32)
+        self.overlap_spin = _spin(0, 1024, 48, 8)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.currentTextChanged.connect(self._update_device_label)
+        self.device_label = QLabel()
+        self.denoise_button = QPushButton("Denoise")
+        self.cancel_button = QPushButton("Cancel")
+        self.denoise_button.clicked.connect(self.denoise)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.denoise_button)
+        buttons.addWidget(self.cancel_button)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        form.addRow("Input layer", self.input_layer.native)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Tile size", self.tile_spin)
+        form.addRow("Overlap", self.overlap_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow(self.device_label)
+        form.addRow(buttons)
+        form.addRow(self.status_label)
+        return box
+
+    def _build_metrics_box(self) -> QGroupBox:
+        box = QGroupBox("Metrics against a reference")
+        form = QFormLayout(box)
+        self.reference_layer = ComboBox(choices=self._image_choices, nullable=True)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+        self.metrics_table = QTableWidget(0, len(_COLUMNS))
+        self.metrics_table.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.metrics_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        # As tall as its rows: a dock has no room for an empty scroll area.
+        self.metrics_table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.metrics_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.copy_button = QPushButton("Copy")
+        self.export_button = QPushButton("Export CSV…")
+        self.copy_button.clicked.connect(self.copy_metrics)
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.export_button)
+        form.addRow("Reference", self.reference_layer.native)
+        form.addRow(self.metrics_label)
+        form.addRow(self.metrics_table)
+        form.addRow(buttons)
+        return box
+
+    def _build_compare_box(self) -> QGroupBox:
+        box = QGroupBox("Compare")
+        form = QFormLayout(box)
+        self.compare_button = QPushButton("Grid: noisy / denoised / reference")
+        self.compare_button.setCheckable(True)
+        self.compare_button.toggled.connect(self.set_compare)
+        self.residual_button = QPushButton("Residual (input − denoised)")
+        self.residual_button.clicked.connect(lambda: self.add_residual())
+        self.fft_layer = ComboBox(choices=self._image_choices)
+        self.fft_button = QPushButton("Power spectrum")
+        self.fft_button.clicked.connect(lambda: self.add_spectrum())
+        fft_row = QHBoxLayout()
+        fft_row.addWidget(self.fft_layer.native, 1)
+        fft_row.addWidget(self.fft_button)
+        form.addRow(self.compare_button)
+        form.addRow(self.residual_button)
+        form.addRow("FFT of", fft_row)
+        return box
+
+    # -- models -----------------------------------------------------------------------------
+    def _on_registry_changed(self) -> None:
+        try:
+            self._refresh_models()
+        except RuntimeError:
+            # Our Qt side was deleted with the viewer's window: stop listening.
+            self._registry.changed.disconnect(self._on_registry_changed)
+
+    def _refresh_models(self) -> None:
+        names = self._registry.names()
+        added = [n for n in names if n not in self._known_models]
+        self._known_models = names
+        # A model that just appeared (trained or loaded) is the one the user wants next.
+        if added:
+            self._model_name = added[-1]
+        elif self._model_name not in names:
+            self._model_name = names[0] if names else ""
+        combo = self.model_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names or [NO_MODEL_ITEM])
+        combo.addItem(LOAD_MODEL_ITEM)
+        combo.setCurrentIndex(names.index(self._model_name) if self._model_name else 0)
+        combo.blockSignals(False)
+
+    def _on_model_activated(self, index: int) -> None:
+        text = self.model_combo.itemText(index)
+        if text == LOAD_MODEL_ITEM:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Load PINNED model", "", "PINNED model (*.pt);;All files (*)"
+            )
+            if not path or self.load_model_file(path) is None:
+                self._refresh_models()  # back to the previous choice
+        elif text != NO_MODEL_ITEM:
+            self._model_name = text
+
+    @property
+    def model_name(self) -> str:
+        """Name of the selected model ("" when none is available)."""
+        return self._model_name
+
+    def select_model(self, name: str) -> None:
+        """Select a registry model by name."""
+        if name not in self._registry:
+            raise KeyError(f"no model called {name!r} in this session")
+        self._model_name = name
+        self._refresh_models()
+
+    def load_model_file(self, path: str | os.PathLike) -> str | None:
+        """Load a model file into the registry and select it; None (and a notification)
+        if the file is not a usable model."""
+        from napari_pinned.model import ModelFileError
+
+        name = call_or_notify(
+            self._registry.add_file, path, context="Load model", errors=(ModelFileError, OSError)
+        )
+        if name is not None:
+            self.select_model(name)
+        return name
+
+    def _update_device_label(self, _text: str = "") -> str | None:
+        from napari_pinned.model import resolve_device
+
+        choice = self.device_combo.currentText()
+        try:
+            device = resolve_device(choice)
+        except ValueError:
+            self.device_label.setText(f"Device: {choice} is not available on this machine")
+            return None
+        text = str(device)
+        if device.type == "cuda":
+            import torch
+
+            text = f"cuda ({torch.cuda.get_device_name(device)})"
+        self.device_label.setText(f"Device: {text}")
+        return str(device)
+
+    # -- denoising ----------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True while a denoising job runs."""
+        return self._job is not None
+
+    def _set_running(self, running: bool) -> None:
+        self.denoise_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def denoise(self) -> bool:
+        """Start denoising the selected layer; returns whether a job started."""
+        if self.is_running:
+            notify_warning("Denoise: a denoising job is already running")
+            return False
+        layer = self.input_layer.value
+        if layer is None:
+            notify_error("Denoise: add or choose an Image layer to denoise")
+            return False
+        if not self._model_name or self._model_name not in self._registry:
+            notify_error(NO_MODEL_MESSAGE)
+            return False
+        device = self._update_device_label()
+        if device is None:
+            notify_error(f"Denoise: device {self.device_combo.currentText()!r} is not available")
+            return False
+        self._target = {
+            "name": denoised_name(layer.name),
+            "source": layer.name,
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "contrast_limits": tuple(layer.contrast_limits),
+            "model": self._model_name,
+        }
+        self._cancelled = self._failed = False
+        self._output = None
+        self._handlers = {
+            "yielded": self._on_progress,
+            "errored": self._on_error,
+            "finished": self._on_finished,
+        }
+        # The total is known from the first report; until then the bar is indeterminate.
+        self._pbar = napari_progress(total=0, desc=f"Denoising {layer.name}")
+        self._job = start_job(
+            _denoise_frames,
+            layer.data,
+            self._registry.model_source(self._model_name),
+            self.tile_spin.value(),
+            self.overlap_spin.value(),
+            device,
+            connect=self._handlers,
+        )
+        self._close_watcher.watch()
+        self.status_label.setText(f"Denoising {layer.name!r} with {self._model_name}…")
+        self._set_running(True)
+        return True
+
+    def cancel(self) -> None:
+        """Stop the job after the tile batch in progress; no layer is added."""
+        if self._job is None:
+            return
+        self._cancelled = True
+        self._job.worker.quit()
+        self.cancel_button.setEnabled(False)
+        self.status_label.setText("Cancelling…")
+
+    def _on_progress(self, report: DenoiseProgress) -> None:
+        pbar = self._pbar
+        if pbar is not None:
+            if pbar.total != report.tiles_total:
+                pbar.total = report.tiles_total
+            pbar.update(report.tiles_done - pbar.n)
+        self.status_label.setText(
+            f"Frame {report.frame + 1}/{report.frames_total}: "
+            f"{report.tiles_done}/{report.tiles_total} tiles"
+        )
+        if report.output is not None:
+            self._output = report.output
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._failed = True
+        notify_error(f"Denoise: {exc}")
+
+    def _end_job(self) -> BackgroundJob | None:
+        job, self._job = self._job, None
+        self._close_watcher.unwatch()
+        if job is not None:
+            disconnect_handlers(job.worker, self._handlers)
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        return job
+
+    def _on_finished(self) -> None:
+        self._end_job()
+        self._set_running(False)
+        output, self._output = self._output, None
+        layer = None
+        if self._cancelled:
+            self.status_label.setText("Cancelled; no layer was added.")
+            notify_info("Denoise: cancelled; no layer was added")
+        elif self._failed or output is None:
+            self.status_label.setText("Denoising failed; see the notification.")
+        else:
+            layer = self._add_output(output)
+        self.denoise_finished.emit(layer)
+
+    def _add_output(self, output: np.ndarray) -> Image:
+        target = self._target
+        layer = add_or_update_image(
+            self._viewer,
+            output,
+            target["name"],
+            scale=target["scale"],
+            translate=target["translate"],
+            contrast_limits=target["contrast_limits"],
+            metadata={"pinned_model": target["model"], "pinned_source": target["source"]},
+        )
+        self.status_label.setText(f"Added {layer.name!r} ({target['model']}).")
+        self._on_layers_changed()
+        return layer
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _layers(self) -> tuple[Image | None, Image | None, Image | None]:
+        """The input, its denoised output (by name) and the reference, where present."""
+        inp = self.input_layer.value
+        ref = self.reference_layer.value
+        out = None if inp is None else find_layer(self._viewer, denoised_name(inp.name), Image)
+        return inp, out, ref
+
+    def _on_layers_changed(self, _event: Any = None) -> None:
+        try:
+            self._rewatch()
+        except RuntimeError:  # Qt side gone with the viewer
+            return
+        self._metrics_cache.clear()
+        self.schedule_metrics_update()
+
+    def _rewatch(self) -> None:
+        for layer in self._watched:
+            layer.events.data.disconnect(self._on_data_changed)
+        self._watched = [layer for layer in self._layers() if layer is not None]
+        for layer in self._watched:
+            layer.events.data.connect(self._on_data_changed)
+
+    def _on_data_changed(self, _event: Any = None) -> None:
+        self._metrics_cache.clear()
+        self.schedule_metrics_update()
+
+    def schedule_metrics_update(self, _event: Any = None) -> None:
+        """Recompute the readouts shortly (bursts of events collapse into one update)."""
+        # RuntimeError: our Qt side was deleted with the viewer's window.
+        with contextlib.suppress(RuntimeError):
+            self._metrics_timer.start()
+
+    def _frame_metrics(self, image: Image, reference: Image) -> list[Metrics]:
+        from napari_pinned.metrics import compute_metrics_stack
+
+        key = (id(image.data), id(reference.data))
+        if key not in self._metrics_cache:
+            self._metrics_cache[key] = compute_metrics_stack(image.data, reference.data)
+        return self._metrics_cache[key]
+
+    def _current_frame(self, layer: Image, frames: int) -> int:
+        if layer.ndim != 3:
+            return 0
+        position = layer.world_to_data(self._viewer.dims.point[-layer.ndim :])
+        return int(np.clip(round(float(position[0])), 0, frames - 1))
+
+    def update_metrics(self) -> None:
+        """Recompute the metrics table now."""
+        from napari_pinned.metrics import mean_metrics
+
+        inp, out, ref = self._layers()
+        self._rows = []
+        if inp is None or ref is None:
+            self._show_rows("Pick a reference layer to see PSNR, SSIM, FSC and EPI.")
+            return
+        try:
+            before = self._frame_metrics(inp, ref)
+            after = None if out is None else self._frame_metrics(out, ref)
+        except ValueError as exc:
+            self._show_rows(f"Cannot compare with {ref.name!r}: {exc}")
+            return
+        if after is not None and len(after) != len(before):
+            after = None
+        frame = self._current_frame(inp, len(before))
+        if len(before) == 1:
+            self._add_rows("", before[0], None if after is None else after[0])
+            note = ""
+        else:
+            current = None if after is None else after[frame]
+            mean_after = None if after is None else mean_metrics(after)
+            self._add_rows(f"frame {frame}", before[frame], current)
+            self._add_rows(f"mean of {len(before)}", mean_metrics(before), mean_after)
+            note = f"Frame {frame} of {len(before)} and the mean over all frames. "
+        missing = "" if out is not None else f"No {denoised_name(inp.name)!r} layer yet. "
+        self._show_rows(f"{note}{missing}Against {ref.name!r}.")
+
+    def _add_rows(self, scope: str, before: Metrics, after: Metrics | None) -> None:
+        b = before.as_dict()
+        a = None if after is None else after.as_dict()
+        for key in METRIC_FORMATS:
+            self._rows.append((key, scope, b[key], None if a is None else a[key]))
+
+    def _show_rows(self, message: str) -> None:
+        self.metrics_label.setText(message)
+        table = self.metrics_table
+        table.setRowCount(len(self._rows))
+        labels = []
+        for row, (key, scope, before, after) in enumerate(self._rows):
+            labels.append(f"{_METRIC_LABELS[key]}{', ' + scope if scope else ''}")
+            gain = None if after is None else after - before
+            cells = (
+                format_metric(key, before),
+                format_metric(key, after),
+                format_gain(key, gain),
+            )
+            for col, text in enumerate(cells):
+                table.setItem(row, col, QTableWidgetItem(text))
+        table.setVerticalHeaderLabels(labels)
+
+    def table_text(self) -> list[list[str]]:
+        """The table as shown: one list per row, the row label first."""
+        table = self.metrics_table
+        rows = []
+        for r in range(table.rowCount()):
+            header = table.verticalHeaderItem(r)
+            cells = [table.item(r, c).text() for c in range(table.columnCount())]
+            rows.append([header.text() if header else "", *cells])
+        return rows
+
+    def copy_metrics(self) -> str:
+        """Copy the table to the clipboard as tab-separated text; returns the text."""
+        lines = ["\t".join(["metric", *_COLUMNS])]
+        lines += ["\t".join(row) for row in self.table_text()]
+        text = "\n".join(lines)
+        QApplication.clipboard().setText(text)
+        return text
+
+    def export_csv(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Write the metrics (full precision) to a CSV file; asks for a path when None."""
+        if not self._rows:
+            notify_error("Export: no metrics to export; pick a reference layer first")
+            return None
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Export metrics", "pinned-metrics.csv", "CSV (*.csv)"
+            )
+            if not chosen:
+                return None
+            path = chosen
+        target = Path(path)
+        try:
+            with target.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["metric", "scope", *_COLUMNS])
+                for key, scope, before, after in self._rows:
+                    gain = None if after is None else after - before
+                    values = ("" if v is None else repr(v) for v in (before, after, gain))
+                    writer.writerow([key, scope or "image", *values])
+        except OSError as exc:
+            notify_error(f"Export: cannot write {target}: {exc}")
+            return None
+        return target
+
+    # -- comparison views -------------------------------------------------------------------
+    def set_compare(self, enabled: bool) -> None:
+        """Grid view of noisy / denoised / reference with only those visible, or back."""
+        viewer = self._viewer
+        if enabled:
+            shown = [layer for layer in self._layers() if layer is not None]
+            if len(shown) < 2:
+                notify_warning("Compare: denoise the input (or pick a reference) first")
+                self._set_compare_button(False)
+                return
+            self._saved_visibility = {layer.name: layer.visible for layer in viewer.layers}
+            for layer in viewer.layers:
+                layer.visible = layer in shown
+            _grid(viewer).enabled = True
+        else:
+            _grid(viewer).enabled = False
+            for name, visible in (self._saved_visibility or {}).items():
+                if name in viewer.layers:
+                    viewer.layers[name].visible = visible
+            self._saved_visibility = None
+        self._set_compare_button(enabled)
+
+    def _set_compare_button(self, checked: bool) -> None:
+        self.compare_button.blockSignals(True)
+        self.compare_button.setChecked(checked)
+        self.compare_button.blockSignals(False)
+
+    def add_residual(self) -> Image | None:
+        """Add ``"<input> residual"`` = input − denoised (float32, symmetric contrast)."""
+        inp, out, _ = self._layers()
+        if inp is None or out is None:
+            notify_error("Residual: denoise the input layer first")
+            return None
+        if tuple(inp.data.shape) != tuple(out.data.shape):
+            notify_error(
+                f"Residual: {inp.name!r} {tuple(inp.data.shape)} and {out.name!r} "
+                f"{tuple(out.data.shape)} differ in shape"
+            )
+            return None
+        residual = np.asarray(inp.data, dtype=np.float32) - np.asarray(out.data, dtype=np.float32)
+        peak = float(np.max(np.abs(residual))) or 1.0
+        return add_or_update_image(
+            self._viewer,
+            residual,
+            residual_name(inp.name),
+            scale=tuple(inp.scale),
+            translate=tuple(inp.translate),
+            contrast_limits=(-peak, peak),
+        )
+
+    def add_spectrum(self, layer: Image | None = None, *, window: bool = True) -> Image | None:
+        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks)."""
+        from napari_pinned.spectra import power_spectrum
+
+        layer = self.fft_layer.value if layer is None else layer
+        if layer is None:
+            notify_error("Power spectrum: choose an Image layer")
+            return None
+        spectrum = call_or_notify(
+            power_spectrum, layer.data, window=window, context="Power spectrum"
+        )
+        if spectrum is None:
+            return None
+        # Frequency axes have no physical pixel size; a stack keeps its frame axis.
+        extra: dict[str, Sequence[float]] = {}
+        if spectrum.ndim == 3:
+            extra = {"scale": (layer.scale[0], 1.0, 1.0), "translate": (layer.translate[0], 0, 0)}
+        return add_or_update_image(
+            self._viewer, spectrum, spectrum_name(layer.name), colormap="magma", **extra
+        )
+
+    # -- closing ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel a running job and wait for its thread (the dock or viewer is closing)."""
+        if self._job is None:
+            return
+        self._cancelled = True
+        job = self._end_job()
+        if job is not None:
+            job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        if not self._closed:
+            self._closed = True
+            self._metrics_timer.stop()
+            self._layer_choices.disconnect()
+            self._registry.changed.disconnect(self._on_registry_changed)
+            layers = self._viewer.layers.events
+            layers.inserted.disconnect(self._on_layers_changed)
+            layers.removed.disconnect(self._on_layers_changed)
+            self._viewer.dims.events.current_step.disconnect(self.schedule_metrics_update)
+            for layer in self._watched:
+                layer.events.data.disconnect(self._on_data_changed)
+            self._watched = []
+        super().closeEvent(event)

@@ -1,0 +1,576 @@
+"""Dock widget that trains PINNED on image layers, live, in a background thread.
+
+The training loop is the core's :class:`~napari_pinned.training.TrainingRun`; this dock
+only collects settings, iterates the run in a napari worker (one yield per optimiser
+step), draws the losses, and puts the best model into the session's model registry,
+where the Denoise dock finds it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import Select
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import (
+    ImageLayerChoices,
+    call_or_notify,
+    image_layer_choices,
+    is_greyscale,
+    notify_error,
+    notify_info,
+    notify_warning,
+)
+from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
+from .loss_plot import LossPlot
+from .model_registry import get_registry
+
+if TYPE_CHECKING:
+    import napari
+    import numpy as np
+    from napari.layers import Image
+
+    from napari_pinned.model import ModelBundle
+    from napari_pinned.training import TrainConfig, TrainingRun, TrainProgress
+
+__all__ = ["DEVICES", "NOISE_MODES", "NO_INIT_MODEL", "TrainWidget", "format_duration"]
+
+#: Choices of the device combo; "auto" picks CUDA, then MPS, then the CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Noise modes: CDN drawn afresh per patch, or the user's own noisy layers.
+NOISE_MODES = ("synthesise CDN on the fly", "paired noisy layers")
+#: First entry of the "start from" combo: train from random weights.
+NO_INIT_MODEL = "none (new model)"
+_ARCHITECTURES = ("unet", "paper")
+_WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
+# Seconds to wait for the step in progress when the dock or the viewer closes mid-run.
+_SHUTDOWN_TIMEOUT = 60.0
+
+
+def format_duration(seconds: float) -> str:
+    """``"m:ss"`` or ``"h:mm:ss"`` for a duration in seconds."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _iterate(run: TrainingRun) -> Iterator[TrainProgress]:
+    """The worker's generator: one optimiser step per yield."""
+    yield from run
+
+
+def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+def _float_spin(
+    low: float, high: float, value: float, decimals: int, step: float
+) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+class TrainWidget(QWidget):
+    """Train a PINNED model on clean Image layers (with paired or synthesised noise).
+
+    Start runs the core's training loop in a napari worker; the GUI stays live, a
+    napari progress bar counts steps, the dock shows the ETA and the curves of every
+    loss term and of the validation PSNR.  Stop ends the run after the step in
+    progress and keeps the best model by validation PSNR.  Finished (or stopped) runs
+    are added to the session's model registry, from which the Denoise dock picks
+    models; "Save model…" writes the last one to a file.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        Viewer whose Image layers are offered as training data.
+    """
+
+    #: Emitted when a run ends (finished, stopped or failed) with the registry name of
+    #: the model it produced, or None.
+    training_finished = Signal(object)
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from napari_pinned.losses import LossWeights
+        from napari_pinned.model import ModelConfig
+        from napari_pinned.training import TrainConfig
+
+        self._viewer = napari_viewer
+        self._registry = get_registry()
+        self._run: TrainingRun | None = None
+        self._job: BackgroundJob | None = None
+        self._handlers: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self._last_progress: TrainProgress | None = None
+        self.last_bundle: ModelBundle | None = None
+        self.last_model_name: str | None = None
+
+        defaults = TrainConfig()
+        model_defaults = ModelConfig()
+        weight_defaults = LossWeights().to_dict()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_data_box(defaults.noise_levels))
+        layout.addWidget(self._build_model_box(model_defaults))
+        layout.addWidget(self._build_training_box(defaults, weight_defaults))
+        layout.addLayout(self._build_buttons())
+        self.status_label = QLabel("Not trained yet.")
+        self.status_label.setWordWrap(True)
+        self.device_label = QLabel()
+        self.loss_plot = LossPlot()
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.device_label)
+        layout.addWidget(self.loss_plot)
+        layout.addStretch(1)
+
+        self._layer_choices = ImageLayerChoices(
+            napari_viewer, [self.clean_layers, self.noisy_layers]
+        )
+        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._closed = False
+        self._registry.changed.connect(self._on_registry_changed)
+        self._refresh_init_models()
+        self._on_noise_mode()
+        self._on_init_model()
+        self._update_device_label()
+        self._set_running(False)
+
+    # -- construction --------------------------------------------------------------------
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
+
+    def _build_data_box(self, levels: tuple[float, float]) -> QGroupBox:
+        box = QGroupBox("Training data")
+        form = QFormLayout(box)
+        self.clean_layers = Select(choices=self._image_choices)
+        self.noisy_layers = Select(choices=self._image_choices)
+        for select in (self.clean_layers, self.noisy_layers):
+            select.native.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+            select.native.setMaximumHeight(90)
+        self.noise_mode = QComboBox()
+        self.noise_mode.addItems(NOISE_MODES)
+        self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
+        self.level_low = _float_spin(0.0, 5.0, levels[0], 2, 0.5)
+        self.level_high = _float_spin(0.0, 5.0, levels[1], 2, 0.5)
+        levels_row = QHBoxLayout()
+        levels_row.addWidget(self.level_low)
+        levels_row.addWidget(QLabel("to"))
+        levels_row.addWidget(self.level_high)
+        self.pairs_label = QLabel()
+        self.pairs_label.setWordWrap(True)
+        self.clean_layers.changed.connect(self._update_pairs_label)
+        self.noisy_layers.changed.connect(self._update_pairs_label)
+        form.addRow("Clean layers", self.clean_layers.native)
+        form.addRow("Noise", self.noise_mode)
+        form.addRow("CDN levels", levels_row)
+        form.addRow("Noisy layers", self.noisy_layers.native)
+        form.addRow(self.pairs_label)
+        return box
+
+    def _build_model_box(self, defaults: Any) -> QGroupBox:
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.architecture = QComboBox()
+        self.architecture.addItems(_ARCHITECTURES)
+        self.architecture.setCurrentText(defaults.architecture)
+        self.architecture.currentTextChanged.connect(self._on_architecture)
+        self.width_spin = _spin(1, 256, defaults.width)
+        self.depth_spin = _spin(1, 6, defaults.depth)
+        self.init_model = QComboBox()
+        self.init_model.currentIndexChanged.connect(self._on_init_model)
+        form.addRow("Architecture", self.architecture)
+        form.addRow("Width", self.width_spin)
+        form.addRow("Depth", self.depth_spin)
+        form.addRow("Start from", self.init_model)
+        return box
+
+    def _build_training_box(self, defaults: TrainConfig, weights: dict[str, float]) -> QGroupBox:
+        box = QGroupBox("Training")
+        form = QFormLayout(box)
+        self.steps_spin = _spin(1, 1_000_000, defaults.steps, 100)
+        self.batch_spin = _spin(1, 256, defaults.batch_size)
+        self.patch_spin = _spin(8, 1024, defaults.patch_size, 8)
+        self.lr_spin = _float_spin(1e-6, 1.0, defaults.learning_rate, 6, 1e-4)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Patch size", self.patch_spin)
+        form.addRow("Learning rate", self.lr_spin)
+        self.weight_spins: dict[str, QDoubleSpinBox] = {}
+        for name, label in _WEIGHT_LABELS.items():
+            spin = _float_spin(0.0, 100.0, weights[name], 4, 0.01)
+            self.weight_spins[name] = spin
+            form.addRow(label, spin)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.currentTextChanged.connect(self._update_device_label)
+        self.seed_spin = _spin(0, 2**31 - 1, 0)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Seed", self.seed_spin)
+        return box
+
+    def _build_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.save_button = QPushButton("Save model…")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.save_button.clicked.connect(lambda: self.save_model())
+        for button in (self.start_button, self.stop_button, self.save_button):
+            row.addWidget(button)
+        return row
+
+    # -- reactions to controls --------------------------------------------------------------
+    def _on_noise_mode(self, _index: int = 0) -> None:
+        paired = self.paired
+        self.noisy_layers.native.setEnabled(paired)
+        self.level_low.setEnabled(not paired)
+        self.level_high.setEnabled(not paired)
+        self._update_pairs_label()
+
+    def _on_architecture(self, name: str) -> None:
+        from napari_pinned.model import ModelConfig
+
+        preset = ModelConfig.preset(name)
+        self.width_spin.setValue(preset.width)
+        self.depth_spin.setValue(preset.depth)
+
+    def _on_init_model(self, _index: int = 0) -> None:
+        # Fine-tuning keeps the starting model's own architecture.
+        fresh = self.init_model.currentText() in ("", NO_INIT_MODEL)
+        for control in (self.architecture, self.width_spin, self.depth_spin):
+            control.setEnabled(fresh)
+
+    def _on_registry_changed(self) -> None:
+        try:
+            self._refresh_init_models()
+        except RuntimeError:
+            # Our Qt side was deleted with the viewer's window: stop listening.
+            self._registry.changed.disconnect(self._on_registry_changed)
+
+    def _refresh_init_models(self) -> None:
+        current = self.init_model.currentText()
+        self.init_model.blockSignals(True)
+        self.init_model.clear()
+        self.init_model.addItems([NO_INIT_MODEL, *self._registry.names()])
+        index = self.init_model.findText(current)
+        self.init_model.setCurrentIndex(max(index, 0))
+        self.init_model.blockSignals(False)
+        self._on_init_model()
+
+    def _update_device_label(self, _text: str = "") -> None:
+        from napari_pinned.model import resolve_device
+
+        choice = self.device_combo.currentText()
+        try:
+            device = resolve_device(choice)
+        except ValueError:
+            self.device_label.setText(f"Device: {choice} is not available on this machine")
+            return
+        self.device_label.setText(f"Device: {_describe_device(device)}")
+
+    def _update_pairs_label(self, _value: Any = None) -> None:
+        if not self.paired:
+            self.pairs_label.setText("")
+            return
+        pairs = zip(self.clean_layers.value, self.noisy_layers.value, strict=False)
+        lines = [f"{c.name} ↔ {n.name}" for c, n in pairs]
+        self.pairs_label.setText("Pairs (in list order): " + ("; ".join(lines) or "none"))
+
+    @property
+    def paired(self) -> bool:
+        """True when training on the user's own noisy layers."""
+        return self.noise_mode.currentText() == NOISE_MODES[1]
+
+    @property
+    def is_running(self) -> bool:
+        """True while a training run is in progress."""
+        return self._job is not None
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.save_button.setEnabled(not running and self.last_bundle is not None)
+
+    # -- collecting settings --------------------------------------------------------------
+    def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
+        """Clean (and paired noisy) arrays, or None after notifying what is wrong."""
+        clean_layers = list(self.clean_layers.value)
+        if not clean_layers:
+            notify_error("Train: select at least one clean Image layer")
+            return None
+        clean = [layer.data for layer in clean_layers]
+        if not self.paired:
+            return clean, None
+        noisy_layers = list(self.noisy_layers.value)
+        if len(noisy_layers) != len(clean_layers):
+            notify_error(
+                f"Train: {len(clean_layers)} clean layer(s) but {len(noisy_layers)} noisy "
+                "layer(s) selected; select exactly one noisy layer per clean layer (paired "
+                "in list order)"
+            )
+            return None
+        for c, n in zip(clean_layers, noisy_layers, strict=True):
+            if c is n:
+                notify_error(f"Train: layer {c.name!r} is selected as both clean and noisy")
+                return None
+            if c.data.shape != n.data.shape:
+                notify_error(
+                    f"Train: clean layer {c.name!r} has shape {tuple(c.data.shape)} but its "
+                    f"noisy partner {n.name!r} has shape {tuple(n.data.shape)}; paired "
+                    "layers must have equal shapes"
+                )
+                return None
+        return clean, [layer.data for layer in noisy_layers]
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`~napari_pinned.training.TrainConfig` the controls describe.
+
+        Raises
+        ------
+        ValueError
+            If a setting is invalid (the message names it).
+        """
+        from napari_pinned.losses import LossWeights
+        from napari_pinned.model import ModelConfig, resolve_device
+        from napari_pinned.training import TrainConfig
+
+        model = ModelConfig.preset(
+            self.architecture.currentText(),
+            width=self.width_spin.value(),
+            depth=self.depth_spin.value(),
+        )
+        weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
+        init_name = self.init_model.currentText()
+        init = None if init_name in ("", NO_INIT_MODEL) else self._registry.model_source(init_name)
+        steps = self.steps_spin.value()
+        device = resolve_device(self.device_combo.currentText())
+        # Leave one core to the GUI thread, or napari stutters while the CPU trains.
+        threads = max(1, (os.cpu_count() or 2) - 1) if device.type == "cpu" else None
+        return TrainConfig(
+            model=model,
+            loss_weights=weights,
+            steps=steps,
+            batch_size=self.batch_spin.value(),
+            patch_size=self.patch_spin.value(),
+            learning_rate=self.lr_spin.value(),
+            noise_levels=(self.level_low.value(), self.level_high.value()),
+            # About 20 validations per run (each costs a few steps), at most every 100.
+            validate_every=min(100, max(5, steps // 20)),
+            init_model=init,
+            num_threads=threads,
+        )
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Start training with the current settings; returns whether a run started.
+
+        Problems with the data or the settings are reported as notifications.
+        """
+        from napari_pinned.training import train
+
+        if self.is_running:
+            notify_warning("Train: a training run is already in progress")
+            return False
+        data = self._training_data()
+        if data is None:
+            return False
+        config = call_or_notify(self.train_config, context="Train")
+        if config is None:
+            return False
+        clean, noisy = data
+        run = call_or_notify(
+            train,
+            config,
+            clean,
+            noisy,
+            seed=self.seed_spin.value(),
+            device=self.device_combo.currentText(),
+            context="Train",
+        )
+        if run is None:
+            return False
+        self._begin(run)
+        return True
+
+    def _begin(self, run: TrainingRun) -> None:
+        self._run = run
+        self._error = None
+        self._last_progress = None
+        self.loss_plot.clear()
+        threads = run.config.num_threads
+        suffix = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+        self.device_label.setText(f"Device: {_describe_device(run.device)}{suffix}")
+        self.status_label.setText(f"Starting: {run.config.steps} steps…")
+        self._handlers = {
+            "yielded": self._on_progress,
+            "errored": self._on_error,
+            "finished": self._on_finished,
+        }
+        self._job = start_job(
+            _iterate,
+            run,
+            progress={"total": run.config.steps, "desc": "Training PINNED"},
+            connect=self._handlers,
+        )
+        self._close_watcher.watch()
+        self._set_running(True)
+
+    def stop(self) -> None:
+        """End the run after the step in progress; the best model so far is kept."""
+        if self._run is None:
+            return
+        self._run.stop()
+        self.stop_button.setEnabled(False)
+        self.status_label.setText(self.status_label.text() + " — stopping after this step…")
+
+    def _on_progress(self, progress: TrainProgress) -> None:
+        self._last_progress = progress
+        self.loss_plot.add(progress)
+        self.status_label.setText(_progress_text(progress))
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error = exc
+        notify_error(f"Train: training failed: {exc}")
+
+    def _on_finished(self) -> None:
+        run, job = self._run, self._job
+        self._run = self._job = None
+        self._close_watcher.unwatch()
+        if job is not None:
+            disconnect_handlers(job.worker, self._handlers)
+        name = None if run is None else self._keep_result(run)
+        self._set_running(False)
+        self.training_finished.emit(name)
+
+    def _keep_result(self, run: TrainingRun) -> str | None:
+        """Put the run's best model in the registry, if it has one worth keeping;
+        returns its name."""
+        last = self._last_progress
+        validated = last is not None and last.best_val_psnr is not None
+        if run.step == 0 or (self._error is not None and not validated):
+            if self._error is None:
+                self.status_label.setText("Stopped before the first step; no model.")
+            return None
+        bundle = run.result()
+        name = self._registry.add_trained(bundle)
+        self.last_bundle, self.last_model_name = bundle, name
+        val = bundle.metadata.get("val_psnr")
+        how = "stopped" if run.history and run.history[-1].stopped else "finished"
+        if self._error is not None:
+            how = "failed; kept the best model so far"
+            notify_warning(f"Train: kept the best model before the failure as {name!r}")
+        else:
+            notify_info(f"Train: model {name!r} is ready in the Denoise dock")
+        val_text = "" if val is None else f", best validation PSNR {val:.2f} dB"
+        self.status_label.setText(
+            f"Training {how} after {run.step} steps{val_text}. Added to the models as {name!r}."
+        )
+        return name
+
+    # -- saving -----------------------------------------------------------------------------
+    def save_model(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Write the last trained model to ``path`` (asks with a file dialog when None).
+
+        Returns the written path, or None if nothing was written.
+        """
+        from napari_pinned.model import save_model
+
+        if self.last_bundle is None:
+            notify_error("Train: no trained model to save yet; train one first")
+            return None
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save PINNED model", "pinned-model.pt", "PINNED model (*.pt)"
+            )
+            if not chosen:
+                return None
+            path = chosen
+        target = Path(path)
+        if not target.suffix:
+            target = target.with_suffix(".pt")
+        written = call_or_notify(
+            save_model, self.last_bundle, target, context="Save model", errors=(ValueError, OSError)
+        )
+        if written is not None:
+            notify_info(f"Saved model {self.last_model_name!r} to {written}")
+        return written
+
+    # -- closing ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop a run in progress and wait for its thread (the dock or viewer is closing).
+
+        The best model so far is still added to the registry when the thread ended.
+        """
+        run, job = self._run, self._job
+        if job is None or run is None:
+            return
+        self._run = self._job = None
+        self._close_watcher.unwatch()
+        disconnect_handlers(job.worker, self._handlers)
+        run.stop()
+        ended = job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        pbar = getattr(job.worker, "pbar", None)
+        if pbar is not None:
+            pbar.close()
+        if ended and run.step > 0:
+            self._registry.add_trained(run.result())
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        if not self._closed:
+            self._closed = True
+            self._layer_choices.disconnect()
+            self._registry.changed.disconnect(self._on_registry_changed)
+        super().closeEvent(event)
+
+
+def _describe_device(device: Any) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _progress_text(progress: TrainProgress) -> str:
+    parts = [
+        f"Step {progress.step}/{progress.total_steps}",
+        f"loss {progress.loss.total:.3g}",
+        f"elapsed {format_duration(progress.elapsed)}",
+        f"ETA {format_duration(progress.eta)}",
+    ]
+    if progress.best_val_psnr is not None:
+        parts.append(f"best val PSNR {progress.best_val_psnr:.2f} dB")
+    return " · ".join(parts)

@@ -1,0 +1,322 @@
+"""Train dock: data checks, a live run with its curves, stop-keeps-best, a responsive GUI,
+saving, fine-tuning, errors, and clean shutdown when the dock or the viewer closes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from qtpy.QtCore import Qt, QThreadPool, QTimer
+
+from napari_pinned._qt.loss_plot import LOSS_TERMS, LossPlot, downsample
+from napari_pinned._qt.model_registry import get_registry
+from napari_pinned._qt.train_widget import NOISE_MODES, TrainWidget, format_duration
+from napari_pinned.model import ModelBundle, load_model
+from napari_pinned.simulate import simulate
+from napari_pinned.training import TrainingRun, TrainProgress
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch, tmp_path):
+    """An empty model registry, and no shipped default model whatever is installed."""
+    monkeypatch.setattr(
+        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
+    )
+    registry = get_registry()
+    registry.clear()
+    yield registry
+    registry.clear()
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A real napari viewer (closed by napari's fixture) for docking the widget."""
+    return make_napari_viewer()
+
+
+@pytest.fixture(scope="module")
+def clean_image() -> np.ndarray:
+    return simulate("SrTiO3", shape=96, seed=0).image
+
+
+def _dock(viewer, qtbot) -> TrainWidget:
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train PINNED")
+    return widget
+
+
+def _tiny_settings(widget: TrainWidget, steps: int) -> None:
+    """What a user would type for a quick run: a 4-channel depth-2 U-Net on small patches."""
+    widget.architecture.setCurrentText("unet")
+    widget.width_spin.setValue(4)
+    widget.depth_spin.setValue(2)
+    widget.steps_spin.setValue(steps)
+    widget.batch_spin.setValue(2)
+    widget.patch_spin.setValue(32)
+    widget.lr_spin.setValue(0.003)
+    widget.device_combo.setCurrentText("cpu")
+
+
+def _select(widget: TrainWidget, clean, noisy=()) -> None:
+    widget.clean_layers.value = list(clean)
+    widget.noisy_layers.value = list(noisy)
+
+
+@pytest.fixture
+def no_threads_left():
+    yield
+    # Every test must leave napari's thread pool idle: no worker outlives its test.
+    assert QThreadPool.globalInstance().waitForDone(WAIT_MS)
+
+
+def test_defaults_come_from_the_core(viewer, qtbot):
+    from napari_pinned.losses import LossWeights
+    from napari_pinned.training import TrainConfig
+
+    widget = _dock(viewer, qtbot)
+    weights = LossWeights()
+    assert widget.weight_spins["tv"].value() == pytest.approx(weights.tv)
+    assert widget.weight_spins["sf"].value() == pytest.approx(weights.sf)
+    assert widget.weight_spins["brightness"].value() == pytest.approx(weights.brightness)
+    assert widget.weight_spins["contrast"].value() == pytest.approx(weights.contrast)
+    defaults = TrainConfig()
+    assert widget.steps_spin.value() == defaults.steps
+    assert (widget.level_low.value(), widget.level_high.value()) == defaults.noise_levels
+    widget.architecture.setCurrentText("paper")
+    assert (widget.width_spin.value(), widget.depth_spin.value()) == (32, 3)
+    assert widget.device_label.text() == "Device: cpu" or "cuda" in widget.device_label.text()
+
+
+def test_bad_data_is_reported_and_nothing_starts(viewer, qtbot, notifications, clean_image):
+    widget = _dock(viewer, qtbot)
+    a = viewer.add_image(clean_image, name="a")
+    b = viewer.add_image(clean_image.copy(), name="b")
+    small = viewer.add_image(clean_image[:64, :64], name="small")
+
+    assert not widget.start()  # nothing selected
+    assert "select at least one clean" in notifications.errors[-1]
+
+    widget.noise_mode.setCurrentText(NOISE_MODES[1])  # paired
+    assert widget.noisy_layers.native.isEnabled() and not widget.level_low.isEnabled()
+    _select(widget, [a, b], [small])
+    assert not widget.start()
+    assert "2 clean layer(s) but 1 noisy" in notifications.errors[-1]
+
+    _select(widget, [a], [small])
+    assert not widget.start()
+    assert "shape (96, 96)" in notifications.errors[-1] and "'small'" in notifications.errors[-1]
+
+    _select(widget, [a], [a])
+    assert not widget.start()
+    assert "both clean and noisy" in notifications.errors[-1]
+
+    # Too small for the patch size: the core's message reaches the user.
+    widget.noise_mode.setCurrentText(NOISE_MODES[0])
+    _tiny_settings(widget, 5)
+    widget.patch_spin.setValue(96)
+    _select(widget, [a])
+    assert not widget.start()
+    assert "too small" in notifications.errors[-1]
+    assert not widget.is_running and len(get_registry()) == 0
+
+
+def test_run_to_end_plots_every_term_and_registers_the_model(
+    viewer, qtbot, notifications, clean_image, no_threads_left
+):
+    widget = _dock(viewer, qtbot)
+    clean = viewer.add_image(clean_image, name="clean")
+    noisy = viewer.add_image(
+        np.clip(clean_image + np.random.default_rng(0).normal(0, 25, clean_image.shape), 0, 255),
+        name="noisy",
+    )
+    _tiny_settings(widget, 12)
+    widget.noise_mode.setCurrentText(NOISE_MODES[1])
+    _select(widget, [clean], [noisy])
+    assert "clean ↔ noisy" in widget.pairs_label.text()
+
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(widget.start_button, Qt.MouseButton.LeftButton)
+        assert widget.is_running and not widget.start_button.isEnabled()
+    name = finished.args[0]
+    assert name is not None and name.startswith("trained 1 (unet, 12 steps, ")
+    assert name.endswith(" dB)")
+    assert get_registry().names() == [name]
+    bundle = get_registry().model_source(name)
+    assert isinstance(bundle, ModelBundle) and bundle.metadata["noise"] == "paired"
+    assert bundle.config.width == 4 and bundle.config.depth == 2
+    assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
+    assert "Step 12/12" in widget.status_label.text() or "finished after 12" in (
+        widget.status_label.text()
+    )
+
+    plot = widget.loss_plot
+    np.testing.assert_array_equal(plot.steps, np.arange(1, 13))
+    assert all(np.all(np.isfinite(plot.term(t))) for t in LOSS_TERMS)
+    val_steps, val_psnr = plot.validation
+    assert val_steps[-1] == 12 and np.all(np.isfinite(val_psnr))
+    assert bundle.metadata["val_psnr"] == pytest.approx(val_psnr.max())
+    assert not widget.loss_plot.grab().isNull()  # the painter runs without errors
+    assert any("ready in the Denoise dock" in m for m in notifications.infos)
+
+
+def test_gui_stays_responsive_and_stop_keeps_best(viewer, qtbot, clean_image, no_threads_left):
+    widget = _dock(viewer, qtbot)
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 100_000)
+    _select(widget, [layer])
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    assert widget.start()
+    timer.start()
+    started = time.perf_counter()
+    qtbot.waitUntil(lambda: widget.loss_plot.steps.size >= 30, timeout=WAIT_MS)
+    qtbot.wait(300)
+    elapsed = time.perf_counter() - started
+    timer.stop()
+    # A frozen event loop would deliver at most one (coalesced) tick.  A live one delivers
+    # about elapsed / 10 ms; a fifth of that leaves room for a loaded 2-core machine.
+    assert len(ticks) >= max(10, 0.2 * elapsed / 0.010), (len(ticks), elapsed)
+    assert widget.is_running
+
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
+    name = finished.args[0]
+    bundle = get_registry().model_source(name)
+    steps = bundle.metadata["steps"]
+    assert 30 <= steps < 100_000
+    assert f"{steps} steps" in name
+    assert bundle.metadata["val_psnr"] is not None  # stopping validates the last weights
+    assert widget.last_bundle is bundle
+    assert "stopped after" in widget.status_label.text()
+
+
+def test_save_writes_a_loadable_model(viewer, qtbot, notifications, clean_image, tmp_path):
+    widget = _dock(viewer, qtbot)
+    assert widget.save_model(tmp_path / "none.pt") is None
+    assert "no trained model" in notifications.errors[-1]
+
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 3)
+    _select(widget, [layer])
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS):
+        widget.start()
+    path = widget.save_model(tmp_path / "my-model")
+    assert path == tmp_path / "my-model.pt" and path.is_file()
+    loaded = load_model(path)
+    assert loaded.config == widget.last_bundle.config
+    original = widget.last_bundle.model.state_dict()
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, original[key])
+    assert any(str(path) in m for m in notifications.infos)
+
+    assert widget.save_model(tmp_path / "missing-folder" / "m.pt") is None
+    assert "does not exist" in notifications.errors[-1]
+
+
+def test_fine_tuning_keeps_the_starting_architecture(viewer, qtbot, clean_image):
+    widget = _dock(viewer, qtbot)
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 3)
+    _select(widget, [layer])
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as first:
+        widget.start()
+    assert widget.init_model.findText(first.args[0]) > 0  # offered as a starting point
+
+    widget.init_model.setCurrentText(first.args[0])
+    assert not widget.width_spin.isEnabled()
+    widget.width_spin.setValue(8)  # ignored: fine-tuning keeps the model's own width
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as second:
+        widget.start()
+    tuned = get_registry().model_source(second.args[0])
+    assert second.args[0].startswith("trained 2 ")
+    assert tuned.config.width == 4
+    assert tuned.metadata["init_model"] == "<memory>"
+
+
+def test_failure_mid_run_is_notified_and_keeps_the_best(
+    viewer, qtbot, notifications, clean_image, monkeypatch
+):
+    original = TrainingRun._train_step
+
+    def diverge_at_step_8(self, lr):
+        if self.step == 7:
+            raise FloatingPointError("training diverged at step 8 (loss nan)")
+        return original(self, lr)
+
+    monkeypatch.setattr(TrainingRun, "_train_step", diverge_at_step_8)
+    widget = _dock(viewer, qtbot)
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 10)  # validates every 5 steps, so step 5 holds a best model
+    _select(widget, [layer])
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        widget.start()
+    assert any("training diverged at step 8" in m for m in notifications.errors)
+    assert finished.args[0] is not None
+    assert get_registry().model_source(finished.args[0]).metadata["best_step"] == 5
+    assert any("kept the best model" in m for m in notifications.warnings)
+    assert widget.start_button.isEnabled() and not widget.is_running
+
+
+@pytest.mark.parametrize("how", ["viewer", "dock"])
+def test_closing_mid_run_stops_the_worker(make_napari_viewer, qtbot, clean_image, how):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, qtbot)
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 100_000)
+    _select(widget, [layer])
+    assert widget.start()
+    job = widget._job
+    qtbot.waitUntil(lambda: widget.loss_plot.steps.size >= 3, timeout=WAIT_MS)
+    if how == "viewer":
+        viewer.close()
+    else:
+        viewer.window.remove_dock_widget(widget)
+    # shutdown() waited for the thread: it is over by the time close returns.
+    assert job.done
+    assert not widget.is_running
+    assert QThreadPool.globalInstance().waitForDone(1000)
+    names = get_registry().names()
+    assert len(names) == 1 and names[0].startswith("trained 1 ")
+    if how == "dock":
+        widget.close()
+
+
+def test_format_duration():
+    assert format_duration(0) == "0:00"
+    assert format_duration(61.4) == "1:01"
+    assert format_duration(3 * 3600 + 5) == "3:00:05"
+    assert format_duration(float("nan")) == "?"
+
+
+def test_downsample_keeps_the_minimum_of_each_bin_and_the_last_point():
+    x = np.arange(1, 1001, dtype=float)
+    y = np.cos(x) + 2
+    xs, ys = downsample(x, y, 100)
+    assert len(xs) == 100 and xs[-1] == 1000
+    np.testing.assert_allclose(ys, y.reshape(100, 10).min(axis=1))
+    xs2, _ = downsample(x[:50], y[:50], 100)
+    assert xs2 is not None and len(xs2) == 50
+
+
+def test_loss_plot_add_and_clear(qtbot):
+    from napari_pinned.losses import LossTerms
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    for step in range(1, 2501):  # past the initial capacity
+        terms = LossTerms(1.0 / step, 0.5 / step, 0.0, 0.1, 0.01, 0.02)
+        val = 20.0 + step / 1000 if step % 100 == 0 else None
+        plot.add(TrainProgress(step, 2500, terms, 1e-3, 1.0, 1.0, val_psnr=val))
+    assert plot.steps.size == 2500 and plot.term("mse")[-1] == pytest.approx(0.5 / 2500)
+    assert plot.validation[0].size == 25
+    plot.resize(320, 240)
+    assert not plot.grab().isNull()
+    plot.clear()
+    assert plot.steps.size == 0 and plot.validation[0].size == 0
