@@ -72,8 +72,8 @@ def measure_training(model: str, device: str, steps: int) -> dict:
 
 def _subprocess(kind: str, **kwargs) -> dict:
     code = (
-        "import json, sys; sys.path.insert(0, %r); import speed; "
-        "print(json.dumps(speed.%s(**%r)))" % (os.path.dirname(__file__), kind, kwargs)
+        f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import speed; "
+        f"print(json.dumps(speed.{kind}(**{kwargs!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
@@ -84,20 +84,25 @@ def _subprocess(kind: str, **kwargs) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="fresh",
-                        help="'fresh' (default-size random model), 'default' or a model file")
+    parser.add_argument(
+        "--model",
+        default="fresh",
+        help="'fresh' (default-size random model), 'default' or a model file",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile", type=int, default=512)
     args = parser.parse_args()
 
+    import torch
+
     from napari_pinned.noise import add_cdn_noise
     from napari_pinned.simulate import simulate
 
-    import torch
-
-    print(f"# napari-pinned speed — {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU threads, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"intra-op threads), device {args.device}\n")
+    print(
+        f"# napari-pinned speed — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPU threads, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"intra-op threads), device {args.device}\n"
+    )
     rows = []
     sim_size = 512 if args.quick else 1024
     t = _best_of(lambda: simulate("SrTiO3", shape=sim_size, seed=0), 3)
@@ -113,11 +118,18 @@ def main() -> None:
 
     sizes = [(256, 1), (512, 1)] if args.quick else [(512, 1), (2048, 1), (4096, 1), (512, 20)]
     for size, frames in sizes:
-        r = _subprocess("measure_inference", size=size, frames=frames, model=args.model,
-                        device=args.device, tile=args.tile)
+        r = _subprocess(
+            "measure_inference",
+            size=size,
+            frames=frames,
+            model=args.model,
+            device=args.device,
+            tile=args.tile,
+        )
         label = f"denoise {size}²" + (f" × {frames} frames" if frames > 1 else "")
-        rows.append((label, f"{r['mpx_s']:.2f} Mpx/s ({r['seconds']:.1f} s)",
-                     f"{r['peak_rss_mb']:.0f} MB"))
+        rows.append(
+            (label, f"{r['mpx_s']:.2f} Mpx/s ({r['seconds']:.1f} s)", f"{r['peak_rss_mb']:.0f} MB")
+        )
 
     print("| measurement | speed | peak RSS |")
     print("|---|---|---|")

@@ -12,10 +12,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from napari_pinned.noise import add_cdn_noise, cdn_params  # noqa: E402
-from napari_pinned.simulate import simulate  # noqa: E402
+from napari_pinned.noise import add_cdn_noise, cdn_params
+from napari_pinned.simulate import simulate
 
 OUT = Path(__file__).parent / "images"
 
@@ -26,8 +26,10 @@ def cdn_levels(material: str = "SrTiO3", zone=(0, 0, 1)) -> Path:
     panels = [("clean", result.image)]
     for level in range(1, 6):
         p = cdn_params(level)
-        title = (f"level {level}: σ={p.gaussian_std:g}, "
-                 f"{p.static_fraction:.0%} static, var {p.speckle_variance:g}")
+        title = (
+            f"level {level}: σ={p.gaussian_std:g}, "
+            f"{p.static_fraction:.0%} static, var {p.speckle_variance:g}"
+        )
         panels.append((title, add_cdn_noise(result.image, level, seed=level)))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.4))
     for ax, (title, image) in zip(axes, panels, strict=True):

@@ -55,8 +55,12 @@ def add_clean_image(viewer: napari.Viewer, material: str, zone: tuple[int, ...],
     """Simulate a clean image and add it the way the generator widget does."""
     result = simulate(material, zone, shape=size, pixel_size=0.1, seed=0)
     return viewer.add_image(
-        result.image, name=result.label(), scale=(0.1, 0.1), units=("Å", "Å"),
-        colormap="gray", metadata={"pixel_size": 0.1, "material": result.material},
+        result.image,
+        name=result.label(),
+        scale=(0.1, 0.1),
+        units=("Å", "Å"),
+        colormap="gray",
+        metadata={"pixel_size": 0.1, "material": result.material},
     )
 
 
@@ -183,12 +187,13 @@ def shoot(name: str, out_dir: Path) -> Path | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", nargs="+", choices=sorted(SCENES), default=list(SCENES),
+        "--only",
+        nargs="+",
+        choices=sorted(SCENES),
+        default=list(SCENES),
         help="widgets to render (default: all four)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "docs" / "images", help="output folder"
-    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="output folder")
     return parser.parse_args(argv)
 
 

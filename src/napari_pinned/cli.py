@@ -44,7 +44,7 @@ class _ProgressBar:
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     m, s = divmod(seconds, 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
@@ -69,14 +69,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         GaussianProbe(fwhm=args.probe_fwhm)
         if args.probe_fwhm is not None
         else AberratedProbe(
-            voltage_kv=args.voltage, convergence_mrad=args.convergence, defocus=args.defocus,
-            cs_mm=args.cs, source_size=args.source_size,
+            voltage_kv=args.voltage,
+            convergence_mrad=args.convergence,
+            defocus=args.defocus,
+            cs_mm=args.cs,
+            source_size=args.source_size,
         )
     )
     result = simulate(
-        source, args.zone, shape=(args.size, args.size), pixel_size=args.pixel_size,
-        probe=probe, thickness=args.thickness, rotation=args.rotation,
-        vacancy_fraction=args.vacancies, seed=args.seed,
+        source,
+        args.zone,
+        shape=(args.size, args.size),
+        pixel_size=args.pixel_size,
+        probe=probe,
+        thickness=args.thickness,
+        rotation=args.rotation,
+        vacancy_fraction=args.vacancies,
+        seed=args.seed,
     )
     write_tiff(args.output, result.image, pixel_size=result.pixel_size)
     if args.columns is not None:
@@ -96,8 +105,13 @@ def _cmd_noise(args: argparse.Namespace) -> int:
 
     image = read_image(args.input)
     noisy = add_cdn_noise(
-        image, args.level, gaussian_std=args.gaussian_std, static_fraction=args.static_fraction,
-        speckle_variance=args.speckle_variance, clip=not args.no_clip, seed=args.seed,
+        image,
+        args.level,
+        gaussian_std=args.gaussian_std,
+        static_fraction=args.static_fraction,
+        speckle_variance=args.speckle_variance,
+        clip=not args.no_clip,
+        seed=args.seed,
     )
     write_tiff(args.output, noisy, pixel_size=read_pixel_size(args.input))
     print(f"CDN level {args.level} → {args.output}")
@@ -133,8 +147,12 @@ def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], l
         if noisy is not None:
             raise ValueError("--materials cannot be combined with --noisy (no paired noisy data)")
         clean.append(
-            simulate(name, shape=(args.sim_size, args.sim_size), pixel_size=args.pixel_size,
-                     seed=args.seed + i).image
+            simulate(
+                name,
+                shape=(args.sim_size, args.sim_size),
+                pixel_size=args.pixel_size,
+                seed=args.seed + i,
+            ).image
         )
     if not clean:
         raise ValueError("no training data: give --clean files and/or --materials names")
@@ -160,11 +178,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
     config = TrainConfig(
         model=ModelConfig.preset(args.architecture, **overrides),
-        loss_weights=weights, steps=args.steps, batch_size=args.batch_size,
-        patch_size=args.patch_size, learning_rate=args.lr,
+        loss_weights=weights,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        learning_rate=args.lr,
         noise_levels=(args.levels[0], args.levels[1]),
         validate_every=max(1, min(100, args.steps // 10)),
-        init_model=args.init, num_threads=args.threads,
+        init_model=args.init,
+        num_threads=args.threads,
     )
     run = train(config, clean, noisy, seed=args.seed, device=args.device)
     print(
@@ -218,7 +240,11 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             bar.update(p.tiles_done)
 
         output = denoise(
-            image, bundle, tile=args.tile, overlap=args.overlap, device=args.device,
+            image,
+            bundle,
+            tile=args.tile,
+            overlap=args.overlap,
+            device=args.device,
             progress=report,
         )
         bar.close()
@@ -232,10 +258,11 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         if reference is not None:
             if image.shape != reference.shape:
                 raise ValueError(
-                    f"{path} has shape {image.shape} but the reference has shape "
-                    f"{reference.shape}"
+                    f"{path} has shape {image.shape} but the reference has shape {reference.shape}"
                 )
-            rows[f"{Path(path).name} (input)"] = mean_metrics(compute_metrics_stack(image, reference))
+            rows[f"{Path(path).name} (input)"] = mean_metrics(
+                compute_metrics_stack(image, reference)
+            )
             rows[f"{Path(path).name} (denoised)"] = mean_metrics(
                 compute_metrics_stack(output, reference)
             )
@@ -260,12 +287,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     size, px = args.size, 0.1
     train_names = ["InN", "graphene", "ZrO2", "AlGaN", "NaCN"]
     print(f"1. simulating training materials {', '.join(train_names)} ({size}² px, {px} Å/px)")
-    clean = [simulate(n, shape=size, pixel_size=px, seed=i).image for i, n in enumerate(train_names)]
+    clean = [
+        simulate(n, shape=size, pixel_size=px, seed=i).image for i, n in enumerate(train_names)
+    ]
     print(f"2. training a small model for {args.steps} steps on synthetic CDN levels 1–5")
     config = TrainConfig(
         model=ModelConfig.preset("unet", width=args.width, depth=3),
-        loss_weights=LossWeights(), steps=args.steps, batch_size=8, patch_size=64,
-        learning_rate=1e-3, validate_every=max(1, args.steps // 5),
+        loss_weights=LossWeights(),
+        steps=args.steps,
+        batch_size=8,
+        patch_size=64,
+        learning_rate=1e-3,
+        validate_every=max(1, args.steps // 5),
     )
     run = train(config, clean, seed=0, device=args.device)
     bar = _ProgressBar(config.steps, "   train")
@@ -307,9 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--material", default="SrTiO3", help="bundled material (see 'materials')")
     src.add_argument("--cif", type=Path, help="a CIF file instead of a bundled material")
-    p.add_argument("--zone", nargs="+", type=int, metavar="I",
-                   help="zone axis, 3 or 4 indices (e.g. 1 1 0 or 1 1 -2 0); default: the "
-                   "material's usual one")
+    p.add_argument(
+        "--zone",
+        nargs="+",
+        type=int,
+        metavar="I",
+        help="zone axis, 3 or 4 indices (e.g. 1 1 0 or 1 1 -2 0); default: the "
+        "material's usual one",
+    )
     p.add_argument("--size", type=int, default=512, help="image edge in pixels (default 512)")
     p.add_argument("--pixel-size", type=float, default=0.1, help="Å per pixel (default 0.1)")
     p.add_argument("--probe-fwhm", type=float, help="use a Gaussian probe of this FWHM (Å)")
@@ -355,8 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--levels", nargs=2, type=float, default=(1.0, 5.0), metavar=("LOW", "HIGH"),
-                   help="CDN level range for synthetic noise (default 1 5)")
+    p.add_argument(
+        "--levels",
+        nargs=2,
+        type=float,
+        default=(1.0, 5.0),
+        metavar=("LOW", "HIGH"),
+        help="CDN level range for synthetic noise (default 1 5)",
+    )
     p.add_argument("--lambda-tv", type=float)
     p.add_argument("--lambda-sf", type=float)
     p.add_argument("--lambda-b", type=float)

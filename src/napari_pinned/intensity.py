@@ -77,7 +77,9 @@ def from_paper_scale(image: np.ndarray, data_range: tuple[float, float]) -> np.n
     )
 
 
-def check_image(image: np.ndarray, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) -> np.ndarray:
+def check_image(
+    image: np.ndarray, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)
+) -> np.ndarray:
     """Validate a greyscale image or stack and return it as a numpy array.
 
     Raises ``ValueError`` with a message naming ``name`` and the problem for RGB
@@ -88,8 +90,7 @@ def check_image(image: np.ndarray, *, name: str = "image", ndim: tuple[int, ...]
         raise ValueError(f"{name} has dtype {arr.dtype}; expected real-valued intensities")
     if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.shape[-2] > 4:
         raise ValueError(
-            f"{name} looks like an RGB(A) image (shape {arr.shape}); "
-            "convert it to greyscale first"
+            f"{name} looks like an RGB(A) image (shape {arr.shape}); convert it to greyscale first"
         )
     if arr.ndim not in ndim:
         allowed = " or ".join(f"{d}D" for d in ndim)

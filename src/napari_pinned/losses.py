@@ -1,6 +1,7 @@
 """The PINNED training loss: MSE plus physics-inspired terms.
 
-From Ahmed et al., "PINNED", section "Physics-informed loss":
+From Awan et al., "Physics Informed Neural Network Enhanced Denoising for Atomic
+Resolution STEM Imaging" (PINNED), Methods, loss function:
 
     L_total = L_MSE + λ_TV·L_TV + λ_SF·L_SF + λ_B·L_B + λ_C·L_C
 
@@ -41,13 +42,15 @@ class LossWeights:
     The defaults are provisional (the paper gives no values); they will be re-chosen by
     measuring denoising quality.  Their magnitudes come from the size of each term
     next to the MSE, measured in model units (paper intensities / 255) on 64- and
-    128-pixel patches of simulated SrTiO3, GaN and graphene with CDN level 3:
+    128-pixel patches of simulated SrTiO3, GaN and graphene with CDN level 3 (fresh
+    networks: width 32, depth 3, applied to the noisy patches):
 
     =============================  ===========  ===========  =====  ==========  ==========
     prediction                     MSE          TV           SF     B           C
     =============================  ===========  ===========  =====  ==========  ==========
     noisy input (≈ residual init)  0.19–0.22    0.38         0.30   0.19–0.31   0.11–0.22
-    fresh "paper" network          0.016–0.09   6e-4         0.03   0.04–0.18   0.12–0.24
+    fresh "unet" network           0.16–0.21    0.43–0.45    0.31   0.007–0.13  0.16–0.27
+    fresh "paper" network          0.16–0.40    0.34–0.44    0.11   0.21–0.43   0.08–0.26
     clean + 0.03 error (≈ 30 dB)   9e-4         0.04–0.065   0.02   3e-4        2e-3–4e-3
     =============================  ===========  ===========  =====  ==========  ==========
 
@@ -57,9 +60,8 @@ class LossWeights:
     smoothing prior (TV of a clean lattice stays ≈ 0.05 because it penalises the sharp
     columns themselves, so λ_TV must stay small); λ_SF = 0.05 → ≈ 0.8×, on a par with
     the MSE; λ_B = λ_C = 0.1 → ≈ 1.7×, but these act only on each image's mean and
-    spread.  At initialisation the weighted terms are ≈ 0.4× the MSE for the residual
-    network and 0.5–1× for the paper network (its fresh output is nearly flat, hence
-    the large contrast term).
+    spread.  At initialisation the weighted terms add up to 0.15–0.4× the MSE for both
+    presets, so the MSE leads early training.
     """
 
     tv: float = 0.01

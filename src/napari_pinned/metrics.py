@@ -273,8 +273,12 @@ def mean_metrics(metrics: Sequence[Metrics]) -> Metrics:
     return Metrics(*(float(v) for v in means))
 
 
-_COLUMNS = (("PSNR (dB)", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.4f}"),
-            ("FSC", "fsc", "{:.4f}"), ("EPI", "epi", "{:.3f}"))
+_COLUMNS = (
+    ("PSNR (dB)", "psnr", "{:.2f}"),
+    ("SSIM", "ssim", "{:.4f}"),
+    ("FSC", "fsc", "{:.4f}"),
+    ("EPI", "epi", "{:.3f}"),
+)
 
 
 def format_metrics_table(rows: Mapping[str, Metrics]) -> str:

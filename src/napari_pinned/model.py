@@ -1,6 +1,7 @@
 """The PINNED network, its configuration, intensity normalisation and model files.
 
-Architecture (Ahmed et al., "PINNED", section "Model architecture"): a convolutional
+Architecture (Awan et al., "Physics Informed Neural Network Enhanced Denoising for
+Atomic Resolution STEM Imaging" (PINNED), Methods): a convolutional
 encoder–decoder.  Every encoder and decoder block applies three successive 3×3
 convolutions, each followed by a Leaky ReLU; the encoder compresses the image into a
 latent representation and the decoder mirrors it, upsampling with transposed
@@ -101,8 +102,7 @@ class ModelConfig:
             )
         if self.normalization not in _NORMALIZATIONS:
             raise ValueError(
-                f"unknown normalization {self.normalization!r}; "
-                f"use one of {list(_NORMALIZATIONS)}"
+                f"unknown normalization {self.normalization!r}; use one of {list(_NORMALIZATIONS)}"
             )
         for name, low, high in (("depth", 1, 8), ("width", 1, 1024)):
             value = getattr(self, name)
@@ -160,12 +160,27 @@ class ModelConfig:
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"architecture": "paper", "depth": 3, "width": 32,
-              "skip_connections": False, "residual": False},
-    "unet": {"architecture": "unet", "depth": 3, "width": 32,
-             "skip_connections": True, "residual": True},
-    "tiny": {"architecture": "unet", "depth": 2, "width": 4,
-             "skip_connections": True, "residual": True},
+    "paper": {
+        "architecture": "paper",
+        "depth": 3,
+        "width": 32,
+        "skip_connections": False,
+        "residual": False,
+    },
+    "unet": {
+        "architecture": "unet",
+        "depth": 3,
+        "width": 32,
+        "skip_connections": True,
+        "residual": True,
+    },
+    "tiny": {
+        "architecture": "unet",
+        "depth": 2,
+        "width": 4,
+        "skip_connections": True,
+        "residual": True,
+    },
 }
 
 
@@ -184,8 +199,9 @@ def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequent
     """Three 3×3 convolutions, each followed by a Leaky ReLU (the paper's block)."""
     layers: list[nn.Module] = []
     for i in range(3):
-        layers.append(nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3,
-                                padding=1))
+        layers.append(
+            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
+        )
         layers.append(nn.LeakyReLU(slope))
     return nn.Sequential(*layers)
 
@@ -218,8 +234,7 @@ class PINNED(nn.Module):
         )
         factor = 2 if config.skip_connections else 1
         self.decoder = nn.ModuleList(
-            _conv_block(factor * channels[level], channels[level], slope)
-            for level in range(depth)
+            _conv_block(factor * channels[level], channels[level], slope) for level in range(depth)
         )
         self.head = nn.Conv2d(channels[0], 1, 1)
         self._init_weights()
@@ -576,8 +591,7 @@ def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
     else:
         reason = _first_line(exc)
     return ModelFileError(
-        f"{path}: not a napari-pinned model file, or the file is truncated or corrupted "
-        f"({reason})"
+        f"{path}: not a napari-pinned model file, or the file is truncated or corrupted ({reason})"
     )
 
 

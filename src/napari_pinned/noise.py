@@ -261,9 +261,7 @@ def add_cdn_noise(
     return out
 
 
-def _resolve_range(
-    arr: np.ndarray, data_range: tuple[float, float] | None
-) -> tuple[float, float]:
+def _resolve_range(arr: np.ndarray, data_range: tuple[float, float] | None) -> tuple[float, float]:
     if data_range is None:
         return infer_data_range(arr)
     try:

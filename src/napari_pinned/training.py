@@ -239,7 +239,9 @@ def _validation_set(
     targets = np.empty_like(inputs)
     for i in range(n):
         pair = pairs[i % len(pairs)]
-        top = pair.train_rows + int(rng.integers(0, pair.clean.shape[0] - pair.train_rows - size_rows + 1))
+        top = pair.train_rows + int(
+            rng.integers(0, pair.clean.shape[0] - pair.train_rows - size_rows + 1)
+        )
         left = int(rng.integers(0, pair.clean.shape[1] - size + 1))
         window = np.s_[top : top + size_rows, left : left + size]
         clean = pair.clean[window]
@@ -480,4 +482,3 @@ def train(
     >>> bundle = run.result()                                      # doctest: +SKIP
     """
     return TrainingRun(config, clean, noisy, seed=seed, device=device)
-

@@ -33,8 +33,12 @@ def test_generate_noise_train_denoise_and_score(make_napari_viewer, qtbot, notif
     viewer = make_napari_viewer()
     generator, noise = GeneratorWidget(viewer), NoiseWidget(viewer)
     trainer, denoiser = TrainWidget(viewer), DenoiseWidget(viewer)
-    for name, dock in [("Generate", generator), ("Noise", noise), ("Train", trainer),
-                       ("Denoise", denoiser)]:
+    for name, dock in [
+        ("Generate", generator),
+        ("Noise", noise),
+        ("Train", trainer),
+        ("Denoise", denoiser),
+    ]:
         viewer.window.add_dock_widget(dock, name=name)
 
     # 1. A clean 96 px SrTiO3 [001] image.
@@ -80,9 +84,10 @@ def test_generate_noise_train_denoise_and_score(make_napari_viewer, qtbot, notif
     assert out.data.dtype == np.float32 and out.data.shape == noisy.data.shape
     np.testing.assert_array_equal(tuple(out.scale), tuple(noisy.scale))
     bundle = get_registry().model_source(model_name)
-    np.testing.assert_array_equal(
-        out.data, denoise(noisy.data, bundle, tile=48, overlap=8, device="cpu")
-    )
+    # Equal up to float32 rounding: torch may sum convolutions in another order when
+    # its thread count differs between the worker and this thread.
+    expected = denoise(noisy.data, bundle, tile=48, overlap=8, device="cpu")
+    np.testing.assert_allclose(out.data, expected, rtol=1e-5, atol=1e-3)
 
     # 5. Readouts: the core's metrics of input and output against the clean image.
     denoiser.update_metrics()

@@ -48,8 +48,16 @@ def click(qtbot, button) -> None:
 def reference(**overrides):
     """simulate() with the widget's defaults, for comparison with what it shows."""
     kwargs = dict(
-        material="SrTiO3", zone=(0, 0, 1), shape=SIZE, pixel_size=0.1, probe=AberratedProbe(),
-        z_exponent=1.7, thickness=200.0, vacancy_fraction=0.0, rotation=0.0, seed=0,
+        material="SrTiO3",
+        zone=(0, 0, 1),
+        shape=SIZE,
+        pixel_size=0.1,
+        probe=AberratedProbe(),
+        z_exponent=1.7,
+        thickness=200.0,
+        vacancy_fraction=0.0,
+        rotation=0.0,
+        seed=0,
     )
     kwargs.update(overrides)
     return simulate(**kwargs)
@@ -113,8 +121,13 @@ def test_typed_zone_axis_is_used(widget, viewer, qtbot):
 
 @pytest.mark.parametrize(
     ("text", "zone"),
-    [("0 0 1", (0, 0, 1)), ("1, 1, -2, 0", (1, 1, -2, 0)), ("[11-20]", (1, 1, -2, 0)),
-     ("[10 0 1]", (10, 0, 1)), (" 1 1 0 ", (1, 1, 0))],
+    [
+        ("0 0 1", (0, 0, 1)),
+        ("1, 1, -2, 0", (1, 1, -2, 0)),
+        ("[11-20]", (1, 1, -2, 0)),
+        ("[10 0 1]", (10, 0, 1)),
+        (" 1 1 0 ", (1, 1, 0)),
+    ],
 )
 def test_parse_zone_accepts_usual_notations(text, zone):
     assert parse_zone(text) == zone

@@ -114,14 +114,26 @@ def test_bad_data_is_reported_and_nothing_starts(viewer, qtbot, notifications, c
     assert not widget.start()
     assert "both clean and noisy" in notifications.errors[-1]
 
-    # Too small for the patch size: the core's message reaches the user.
+    # Invalid settings are caught before anything starts.
     widget.noise_mode.setCurrentText(NOISE_MODES[0])
     _tiny_settings(widget, 5)
-    widget.patch_spin.setValue(96)
+    widget.level_low.setValue(4.0)
+    widget.level_high.setValue(2.0)
     _select(widget, [a])
     assert not widget.start()
+    assert "noise_levels" in notifications.errors[-1]
+    assert not widget.is_running
+
+    # Too small for the patch size: the core finds out in the worker, and says so.
+    widget.level_low.setValue(1.0)
+    widget.patch_spin.setValue(96)
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        assert widget.start()
+    assert finished.args[0] is None
     assert "too small" in notifications.errors[-1]
-    assert not widget.is_running and len(get_registry()) == 0
+    assert "could not start" in widget.status_label.text()
+    assert not widget.is_running and widget.start_button.isEnabled()
+    assert len(get_registry()) == 0
 
 
 def test_run_to_end_plots_every_term_and_registers_the_model(
@@ -195,6 +207,18 @@ def test_gui_stays_responsive_and_stop_keeps_best(viewer, qtbot, clean_image, no
     assert bundle.metadata["val_psnr"] is not None  # stopping validates the last weights
     assert widget.last_bundle is bundle
     assert "stopped after" in widget.status_label.text()
+
+
+def test_stop_before_the_first_step_gives_no_model(viewer, qtbot, clean_image):
+    widget = _dock(viewer, qtbot)
+    _tiny_settings(widget, 1000)
+    _select(widget, [viewer.add_image(clean_image, name="clean")])
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        assert widget.start()
+        widget.stop()  # the run is still being built in the worker: the stop must not be lost
+    assert finished.args[0] is None and len(get_registry()) == 0
+    assert "before the first step" in widget.status_label.text()
+    assert widget.loss_plot.steps.size == 0
 
 
 def test_save_writes_a_loadable_model(viewer, qtbot, notifications, clean_image, tmp_path):

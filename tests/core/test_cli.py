@@ -15,8 +15,28 @@ from napari_pinned.io import read_image, read_pixel_size, write_tiff
 def test_simulate_noise_metrics_chain(tmp_path, capsys):
     clean, noisy = tmp_path / "si.tif", tmp_path / "noisy.tif"
     cols = tmp_path / "cols.csv"
-    assert main(["simulate", "--material", "Si", "--zone", "1", "1", "0", "--size", "96",
-                 "--pixel-size", "0.1", "-o", str(clean), "--columns", str(cols)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--material",
+                "Si",
+                "--zone",
+                "1",
+                "1",
+                "0",
+                "--size",
+                "96",
+                "--pixel-size",
+                "0.1",
+                "-o",
+                str(clean),
+                "--columns",
+                str(cols),
+            ]
+        )
+        == 0
+    )
     image = read_image(clean)
     assert image.shape == (96, 96) and image.dtype == np.float32
     assert read_pixel_size(clean) == pytest.approx(0.1)
@@ -37,9 +57,28 @@ def test_train_then_denoise_with_reference(tmp_path, capsys):
     y, x = np.mgrid[0:96, 0:96]
     write_tiff(clean, (np.cos(x / 2.0) * np.cos(y / 2.0) * 100 + 120).astype(np.float32))
     model = tmp_path / "m.pt"
-    assert main(["train", "--clean", str(clean), "--architecture", "tiny", "--steps", "4",
-                 "--batch-size", "2", "--patch-size", "32", "--device", "cpu",
-                 "-o", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--clean",
+                str(clean),
+                "--architecture",
+                "tiny",
+                "--steps",
+                "4",
+                "--batch-size",
+                "2",
+                "--patch-size",
+                "32",
+                "--device",
+                "cpu",
+                "-o",
+                str(model),
+            ]
+        )
+        == 0
+    )
     assert model.is_file()
     assert "saved" in capsys.readouterr().out
 
@@ -48,9 +87,27 @@ def test_train_then_denoise_with_reference(tmp_path, capsys):
     outdir = tmp_path / "out"
     outdir.mkdir()
     capsys.readouterr()
-    assert main(["denoise", str(noisy), "--model", str(model), "--output-dir", str(outdir),
-                 "--reference", str(clean), "--tile", "64", "--overlap", "16",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(noisy),
+                "--model",
+                str(model),
+                "--output-dir",
+                str(outdir),
+                "--reference",
+                str(clean),
+                "--tile",
+                "64",
+                "--overlap",
+                "16",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     result = read_image(outdir / "noisy_denoised.tif")
     assert result.shape == (96, 96) and result.dtype == np.float32
     assert "denoised" in capsys.readouterr().out
@@ -85,7 +142,11 @@ def test_corrupt_model_file_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_console_script_help_runs():
-    out = subprocess.run([sys.executable, "-m", "napari_pinned.cli", "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_pinned.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for command in ("simulate", "noise", "metrics", "train", "denoise", "demo", "materials"):
         assert command in out.stdout

@@ -13,6 +13,7 @@ CORE_MODULES = [
     "napari_pinned.simulate",
     "napari_pinned.noise",
     "napari_pinned.metrics",
+    "napari_pinned.spectra",
     "napari_pinned.model",
     "napari_pinned.losses",
     "napari_pinned.training",
@@ -33,8 +34,7 @@ def test_core_imports_no_gui_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout)
     offending = [
-        m for m in loaded
-        if m in ("napari", "qtpy", "magicgui") or m.startswith(FORBIDDEN)
+        m for m in loaded if m in ("napari", "qtpy", "magicgui") or m.startswith(FORBIDDEN)
     ]
     assert offending == []
 

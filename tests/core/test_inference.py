@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +34,7 @@ def test_tile_starts_cover_the_axis():
             covered[s : s + tile] = True
         assert covered.all()
         assert starts[-1] + min(tile, length) == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
 
 
 def test_tiled_equals_whole_image_everywhere(bundle):
@@ -59,8 +61,13 @@ def test_output_is_float32_in_the_input_scale(bundle, dtype):
     # Same image at two intensity scales: outputs map onto each other by the same affine map.
     lo, hi = float(img.min()), float(img.max())
     if dtype != np.uint8:
-        ref = denoise(((img.astype(np.float64) - lo) / (hi - lo) * 255).astype(np.float32),
-                      bundle, tile=64, overlap=16, device="cpu")
+        ref = denoise(
+            ((img.astype(np.float64) - lo) / (hi - lo) * 255).astype(np.float32),
+            bundle,
+            tile=64,
+            overlap=16,
+            device="cpu",
+        )
         np.testing.assert_allclose((out - lo) / (hi - lo) * 255, ref, atol=0.05 * 255)
 
 
@@ -68,14 +75,22 @@ def test_stack_frames_are_denoised_independently(bundle):
     stack = np.stack([_image((64, 64), s) for s in range(3)])
     out = denoise(stack, bundle, tile=64, overlap=16, device="cpu")
     assert out.shape == stack.shape and out.dtype == np.float32
-    np.testing.assert_allclose(out[1], denoise(stack[1], bundle, tile=64, overlap=16, device="cpu"),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        out[1], denoise(stack[1], bundle, tile=64, overlap=16, device="cpu"), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_progress_reports_every_batch_and_ends_with_output(bundle):
     reports: list[DenoiseProgress] = []
-    out = denoise(_image((100, 100)), bundle, tile=48, overlap=16, batch_size=2, device="cpu",
-                  progress=reports.append)
+    out = denoise(
+        _image((100, 100)),
+        bundle,
+        tile=48,
+        overlap=16,
+        batch_size=2,
+        device="cpu",
+        progress=reports.append,
+    )
     totals = {r.tiles_total for r in reports}
     assert len(totals) == 1
     assert [r.tiles_done for r in reports] == sorted(r.tiles_done for r in reports)
@@ -93,7 +108,11 @@ def test_stopping_the_generator_cancels(bundle):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"tile": 8}, "tile size"), ({"overlap": 40, "tile": 64}, "overlap"), ({"batch_size": 0}, "batch_size")],
+    [
+        ({"tile": 8}, "tile size"),
+        ({"overlap": 40, "tile": 64}, "overlap"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
 )
 def test_bad_settings_are_rejected(bundle, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -38,7 +38,7 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
 def test_read_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a tiff")
-    with pytest.raises(ValueError, match="bad.tif: not a readable TIFF"):
+    with pytest.raises(ValueError, match=r"bad\.tif: not a readable TIFF"):
         read_image(bad)
     with pytest.raises(ValueError, match="no such file"):
         read_image(tmp_path / "missing.tif")

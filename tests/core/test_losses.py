@@ -20,9 +20,7 @@ from napari_pinned.losses import (
 )
 
 # Two 3×3 images; the second is twice the first.
-A = np.array([[0.0, 1.0, 3.0],
-              [1.0, 1.0, 1.0],
-              [2.0, 0.0, 0.0]])
+A = np.array([[0.0, 1.0, 3.0], [1.0, 1.0, 1.0], [2.0, 0.0, 0.0]])
 PRED_NP = np.stack([A, 2 * A])[:, None]  # (2, 1, 3, 3)
 TARGET_NP = np.stack([np.full((3, 3), 1.0), A.T])[:, None]
 PRED = torch.tensor(PRED_NP, dtype=torch.float32)

@@ -149,6 +149,7 @@ def test_forward_rejects_multichannel_input():
 
 def _expected_parameters(config: ModelConfig) -> int:
     """Count from the architecture's description: 3 convs per block, 2×2 up-convs, 1×1 head."""
+
     def block(cin: int, cout: int) -> int:
         return (9 * cin * cout + cout) + 2 * (9 * cout * cout + cout)
 
@@ -164,8 +165,13 @@ def _expected_parameters(config: ModelConfig) -> int:
 
 @pytest.mark.parametrize(
     "config",
-    [TINY, TINY_PAPER, ModelConfig.preset("paper"), ModelConfig.preset("unet"),
-     ModelConfig.preset("unet", width=4, depth=5)],  # depth 5 hits the 8× width cap
+    [
+        TINY,
+        TINY_PAPER,
+        ModelConfig.preset("paper"),
+        ModelConfig.preset("unet"),
+        ModelConfig.preset("unet", width=4, depth=5),
+    ],  # depth 5 hits the 8× width cap
 )
 def test_parameter_count_follows_the_architecture(config):
     assert count_parameters(build_model(config)) == _expected_parameters(config)
@@ -220,8 +226,13 @@ def _round_trip_tolerance(image: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("dtype", "low", "high"),
-    [(np.uint8, 0, 255), (np.uint16, 500, 3500), (np.float32, -3.0, 7.0),
-     (np.float64, 1000.0, 1010.0), (np.float32, 10.0, 200.0)],
+    [
+        (np.uint8, 0, 255),
+        (np.uint16, 500, 3500),
+        (np.float32, -3.0, 7.0),
+        (np.float64, 1000.0, 1010.0),
+        (np.float32, 10.0, 200.0),
+    ],
 )
 @pytest.mark.parametrize("mode", ["range", "percentile"])
 def test_normalisation_round_trip(dtype, low, high, mode):
@@ -233,8 +244,9 @@ def test_normalisation_round_trip(dtype, low, high, mode):
     assert isinstance(state, NormState) and state.mode == mode
     restored = denormalize(scaled, state)
     assert restored.dtype == np.float32
-    np.testing.assert_allclose(restored, image.astype(np.float64), rtol=0,
-                               atol=_round_trip_tolerance(image))
+    np.testing.assert_allclose(
+        restored, image.astype(np.float64), rtol=0, atol=_round_trip_tolerance(image)
+    )
 
 
 def test_range_normalisation_uses_the_paper_scale():
@@ -307,9 +319,16 @@ def test_unavailable_or_unknown_devices_raise_clearly():
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):
-    metadata = {"name": "t", "steps": 12, "val_psnr": 21.5, "noise_levels": [1.0, 5.0],
-                "loss_weights": {"tv": 0.01}, "init_model": None, "ok": True,
-                "numpy_float": np.float32(0.5)}
+    metadata = {
+        "name": "t",
+        "steps": 12,
+        "val_psnr": 21.5,
+        "noise_levels": [1.0, 5.0],
+        "loss_weights": {"tv": 0.01},
+        "init_model": None,
+        "ok": True,
+        "numpy_float": np.float32(0.5),
+    }
     bundle = _bundle(ModelConfig.preset("tiny", normalization="percentile"), **metadata)
     path = save_model(bundle, tmp_path / "m.pt")
     assert path == tmp_path / "m.pt" and sorted(os.listdir(tmp_path)) == ["m.pt"]
@@ -413,10 +432,22 @@ def _write_tampered(kind: str, path, tmp_path) -> None:
     good.unlink()
 
 
-TAMPERED = ["truncated", "empty", "random bytes", "text", "tensor", "bare state dict",
-            "edited metadata", "old version", "future version", "unknown config key",
-            "weights of another shape", "NaN weights", "bad metadata",
-            *(f"flipped byte at {f}" for f in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99))]
+TAMPERED = [
+    "truncated",
+    "empty",
+    "random bytes",
+    "text",
+    "tensor",
+    "bare state dict",
+    "edited metadata",
+    "old version",
+    "future version",
+    "unknown config key",
+    "weights of another shape",
+    "NaN weights",
+    "bad metadata",
+    *(f"flipped byte at {f}" for f in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)),
+]
 
 
 @pytest.mark.parametrize("kind", TAMPERED)
@@ -433,13 +464,17 @@ def test_tampered_files_raise_model_file_error_naming_the_file(kind, tmp_path):
         assert "corrupted" in str(info.value)
 
 
-@pytest.mark.parametrize("container", ["pickle protocol 2", "pickle default protocol",
-                                       "torch.save"])
+@pytest.mark.parametrize(
+    "container", ["pickle protocol 2", "pickle default protocol", "torch.save"]
+)
 def test_malicious_pickle_is_refused_without_running(container, tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pt"
-    payload = {"format": "napari-pinned-model", "format_version": FORMAT_VERSION,
-               "evil": _Payload(marker)}
+    payload = {
+        "format": "napari-pinned-model",
+        "format_version": FORMAT_VERSION,
+        "evil": _Payload(marker),
+    }
     if container == "torch.save":
         torch.save(payload, path)
     else:

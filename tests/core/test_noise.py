@@ -88,8 +88,13 @@ def test_static_fraction_and_uniform_values(fraction):
     # A constant outside [0, 255] can never be produced by a replacement, so every
     # changed pixel was replaced; no clipping keeps the constant visible.
     out = add_cdn_noise(
-        _constant(-10.0), gaussian_std=0, static_fraction=fraction, speckle_variance=0,
-        data_range=(0, 255), clip=False, seed=1,
+        _constant(-10.0),
+        gaussian_std=0,
+        static_fraction=fraction,
+        speckle_variance=0,
+        data_range=(0, 255),
+        clip=False,
+        seed=1,
     )
     replaced = out != np.float32(-10.0)
     se = math.sqrt(fraction * (1 - fraction) / N)
@@ -102,8 +107,12 @@ def test_static_fraction_and_uniform_values(fraction):
 def test_gaussian_std_alone():
     sigma = 20.0
     out = add_cdn_noise(
-        _constant(128.0), gaussian_std=sigma, static_fraction=0, speckle_variance=0,
-        clip=False, seed=2,
+        _constant(128.0),
+        gaussian_std=sigma,
+        static_fraction=0,
+        speckle_variance=0,
+        clip=False,
+        seed=2,
     ).astype(np.float64)
     assert abs(out.mean() - 128.0) < K * sigma / math.sqrt(N)
     # Large-sample standard error of a sample std: σ / sqrt(2n).
@@ -114,8 +123,12 @@ def test_speckle_variance_alone():
     var = 0.3
     base = 100.0
     out = add_cdn_noise(
-        _constant(base), gaussian_std=0, static_fraction=0, speckle_variance=var,
-        clip=False, seed=3,
+        _constant(base),
+        gaussian_std=0,
+        static_fraction=0,
+        speckle_variance=var,
+        clip=False,
+        seed=3,
     ).astype(np.float64)
     rel = out / base - 1.0
     assert abs(rel.mean()) < K * math.sqrt(var / N)
@@ -138,8 +151,12 @@ def test_overrides_replace_single_components():
 def test_static_values_are_multiplied_by_speckle():
     v = 0.4
     out = add_cdn_noise(
-        _constant(50.0), gaussian_std=0, static_fraction=1.0, speckle_variance=v,
-        clip=False, seed=5,
+        _constant(50.0),
+        gaussian_std=0,
+        static_fraction=1.0,
+        speckle_variance=v,
+        clip=False,
+        seed=5,
     ).astype(np.float64)
     # Y = U(1 + S), U ~ U(0, 255), S ~ N(0, v): Var Y = E[U²](1 + v) − E[U]².
     expected = (255.0**2 / 3) * (1 + v) - 127.5**2
@@ -153,8 +170,12 @@ def test_static_values_are_multiplied_by_speckle():
 def test_gaussian_comes_before_static():
     # Every pixel replaced after a huge Gaussian: the result is exactly U(0, 255).
     out = add_cdn_noise(
-        _constant(128.0), gaussian_std=1000.0, static_fraction=1.0, speckle_variance=0,
-        clip=False, seed=6,
+        _constant(128.0),
+        gaussian_std=1000.0,
+        static_fraction=1.0,
+        speckle_variance=0,
+        clip=False,
+        seed=6,
     ).astype(np.float64)
     assert out.min() >= 0.0 and out.max() < 255.0
     assert stats.kstest(out.ravel(), stats.uniform(loc=0, scale=255).cdf).pvalue > 1e-4

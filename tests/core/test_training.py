@@ -16,7 +16,7 @@ def _lattice(size: int = 96, period: float = 8.0, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     phase = rng.uniform(0, 2 * np.pi, 2)
-    img = (np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1]))
+    img = np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1])
     return ((img + 2) / 4 * 200 + 20).astype(np.float32)
 
 
@@ -50,8 +50,9 @@ def test_progress_records_every_step_and_fields():
 
 def test_training_reduces_loss_and_raises_validation_psnr():
     clean = [_lattice(seed=s) for s in range(2)]
-    config = _config(model=ModelConfig.preset("tiny", residual=False), steps=80,
-                     noise_levels=(1.0, 1.0))
+    config = _config(
+        model=ModelConfig.preset("tiny", residual=False), steps=80, noise_levels=(1.0, 1.0)
+    )
     run = train(config, clean, seed=1, device="cpu")
     records = list(run)
     early = np.mean([p.loss.total for p in records[:10]])

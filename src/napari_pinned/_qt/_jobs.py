@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QThread
 from qtpy.QtWidgets import QWidget
 
 __all__ = [
@@ -51,6 +51,7 @@ class BackgroundJob:
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
+        self._deferred = False
         self._started = threading.Event()
         self._done = threading.Event()
         # Direct connections run in the worker thread, so the flags are set even while
@@ -60,6 +61,10 @@ class BackgroundJob:
 
     def start(self) -> None:
         """Start the worker on napari's thread pool."""
+        # superqt hands the worker to the pool through a 1 ms timer when an event
+        # loop runs, at once otherwise; only in the first case can the start be pending
+        # behind a GUI thread that blocks in quit_and_wait.
+        self._deferred = bool(QThread.currentThread().loopLevel())
         self.worker.start()
 
     @property
@@ -70,8 +75,8 @@ class BackgroundJob:
     def quit_and_wait(self, timeout: float = 30.0) -> bool:
         """Ask the worker to quit at its next yield and wait for its thread to end.
 
-        A worker that has not started yet will return as soon as it starts, so it is not
-        waited for (its start may be queued behind the event loop this call blocks).
+        A worker whose start is still queued behind the event loop this call blocks is not
+        waited for: it returns as soon as it starts, without running anything.
 
         Returns
         -------
@@ -79,7 +84,7 @@ class BackgroundJob:
             True if the thread ended (or never ran) within ``timeout`` seconds.
         """
         self.worker.quit()
-        if not self._started.is_set():
+        if self._deferred and not self._started.is_set():
             return True
         return self._done.wait(timeout)
 
@@ -87,28 +92,24 @@ class BackgroundJob:
 def start_job(
     func: Callable[..., Any],
     *args: Any,
-    progress: dict[str, Any] | None = None,
     connect: dict[str, Callable[..., Any]] | None = None,
 ) -> BackgroundJob:
     """Run the generator function ``func(*args)`` in a napari worker and start it.
+
+    Handlers must record what a signal brings before touching a napari progress bar:
+    updating one processes pending events, so the handlers of later signals (up to
+    ``finished``) can run inside it.
 
     Parameters
     ----------
     func : generator function
         Runs in the worker thread; each value it yields reaches ``connect["yielded"]``
-        in the GUI thread.
-    progress : dict, optional
-        napari progress bar settings (``{"total": n, "desc": ...}``): one yield is one unit.
+        in the GUI thread, the value it returns ``connect["returned"]``.
     connect : dict, optional
-        Worker signal name → GUI-thread handler (``yielded``, ``errored``, ``finished``...).
+        Worker signal name → GUI-thread handler (``yielded``, ``returned``, ``errored``,
+        ``finished``...).
     """
-    worker = create_worker(
-        func,
-        *args,
-        _progress=progress,
-        _worker_class=QuietGeneratorWorker,
-        _ignore_errors=True,
-    )
+    worker = create_worker(func, *args, _worker_class=QuietGeneratorWorker, _ignore_errors=True)
     for name, handler in (connect or {}).items():
         getattr(worker, name).connect(handler)
     job = BackgroundJob(worker)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import inspect
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +57,7 @@ from ._common import (
 )
 from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
 from .model_registry import get_registry
-from .train_widget import DEVICES
+from .train_widget import DEVICES, describe_device
 
 if TYPE_CHECKING:
     import napari
@@ -129,11 +131,21 @@ def format_gain(key: str, value: float | None) -> str:
 
 def _denoise_frames(
     data: np.ndarray, model: Any, tile: int, overlap: int, device: str
-) -> Iterator[DenoiseProgress]:
-    """The worker's generator: one report per batch of tiles, the output on the last."""
+) -> Generator[DenoiseProgress, None, np.ndarray | None]:
+    """The worker's generator: one report per batch of tiles; returns the output.
+
+    The output travels by the worker's ``returned`` signal, which cannot be overtaken by
+    ``finished``, instead of inside the last report.
+    """
     from napari_pinned.inference import iter_denoise
 
-    yield from iter_denoise(data, model, tile=tile, overlap=overlap, device=device)
+    output = None
+    for report in iter_denoise(data, model, tile=tile, overlap=overlap, device=device):
+        if report.output is not None:
+            output = report.output
+            report = dataclasses.replace(report, output=None)
+        yield report
+    return output
 
 
 def _grid(viewer: napari.viewer.Viewer) -> Any:
@@ -215,13 +227,17 @@ class DenoiseWidget(QWidget):
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
 
     def _build_denoise_box(self) -> QGroupBox:
+        from napari_pinned.inference import iter_denoise
+
+        # The core's defaults, so that the dock and the API tile alike.
+        defaults = inspect.signature(iter_denoise).parameters
         box = QGroupBox("Denoise")
         form = QFormLayout(box)
         self.input_layer = ComboBox(choices=self._image_choices)
         self.model_combo = QComboBox()
         self.model_combo.activated.connect(self._on_model_activated)
-        self.tile_spin = _spin(16, 8192, 256, 32)
-        self.overlap_spin = _spin(0, 1024, 48, 8)
+        self.tile_spin = _spin(16, 8192, defaults["tile"].default, 32)
+        self.overlap_spin = _spin(0, 1024, defaults["overlap"].default, 8)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
         self.device_combo.currentTextChanged.connect(self._update_device_label)
@@ -256,7 +272,9 @@ class DenoiseWidget(QWidget):
         self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.metrics_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         # As tall as its rows: a dock has no room for an empty scroll area.
-        self.metrics_table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.metrics_table.setSizeAdjustPolicy(
+            QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents
+        )
         self.metrics_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.copy_button = QPushButton("Copy")
         self.export_button = QPushButton("Export CSV…")
@@ -359,12 +377,7 @@ class DenoiseWidget(QWidget):
         except ValueError:
             self.device_label.setText(f"Device: {choice} is not available on this machine")
             return None
-        text = str(device)
-        if device.type == "cuda":
-            import torch
-
-            text = f"cuda ({torch.cuda.get_device_name(device)})"
-        self.device_label.setText(f"Device: {text}")
+        self.device_label.setText(f"Device: {describe_device(device)}")
         return str(device)
 
     # -- denoising ----------------------------------------------------------------------------
@@ -405,6 +418,7 @@ class DenoiseWidget(QWidget):
         self._output = None
         self._handlers = {
             "yielded": self._on_progress,
+            "returned": self._on_returned,
             "errored": self._on_error,
             "finished": self._on_finished,
         }
@@ -434,17 +448,19 @@ class DenoiseWidget(QWidget):
         self.status_label.setText("Cancelling…")
 
     def _on_progress(self, report: DenoiseProgress) -> None:
+        self.status_label.setText(
+            f"Frame {report.frame + 1}/{report.frames_total}: "
+            f"{report.tiles_done}/{report.tiles_total} tiles"
+        )
+        # Last: a napari progress bar processes pending events when it moves.
         pbar = self._pbar
         if pbar is not None:
             if pbar.total != report.tiles_total:
                 pbar.total = report.tiles_total
             pbar.update(report.tiles_done - pbar.n)
-        self.status_label.setText(
-            f"Frame {report.frame + 1}/{report.frames_total}: "
-            f"{report.tiles_done}/{report.tiles_total} tiles"
-        )
-        if report.output is not None:
-            self._output = report.output
+
+    def _on_returned(self, output: np.ndarray | None) -> None:
+        self._output = output
 
     def _on_error(self, exc: BaseException) -> None:
         self._failed = True
@@ -455,9 +471,9 @@ class DenoiseWidget(QWidget):
         self._close_watcher.unwatch()
         if job is not None:
             disconnect_handlers(job.worker, self._handlers)
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        pbar, self._pbar = self._pbar, None
+        if pbar is not None:
+            pbar.close()
         return job
 
     def _on_finished(self) -> None:
@@ -626,7 +642,7 @@ class DenoiseWidget(QWidget):
                 writer.writerow(["metric", "scope", *_COLUMNS])
                 for key, scope, before, after in self._rows:
                     gain = None if after is None else after - before
-                    values = ("" if v is None else repr(v) for v in (before, after, gain))
+                    values = ("" if v is None else repr(float(v)) for v in (before, after, gain))
                     writer.writerow([key, scope or "image", *values])
         except OSError as exc:
             notify_error(f"Export: cannot write {target}: {exc}")

@@ -114,7 +114,9 @@ class GeneratorWidget(Container):
 
     def _build_widgets(self) -> None:
         self.material = ComboBox(
-            label="Material", choices=[*self._materials, CIF_CHOICE], value="SrTiO3",
+            label="Material",
+            choices=[*self._materials, CIF_CHOICE],
+            value="SrTiO3",
             tooltip="Bundled crystal structure, or a CIF file of your own",
         )
         self.cif_file = FileEdit(label="CIF file", mode="r", filter="*.cif")
@@ -124,7 +126,8 @@ class GeneratorWidget(Container):
             label="Zone axis", choices=self._zone_choices, tooltip="Usual zone axes"
         )
         self.zone_text = LineEdit(
-            label="u v w (t)", value="0 0 1",
+            label="u v w (t)",
+            value="0 0 1",
             tooltip="Zone axis as 3 or 4 (hexagonal u v t w) integers; edit freely",
         )
         self.image_size = SpinBox(label="Image size (px)", value=512, min=32, max=4096, step=32)
@@ -135,24 +138,30 @@ class GeneratorWidget(Container):
             label="Probe", choices=[_PROBE_PHYSICAL, _PROBE_GAUSSIAN], value=_PROBE_PHYSICAL
         )
         self.fwhm = FloatSpinBox(label="FWHM (Å)", value=0.8, min=0.05, max=10.0, step=0.05)
-        self.voltage = FloatSpinBox(label="Voltage (kV)", value=200.0, min=20.0, max=1000.0,
-                                    step=10.0)
-        self.convergence = FloatSpinBox(label="Convergence (mrad)", value=22.0, min=1.0,
-                                        max=100.0, step=0.5)
-        self.defocus = FloatSpinBox(label="Defocus (Å)", value=0.0, min=-2000.0, max=2000.0,
-                                    step=5.0)
+        self.voltage = FloatSpinBox(
+            label="Voltage (kV)", value=200.0, min=20.0, max=1000.0, step=10.0
+        )
+        self.convergence = FloatSpinBox(
+            label="Convergence (mrad)", value=22.0, min=1.0, max=100.0, step=0.5
+        )
+        self.defocus = FloatSpinBox(
+            label="Defocus (Å)", value=0.0, min=-2000.0, max=2000.0, step=5.0
+        )
         self.cs = FloatSpinBox(label="Cs (mm)", value=0.0, min=-10.0, max=10.0, step=0.001)
-        self.source_size = FloatSpinBox(label="Source size (Å)", value=0.3, min=0.0, max=5.0,
-                                        step=0.05)
+        self.source_size = FloatSpinBox(
+            label="Source size (Å)", value=0.3, min=0.0, max=5.0, step=0.05
+        )
         self.fwhm_readout = Label(label="Probe FWHM", value="")
-        self.z_exponent = FloatSpinBox(label="Z exponent", value=1.7, min=0.5, max=3.0,
-                                       step=0.05)
-        self.thickness = FloatSpinBox(label="Thickness (Å)", value=200.0, min=1.0, max=5000.0,
-                                      step=10.0)
-        self.vacancy = FloatSpinBox(label="Vacancy fraction", value=0.0, min=0.0, max=1.0,
-                                    step=0.01)
-        self.rotation = FloatSpinBox(label="Rotation (°)", value=0.0, min=-180.0, max=180.0,
-                                     step=1.0)
+        self.z_exponent = FloatSpinBox(label="Z exponent", value=1.7, min=0.5, max=3.0, step=0.05)
+        self.thickness = FloatSpinBox(
+            label="Thickness (Å)", value=200.0, min=1.0, max=5000.0, step=10.0
+        )
+        self.vacancy = FloatSpinBox(
+            label="Vacancy fraction", value=0.0, min=0.0, max=1.0, step=0.01
+        )
+        self.rotation = FloatSpinBox(
+            label="Rotation (°)", value=0.0, min=-180.0, max=180.0, step=1.0
+        )
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.add_columns = CheckBox(text="Add ground-truth columns (Points)", value=False)
         self.generate_button = PushButton(text="Generate")
@@ -162,10 +171,23 @@ class GeneratorWidget(Container):
 
     def _all_widgets(self) -> list[Any]:
         return [
-            self.material, self.cif_file, self.zone_preset, self.zone_text, self.image_size,
-            self.pixel_size, self.probe_kind, self.fwhm, *self._physical_widgets(),
-            self.fwhm_readout, self.z_exponent, self.thickness, self.vacancy, self.rotation,
-            self.seed, self.add_columns, self.generate_button,
+            self.material,
+            self.cif_file,
+            self.zone_preset,
+            self.zone_text,
+            self.image_size,
+            self.pixel_size,
+            self.probe_kind,
+            self.fwhm,
+            *self._physical_widgets(),
+            self.fwhm_readout,
+            self.z_exponent,
+            self.thickness,
+            self.vacancy,
+            self.rotation,
+            self.seed,
+            self.add_columns,
+            self.generate_button,
         ]
 
     def _connect(self) -> None:
@@ -310,9 +332,7 @@ class GeneratorWidget(Container):
         return None
 
     def _start_worker(self, kwargs: dict[str, Any]) -> None:
-        worker = create_worker(
-            simulate, _progress={"desc": "Simulating STEM image"}, **kwargs
-        )
+        worker = create_worker(simulate, _progress={"desc": "Simulating STEM image"}, **kwargs)
         # The settings of the click, not those the user may have changed meanwhile.
         worker.returned.connect(
             partial(self.show_result, seed=kwargs["seed"], columns=self.add_columns.value)
@@ -355,8 +375,13 @@ class GeneratorWidget(Container):
         }
         existing = find_layer(self._viewer, label, Image) is not None
         layer = add_or_update_image(
-            self._viewer, result.image, label, scale=scale, units=("Å", "Å"),
-            colormap="gray", metadata=metadata,
+            self._viewer,
+            result.image,
+            label,
+            scale=scale,
+            units=("Å", "Å"),
+            colormap="gray",
+            metadata=metadata,
         )
         if existing:
             layer.reset_contrast_limits()
@@ -370,9 +395,15 @@ class GeneratorWidget(Container):
         layer = find_layer(self._viewer, name, Points)
         if layer is None:
             return self._viewer.add_points(
-                positions, name=name, scale=scale, units=("Å", "Å"), features=features,
-                size=_MARKER_SIZE / result.pixel_size, face_color="transparent",
-                border_color="yellow", border_width=0.1,
+                positions,
+                name=name,
+                scale=scale,
+                units=("Å", "Å"),
+                features=features,
+                size=_MARKER_SIZE / result.pixel_size,
+                face_color="transparent",
+                border_color="yellow",
+                border_width=0.1,
             )
         layer.data = positions
         layer.features = features

@@ -72,24 +72,38 @@ class NoiseWidget(Container):
 
     def _build_widgets(self) -> None:
         self.source = ComboBox(
-            label="Source", choices=lambda _w: image_layer_choices(self._viewer),
+            label="Source",
+            choices=lambda _w: image_layer_choices(self._viewer),
             tooltip="Image or stack to degrade; it is never modified",
         )
         self.level = FloatSlider(
-            label="CDN level", value=1.0, min=0.0, max=float(MAX_LEVEL), step=0.1,
+            label="CDN level",
+            value=1.0,
+            min=0.0,
+            max=float(MAX_LEVEL),
+            step=0.1,
             tooltip="0: no noise; 1-5: Table 1 of the PINNED paper; in between: interpolated",
         )
         self.override = CheckBox(text="Override components", value=False)
         self.gaussian_std = FloatSpinBox(
-            label="Gaussian std", min=0.0, max=255.0, step=0.5,
+            label="Gaussian std",
+            min=0.0,
+            max=255.0,
+            step=0.5,
             tooltip="Standard deviation of the additive noise, in 8-bit units",
         )
         self.static_fraction = FloatSpinBox(
-            label="Static fraction", min=0.0, max=1.0, step=0.01,
+            label="Static fraction",
+            min=0.0,
+            max=1.0,
+            step=0.01,
             tooltip="Fraction of pixels replaced by uniform random values",
         )
         self.speckle_variance = FloatSpinBox(
-            label="Speckle variance", min=0.0, max=10.0, step=0.01,
+            label="Speckle variance",
+            min=0.0,
+            max=10.0,
+            step=0.01,
             tooltip="Variance of the multiplicative speckle factor",
         )
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
@@ -101,8 +115,13 @@ class NoiseWidget(Container):
 
     def _all_widgets(self) -> list[Any]:
         return [
-            self.source, self.level, self.override, *self._components(), self.seed,
-            self.clip, self.apply_button,
+            self.source,
+            self.level,
+            self.override,
+            *self._components(),
+            self.seed,
+            self.clip,
+            self.apply_button,
         ]
 
     def _connect(self) -> None:
@@ -206,8 +225,14 @@ class NoiseWidget(Container):
             return None
         self._last_error = None
         return add_or_update_image(
-            self._viewer, noisy, name, scale=layer.scale, translate=layer.translate,
-            units=layer.units, colormap="gray", metadata=self._output_metadata(layer),
+            self._viewer,
+            noisy,
+            name,
+            scale=layer.scale,
+            translate=layer.translate,
+            units=layer.units,
+            colormap="gray",
+            metadata=self._output_metadata(layer),
         )
 
     def _noisy_data(self, layer: Image) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Select
+from napari.utils import progress as napari_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -52,7 +53,14 @@ if TYPE_CHECKING:
     from napari_pinned.model import ModelBundle
     from napari_pinned.training import TrainConfig, TrainingRun, TrainProgress
 
-__all__ = ["DEVICES", "NOISE_MODES", "NO_INIT_MODEL", "TrainWidget", "format_duration"]
+__all__ = [
+    "DEVICES",
+    "NOISE_MODES",
+    "NO_INIT_MODEL",
+    "TrainWidget",
+    "describe_device",
+    "format_duration",
+]
 
 #: Choices of the device combo; "auto" picks CUDA, then MPS, then the CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -76,9 +84,45 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _iterate(run: TrainingRun) -> Iterator[TrainProgress]:
-    """The worker's generator: one optimiser step per yield."""
-    yield from run
+class _RunHandle:
+    """The training run, built in the worker thread, and a stop request that may come
+    before it exists.
+
+    Building a run can take seconds (the first one imports parts of torch), so it happens
+    in the worker too.  Both threads set their half first and check the other's after,
+    so a stop is never lost whichever comes first.
+    """
+
+    def __init__(self) -> None:
+        self.run: TrainingRun | None = None
+        self._stop_requested = False
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        run = self.run
+        if run is not None:
+            run.stop()
+
+    def attach(self, run: TrainingRun) -> None:
+        self.run = run
+        if self._stop_requested:
+            run.stop()
+
+
+def _train_steps(
+    handle: _RunHandle,
+    config: TrainConfig,
+    clean: list[np.ndarray],
+    noisy: list[np.ndarray] | None,
+    seed: int,
+    device: str,
+) -> Iterator[TrainProgress]:
+    """The worker's generator: builds the run, then one optimiser step per yield."""
+    from napari_pinned.training import train
+
+    handle.attach(train(config, clean, noisy, seed=seed, device=device))
+    assert handle.run is not None
+    yield from handle.run
 
 
 def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
@@ -128,11 +172,12 @@ class TrainWidget(QWidget):
 
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._run: TrainingRun | None = None
+        self._handle: _RunHandle | None = None
         self._job: BackgroundJob | None = None
         self._handlers: dict[str, Any] = {}
         self._error: BaseException | None = None
         self._last_progress: TrainProgress | None = None
+        self._pbar: Any = None
         self.last_bundle: ModelBundle | None = None
         self.last_model_name: str | None = None
 
@@ -298,7 +343,7 @@ class TrainWidget(QWidget):
         except ValueError:
             self.device_label.setText(f"Device: {choice} is not available on this machine")
             return
-        self.device_label.setText(f"Device: {_describe_device(device)}")
+        self.device_label.setText(f"Device: {describe_device(device)}")
 
     def _update_pairs_label(self, _value: Any = None) -> None:
         if not self.paired:
@@ -396,10 +441,10 @@ class TrainWidget(QWidget):
     def start(self) -> bool:
         """Start training with the current settings; returns whether a run started.
 
-        Problems with the data or the settings are reported as notifications.
+        Problems with the layers or the settings are reported at once as notifications;
+        problems the core finds in the data (an image too small for the patch size...)
+        arrive as a notification from the worker, and the run ends without a model.
         """
-        from napari_pinned.training import train
-
         if self.is_running:
             notify_warning("Train: a training run is already in progress")
             return False
@@ -409,39 +454,37 @@ class TrainWidget(QWidget):
         config = call_or_notify(self.train_config, context="Train")
         if config is None:
             return False
-        clean, noisy = data
-        run = call_or_notify(
-            train,
-            config,
-            clean,
-            noisy,
-            seed=self.seed_spin.value(),
-            device=self.device_combo.currentText(),
-            context="Train",
-        )
-        if run is None:
-            return False
-        self._begin(run)
+        self._begin(config, *data)
         return True
 
-    def _begin(self, run: TrainingRun) -> None:
-        self._run = run
+    def _begin(
+        self, config: TrainConfig, clean: list[np.ndarray], noisy: list[np.ndarray] | None
+    ) -> None:
+        from napari_pinned.model import resolve_device
+
+        self._handle = _RunHandle()
         self._error = None
         self._last_progress = None
         self.loss_plot.clear()
-        threads = run.config.num_threads
+        threads = config.num_threads
         suffix = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
-        self.device_label.setText(f"Device: {_describe_device(run.device)}{suffix}")
-        self.status_label.setText(f"Starting: {run.config.steps} steps…")
+        device = self.device_combo.currentText()
+        self.device_label.setText(f"Device: {describe_device(resolve_device(device))}{suffix}")
+        self.status_label.setText(f"Starting: {config.steps} steps…")
         self._handlers = {
             "yielded": self._on_progress,
             "errored": self._on_error,
             "finished": self._on_finished,
         }
+        self._pbar = napari_progress(total=config.steps, desc="Training PINNED")
         self._job = start_job(
-            _iterate,
-            run,
-            progress={"total": run.config.steps, "desc": "Training PINNED"},
+            _train_steps,
+            self._handle,
+            config,
+            clean,
+            noisy,
+            self.seed_spin.value(),
+            device,
             connect=self._handlers,
         )
         self._close_watcher.watch()
@@ -449,9 +492,9 @@ class TrainWidget(QWidget):
 
     def stop(self) -> None:
         """End the run after the step in progress; the best model so far is kept."""
-        if self._run is None:
+        if self._handle is None:
             return
-        self._run.stop()
+        self._handle.stop()
         self.stop_button.setEnabled(False)
         self.status_label.setText(self.status_label.text() + " — stopping after this step…")
 
@@ -459,18 +502,31 @@ class TrainWidget(QWidget):
         self._last_progress = progress
         self.loss_plot.add(progress)
         self.status_label.setText(_progress_text(progress))
+        # Last: a napari progress bar processes pending events when it moves.
+        if self._pbar is not None:
+            self._pbar.update(1)
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._error = exc
-        notify_error(f"Train: training failed: {exc}")
-
-    def _on_finished(self) -> None:
-        run, job = self._run, self._job
-        self._run = self._job = None
+    def _end_job(self) -> tuple[TrainingRun | None, BackgroundJob | None]:
+        handle, job = self._handle, self._job
+        self._handle = self._job = None
+        run = None if handle is None else handle.run
         self._close_watcher.unwatch()
         if job is not None:
             disconnect_handlers(job.worker, self._handlers)
+        pbar, self._pbar = self._pbar, None
+        if pbar is not None:
+            pbar.close()
+        return run, job
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error = exc
+        notify_error(f"Train: {exc}")
+
+    def _on_finished(self) -> None:
+        run, _ = self._end_job()
         name = None if run is None else self._keep_result(run)
+        if run is None and self._error is not None:
+            self.status_label.setText("Training could not start; see the notification.")
         self._set_running(False)
         self.training_finished.emit(name)
 
@@ -533,18 +589,13 @@ class TrainWidget(QWidget):
 
         The best model so far is still added to the registry when the thread ended.
         """
-        run, job = self._run, self._job
-        if job is None or run is None:
+        if self._job is None or self._handle is None:
             return
-        self._run = self._job = None
-        self._close_watcher.unwatch()
-        disconnect_handlers(job.worker, self._handlers)
-        run.stop()
+        self._handle.stop()
+        run, job = self._end_job()
+        assert job is not None
         ended = job.quit_and_wait(_SHUTDOWN_TIMEOUT)
-        pbar = getattr(job.worker, "pbar", None)
-        if pbar is not None:
-            pbar.close()
-        if ended and run.step > 0:
+        if ended and run is not None and run.step > 0:
             self._registry.add_trained(run.result())
 
     def closeEvent(self, event) -> None:
@@ -556,11 +607,12 @@ class TrainWidget(QWidget):
         super().closeEvent(event)
 
 
-def _describe_device(device: Any) -> str:
+def describe_device(device: Any) -> str:
+    """A torch device for a label: ``"cpu"``, ``"mps"``, ``"cuda (NVIDIA H100 …)"``."""
     if device.type == "cuda":
         import torch
 
-        return f"cuda ({torch.cuda.get_device_name(device)})"
+        return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
 
 
