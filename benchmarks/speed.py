@@ -6,6 +6,7 @@ Each measurement that needs a fresh peak-memory reading runs in its own subproce
     python benchmarks/speed.py                # the standard table
     python benchmarks/speed.py --quick        # smaller sizes, for a smoke run
     python benchmarks/speed.py --model m.pt   # time a specific model file
+    python benchmarks/speed.py --model unet:8 --sizes 2048   # a fresh width-8 U-Net
 """
 
 from __future__ import annotations
@@ -31,13 +32,24 @@ def _best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def _load(model: str):
-    from napari_pinned.model import ModelBundle, ModelConfig, build_model, load_model
+def _fresh_config(model: str):
+    """``"fresh"`` (the default ModelConfig) or ``"preset[:width[:depth]]"``, e.g. ``unet:8``."""
+    from napari_pinned.model import ModelConfig
 
     if model == "fresh":
-        config = ModelConfig()
-        return ModelBundle(model=build_model(config).eval(), config=config, metadata={})
-    return load_model(model)
+        return ModelConfig()
+    name, *sizes = model.split(":")
+    overrides = dict(zip(("width", "depth"), (int(v) for v in sizes), strict=False))
+    return ModelConfig.preset(name, **overrides)
+
+
+def _load(model: str):
+    from napari_pinned.model import ModelBundle, build_model, load_model
+
+    if model == "default" or model.endswith(".pt"):
+        return load_model(model)
+    config = _fresh_config(model)
+    return ModelBundle(model=build_model(config).eval(), config=config, metadata={})
 
 
 def measure_inference(size: int, frames: int, model: str, device: str, tile: int) -> dict:
@@ -55,12 +67,17 @@ def measure_inference(size: int, frames: int, model: str, device: str, tile: int
 
 
 def measure_training(model: str, device: str, steps: int) -> dict:
-    from napari_pinned.model import ModelConfig
     from napari_pinned.simulate import simulate
     from napari_pinned.training import TrainConfig, train
 
     clean = [simulate(name, shape=256, seed=i).image for i, name in enumerate(["InN", "ZrO2"])]
-    config = TrainConfig(model=ModelConfig(), steps=steps + 2, validate_every=10_000)
+    init = model if model == "default" or model.endswith(".pt") else None
+    config = TrainConfig(
+        model=_fresh_config("fresh" if init else model),
+        steps=steps + 2,
+        validate_every=10_000,
+        init_model=init,
+    )
     run = train(config, clean, seed=0, device=device)
     next(run), next(run)  # warm-up steps
     t0 = time.perf_counter()
@@ -87,7 +104,13 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default="fresh",
-        help="'fresh' (default-size random model), 'default' or a model file",
+        help="'fresh' (default ModelConfig, random weights), 'preset[:width[:depth]]' "
+        "(e.g. unet:8, paper:16:3), 'default' or a model file (.pt)",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        help="inference sizes as EDGE or EDGExFRAMES (default 512 2048 4096 512x20)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile", type=int, default=512)
@@ -95,28 +118,41 @@ def main() -> None:
 
     import torch
 
+    from napari_pinned.model import build_model, count_parameters
     from napari_pinned.noise import add_cdn_noise
     from napari_pinned.simulate import simulate
 
+    config = _load(args.model).config
     print(
         f"# napari-pinned speed — {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPU threads, torch {torch.__version__} ({torch.get_num_threads()} "
         f"intra-op threads), device {args.device}\n"
+        f"# model {args.model}: {config.architecture}, depth {config.depth}, width "
+        f"{config.width}, {count_parameters(build_model(config)):,} parameters; tile {args.tile}\n"
     )
-    rows = []
+    print("| measurement | speed | peak RSS |")
+    print("|---|---|---|", flush=True)
+
+    def row(name: str, speed: str, mem: str = "") -> None:
+        print(f"| {name} | {speed} | {mem} |", flush=True)
+
     sim_size = 512 if args.quick else 1024
     t = _best_of(lambda: simulate("SrTiO3", shape=sim_size, seed=0), 3)
-    rows.append((f"simulate SrTiO3 {sim_size}²", f"{t * 1000:.0f} ms", ""))
+    row(f"simulate SrTiO3 {sim_size}²", f"{t * 1000:.0f} ms")
     noise_size = 512 if args.quick else 2048
     img = simulate("SrTiO3", shape=noise_size, seed=0).image
     t = _best_of(lambda: add_cdn_noise(img, 5, seed=0), 3)
-    rows.append((f"CDN level 5, {noise_size}²", f"{t * 1000:.0f} ms", ""))
+    row(f"CDN level 5, {noise_size}²", f"{t * 1000:.0f} ms")
 
     steps = 3 if args.quick else 20
     r = _subprocess("measure_training", model=args.model, device=args.device, steps=steps)
-    rows.append(("training, batch 8 × 64², default-size model", f"{r['steps_s']:.2f} steps/s", ""))
+    row("training step, batch 8 × 64²", f"{r['steps_s']:.2f} steps/s")
 
-    sizes = [(256, 1), (512, 1)] if args.quick else [(512, 1), (2048, 1), (4096, 1), (512, 20)]
+    default_sizes = ["256", "512"] if args.quick else ["512", "2048", "4096", "512x20"]
+    sizes = [
+        (int(edge), int(frames[0]) if frames else 1)
+        for edge, *frames in (spec.split("x") for spec in args.sizes or default_sizes)
+    ]
     for size, frames in sizes:
         r = _subprocess(
             "measure_inference",
@@ -127,14 +163,7 @@ def main() -> None:
             tile=args.tile,
         )
         label = f"denoise {size}²" + (f" × {frames} frames" if frames > 1 else "")
-        rows.append(
-            (label, f"{r['mpx_s']:.2f} Mpx/s ({r['seconds']:.1f} s)", f"{r['peak_rss_mb']:.0f} MB")
-        )
-
-    print("| measurement | speed | peak RSS |")
-    print("|---|---|---|")
-    for name, speed, mem in rows:
-        print(f"| {name} | {speed} | {mem} |")
+        row(label, f"{r['mpx_s']:.2f} Mpx/s ({r['seconds']:.1f} s)", f"{r['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

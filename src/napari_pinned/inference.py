@@ -46,14 +46,28 @@ class DenoiseProgress:
         return self.tiles_done / max(self.tiles_total, 1)
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+def tile_layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[int, list[int]]:
+    """Tile size and start offsets covering an axis of ``length`` pixels.
+
+    Uses the fewest tiles of at most ``tile`` pixels that overlap by at least
+    ``overlap``, then shrinks them to equal sizes so no tile computes much more than
+    its share (512 px tiles on a 2112 px axis: five of 480 px instead of five of 512).
+    Sizes and starts are multiples of ``align`` when ``length`` and ``tile`` are.
+    """
     if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+        return length, [0]
+    count = -(-(length - overlap) // (tile - overlap))
+    size = -(-(length + (count - 1) * overlap) // count)
+    # Rounding starts down to the alignment can widen one gap by up to align - 1 pixels.
+    size = min(tile, -(-size // align) * align + align)
+    step = (length - size) / (count - 1)
+    starts = [int(i * step) // align * align for i in range(count - 1)] + [length - size]
+    return size, starts
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of :func:`tile_layout` (tiles of its returned size)."""
+    return tile_layout(length, tile, overlap)[1]
 
 
 def _edge_ramp(size: int, overlap: int) -> np.ndarray:
@@ -95,11 +109,11 @@ def _tile_window(
 
 
 def _tiles(
-    shape: tuple[int, int], tile: int, overlap: int
+    shape: tuple[int, int], tile: tuple[int, int], overlap: int, align: int
 ) -> list[tuple[slice, slice, np.ndarray]]:
     h, w = shape
-    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
+    th, rows = tile_layout(h, tile[0], overlap, align)
+    tw, cols = tile_layout(w, tile[1], overlap, align)
     out = []
     for r in rows:
         for c in cols:
@@ -163,7 +177,13 @@ def iter_denoise(
     padded_shape = tuple(
         n + before + after for n, (before, after) in zip(frames.shape[1:], pads, strict=True)
     )
-    layout = _tiles(padded_shape, tile, overlap)
+    # A frame that fits in one tile before its context margin is added stays whole along
+    # that axis: splitting 512 + 2 × 32 px into four 512 px tiles would quadruple the work.
+    axis_tiles = tuple(
+        n if n <= tile + before + after else tile
+        for n, (before, after) in zip(padded_shape, pads, strict=True)
+    )
+    layout = _tiles(padded_shape, axis_tiles, overlap, align)
     total = len(layout) * len(frames)
     output = np.empty(frames.shape, np.float32)
     done = 0

@@ -113,7 +113,12 @@ def test_denoise_2d_adds_float32_layer_and_leaves_input_alone(viewer, qtbot, bun
     data = (pair[1] / 255 * 4000 + 100).astype(np.uint16)  # counts, not the paper's scale
     original = data.copy()
     layer = viewer.add_image(
-        data, name="scan", scale=(0.5, 0.25), translate=(3.0, 4.0), contrast_limits=(200, 3000)
+        data,
+        name="scan",
+        scale=(0.5, 0.25),
+        translate=(3.0, 4.0),
+        units=("Å", "Å"),
+        contrast_limits=(200, 3000),
     )
     widget.input_layer.value = layer
     widget.tile_spin.setValue(32)
@@ -123,6 +128,7 @@ def test_denoise_2d_adds_float32_layer_and_leaves_input_alone(viewer, qtbot, bun
     assert out is viewer.layers["scan denoised"]
     assert out.data.dtype == np.float32 and out.data.shape == data.shape
     assert tuple(out.scale) == (0.5, 0.25) and tuple(out.translate) == (3.0, 4.0)
+    assert tuple(out.units) == tuple(layer.units)
     assert tuple(out.contrast_limits) == (200, 3000)
     expected = denoise(original, bundle, tile=32, overlap=8, device="cpu")
     # Equal up to float32 rounding (torch's summation order depends on its thread count).
@@ -263,12 +269,14 @@ def test_compare_residual_and_spectrum(viewer, qtbot, notifications, bundle, pai
     widget.overlap_spin.setValue(0)
     out = _run(qtbot, widget)
 
+    shape_before = tuple(viewer.canvas.grid.shape)
     qtbot.mouseClick(widget.compare_button, Qt.MouseButton.LeftButton)
-    assert viewer.canvas.grid.enabled
+    assert viewer.canvas.grid.enabled and tuple(viewer.canvas.grid.shape) == (1, 3)
     shown = {lyr.name for lyr in viewer.layers if lyr.visible}
     assert shown == {"noisy", "noisy denoised", "clean"}
     qtbot.mouseClick(widget.compare_button, Qt.MouseButton.LeftButton)
     assert not viewer.canvas.grid.enabled and other.visible
+    assert tuple(viewer.canvas.grid.shape) == shape_before
 
     residual = widget.add_residual()
     assert residual.name == "noisy residual" and residual.data.dtype == np.float32

@@ -150,3 +150,17 @@ def test_console_script_help_runs():
     )
     for command in ("simulate", "noise", "metrics", "train", "denoise", "demo", "materials"):
         assert command in out.stdout
+
+
+def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--output-dir", str(out), "--size", "64", "--steps", "3", "--width", "4"]
+    assert main([*args, "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    for level in range(1, 6):
+        for kind in ("noisy", "median 3×3", "PINNED"):
+            assert f"L{level} {kind}" in table
+        denoised = read_image(out / f"denoised_L{level}.tif")
+        assert denoised.shape == (64, 64) and denoised.dtype == np.float32
+        assert np.isfinite(denoised).all()
+    assert (out / "reference.tif").is_file() and (out / "demo-model.pt").is_file()

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pinned.inference import DenoiseProgress, denoise, iter_denoise, tile_starts
+from napari_pinned.inference import (
+    DenoiseProgress,
+    denoise,
+    iter_denoise,
+    tile_layout,
+    tile_starts,
+)
 from napari_pinned.model import ModelBundle, ModelConfig, build_model
 
 
@@ -26,15 +32,34 @@ def _image(shape=(150, 170), seed=0) -> np.ndarray:
     return rng.uniform(0, 255, shape).astype(np.float32)
 
 
-def test_tile_starts_cover_the_axis():
-    for length, tile, overlap in [(100, 32, 8), (64, 64, 16), (65, 64, 16), (10, 32, 8)]:
-        starts = tile_starts(length, tile, overlap)
-        covered = np.zeros(length, bool)
-        for s in starts:
-            covered[s : s + tile] = True
-        assert covered.all()
-        assert starts[-1] + min(tile, length) == length
-        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "align"),
+    [
+        (100, 32, 8, 1),
+        (64, 64, 16, 1),
+        (65, 64, 16, 1),
+        (10, 32, 8, 1),
+        (2112, 512, 64, 8),
+        (2112, 1024, 64, 8),
+        (584, 512, 64, 8),
+        (4160, 512, 64, 16),
+        (1000, 100, 30, 1),
+    ],
+)
+def test_tile_layout_covers_the_axis_with_overlap_and_no_waste(length, tile, overlap, align):
+    size, starts = tile_layout(length, tile, overlap, align)
+    assert size <= tile and starts[0] == 0 and starts[-1] + size == length
+    covered = np.zeros(length, int)
+    for s in starts:
+        covered[s : s + size] += 1
+    assert covered.min() >= 1
+    assert all(b - a <= size - overlap for a, b in itertools.pairwise(starts))
+    if length % align == 0 and tile % align == 0:
+        assert size % align == 0 and all(s % align == 0 for s in starts)
+    # Fewest tiles: one tile fewer could not cover the axis with the required overlap.
+    fewer = len(starts) - 1
+    assert fewer == 0 or fewer * tile - (fewer - 1) * overlap < length
+    assert tile_starts(length, tile, overlap) == tile_layout(length, tile, overlap)[1]
 
 
 def test_tiled_equals_whole_image_everywhere(bundle):

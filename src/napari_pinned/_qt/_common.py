@@ -112,14 +112,14 @@ def add_or_update_image(
     """Replace the data of the Image layer ``name`` in place, or add it.
 
     Updating in place keeps the user's contrast, colormap and position in the layer
-    list; only ``scale``, ``translate`` and ``metadata`` from ``kwargs`` are applied to
-    an existing layer because they describe the data, not its display.
+    list; only ``scale``, ``translate``, ``units`` and ``metadata`` from ``kwargs`` are
+    applied to an existing layer because they describe the data, not its display.
     """
     layer = find_layer(viewer, name, Image)
     if layer is None:
         return viewer.add_image(data, name=name, **kwargs)
     layer.data = data
-    for key in ("scale", "translate", "metadata"):
+    for key in ("scale", "translate", "units", "metadata"):
         if key in kwargs:
             setattr(layer, key, kwargs[key])
     return layer

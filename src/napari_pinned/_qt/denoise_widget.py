@@ -192,6 +192,7 @@ class DenoiseWidget(QWidget):
         self._metrics_cache: dict[tuple[int, int], list[Metrics]] = {}
         self._watched: list[Image] = []
         self._saved_visibility: dict[str, bool] | None = None
+        self._saved_grid_shape: tuple[int, int] | None = None
         self._rows: list[tuple[str, str, float | None, float | None]] = []
         self._closed = False
 
@@ -411,6 +412,7 @@ class DenoiseWidget(QWidget):
             "source": layer.name,
             "scale": tuple(layer.scale),
             "translate": tuple(layer.translate),
+            "units": tuple(layer.units),
             "contrast_limits": tuple(layer.contrast_limits),
             "model": self._model_name,
         }
@@ -498,6 +500,7 @@ class DenoiseWidget(QWidget):
             target["name"],
             scale=target["scale"],
             translate=target["translate"],
+            units=target["units"],
             contrast_limits=target["contrast_limits"],
             metadata={"pinned_model": target["model"], "pinned_source": target["source"]},
         )
@@ -662,9 +665,17 @@ class DenoiseWidget(QWidget):
             self._saved_visibility = {layer.name: layer.visible for layer in viewer.layers}
             for layer in viewer.layers:
                 layer.visible = layer in shown
-            _grid(viewer).enabled = True
+            grid = _grid(viewer)
+            # One row, side by side: napari places only visible layers in the grid.
+            self._saved_grid_shape = tuple(grid.shape)
+            grid.shape = (1, len(shown))
+            grid.enabled = True
         else:
-            _grid(viewer).enabled = False
+            grid = _grid(viewer)
+            grid.enabled = False
+            if self._saved_grid_shape is not None:
+                grid.shape = self._saved_grid_shape
+                self._saved_grid_shape = None
             for name, visible in (self._saved_visibility or {}).items():
                 if name in viewer.layers:
                     viewer.layers[name].visible = visible
@@ -696,6 +707,7 @@ class DenoiseWidget(QWidget):
             residual_name(inp.name),
             scale=tuple(inp.scale),
             translate=tuple(inp.translate),
+            units=tuple(inp.units),
             contrast_limits=(-peak, peak),
         )
 
