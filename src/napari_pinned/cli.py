@@ -26,21 +26,37 @@ class _ProgressBar:
         self.label = label
         self.width = width
         self.stream = stream or sys.stderr
+        # Logs and pipes cannot redraw a line: there, print a new line every 10 %.
+        isatty = getattr(self.stream, "isatty", None)
+        self._interactive = bool(isatty and isatty())
         self._last = 0.0
+        self._last_decile = -1
+        self._open = False
 
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
+        filled = int(self.width * done / self.total)
+        line = f"{self.label} [{'#' * filled}{'-' * (self.width - filled)}] {done}/{self.total}"
+        line = f"{line} {extra}".rstrip()
+        if not self._interactive:
+            decile = 10 * done // self.total
+            if decile > self._last_decile or force:
+                self._last_decile = decile
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            return
         now = time.perf_counter()
         if not force and now - self._last < 0.2 and done < self.total:
             return
         self._last = now
-        filled = int(self.width * done / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {extra}".ljust(100))
+        self._open = True
+        self.stream.write(f"\r{line}".ljust(100))
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
 
 
 def _duration(seconds: float) -> str:

@@ -164,3 +164,39 @@ def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
         assert denoised.shape == (64, 64) and denoised.dtype == np.float32
         assert np.isfinite(denoised).all()
     assert (out / "reference.tif").is_file() and (out / "demo-model.pt").is_file()
+
+
+class _Stream:
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bar_redraws_in_a_terminal_and_prints_deciles_in_a_log():
+    from napari_pinned.cli import _ProgressBar
+
+    log = _Stream(tty=False)
+    bar = _ProgressBar(1000, "train", stream=log)
+    for step in range(1, 1001):
+        bar.update(step, f"loss {1 / step:.3f}")
+    bar.close()
+    lines = log.text.splitlines()
+    assert "\r" not in log.text and len(lines) == 11  # 0 %, 10 %, …, 100 %
+    assert lines[-1].startswith("train [" + "#" * 28 + "] 1000/1000 loss 0.001")
+
+    term = _Stream(tty=True)
+    bar = _ProgressBar(3, "denoise", stream=term)
+    for step in (1, 2, 3):
+        bar.update(step, force=True)
+    bar.close()
+    assert term.text.count("\r") == 3 and term.text.endswith("\n")
