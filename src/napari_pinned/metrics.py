@@ -273,7 +273,9 @@ def mean_metrics(metrics: Sequence[Metrics]) -> Metrics:
     return Metrics(*(float(v) for v in means))
 
 
-_COLUMNS = (
+#: (label, Metrics attribute, format) of every metric, in display order; the CLI table and
+#: the denoise widget's readouts both use it.
+METRIC_COLUMNS = (
     ("PSNR (dB)", "psnr", "{:.2f}"),
     ("SSIM", "ssim", "{:.4f}"),
     ("FSC", "fsc", "{:.4f}"),
@@ -296,9 +298,9 @@ def format_metrics_table(rows: Mapping[str, Metrics]) -> str:
     str
         The table, header and rule first, without a trailing newline.
     """
-    header = ["name", *(title for title, _, _ in _COLUMNS)]
+    header = ["name", *(title for title, _, _ in METRIC_COLUMNS)]
     body = [
-        [name, *(fmt.format(getattr(m, attr)) for _, attr, fmt in _COLUMNS)]
+        [name, *(fmt.format(getattr(m, attr)) for _, attr, fmt in METRIC_COLUMNS)]
         for name, m in rows.items()
     ]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]

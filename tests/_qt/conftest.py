@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 import napari.utils.notifications
 import pytest
 from napari.components import ViewerModel
+from qtpy.QtCore import QThreadPool
+
+from napari_pinned._qt.model_registry import ModelRegistry, get_registry
+
+#: Longest wait for a worker thread, in milliseconds.
+WAIT_MS = 60_000
 
 
 @dataclass
@@ -42,3 +48,17 @@ def viewer_model() -> ViewerModel:
     second; tests that need real docking use napari's ``make_napari_viewer``.
     """
     return ViewerModel()
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> ModelRegistry:
+    """An empty model registry, and no shipped default model whatever is installed;
+    afterwards, every worker thread must have ended (no leaked threads)."""
+    monkeypatch.setattr(
+        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
+    )
+    registry = get_registry()
+    registry.clear()
+    yield registry
+    registry.clear()
+    assert QThreadPool.globalInstance().waitForDone(WAIT_MS)

@@ -37,19 +37,6 @@ def viewer(make_napari_viewer):
     return make_napari_viewer()
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch, tmp_path):
-    """An empty model registry, and no shipped default model whatever is installed."""
-    monkeypatch.setattr(
-        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
-    )
-    registry = get_registry()
-    registry.clear()
-    yield registry
-    registry.clear()
-    assert QThreadPool.globalInstance().waitForDone(WAIT_MS)
-
-
 @pytest.fixture(scope="module")
 def bundle():
     """A tiny model after a few steps: fast, deterministic, and not the identity."""

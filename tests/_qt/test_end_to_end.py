@@ -4,8 +4,7 @@ noise, train a tiny model on the pair, denoise the noisy layer, read the metrics
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from qtpy.QtCore import Qt, QThreadPool
+from qtpy.QtCore import Qt
 
 from napari_pinned._qt.denoise_widget import DenoiseWidget, format_gain, format_metric
 from napari_pinned._qt.generator_widget import GeneratorWidget
@@ -16,17 +15,6 @@ from napari_pinned.inference import denoise
 from napari_pinned.metrics import compute_metrics
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
-    )
-    get_registry().clear()
-    yield
-    get_registry().clear()
-    assert QThreadPool.globalInstance().waitForDone(WAIT_MS)
 
 
 def test_generate_noise_train_denoise_and_score(make_napari_viewer, qtbot, notifications):

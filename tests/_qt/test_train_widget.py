@@ -20,18 +20,6 @@ from napari_pinned.training import TrainingRun, TrainProgress
 WAIT_MS = 60_000
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch, tmp_path):
-    """An empty model registry, and no shipped default model whatever is installed."""
-    monkeypatch.setattr(
-        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
-    )
-    registry = get_registry()
-    registry.clear()
-    yield registry
-    registry.clear()
-
-
 @pytest.fixture
 def viewer(make_napari_viewer):
     """A real napari viewer (closed by napari's fixture) for docking the widget."""

@@ -16,6 +16,7 @@ from napari.layers import Image, Layer
 # The module, not its functions, is imported so that tests can monkeypatch
 # ``napari.utils.notifications.show_error`` and see every message.
 from napari.utils import notifications
+from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
 
 if TYPE_CHECKING:
     import napari
@@ -169,3 +170,24 @@ class ImageLayerChoices:
         events.inserted.disconnect(self._watch_name)
         for layer in self._viewer.layers:
             layer.events.name.disconnect(self.refresh)
+
+
+def int_spin_box(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
+    """A QSpinBox with its range, step and value set."""
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+def float_spin_box(
+    low: float, high: float, value: float, decimals: int, step: float
+) -> QDoubleSpinBox:
+    """A QDoubleSpinBox with its decimals, range, step and value set."""
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box

@@ -37,12 +37,13 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from napari_pinned.metrics import METRIC_COLUMNS
 
 from ._common import (
     ImageLayerChoices,
@@ -50,6 +51,7 @@ from ._common import (
     call_or_notify,
     find_layer,
     image_layer_choices,
+    int_spin_box,
     is_greyscale,
     notify_error,
     notify_info,
@@ -88,8 +90,8 @@ NO_MODEL_MESSAGE = (
     "or load a model file."
 )
 #: Number formats of the metrics, as in napari_pinned.metrics.format_metrics_table.
-METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "fsc": "{:.4f}", "epi": "{:.3f}"}
-_METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "fsc": "FSC", "epi": "EPI"}
+METRIC_FORMATS = {key: fmt for _, key, fmt in METRIC_COLUMNS}
+_METRIC_LABELS = {key: label for label, key, _ in METRIC_COLUMNS}
 _COLUMNS = ("input", "denoised", "gain")
 _SHUTDOWN_TIMEOUT = 60.0
 # Frame changes and data edits come in bursts (a dragged slider); score once they settle.
@@ -154,14 +156,6 @@ def _grid(viewer: napari.viewer.Viewer) -> Any:
     canvas = getattr(viewer, "canvas", None)
     grid = getattr(canvas, "grid", None)
     return grid if grid is not None else viewer.grid
-
-
-def _spin(low: int, high: int, value: int, step: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
 
 
 class DenoiseWidget(QWidget):
@@ -237,8 +231,8 @@ class DenoiseWidget(QWidget):
         self.input_layer = ComboBox(choices=self._image_choices)
         self.model_combo = QComboBox()
         self.model_combo.activated.connect(self._on_model_activated)
-        self.tile_spin = _spin(16, 8192, defaults["tile"].default, 32)
-        self.overlap_spin = _spin(0, 1024, defaults["overlap"].default, 8)
+        self.tile_spin = int_spin_box(16, 8192, defaults["tile"].default, 32)
+        self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default, 8)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
         self.device_combo.currentTextChanged.connect(self._update_device_label)

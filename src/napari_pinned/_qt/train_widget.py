@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +34,9 @@ from qtpy.QtWidgets import (
 from ._common import (
     ImageLayerChoices,
     call_or_notify,
+    float_spin_box,
     image_layer_choices,
+    int_spin_box,
     is_greyscale,
     notify_error,
     notify_info,
@@ -125,25 +126,6 @@ def _train_steps(
     yield from handle.run
 
 
-def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
-
-
-def _float_spin(
-    low: float, high: float, value: float, decimals: int, step: float
-) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setDecimals(decimals)
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
-
-
 class TrainWidget(QWidget):
     """Train a PINNED model on clean Image layers (with paired or synthesised noise).
 
@@ -226,8 +208,8 @@ class TrainWidget(QWidget):
         self.noise_mode = QComboBox()
         self.noise_mode.addItems(NOISE_MODES)
         self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
-        self.level_low = _float_spin(0.0, 5.0, levels[0], 2, 0.5)
-        self.level_high = _float_spin(0.0, 5.0, levels[1], 2, 0.5)
+        self.level_low = float_spin_box(0.0, 5.0, levels[0], 2, 0.5)
+        self.level_high = float_spin_box(0.0, 5.0, levels[1], 2, 0.5)
         levels_row = QHBoxLayout()
         levels_row.addWidget(self.level_low)
         levels_row.addWidget(QLabel("to"))
@@ -250,8 +232,8 @@ class TrainWidget(QWidget):
         self.architecture.addItems(_ARCHITECTURES)
         self.architecture.setCurrentText(defaults.architecture)
         self.architecture.currentTextChanged.connect(self._on_architecture)
-        self.width_spin = _spin(1, 256, defaults.width)
-        self.depth_spin = _spin(1, 6, defaults.depth)
+        self.width_spin = int_spin_box(1, 256, defaults.width)
+        self.depth_spin = int_spin_box(1, 6, defaults.depth)
         self.init_model = QComboBox()
         self.init_model.currentIndexChanged.connect(self._on_init_model)
         form.addRow("Architecture", self.architecture)
@@ -263,23 +245,23 @@ class TrainWidget(QWidget):
     def _build_training_box(self, defaults: TrainConfig, weights: dict[str, float]) -> QGroupBox:
         box = QGroupBox("Training")
         form = QFormLayout(box)
-        self.steps_spin = _spin(1, 1_000_000, defaults.steps, 100)
-        self.batch_spin = _spin(1, 256, defaults.batch_size)
-        self.patch_spin = _spin(8, 1024, defaults.patch_size, 8)
-        self.lr_spin = _float_spin(1e-6, 1.0, defaults.learning_rate, 6, 1e-4)
+        self.steps_spin = int_spin_box(1, 1_000_000, defaults.steps, 100)
+        self.batch_spin = int_spin_box(1, 256, defaults.batch_size)
+        self.patch_spin = int_spin_box(8, 1024, defaults.patch_size, 8)
+        self.lr_spin = float_spin_box(1e-6, 1.0, defaults.learning_rate, 6, 1e-4)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Patch size", self.patch_spin)
         form.addRow("Learning rate", self.lr_spin)
         self.weight_spins: dict[str, QDoubleSpinBox] = {}
         for name, label in _WEIGHT_LABELS.items():
-            spin = _float_spin(0.0, 100.0, weights[name], 4, 0.01)
+            spin = float_spin_box(0.0, 100.0, weights[name], 4, 0.01)
             self.weight_spins[name] = spin
             form.addRow(label, spin)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
         self.device_combo.currentTextChanged.connect(self._update_device_label)
-        self.seed_spin = _spin(0, 2**31 - 1, 0)
+        self.seed_spin = int_spin_box(0, 2**31 - 1, 0)
         form.addRow("Device", self.device_combo)
         form.addRow("Seed", self.seed_spin)
         return box
