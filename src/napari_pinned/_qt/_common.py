@@ -16,7 +16,7 @@ from napari.layers import Image, Layer
 # The module, not its functions, is imported so that tests can monkeypatch
 # ``napari.utils.notifications.show_error`` and see every message.
 from napari.utils import notifications
-from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
+from qtpy.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox
 
 if TYPE_CHECKING:
     import napari
@@ -191,3 +191,30 @@ def float_spin_box(
     box.setSingleStep(step)
     box.setValue(value)
     return box
+
+
+#: Choices of the device combos; "auto" picks CUDA, then MPS, then the CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def describe_device(device: Any) -> str:
+    """A torch device for a label: ``"cpu"``, ``"mps"``, ``"cuda (NVIDIA H100 …)"``."""
+    if device.type == "cuda":
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def show_device(choice: str, label: QLabel) -> Any | None:
+    """Resolve a device choice, say on ``label`` what will run, and return the torch
+    device (``None``, also said on the label, when it is not available here)."""
+    from napari_pinned.model import resolve_device
+
+    try:
+        device = resolve_device(choice)
+    except ValueError:
+        label.setText(f"Device: {choice} is not available on this machine")
+        return None
+    label.setText(f"Device: {describe_device(device)}")
+    return device

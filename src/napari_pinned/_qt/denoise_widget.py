@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 from napari_pinned.metrics import METRIC_COLUMNS
 
 from ._common import (
+    DEVICES,
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
@@ -56,10 +57,10 @@ from ._common import (
     notify_error,
     notify_info,
     notify_warning,
+    show_device,
 )
 from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
 from .model_registry import get_registry
-from .train_widget import DEVICES, describe_device
 
 if TYPE_CHECKING:
     import napari
@@ -364,16 +365,8 @@ class DenoiseWidget(QWidget):
         return name
 
     def _update_device_label(self, _text: str = "") -> str | None:
-        from napari_pinned.model import resolve_device
-
-        choice = self.device_combo.currentText()
-        try:
-            device = resolve_device(choice)
-        except ValueError:
-            self.device_label.setText(f"Device: {choice} is not available on this machine")
-            return None
-        self.device_label.setText(f"Device: {describe_device(device)}")
-        return str(device)
+        device = show_device(self.device_combo.currentText(), self.device_label)
+        return None if device is None else str(device)
 
     # -- denoising ----------------------------------------------------------------------------
     @property

@@ -32,8 +32,10 @@ from qtpy.QtWidgets import (
 )
 
 from ._common import (
+    DEVICES,
     ImageLayerChoices,
     call_or_notify,
+    describe_device,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
@@ -41,6 +43,7 @@ from ._common import (
     notify_error,
     notify_info,
     notify_warning,
+    show_device,
 )
 from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
 from .loss_plot import LossPlot
@@ -63,8 +66,6 @@ __all__ = [
     "format_duration",
 ]
 
-#: Choices of the device combo; "auto" picks CUDA, then MPS, then the CPU.
-DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Noise modes: CDN drawn afresh per patch, or the user's own noisy layers.
 NOISE_MODES = ("synthesise CDN on the fly", "paired noisy layers")
 #: First entry of the "start from" combo: train from random weights.
@@ -317,15 +318,7 @@ class TrainWidget(QWidget):
         self._on_init_model()
 
     def _update_device_label(self, _text: str = "") -> None:
-        from napari_pinned.model import resolve_device
-
-        choice = self.device_combo.currentText()
-        try:
-            device = resolve_device(choice)
-        except ValueError:
-            self.device_label.setText(f"Device: {choice} is not available on this machine")
-            return
-        self.device_label.setText(f"Device: {describe_device(device)}")
+        show_device(self.device_combo.currentText(), self.device_label)
 
     def _update_pairs_label(self, _value: Any = None) -> None:
         if not self.paired:
@@ -587,15 +580,6 @@ class TrainWidget(QWidget):
             self._layer_choices.disconnect()
             self._registry.changed.disconnect(self._on_registry_changed)
         super().closeEvent(event)
-
-
-def describe_device(device: Any) -> str:
-    """A torch device for a label: ``"cpu"``, ``"mps"``, ``"cuda (NVIDIA H100 …)"``."""
-    if device.type == "cuda":
-        import torch
-
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
 
 
 def _progress_text(progress: TrainProgress) -> str:
