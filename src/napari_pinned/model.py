@@ -551,7 +551,11 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> pathlib.Path:
         raise ValueError(f"{target}: is a folder; give a file name for the model")
     if not target.parent.is_dir():
         raise ValueError(f"{target}: folder {target.parent} does not exist")
-    payload = _file_payload(bundle)
+    return atomic_torch_save(_file_payload(bundle), target)
+
+
+def atomic_torch_save(payload: Any, target: pathlib.Path) -> pathlib.Path:
+    """``torch.save`` to a temporary file beside ``target``, flushed, then renamed over it."""
     tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with 0o666 honours the user's umask, unlike tempfile's private 0o600.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -679,8 +683,8 @@ def load_model(
         path = default_model_path()
         if not path.is_file():
             raise ModelFileError(
-                f"no default model is installed yet (expected {path}); train one with "
-                "`napari-pinned train ... -o my-model.pt` and pass that file as the model"
+                f"the default model is missing (expected {path}); reinstall napari-pinned, "
+                "or train one with `napari-pinned train ... -o my-model.pt` and pass that file"
             )
     elif isinstance(model, (str, os.PathLike)):
         path = pathlib.Path(model).expanduser()

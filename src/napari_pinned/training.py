@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import hashlib
+import json
 import math
+import os
+import pathlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,10 +36,18 @@ from napari_pinned import __version__
 from napari_pinned.intensity import PAPER_RANGE, check_image, infer_data_range, to_paper_scale
 from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
 from napari_pinned.metrics import psnr, ssim
-from napari_pinned.model import ModelBundle, ModelConfig, build_model, load_model, resolve_device
+from napari_pinned.model import (
+    ModelBundle,
+    ModelConfig,
+    atomic_torch_save,
+    build_model,
+    load_model,
+    resolve_device,
+)
 from napari_pinned.noise import apply_cdn_paper_units, cdn_params
 
 _PAPER_MAX = PAPER_RANGE[1]
+_CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,8 @@ class TrainingRun:
         self._stop_requested = False
         self._started: float | None = None
         self._elapsed = 0.0
+        self._elapsed_before = 0.0  # time spent before a resumed checkpoint
+        self._resumed_history: list = []
 
     # -- control ---------------------------------------------------------------------
     def stop(self) -> None:
@@ -339,7 +353,7 @@ class TrainingRun:
         lr = _learning_rate(self.config, self.step)
         terms = self._train_step(lr)
         self.step += 1
-        self._elapsed = time.perf_counter() - self._started
+        self._elapsed = self._elapsed_before + time.perf_counter() - self._started
         last = self.step >= self.config.steps or self._stop_requested
         val_psnr = val_ssim = None
         if last or self.step % self.config.validate_every == 0:
@@ -359,6 +373,78 @@ class TrainingRun:
         )
         self.history.append(progress)
         return progress
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike) -> pathlib.Path:
+        """Write everything needed to continue this run exactly: weights, optimiser
+        moments, random-number states, best model and step count (atomically).
+
+        A run restored from the checkpoint with :meth:`load_checkpoint` and the same
+        config, data and seed takes the same steps as the uninterrupted run would have.
+        Only ``steps`` may differ, to lengthen or shorten a run.
+        """
+        target = pathlib.Path(path).expanduser()
+        if not target.parent.is_dir():
+            raise ValueError(f"{target}: folder {target.parent} does not exist")
+        payload = {
+            "format": _CHECKPOINT_FORMAT,
+            "fingerprint": self._fingerprint(),
+            "step": self.step,
+            "elapsed": self._elapsed,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self._optimizer.state_dict(),
+            "best_state": self._best_state,
+            "best": [self._best_psnr, self._best_ssim, self._best_step],
+            "numpy_rng": json.dumps(self._rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "history": [
+                [p.step, p.loss.total, p.val_psnr, p.val_ssim] for p in self.history[-20000:]
+            ],
+        }
+        return atomic_torch_save(payload, target)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint written by :meth:`save_checkpoint` (before any step).
+
+        Raises
+        ------
+        ValueError
+            If the file is not a checkpoint, or belongs to a run with other settings.
+        """
+        if self.step != 0:
+            raise RuntimeError("load a checkpoint before the first step")
+        target = pathlib.Path(path).expanduser()
+        try:
+            payload = torch.load(target, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any unreadable file gets the same one-line message
+            raise ValueError(f"{target}: not a readable training checkpoint ({exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"{target}: not a napari-pinned training checkpoint")
+        if payload["fingerprint"] != self._fingerprint():
+            raise ValueError(
+                f"{target}: the checkpoint was written by a run with other settings or "
+                "data; start a new run or use the original settings"
+            )
+        self.model.load_state_dict(payload["model"])
+        self._optimizer.load_state_dict(payload["optimizer"])
+        self._best_state = payload["best_state"]
+        self._best_psnr, self._best_ssim, self._best_step = payload["best"]
+        self._rng.bit_generator.state = json.loads(payload["numpy_rng"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.step = int(payload["step"])
+        self._validated_step = self.step if self._best_step == self.step else -1
+        self._elapsed = self._elapsed_before = float(payload["elapsed"])
+        self.history = []
+        self._resumed_history = payload["history"]
+
+    def _fingerprint(self) -> str:
+        """Identifies config, seed and data, so a checkpoint is not resumed by another run."""
+        # The step count is left out so a run can be extended or shortened on resume
+        # (the learning-rate schedule then follows the new total from that step on).
+        digest = hashlib.sha256(repr((replace(self.config, steps=1), self.seed)).encode())
+        for pair in self._pairs:
+            digest.update(np.ascontiguousarray(pair.clean).tobytes())
+        return digest.hexdigest()
 
     def run_to_end(self) -> ModelBundle:
         """Iterate every remaining step and return :meth:`result`."""

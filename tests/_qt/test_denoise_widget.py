@@ -20,7 +20,12 @@ from napari_pinned._qt.denoise_widget import (
 from napari_pinned._qt.model_registry import DEFAULT_NAME, ModelRegistry, get_registry
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights
-from napari_pinned.metrics import compute_metrics, compute_metrics_stack, mean_metrics
+from napari_pinned.metrics import (
+    column_accuracy,
+    compute_metrics,
+    compute_metrics_stack,
+    mean_metrics,
+)
 from napari_pinned.model import ModelConfig, save_model
 from napari_pinned.noise import add_cdn_noise
 from napari_pinned.simulate import simulate
@@ -320,3 +325,42 @@ def test_registry_names_order_and_change_signal(bundle, tmp_path):
         registry.remove(DEFAULT_NAME)
     registry.clear()
     assert registry.names() == [] and registry.add_trained(bundle).startswith("trained 1 ")
+
+
+def test_column_readouts_with_the_generators_ground_truth(viewer, qtbot, bundle):
+    """Picking the reference selects its '<name> columns' Points layer, and the column
+    rows equal the core's column_accuracy for the input and the denoised output."""
+    get_registry().add_trained(bundle)
+    result = simulate("SrTiO3", shape=96, pixel_size=0.1, seed=4)
+    noisy = add_cdn_noise(result.image, 1.0, seed=5)
+    widget = _dock(viewer)
+    scale = (0.1, 0.1)
+    widget.input_layer.value = viewer.add_image(noisy, name="noisy", scale=scale)
+    viewer.add_points(
+        result.columns.positions,
+        name="clean columns",
+        scale=scale,
+        features={"weight": result.columns.weights},
+    )
+    widget.reference_layer.value = viewer.add_image(result.image, name="clean", scale=scale)
+    assert widget.columns_layer.value.name == "clean columns"
+    out = _run(qtbot, widget)
+    widget.update_metrics()
+    rows = {row[0]: row[1:] for row in widget.table_text()}
+    for key, label in (("recall", "Column recall"), ("rms_error_pm", "Column RMS error (pm)")):
+        before, after = (
+            getattr(
+                column_accuracy(
+                    image, result.columns.positions, 0.1, weights=result.columns.weights
+                ),
+                key,
+            )
+            for image in (noisy, out.data)
+        )
+        assert rows[label][:2] == [format_metric(key, before), format_metric(key, after)]
+    assert "columns in 'clean columns'" in widget.metrics_label.text()
+
+    # Without a pixel size the dock says what is missing instead of guessing.
+    widget.input_layer.value = viewer.add_image(noisy, name="uncalibrated")
+    widget.update_metrics()
+    assert "pixel size" in widget.metrics_label.text()

@@ -7,18 +7,22 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from napari_pinned.metrics import (
     Metrics,
+    column_accuracy,
     compute_metrics,
     compute_metrics_stack,
     epi,
+    find_columns,
     format_metrics_table,
     fsc,
     mean_metrics,
     psnr,
     ssim,
 )
+from napari_pinned.simulate import simulate
 
 
 def _lattice(shape: tuple[int, int] = (96, 96), period: float = 8.0) -> np.ndarray:
@@ -212,3 +216,86 @@ def test_format_metrics_table():
     assert lines[3].startswith("L3 noisy (long name)")
     assert lines[3].split()[-4:] == ["12.35", "0.1235", "0.9877", "3.211"]
     assert len({len(line) for line in lines}) == 1  # columns aligned
+
+
+# -- column-position accuracy ------------------------------------------------------------
+
+
+def _gaussian_lattice(shape, positions, sigma_px):
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    image = np.zeros(shape)
+    for r, c in positions:
+        image += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * sigma_px**2))
+    return 255 * image / image.max()
+
+
+def _square_lattice(shape, period, offset=(3.3, 4.7)):
+    rr, cc = np.meshgrid(
+        np.arange(offset[0], shape[0], period), np.arange(offset[1], shape[1], period)
+    )
+    return np.column_stack([rr.ravel(), cc.ravel()])
+
+
+def test_find_columns_is_sub_pixel_exact_on_gaussian_peaks():
+    truth = _square_lattice((64, 64), 10.0, offset=(5.3, 6.7))
+    image = _gaussian_lattice((64, 64), truth, sigma_px=2.0)
+    found = find_columns(image, pixel_size=0.1, min_separation=1.0, smoothing=0.0)
+    assert len(found) == len(truth)
+    d, _ = cKDTree(truth).query(found)
+    # A lone Gaussian is fitted exactly; the neighbours' tails (5 σ away) add < 0.01 px.
+    assert d.max() < 0.01
+
+
+def test_column_accuracy_perfect_on_simulated_clean_image():
+    result = simulate("SrTiO3", shape=128, pixel_size=0.1, seed=2)
+    acc = column_accuracy(
+        result.image, result.columns.positions, 0.1, weights=result.columns.weights
+    )
+    assert acc.recall == 1.0 and acc.precision == 1.0
+    assert acc.rms_error_pm < 1.0
+    assert acc.n_true == acc.n_found == acc.n_matched >= 10
+
+
+def test_column_accuracy_measures_a_known_shift():
+    """Moving every column by 0.3 px shows up as 0.3 px × 10 pm/px = 3 pm rms."""
+    truth = _square_lattice((96, 96), 12.0)
+    image = _gaussian_lattice((96, 96), truth + np.array([0.3, 0.0]), sigma_px=2.5)
+    acc = column_accuracy(image, truth, 0.1, smoothing=0.0)
+    assert acc.recall == 1.0
+    assert acc.rms_error_pm == pytest.approx(3.0, abs=0.05)
+
+
+def test_column_accuracy_counts_missing_and_spurious_columns():
+    truth = _square_lattice((96, 96), 12.0)
+    centre = int(np.argmin(np.linalg.norm(truth - 48.0, axis=1)))
+    shown = np.delete(truth, centre, axis=0)  # a column in the middle is missing
+    spurious = truth[centre - 1] + 6.0  # a peak between four columns
+
+    image = _gaussian_lattice((96, 96), np.vstack([shown, spurious[None]]), sigma_px=2.0)
+    acc = column_accuracy(image, truth, 0.1, smoothing=0.0)
+    n = acc.n_true
+    assert acc.n_matched == n - 1
+    assert acc.recall == pytest.approx((n - 1) / n)
+    assert acc.precision == pytest.approx((n - 1) / n)
+
+
+def test_faint_columns_are_dont_care():
+    """A detection on a column below min_weight_fraction is neither a hit nor a miss."""
+    heavy = _square_lattice((96, 96), 12.0)
+    light = heavy + 6.0
+    image = _gaussian_lattice((96, 96), np.vstack([heavy, light]), sigma_px=2.0)
+    positions = np.vstack([heavy, light])
+    weights = np.r_[np.full(len(heavy), 10.0), np.full(len(light), 1.0)]
+    acc = column_accuracy(image, positions, 0.1, weights=weights, smoothing=0.0)
+    assert acc.recall == 1.0 and acc.precision == 1.0
+    assert acc.n_true < len(heavy) + 1  # only heavy columns (inside the border) count
+
+
+def test_column_accuracy_rejects_bad_input():
+    image = np.zeros((32, 32))
+    with pytest.raises(ValueError, match="weights"):
+        column_accuracy(image, np.ones((3, 2)), 0.1, weights=np.ones(2))
+    with pytest.raises(ValueError, match="inside the image"):
+        column_accuracy(image, np.full((3, 2), 100.0), 0.1)
+    with pytest.raises(ValueError, match="pixel_size"):
+        find_columns(image, 0.0)

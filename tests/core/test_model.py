@@ -501,7 +501,7 @@ def test_missing_file_and_folders_raise_model_file_error(tmp_path):
 def test_default_model_missing_says_how_to_train_one(tmp_path, monkeypatch):
     assert default_model_path().name == "default.pt"
     monkeypatch.setattr(model_module, "default_model_path", lambda: tmp_path / "default.pt")
-    with pytest.raises(ModelFileError, match=r"no default model.*napari-pinned train"):
+    with pytest.raises(ModelFileError, match=r"default model is missing.*napari-pinned train"):
         load_model("default")
     with pytest.raises(ModelFileError):
         load_model()

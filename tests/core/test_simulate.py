@@ -355,3 +355,27 @@ def test_bad_parameters_raise_value_errors_naming_them(kwargs, name):
 def test_unknown_material_is_a_value_error():
     with pytest.raises(ValueError, match="unobtainium"):
         simulate("unobtainium", shape=32)
+
+
+def test_random_specimen_is_reproducible_and_varied():
+    from napari_pinned.simulate import SpecimenRanges, random_specimen
+
+    materials = ["SrTiO3", "GaN", "graphene"]
+    first = random_specimen(np.random.default_rng(5), materials, 48)
+    again = random_specimen(np.random.default_rng(5), materials, 48)
+    np.testing.assert_array_equal(first.image, again.image)
+
+    rng = np.random.default_rng(6)
+    results = [random_specimen(rng, materials, 48) for _ in range(12)]
+    low, high = SpecimenRanges().pixel_size
+    assert all(low <= r.pixel_size <= high for r in results)
+    assert len({r.material for r in results}) > 1
+    assert len({round(r.pixel_size, 6) for r in results}) == len(results)
+    assert all(r.image.shape == (48, 48) and np.isfinite(r.image).all() for r in results)
+
+    fixed = random_specimen(rng, materials, 32, pixel_size=0.123)
+    assert fixed.pixel_size == 0.123
+    with pytest.raises(ValueError, match="at least one material"):
+        random_specimen(rng, [], 32)
+    with pytest.raises(ValueError, match="pixel_size"):
+        SpecimenRanges(pixel_size=(0.2, 0.1))

@@ -4,9 +4,11 @@ Denoising runs the core's tiled :func:`~napari_pinned.inference.iter_denoise` in
 napari worker (cancellable between tile batches) and adds ``"<input> denoised"``; the
 input layer is never modified.  With a reference layer picked, a table shows PSNR, SSIM,
 FSC and EPI of the input and of the output against it, and the gain, from
-:mod:`napari_pinned.metrics`.  "Compare" shows noisy / denoised / reference side by side,
-"Residual" adds input − output, and "Power spectrum" adds a layer's log power spectrum
-from :func:`napari_pinned.spectra.power_spectrum`.
+:mod:`napari_pinned.metrics`; with a Points layer of ground-truth columns picked (the
+generator's ``"<image> columns"``), column recall, precision and RMS position error
+too.  "Compare" shows noisy / denoised / reference side by side, "Residual" adds
+input − output, and "Power spectrum" adds a layer's log power spectrum from
+:func:`napari_pinned.spectra.power_spectrum`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox
-from napari.layers import Image
+from napari.layers import Image, Points
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_pinned.inference import DenoiseProgress
-    from napari_pinned.metrics import Metrics
+    from napari_pinned.metrics import ColumnAccuracy, Metrics
 
 __all__ = [
     "LOAD_MODEL_ITEM",
@@ -86,13 +88,21 @@ LOAD_MODEL_ITEM = "Load model file…"
 #: Shown in the model combo while no model is available.
 NO_MODEL_ITEM = "(no model yet: train one in the Train dock)"
 NO_MODEL_MESSAGE = (
-    "Denoise: no model is available. No pretrained default model is shipped yet and none "
-    "has been trained in this session: train one in the 'Train PINNED' dock (Plugins menu), "
-    "or load a model file."
+    "Denoise: no model is available. The pretrained default model is missing from this "
+    "installation (reinstall napari-pinned) and none has been trained in this session: "
+    "train one in the 'Train PINNED' dock (Plugins menu), or load a model file."
 )
 #: Number formats of the metrics, as in napari_pinned.metrics.format_metrics_table.
 METRIC_FORMATS = {key: fmt for _, key, fmt in METRIC_COLUMNS}
 _METRIC_LABELS = {key: label for label, key, _ in METRIC_COLUMNS}
+#: Column-position rows: ColumnAccuracy attribute → (label, format).
+COLUMN_ROWS = {
+    "recall": ("Column recall", "{:.3f}"),
+    "precision": ("Column precision", "{:.3f}"),
+    "rms_error_pm": ("Column RMS error (pm)", "{:.1f}"),
+}
+_FORMATS = {**METRIC_FORMATS, **{key: fmt for key, (_, fmt) in COLUMN_ROWS.items()}}
+_LABELS = {**_METRIC_LABELS, **{key: label for key, (label, _) in COLUMN_ROWS.items()}}
 _COLUMNS = ("input", "denoised", "gain")
 _SHUTDOWN_TIMEOUT = 60.0
 # Frame changes and data edits come in bursts (a dragged slider); score once they settle.
@@ -120,7 +130,9 @@ def format_metric(key: str, value: float | None) -> str:
         return "—"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return METRIC_FORMATS[key].format(value)
+    if math.isnan(value):
+        return "—"
+    return _FORMATS[key].format(value)
 
 
 def format_gain(key: str, value: float | None) -> str:
@@ -129,7 +141,13 @@ def format_gain(key: str, value: float | None) -> str:
         return "—"
     if math.isinf(value):
         return "+inf" if value > 0 else "-inf"
-    return METRIC_FORMATS[key].replace("{:", "{:+").format(value)
+    return _FORMATS[key].replace("{:", "{:+").format(value)
+
+
+def _has_angstrom_scale(layer: Image) -> bool:
+    """True when the layer's last axis is calibrated (a scale other than 1, or units in Å)."""
+    units = [str(u) for u in getattr(layer, "units", ())]
+    return float(layer.scale[-1]) != 1.0 or (bool(units) and units[-1] in ("Å", "angstrom"))
 
 
 def _denoise_frames(
@@ -185,6 +203,7 @@ class DenoiseWidget(QWidget):
         self._model_name = ""
         self._known_models: list[str] = []
         self._metrics_cache: dict[tuple[int, int], list[Metrics]] = {}
+        self._columns_cache: dict[tuple[int, int, int], ColumnAccuracy] = {}
         self._watched: list[Image] = []
         self._saved_visibility: dict[str, bool] | None = None
         self._saved_grid_shape: tuple[int, int] | None = None
@@ -198,7 +217,8 @@ class DenoiseWidget(QWidget):
         layout.addStretch(1)
 
         self._layer_choices = ImageLayerChoices(
-            napari_viewer, [self.input_layer, self.reference_layer, self.fft_layer]
+            napari_viewer,
+            [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
         )
         self._close_watcher = CloseWatcher(self, self.shutdown)
         self._metrics_timer = QTimer(self)
@@ -212,7 +232,8 @@ class DenoiseWidget(QWidget):
         layers.removed.connect(self._on_layers_changed)
         napari_viewer.dims.events.current_step.connect(self.schedule_metrics_update)
         self.input_layer.changed.connect(self._on_layers_changed)
-        self.reference_layer.changed.connect(self._on_layers_changed)
+        self.reference_layer.changed.connect(self._on_reference_changed)
+        self.columns_layer.changed.connect(self._on_layers_changed)
         self._refresh_models()
         self._update_device_label()
         self._set_running(False)
@@ -221,6 +242,9 @@ class DenoiseWidget(QWidget):
     # -- construction --------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
+
+    def _points_choices(self, _widget: Any = None) -> list[tuple[str, Points]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Points)]
 
     def _build_denoise_box(self) -> QGroupBox:
         from napari_pinned.inference import iter_denoise
@@ -261,6 +285,11 @@ class DenoiseWidget(QWidget):
         box = QGroupBox("Metrics against a reference")
         form = QFormLayout(box)
         self.reference_layer = ComboBox(choices=self._image_choices, nullable=True)
+        self.columns_layer = ComboBox(choices=self._points_choices, nullable=True)
+        self.columns_layer.native.setToolTip(
+            "Points at the true atomic columns (the generator's '<image> columns' layer, "
+            "with a 'weight' feature): adds column recall, precision and RMS error"
+        )
         self.metrics_label = QLabel("")
         self.metrics_label.setWordWrap(True)
         self.metrics_table = QTableWidget(0, len(_COLUMNS))
@@ -280,6 +309,7 @@ class DenoiseWidget(QWidget):
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.export_button)
         form.addRow("Reference", self.reference_layer.native)
+        form.addRow("Ground-truth columns", self.columns_layer.native)
         form.addRow(self.metrics_label)
         form.addRow(self.metrics_table)
         form.addRow(buttons)
@@ -503,23 +533,37 @@ class DenoiseWidget(QWidget):
         out = None if inp is None else find_layer(self._viewer, denoised_name(inp.name), Image)
         return inp, out, ref
 
+    def _on_reference_changed(self, _value: Any = None) -> None:
+        """Pick the reference's ground-truth columns when the generator made them."""
+        ref = self.reference_layer.value
+        if ref is not None and self.columns_layer.value is None:
+            points = find_layer(self._viewer, f"{ref.name} columns", Points)
+            if points is not None:
+                self.columns_layer.reset_choices()
+                self.columns_layer.value = points
+        self._on_layers_changed()
+
     def _on_layers_changed(self, _event: Any = None) -> None:
         try:
             self._rewatch()
         except RuntimeError:  # Qt side gone with the viewer
             return
         self._metrics_cache.clear()
+        self._columns_cache.clear()
         self.schedule_metrics_update()
 
     def _rewatch(self) -> None:
         for layer in self._watched:
             layer.events.data.disconnect(self._on_data_changed)
         self._watched = [layer for layer in self._layers() if layer is not None]
+        if self.columns_layer.value is not None:
+            self._watched.append(self.columns_layer.value)
         for layer in self._watched:
             layer.events.data.connect(self._on_data_changed)
 
     def _on_data_changed(self, _event: Any = None) -> None:
         self._metrics_cache.clear()
+        self._columns_cache.clear()
         self.schedule_metrics_update()
 
     def schedule_metrics_update(self, _event: Any = None) -> None:
@@ -570,7 +614,40 @@ class DenoiseWidget(QWidget):
             self._add_rows(f"mean of {len(before)}", mean_metrics(before), mean_after)
             note = f"Frame {frame} of {len(before)} and the mean over all frames. "
         missing = "" if out is not None else f"No {denoised_name(inp.name)!r} layer yet. "
-        self._show_rows(f"{note}{missing}Against {ref.name!r}.")
+        columns_note = self._add_column_rows(inp, out, frame)
+        self._show_rows(f"{note}{missing}Against {ref.name!r}.{columns_note}")
+
+    def _column_accuracy(self, image: Image, frame: int, points: Points) -> ColumnAccuracy:
+        from napari_pinned.metrics import column_accuracy
+
+        key = (id(image.data), frame, id(points.data))
+        if key not in self._columns_cache:
+            data = np.asarray(image.data[frame] if image.ndim == 3 else image.data)
+            weights = points.features.get("weight") if len(points.features.columns) else None
+            self._columns_cache[key] = column_accuracy(
+                data,
+                np.asarray(points.data)[:, -2:],
+                float(image.scale[-1]),
+                weights=None if weights is None else np.asarray(weights, dtype=float),
+            )
+        return self._columns_cache[key]
+
+    def _add_column_rows(self, inp: Image, out: Image | None, frame: int) -> str:
+        """Column recall/precision/RMS rows for the current frame; returns a note."""
+        points = self.columns_layer.value
+        if points is None:
+            return ""
+        if not _has_angstrom_scale(inp):
+            return " Column positions need the pixel size: give the input layer a scale in Å."
+        try:
+            before = self._column_accuracy(inp, frame, points)
+            after = None if out is None else self._column_accuracy(out, frame, points)
+        except ValueError as exc:
+            return f" Columns: {exc}."
+        for key in COLUMN_ROWS:
+            value_after = None if after is None else getattr(after, key)
+            self._rows.append((key, "", getattr(before, key), value_after))
+        return f" {before.n_true} columns in {points.name!r}."
 
     def _add_rows(self, scope: str, before: Metrics, after: Metrics | None) -> None:
         b = before.as_dict()
@@ -584,7 +661,7 @@ class DenoiseWidget(QWidget):
         table.setRowCount(len(self._rows))
         labels = []
         for row, (key, scope, before, after) in enumerate(self._rows):
-            labels.append(f"{_METRIC_LABELS[key]}{', ' + scope if scope else ''}")
+            labels.append(f"{_LABELS[key]}{', ' + scope if scope else ''}")
             gain = None if after is None else after - before
             cells = (
                 format_metric(key, before),

@@ -3,7 +3,7 @@
 Three kinds of entry:
 
 * ``"default (pretrained)"`` — the model shipped with the package, listed only while
-  :func:`napari_pinned.model.default_model_path` exists (none is shipped yet);
+  :func:`napari_pinned.model.default_model_path` exists (it is shipped in ``data/models``);
 * models trained since napari started, named like ``"trained 1 (unet, 1200 steps, 24.3 dB)"``;
 * models loaded from files, named ``"file: <stem>"``.
 
