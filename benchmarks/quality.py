@@ -15,9 +15,9 @@ Methods:
   upper bound for what a user could tune by eye);
 * PINNED trained the paper's way: 5 clean images (InN, graphene, ZrO2, AlGaN, NaCN),
   500 epochs of one fresh CDN-degraded 96² patch per image (batch 5), with three
-  variants: the paper's architecture ("paper"), the same with skip connections and a
-  residual output ("paper + skips"), and the paper's architecture with all λ = 0
-  ("ablation λ = 0", plain MSE);
+  variants: the paper's architecture ("paper"), the same with U-Net skip connections
+  ("paper + skips"), and the paper's architecture with all λ = 0 ("ablation λ = 0",
+  plain MSE);
 * the shipped default model (``napari_pinned/data/models/default.pt``).
 
 The three paper-protocol models are trained once and cached in ``--cache``; the
@@ -60,7 +60,7 @@ PIXEL_SIZE = 0.1
 #: The paper-protocol models: name → (model config, loss weights).
 PAPER_MODELS = {
     "paper": (ModelConfig.preset("paper"), LossWeights()),
-    "paper + skips": (ModelConfig.preset("unet"), LossWeights()),
+    "paper + skips": (ModelConfig.preset("paper", skip_connections=True), LossWeights()),
     "ablation λ = 0": (ModelConfig.preset("paper"), LossWeights(0.0, 0.0, 0.0, 0.0)),
 }
 

@@ -1,4 +1,8 @@
-"""Composite Degradation Noise (CDN), the degradation model of the PINNED paper.
+"""Noise models: the PINNED paper's Composite Degradation Noise (CDN) and a dose model.
+
+CDN is the paper's benchmark degradation; :func:`add_dose_noise` is what a scanning
+microscope actually does to an image (shot noise at a finite electron dose, detector
+read noise, scan distortions), for training and testing on realistic data.
 
 The paper (Methods, "Composite Degradation Noise", Eq. 1 and Table 1) degrades a clean
 STEM image in three stages, in this order:
@@ -32,11 +36,19 @@ from napari_pinned.intensity import (
 __all__ = [
     "CDN_TABLE",
     "MAX_LEVEL",
+    "NOISE_MODELS",
     "CDNParams",
+    "DoseParams",
     "add_cdn_noise",
+    "add_dose_noise",
     "apply_cdn_paper_units",
+    "apply_dose_paper_units",
     "cdn_params",
+    "scan_distort",
 ]
+
+#: Noise models selectable for training and in the noise dock.
+NOISE_MODELS = ("cdn", "dose", "mix")
 
 
 def _check_component(name: str, value: float, upper: float = math.inf) -> None:
@@ -271,3 +283,202 @@ def _resolve_range(arr: np.ndarray, data_range: tuple[float, float] | None) -> t
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise ValueError(f"data_range must be finite with high > low, got {data_range!r}")
     return lo, hi
+
+
+# -- the dose model -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoseParams:
+    """Parameters of one dose degradation.
+
+    Attributes
+    ----------
+    counts_at_max : float
+        Mean detected electrons in a pixel at the top of the data range (the brightest
+        column); pixels at the bottom of the range get none.  Equal to the dose in
+        e⁻/Å² times the pixel area in Å² times the fraction of the beam the detector
+        collects there.
+    read_noise : float
+        Standard deviation of the detector's additive Gaussian read noise, in detected
+        electrons.
+    row_jitter : float
+        Standard deviation (pixels) of the random horizontal displacement of each scan
+        line (fast-scan jitter from stray fields and flyback timing).
+    drift : tuple of float
+        Specimen drift ``(dy, dx)`` in pixels per frame.  Within a frame the slow scan
+        turns it into a shear (dx) and a stretch (dy); across a stack the frames move.
+    """
+
+    counts_at_max: float
+    read_noise: float = 0.0
+    row_jitter: float = 0.0
+    drift: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.counts_at_max, (int, float, np.integer, np.floating))
+            and math.isfinite(self.counts_at_max)
+            and self.counts_at_max > 0
+        ):
+            raise ValueError(
+                f"the dose must give a positive, finite electron count, got {self.counts_at_max!r}"
+            )
+        _check_component("read_noise", self.read_noise)
+        _check_component("row_jitter", self.row_jitter)
+        if len(self.drift) != 2 or not all(math.isfinite(float(d)) for d in self.drift):
+            raise ValueError(f"drift must be a finite (dy, dx) pair, got {self.drift!r}")
+
+    @property
+    def distorts(self) -> bool:
+        """True when the scan geometry is changed (jitter or drift)."""
+        return self.row_jitter > 0 or any(float(d) != 0 for d in self.drift)
+
+
+def scan_distort(
+    image: np.ndarray,
+    row_jitter: float,
+    drift: tuple[float, float],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Resample an image or stack as a drifting, jittering raster scan would see it.
+
+    Pixel ``(y, x)`` of frame ``k`` is acquired at time ``k + y / H`` frames, when the
+    specimen has moved by ``drift · (k + y / H)``; its scan line is also displaced
+    sideways by a random ``N(0, row_jitter²)`` pixels.  Values are interpolated
+    linearly and edges extended (no dark borders that a denoiser would learn).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(Y, X)`` or ``(N, Y, X)`` float image.
+    row_jitter : float
+        Standard deviation of the per-line horizontal displacement, pixels.
+    drift : tuple of float
+        ``(dy, dx)`` pixels per frame.
+    rng : numpy.random.Generator
+        Source of the jitter (advanced only when ``row_jitter > 0``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the input's shape.
+    """
+    from scipy.ndimage import map_coordinates
+
+    stack = np.asarray(image, dtype=np.float32)
+    frames = stack[None] if stack.ndim == 2 else stack
+    n, h, w = frames.shape
+    dy, dx = (float(d) for d in drift)
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    out = np.empty_like(frames)
+    for k in range(n):
+        time = k + rows / h
+        shift_x = dx * time
+        if row_jitter > 0:
+            shift_x = shift_x + rng.normal(0.0, row_jitter, (h, 1)).astype(np.float32)
+        coords = np.stack(np.broadcast_arrays(rows + dy * time, cols + shift_x), axis=0).astype(
+            np.float32
+        )
+        out[k] = map_coordinates(frames[k], coords, order=1, mode="nearest")
+    return out[0] if stack.ndim == 2 else out
+
+
+def apply_dose_paper_units(
+    image_255: np.ndarray, params: DoseParams, rng: np.random.Generator
+) -> np.ndarray:
+    """Apply the dose model to an image in [0, 255] units (the fast kernel).
+
+    Scan distortion first (the beam samples displaced positions), then Poisson shot
+    noise on the expected counts, then Gaussian read noise; the result is in the same
+    [0, 255] units and is not clipped (read noise can dip below zero, as it does in a
+    detector's offset-corrected output).
+    """
+    out = np.asarray(image_255, dtype=np.float32)
+    if params.distorts:
+        out = scan_distort(out, params.row_jitter, params.drift, rng)
+    to_counts = np.float32(params.counts_at_max / PAPER_RANGE[1])
+    expected = np.clip(out, 0.0, None) * to_counts
+    counts = rng.poisson(expected).astype(np.float32)
+    if params.read_noise > 0:
+        counts += rng.standard_normal(counts.shape, dtype=np.float32) * np.float32(
+            params.read_noise
+        )
+    return counts / to_counts
+
+
+def add_dose_noise(
+    image: np.ndarray,
+    dose: float,
+    *,
+    pixel_size: float,
+    collection: float = 1.0,
+    read_noise: float = 0.0,
+    row_jitter: float = 0.0,
+    drift: tuple[float, float] = (0.0, 0.0),
+    data_range: tuple[float, float] | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Degrade an image or stack as a finite electron dose and a real scan would.
+
+    The clean image is taken as the expected signal: a pixel at the top of the data
+    range receives on average ``dose · pixel_size² · collection`` detected electrons,
+    one at the bottom none.  Counts are drawn from a Poisson distribution (shot
+    noise), Gaussian read noise is added, and the scan can jitter line by line and
+    drift (:func:`scan_distort`).  Every frame of a stack gets independent noise and
+    jitter; drift continues from frame to frame.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2D image ``(Y, X)`` or stack ``(N, Y, X)``, any real dtype.
+    dose : float
+        Electron dose in e⁻/Å² per frame.
+    pixel_size : float
+        Pixel size in Å.
+    collection : float
+        Fraction of the beam the detector collects at the brightest pixel (an annular
+        dark-field detector collects a few per cent; 1 treats ``dose`` as detected).
+    read_noise : float
+        Read-noise standard deviation, in detected electrons.
+    row_jitter : float
+        Scan-line jitter standard deviation, pixels.
+    drift : tuple of float
+        Drift ``(dy, dx)`` in pixels per frame.
+    data_range : tuple of float, optional
+        ``(low, high)`` intensity range mapped to zero and full counts; inferred with
+        :func:`napari_pinned.intensity.infer_data_range` by default.
+    seed : int or numpy.random.Generator, optional
+        Seed or generator for reproducible noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the input's shape, in the input's intensity units (not
+        clipped: read noise can go below the range).
+
+    Raises
+    ------
+    ValueError
+        For invalid images, a non-positive dose, pixel size or collection, or invalid
+        noise or scan parameters.
+    """
+    arr = check_image(image, name="image", ndim=(2, 3))
+    for name, value in (("dose", dose), ("pixel_size", pixel_size), ("collection", collection)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if collection > 1:
+        raise ValueError(f"collection is a fraction of the beam (0–1], got {collection!r}")
+    params = DoseParams(
+        counts_at_max=float(dose) * float(pixel_size) ** 2 * float(collection),
+        read_noise=read_noise,
+        row_jitter=row_jitter,
+        drift=tuple(drift),
+    )
+    lo, hi = _resolve_range(arr, data_range)
+    rng = np.random.default_rng(seed)
+    scaled = to_paper_scale(arr, (lo, hi))
+    return from_paper_scale(apply_dose_paper_units(scaled, params, rng), (lo, hi))

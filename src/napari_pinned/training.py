@@ -5,12 +5,20 @@ step per ``next()`` and yields a small :class:`TrainProgress` record.  A caller 
 progress bar, napari worker, benchmark) can stop iterating at any time; the best model
 seen so far by validation PSNR stays available from :meth:`TrainingRun.result`.
 
-Two data modes, as in the paper and beyond it:
+Three data modes, as in the paper and beyond it:
 
-* **paired** — clean images with noisy images of the same shapes (the paper's setting);
-* **synthetic noise** — clean images only; CDN noise is drawn afresh for every patch
-  with a level uniform in ``noise_levels``, which turns a handful of images into an
-  unlimited supply of pairs (the paper trained on five images).
+* **paired** — clean images with noisy images of the same shapes (the paper's setting;
+  also Noise2Noise, where the "clean" image is a second independent noisy recording,
+  e.g. the even frames of a series against the odd ones, see :mod:`napari_pinned.frames`);
+* **synthetic noise** — clean images only; noise is drawn afresh for every patch (the
+  paper's CDN with a level uniform in ``noise_levels``, the dose model of
+  :func:`napari_pinned.noise.add_dose_noise`, or a mix), which turns a handful of images
+  into an unlimited supply of pairs (the paper trained on five images);
+* **blind-spot** (``self_supervised="blind-spot"``) — noisy images only, no clean
+  target: a few pixels of each patch are hidden from the network and it learns to
+  predict them from their neighbours (Noise2Void, Krull, Buchholz and Jug, CVPR 2019).
+  Noise that is independent from pixel to pixel cannot be predicted, so the network
+  learns the signal.  The physics terms then compare with a low-pass of the input.
 
 Each image contributes a held-out strip along its bottom edge to a validation set with
 fixed noise, so validation PSNR measures pixels the optimiser never saw.
@@ -44,7 +52,14 @@ from napari_pinned.model import (
     load_model,
     resolve_device,
 )
-from napari_pinned.noise import apply_cdn_paper_units, cdn_params
+from napari_pinned.noise import (
+    NOISE_MODELS,
+    DoseParams,
+    apply_cdn_paper_units,
+    apply_dose_paper_units,
+    cdn_params,
+    scan_distort,
+)
 
 _PAPER_MAX = PAPER_RANGE[1]
 _CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
@@ -72,6 +87,20 @@ class TrainConfig:
         Maximum gradient norm (0 disables clipping).
     noise_levels : tuple of float
         CDN level range drawn uniformly per patch in synthetic-noise mode.
+    noise_model : str
+        Synthetic noise: "cdn" (the paper's), "dose" (shot and read noise with a little
+        scan jitter) or "mix" (each patch picks one of the two at random).
+    dose_counts : tuple of float
+        Dose-model range of detected electrons per pixel at full intensity, drawn
+        log-uniformly per patch (≈ dose · pixel area · collection efficiency).
+    self_supervised : str, optional
+        "blind-spot" to learn from noisy images alone (the images given to
+        :func:`train` are then the noisy data); None for supervised training.
+    mask_fraction : float
+        Blind-spot: fraction of each patch's pixels hidden per step.
+    reference_sigma : float
+        Blind-spot: Gaussian low-pass (pixels) of the input that the spectral,
+        brightness and contrast terms compare with.
     validation_fraction : float
         Fraction of each image's height held out (bottom strip) for validation.
     validation_patches : int
@@ -94,6 +123,11 @@ class TrainConfig:
     min_lr_fraction: float = 0.05
     grad_clip: float = 1.0
     noise_levels: tuple[float, float] = (1.0, 5.0)
+    noise_model: str = "cdn"
+    dose_counts: tuple[float, float] = (5.0, 500.0)
+    self_supervised: str | None = None
+    mask_fraction: float = 0.015
+    reference_sigma: float = 1.5
     validation_fraction: float = 0.15
     validation_patches: int = 16
     validate_every: int = 100
@@ -113,6 +147,22 @@ class TrainConfig:
         ]
         lo, hi = self.noise_levels
         checks.append((0.0 <= lo <= hi <= 5.0, "noise_levels must satisfy 0 <= low <= high <= 5"))
+        checks.append(
+            (
+                self.noise_model in NOISE_MODELS,
+                f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {self.noise_model!r}",
+            )
+        )
+        d_lo, d_hi = self.dose_counts
+        checks.append((0.0 < d_lo <= d_hi, "dose_counts must satisfy 0 < low <= high"))
+        checks.append(
+            (
+                self.self_supervised in (None, "blind-spot"),
+                f"self_supervised must be None or 'blind-spot', got {self.self_supervised!r}",
+            )
+        )
+        checks.append((0.0 < self.mask_fraction <= 0.25, "mask_fraction must be in (0, 0.25]"))
+        checks.append((self.reference_sigma > 0, "reference_sigma must be positive"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -166,6 +216,11 @@ def _prepare_pairs(
     noisy: np.ndarray | Sequence[np.ndarray] | None,
     config: TrainConfig,
 ) -> list[_Pair]:
+    if config.self_supervised and noisy is not None:
+        raise ValueError(
+            "blind-spot training learns from noisy images alone; give them as the only "
+            "images, without a second (noisy) set"
+        )
     clean_frames = _as_frames(clean, "clean image")
     noisy_frames = None if noisy is None else _as_frames(noisy, "noisy image")
     if noisy_frames is not None and len(noisy_frames) != len(clean_frames):
@@ -190,10 +245,16 @@ def _prepare_pairs(
             )
         val_rows = max(math.ceil(h * config.validation_fraction), 8)
         train_rows = max(h - val_rows, config.patch_size)
-        clean_p = to_paper_scale(c, infer_data_range(c))
+        data_range = infer_data_range(c)
         noisy_p = None
         if noisy_frames is not None:
-            noisy_p = to_paper_scale(noisy_frames[i], infer_data_range(noisy_frames[i]))
+            # One range for both images of a pair, so that they stay in the same units
+            # (unclipped noise, or the two noisy halves of Noise2Noise, have different
+            # extremes).
+            n_lo, n_hi = infer_data_range(noisy_frames[i])
+            data_range = (min(data_range[0], n_lo), max(data_range[1], n_hi))
+            noisy_p = to_paper_scale(noisy_frames[i], data_range)
+        clean_p = to_paper_scale(c, data_range)
         pairs.append(_Pair(clean_p, noisy_p, train_rows))
     return pairs
 
@@ -206,8 +267,98 @@ def _dihedral(patch: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _dose_patch(
+    clean: np.ndarray, config: TrainConfig, rng: np.random.Generator, counts: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A dose-model pair: the scan jitter moves both, so the target keeps the geometry
+    the input was recorded with and the network never learns to move columns."""
+    if counts is None:
+        lo, hi = np.log(config.dose_counts)
+        counts = float(np.exp(rng.uniform(lo, hi)))
+    jitter = float(rng.uniform(0.0, 0.3))
+    target = scan_distort(clean, jitter, (0.0, 0.0), rng) if jitter > 0 else clean
+    params = DoseParams(counts_at_max=counts, read_noise=float(rng.uniform(0.0, 1.0)))
+    noisy = apply_dose_paper_units(target, params, rng)
+    # Dose noise is not clipped, so a recorded image's range is its noisy minimum and
+    # maximum, which is how inference scales it.  Scale both the same way here, or the
+    # network learns units it never meets in use.
+    lo, hi = float(noisy.min()), float(noisy.max())
+    scale = np.float32(_PAPER_MAX / max(hi - lo, 1e-6))
+    offset = np.float32(lo)
+    return (noisy - offset) * scale, (np.asarray(target, np.float32) - offset) * scale
+
+
+def _synthetic_pair(
+    clean: np.ndarray, config: TrainConfig, rng: np.random.Generator, fraction: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, target) for one clean patch under the configured noise model.
+
+    ``fraction`` in [0, 1] picks a fixed strength (validation): a CDN level or a dose
+    across the configured ranges, from the weakest to the strongest noise.
+    """
+    model = config.noise_model
+    if model == "mix":
+        model = "cdn" if rng.random() < 0.5 else "dose"
+    clean = np.ascontiguousarray(clean)
+    if model == "dose":
+        counts = None
+        if fraction is not None:
+            lo, hi = np.log(config.dose_counts)
+            counts = float(np.exp(hi - fraction * (hi - lo)))
+        return _dose_patch(clean, config, rng, counts)
+    lo, hi = config.noise_levels
+    level = rng.uniform(lo, hi) if fraction is None else lo + fraction * (hi - lo)
+    return apply_cdn_paper_units(clean, cdn_params(level), rng), clean
+
+
+def _blind_spot(
+    noisy: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hide a random ``fraction`` of the pixels: each is replaced by a random other pixel
+    of its 5×5 neighbourhood (Noise2Void's scheme), so the network cannot copy it.
+
+    Returns the masked input and the boolean mask of hidden pixels.
+    """
+    h, w = noisy.shape
+    count = max(1, round(fraction * h * w))
+    flat = rng.choice(h * w, size=count, replace=False)
+    ys, xs = np.divmod(flat, w)
+    sy, sx = ys.copy(), xs.copy()
+    same = np.ones(count, bool)
+    # Redraw until every replacement is another pixel: a zero offset, or one that the
+    # reflection at a border folds back onto the pixel, would let the network copy it.
+    while same.any():
+        offsets = rng.integers(-2, 3, size=(int(same.sum()), 2))
+        ny = np.abs(ys[same] + offsets[:, 0])
+        sy[same] = np.where(ny >= h, 2 * (h - 1) - ny, ny)
+        nx = np.abs(xs[same] + offsets[:, 1])
+        sx[same] = np.where(nx >= w, 2 * (w - 1) - nx, nx)
+        same = (sy == ys) & (sx == xs)
+    masked = noisy.copy()
+    masked[ys, xs] = noisy[sy, sx]
+    mask = np.zeros((h, w), bool)
+    mask[ys, xs] = True
+    return masked, mask
+
+
+def _low_pass(images: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(images, sigma=(0, 0, sigma, sigma), mode="reflect").astype(np.float32)
+
+
+@dataclass
+class _Batch:
+    """Network input and target (0–1 units); blind-spot adds the mask and the low-pass."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray | None = None
+    reference: np.ndarray | None = None
+
+
 class _BatchSampler:
-    """Draws random training patches (and synthesises CDN noise when unpaired)."""
+    """Draws random training patches (and synthesises noise when unpaired)."""
 
     def __init__(self, pairs: list[_Pair], config: TrainConfig, rng: np.random.Generator):
         self.pairs = pairs
@@ -216,10 +367,12 @@ class _BatchSampler:
         areas = np.array([p.train_rows * p.clean.shape[1] for p in pairs], dtype=float)
         self.probabilities = areas / areas.sum()
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self) -> _Batch:
         cfg, rng, size = self.config, self.rng, self.config.patch_size
+        blind = cfg.self_supervised == "blind-spot"
         inputs = np.empty((cfg.batch_size, 1, size, size), np.float32)
         targets = np.empty_like(inputs)
+        mask = np.zeros(inputs.shape, bool) if blind else None
         for b in range(cfg.batch_size):
             pair = self.pairs[rng.choice(len(self.pairs), p=self.probabilities)]
             top = int(rng.integers(0, pair.train_rows - size + 1))
@@ -227,28 +380,33 @@ class _BatchSampler:
             window = np.s_[top : top + size, left : left + size]
             k = int(rng.integers(0, 8))
             clean = _dihedral(pair.clean[window], k)
-            if pair.noisy is None:
-                level = rng.uniform(*cfg.noise_levels)
-                noisy = apply_cdn_paper_units(np.ascontiguousarray(clean), cdn_params(level), rng)
+            if blind:
+                target = np.ascontiguousarray(clean)
+                noisy, mask[b, 0] = _blind_spot(target, cfg.mask_fraction, rng)
+            elif pair.noisy is None:
+                noisy, target = _synthetic_pair(clean, cfg, rng)
             else:
-                noisy = _dihedral(pair.noisy[window], k)
+                noisy, target = _dihedral(pair.noisy[window], k), clean
             inputs[b, 0] = noisy
-            targets[b, 0] = clean
-        return inputs / _PAPER_MAX, targets / _PAPER_MAX
+            targets[b, 0] = target
+        batch = _Batch(inputs / _PAPER_MAX, targets / _PAPER_MAX, mask)
+        if blind and any(cfg.loss_weights.to_dict().values()):
+            batch.reference = _low_pass(batch.targets, cfg.reference_sigma)
+        return batch
 
 
-def _validation_set(
-    pairs: list[_Pair], config: TrainConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed crops from the held-out strips, with fixed noise spread over the level range."""
+def _validation_set(pairs: list[_Pair], config: TrainConfig, rng: np.random.Generator) -> _Batch:
+    """Fixed crops from the held-out strips, with fixed noise spread over the noise range
+    (or, blind-spot, fixed hidden pixels)."""
     n = config.validation_patches
-    lo, hi = config.noise_levels
-    levels = np.linspace(lo, hi, n) if n > 1 else np.array([(lo + hi) / 2])
+    fractions = np.linspace(0.0, 1.0, n) if n > 1 else np.array([0.5])
     heights = [p.clean.shape[0] - p.train_rows for p in pairs]
     size = min(config.patch_size * 2, min(p.clean.shape[1] for p in pairs))
     size_rows = min(size, *heights)
+    blind = config.self_supervised == "blind-spot"
     inputs = np.empty((n, 1, size_rows, size), np.float32)
     targets = np.empty_like(inputs)
+    mask = np.zeros(inputs.shape, bool) if blind else None
     for i in range(n):
         pair = pairs[i % len(pairs)]
         top = pair.train_rows + int(
@@ -257,13 +415,16 @@ def _validation_set(
         left = int(rng.integers(0, pair.clean.shape[1] - size + 1))
         window = np.s_[top : top + size_rows, left : left + size]
         clean = pair.clean[window]
-        if pair.noisy is None:
-            noisy = apply_cdn_paper_units(np.ascontiguousarray(clean), cdn_params(levels[i]), rng)
+        if blind:
+            target = np.ascontiguousarray(clean)
+            noisy, mask[i, 0] = _blind_spot(target, config.mask_fraction, rng)
+        elif pair.noisy is None:
+            noisy, target = _synthetic_pair(clean, config, rng, fraction=float(fractions[i]))
         else:
-            noisy = pair.noisy[window]
+            noisy, target = pair.noisy[window], clean
         inputs[i, 0] = noisy
-        targets[i, 0] = clean
-    return inputs / _PAPER_MAX, targets / _PAPER_MAX
+        targets[i, 0] = target
+    return _Batch(inputs / _PAPER_MAX, targets / _PAPER_MAX, mask)
 
 
 def _learning_rate(config: TrainConfig, step: int) -> float:
@@ -313,9 +474,10 @@ class TrainingRun:
             self._init_source = None
         self._optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self._sampler = _BatchSampler(self._pairs, config, self._rng)
-        val_in, val_target = _validation_set(self._pairs, config, np.random.default_rng(seed + 1))
-        self._val_inputs = torch.from_numpy(val_in)
-        self._val_targets = val_target
+        validation = _validation_set(self._pairs, config, np.random.default_rng(seed + 1))
+        self._val_inputs = torch.from_numpy(validation.inputs)
+        self._val_targets = validation.targets
+        self._val_mask = validation.mask
 
         self.step = 0
         self.history: list[TrainProgress] = []
@@ -456,13 +618,18 @@ class TrainingRun:
     def _train_step(self, lr: float) -> LossTerms:
         for group in self._optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = self._sampler.sample()
-        x = torch.from_numpy(inputs).to(self.device)
-        y = torch.from_numpy(targets).to(self.device)
+        batch = self._sampler.sample()
+        x = torch.from_numpy(batch.inputs).to(self.device)
+        y = torch.from_numpy(batch.targets).to(self.device)
+        extra = {}
+        if batch.mask is not None:
+            extra["mask"] = torch.from_numpy(batch.mask).to(self.device)
+        if batch.reference is not None:
+            extra["reference"] = torch.from_numpy(batch.reference).to(self.device)
         self.model.train()
         self._optimizer.zero_grad(set_to_none=True)
         prediction = self.model(x)
-        loss, terms = pinned_loss(prediction, y, self.config.loss_weights)
+        loss, terms = pinned_loss(prediction, y, self.config.loss_weights, **extra)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged at step {self.step + 1} (loss {loss.item()}); "
@@ -482,9 +649,17 @@ class TrainingRun:
         out = self.model(self._val_inputs.to(self.device)).float().cpu().numpy()
         out = np.clip(out, 0.0, 1.0) * _PAPER_MAX
         ref = self._val_targets * _PAPER_MAX
-        psnrs = [psnr(o[0], r[0], data_range=_PAPER_MAX) for o, r in zip(out, ref, strict=True)]
-        ssims = [ssim(o[0], r[0], data_range=_PAPER_MAX) for o, r in zip(out, ref, strict=True)]
-        val_psnr, val_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
+        if self._val_mask is not None:
+            # No clean target: score the predictions of hidden pixels against their
+            # noisy values.  Lower than a true PSNR, but it ranks models the same way,
+            # since the noise is independent of the prediction.
+            err = (out - ref)[self._val_mask]
+            val_psnr = float(10 * np.log10(_PAPER_MAX**2 / max(float(np.mean(err**2)), 1e-12)))
+            val_ssim = float("nan")
+        else:
+            psnrs = [psnr(o[0], r[0], data_range=_PAPER_MAX) for o, r in zip(out, ref, strict=True)]
+            ssims = [ssim(o[0], r[0], data_range=_PAPER_MAX) for o, r in zip(out, ref, strict=True)]
+            val_psnr, val_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
         if self._best_psnr is None or val_psnr > self._best_psnr:
             self._best_psnr, self._best_ssim, self._best_step = val_psnr, val_ssim, self.step
             self._best_state = {
@@ -506,6 +681,7 @@ class TrainingRun:
         model.load_state_dict(self._best_state)
         model.eval()
         paired = self._pairs[0].noisy is not None
+        noise = self.config.self_supervised or ("paired" if paired else self.config.noise_model)
         metadata = {
             "name": "trained model",
             "steps": self.step,
@@ -515,8 +691,9 @@ class TrainingRun:
             "val_ssim": self._best_ssim,
             "final_loss": None if self._last_terms is None else self._last_terms.as_dict(),
             "loss_weights": self.config.loss_weights.to_dict(),
-            "noise": "paired" if paired else "cdn",
-            "noise_levels": None if paired else list(self.config.noise_levels),
+            "noise": noise,
+            "noise_levels": list(self.config.noise_levels) if noise in ("cdn", "mix") else None,
+            "dose_counts": list(self.config.dose_counts) if noise in ("dose", "mix") else None,
             "batch_size": self.config.batch_size,
             "patch_size": self.config.patch_size,
             "learning_rate": self.config.learning_rate,
@@ -546,10 +723,11 @@ def train(
     config : TrainConfig
         Run settings.
     clean : array or sequence of arrays
-        Clean 2D images (any sizes; a 3D array counts as a stack of 2D images).
+        Clean 2D images (any sizes; a 3D array counts as a stack of 2D images).  With
+        ``config.self_supervised="blind-spot"``: the noisy images to learn from.
     noisy : array or sequence of arrays, optional
         Noisy images paired one-to-one with ``clean`` (same shapes).  Without them,
-        CDN noise is synthesised for every patch.
+        noise of ``config.noise_model`` is synthesised for every patch.
     seed : int
         Seeds patch sampling, noise, weight initialisation and the validation set.
     device : str or torch.device

@@ -285,3 +285,16 @@ def test_generator_docks_from_the_plugin_menu(make_napari_viewer, qtbot):
     click(qtbot, widget.generate_button)
     assert viewer.layers[-1].name == "SrTiO3 [001]"
     assert widget.zone_preset.native.currentText() == "[001]"
+
+
+def test_match_layer_copies_pixel_size_and_size(widget, viewer, notifications):
+    micrograph = viewer.add_image(
+        np.zeros((300, 420), np.float32), name="micrograph", scale=(0.0123, 0.0123), units="nm"
+    )
+    widget.match_layer.value = micrograph
+    assert widget.pixel_size.value == pytest.approx(0.123, abs=1e-3)
+    assert widget.image_size.value == 420
+    plain = viewer.add_image(np.zeros((64, 64), np.float32), name="uncalibrated")
+    widget.match_layer.value = plain
+    assert widget.image_size.value == 64
+    assert any("no pixel size" in m for m in notifications.warnings)

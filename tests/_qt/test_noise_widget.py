@@ -8,8 +8,8 @@ from npe2 import PluginManifest
 from npe2.manifest.utils import import_python_name
 from qtpy.QtCore import Qt
 
-from napari_pinned._qt.noise_widget import NoiseWidget, output_name
-from napari_pinned.noise import add_cdn_noise, cdn_params
+from napari_pinned._qt.noise_widget import MODELS, NoiseWidget, output_name
+from napari_pinned.noise import add_cdn_noise, add_dose_noise, cdn_params
 from napari_pinned.simulate import GaussianProbe, simulate
 
 SIZE = 96
@@ -177,6 +177,37 @@ def test_choosing_another_source_adds_no_layer(source, widget, viewer, clean):
     assert "other CDN" not in viewer.layers
     expected = add_cdn_noise(clean, 2.0, seed=0)
     np.testing.assert_array_equal(viewer.layers["clean CDN"].data, expected)
+
+
+def _choose_dose(widget) -> None:
+    widget.model.value = next(k for k, v in MODELS.items() if v == "dose")
+
+
+def test_dose_model_takes_the_pixel_size_from_the_layer(source, widget, viewer, clean):
+    _choose_dose(widget)
+    assert widget.pixel_size.value == pytest.approx(0.1)
+    assert widget.dose.visible is True or not widget.native.isVisible()
+    assert not widget.level.visible
+    nm = viewer.add_image(clean, name="in nm", scale=(0.02, 0.02), units=("nm", "nm"))
+    widget.source.value = nm
+    assert widget.pixel_size.value == pytest.approx(0.2)
+
+
+def test_dose_model_writes_its_own_layer(source, widget, viewer, clean):
+    _choose_dose(widget)
+    widget.dose.value = 5000.0
+    widget.read_noise.value = 0.5
+    widget.row_jitter.value = 0.3
+    out = viewer.layers[output_name("clean", "dose")]
+    assert out.name == "clean dose"
+    expected = add_dose_noise(clean, 5000.0, pixel_size=0.1, read_noise=0.5, row_jitter=0.3, seed=0)
+    np.testing.assert_array_equal(out.data, expected)
+    assert out.metadata["dose"]["dose"] == pytest.approx(5000.0)
+    assert "clean CDN" not in viewer.layers
+    # A lower dose is noisier against the clean image.
+    before = np.abs(out.data - clean).mean()
+    widget.dose.value = 50.0
+    assert np.abs(viewer.layers["clean dose"].data - clean).mean() > before
 
 
 def test_manifest_command_is_this_widget():

@@ -163,6 +163,47 @@ def test_run_to_end_plots_every_term_and_registers_the_model(
     assert any("ready in the Denoise dock" in m for m in notifications.infos)
 
 
+@pytest.mark.parametrize(
+    ("mode", "noise"),
+    [(NOISE_MODES[2], "dose"), (NOISE_MODES[3], "mix"), (NOISE_MODES[4], "blind-spot")],
+)
+def test_dose_and_blind_spot_modes_train_from_the_dock(
+    viewer, qtbot, clean_image, no_threads_left, mode, noise
+):
+    widget = _dock(viewer, qtbot)
+    clean = viewer.add_image(clean_image, name="clean")
+    noisy = viewer.add_image(
+        np.random.default_rng(1).poisson(clean_image / clean_image.max() * 20.0).astype(float),
+        name="noisy",
+    )
+    _tiny_settings(widget, 6)
+    widget.noise_mode.setCurrentText(mode)
+    blind = noise == "blind-spot"
+    # Only the controls that matter for the mode are enabled.
+    assert widget.clean_layers.native.isEnabled() is not blind
+    assert widget.noisy_layers.native.isEnabled() is blind
+    assert widget.counts_low.isEnabled() is (noise in ("dose", "mix"))
+    assert widget.level_low.isEnabled() is (noise == "mix")
+    widget.counts_low.setValue(2.0)
+    _select(widget, [clean], [noisy] if blind else [])
+    config = widget.train_config()
+    assert config.self_supervised == ("blind-spot" if blind else None)
+    assert config.dose_counts[0] == pytest.approx(2.0)
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(widget.start_button, Qt.MouseButton.LeftButton)
+    bundle = get_registry().model_source(finished.args[0])
+    assert bundle.metadata["noise"] == noise
+
+
+def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notifications, clean_image):
+    widget = _dock(viewer, qtbot)
+    viewer.add_image(clean_image, name="clean")
+    widget.noise_mode.setCurrentText(NOISE_MODES[4])
+    qtbot.mouseClick(widget.start_button, Qt.MouseButton.LeftButton)
+    assert not widget.is_running
+    assert any("noisy Image layer" in m for m in notifications.errors)
+
+
 def test_gui_stays_responsive_and_stop_keeps_best(viewer, qtbot, clean_image, no_threads_left):
     widget = _dock(viewer, qtbot)
     layer = viewer.add_image(clean_image, name="clean")

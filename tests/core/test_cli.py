@@ -158,7 +158,7 @@ def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
     assert main([*args, "--device", "cpu"]) == 0
     table = capsys.readouterr().out
     for level in range(1, 6):
-        for kind in ("noisy", "median 3×3", "PINNED"):
+        for kind in ("noisy", "median 3×3", "PINNED (demo model)", "PINNED (default model)"):
             assert f"L{level} {kind}" in table
         denoised = read_image(out / f"denoised_L{level}.tif")
         assert denoised.shape == (64, 64) and denoised.dtype == np.float32

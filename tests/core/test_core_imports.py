@@ -18,6 +18,7 @@ CORE_MODULES = [
     "napari_pinned.losses",
     "napari_pinned.training",
     "napari_pinned.inference",
+    "napari_pinned.frames",
     "napari_pinned.io",
     "napari_pinned.cli",
     "napari_pinned._sample_data",

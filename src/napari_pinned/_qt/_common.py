@@ -31,6 +31,7 @@ __all__ = [
     "find_layer",
     "image_layer_choices",
     "is_greyscale",
+    "layer_pixel_size",
     "notify_error",
     "notify_info",
     "notify_warning",
@@ -100,6 +101,36 @@ def find_layer(viewer: napari.viewer.Viewer, name: str, kind: type[Layer] = Laye
 def is_greyscale(layer: Layer) -> bool:
     """True for a single-scale, non-RGB Image layer, the only kind the core accepts."""
     return isinstance(layer, Image) and not layer.rgb and not layer.multiscale
+
+
+#: Length units napari layers may carry (pint spellings and common short forms) → Å.
+_TO_ANGSTROM = {
+    "angstrom": 1.0,
+    "Å": 1.0,
+    "A": 1.0,
+    "nanometer": 10.0,
+    "nm": 10.0,
+    "picometer": 0.01,
+    "pm": 0.01,
+    "micrometer": 1e4,
+    "µm": 1e4,
+    "um": 1e4,
+}
+
+
+def layer_pixel_size(layer: Layer) -> float | None:
+    """Pixel size of a layer's last axis in Å, whichever reader or plugin made it.
+
+    A length unit on the axis (Å, nm, pm, µm) converts the scale to Å.  Without one
+    (napari's default "pixel" unit), a scale other than 1 is taken to be in Å, the
+    unit this plugin writes; a scale of 1 means "not calibrated" and gives None.
+    """
+    scale = float(layer.scale[-1])
+    units = [str(u) for u in getattr(layer, "units", ())]
+    unit = units[-1] if units else "pixel"
+    if unit in _TO_ANGSTROM:
+        return scale * _TO_ANGSTROM[unit]
+    return None if scale == 1.0 else scale
 
 
 def image_layer_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]:

@@ -32,7 +32,16 @@ from napari_pinned.simulate import (
     simulate,
 )
 
-from ._common import add_or_update_image, call_or_notify, find_layer, notify_error
+from ._common import (
+    ImageLayerChoices,
+    add_or_update_image,
+    call_or_notify,
+    find_layer,
+    image_layer_choices,
+    layer_pixel_size,
+    notify_error,
+    notify_warning,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -106,6 +115,8 @@ class GeneratorWidget(Container):
         self._materials = {m.name: m for m in list_materials()}
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        self._match_choices = ImageLayerChoices(napari_viewer, [self.match_layer])
+        self.native.destroyed.connect(self._match_choices.disconnect)
         self._connect()
         self._on_material_changed()
         self._on_probe_kind_changed()
@@ -129,6 +140,14 @@ class GeneratorWidget(Container):
             label="u v w (t)",
             value="0 0 1",
             tooltip="Zone axis as 3 or 4 (hexagonal u v t w) integers; edit freely",
+        )
+        self.match_layer = ComboBox(
+            label="Match layer",
+            choices=lambda _w: image_layer_choices(self._viewer),
+            nullable=True,
+            value=None,
+            tooltip="Take pixel size and image size from an experimental layer, so that "
+            "training data is sampled like your micrograph",
         )
         self.image_size = SpinBox(label="Image size (px)", value=512, min=32, max=4096, step=32)
         self.pixel_size = FloatSpinBox(
@@ -175,6 +194,7 @@ class GeneratorWidget(Container):
             self.cif_file,
             self.zone_preset,
             self.zone_text,
+            self.match_layer,
             self.image_size,
             self.pixel_size,
             self.probe_kind,
@@ -198,6 +218,22 @@ class GeneratorWidget(Container):
         for widget in (self.fwhm, self.pixel_size, *self._physical_widgets()):
             widget.changed.connect(self._update_fwhm_readout)
         self.generate_button.changed.connect(self.generate)
+        self.match_layer.changed.connect(self._on_match_layer)
+
+    def _on_match_layer(self, layer: Image | None) -> None:
+        """Copy the chosen layer's sampling: pixel size from its scale, size from its shape."""
+        if layer is None:
+            return
+        size = layer_pixel_size(layer)
+        if size is None:
+            notify_warning(
+                f"Generator: layer {layer.name!r} has no pixel size (scale 1, no length "
+                "unit); set the pixel size by hand"
+            )
+        else:
+            self.pixel_size.value = min(max(size, self.pixel_size.min), self.pixel_size.max)
+        edge = max(int(n) for n in np.shape(layer.data)[-2:])
+        self.image_size.value = min(max(edge, self.image_size.min), self.image_size.max)
 
     # --------------------------------------------------------------- reactions
 

@@ -1,4 +1,4 @@
-"""Dock widget that degrades an image with CDN noise, live, as a level slider moves."""
+"""Dock widget that degrades an image, live, with the paper's CDN or a realistic dose model."""
 
 from __future__ import annotations
 
@@ -16,39 +16,43 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 
-from napari_pinned.noise import MAX_LEVEL, CDNParams, add_cdn_noise, cdn_params
+from napari_pinned.noise import MAX_LEVEL, CDNParams, add_cdn_noise, add_dose_noise, cdn_params
 
 from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     find_layer,
     image_layer_choices,
+    layer_pixel_size,
     notify_error,
 )
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["OUTPUT_SUFFIX", "NoiseWidget", "output_name"]
+__all__ = ["MODELS", "OUTPUT_SUFFIX", "NoiseWidget", "output_name"]
 
-#: The noisy copy of layer "X" is called "X CDN".
+#: The noisy copy of layer "X" is called "X CDN" (or "X dose" with the dose model).
 OUTPUT_SUFFIX = " CDN"
+#: Combo-box label → noise model key.
+MODELS = {"CDN (paper, Table 1)": "cdn", "Dose (shot + read noise, scan)": "dose"}
 _RGB_REASON = "the layer is RGB; convert it to greyscale first"
 
 
-def output_name(source_name: str) -> str:
+def output_name(source_name: str, model: str = "cdn") -> str:
     """Name of the layer that holds the noisy copy of ``source_name``."""
-    return f"{source_name}{OUTPUT_SUFFIX}"
+    return f"{source_name}{OUTPUT_SUFFIX}" if model == "cdn" else f"{source_name} dose"
 
 
 class NoiseWidget(Container):
-    """Add Composite Degradation Noise (paper, Table 1) to a copy of an image layer.
+    """Add noise to a copy of an image layer: CDN (paper, Table 1) or a dose model.
 
     Every change of the level slider or of another control recomputes one output
-    layer, ``"<source> CDN"``, in place; the source layer is never modified.  The
-    three noise components follow the level's preset unless "Override components"
-    is ticked, in which case the values in their spin boxes are used.  Stacks get
-    independent noise in every frame.
+    layer, ``"<source> CDN"`` (or ``"<source> dose"``), in place; the source layer is
+    never modified.  The three CDN components follow the level's preset unless
+    "Override components" is ticked, in which case the values in their spin boxes are
+    used.  The dose model takes its pixel size from the layer's scale (editable).
+    Stacks get independent noise in every frame.
 
     Parameters
     ----------
@@ -75,6 +79,65 @@ class NoiseWidget(Container):
             label="Source",
             choices=lambda _w: image_layer_choices(self._viewer),
             tooltip="Image or stack to degrade; it is never modified",
+        )
+        self.model = ComboBox(
+            label="Noise model",
+            choices=list(MODELS),
+            value=next(iter(MODELS)),
+            tooltip="CDN: the PINNED paper's benchmark degradation.  Dose: what a "
+            "scanning microscope does (Poisson shot noise, read noise, scan jitter, drift)",
+        )
+        self.dose = FloatSpinBox(
+            label="Dose (e⁻/Å²)",
+            value=1000.0,
+            min=0.01,
+            max=1e8,
+            step=100.0,
+            tooltip="Electron dose per frame",
+        )
+        self.pixel_size = FloatSpinBox(
+            label="Pixel size (Å)",
+            value=0.1,
+            min=0.001,
+            max=100.0,
+            step=0.01,
+            tooltip="Taken from the source layer's scale when it has one",
+        )
+        self.collection = FloatSpinBox(
+            label="Detector collection",
+            value=1.0,
+            min=0.001,
+            max=1.0,
+            step=0.01,
+            tooltip="Fraction of the beam the detector collects at the brightest pixel "
+            "(a few per cent for an annular dark-field detector; 1: the dose is detected)",
+        )
+        self.read_noise = FloatSpinBox(
+            label="Read noise (e⁻)",
+            value=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            tooltip="Standard deviation of the detector's Gaussian read noise",
+        )
+        self.row_jitter = FloatSpinBox(
+            label="Line jitter (px)",
+            value=0.0,
+            min=0.0,
+            max=20.0,
+            step=0.05,
+            tooltip="Standard deviation of each scan line's sideways displacement",
+        )
+        self.drift_y = FloatSpinBox(
+            label="Drift y (px/frame)", value=0.0, min=-100.0, max=100.0, step=0.1
+        )
+        self.drift_x = FloatSpinBox(
+            label="Drift x (px/frame)",
+            value=0.0,
+            min=-100.0,
+            max=100.0,
+            step=0.1,
+            tooltip="Slow drift: a shear within a frame, a shift from frame to frame",
         )
         self.level = FloatSlider(
             label="CDN level",
@@ -113,24 +176,62 @@ class NoiseWidget(Container):
     def _components(self) -> list[FloatSpinBox]:
         return [self.gaussian_std, self.static_fraction, self.speckle_variance]
 
+    def _cdn_widgets(self) -> list[Any]:
+        return [self.level, self.override, *self._components(), self.clip]
+
+    def _dose_widgets(self) -> list[Any]:
+        return [
+            self.dose,
+            self.pixel_size,
+            self.collection,
+            self.read_noise,
+            self.row_jitter,
+            self.drift_y,
+            self.drift_x,
+        ]
+
     def _all_widgets(self) -> list[Any]:
         return [
             self.source,
-            self.level,
-            self.override,
-            *self._components(),
+            self.model,
+            *self._cdn_widgets(),
+            *self._dose_widgets(),
             self.seed,
-            self.clip,
             self.apply_button,
         ]
 
     def _connect(self) -> None:
         self.source.changed.connect(self._on_source_changed)
+        self.model.changed.connect(self._on_model_changed)
         self.level.changed.connect(self._on_level_changed)
         self.override.changed.connect(self._on_override_changed)
-        for widget in (*self._components(), self.seed, self.clip):
+        for widget in (*self._components(), *self._dose_widgets(), self.seed, self.clip):
             widget.changed.connect(self._on_parameter_changed)
         self.apply_button.changed.connect(self._on_apply)
+        self._show_model_widgets()
+        self._take_pixel_size()
+
+    @property
+    def noise_model(self) -> str:
+        """ "cdn" or "dose"."""
+        return MODELS[self.model.value]
+
+    def _show_model_widgets(self) -> None:
+        dose = self.noise_model == "dose"
+        for widget in self._cdn_widgets():
+            widget.visible = not dose
+        for widget in self._dose_widgets():
+            widget.visible = dose
+
+    def _take_pixel_size(self) -> None:
+        layer = self.source.value
+        size = None if layer is None else layer_pixel_size(layer)
+        if size is not None:
+            self._syncing = True
+            try:
+                self.pixel_size.value = size
+            finally:
+                self._syncing = False
 
     # --------------------------------------------------------------- reactions
 
@@ -164,12 +265,22 @@ class NoiseWidget(Container):
         if not self._syncing:
             self.update_output()
 
+    def _on_model_changed(self, _value: object = None) -> None:
+        self._show_model_widgets()
+        layer = self.source.value
+        if layer is not None and find_layer(self._viewer, self._output_name(layer)) is not None:
+            self.update_output()
+
+    def _output_name(self, layer: Image) -> str:
+        return output_name(layer.name, self.noise_model)
+
     def _on_source_changed(self, _value: object = None) -> None:
         self._last_error = None
+        self._take_pixel_size()
         layer = self.source.value
         if layer is not None and layer.rgb:
             self._report(self._failure(layer, _RGB_REASON))
-        elif layer is not None and find_layer(self._viewer, output_name(layer.name)) is not None:
+        elif layer is not None and find_layer(self._viewer, self._output_name(layer)) is not None:
             # Only an existing output follows a new source choice; merely picking a
             # layer in the combo should not add one.
             self.update_output()
@@ -177,7 +288,7 @@ class NoiseWidget(Container):
     def _on_apply(self, _value: object = None) -> None:
         self._last_error = None
         if self.source.value is None:
-            notify_error("CDN noise: no Image layer to degrade; add or open an image first")
+            notify_error("Noise: no Image layer to degrade; add or open an image first")
             return
         self.update_output()
 
@@ -208,8 +319,20 @@ class NoiseWidget(Container):
             )
         return kwargs
 
+    def dose_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_pinned.noise.add_dose_noise` for the controls."""
+        return {
+            "dose": float(self.dose.value),
+            "pixel_size": float(self.pixel_size.value),
+            "collection": float(self.collection.value),
+            "read_noise": float(self.read_noise.value),
+            "row_jitter": float(self.row_jitter.value),
+            "drift": (float(self.drift_y.value), float(self.drift_x.value)),
+            "seed": int(self.seed.value),
+        }
+
     def update_output(self) -> Image | None:
-        """Recompute ``"<source> CDN"`` from the source layer; add it if missing.
+        """Recompute ``"<source> CDN"`` (or ``"<source> dose"``); add it if missing.
 
         Returns the output layer, or ``None`` when there is no usable source (the
         reason is shown as a notification, once per distinct problem).
@@ -217,7 +340,7 @@ class NoiseWidget(Container):
         layer = self.source.value
         if layer is None:
             return None
-        name = output_name(layer.name)
+        name = self._output_name(layer)
         try:
             noisy = self._noisy_data(layer)
         except ValueError as exc:
@@ -240,11 +363,18 @@ class NoiseWidget(Container):
             raise ValueError(_RGB_REASON)
         if layer.multiscale:
             raise ValueError("multiscale (pyramid) layers are not supported")
+        if self.noise_model == "dose":
+            return add_dose_noise(np.asarray(layer.data), **self.dose_kwargs())
         return add_cdn_noise(np.asarray(layer.data), **self.noise_kwargs())
 
     def _output_metadata(self, source: Image) -> dict[str, Any]:
+        metadata = {k: v for k, v in source.metadata.items() if k not in ("cdn", "dose")}
+        if self.noise_model == "dose":
+            dose = self.dose_kwargs()
+            dose["drift"] = list(dose["drift"])
+            metadata.update(source=source.name, dose=dose)
+            return metadata
         params = self.params()
-        metadata = {k: v for k, v in source.metadata.items() if k != "cdn"}
         metadata.update(
             source=source.name,
             cdn={
@@ -259,9 +389,9 @@ class NoiseWidget(Container):
         )
         return metadata
 
-    @staticmethod
-    def _failure(layer: Image, reason: str) -> str:
-        return f"CDN noise on {layer.name!r}: {reason}"
+    def _failure(self, layer: Image, reason: str) -> str:
+        kind = "CDN noise" if self.noise_model == "cdn" else "Dose noise"
+        return f"{kind} on {layer.name!r}: {reason}"
 
     def _report(self, message: str) -> None:
         # A slider drag repeats the same failure dozens of times; say it once.

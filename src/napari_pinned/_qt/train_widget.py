@@ -66,8 +66,19 @@ __all__ = [
     "format_duration",
 ]
 
-#: Noise modes: CDN drawn afresh per patch, or the user's own noisy layers.
-NOISE_MODES = ("synthesise CDN on the fly", "paired noisy layers")
+#: Noise modes: noise drawn afresh per patch from clean layers, the user's own paired
+#: noisy layers (also Noise2Noise: two noisy halves of a frame series), or noisy layers
+#: alone (blind-spot).  The first two keep their positions for saved settings and tests.
+NOISE_MODES = (
+    "synthesise CDN on the fly",
+    "paired noisy layers",
+    "synthesise dose noise on the fly",
+    "synthesise CDN + dose on the fly",
+    "noisy layers only (blind-spot, no clean)",
+)
+#: Noise mode → the core's ``noise_model`` for synthetic modes.
+_SYNTHETIC = {NOISE_MODES[0]: "cdn", NOISE_MODES[2]: "dose", NOISE_MODES[3]: "mix"}
+_BLIND_SPOT = NOISE_MODES[4]
 #: First entry of the "start from" combo: train from random weights.
 NO_INIT_MODEL = "none (new model)"
 _ARCHITECTURES = ("unet", "paper")
@@ -169,7 +180,7 @@ class TrainWidget(QWidget):
         weight_defaults = LossWeights().to_dict()
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self._build_data_box(defaults.noise_levels))
+        layout.addWidget(self._build_data_box(defaults.noise_levels, defaults.dose_counts))
         layout.addWidget(self._build_model_box(model_defaults))
         layout.addWidget(self._build_training_box(defaults, weight_defaults))
         layout.addLayout(self._build_buttons())
@@ -198,7 +209,9 @@ class TrainWidget(QWidget):
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
 
-    def _build_data_box(self, levels: tuple[float, float]) -> QGroupBox:
+    def _build_data_box(
+        self, levels: tuple[float, float], counts: tuple[float, float]
+    ) -> QGroupBox:
         box = QGroupBox("Training data")
         form = QFormLayout(box)
         self.clean_layers = Select(choices=self._image_choices)
@@ -215,6 +228,21 @@ class TrainWidget(QWidget):
         levels_row.addWidget(self.level_low)
         levels_row.addWidget(QLabel("to"))
         levels_row.addWidget(self.level_high)
+        self.counts_low = float_spin_box(0.01, 1e7, counts[0], 2, 1.0)
+        self.counts_high = float_spin_box(0.01, 1e7, counts[1], 2, 10.0)
+        counts_row = QHBoxLayout()
+        counts_row.addWidget(self.counts_low)
+        counts_row.addWidget(QLabel("to"))
+        counts_row.addWidget(self.counts_high)
+        for spin in (self.counts_low, self.counts_high):
+            spin.setToolTip(
+                "Detected electrons per pixel at the brightest intensity, drawn "
+                "log-uniformly per patch (dose · pixel area · detector collection)"
+            )
+        self.clean_layers.native.setToolTip(
+            "Clean images (simulated), or for Noise2Noise one noisy half of a frame "
+            "series (Frame series dock) with the other half as the noisy partner"
+        )
         self.pairs_label = QLabel()
         self.pairs_label.setWordWrap(True)
         self.clean_layers.changed.connect(self._update_pairs_label)
@@ -222,6 +250,7 @@ class TrainWidget(QWidget):
         form.addRow("Clean layers", self.clean_layers.native)
         form.addRow("Noise", self.noise_mode)
         form.addRow("CDN levels", levels_row)
+        form.addRow("Dose (e⁻/px)", counts_row)
         form.addRow("Noisy layers", self.noisy_layers.native)
         form.addRow(self.pairs_label)
         return box
@@ -281,10 +310,13 @@ class TrainWidget(QWidget):
 
     # -- reactions to controls --------------------------------------------------------------
     def _on_noise_mode(self, _index: int = 0) -> None:
-        paired = self.paired
-        self.noisy_layers.native.setEnabled(paired)
-        self.level_low.setEnabled(not paired)
-        self.level_high.setEnabled(not paired)
+        model = _SYNTHETIC.get(self.noise_mode.currentText())
+        self.noisy_layers.native.setEnabled(model is None)
+        self.clean_layers.native.setEnabled(not self.blind_spot)
+        for spin in (self.level_low, self.level_high):
+            spin.setEnabled(model in ("cdn", "mix"))
+        for spin in (self.counts_low, self.counts_high):
+            spin.setEnabled(model in ("dose", "mix"))
         self._update_pairs_label()
 
     def _on_architecture(self, name: str) -> None:
@@ -330,8 +362,13 @@ class TrainWidget(QWidget):
 
     @property
     def paired(self) -> bool:
-        """True when training on the user's own noisy layers."""
+        """True when training on the user's own clean/noisy layer pairs."""
         return self.noise_mode.currentText() == NOISE_MODES[1]
+
+    @property
+    def blind_spot(self) -> bool:
+        """True when learning from noisy layers alone (self-supervised)."""
+        return self.noise_mode.currentText() == _BLIND_SPOT
 
     @property
     def is_running(self) -> bool:
@@ -346,6 +383,12 @@ class TrainWidget(QWidget):
     # -- collecting settings --------------------------------------------------------------
     def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
         """Clean (and paired noisy) arrays, or None after notifying what is wrong."""
+        if self.blind_spot:
+            noisy_layers = list(self.noisy_layers.value)
+            if not noisy_layers:
+                notify_error("Train: select at least one noisy Image layer to learn from")
+                return None
+            return [layer.data for layer in noisy_layers], None
         clean_layers = list(self.clean_layers.value)
         if not clean_layers:
             notify_error("Train: select at least one clean Image layer")
@@ -406,6 +449,9 @@ class TrainWidget(QWidget):
             patch_size=self.patch_spin.value(),
             learning_rate=self.lr_spin.value(),
             noise_levels=(self.level_low.value(), self.level_high.value()),
+            noise_model=_SYNTHETIC.get(self.noise_mode.currentText(), "cdn"),
+            dose_counts=(self.counts_low.value(), self.counts_high.value()),
+            self_supervised="blind-spot" if self.blind_spot else None,
             # About 20 validations per run (each costs a few steps), at most every 100.
             validate_every=min(100, max(5, steps // 20)),
             init_model=init,
