@@ -328,6 +328,8 @@ def plot(rows: list[dict], out_dir: pathlib.Path) -> None:
     # Figure 5 style: every method's mean PSNR and SSIM against the level.
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    # Thirteen methods outrun matplotlib's ten default colours; tab20 keeps them apart.
+    colours = dict(zip(methods, plt.get_cmap("tab20").colors, strict=False))
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
         for m in methods:
             ys = [
@@ -335,7 +337,7 @@ def plot(rows: list[dict], out_dir: pathlib.Path) -> None:
                 for lv in levels
             ]
             style = "-" if ("PINNED" in m or "paper" in m or "ablation" in m) else "--"
-            ax.plot(levels, ys, style, marker="o", label=m)
+            ax.plot(levels, ys, style, marker="o", label=m, color=colours.get(m))
         ax.set_xlabel("CDN level")
         ax.set_ylabel(metric.upper())
         ax.set_xticks(levels)

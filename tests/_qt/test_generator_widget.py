@@ -265,11 +265,17 @@ def test_large_images_are_simulated_in_a_worker(widget, viewer, qtbot):
     assert widget.worker is None
 
 
-def test_manifest_lists_the_four_widgets():
+def test_manifest_lists_the_five_widgets():
     # from_distribution validates the manifest against npe2's schema while loading it.
     manifest = PluginManifest.from_distribution("napari-pinned")
     names = {w.display_name for w in manifest.contributions.widgets}
-    assert names == {"Synthetic STEM generator", "CDN noise", "Train PINNED", "Denoise"}
+    assert names == {
+        "Synthetic STEM generator",
+        "CDN noise",
+        "Train PINNED",
+        "Denoise",
+        "Frame series",
+    }
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     widget_commands = {w.command for w in manifest.contributions.widgets}
     assert widget_commands <= set(commands)
@@ -292,7 +298,7 @@ def test_match_layer_copies_pixel_size_and_size(widget, viewer, notifications):
         np.zeros((300, 420), np.float32), name="micrograph", scale=(0.0123, 0.0123), units="nm"
     )
     widget.match_layer.value = micrograph
-    assert widget.pixel_size.value == pytest.approx(0.123, abs=1e-3)
+    assert widget.pixel_size.value == pytest.approx(0.123)
     assert widget.image_size.value == 420
     plain = viewer.add_image(np.zeros((64, 64), np.float32), name="uncalibrated")
     widget.match_layer.value = plain

@@ -150,8 +150,9 @@ class GeneratorWidget(Container):
             "training data is sampled like your micrograph",
         )
         self.image_size = SpinBox(label="Image size (px)", value=512, min=32, max=4096, step=32)
+        # A step of 0.001 gives three decimals: micrograph pixel sizes such as 0.079 Å.
         self.pixel_size = FloatSpinBox(
-            label="Pixel size (Å)", value=0.1, min=0.01, max=2.0, step=0.01
+            label="Pixel size (Å)", value=0.1, min=0.01, max=2.0, step=0.001
         )
         self.probe_kind = ComboBox(
             label="Probe", choices=[_PROBE_PHYSICAL, _PROBE_GAUSSIAN], value=_PROBE_PHYSICAL

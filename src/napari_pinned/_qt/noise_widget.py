@@ -100,7 +100,7 @@ class NoiseWidget(Container):
             value=0.1,
             min=0.001,
             max=100.0,
-            step=0.01,
+            step=0.001,
             tooltip="Taken from the source layer's scale when it has one",
         )
         self.collection = FloatSpinBox(
