@@ -56,6 +56,7 @@ from ._common import (
     image_layer_choices,
     int_spin_box,
     is_greyscale,
+    layer_pixel_size,
     notify_error,
     notify_info,
     notify_warning,
@@ -142,12 +143,6 @@ def format_gain(key: str, value: float | None) -> str:
     if math.isinf(value):
         return "+inf" if value > 0 else "-inf"
     return _FORMATS[key].replace("{:", "{:+").format(value)
-
-
-def _has_angstrom_scale(layer: Image) -> bool:
-    """True when the layer's last axis is calibrated (a scale other than 1, or units in Å)."""
-    units = [str(u) for u in getattr(layer, "units", ())]
-    return float(layer.scale[-1]) != 1.0 or (bool(units) and units[-1] in ("Å", "angstrom"))
 
 
 def _denoise_frames(
@@ -627,7 +622,8 @@ class DenoiseWidget(QWidget):
             self._columns_cache[key] = column_accuracy(
                 data,
                 np.asarray(points.data)[:, -2:],
-                float(image.scale[-1]),
+                # Checked by the caller: the layer has a pixel size.
+                float(layer_pixel_size(image) or 1.0),
                 weights=None if weights is None else np.asarray(weights, dtype=float),
             )
         return self._columns_cache[key]
@@ -637,7 +633,7 @@ class DenoiseWidget(QWidget):
         points = self.columns_layer.value
         if points is None:
             return ""
-        if not _has_angstrom_scale(inp):
+        if layer_pixel_size(inp) is None:
             return " Column positions need the pixel size: give the input layer a scale in Å."
         try:
             before = self._column_accuracy(inp, frame, points)
