@@ -1,35 +1,69 @@
-"""Reading and writing image files for the CLI and scripts.
+"""Reading and writing image files for the CLI, scripts and the napari reader.
 
 TIFF is the exchange format: float32 is kept as float32 (no 8-bit rounding of
 quantitative data) and the pixel size in Å is stored in the ImageJ metadata, so Fiji
 and napari show the right scale.  Writes are atomic: a temporary file in the target
 folder is renamed over the destination only once complete.
+
+Microscope files (Gatan .dm3/.dm4, Velox and Berkeley .emd, FEI/TIA .ser, .mrc) are read
+with RosettaSciIO, an optional dependency (``pip install "napari-pinned[io]"``):
+:func:`read_microscope_file` keeps the 2D images and image stacks of a file, with their
+calibration converted to Å, and says which other datasets it skipped.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
+
+#: Microscope file suffixes → the RosettaSciIO plugin that reads them.
+MICROSCOPE_FORMATS = {
+    ".dm3": "digitalmicrograph",
+    ".dm4": "digitalmicrograph",
+    ".emd": "emd",
+    ".ser": "tia",
+    ".mrc": "mrc",
+}
+#: Length units that RosettaSciIO files carry → Å.
+_LENGTH_IN_ANGSTROM = {
+    "m": 1e10,
+    "mm": 1e7,
+    "µm": 1e4,
+    "um": 1e4,
+    "μm": 1e4,
+    "nm": 10.0,
+    "Å": 1.0,
+    "A": 1.0,
+    "angstrom": 1.0,
+    "pm": 0.01,
+}
+_INSTALL_HINT = "pip install 'napari-pinned[io]'"
 
 _IMAGEJ_ANGSTROM = "\\u00C5"
 _ANGSTROM_UNITS = (_IMAGEJ_ANGSTROM, "Å", "A", "angstrom")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2D image or a stack from a TIFF file.
+    """Read a 2D image or a stack from a TIFF file, or the first image or stack of a
+    microscope file (:data:`MICROSCOPE_FORMATS`).
 
     Raises
     ------
     ValueError
-        If the file is missing, is not a readable TIFF, or holds no image data.
+        If the file is missing, is not readable, or holds no image data.
     """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
+    if is_microscope_file(p):
+        return _first_image(p).data
     try:
         data = tifffile.imread(p)
     except Exception as exc:  # tifffile raises many types for corrupt files
@@ -41,7 +75,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_pixel_size(path: str | os.PathLike) -> float | None:
-    """Pixel size in Å stored by :func:`write_tiff`, or None if the file has none."""
+    """Pixel size in Å of a TIFF written by :func:`write_tiff` or of a microscope file's
+    first image, or None if the file has none."""
+    if is_microscope_file(path):
+        try:
+            return _first_image(Path(path)).pixel_size
+        except ValueError:
+            return None
     try:
         with tifffile.TiffFile(path) as tif:
             meta = tif.imagej_metadata or {}
@@ -89,3 +129,173 @@ def write_tiff(
             os.unlink(tmp)
         raise
     return p
+
+
+# -- microscope files -----------------------------------------------------------------
+
+
+@dataclass
+class MicroscopeImage:
+    """One 2D image or image stack from a microscope file.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``(Y, X)`` image or ``(N, Y, X)`` stack, in the file's dtype.
+    name : str
+        Layer name: the file's stem, with the dataset's title when a file holds several.
+    scale : tuple of float
+        Size of one pixel along each axis; lengths in Å.
+    units : tuple of str
+        Unit of each axis: "Å" for calibrated lengths, "pixel" otherwise.
+    metadata : dict
+        The file's metadata as RosettaSciIO reports it (``metadata``,
+        ``original_metadata``), with the file name and format.
+    """
+
+    data: np.ndarray
+    name: str
+    scale: tuple[float, ...]
+    units: tuple[str, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pixel_size(self) -> float | None:
+        """Pixel size in Å along x, or None when the file has no length calibration."""
+        return float(self.scale[-1]) if self.units[-1] == "Å" else None
+
+
+def is_microscope_file(path: str | os.PathLike) -> bool:
+    """True when the file's suffix is one RosettaSciIO reads for us."""
+    return Path(path).suffix.lower() in MICROSCOPE_FORMATS
+
+
+def _rsciio_reader(suffix: str) -> Any:
+    import importlib
+
+    module = MICROSCOPE_FORMATS[suffix]
+    try:
+        return importlib.import_module(f"rsciio.{module}").file_reader
+    except ImportError:
+        raise ValueError(
+            f"reading {suffix} files needs RosettaSciIO, which is not installed: {_INSTALL_HINT}"
+        ) from None
+
+
+def _axis_calibration(axis: dict[str, Any]) -> tuple[float, str]:
+    """(scale, unit) of one axis, lengths converted to Å; uncalibrated axes are (1, pixel)."""
+    unit = str(axis.get("units") or "").strip()
+    factor = _LENGTH_IN_ANGSTROM.get(unit)
+    scale = float(axis.get("scale") or 1.0)
+    if factor is None or not math.isfinite(scale) or scale <= 0:
+        return 1.0, "pixel"
+    return scale * factor, "Å"
+
+
+def _dataset_title(dataset: dict[str, Any], index: int) -> str:
+    general = (dataset.get("metadata") or {}).get("General") or {}
+    return str(general.get("title") or f"dataset {index}")
+
+
+def read_microscope_file(path: str | os.PathLike) -> tuple[list[MicroscopeImage], list[str]]:
+    """Read the images and image stacks of a .dm3/.dm4/.emd/.ser/.mrc file.
+
+    Every dataset with two signal axes becomes a :class:`MicroscopeImage`: a 2D image,
+    or with one navigation axis (a frame series, Velox multi-frame data, an MRC stack) an
+    ``(N, Y, X)`` stack.  Spectra, spectrum images, 4D-STEM and complex data are skipped;
+    each skip is described in the returned notes.
+
+    Returns
+    -------
+    images : list of MicroscopeImage
+    notes : list of str
+        One line per skipped dataset or missing calibration.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, has another suffix, RosettaSciIO is not installed, or the
+        file cannot be read (corrupt or not of its suffix's format).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in MICROSCOPE_FORMATS:
+        known = ", ".join(MICROSCOPE_FORMATS)
+        raise ValueError(f"{p}: not a microscope file napari-pinned reads ({known})")
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    reader = _rsciio_reader(suffix)
+    # Velox files sum their frames unless told not to; a series must stay a series.
+    kwargs = {"sum_frames": False} if suffix == ".emd" else {}
+    try:
+        datasets = reader(str(p), **kwargs)
+    except Exception as exc:  # format libraries raise many types for corrupt files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{p}: cannot read this {suffix} file ({message})") from None
+    multiple = len(datasets) > 1
+    images: list[MicroscopeImage] = []
+    notes: list[str] = []
+    for index, dataset in enumerate(datasets):
+        title = _dataset_title(dataset, index)
+        image, note = _as_image(dataset, p, title if multiple else None)
+        if image is not None:
+            images.append(image)
+        if note:
+            notes.append(f"{p.name}, {title!r}: {note}")
+    return images, notes
+
+
+def _as_image(
+    dataset: dict[str, Any], path: Path, title: str | None
+) -> tuple[MicroscopeImage | None, str | None]:
+    data = np.asarray(dataset["data"])
+    axes = sorted(dataset.get("axes") or [], key=lambda a: int(a["index_in_array"]))
+    if len(axes) != data.ndim:
+        return None, f"skipped (axes do not match its {data.ndim}-D data)"
+    keep = [i for i, a in enumerate(axes) if int(a.get("size", data.shape[i])) > 1]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = [axes[i] for i in keep]
+    signal = [i for i, a in enumerate(axes) if not a.get("navigate", False)]
+    navigation = [i for i, a in enumerate(axes) if a.get("navigate", False)]
+    if np.iscomplexobj(data):
+        return None, "skipped (complex data)"
+    if len(signal) != 2 or len(navigation) > 1:
+        if len(signal) == 1:
+            kind = "a spectrum image" if navigation else "a spectrum"
+        elif len(signal) == 2:
+            kind = f"{2 + len(navigation)}-D data ({len(navigation)} scan axes)"
+        else:
+            kind = f"{len(signal)}-D signal data"
+        return None, f"skipped: {kind}, not an image or an image stack"
+    order = navigation + signal
+    data = np.transpose(data, order)
+    calibrations = [_axis_calibration(axes[i]) for i in order]
+    if navigation:
+        # Frames are counted, not measured: the stack axis stays in steps of one.
+        calibrations[0] = (1.0, "pixel")
+    note = None
+    if calibrations[-1][1] != "Å":
+        unit = axes[signal[-1]].get("units")
+        note = f"no length calibration (units {unit!r}); the layer's scale is 1 pixel"
+    metadata = {
+        "file": str(path),
+        "format": MICROSCOPE_FORMATS[path.suffix.lower()],
+        "metadata": dataset.get("metadata") or {},
+        "original_metadata": dataset.get("original_metadata") or {},
+    }
+    name = path.stem if title is None else f"{path.stem} {title}"
+    image = MicroscopeImage(
+        data=data,
+        name=name,
+        scale=tuple(c[0] for c in calibrations),
+        units=tuple(c[1] for c in calibrations),
+        metadata=metadata,
+    )
+    return image, note
+
+
+def _first_image(path: Path) -> MicroscopeImage:
+    images, _notes = read_microscope_file(path)
+    if not images:
+        raise ValueError(f"{path}: the file holds no 2D image or image stack")
+    return images[0]
