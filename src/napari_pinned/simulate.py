@@ -70,6 +70,7 @@ __all__ = [
     "SimulationResult",
     "SpecimenRanges",
     "electron_wavelength",
+    "matched_specimens",
     "probe_fwhm",
     "probe_image",
     "random_specimen",
@@ -901,3 +902,32 @@ def random_specimen(
         background_variation=draw(ranges.background_variation),
         seed=rng,
     )
+
+
+def matched_specimens(
+    material: str,
+    pixel_size: float,
+    count: int = 12,
+    shape: int = 256,
+    seed: int = 0,
+    ranges: SpecimenRanges | None = None,
+) -> np.ndarray:
+    """Clean training images of one material sampled like a given micrograph.
+
+    ``count`` random specimens (:func:`random_specimen`: zone axis among the material's
+    usual ones, thickness, rotation, probe, vacancies, background) at ``pixel_size``, for
+    fine-tuning a model on "images like this one".
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(count, shape, shape)`` float32 stack.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    rng = np.random.default_rng(seed)
+    images = [
+        random_specimen(rng, [material], shape, ranges, pixel_size=pixel_size).image
+        for _ in range(count)
+    ]
+    return np.stack(images).astype(np.float32, copy=False)

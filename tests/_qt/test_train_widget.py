@@ -4,6 +4,7 @@ saving, fine-tuning, errors, and clean shutdown when the dock or the viewer clos
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +194,35 @@ def test_dose_and_blind_spot_modes_train_from_the_dock(
         qtbot.mouseClick(widget.start_button, Qt.MouseButton.LeftButton)
     bundle = get_registry().model_source(finished.args[0])
     assert bundle.metadata["noise"] == noise
+
+
+def test_train_for_this_image_fine_tunes_the_default_on_matched_data(
+    viewer, qtbot, notifications, clean_image, no_threads_left, monkeypatch
+):
+    import napari_pinned.model
+
+    shipped = Path(napari_pinned.model.__file__).parent / "data" / "models" / "default.pt"
+    monkeypatch.setattr("napari_pinned.model.default_model_path", lambda: shipped)
+    widget = _dock(viewer, qtbot)
+    micrograph = viewer.add_image(clean_image, name="scan", scale=(0.008, 0.008), units="nm")
+    uncalibrated = viewer.add_image(clean_image, name="raw")
+    _tiny_settings(widget, 3)
+    widget.match_layer.value = uncalibrated
+    assert not widget.train_for_image()
+    assert any("no pixel size" in m for m in notifications.errors)
+
+    widget.match_layer.value = micrograph
+    widget.match_material.setCurrentText("SrTiO3")
+    widget.match_count.setValue(2)
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
+        assert widget.train_for_image()
+    synthetic = viewer.layers["SrTiO3 like scan"]
+    assert synthetic.data.shape == (2, 256, 256)
+    np.testing.assert_allclose(synthetic.scale, (1.0, 0.08, 0.08))
+    bundle = get_registry().model_source(finished.args[0])
+    assert bundle.metadata["noise"] == "mix"
+    assert bundle.metadata["init_model"].endswith("default.pt")  # fine-tuned from the default
+    assert (bundle.config.width, bundle.config.depth) == (8, 3)  # its architecture kept
 
 
 def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notifications, clean_image):

@@ -379,3 +379,15 @@ def test_random_specimen_is_reproducible_and_varied():
         random_specimen(rng, [], 32)
     with pytest.raises(ValueError, match="pixel_size"):
         SpecimenRanges(pixel_size=(0.2, 0.1))
+
+
+def test_matched_specimens_are_reproducible_and_vary():
+    from napari_pinned.simulate import matched_specimens
+
+    a = matched_specimens("SrTiO3", 0.08, count=3, shape=64, seed=4)
+    b = matched_specimens("SrTiO3", 0.08, count=3, shape=64, seed=4)
+    assert a.shape == (3, 64, 64) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a[0], a[1])  # each its own thickness, rotation, probe
+    with pytest.raises(ValueError, match="count"):
+        matched_specimens("SrTiO3", 0.08, count=0)

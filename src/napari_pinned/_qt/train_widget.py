@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Select
+from magicgui.widgets import ComboBox, Select
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
@@ -34,12 +34,14 @@ from qtpy.QtWidgets import (
 from ._common import (
     DEVICES,
     ImageLayerChoices,
+    add_or_update_image,
     call_or_notify,
     describe_device,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
     is_greyscale,
+    layer_pixel_size,
     notify_error,
     notify_info,
     notify_warning,
@@ -47,7 +49,7 @@ from ._common import (
 )
 from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
 from .loss_plot import LossPlot
-from .model_registry import get_registry
+from .model_registry import DEFAULT_NAME, get_registry
 
 if TYPE_CHECKING:
     import napari
@@ -181,6 +183,7 @@ class TrainWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_data_box(defaults.noise_levels, defaults.dose_counts))
+        layout.addWidget(self._build_match_box())
         layout.addWidget(self._build_model_box(model_defaults))
         layout.addWidget(self._build_training_box(defaults, weight_defaults))
         layout.addLayout(self._build_buttons())
@@ -194,7 +197,7 @@ class TrainWidget(QWidget):
         layout.addStretch(1)
 
         self._layer_choices = ImageLayerChoices(
-            napari_viewer, [self.clean_layers, self.noisy_layers]
+            napari_viewer, [self.clean_layers, self.noisy_layers, self.match_layer]
         )
         self._close_watcher = CloseWatcher(self, self.shutdown)
         self._closed = False
@@ -253,6 +256,27 @@ class TrainWidget(QWidget):
         form.addRow("Dose (e⁻/px)", counts_row)
         form.addRow("Noisy layers", self.noisy_layers.native)
         form.addRow(self.pairs_label)
+        return box
+
+    def _build_match_box(self) -> QGroupBox:
+        from napari_pinned.crystal import list_materials
+
+        box = QGroupBox("Train for this image")
+        form = QFormLayout(box)
+        self.match_layer = ComboBox(choices=self._image_choices, nullable=True, value=None)
+        self.match_material = QComboBox()
+        self.match_material.addItems([m.name for m in list_materials()])
+        self.match_count = int_spin_box(1, 200, 12)
+        self.match_button = QPushButton("Train for this image")
+        self.match_button.setToolTip(
+            "Simulate random specimens of the material at the image's pixel size, then "
+            "fine-tune the default model on them with CDN and dose noise"
+        )
+        self.match_button.clicked.connect(self.train_for_image)
+        form.addRow("Image", self.match_layer.native)
+        form.addRow("Material", self.match_material)
+        form.addRow("Synthetic images", self.match_count)
+        form.addRow(self.match_button)
         return box
 
     def _build_model_box(self, defaults: Any) -> QGroupBox:
@@ -376,6 +400,7 @@ class TrainWidget(QWidget):
         return self._job is not None
 
     def _set_running(self, running: bool) -> None:
+        self.match_button.setEnabled(not running)
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.save_button.setEnabled(not running and self.last_bundle is not None)
@@ -457,6 +482,54 @@ class TrainWidget(QWidget):
             init_model=init,
             num_threads=threads,
         )
+
+    def train_for_image(self) -> bool:
+        """Simulate clean images of the chosen material sampled like the chosen image, add
+        them as a stack layer, and fine-tune the default model on them (CDN + dose noise).
+
+        Returns True if training started.
+        """
+        from napari_pinned.simulate import matched_specimens
+
+        layer = self.match_layer.value
+        if layer is None:
+            notify_error("Train for this image: choose the image layer to train for")
+            return False
+        pixel_size = layer_pixel_size(layer)
+        if pixel_size is None:
+            notify_error(
+                f"Train for this image: layer {layer.name!r} has no pixel size (a scale in "
+                "Å, nm or pm); open it with its calibration or set the layer's scale"
+            )
+            return False
+        material = self.match_material.currentText()
+        # A dozen 256² simulations take well under a second: no worker needed.
+        stack = call_or_notify(
+            matched_specimens,
+            material,
+            pixel_size,
+            self.match_count.value(),
+            seed=self.seed_spin.value(),
+            context="Train for this image",
+        )
+        if stack is None:
+            return False
+        synthetic = add_or_update_image(
+            self._viewer,
+            stack,
+            f"{material} like {layer.name}",
+            scale=(1.0, pixel_size, pixel_size),
+            units=("pixel", "Å", "Å"),
+            colormap="gray",
+            metadata={"matched_to": layer.name, "material": material, "pixel_size": pixel_size},
+        )
+        self.clean_layers.reset_choices()
+        self.clean_layers.value = [synthetic]
+        self.noise_mode.setCurrentText(NOISE_MODES[3])
+        self._refresh_init_models()
+        if self.init_model.findText(DEFAULT_NAME) >= 0:
+            self.init_model.setCurrentText(DEFAULT_NAME)
+        return self.start()
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> bool:
