@@ -44,3 +44,32 @@ def write_berkeley_emd(path: pathlib.Path, datasets: dict[str, tuple[np.ndarray,
                 vector = group.create_dataset(f"dim{i}", data=np.arange(data.shape[i - 1]) * step)
                 vector.attrs["name"] = axis_name
                 vector.attrs["units"] = units
+
+
+def write_ser(path: pathlib.Path, frames: np.ndarray, pixel_size_m: float) -> pathlib.Path:
+    """A TIA .ser series (version 0x0210) of 2D float32 images: the series header, one
+    dimension record (the frame index), the data and tag offset arrays, then each image
+    element (x/y calibration in metres, data type 7 = float32, its size, the pixels stored
+    x-fastest from the bottom row up, as TIA does) followed by its time-only tag."""
+    import struct
+
+    stack = np.asarray(frames, np.float32)
+    stack = stack[None] if stack.ndim == 2 else stack
+    n, ny, nx = stack.shape
+    header = struct.pack("<HHHIIII", 0x4949, 0x0197, 0x0210, 0x4122, 0x4152, n, n)
+    description = b"Number"
+    dimension = struct.pack("<IddII", n, 0.0, 1.0, 0, len(description)) + description
+    dimension += struct.pack("<I", 0)
+    offsets_at = len(header) + 8 + len(dimension)
+    first_element = offsets_at + 8 * n
+    element_size = 8 + 8 + 4 + 8 + 8 + 4 + 2 + 4 + 4 + 4 * nx * ny + 2 + 2 + 4
+    data_offsets = [first_element + i * element_size for i in range(n)]
+    tag_offsets = [o + element_size - 8 for o in data_offsets]
+    body = header + struct.pack("<II", offsets_at, 1) + dimension
+    body += struct.pack(f"<{n}I", *data_offsets) + struct.pack(f"<{n}I", *tag_offsets)
+    for frame in stack:
+        body += struct.pack("<ddIddIHII", 0.0, pixel_size_m, 0, 0.0, pixel_size_m, 0, 7, nx, ny)
+        body += frame[::-1].astype("<f4").tobytes()
+        body += struct.pack("<HHI", 0x4152, 0, 0)
+    path.write_bytes(body)
+    return path

@@ -34,6 +34,8 @@ MICROSCOPE_FORMATS = {
 #: Length units that RosettaSciIO files carry → Å.
 _LENGTH_IN_ANGSTROM = {
     "m": 1e10,
+    "meter": 1e10,
+    "meters": 1e10,
     "mm": 1e7,
     "µm": 1e4,
     "um": 1e4,
@@ -249,7 +251,9 @@ def _as_image(
     dataset: dict[str, Any], path: Path, title: str | None
 ) -> tuple[MicroscopeImage | None, str | None]:
     data = np.asarray(dataset["data"])
-    axes = sorted(dataset.get("axes") or [], key=lambda a: int(a["index_in_array"]))
+    # Most plugins number their axes; TIA lists them in array order without numbers.
+    listed = list(enumerate(dataset.get("axes") or []))
+    axes = [a for _, a in sorted(listed, key=lambda ia: int(ia[1].get("index_in_array", ia[0])))]
     if len(axes) != data.ndim:
         return None, f"skipped (axes do not match its {data.ndim}-D data)"
     keep = [i for i, a in enumerate(axes) if int(a.get("size", data.shape[i])) > 1]

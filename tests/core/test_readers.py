@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from _microscope_files import write_berkeley_emd, write_mrc
 
+from _microscope_files import write_berkeley_emd, write_mrc, write_ser
 from napari_pinned.cli import main
 from napari_pinned.io import (
     MICROSCOPE_FORMATS,
@@ -51,6 +51,17 @@ def test_emd_datasets_give_one_image_each_and_spectra_are_skipped(tmp_path):
     for found in images:
         assert found.pixel_size == pytest.approx(0.2)  # 0.02 nm
     assert len(notes) == 1 and "EELS" in notes[0] and "spectrum" in notes[0]
+
+
+def test_ser_image_and_series_in_metres_become_angstrom(tmp_path):
+    image = np.arange(24, dtype=np.float32).reshape(6, 4)
+    (single,), notes = read_microscope_file(write_ser(tmp_path / "one.ser", image, 2e-11))
+    np.testing.assert_array_equal(single.data, image)
+    assert single.pixel_size == pytest.approx(0.2) and notes == []
+    frames = np.stack([image, image + 100, image + 200])
+    (series,), _ = read_microscope_file(write_ser(tmp_path / "series.ser", frames, 2e-11))
+    np.testing.assert_array_equal(series.data, frames)
+    assert series.scale == pytest.approx((1.0, 0.2, 0.2))
 
 
 def test_cli_and_read_image_take_the_first_image(tmp_path, capsys):
