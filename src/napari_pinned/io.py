@@ -13,6 +13,7 @@ calibration converted to Å, and says which other datasets it skipped.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -65,7 +66,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     if is_microscope_file(p):
-        return _first_image(p).data
+        # A copy: the cached image must not change when a caller edits its array.
+        return _first_image(p).data.copy()
     try:
         data = tifffile.imread(p)
     except Exception as exc:  # tifffile raises many types for corrupt files
@@ -299,6 +301,15 @@ def _as_image(
 
 
 def _first_image(path: Path) -> MicroscopeImage:
+    stat = path.stat()
+    return _first_image_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+# The CLI asks for a file's image and then its pixel size; a microscope file can be
+# hundreds of MB, so the second question must not read it again.  The key includes the
+# modification time and size, so a rewritten file is read afresh.
+@functools.lru_cache(maxsize=2)
+def _first_image_cached(path: str, _mtime_ns: int, _size: int) -> MicroscopeImage:
     images, _notes = read_microscope_file(path)
     if not images:
         raise ValueError(f"{path}: the file holds no 2D image or image stack")

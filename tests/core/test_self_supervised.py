@@ -7,19 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from _lattice import lattice as _lattice
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights, pinned_loss
 from napari_pinned.metrics import psnr
 from napari_pinned.model import ModelConfig
 from napari_pinned.training import TrainConfig, _blind_spot, train
-
-
-def _lattice(size: int = 96, period: float = 8.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    phase = rng.uniform(0, 2 * np.pi, 2)
-    img = np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1])
-    return ((img + 2) / 4 * 200 + 20).astype(np.float32)
 
 
 def _config(**overrides) -> TrainConfig:

@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from _lattice import lattice as _lattice
 from napari_pinned.losses import LossWeights
 from napari_pinned.model import ModelBundle, ModelConfig
 from napari_pinned.simulate import simulate
 from napari_pinned.training import TrainConfig, TrainProgress, train
-
-
-def _lattice(size: int = 96, period: float = 8.0, seed: int = 0) -> np.ndarray:
-    """A smooth 2D lattice in [0, 255], a stand-in for a simulated STEM image."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    phase = rng.uniform(0, 2 * np.pi, 2)
-    img = np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1])
-    return ((img + 2) / 4 * 200 + 20).astype(np.float32)
 
 
 def _config(**overrides) -> TrainConfig:

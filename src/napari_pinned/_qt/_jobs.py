@@ -23,6 +23,7 @@ __all__ = [
     "CloseWatcher",
     "QuietGeneratorWorker",
     "disconnect_handlers",
+    "release_job",
     "start_job",
     "top_level_ancestor",
 ]
@@ -123,6 +124,21 @@ def disconnect_handlers(worker: Any, connect: dict[str, Callable[..., Any]]) -> 
         # TypeError: already disconnected; RuntimeError: the worker's QObject is gone.
         with contextlib.suppress(TypeError, RuntimeError):
             getattr(worker, name).disconnect(handler)
+
+
+def release_job(
+    job: BackgroundJob | None,
+    connect: dict[str, Callable[..., Any]],
+    close_watcher: CloseWatcher,
+    pbar: Any | None,
+) -> None:
+    """Undo what a dock set up around a job: stop watching for close, disconnect its
+    handlers, close its napari progress bar."""
+    close_watcher.unwatch()
+    if job is not None:
+        disconnect_handlers(job.worker, connect)
+    if pbar is not None:
+        pbar.close()
 
 
 def top_level_ancestor(widget: QWidget) -> QWidget:

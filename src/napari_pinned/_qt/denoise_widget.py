@@ -62,7 +62,7 @@ from ._common import (
     notify_warning,
     show_device,
 )
-from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
+from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
 from .model_registry import get_registry
 
 if TYPE_CHECKING:
@@ -482,12 +482,8 @@ class DenoiseWidget(QWidget):
 
     def _end_job(self) -> BackgroundJob | None:
         job, self._job = self._job, None
-        self._close_watcher.unwatch()
-        if job is not None:
-            disconnect_handlers(job.worker, self._handlers)
         pbar, self._pbar = self._pbar, None
-        if pbar is not None:
-            pbar.close()
+        release_job(job, self._handlers, self._close_watcher, pbar)
         return job
 
     def _on_finished(self) -> None:

@@ -41,7 +41,7 @@ from ._common import (
     notify_info,
     notify_warning,
 )
-from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
+from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
 
 if TYPE_CHECKING:
     import napari
@@ -273,12 +273,8 @@ class FramesWidget(QWidget):
 
     def _end_job(self) -> BackgroundJob | None:
         job, self._job = self._job, None
-        self._close_watcher.unwatch()
-        if job is not None:
-            disconnect_handlers(job.worker, self._handlers)
         pbar, self._pbar = self._pbar, None
-        if pbar is not None:
-            pbar.close()
+        release_job(job, self._handlers, self._close_watcher, pbar)
         return job
 
     def _on_finished(self) -> None:

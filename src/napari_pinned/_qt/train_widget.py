@@ -47,7 +47,7 @@ from ._common import (
     notify_warning,
     show_device,
 )
-from ._jobs import BackgroundJob, CloseWatcher, disconnect_handlers, start_job
+from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
 from .loss_plot import LossPlot
 from .model_registry import DEFAULT_NAME, get_registry
 
@@ -227,16 +227,10 @@ class TrainWidget(QWidget):
         self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
         self.level_low = float_spin_box(0.0, 5.0, levels[0], 2, 0.5)
         self.level_high = float_spin_box(0.0, 5.0, levels[1], 2, 0.5)
-        levels_row = QHBoxLayout()
-        levels_row.addWidget(self.level_low)
-        levels_row.addWidget(QLabel("to"))
-        levels_row.addWidget(self.level_high)
+        levels_row = _range_row(self.level_low, self.level_high)
         self.counts_low = float_spin_box(0.01, 1e7, counts[0], 2, 1.0)
         self.counts_high = float_spin_box(0.01, 1e7, counts[1], 2, 10.0)
-        counts_row = QHBoxLayout()
-        counts_row.addWidget(self.counts_low)
-        counts_row.addWidget(QLabel("to"))
-        counts_row.addWidget(self.counts_high)
+        counts_row = _range_row(self.counts_low, self.counts_high)
         for spin in (self.counts_low, self.counts_high):
             spin.setToolTip(
                 "Detected electrons per pixel at the brightest intensity, drawn "
@@ -604,12 +598,8 @@ class TrainWidget(QWidget):
         handle, job = self._handle, self._job
         self._handle = self._job = None
         run = None if handle is None else handle.run
-        self._close_watcher.unwatch()
-        if job is not None:
-            disconnect_handlers(job.worker, self._handlers)
         pbar, self._pbar = self._pbar, None
-        if pbar is not None:
-            pbar.close()
+        release_job(job, self._handlers, self._close_watcher, pbar)
         return run, job
 
     def _on_error(self, exc: BaseException) -> None:
@@ -699,6 +689,15 @@ class TrainWidget(QWidget):
             self._layer_choices.disconnect()
             self._registry.changed.disconnect(self._on_registry_changed)
         super().closeEvent(event)
+
+
+def _range_row(low: QWidget, high: QWidget) -> QHBoxLayout:
+    """ "low to high" on one form row."""
+    row = QHBoxLayout()
+    row.addWidget(low)
+    row.addWidget(QLabel("to"))
+    row.addWidget(high)
+    return row
 
 
 def _progress_text(progress: TrainProgress) -> str:
