@@ -45,7 +45,8 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights
 from napari_pinned.metrics import Metrics, column_accuracy, compute_metrics
-from napari_pinned.model import ModelConfig, default_model_path, load_model, save_model
+from napari_pinned.model import ModelConfig
+from napari_pinned.model_files import default_model_path, load_model, save_model
 from napari_pinned.noise import add_cdn_noise
 from napari_pinned.simulate import SimulationResult, simulate
 from napari_pinned.training import TrainConfig, train

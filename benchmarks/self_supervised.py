@@ -41,7 +41,8 @@ from napari_pinned.frames import align_frames, common_region, estimate_drift, no
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights
 from napari_pinned.metrics import column_accuracy, compute_metrics
-from napari_pinned.model import ModelConfig, default_model_path, load_model
+from napari_pinned.model import ModelConfig
+from napari_pinned.model_files import default_model_path, load_model
 from napari_pinned.noise import add_dose_noise
 from napari_pinned.simulate import SpecimenRanges, random_specimen, simulate
 from napari_pinned.training import TrainConfig, train

@@ -44,7 +44,8 @@ def _fresh_config(model: str):
 
 
 def _load(model: str):
-    from napari_pinned.model import ModelBundle, build_model, load_model
+    from napari_pinned.model import ModelBundle, build_model
+    from napari_pinned.model_files import load_model
 
     if model == "default" or model.endswith(".pt"):
         return load_model(model)

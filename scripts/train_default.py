@@ -35,7 +35,8 @@ import torch
 
 from napari_pinned.crystal import list_materials
 from napari_pinned.losses import LossWeights
-from napari_pinned.model import ModelConfig, count_parameters, default_model_path, save_model
+from napari_pinned.model import ModelConfig, count_parameters
+from napari_pinned.model_files import default_model_path, save_model
 from napari_pinned.simulate import random_specimen
 from napari_pinned.training import TrainConfig, train
 

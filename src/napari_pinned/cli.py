@@ -203,7 +203,8 @@ def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], l
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_pinned.losses import LossWeights
-    from napari_pinned.model import ModelConfig, count_parameters, save_model
+    from napari_pinned.model import ModelConfig, count_parameters
+    from napari_pinned.model_files import save_model
     from napari_pinned.training import TrainConfig, train
 
     out = Path(args.output)
@@ -274,7 +275,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from napari_pinned.inference import denoise
     from napari_pinned.io import read_image, read_pixel_size, write_tiff
     from napari_pinned.metrics import compute_metrics_stack, format_metrics_table, mean_metrics
-    from napari_pinned.model import load_model
+    from napari_pinned.model_files import load_model
 
     if (args.output is None) == (args.output_dir is None):
         raise ValueError("give exactly one of -o/--output or --output-dir")
@@ -386,7 +387,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from napari_pinned.io import write_tiff
     from napari_pinned.losses import LossWeights
     from napari_pinned.metrics import compute_metrics, format_metrics_table
-    from napari_pinned.model import ModelConfig, default_model_path, load_model, save_model
+    from napari_pinned.model import ModelConfig
+    from napari_pinned.model_files import default_model_path, load_model, save_model
     from napari_pinned.noise import add_cdn_noise
     from napari_pinned.simulate import simulate
     from napari_pinned.training import TrainConfig, train

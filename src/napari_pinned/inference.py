@@ -6,7 +6,9 @@ rises smoothly across the overlap, and is one in the middle, so neighbouring til
 without seams.  Each frame is first mirrored outwards by a context margin, so pixels at
 the image border see reflected lattice rather than the network's zero padding, the same
 way whether the frame is processed whole or in tiles.  Intensities are normalised once
-per frame, never per tile, so every tile of a frame sees the same mapping.
+per frame, never per tile, so every tile of a frame sees the same mapping; so are the
+outlier repair and the noise estimate of noise-conditioned models
+(:mod:`napari_pinned.conditioning`).
 
 :func:`iter_denoise` is the generator used by the GUI (stoppable between tiles);
 :func:`denoise` is the one-call API.
@@ -21,8 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_pinned.conditioning import Prepared, finish, prepare
+from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import check_image
-from napari_pinned.model import ModelBundle, denormalize, load_model, normalize, resolve_device
+from napari_pinned.model import ModelBundle
+from napari_pinned.model_files import load_model
+from napari_pinned.noise_level import NoiseEstimate
 
 ModelLike = str | os.PathLike | ModelBundle
 
@@ -32,13 +38,19 @@ CONTEXT = 32
 
 @dataclass(frozen=True)
 class DenoiseProgress:
-    """Progress of a denoising job; the last record carries the output."""
+    """Progress of a denoising job; the last record carries the output.
+
+    ``noise`` holds each frame's estimated noise (noise-conditioned models) and
+    ``repaired`` the number of outlier pixels repaired, both on the last record.
+    """
 
     tiles_done: int
     tiles_total: int
     frame: int
     frames_total: int
     output: np.ndarray | None = None
+    noise: tuple[NoiseEstimate | None, ...] = ()
+    repaired: int = 0
 
     @property
     def fraction(self) -> float:
@@ -157,12 +169,18 @@ def iter_denoise(
     overlap: int = 64,
     batch_size: int = 4,
     device: str | torch.device = "auto",
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
 ) -> Iterator[DenoiseProgress]:
     """Denoise tile by tile, yielding progress; the final record holds the output.
 
     Stop iterating at any time to cancel.  Parameters are those of :func:`denoise`.
     """
     arr = check_image(image, name="image", ndim=(2, 3))
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)):
+        raise ValueError(f"strength must be a number, got {strength!r}")
+    if not (np.isfinite(strength) and 0 <= strength <= 10):
+        raise ValueError(f"strength must be in [0, 10], got {strength!r}")
     _validate_tiling(tile, overlap)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -189,15 +207,32 @@ def iter_denoise(
     layout = _tiles(padded_shape, axis_tiles, overlap, align)
     total = len(layout) * len(frames)
     output = np.empty(frames.shape, np.float32)
+    estimates: list[NoiseEstimate | None] = []
+    repaired = 0
     done = 0
+    config = bundle.config
     for f, frame in enumerate(frames):
-        normalised, state = normalize(frame, bundle.config)
-        normalised = np.pad(normalised, pads, mode="reflect")
+        prepared: Prepared = prepare(
+            frame,
+            config.normalization,
+            conditioned=config.conditioned,
+            strength=float(strength),
+            noise=noise,
+        )
+        estimates.append(prepared.noise)
+        repaired += int(prepared.outliers.sum())
+        if prepared.state.constant:
+            output[f] = finish(prepared.repaired, prepared, arr.dtype)
+            done += len(layout)
+            if done < total:
+                yield DenoiseProgress(done, total, f, len(frames))
+            continue
+        channels = np.pad(prepared.channels, [(0, 0), *pads], mode="reflect")
         acc = np.zeros(padded_shape, np.float64)
         weight = np.zeros(padded_shape, np.float64)
         for start in range(0, len(layout), batch_size):
             chunk = layout[start : start + batch_size]
-            batch = np.stack([normalised[rs, cs] for rs, cs, _ in chunk])[:, None]
+            batch = np.stack([channels[:, rs, cs] for rs, cs, _ in chunk])
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)
                 pred = net(x.contiguous(memory_format=layout_format))
@@ -212,9 +247,17 @@ def iter_denoise(
         inner = blended[
             pads[0][0] : pads[0][0] + frame.shape[0], pads[1][0] : pads[1][0] + frame.shape[1]
         ]
-        output[f] = denormalize(inner.astype(np.float32), state)
+        output[f] = finish(inner, prepared, arr.dtype)
     result = output[0] if arr.ndim == 2 else output
-    yield DenoiseProgress(total, total, len(frames) - 1, len(frames), output=result)
+    yield DenoiseProgress(
+        total,
+        total,
+        len(frames) - 1,
+        len(frames),
+        output=result,
+        noise=tuple(estimates),
+        repaired=repaired,
+    )
 
 
 def denoise(
@@ -225,6 +268,8 @@ def denoise(
     overlap: int = 64,
     batch_size: int = 4,
     device: str | torch.device = "auto",
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
     progress: Callable[[DenoiseProgress], None] | None = None,
 ) -> np.ndarray:
     """Denoise a 2D image or a (N, Y, X) stack.
@@ -233,14 +278,22 @@ def denoise(
     ----------
     image : numpy.ndarray
         Greyscale image or stack, uint8/uint16/float.
-    model : "default", path or ModelBundle
-        The shipped pretrained model, a model file, or a model in memory.
+    model : str, path or ModelBundle
+        A shipped model by name (``"default"``: realistic STEM noise, ``"cdn"``: the
+        paper's CDN), a model file, or a model in memory.
     tile, overlap : int
         Tile edge and overlap in pixels.  Tiles bound memory; the overlap hides seams.
     batch_size : int
         Tiles per forward pass.
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU) or an explicit device.
+    strength : float
+        Noise-conditioned models: factor on the estimated noise level (1 = as
+        measured; below 1 denoises less, above 1 more; 0 returns the input with its
+        outliers repaired).  Ignored by other models.
+    noise : NoiseEstimate, optional
+        The noise of the image, if known (e.g. measured on another frame); estimated
+        from each frame otherwise.  Noise-conditioned models only.
     progress : callable, optional
         Called with a :class:`DenoiseProgress` after every batch of tiles.
 
@@ -251,7 +304,14 @@ def denoise(
     """
     result = None
     for report in iter_denoise(
-        image, model, tile=tile, overlap=overlap, batch_size=batch_size, device=device
+        image,
+        model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        strength=strength,
+        noise=noise,
     ):
         if progress is not None:
             progress(report)

@@ -1,4 +1,4 @@
-"""The PINNED network, its configuration, intensity normalisation and model files.
+"""The PINNED network and its configuration.
 
 Architecture (Awan et al., "Physics Informed Neural Network Enhanced Denoising for
 Atomic Resolution STEM Imaging" (PINNED), Methods): a convolutional
@@ -14,52 +14,39 @@ paper describes each block as exactly three convolutions, pooling adds no parame
 and no extra layer to that description, and it keeps the receptive field a simple
 analytic function of the depth (:func:`receptive_field`).
 
-Model files are ``torch.save`` archives of a dict holding only tensors and plain
-Python values, read back with ``torch.load(..., weights_only=True)`` so that opening a
-file can never run code from it.
+Beyond the paper, a network can be **noise-conditioned** (``conditioning="noise-map"``,
+in the spirit of FFDNet: Zhang, Zuo and Zhang, IEEE TIP 27, 2018): its input has a
+second channel holding each pixel's noise standard deviation σ (see
+:mod:`napari_pinned.conditioning`) and it returns ``x + σ · f(x, σ, log σ)``.  One
+network then serves every dose, a clean image (σ = 0) passes through unchanged, and
+scaling σ sets the denoising strength.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
-import pathlib
-import re
-import secrets
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_pinned import __version__
-from napari_pinned.intensity import (
-    PAPER_RANGE,
-    check_image,
-    from_paper_scale,
-    infer_data_range,
-    to_paper_scale,
-)
+from napari_pinned.conditioning import NORMALIZATIONS
 
-#: Version of the model-file layout written by :func:`save_model`.
-FORMAT_VERSION = 1
-#: Value of the ``"format"`` key that marks a napari-pinned model file.
-FILE_FORMAT = "napari-pinned-model"
 #: Channel count stops doubling at this multiple of the base width (memory grows as width²).
 MAX_WIDTH_FACTOR = 8
-#: Robust percentiles mapped to the paper's [0, 255] in ``"percentile"`` normalisation.
-PERCENTILES = (0.5, 99.5)
 
-_ARCHITECTURES = ("paper", "unet")
-_NORMALIZATIONS = ("range", "percentile")
-_PAPER_MAX = PAPER_RANGE[1]
+Architecture = Literal["paper", "unet"]
+Normalization = Literal["range", "percentile", "robust"]
+Conditioning = Literal["none", "noise-map"]
+_ARCHITECTURES = get_args(Architecture)
+_CONDITIONINGS = get_args(Conditioning)
+assert get_args(Normalization) == NORMALIZATIONS
+#: Smallest σ inside ``log σ`` (model units), so that σ = 0 stays finite.
+_LOG_FLOOR = 1e-3
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -83,26 +70,35 @@ class ModelConfig:
         Concatenate encoder features into the decoder block of the same level (U-Net).
     residual : bool
         Predict a correction added to the input instead of the image itself.
-    normalization : {"range", "percentile"}
-        How images are mapped to model units, see :func:`normalize`.
+    normalization : {"range", "percentile", "robust"}
+        How images are mapped to model units, see
+        :func:`napari_pinned.conditioning.normalization_range`.
+    conditioning : {"none", "noise-map"}
+        ``"noise-map"``: the input has a second channel, the per-pixel noise standard
+        deviation, and the output is ``x + σ · f`` (``residual`` is then implied).
     """
 
-    architecture: str = "unet"
+    architecture: Architecture = "unet"
     depth: int = 3
     width: int = 32
     negative_slope: float = 0.01
     skip_connections: bool = True
     residual: bool = True
-    normalization: str = "range"
+    normalization: Normalization = "range"
+    conditioning: Conditioning = "none"
 
     def __post_init__(self) -> None:
         if self.architecture not in _ARCHITECTURES:
             raise ValueError(
                 f"unknown architecture {self.architecture!r}; use one of {list(_ARCHITECTURES)}"
             )
-        if self.normalization not in _NORMALIZATIONS:
+        if self.normalization not in NORMALIZATIONS:
             raise ValueError(
-                f"unknown normalization {self.normalization!r}; use one of {list(_NORMALIZATIONS)}"
+                f"unknown normalization {self.normalization!r}; use one of {list(NORMALIZATIONS)}"
+            )
+        if self.conditioning not in _CONDITIONINGS:
+            raise ValueError(
+                f"unknown conditioning {self.conditioning!r}; use one of {list(_CONDITIONINGS)}"
             )
         for name, low, high in (("depth", 1, 8), ("width", 1, 1024)):
             value = getattr(self, name)
@@ -146,6 +142,16 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(d))
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the network takes a noise map as a second input channel."""
+        return self.conditioning == "noise-map"
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the tensor given to the network: the image, and the noise map."""
+        return 2 if self.conditioned else 1
 
     @property
     def alignment(self) -> int:
@@ -209,10 +215,12 @@ def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequent
 class PINNED(nn.Module):
     """The PINNED encoder–decoder.
 
-    Takes ``(B, 1, H, W)`` images of any size in model units (see :func:`normalize`)
-    and returns the same shape.  Inputs are reflect-padded at the bottom and right to
-    a multiple of ``2**depth`` (replicate-padded where the image is too small to
-    reflect) and the output is cropped back.
+    Takes ``(B, C, H, W)`` inputs of any size in model units (C = 1, or 2 for a
+    noise-conditioned network: image and noise map, see
+    :mod:`napari_pinned.conditioning`) and returns ``(B, 1, H, W)``.  Inputs are
+    reflect-padded at the bottom and right to a multiple of ``2**depth``
+    (replicate-padded where the image is too small to reflect) and the output is
+    cropped back.
     """
 
     def __init__(self, config: ModelConfig):
@@ -222,7 +230,11 @@ class PINNED(nn.Module):
         slope = config.negative_slope
         depth = config.depth
         self.encoder = nn.ModuleList(
-            _conv_block(1 if level == 0 else channels[level - 1], channels[level], slope)
+            _conv_block(
+                (3 if config.conditioned else 1) if level == 0 else channels[level - 1],
+                channels[level],
+                slope,
+            )
             for level in range(depth)
         )
         self.pool = nn.MaxPool2d(2, stride=2)
@@ -258,14 +270,26 @@ class PINNED(nn.Module):
             else:
                 continue
             nn.init.zeros_(module.bias)
+        if self.config.conditioned:
+            # Start as the identity: x + σ · 0.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoise a ``(B, 1, H, W)`` batch; returns ``(B, 1, H, W)``."""
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"PINNED expects a (B, 1, H, W) tensor, got shape {tuple(x.shape)}")
+        """Denoise a ``(B, C, H, W)`` batch; returns ``(B, 1, H, W)``."""
+        channels = self.config.input_channels
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ValueError(
+                f"PINNED expects a (B, {channels}, H, W) tensor, got shape {tuple(x.shape)}"
+            )
         if not x.is_floating_point():
             x = x.float()
         height, width = x.shape[-2:]
+        if self.config.conditioned:
+            image, sigma = x[:, :1], x[:, 1:]
+            features = torch.cat([image, sigma, torch.log(sigma.clamp_min(_LOG_FLOOR))], dim=1)
+            out = self._core(_pad_to_multiple(features, self.config.alignment))
+            return image + sigma * out[..., :height, :width]
         out = self._core(_pad_to_multiple(x, self.config.alignment))[..., :height, :width]
         return x + out if self.config.residual else out
 
@@ -340,114 +364,6 @@ def receptive_field(config: ModelConfig) -> int:
     return largest
 
 
-# -- intensity normalisation -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NormState:
-    """How an image was mapped to model units: ``model = (image - low) / (high - low)``.
-
-    ``low`` and ``high`` are the image intensities that map to the paper's 0 and 255.
-    """
-
-    mode: str
-    low: float
-    high: float
-
-
-def normalize(image: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, NormState]:
-    """Map an image (or stack) to model units, the paper's [0, 255] divided by 255.
-
-    ``"range"`` maps the range from :func:`napari_pinned.intensity.infer_data_range`
-    (0–255 for uint8 and for images already within [0, 255], else min–max);
-    ``"percentile"`` maps the 0.5th and 99.5th percentiles, so a few hot or dead pixels
-    do not compress the contrast.  Values outside the mapped range are kept, not clipped.
-
-    Returns
-    -------
-    tuple
-        float32 array of the image's shape, and the :class:`NormState` that
-        :func:`denormalize` needs.
-    """
-    arr = check_image(image, name="image", ndim=(2, 3))
-    if config.normalization == "percentile":
-        low, high = (float(v) for v in np.percentile(arr, PERCENTILES))
-        if not high > low:
-            # Images that are constant over 99% of pixels: fall back to the full range.
-            low, high = infer_data_range(arr)
-    else:
-        low, high = infer_data_range(arr)
-    scaled = to_paper_scale(arr, (low, high)) / np.float32(_PAPER_MAX)
-    return scaled.astype(np.float32, copy=False), NormState(config.normalization, low, high)
-
-
-def denormalize(output: np.ndarray, state: NormState) -> np.ndarray:
-    """Map model output back to the intensity scale of the image given to :func:`normalize`."""
-    paper = np.asarray(output, dtype=np.float32) * np.float32(_PAPER_MAX)
-    return from_paper_scale(paper, (state.low, state.high))
-
-
-# -- devices ---------------------------------------------------------------------------
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` into a usable device.
-
-    ``"auto"`` picks CUDA, then Apple MPS, then the CPU.  A device that is unknown or
-    not available on this machine raises ``ValueError`` saying so.
-    """
-    if isinstance(device, str):
-        name = device.strip().lower()
-        if name == "auto":
-            if torch.cuda.is_available():
-                return torch.device("cuda")
-            if _mps_available():
-                return torch.device("mps")
-            return torch.device("cpu")
-        try:
-            dev = torch.device(name)
-        except (RuntimeError, ValueError):
-            raise ValueError(
-                f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-            ) from None
-    elif isinstance(device, torch.device):
-        dev = device
-    else:
-        raise ValueError(f"device must be a string or torch.device, got {type(device).__name__}")
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {str(dev)!r} requested but CUDA is not available (no NVIDIA GPU found "
-                "or this PyTorch build is CPU-only); use device='cpu' or 'auto'"
-            )
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {str(dev)!r} requested but only {count} CUDA device(s) exist")
-        return dev
-    if dev.type == "mps":
-        if not _mps_available():
-            raise ValueError(
-                "device 'mps' requested but Apple MPS is not available on this machine; "
-                "use device='cpu' or 'auto'"
-            )
-        return dev
-    raise ValueError(f"unsupported device {str(dev)!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-
-
-# -- model files -----------------------------------------------------------------------
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable, corrupted, or not a napari-pinned model."""
-
-
 @dataclass
 class ModelBundle:
     """A network with its configuration and provenance; what model files contain.
@@ -461,237 +377,3 @@ class ModelBundle:
     config: ModelConfig
     metadata: dict = field(default_factory=dict)
     source: str = "<memory>"
-
-
-def default_model_path() -> pathlib.Path:
-    """Where the pretrained model shipped with the package lives (it may not exist yet)."""
-    return pathlib.Path(__file__).resolve().parent / "data" / "models" / "default.pt"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (pathlib.PurePath, torch.device)):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _file_payload(bundle: ModelBundle) -> dict[str, Any]:
-    if not isinstance(bundle, ModelBundle):
-        raise ValueError(f"save_model expects a ModelBundle, got {type(bundle).__name__}")
-    if bundle.model.config != bundle.config:
-        raise ValueError(
-            "the bundle's config does not match its model's config; "
-            "build the model from bundle.config"
-        )
-    try:
-        metadata_json = json.dumps(bundle.metadata, default=_json_default, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model metadata must be plain JSON-able data: {exc}") from None
-    state = {k: v.detach().to("cpu") for k, v in bundle.model.state_dict().items()}
-    config = bundle.config.to_dict()
-    return {
-        "format": FILE_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "written_by": f"napari-pinned {__version__}",
-        "config": config,
-        "metadata_json": metadata_json,
-        "state_dict": state,
-        "sha256": _checksum(config, metadata_json, state),
-    }
-
-
-def _checksum(config: dict, metadata_json: str, state: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over config, metadata and every tensor's name, dtype, shape and bytes.
-
-    torch's archive reader does not verify its CRCs, so a flipped bit inside the
-    weights would otherwise load as a silently different network.
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps(config, sort_keys=True).encode())
-    digest.update(metadata_json.encode())
-    for name in sorted(state):
-        tensor = state[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Make a rename durable; not possible on every platform (Windows), hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def save_model(bundle: ModelBundle, path: str | os.PathLike) -> pathlib.Path:
-    """Write a model file atomically and return its path.
-
-    The file is written to a temporary file in the same folder, flushed to disk and
-    then renamed over ``path``, so an interrupted save leaves either the old file or
-    the new one, never a partial file.
-
-    Raises
-    ------
-    ValueError
-        If the folder does not exist, ``path`` is a folder, or the metadata is not
-        plain JSON-able data.
-    """
-    target = pathlib.Path(path).expanduser()
-    if target.is_dir():
-        raise ValueError(f"{target}: is a folder; give a file name for the model")
-    if not target.parent.is_dir():
-        raise ValueError(f"{target}: folder {target.parent} does not exist")
-    return atomic_torch_save(_file_payload(bundle), target)
-
-
-def atomic_torch_save(payload: Any, target: pathlib.Path) -> pathlib.Path:
-    """``torch.save`` to a temporary file beside ``target``, flushed, then renamed over it."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open with 0o666 honours the user's umask, unlike tempfile's private 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-    return target
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    line = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
-    """Turn torch's long unpickling messages into one line naming the file."""
-    text = str(exc)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if refused:
-        return ModelFileError(
-            f"{path}: refused: the file contains the Python object {refused.group(1)!r}; "
-            "napari-pinned model files hold only weights and plain data, and loading "
-            "anything else could run code"
-        )
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1]
-        reason = next((ln.strip() for ln in detail.splitlines() if ln.strip()), "")
-        reason = f"unpickling failed: {reason}"
-    else:
-        reason = _first_line(exc)
-    return ModelFileError(
-        f"{path}: not a napari-pinned model file, or the file is truncated or corrupted ({reason})"
-    )
-
-
-def _read_payload(path: pathlib.Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: is not a file")
-    try:
-        # weights_only: the unpickler only rebuilds tensors and plain containers, so a
-        # file carrying code (a custom class, a __reduce__ payload) is refused unrun.
-        with warnings.catch_warnings():
-            # e.g. "Detected pickle protocol 4": noise for a file we are about to reject.
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise _load_error(path, exc) from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{path}: not a napari-pinned model file")
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: model file format version {version!r} is not supported; this "
-            f"napari-pinned {__version__} reads version {FORMAT_VERSION} (file written by "
-            f"{payload.get('written_by', 'an unknown version')})"
-        )
-    return payload
-
-
-def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBundle:
-    try:
-        config = ModelConfig.from_dict(payload.get("config"))
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid model configuration: {exc}") from None
-    metadata_json = payload.get("metadata_json")
-    try:
-        metadata = json.loads(metadata_json)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid metadata: {_first_line(exc)}") from None
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"{path}: invalid metadata: not a dict")
-    state = payload.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFileError(f"{path}: weights missing or not tensors")
-    if payload.get("sha256") != _checksum(payload["config"], metadata_json, state):
-        raise ModelFileError(
-            f"{path}: the file is corrupted (its checksum does not match its contents)"
-        )
-    model = PINNED(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise ModelFileError(
-            f"{path}: weights do not match the stored architecture: {_first_line(exc)}"
-        ) from None
-    if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise ModelFileError(f"{path}: weights contain NaN or infinite values")
-    return ModelBundle(model=model.eval(), config=config, metadata=metadata, source=str(path))
-
-
-def load_model(
-    model: str | os.PathLike | ModelBundle = "default",
-    *,
-    device: str | torch.device = "cpu",
-) -> ModelBundle:
-    """Load a model: ``"default"`` (the shipped pretrained model), a file, or a bundle.
-
-    A bundle is returned as is, with its network moved to ``device``.  Models read
-    from files are in evaluation mode.
-
-    Raises
-    ------
-    ModelFileError
-        If the file is missing, truncated, corrupted, of another format version, not
-        a model file, or carries Python objects other than tensors and plain data
-        (such files are refused without running anything from them).
-    ValueError
-        If ``device`` is unknown or unavailable.
-    """
-    dev = resolve_device(device)
-    if isinstance(model, ModelBundle):
-        model.model.to(dev)
-        return model
-    if isinstance(model, str) and model.strip() == "default":
-        path = default_model_path()
-        if not path.is_file():
-            raise ModelFileError(
-                f"the default model is missing (expected {path}); reinstall napari-pinned, "
-                "or train one with `napari-pinned train ... -o my-model.pt` and pass that file"
-            )
-    elif isinstance(model, (str, os.PathLike)):
-        path = pathlib.Path(model).expanduser()
-    else:
-        raise ValueError(
-            f"model must be 'default', a file path or a ModelBundle, got {type(model).__name__}"
-        )
-    bundle = _bundle_from_payload(_read_payload(path), path)
-    bundle.model.to(dev)
-    return bundle

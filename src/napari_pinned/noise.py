@@ -39,16 +39,23 @@ __all__ = [
     "NOISE_MODELS",
     "CDNParams",
     "DoseParams",
+    "StemNoiseRanges",
+    "StemRecording",
     "add_cdn_noise",
     "add_dose_noise",
     "apply_cdn_paper_units",
     "apply_dose_paper_units",
     "cdn_params",
+    "draw_recording",
+    "record_counts",
+    "record_stem_image",
     "scan_distort",
 ]
 
-#: Noise models selectable for training and in the noise dock.
-NOISE_MODELS = ("cdn", "dose", "mix")
+#: Noise models selectable for training and in the noise dock: the paper's CDN, the
+#: dose model, a mix of both, and realistic STEM recordings at any dose ("stem",
+#: :func:`record_stem_image`, what the default model learns from).
+NOISE_MODELS = ("cdn", "dose", "mix", "stem")
 
 
 def _check_component(name: str, value: float, upper: float = math.inf) -> None:
@@ -400,12 +407,33 @@ def apply_dose_paper_units(
         out = scan_distort(out, params.row_jitter, params.drift, rng)
     to_counts = np.float32(params.counts_at_max / PAPER_RANGE[1])
     expected = np.clip(out, 0.0, None) * to_counts
-    counts = rng.poisson(expected).astype(np.float32)
-    if params.read_noise > 0:
-        counts += rng.standard_normal(counts.shape, dtype=np.float32) * np.float32(
-            params.read_noise
-        )
-    return counts / to_counts
+    return record_counts(expected, rng, read_noise=params.read_noise) / to_counts
+
+
+def record_counts(
+    expected: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    read_noise: float = 0.0,
+    line_noise: float = 0.0,
+    quantum: float = 0.0,
+) -> np.ndarray:
+    """What a counting detector records for ``expected`` electrons per pixel.
+
+    Poisson shot noise, then Gaussian read noise (``read_noise`` e⁻), then an offset
+    per scan line (``line_noise`` e⁻ standard deviation: the detector baseline wanders
+    between lines), then rounding to the converter's step (``quantum`` e⁻; 0 keeps
+    continuous values).  Works on ``(Y, X)`` or ``(N, Y, X)`` arrays; returns float32.
+    """
+    counts = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float32)
+    if read_noise > 0:
+        counts += rng.standard_normal(counts.shape, dtype=np.float32) * np.float32(read_noise)
+    if line_noise > 0:
+        lines = (*counts.shape[:-1], 1)
+        counts += rng.standard_normal(lines, dtype=np.float32) * np.float32(line_noise)
+    if quantum > 0:
+        counts = np.round(counts / np.float32(quantum)) * np.float32(quantum)
+    return counts
 
 
 def add_dose_noise(
@@ -482,3 +510,138 @@ def add_dose_noise(
     rng = np.random.default_rng(seed)
     scaled = to_paper_scale(arr, (lo, hi))
     return from_paper_scale(apply_dose_paper_units(scaled, params, rng), (lo, hi))
+
+
+# -- realistic STEM recordings -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StemRecording:
+    """How one image was recorded: dose, detector and scan.
+
+    Attributes
+    ----------
+    dose : float
+        Mean detected electrons per pixel over the image.
+    read_noise : float
+        Gaussian read noise, e⁻.
+    row_jitter : float
+        Standard deviation of the horizontal displacement of each scan line, pixels.
+    line_noise : float
+        Standard deviation of an offset added to each scan line, e⁻.
+    drift : tuple of float
+        ``(dy, dx)`` pixels over the frame: a stretch and a shear of the slow scan.
+    quantum : float
+        Step of the detector's converter in e⁻ (0: continuous).
+    """
+
+    dose: float
+    read_noise: float = 0.0
+    row_jitter: float = 0.0
+    line_noise: float = 0.0
+    drift: tuple[float, float] = (0.0, 0.0)
+    quantum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.dose) and self.dose > 0):
+            raise ValueError(f"dose must be positive and finite, got {self.dose!r}")
+        for name in ("read_noise", "row_jitter", "line_noise", "quantum"):
+            _check_component(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class StemNoiseRanges:
+    """Where :func:`draw_recording` draws recording conditions from.
+
+    Doses are log-uniform over ``dose`` (mean detected e⁻/px, 0.3–1000 covers a few
+    e⁻/Å² on a fine pixel to a long dwell on a coarse one); ``clean_fraction`` of the
+    images are recorded at ``clean_dose`` instead, so that a model learns to leave
+    noise-free data alone.  Each scan defect appears in its stated fraction of images,
+    with a size uniform in its range.  Line offsets are quoted relative to the shot
+    noise at the mean dose.
+    """
+
+    dose: tuple[float, float] = (0.3, 1000.0)
+    clean_fraction: float = 0.05
+    clean_dose: float = 1e5
+    read_noise: tuple[float, float] = (0.0, 1.0)
+    jitter_fraction: float = 0.5
+    row_jitter: tuple[float, float] = (0.0, 0.4)
+    line_fraction: float = 0.3
+    line_noise: tuple[float, float] = (0.0, 0.3)
+    drift_fraction: float = 0.5
+    drift: float = 1.5
+    quantum_fraction: float = 0.3
+    quantum: tuple[float, float] = (0.1, 1.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.dose
+        if not 0 < lo <= hi:
+            raise ValueError("dose range must satisfy 0 < low <= high")
+        for name in (
+            "clean_fraction",
+            "jitter_fraction",
+            "line_fraction",
+            "drift_fraction",
+            "quantum_fraction",
+        ):
+            _check_component(name, getattr(self, name), upper=1.0)
+
+
+def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRecording:
+    """Random recording conditions (see :class:`StemNoiseRanges`)."""
+    lo, hi = np.log(ranges.dose)
+    dose = float(np.exp(rng.uniform(lo, hi)))
+    if rng.random() < ranges.clean_fraction:
+        dose = ranges.clean_dose
+    read = float(rng.uniform(*ranges.read_noise))
+    jitter = (
+        float(rng.uniform(*ranges.row_jitter)) if rng.random() < ranges.jitter_fraction else 0.0
+    )
+    line = 0.0
+    if rng.random() < ranges.line_fraction:
+        line = float(rng.uniform(*ranges.line_noise)) * math.sqrt(dose + read**2)
+    drift = (0.0, 0.0)
+    if rng.random() < ranges.drift_fraction:
+        drift = (float(rng.uniform(-1, 1)) * ranges.drift, float(rng.uniform(-1, 1)) * ranges.drift)
+    quantum = 0.0
+    if rng.random() < ranges.quantum_fraction:
+        q_lo, q_hi = np.log(ranges.quantum)
+        quantum = float(np.exp(rng.uniform(q_lo, q_hi)))
+    return StemRecording(dose, read, jitter, line, drift, quantum)
+
+
+def record_stem_image(
+    clean: np.ndarray, recording: StemRecording, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Record a clean image (expected signal, any non-negative scale) as a STEM would.
+
+    The scan first distorts the clean image (jitter, drift), which is then scaled so
+    that its mean is ``recording.dose`` electrons per pixel and recorded with
+    :func:`record_counts`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(recorded, expected)`` float32 counts: the noisy image and the noise-free
+        image with the same scan geometry (the right target for a denoiser, which must
+        not move columns).
+    """
+    arr = np.asarray(clean, np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"clean image must be 2D, got shape {arr.shape}")
+    distorted = arr
+    if recording.row_jitter > 0 or recording.drift != (0.0, 0.0):
+        per_frame = (recording.drift[0], recording.drift[1])
+        distorted = scan_distort(arr, recording.row_jitter, per_frame, rng)
+    mean = float(np.mean(np.clip(distorted, 0.0, None)))
+    scale = recording.dose / mean if mean > 0 else 0.0
+    expected = np.clip(distorted, 0.0, None) * np.float32(scale)
+    recorded = record_counts(
+        expected,
+        rng,
+        read_noise=recording.read_noise,
+        line_noise=recording.line_noise,
+        quantum=recording.quantum,
+    )
+    return recorded, expected.astype(np.float32, copy=False)

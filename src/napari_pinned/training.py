@@ -41,17 +41,12 @@ import numpy as np
 import torch
 
 from napari_pinned import __version__
+from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import PAPER_RANGE, check_image, infer_data_range, to_paper_scale
 from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
 from napari_pinned.metrics import psnr, ssim
-from napari_pinned.model import (
-    ModelBundle,
-    ModelConfig,
-    atomic_torch_save,
-    build_model,
-    load_model,
-    resolve_device,
-)
+from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model_files import atomic_torch_save, load_model
 from napari_pinned.noise import (
     NOISE_MODELS,
     DoseParams,

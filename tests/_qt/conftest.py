@@ -55,7 +55,7 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> ModelRegistry:
     """An empty model registry, and no shipped default model whatever is installed;
     afterwards, every worker thread must have ended (no leaked threads)."""
     monkeypatch.setattr(
-        "napari_pinned.model.default_model_path", lambda: tmp_path / "no-default.pt"
+        "napari_pinned.model_files.default_model_path", lambda: tmp_path / "no-default.pt"
     )
     registry = get_registry()
     registry.clear()

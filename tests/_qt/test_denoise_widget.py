@@ -26,7 +26,8 @@ from napari_pinned.metrics import (
     compute_metrics_stack,
     mean_metrics,
 )
-from napari_pinned.model import ModelConfig, save_model
+from napari_pinned.model import ModelConfig
+from napari_pinned.model_files import save_model
 from napari_pinned.noise import add_cdn_noise
 from napari_pinned.simulate import simulate
 from napari_pinned.spectra import power_spectrum
@@ -297,7 +298,7 @@ def test_model_files_and_the_default_model(viewer, notifications, bundle, tmp_pa
     assert widget.model_combo.currentText() == name
 
     # A shipped default model appears first, under its own name, once the file exists.
-    monkeypatch.setattr("napari_pinned.model.default_model_path", lambda: path)
+    monkeypatch.setattr("napari_pinned.model_files.default_model_path", lambda: path)
     registry = get_registry()
     registry.refresh()
     assert registry.names() == [DEFAULT_NAME, name]

@@ -14,7 +14,8 @@ from qtpy.QtCore import Qt, QThreadPool, QTimer
 from napari_pinned._qt.loss_plot import LOSS_TERMS, LossPlot, downsample
 from napari_pinned._qt.model_registry import get_registry
 from napari_pinned._qt.train_widget import NOISE_MODES, TrainWidget, format_duration
-from napari_pinned.model import ModelBundle, load_model
+from napari_pinned.model import ModelBundle
+from napari_pinned.model_files import load_model
 from napari_pinned.simulate import simulate
 from napari_pinned.training import TrainingRun, TrainProgress
 
@@ -202,7 +203,7 @@ def test_train_for_this_image_fine_tunes_the_default_on_matched_data(
     import napari_pinned.model
 
     shipped = Path(napari_pinned.model.__file__).parent / "data" / "models" / "default.pt"
-    monkeypatch.setattr("napari_pinned.model.default_model_path", lambda: shipped)
+    monkeypatch.setattr("napari_pinned.model_files.default_model_path", lambda: shipped)
     widget = _dock(viewer, qtbot)
     micrograph = viewer.add_image(clean_image, name="scan", scale=(0.008, 0.008), units="nm")
     uncalibrated = viewer.add_image(clean_image, name="raw")

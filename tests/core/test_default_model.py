@@ -7,7 +7,8 @@ import numpy as np
 
 from napari_pinned.inference import denoise
 from napari_pinned.metrics import compute_metrics
-from napari_pinned.model import count_parameters, default_model_path, load_model
+from napari_pinned.model import count_parameters
+from napari_pinned.model_files import default_model_path, load_model
 from napari_pinned.noise import add_cdn_noise
 from napari_pinned.simulate import simulate
 

@@ -13,21 +13,24 @@ import torch
 from torch import nn
 
 import napari_pinned.model as model_module
+import napari_pinned.model_files as model_files
+from napari_pinned.devices import resolve_device
 from napari_pinned.model import (
-    FORMAT_VERSION,
     PINNED,
     ModelBundle,
     ModelConfig,
-    ModelFileError,
     NormState,
     build_model,
     count_parameters,
-    default_model_path,
     denormalize,
-    load_model,
     normalize,
     receptive_field,
-    resolve_device,
+)
+from napari_pinned.model_files import (
+    FORMAT_VERSION,
+    ModelFileError,
+    default_model_path,
+    load_model,
     save_model,
 )
 
@@ -382,7 +385,7 @@ class _Payload:
 
 
 def _valid_payload() -> dict:
-    return model_module._file_payload(_bundle())
+    return model_files._file_payload(_bundle())
 
 
 def _write_tampered(kind: str, path, tmp_path) -> None:
@@ -425,7 +428,7 @@ def _write_tampered(kind: str, path, tmp_path) -> None:
             payload["metadata_json"] = "{not json"
         else:
             raise AssertionError(kind)
-        payload["sha256"] = model_module._checksum(
+        payload["sha256"] = model_files._checksum(
             payload["config"], payload["metadata_json"], payload["state_dict"]
         )
         torch.save(payload, path)

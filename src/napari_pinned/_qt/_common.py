@@ -240,7 +240,7 @@ def describe_device(device: Any) -> str:
 def show_device(choice: str, label: QLabel) -> Any | None:
     """Resolve a device choice, say on ``label`` what will run, and return the torch
     device (``None``, also said on the label, when it is not available here)."""
-    from napari_pinned.model import resolve_device
+    from napari_pinned.devices import resolve_device
 
     try:
         device = resolve_device(choice)

@@ -380,7 +380,7 @@ class DenoiseWidget(QWidget):
     def load_model_file(self, path: str | os.PathLike) -> str | None:
         """Load a model file into the registry and select it; None (and a notification)
         if the file is not a usable model."""
-        from napari_pinned.model import ModelFileError
+        from napari_pinned.model_files import ModelFileError
 
         name = call_or_notify(
             self._registry.add_file, path, context="Load model", errors=(ModelFileError, OSError)

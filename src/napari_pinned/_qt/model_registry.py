@@ -56,7 +56,7 @@ class RegistryEntry:
 
 def _default_model_exists() -> bool:
     # Looked up through the module on every call so that tests can monkeypatch it.
-    from napari_pinned import model as core_model
+    from napari_pinned import model_files as core_model
 
     return core_model.default_model_path().is_file()
 
@@ -130,10 +130,10 @@ class ModelRegistry:
 
         Raises
         ------
-        napari_pinned.model.ModelFileError
+        napari_pinned.model_files.ModelFileError
             If the file is missing or not a readable napari-pinned model.
         """
-        from napari_pinned.model import load_model
+        from napari_pinned.model_files import load_model
 
         resolved = Path(path).expanduser().resolve()
         for entry in self._entries.values():

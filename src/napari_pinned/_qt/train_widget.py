@@ -444,8 +444,9 @@ class TrainWidget(QWidget):
         ValueError
             If a setting is invalid (the message names it).
         """
+        from napari_pinned.devices import resolve_device
         from napari_pinned.losses import LossWeights
-        from napari_pinned.model import ModelConfig, resolve_device
+        from napari_pinned.model import ModelConfig
         from napari_pinned.training import TrainConfig
 
         model = ModelConfig.preset(
@@ -548,7 +549,7 @@ class TrainWidget(QWidget):
     def _begin(
         self, config: TrainConfig, clean: list[np.ndarray], noisy: list[np.ndarray] | None
     ) -> None:
-        from napari_pinned.model import resolve_device
+        from napari_pinned.devices import resolve_device
 
         self._handle = _RunHandle()
         self._error = None
@@ -645,7 +646,7 @@ class TrainWidget(QWidget):
 
         Returns the written path, or None if nothing was written.
         """
-        from napari_pinned.model import save_model
+        from napari_pinned.model_files import save_model
 
         if self.last_bundle is None:
             notify_error("Train: no trained model to save yet; train one first")
