@@ -42,6 +42,7 @@ import torch
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
+from napari_pinned.atomic import write_text
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights
 from napari_pinned.metrics import Metrics, column_accuracy, compute_metrics
@@ -394,7 +395,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "seconds": round(time.perf_counter() - start),
             }
-            args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            write_text(args.json, json.dumps({"meta": meta, "rows": rows}, indent=1))
     print_tables(rows)
     if not args.quick:
         args.images.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ import time
 import numpy as np
 import torch
 
+from napari_pinned.atomic import write_text
 from napari_pinned.frames import align_frames, common_region, estimate_drift, noise2noise_pairs
 from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dose {dose:g} e⁻/Å² ({dose * PIXEL_SIZE**2:g} e⁻ per pixel at the maximum)")
         all_results[dose] = run_dose(dose, args.steps, args.threads, args.seed)
     print_table(all_results)
-    args.json.write_text(json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
+    write_text(args.json, json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
     print(f"written {args.json}")
     return 0
 

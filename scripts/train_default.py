@@ -1,26 +1,30 @@
 """Train (or continue training) the default model shipped in ``napari_pinned/data/models``.
 
+The default model is noise-conditioned (it takes a per-pixel noise map, see
+:mod:`napari_pinned.conditioning`) and learns from realistic STEM recordings of
+diverse simulated specimens:
+
+* clean images: ``--images`` specimens of ``--shape``² px from
+  :func:`napari_pinned.specimens.structure_pool` (bundled crystals at many zone axes,
+  random lattices and motifs, weak-and-strong sublattices, amorphous films, vacuum,
+  particles on support, grain boundaries, surfaces, thickness gradients, vacancies,
+  dopants, some ABF-like contrast; 0.03–0.3 Å/px; aberrated and Gaussian probes), with
+  the benchmark materials (``specimens.HELD_OUT_MATERIALS``) held out;
+* noise: every patch is recorded afresh (:func:`napari_pinned.noise.draw_recording`):
+  0.3–1000 e⁻/px mean dose (log-uniform, plus some practically clean images), read
+  noise, row jitter, line offsets, drift shear and converter steps.
+
 The run is deterministic for a given set of arguments and resumable: every few minutes,
 and when the time budget of one invocation runs out, it writes a checkpoint with the
 weights, optimiser moments and random-number states.  Invoking the same command again
-continues exactly where it stopped, so a long run can be spread over several sessions
-or machines:
+continues exactly where it stopped:
 
     python scripts/train_default.py --threads 2 --minutes 60    # first hour
     python scripts/train_default.py --threads 2 --minutes 60    # continues from the checkpoint
-    python scripts/train_default.py --threads 2 --device cuda   # the rest on a GPU
 
 (``--threads`` is part of the run's settings, so give the same value when resuming.)
-
 When all steps are done (or ``--export-now``), the best model by validation PSNR is
 written atomically to ``--out`` with the training settings in its metadata.
-
-Training data: ``--images`` clean images of ``--shape``² px, each a random bundled
-material (the paper's validation materials BaTiO3, Al and ZnMgTe, and the tetragonal
-BaTiO3, are excluded so that ``benchmarks/quality.py`` scores unseen materials) along
-one of its zone axes, under random optics and specimen conditions
-(:class:`napari_pinned.simulate.SpecimenRanges`); CDN noise of a level uniform in 1–5
-is drawn afresh for every patch.
 """
 
 from __future__ import annotations
@@ -30,31 +34,13 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 import torch
 
-from napari_pinned.crystal import list_materials
 from napari_pinned.losses import LossWeights
 from napari_pinned.model import ModelConfig, count_parameters
 from napari_pinned.model_files import default_model_path, save_model
-from napari_pinned.simulate import random_specimen
+from napari_pinned.specimens import HELD_OUT_MATERIALS, structure_pool
 from napari_pinned.training import TrainConfig, train
-
-#: Materials never shown to the default model: the paper's validation split, plus the
-#: tetragonal polymorph of one of them.
-HELD_OUT = ("BaTiO3", "BaTiO3-P4mm", "Al", "ZnMgTe")
-
-
-def training_materials() -> list[str]:
-    """Bundled materials the default model trains on."""
-    return [m.name for m in list_materials() if m.name not in HELD_OUT]
-
-
-def training_images(count: int, shape: int, seed: int) -> list[np.ndarray]:
-    """The clean training pool: ``count`` random specimens, reproducible from ``seed``."""
-    rng = np.random.default_rng(seed)
-    materials = training_materials()
-    return [random_specimen(rng, materials, shape).image for _ in range(count)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,23 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint", type=pathlib.Path, default=pathlib.Path("runs/default.ckpt")
     )
-    parser.add_argument("--model", default="unet:8:3", help="preset[:width[:depth]]")
-    parser.add_argument(
-        "--residual",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="predict a correction to the input instead of the image itself",
-    )
-    parser.add_argument("--steps", type=int, default=15_000)
+    parser.add_argument("--width", type=int, default=8, help="base channel count")
+    parser.add_argument("--depth", type=int, default=3, help="number of down-samplings")
+    parser.add_argument("--steps", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--lr", type=float, default=1e-3)
-    # Plain MSE by default: benchmarks/quality.py measured the physics terms at their
-    # provisional weights costing 1–2.5 dB PSNR and SSIM at every level (docs/model-card.md).
-    parser.add_argument(
-        "--lambdas", type=float, nargs=4, metavar=("TV", "SF", "B", "C"), default=[0, 0, 0, 0]
-    )
-    parser.add_argument("--images", type=int, default=600, help="clean images in the pool")
+    parser.add_argument("--images", type=int, default=3000, help="clean images in the pool")
     parser.add_argument("--shape", type=int, default=256, help="edge of each clean image (px)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--device", default="cpu")
@@ -87,29 +63,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, help="stop this invocation after this long")
     parser.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
     parser.add_argument("--export-now", action="store_true", help="export before the last step")
+    parser.add_argument(
+        "--export-every", type=int, help="also export the best model so far every N steps"
+    )
     return parser.parse_args(argv)
+
+
+def export(run, args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Write the best model so far to ``args.out`` with its provenance."""
+    bundle = run.result()
+    bundle.metadata.update(
+        name="napari-pinned default",
+        training_data=(
+            f"{args.images} random specimens of {args.shape}² px "
+            "(napari_pinned.specimens.structure_pool, train split: crystals, random "
+            "lattices, weak/strong sublattices, amorphous films, particles, boundaries, "
+            f"surfaces, defects; {', '.join(HELD_OUT_MATERIALS)} held out), recorded "
+            "at 0.3–1000 e⁻/px with read noise and scan defects per patch"
+        ),
+        script=f"scripts/train_default.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(bundle, args.out)
+    print(
+        f"best model (step {bundle.metadata['best_step']}, "
+        f"val {bundle.metadata['val_psnr']:.2f} dB) written to {args.out}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    name, *sizes = args.model.split(":")
-    overrides = dict(zip(("width", "depth"), map(int, sizes), strict=False))
-    overrides["residual"] = args.residual
-    weights = LossWeights(*args.lambdas)
     config = TrainConfig(
-        model=ModelConfig.preset(name, **overrides),
-        loss_weights=weights,
+        model=ModelConfig.preset(
+            "unet",
+            width=args.width,
+            depth=args.depth,
+            normalization="robust",
+            conditioning="noise-map",
+        ),
+        loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
+        noise_model="stem",
         steps=args.steps,
         batch_size=args.batch,
         patch_size=args.patch,
         learning_rate=args.lr,
         warmup_steps=500,
-        validation_patches=48,
+        validation_fraction=0.05,
+        validation_patches=64,
         validate_every=500,
         num_threads=args.threads,
     )
     started = time.perf_counter()
-    images = training_images(args.images, args.shape, args.seed)
+    images = [
+        s.image for s in structure_pool(args.images, args.shape, split="train", seed=args.seed)
+    ]
     print(f"{len(images)} training images simulated in {time.perf_counter() - started:.0f} s")
     run = train(config, images, seed=args.seed, device=args.device)
     if args.checkpoint.exists():
@@ -119,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{count_parameters(run.model):,} parameters, {config.steps} steps of "
         f"{config.batch_size}×{config.patch_size}² on {run.device}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads",
+        flush=True,
     )
 
     budget = None if args.minutes is None else args.minutes * 60
@@ -136,26 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         if now - last_save > args.save_every * 60:
             run.save_checkpoint(args.checkpoint)
             last_save = now
+        if args.export_every and progress.step % args.export_every == 0:
+            export(run, args, argv)
         if budget is not None and now - started > budget:
             break
     run.save_checkpoint(args.checkpoint)
     print(f"checkpoint at step {run.step} written to {args.checkpoint}")
     if run.step >= config.steps or args.export_now:
-        bundle = run.result()
-        bundle.metadata.update(
-            name="napari-pinned default",
-            training_data=(
-                f"{args.images} random specimens of {args.shape}² px from "
-                f"{', '.join(training_materials())}; CDN 1–5 per patch"
-            ),
-            script=f"scripts/train_default.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-        )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(bundle, args.out)
-        print(
-            f"best model (step {bundle.metadata['best_step']}, "
-            f"val {bundle.metadata['val_psnr']:.2f} dB) written to {args.out}"
-        )
+        export(run, args, argv)
     return 0
 
 

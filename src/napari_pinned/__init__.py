@@ -6,6 +6,8 @@ lazily so that ``import napari_pinned`` stays cheap and does not import torch.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -26,19 +28,44 @@ _LAZY = {
     "train": "napari_pinned.training",
     "TrainConfig": "napari_pinned.training",
     "denoise": "napari_pinned.inference",
-    "load_model": "napari_pinned.model",
-    "save_model": "napari_pinned.model",
+    "load_model": "napari_pinned.model_files",
+    "save_model": "napari_pinned.model_files",
     "ModelConfig": "napari_pinned.model",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
+class _Package(types.ModuleType):
+    """The package module, keeping its public names bound to the API objects.
+
+    Importing a submodule binds it as an attribute of its package, so once
+    ``napari_pinned.simulate`` (the module) is imported, ``napari_pinned.simulate``
+    would be the module rather than the function, and ``from napari_pinned import
+    simulate`` would hand out a module that cannot be called.  A documented name
+    is never rebound to a module; submodules stay reachable as ``sys.modules`` entries
+    and with ``from napari_pinned.simulate import ...`` (``importlib.import_module``
+    for the module object: a dotted ``"napari_pinned.simulate.x"`` string given to
+    pytest's ``monkeypatch.setattr`` now reaches the function, not the module).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'napari_pinned' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    value = getattr(import_module(module), name)
+    # Cache the API object itself: later lookups are plain attribute reads.
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -54,13 +54,19 @@ ROBUST_PERCENTILES = (1.0, 99.0)
 RANGE_PERCENTILES = (0.1, 99.9)
 #: Raw percentiles of ``"percentile"`` normalisation (models written before "robust").
 PERCENTILES = (0.5, 99.5)
-#: Smoothing (pixels) before the percentiles, so that noise does not set the range.
-SMOOTHING = 1.0
+#: Percentiles are taken of the 3×3 median of the frame: it ignores isolated outliers
+#: and lowers the noise, so that neither sets the range.  Frames larger than this many
+#: pixels take the median at this many random pixels (fixed seed) instead of everywhere.
+MEDIAN_SAMPLES = 1 << 20
 #: Model-unit margin the input of a ``"range"`` model is clipped to, beyond [0, 1].
 RANGE_CLIP = (-0.1, 1.1)
 #: A pixel is an outlier beyond this many noise standard deviations outside the range
 #: of its neighbours (Poisson tails at 0.3 e⁻/px reach 10 σ with probability ~1e-6).
 OUTLIER_SIGMAS = 10.0
+#: A flagged pixel must also exceed its neighbours by this many times their own lift
+#: above the surrounding ring: ~1 for a column sampled at 2–3 px per probe FWHM, ~4 at
+#: 1.5 px, unbounded for a hot pixel.
+OUTLIER_LIFT = 8.0
 #: Smoothing (pixels) of the local mean from which the noise map is computed.
 NOISE_MAP_SMOOTHING = 1.5
 #: Floor of the noise map, as a fraction of its root-mean-square value, so that dark
@@ -121,16 +127,28 @@ def find_outliers(
 
     A pixel is flagged when it exceeds the largest of its eight neighbours (or falls
     below the smallest) by more than ``threshold`` noise standard deviations plus the
-    neighbours' own spread.  The spread term keeps sharp but real column peaks of
-    coarsely sampled images: their neighbours already differ from each other.
+    neighbours' own spread, *and* by far more than the neighbours stand out from the
+    ring of pixels around them.  The second test keeps the columns of a coarsely
+    sampled image: a column one pixel wide still lifts its neighbours above the
+    background (the probe's tails), a hot pixel does not.  The noise is never taken
+    below one electron's worth (``gain``) nor a tenth of the noise at the median, so
+    that a few counts on a dark background of a low-dose image are not mistaken for
+    hot pixels.
     """
     x = np.asarray(frame, np.float64)
     high = ndimage.maximum_filter(x, footprint=_RING, mode="reflect")
     low = ndimage.minimum_filter(x, footprint=_RING, mode="reflect")
     spread = high - low
-    sigma = np.sqrt(noise.variance(0.5 * (high + low)))
+    floor = max(noise.gain**2, (0.1 * noise.sigma) ** 2)
+    sigma = np.sqrt(np.maximum(noise.variance(0.5 * (high + low)), floor))
     margin = threshold * sigma + spread
-    return (x > high + margin) | (x < low - margin)
+    neighbours = (ndimage.uniform_filter(x, 3, mode="reflect") * 9.0 - x) / 8.0
+    box5 = ndimage.uniform_filter(x, 5, mode="reflect") * 25.0
+    ring = (box5 - ndimage.uniform_filter(x, 3, mode="reflect") * 9.0) / 16.0
+    lift = neighbours - ring  # how much the neighbours stand out from their surroundings
+    hot = (x > high + margin) & (x - neighbours > OUTLIER_LIFT * np.maximum(lift, 0.0))
+    dead = (x < low - margin) & (neighbours - x > OUTLIER_LIFT * np.maximum(-lift, 0.0))
+    return hot | dead
 
 
 def repair_outliers(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -150,10 +168,10 @@ def repair_outliers(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def normalization_range(frame: np.ndarray, mode: str) -> NormState:
     """The linear map of one frame to model units.
 
-    ``"robust"``: the 1st–99th percentiles of the frame smoothed by a 1-pixel Gaussian.
+    ``"robust"``: the 1st–99th percentiles of the frame's 3×3 median.
     ``"range"``: the paper's 0–255 for uint8 frames and frames already inside [0, 255],
     0–1 for float frames inside [0, 1], else the 0.1th–99.9th percentiles of the
-    smoothed frame.  ``"percentile"``: the raw 0.5th–99.5th percentiles.
+    3×3 median.  ``"percentile"``: the raw 0.5th–99.5th percentiles.
     """
     if mode not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {mode!r}; use one of {list(NORMALIZATIONS)}")
@@ -165,12 +183,30 @@ def normalization_range(frame: np.ndarray, mode: str) -> NormState:
     if mode == "percentile":
         low, high = (float(v) for v in np.percentile(x, PERCENTILES))
     else:
-        smooth = ndimage.gaussian_filter(x.astype(np.float64), SMOOTHING, mode="reflect")
         q = ROBUST_PERCENTILES if mode == "robust" else RANGE_PERCENTILES
-        low, high = (float(v) for v in np.percentile(smooth, q))
+        low, high = (float(v) for v in np.percentile(_median3(x), q))
     if not high > low or not math.isfinite(high - low):
         return _constant_state(x, mode)
     return NormState(mode, low, high)
+
+
+def _median3(x: np.ndarray) -> np.ndarray:
+    """3×3 medians of a frame: everywhere, or at a fixed random subset of big frames."""
+    data = x.astype(np.float64, copy=False)
+    h, w = data.shape
+    if data.size <= MEDIAN_SAMPLES:
+        padded = np.pad(data, 1, mode="reflect")
+        shifted = [padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+        return np.median(np.stack(shifted), axis=0)
+    rng = np.random.default_rng(0)
+    ys = rng.integers(0, h, MEDIAN_SAMPLES)
+    xs = rng.integers(0, w, MEDIAN_SAMPLES)
+    neighbours = [
+        data[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ]
+    return np.median(np.stack(neighbours), axis=0)
 
 
 def _fixed_convention(x: np.ndarray) -> tuple[float, float] | None:
@@ -191,7 +227,7 @@ def _constant_state(x: np.ndarray, mode: str) -> NormState:
     if spread > 0 and math.isfinite(spread):
         # Constant apart from a few pixels: keep them in range, treat as contrast.
         return NormState(mode, level - spread, level + spread)
-    return NormState(mode, level, level + 1.0, constant=True)
+    return NormState(mode, level, level + max(1.0, abs(level)), constant=True)
 
 
 def noise_map(normalised: np.ndarray, noise: NoiseEstimate, strength: float = 1.0) -> np.ndarray:
@@ -252,9 +288,10 @@ def prepare(
     channels = [units]
     if conditioned:
         assert estimate is not None
-        scaled = estimate.scaled(state.scale, state.low)
-        factor = 0.0 if state.constant else strength
-        channels.append(noise_map(units, scaled, factor))
+        if state.constant:
+            channels.append(np.zeros_like(units))
+        else:
+            channels.append(noise_map(units, estimate.scaled(state.scale, state.low), strength))
     return Prepared(np.stack(channels), state, estimate, outliers, x)
 
 

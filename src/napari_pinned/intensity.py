@@ -14,6 +14,14 @@ import numpy as np
 PAPER_RANGE: tuple[float, float] = (0.0, 255.0)
 #: Float images normalised to [0, 1].
 UNIT_RANGE: tuple[float, float] = (0.0, 1.0)
+#: Largest intensity magnitude accepted.  Images are processed and written as float32
+#: (largest value 3.4e38); values near that overflow to infinity in the first sum or
+#: difference and come back as an all-NaN result.  No detector records 1e30, so such
+#: values mean a corrupt file or data that need rescaling.
+MAX_ABS_INTENSITY = 1e30
+#: Beyond this magnitude float32 keeps fewer than ~7 significant digits of an offset
+#: plus a small signal, so the mapping to the paper's scale is computed in float64.
+_FLOAT32_SAFE = 1e6
 
 
 def infer_data_range(image: np.ndarray) -> tuple[float, float]:
@@ -55,7 +63,8 @@ def infer_data_range(image: np.ndarray) -> tuple[float, float]:
     if lo >= PAPER_RANGE[0] and hi <= PAPER_RANGE[1]:
         return PAPER_RANGE
     if hi <= lo:
-        hi = lo + 1.0
+        # A constant image: any positive span will do, but lo + 1 == lo beyond 2**53.
+        hi = lo + max(1.0, abs(lo) * 2.0**-20)
     return lo, hi
 
 
@@ -63,6 +72,9 @@ def to_paper_scale(image: np.ndarray, data_range: tuple[float, float]) -> np.nda
     """Map ``image`` linearly from ``data_range`` to [0, 255] as float32."""
     lo, hi = data_range
     scale = PAPER_RANGE[1] / (hi - lo)
+    if max(abs(lo), abs(hi)) > _FLOAT32_SAFE:
+        # A large offset with a small signal would round away in float32.
+        return ((np.asarray(image, dtype=np.float64) - lo) * scale).astype(np.float32)
     return ((np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(scale)).astype(
         np.float32, copy=False
     )
@@ -83,7 +95,8 @@ def check_image(
     """Validate a greyscale image or stack and return it as a numpy array.
 
     Raises ``ValueError`` with a message naming ``name`` and the problem for RGB
-    images, wrong dimensionality, non-real dtypes, empty arrays and NaN/inf.
+    images, wrong dimensionality, non-real dtypes, empty arrays, NaN/inf and values
+    beyond ±:data:`MAX_ABS_INTENSITY`.
     """
     arr = np.asarray(image)
     if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
@@ -97,6 +110,13 @@ def check_image(
         raise ValueError(f"{name} must be {allowed}, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        peak = max(abs(float(np.min(arr))), abs(float(np.max(arr))))
+        if peak > MAX_ABS_INTENSITY:
+            raise ValueError(
+                f"{name} has values up to {peak:.3g}, beyond the ±{MAX_ABS_INTENSITY:.0e} "
+                "napari-pinned computes with; rescale the data or check the file is not corrupt"
+            )
     return arr

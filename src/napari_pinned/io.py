@@ -2,8 +2,9 @@
 
 TIFF is the exchange format: float32 is kept as float32 (no 8-bit rounding of
 quantitative data) and the pixel size in Å is stored in the ImageJ metadata, so Fiji
-and napari show the right scale.  Writes are atomic: a temporary file in the target
-folder is renamed over the destination only once complete.
+and napari show the right scale.  Every write (TIFF, CSV, PNG) goes through
+:mod:`napari_pinned.atomic`: a temporary file in the target folder is renamed over the
+destination only once complete, with the permissions the umask allows.
 
 Microscope files (Gatan .dm3/.dm4, Velox and Berkeley .emd, FEI/TIA .ser, .mrc) are read
 with RosettaSciIO, an optional dependency (``pip install "napari-pinned[io]"``):
@@ -16,13 +17,18 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
+import struct
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tifffile
+
+from napari_pinned.atomic import atomic_write
+from napari_pinned.memory import check_memory
 
 #: Microscope file suffixes → the RosettaSciIO plugin that reads them.
 MICROSCOPE_FORMATS = {
@@ -53,6 +59,35 @@ _IMAGEJ_ANGSTROM = "\\u00C5"
 _ANGSTROM_UNITS = (_IMAGEJ_ANGSTROM, "Å", "A", "angstrom")
 
 
+def image_shape(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the image :func:`read_image` would return, from the file's
+    header where possible (TIFF), so that shapes can be checked before any data is read.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or not a readable image file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    if is_microscope_file(p):
+        image = _first_image(p)
+        return tuple(image.data.shape), image.data.dtype
+    try:
+        with tifffile.TiffFile(p) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise ValueError(f"{p}: not a readable TIFF image ({_first_line(exc)})") from None
+    return shape, dtype
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image or a stack from a TIFF file, or the first image or stack of a
     microscope file (:data:`MICROSCOPE_FORMATS`).
@@ -60,7 +95,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the file is missing, is not readable, or holds no image data.
+        If the file is missing, is not readable, holds no image data, or holds more data
+        than the available memory (checked from the header, before decoding).
     """
     p = Path(path)
     if not p.is_file():
@@ -68,10 +104,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if is_microscope_file(p):
         # A copy: the cached image must not change when a caller edits its array.
         return _first_image(p).data.copy()
+    shape, dtype = image_shape(p)
+    size = math.prod(shape)
+    if size == 0:
+        raise ValueError(f"{p}: the file holds no image data")
+    dims = "×".join(str(n) for n in shape)
+    check_memory(size * dtype.itemsize, f"{p}: reading its {dims} {dtype} image")
     try:
         data = tifffile.imread(p)
+    except MemoryError:
+        raise
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ValueError(f"{p}: not a readable TIFF image ({exc})") from None
+        raise ValueError(f"{p}: not a readable TIFF image ({_first_line(exc)})") from None
     data = np.asarray(data)
     if data.size == 0:
         raise ValueError(f"{p}: the file holds no image data")
@@ -121,17 +165,66 @@ def write_tiff(
         kwargs["resolution"] = (1.0 / pixel_size, 1.0 / pixel_size)
         # ImageJ descriptions are ASCII; Fiji writes Å as this escape sequence.
         kwargs["metadata"]["unit"] = _IMAGEJ_ANGSTROM
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        tifffile.imwrite(tmp, data, **kwargs)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(p) as handle:
+        tifffile.imwrite(handle, data, **kwargs)
+    return p
+
+
+def write_csv(
+    path: str | os.PathLike,
+    table: np.ndarray,
+    header: Sequence[str],
+    fmt: str | Sequence[str] = "%.6g",
+) -> Path:
+    """Write a table as CSV with a header line, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; its folder must exist.
+    table : numpy.ndarray
+        ``(rows, columns)`` values: numbers, or an object array mixing text and numbers
+        with a format per column.
+    header : sequence of str
+        Column names.
+    fmt : str or sequence of str
+        ``numpy.savetxt`` format(s).
+    """
+    p = Path(path)
+    with atomic_write(p, "w", newline="") as handle:
+        np.savetxt(handle, table, fmt=fmt, delimiter=",", header=",".join(header), comments="")
+    return p
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an 8-bit greyscale ``(H, W)`` or RGB ``(H, W, 3)`` image as PNG, atomically.
+
+    A minimal encoder (one IDAT chunk, no filtering) so that figures need neither
+    matplotlib nor an imaging library.
+    """
+    data = np.ascontiguousarray(image)
+    if data.dtype != np.uint8 or data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[2] != 3):
+        raise ValueError(
+            f"write_png expects uint8 (H, W) or (H, W, 3), got {data.dtype} {data.shape}"
+        )
+    height, width = data.shape[:2]
+    colour = 0 if data.ndim == 2 else 2
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    rows = data.reshape(height, -1)
+    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(height))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
+    p = Path(path)
+    with atomic_write(p) as handle:
+        handle.write(png)
     return p
 
 

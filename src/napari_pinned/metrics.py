@@ -20,15 +20,20 @@ from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 from skimage.metrics import structural_similarity
 
+from napari_pinned.faithfulness import BraggPeak, Faithfulness, InventedPeak, faithfulness
 from napari_pinned.intensity import check_image, infer_data_range
 
 __all__ = [
+    "BraggPeak",
     "ColumnAccuracy",
+    "Faithfulness",
+    "InventedPeak",
     "Metrics",
     "column_accuracy",
     "compute_metrics",
     "compute_metrics_stack",
     "epi",
+    "faithfulness",
     "find_columns",
     "format_metrics_table",
     "fsc",
@@ -65,6 +70,16 @@ class Metrics:
     def as_dict(self) -> dict[str, float]:
         """Return ``{"psnr": ..., "ssim": ..., "fsc": ..., "epi": ...}``."""
         return {"psnr": self.psnr, "ssim": self.ssim, "fsc": self.fsc, "epi": self.epi}
+
+    def __str__(self) -> str:
+        """One readable line, e.g. ``PSNR 24.31 dB, SSIM 0.7123, FSC 0.9876, EPI 0.912``;
+        ``repr`` keeps the dataclass form."""
+        parts = []
+        for title, attr, fmt in METRIC_COLUMNS:
+            label, _, unit = title.partition(" (")
+            value = fmt.format(getattr(self, attr))
+            parts.append(f"{label} {value}" + (f" {unit.rstrip(')')}" if unit else ""))
+        return ", ".join(parts)
 
 
 def _pair(image: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

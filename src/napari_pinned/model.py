@@ -80,7 +80,7 @@ class ModelConfig:
 
     architecture: Architecture = "unet"
     depth: int = 3
-    width: int = 32
+    width: int = 8
     negative_slope: float = 0.01
     skip_connections: bool = True
     residual: bool = True
@@ -176,7 +176,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "unet": {
         "architecture": "unet",
         "depth": 3,
-        "width": 32,
+        "width": 8,
         "skip_connections": True,
         "residual": True,
     },

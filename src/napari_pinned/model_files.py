@@ -4,17 +4,25 @@ Model files are ``torch.save`` archives of a dict holding only tensors and plain
 Python values, read back with ``torch.load(..., weights_only=True)`` so that opening a
 file can never run code from it.  A SHA-256 over the contents catches corruption (not
 tampering: anyone can recompute it).
+
+Before anything is allocated for a file, its size is bounded: the archive may not expand
+beyond :data:`MAX_ARCHIVE_BYTES` (a zip bomb is refused before ``torch.load`` reads it),
+the stored configuration may not ask for a network beyond :data:`MAX_WIDTH`,
+:data:`MAX_DEPTH` and :data:`MAX_PARAMETERS`, and every stored tensor must have the
+shape that configuration gives it; only then is the network built.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
-import secrets
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +31,7 @@ import numpy as np
 import torch
 
 from napari_pinned import __version__
+from napari_pinned.atomic import atomic_write
 from napari_pinned.devices import resolve_device
 from napari_pinned.model import PINNED, ModelBundle, ModelConfig
 
@@ -30,6 +39,13 @@ from napari_pinned.model import PINNED, ModelBundle, ModelConfig
 FORMAT_VERSION = 1
 #: Value of the ``"format"`` key that marks a napari-pinned model file.
 FILE_FORMAT = "napari-pinned-model"
+#: Largest base width and depth a model file may ask for (the shipped models: 8 and 3).
+MAX_WIDTH = 128
+MAX_DEPTH = 6
+#: Largest number of parameters a model file may hold (200 MB of float32 weights).
+MAX_PARAMETERS = 50_000_000
+#: Largest total size of the entries of a model file's archive once unpacked.
+MAX_ARCHIVE_BYTES = 512 * 1024**2
 
 
 class ModelFileError(ValueError):
@@ -134,20 +150,6 @@ def _checksum(config: dict, metadata_json: str, state: Mapping[str, torch.Tensor
     return digest.hexdigest()
 
 
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Make a rename durable; not possible on every platform (Windows), hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_model(bundle: ModelBundle, path: str | os.PathLike) -> pathlib.Path:
     """Write a model file atomically and return its path.
 
@@ -169,22 +171,13 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> pathlib.Path:
     return atomic_torch_save(_file_payload(bundle), target)
 
 
-def atomic_torch_save(payload: Any, target: pathlib.Path) -> pathlib.Path:
-    """``torch.save`` to a temporary file beside ``target``, flushed, then renamed over it."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open with 0o666 honours the user's umask, unlike tempfile's private 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-    return target
+def atomic_torch_save(payload: Any, target: str | os.PathLike) -> pathlib.Path:
+    """``torch.save`` through :func:`napari_pinned.atomic.atomic_write`: a temporary
+    file beside ``target``, flushed, then renamed over it."""
+    path = pathlib.Path(target).expanduser()
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    return path
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -196,17 +189,24 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
 def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
     """Turn torch's long unpickling messages into one line naming the file."""
     text = str(exc)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch names the refused callable or class as "GLOBAL module.name" (both spellings
+    # occur across versions); that is code, or an object, a model file may not contain.
+    refused = re.search(r"(?:Unsupported global|unsupported GLOBAL): GLOBAL ([\w.]+)", text)
+    refused = refused or re.search(r"unsupported GLOBAL ([\w.]+)", text)
     if refused:
         return ModelFileError(
-            f"{path}: refused: the file contains the Python object {refused.group(1)!r}; "
-            "napari-pinned model files hold only weights and plain data, and loading "
-            "anything else could run code"
+            f"{path}: refused: the file contains code or Python objects that a model file "
+            f"may not contain ({refused.group(1)}); nothing from it was run"
         )
     if "WeightsUnpickler error:" in text:
         detail = text.split("WeightsUnpickler error:", 1)[1]
         reason = next((ln.strip() for ln in detail.splitlines() if ln.strip()), "")
         reason = f"unpickling failed: {reason}"
+    elif "Weights only load failed" in text:
+        # torch's boilerplate about its weights_only default says nothing about this file.
+        lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith("Check the documentation")]
+        reason = f"unpickling failed: {useful[0]}" if useful else "unpickling failed"
     else:
         reason = _first_line(exc)
     return ModelFileError(
@@ -214,11 +214,51 @@ def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
     )
 
 
+def _check_archive(path: pathlib.Path) -> None:
+    """Bound what ``torch.load`` will unpack, before it unpacks anything.
+
+    ``torch.save`` writes an uncompressed zip archive, so a compressed entry (a zip
+    bomb: megabytes that inflate to gigabytes) is not from it; the entries' total size
+    is bounded too.  A file that is not a zip archive (torch's legacy format, or not a
+    model at all) is read as it is, so its size on disk is its size in memory.
+    """
+    from napari_pinned.memory import format_bytes
+
+    size = path.stat().st_size
+    limit = format_bytes(MAX_ARCHIVE_BYTES)
+    if not zipfile.is_zipfile(path):
+        if size > MAX_ARCHIVE_BYTES:
+            raise ModelFileError(
+                f"{path}: {format_bytes(size)}, larger than a model file may be ({limit})"
+            )
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: not a napari-pinned model file, or the file is truncated or corrupted "
+            f"({_first_line(exc)})"
+        ) from None
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise ModelFileError(
+            f"{path}: refused: the archive holds compressed entries ({packed[0]}), which "
+            "torch.save never writes"
+        )
+    total = sum(e.file_size for e in entries)
+    if total > MAX_ARCHIVE_BYTES:
+        raise ModelFileError(
+            f"{path}: unpacks to {format_bytes(total)}, more than a model file may hold ({limit})"
+        )
+
+
 def _read_payload(path: pathlib.Path) -> dict[str, Any]:
     if not path.exists():
         raise ModelFileError(f"{path}: model file not found")
     if not path.is_file():
         raise ModelFileError(f"{path}: is not a file")
+    _check_archive(path)
     try:
         # weights_only: the unpickler only rebuilds tensors and plain containers, so a
         # file carrying code (a custom class, a __reduce__ payload) is refused unrun.
@@ -240,11 +280,62 @@ def _read_payload(path: pathlib.Path) -> dict[str, Any]:
     return payload
 
 
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor of a network of ``config``, without allocating it.
+
+    The network is built on PyTorch's ``meta`` device, whose tensors have shapes but
+    no storage, so even a configuration far too large to build answers at once.
+    """
+    return dict(_expected_shapes(config))
+
+
+@functools.lru_cache(maxsize=32)
+def _expected_shapes(config: ModelConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    with torch.device("meta"):
+        network = PINNED(config)
+    return tuple((name, tuple(t.shape)) for name, t in network.state_dict().items())
+
+
+def check_model_size(config: ModelConfig, *, source: str = "the model") -> int:
+    """Refuse a configuration beyond the sizes napari-pinned builds and reads.
+
+    Returns
+    -------
+    int
+        The number of parameters of a network of ``config``.
+
+    Raises
+    ------
+    ValueError
+        If the width, the depth or the parameter count (estimated without building the
+        network) is beyond :data:`MAX_WIDTH`, :data:`MAX_DEPTH`, :data:`MAX_PARAMETERS`.
+    """
+    from napari_pinned.memory import format_bytes
+
+    if config.width > MAX_WIDTH or config.depth > MAX_DEPTH:
+        raise ValueError(
+            f"{source}: width {config.width}, depth {config.depth} is beyond what napari-pinned "
+            f"builds (width at most {MAX_WIDTH}, depth at most {MAX_DEPTH}; the shipped models "
+            "are width 8, depth 3)"
+        )
+    count = sum(math.prod(shape) for shape in expected_shapes(config).values())
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"{source}: width {config.width}, depth {config.depth} has {count:,} parameters "
+            f"({format_bytes(4 * count)}), more than the {MAX_PARAMETERS:,} napari-pinned builds"
+        )
+    return count
+
+
 def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBundle:
     try:
         config = ModelConfig.from_dict(payload.get("config"))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: invalid model configuration: {exc}") from None
+    try:
+        check_model_size(config, source=str(path))
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
     metadata_json = payload.get("metadata_json")
     try:
         metadata = json.loads(metadata_json)
@@ -259,6 +350,23 @@ def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBu
         raise ModelFileError(
             f"{path}: the file is corrupted (its checksum does not match its contents)"
         )
+    # Every tensor must be what the configuration says, before the network is built.
+    expected = expected_shapes(config)
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        count = len(missing) + len(extra)
+        raise ModelFileError(
+            f"{path}: weights do not match the stored architecture ({what}"
+            f"{f' and {count - 1} more' if count > 1 else ''})"
+        )
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise ModelFileError(
+                f"{path}: weights do not match the stored architecture ({name!r} has shape "
+                f"{tuple(state[name].shape)}, the configuration needs {shape})"
+            )
     model = PINNED(config)
     try:
         model.load_state_dict(state, strict=True)

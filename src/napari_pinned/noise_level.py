@@ -33,6 +33,7 @@ electrons (Poisson-equivalent counts, read noise included as ``σ_r²`` extra co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -72,6 +73,8 @@ class NoiseEstimate:
         Mean of the image.
     pixels : int
         Pixels the fit used.
+    intensity_range : tuple of float
+        5th and 95th percentiles of the image, over which the fit is meaningful.
     """
 
     gain: float
@@ -79,6 +82,7 @@ class NoiseEstimate:
     median_intensity: float
     mean_intensity: float
     pixels: int
+    intensity_range: tuple[float, float] = (0.0, 0.0)
 
     def variance(self, intensity: np.ndarray | float) -> np.ndarray | float:
         """Noise variance at ``intensity`` (clipped at zero)."""
@@ -97,15 +101,15 @@ class NoiseEstimate:
 
     @property
     def poisson_share(self) -> float:
-        """Fraction of the variance at the median intensity that is signal-dependent."""
-        total = float(self.variance(self.median_intensity))
-        if total <= 0:
+        """How signal-dependent the noise is: the growth of the variance from the dark
+        to the bright pixels (5th to 95th percentile) as a fraction of the bright
+        pixels' variance.  Near 1 for shot noise on a dark background, 0 for Gaussian
+        noise; unchanged by the detector's gain and offset."""
+        low, high = self.intensity_range
+        top = float(self.variance(high))
+        if top <= 0:
             return 0.0
-        return (
-            float(min(max(self.gain * self.median_intensity, 0.0) / total, 1.0))
-            if (self.offset >= 0)
-            else 1.0
-        )
+        return float(min(max(self.gain * (high - low), 0.0) / top, 1.0))
 
     @property
     def mean_counts(self) -> float | None:
@@ -120,24 +124,20 @@ class NoiseEstimate:
         """The same noise in the units of ``(x − low) / scale``."""
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
+        lo, hi = self.intensity_range
         return NoiseEstimate(
             gain=self.gain / scale,
             offset=(self.offset + self.gain * low) / scale**2,
             median_intensity=(self.median_intensity - low) / scale,
             mean_intensity=(self.mean_intensity - low) / scale,
             pixels=self.pixels,
+            intensity_range=((lo - low) / scale, (hi - low) / scale),
         )
 
     def times(self, factor: float) -> NoiseEstimate:
         """A model with ``factor`` times the noise standard deviation (the "strength")."""
         f2 = float(factor) ** 2
-        return NoiseEstimate(
-            self.gain * f2,
-            self.offset * f2,
-            self.median_intensity,
-            self.mean_intensity,
-            self.pixels,
-        )
+        return dataclasses.replace(self, gain=self.gain * f2, offset=self.offset * f2)
 
     def describe(self, units: str = "") -> str:
         """One line for the user, e.g. ``"≈ 12 e⁻/px (σ = 3.5 at the median)"``."""
@@ -181,16 +181,18 @@ def _residual_and_level(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _robust_mean_square(r: np.ndarray) -> float:
-    """Mean of r² without gross outliers: a trimmed first guess sets the scale, then
-    residuals beyond a few standard deviations are dropped (Gaussian tails beyond 6 σ
-    carry a negligible 2e-8 of the variance)."""
+    """Mean of r² without gross outliers: a trimmed mean (the largest 0.1 % left out)
+    sets the scale, then residuals beyond a few standard deviations of it are dropped
+    (Gaussian tails beyond 6 σ carry a negligible 2e-8 of the variance).  A trimmed
+    mean rather than a median, because the residuals of a low-dose image are mostly
+    zeros with a long tail, whose median says nothing about their variance."""
     sq = r * r
     if sq.size < 20:
         return float(sq.mean()) if sq.size else 0.0
-    cut = np.quantile(sq, 1.0 - _TRIM)
-    first = float(sq[sq <= cut].mean())
+    cut = sq.size - max(1, int(_TRIM * sq.size))
+    first = float(np.partition(sq, cut - 1)[:cut].mean())
     if first <= 0:
-        return float(sq.mean()) if cut <= 0 else first
+        return float(sq.mean())
     keep = sq <= _OUTLIER_SIGMAS**2 * first
     return float(sq[keep].mean())
 
@@ -237,10 +239,10 @@ def estimate_noise(
     if r.size > _MAX_SAMPLES:
         pick = np.random.default_rng(seed).choice(r.size, _MAX_SAMPLES, replace=False)
         r, m, ring = r[pick], m[pick], ring[pick]
-    median = float(np.median(arr))
+    p5, median, p95 = (float(v) for v in np.percentile(arr, (5, 50, 95)))
     mean = float(np.mean(arr, dtype=np.float64))
     gain, offset = _fit_line(r, m, ring)
-    return NoiseEstimate(gain, offset, median, mean, int(r.size))
+    return NoiseEstimate(gain, offset, median, mean, int(r.size), (p5, p95))
 
 
 def _fit_line(r: np.ndarray, m: np.ndarray, ring: np.ndarray) -> tuple[float, float]:
@@ -250,10 +252,12 @@ def _fit_line(r: np.ndarray, m: np.ndarray, ring: np.ndarray) -> tuple[float, fl
         # (Almost) one intensity level: only a constant variance can be measured.
         return 0.0, _robust_mean_square(r)
     index = np.clip(np.searchsorted(edges, ring, side="right") - 1, 0, edges.size - 2)
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(edges.size))
     xs, ys, ws = [], [], []
     for b in range(edges.size - 1):
-        sel = index == b
-        n = int(sel.sum())
+        sel = order[bounds[b] : bounds[b + 1]]
+        n = sel.size
         if n < 50:
             continue
         v = _robust_mean_square(r[sel])

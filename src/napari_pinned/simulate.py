@@ -75,6 +75,7 @@ __all__ = [
     "probe_image",
     "random_specimen",
     "render_columns",
+    "render_margin",
     "simulate",
 ]
 
@@ -256,6 +257,20 @@ def probe_fwhm(probe: Probe, pixel_size: float = 0.02) -> float:
 # ------------------------------------------------------------------------ rendering
 
 
+def render_margin(probe: Probe, pixel_size: float, debye_waller: float = 0.0) -> float:
+    """Distance (Å) outside the field from which columns still shine into it.
+
+    Columns farther out than this contribute nothing to :func:`render_columns`; the
+    kernel radius plus the deposition stencil, plus 5 rms of the static Debye–Waller
+    offsets that can carry a column inwards (the margin :func:`simulate` tiles).
+    """
+    _check_positive("pixel_size", pixel_size)
+    _check_non_negative("debye_waller", debye_waller)
+    static, thermal = _split_debye_waller(debye_waller)
+    half_width = _kernel_half_width(_check_probe(probe), float(pixel_size), thermal)
+    return (half_width + _STENCIL // 2 + 1) * float(pixel_size) + 5.0 * static
+
+
 def render_columns(
     columns: ColumnSet,
     shape: tuple[int, int],
@@ -392,6 +407,13 @@ def _probe_kernel(probe: Probe, pixel_size: float, thermal: float) -> np.ndarray
     """Square, odd-sized, unit-sum, pixel-integrated probe kernel (read-only)."""
     if isinstance(probe, GaussianProbe):
         sigma = math.hypot(probe.sigma, thermal)
+        h = _kernel_half_width(probe, pixel_size, thermal)
+        if 2 * h + 1 > _MAX_KERNEL:
+            # Checked before the (2h+1)² kernel is allocated: a 1e6 Å probe is 10¹⁴ px.
+            raise ValueError(
+                f"the probe spreads over {h * pixel_size:.0f} Å, more than {_MAX_KERNEL // 2} "
+                f"pixels of {pixel_size} Å; use a larger pixel_size or a narrower probe"
+            )
         g = _gaussian_profile(sigma, pixel_size)
         kernel = np.outer(g, g)
         radius = _GAUSS_SIGMAS * sigma / pixel_size

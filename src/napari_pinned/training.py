@@ -42,19 +42,13 @@ import torch
 
 from napari_pinned import __version__
 from napari_pinned.devices import resolve_device
-from napari_pinned.intensity import PAPER_RANGE, check_image, infer_data_range, to_paper_scale
+from napari_pinned.intensity import PAPER_RANGE
 from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
 from napari_pinned.metrics import psnr, ssim
 from napari_pinned.model import ModelBundle, ModelConfig, build_model
 from napari_pinned.model_files import atomic_torch_save, load_model
-from napari_pinned.noise import (
-    NOISE_MODELS,
-    DoseParams,
-    apply_cdn_paper_units,
-    apply_dose_paper_units,
-    cdn_params,
-    scan_distort,
-)
+from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
+from napari_pinned.training_data import BatchSampler, prepare_pairs, uses_frames, validation_set
 
 _PAPER_MAX = PAPER_RANGE[1]
 _CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
@@ -84,7 +78,11 @@ class TrainConfig:
         CDN level range drawn uniformly per patch in synthetic-noise mode.
     noise_model : str
         Synthetic noise: "cdn" (the paper's), "dose" (shot and read noise with a little
-        scan jitter) or "mix" (each patch picks one of the two at random).
+        scan jitter), "mix" (each patch picks one of the two at random) or "stem"
+        (realistic recordings at any dose, see ``stem_noise``; the clean images are then
+        expected signals in their own, non-negative units).
+    stem_noise : StemNoiseRanges
+        Where "stem" recordings draw dose, detector and scan defects from.
     dose_counts : tuple of float
         Dose-model range of detected electrons per pixel at full intensity, drawn
         log-uniformly per patch (≈ dose · pixel area · collection efficiency).
@@ -104,6 +102,9 @@ class TrainConfig:
         Steps between validations (the last step always validates).
     init_model : str, path or ModelBundle, optional
         Start from this model ("default", a file or a bundle) instead of random weights.
+    validate_start : bool
+        Validate the starting model before the first step, so that it competes for
+        "best model" (fine-tuning then never returns a worse model than it began with).
     num_threads : int, optional
         Torch CPU threads for this run; None keeps torch's setting.
     """
@@ -120,6 +121,7 @@ class TrainConfig:
     noise_levels: tuple[float, float] = (1.0, 5.0)
     noise_model: str = "cdn"
     dose_counts: tuple[float, float] = (5.0, 500.0)
+    stem_noise: StemNoiseRanges = field(default_factory=StemNoiseRanges)
     self_supervised: str | None = None
     mask_fraction: float = 0.015
     reference_sigma: float = 1.5
@@ -127,6 +129,7 @@ class TrainConfig:
     validation_patches: int = 16
     validate_every: int = 100
     init_model: str | ModelBundle | None = None
+    validate_start: bool = False
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -184,244 +187,6 @@ class TrainProgress:
         return self.step / self.total_steps
 
 
-@dataclass
-class _Pair:
-    """One training image in paper units, split into train rows and validation rows."""
-
-    clean: np.ndarray
-    noisy: np.ndarray | None
-    train_rows: int  # rows [0, train_rows) train; [train_rows, H) validate
-
-
-def _as_frames(images: np.ndarray | Sequence[np.ndarray], name: str) -> list[np.ndarray]:
-    if isinstance(images, np.ndarray):
-        arr = check_image(images, name=name, ndim=(2, 3))
-        return [arr] if arr.ndim == 2 else list(arr)
-    frames: list[np.ndarray] = []
-    for i, image in enumerate(images):
-        arr = check_image(image, name=f"{name} {i}", ndim=(2, 3))
-        frames.extend([arr] if arr.ndim == 2 else list(arr))
-    if not frames:
-        raise ValueError(f"no {name} images given")
-    return frames
-
-
-def _prepare_pairs(
-    clean: np.ndarray | Sequence[np.ndarray],
-    noisy: np.ndarray | Sequence[np.ndarray] | None,
-    config: TrainConfig,
-) -> list[_Pair]:
-    if config.self_supervised and noisy is not None:
-        raise ValueError(
-            "blind-spot training learns from noisy images alone; give them as the only "
-            "images, without a second (noisy) set"
-        )
-    clean_frames = _as_frames(clean, "clean image")
-    noisy_frames = None if noisy is None else _as_frames(noisy, "noisy image")
-    if noisy_frames is not None and len(noisy_frames) != len(clean_frames):
-        raise ValueError(
-            f"{len(noisy_frames)} noisy images for {len(clean_frames)} clean images; "
-            "give one noisy image per clean image"
-        )
-    min_height = config.patch_size + max(8, math.ceil(config.patch_size * 0.25))
-    pairs = []
-    for i, c in enumerate(clean_frames):
-        if noisy_frames is not None and noisy_frames[i].shape != c.shape:
-            raise ValueError(
-                f"clean image {i} has shape {c.shape} but noisy image {i} has shape "
-                f"{noisy_frames[i].shape}; paired images must match"
-            )
-        h, w = c.shape
-        if w < config.patch_size or h < min_height:
-            raise ValueError(
-                f"clean image {i} is {h}×{w} pixels, too small for {config.patch_size}-pixel "
-                f"patches plus a validation strip (needs at least {min_height}×"
-                f"{config.patch_size}); lower patch_size"
-            )
-        val_rows = max(math.ceil(h * config.validation_fraction), 8)
-        train_rows = max(h - val_rows, config.patch_size)
-        data_range = infer_data_range(c)
-        noisy_p = None
-        if noisy_frames is not None:
-            # One range for both images of a pair, so that they stay in the same units
-            # (unclipped noise, or the two noisy halves of Noise2Noise, have different
-            # extremes).
-            n_lo, n_hi = infer_data_range(noisy_frames[i])
-            data_range = (min(data_range[0], n_lo), max(data_range[1], n_hi))
-            noisy_p = to_paper_scale(noisy_frames[i], data_range)
-        clean_p = to_paper_scale(c, data_range)
-        pairs.append(_Pair(clean_p, noisy_p, train_rows))
-    return pairs
-
-
-def _dihedral(patch: np.ndarray, k: int) -> np.ndarray:
-    """Apply one of the 8 rotations/flips of the square (k in 0..7)."""
-    out = np.rot90(patch, k % 4, axes=(-2, -1))
-    if k >= 4:
-        out = out[..., ::-1]
-    return out
-
-
-def _dose_patch(
-    clean: np.ndarray, config: TrainConfig, rng: np.random.Generator, counts: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A dose-model pair: the scan jitter moves both, so the target keeps the geometry
-    the input was recorded with and the network never learns to move columns."""
-    if counts is None:
-        lo, hi = np.log(config.dose_counts)
-        counts = float(np.exp(rng.uniform(lo, hi)))
-    jitter = float(rng.uniform(0.0, 0.3))
-    target = scan_distort(clean, jitter, (0.0, 0.0), rng) if jitter > 0 else clean
-    params = DoseParams(counts_at_max=counts, read_noise=float(rng.uniform(0.0, 1.0)))
-    noisy = apply_dose_paper_units(target, params, rng)
-    # Dose noise is not clipped, so a recorded image's range is its noisy minimum and
-    # maximum, which is how inference scales it.  Scale both the same way here, or the
-    # network learns units it never meets in use.
-    lo, hi = float(noisy.min()), float(noisy.max())
-    scale = np.float32(_PAPER_MAX / max(hi - lo, 1e-6))
-    offset = np.float32(lo)
-    return (noisy - offset) * scale, (np.asarray(target, np.float32) - offset) * scale
-
-
-def _synthetic_pair(
-    clean: np.ndarray, config: TrainConfig, rng: np.random.Generator, fraction: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, target) for one clean patch under the configured noise model.
-
-    ``fraction`` in [0, 1] picks a fixed strength (validation): a CDN level or a dose
-    across the configured ranges, from the weakest to the strongest noise.
-    """
-    model = config.noise_model
-    if model == "mix":
-        model = "cdn" if rng.random() < 0.5 else "dose"
-    clean = np.ascontiguousarray(clean)
-    if model == "dose":
-        counts = None
-        if fraction is not None:
-            lo, hi = np.log(config.dose_counts)
-            counts = float(np.exp(hi - fraction * (hi - lo)))
-        return _dose_patch(clean, config, rng, counts)
-    lo, hi = config.noise_levels
-    level = rng.uniform(lo, hi) if fraction is None else lo + fraction * (hi - lo)
-    return apply_cdn_paper_units(clean, cdn_params(level), rng), clean
-
-
-def _blind_spot(
-    noisy: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hide a random ``fraction`` of the pixels: each is replaced by a random other pixel
-    of its 5×5 neighbourhood (Noise2Void's scheme), so the network cannot copy it.
-
-    Returns the masked input and the boolean mask of hidden pixels.
-    """
-    h, w = noisy.shape
-    count = max(1, round(fraction * h * w))
-    flat = rng.choice(h * w, size=count, replace=False)
-    ys, xs = np.divmod(flat, w)
-    sy, sx = ys.copy(), xs.copy()
-    same = np.ones(count, bool)
-    # Redraw until every replacement is another pixel: a zero offset, or one that the
-    # reflection at a border folds back onto the pixel, would let the network copy it.
-    while same.any():
-        offsets = rng.integers(-2, 3, size=(int(same.sum()), 2))
-        ny = np.abs(ys[same] + offsets[:, 0])
-        sy[same] = np.where(ny >= h, 2 * (h - 1) - ny, ny)
-        nx = np.abs(xs[same] + offsets[:, 1])
-        sx[same] = np.where(nx >= w, 2 * (w - 1) - nx, nx)
-        same = (sy == ys) & (sx == xs)
-    masked = noisy.copy()
-    masked[ys, xs] = noisy[sy, sx]
-    mask = np.zeros((h, w), bool)
-    mask[ys, xs] = True
-    return masked, mask
-
-
-def _low_pass(images: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(images, sigma=(0, 0, sigma, sigma), mode="reflect").astype(np.float32)
-
-
-@dataclass
-class _Batch:
-    """Network input and target (0–1 units); blind-spot adds the mask and the low-pass."""
-
-    inputs: np.ndarray
-    targets: np.ndarray
-    mask: np.ndarray | None = None
-    reference: np.ndarray | None = None
-
-
-class _BatchSampler:
-    """Draws random training patches (and synthesises noise when unpaired)."""
-
-    def __init__(self, pairs: list[_Pair], config: TrainConfig, rng: np.random.Generator):
-        self.pairs = pairs
-        self.config = config
-        self.rng = rng
-        areas = np.array([p.train_rows * p.clean.shape[1] for p in pairs], dtype=float)
-        self.probabilities = areas / areas.sum()
-
-    def sample(self) -> _Batch:
-        cfg, rng, size = self.config, self.rng, self.config.patch_size
-        blind = cfg.self_supervised == "blind-spot"
-        inputs = np.empty((cfg.batch_size, 1, size, size), np.float32)
-        targets = np.empty_like(inputs)
-        mask = np.zeros(inputs.shape, bool) if blind else None
-        for b in range(cfg.batch_size):
-            pair = self.pairs[rng.choice(len(self.pairs), p=self.probabilities)]
-            top = int(rng.integers(0, pair.train_rows - size + 1))
-            left = int(rng.integers(0, pair.clean.shape[1] - size + 1))
-            window = np.s_[top : top + size, left : left + size]
-            k = int(rng.integers(0, 8))
-            clean = _dihedral(pair.clean[window], k)
-            if blind:
-                target = np.ascontiguousarray(clean)
-                noisy, mask[b, 0] = _blind_spot(target, cfg.mask_fraction, rng)
-            elif pair.noisy is None:
-                noisy, target = _synthetic_pair(clean, cfg, rng)
-            else:
-                noisy, target = _dihedral(pair.noisy[window], k), clean
-            inputs[b, 0] = noisy
-            targets[b, 0] = target
-        batch = _Batch(inputs / _PAPER_MAX, targets / _PAPER_MAX, mask)
-        if blind and any(cfg.loss_weights.to_dict().values()):
-            batch.reference = _low_pass(batch.targets, cfg.reference_sigma)
-        return batch
-
-
-def _validation_set(pairs: list[_Pair], config: TrainConfig, rng: np.random.Generator) -> _Batch:
-    """Fixed crops from the held-out strips, with fixed noise spread over the noise range
-    (or, blind-spot, fixed hidden pixels)."""
-    n = config.validation_patches
-    fractions = np.linspace(0.0, 1.0, n) if n > 1 else np.array([0.5])
-    heights = [p.clean.shape[0] - p.train_rows for p in pairs]
-    size = min(config.patch_size * 2, min(p.clean.shape[1] for p in pairs))
-    size_rows = min(size, *heights)
-    blind = config.self_supervised == "blind-spot"
-    inputs = np.empty((n, 1, size_rows, size), np.float32)
-    targets = np.empty_like(inputs)
-    mask = np.zeros(inputs.shape, bool) if blind else None
-    for i in range(n):
-        pair = pairs[i % len(pairs)]
-        top = pair.train_rows + int(
-            rng.integers(0, pair.clean.shape[0] - pair.train_rows - size_rows + 1)
-        )
-        left = int(rng.integers(0, pair.clean.shape[1] - size + 1))
-        window = np.s_[top : top + size_rows, left : left + size]
-        clean = pair.clean[window]
-        if blind:
-            target = np.ascontiguousarray(clean)
-            noisy, mask[i, 0] = _blind_spot(target, config.mask_fraction, rng)
-        elif pair.noisy is None:
-            noisy, target = _synthetic_pair(clean, config, rng, fraction=float(fractions[i]))
-        else:
-            noisy, target = pair.noisy[window], clean
-        inputs[i, 0] = noisy
-        targets[i, 0] = target
-    return _Batch(inputs / _PAPER_MAX, targets / _PAPER_MAX, mask)
-
-
 def _learning_rate(config: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_fraction`` of the peak."""
     warmup = min(config.warmup_steps, max(config.steps // 10, 1))
@@ -452,7 +217,6 @@ class TrainingRun:
         self.config = config
         self.seed = seed
         self.device = resolve_device(device)
-        self._pairs = _prepare_pairs(clean, noisy, config)
         self._rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         if config.num_threads is not None:
@@ -467,9 +231,20 @@ class TrainingRun:
             self.model_config = config.model
             self.model = build_model(config.model).to(self.device)
             self._init_source = None
+        if self.model_config.conditioned and not (
+            noisy is not None or config.self_supervised or config.noise_model == "stem"
+        ):
+            raise ValueError(
+                "a noise-conditioned model learns from realistic noise: use "
+                "noise_model='stem', paired noisy images, or blind-spot training"
+            )
+        self._frames = uses_frames(config, self.model_config)
+        self._pairs = prepare_pairs(clean, noisy, config, self.model_config)
         self._optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self._sampler = _BatchSampler(self._pairs, config, self._rng)
-        validation = _validation_set(self._pairs, config, np.random.default_rng(seed + 1))
+        self._sampler = BatchSampler(self._pairs, config, self.model_config, self._rng)
+        validation = validation_set(
+            self._pairs, config, self.model_config, np.random.default_rng(seed + 1)
+        )
         self._val_inputs = torch.from_numpy(validation.inputs)
         self._val_targets = validation.targets
         self._val_mask = validation.mask
@@ -494,6 +269,12 @@ class TrainingRun:
         self._stop_requested = True
 
     @property
+    def stop_requested(self) -> bool:
+        """True once :meth:`stop` was called, even if no step ran after it (a stop that
+        arrives between two steps ends the run without another progress record)."""
+        return self._stop_requested
+
+    @property
     def finished(self) -> bool:
         """True once all steps ran or a stop took effect."""
         return self.step >= self.config.steps or (self._stop_requested and self.step > 0)
@@ -507,6 +288,8 @@ class TrainingRun:
             raise StopIteration
         if self._started is None:
             self._started = time.perf_counter()
+            if self.config.validate_start and self.step == 0:
+                self._validate()
         lr = _learning_rate(self.config, self.step)
         terms = self._train_step(lr)
         self.step += 1
@@ -624,6 +407,14 @@ class TrainingRun:
         self.model.train()
         self._optimizer.zero_grad(set_to_none=True)
         prediction = self.model(x)
+        if batch.noise_scale is not None:
+            # In units of each patch's noise, so that a patch at 1000 e⁻/px teaches as
+            # much as one at 1 e⁻/px (plain MSE would hear only the noisiest).
+            scale = torch.from_numpy(batch.noise_scale).to(self.device).clamp_min(1e-6)
+            scale = scale.view(-1, 1, 1, 1)
+            prediction, y = prediction / scale, y / scale
+            if "reference" in extra:
+                extra["reference"] = extra["reference"] / scale
         loss, terms = pinned_loss(prediction, y, self.config.loss_weights, **extra)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -642,8 +433,18 @@ class TrainingRun:
         self._validated_step = self.step
         self.model.eval()
         out = self.model(self._val_inputs.to(self.device)).float().cpu().numpy()
-        out = np.clip(out, 0.0, 1.0) * _PAPER_MAX
-        ref = self._val_targets * _PAPER_MAX
+        if not np.isfinite(out).all():
+            # The loss can still be finite when the weights have already blown up.
+            raise FloatingPointError(
+                f"training diverged at step {self.step} (the network's output is not "
+                "finite); lower the learning rate"
+            )
+        if self._frames:
+            # Robust units: the 1st–99th percentiles span 0–1, values beyond are real.
+            out, ref = out * _PAPER_MAX, self._val_targets * _PAPER_MAX
+        else:
+            out = np.clip(out, 0.0, 1.0) * _PAPER_MAX
+            ref = self._val_targets * _PAPER_MAX
         if self._val_mask is not None:
             # No clean target: score the predictions of hidden pixels against their
             # noisy values.  Lower than a true PSNR, but it ranks models the same way,
@@ -689,6 +490,7 @@ class TrainingRun:
             "noise": noise,
             "noise_levels": list(self.config.noise_levels) if noise in ("cdn", "mix") else None,
             "dose_counts": list(self.config.dose_counts) if noise in ("dose", "mix") else None,
+            "stem_doses": list(self.config.stem_noise.dose) if noise == "stem" else None,
             "batch_size": self.config.batch_size,
             "patch_size": self.config.patch_size,
             "learning_rate": self.config.learning_rate,

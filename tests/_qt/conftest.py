@@ -52,11 +52,12 @@ def viewer_model() -> ViewerModel:
 
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> ModelRegistry:
-    """An empty model registry, and no shipped default model whatever is installed;
+    """An empty model registry, and no shipped models whatever is installed;
     afterwards, every worker thread must have ended (no leaked threads)."""
     monkeypatch.setattr(
         "napari_pinned.model_files.default_model_path", lambda: tmp_path / "no-default.pt"
     )
+    monkeypatch.setattr("napari_pinned.model_files._models_folder", lambda: tmp_path)
     registry = get_registry()
     registry.clear()
     yield registry

@@ -153,17 +153,40 @@ def test_console_script_help_runs():
 
 
 def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
+    import json
+    import struct
+
     out = tmp_path / "demo"
     args = ["demo", "--output-dir", str(out), "--size", "64", "--steps", "3", "--width", "4"]
     assert main([*args, "--device", "cpu"]) == 0
     table = capsys.readouterr().out
+    methods = (
+        "noisy",
+        "flat image (true mean)",
+        "median 3×3",
+        "PINNED (demo model)",
+        "PINNED (cdn model)",
+    )
     for level in range(1, 6):
-        for kind in ("noisy", "median 3×3", "PINNED (demo model)", "PINNED (default model)"):
+        for kind in methods:
             assert f"L{level} {kind}" in table
         denoised = read_image(out / f"denoised_L{level}.tif")
         assert denoised.shape == (64, 64) and denoised.dtype == np.float32
         assert np.isfinite(denoised).all()
     assert (out / "reference.tif").is_file() and (out / "demo-model.pt").is_file()
+    # summary.png: a PNG of 5 rows (levels) × 4 panels (clean, noisy, demo, cdn) of 64 px.
+    png = (out / "summary.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (4 * 64 + 3 * 4, 5 * 64 + 4 * 4)
+    lines = (out / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "level,method,psnr,ssim,fsc,epi" and len(lines) == 1 + 5 * len(methods)
+    assert lines[2].startswith("1,flat image (true mean),")
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["methods"] == list(methods) and summary["shipped_model"] == "cdn"
+    flat = summary["levels"]["1"]["flat image (true mean)"]["psnr"]
+    csv_flat = float(lines[2].split(",")[2])
+    assert csv_flat == pytest.approx(flat, abs=1e-4)
 
 
 class _Stream:

@@ -66,7 +66,7 @@ def test_align_without_pixel_size_reports_pixels_only(tmp_path, capsys, stack):
     ("data", "extra", "message"),
     [
         (np.zeros((32, 32), np.float32), [], "single 2D image"),
-        (np.zeros((3, 32, 32), np.float32), ["--max-shift", "-1"], "max_shift"),
+        (np.zeros((3, 32, 32), np.float32), ["--max-shift", "-1"], "--max-shift"),
         (np.zeros((3, 32, 32), np.float32), ["--aligned", "nowhere/a.tif"], "does not exist"),
     ],
 )

@@ -26,7 +26,7 @@ from napari_pinned.crystal import (
 
 EXPECTED_MATERIALS = {
     "Si", "GaN", "InN", "AlN", "AlGaN", "SrTiO3", "BaTiO3", "BaTiO3-P4mm", "graphene",
-    "ZrO2", "ZrO2-P21c", "NaCN", "Al", "ZnTe", "ZnMgTe",
+    "ZrO2", "ZrO2-P21c", "NaCN", "Al", "ZnTe", "ZnMgTe", "MoS2", "WSe2", "hBN",
 }  # fmt: skip
 
 ALL_ZONES = [(m.name, zone) for m in list_materials() for zone in m.zone_axes]

@@ -72,8 +72,15 @@ def test_tiled_equals_whole_image_everywhere(bundle):
     assert np.abs(tiled - whole).mean() < 0.0005 * scale
 
 
+@pytest.fixture(scope="module")
+def robust_bundle() -> ModelBundle:
+    torch.manual_seed(1)
+    config = ModelConfig.preset("tiny", normalization="robust")
+    return ModelBundle(model=build_model(config).eval(), config=config)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
-def test_output_is_float32_in_the_input_scale(bundle, dtype):
+def test_output_is_float32_in_the_input_scale(robust_bundle, dtype):
     base = _image((64, 80)) / 255.0
     if dtype == np.uint16:
         img = (base * 3000 + 500).astype(np.uint16)
@@ -81,19 +88,19 @@ def test_output_is_float32_in_the_input_scale(bundle, dtype):
         img = (base * 255).astype(np.uint8)
     else:
         img = (base * 10 - 2).astype(dtype)
-    out = denoise(img, bundle, tile=64, overlap=16, device="cpu")
+    out = denoise(img, robust_bundle, tile=64, overlap=16, device="cpu")
     assert out.dtype == np.float32 and out.shape == img.shape
-    # Same image at two intensity scales: outputs map onto each other by the same affine map.
-    lo, hi = float(img.min()), float(img.max())
-    if dtype != np.uint8:
-        ref = denoise(
-            ((img.astype(np.float64) - lo) / (hi - lo) * 255).astype(np.float32),
-            bundle,
-            tile=64,
-            overlap=16,
-            device="cpu",
-        )
-        np.testing.assert_allclose((out - lo) / (hi - lo) * 255, ref, atol=0.05 * 255)
+    # Robust normalisation is affine-equivariant: the same image at another gain and
+    # offset gives the same output at that gain and offset.
+    gain, offset = 37.0, -1234.5
+    scaled = denoise(img.astype(np.float64) * gain + offset, robust_bundle, tile=64, overlap=16)
+    expected = (scaled - offset) / gain
+    if np.issubdtype(dtype, np.unsignedinteger):
+        # Raw counts come back as counts: never negative.
+        assert out.min() >= 0
+        expected = np.maximum(expected, 0)
+    span = float(np.percentile(out, 99) - np.percentile(out, 1))
+    np.testing.assert_allclose(expected, out, atol=1e-4 * span)
 
 
 def test_stack_frames_are_denoised_independently(bundle):
@@ -147,3 +154,76 @@ def test_bad_settings_are_rejected(bundle, kwargs, message):
 def test_rgb_input_is_rejected(bundle):
     with pytest.raises(ValueError, match="RGB"):
         denoise(np.zeros((32, 32, 3), np.float32), bundle, device="cpu")
+
+
+# -- noise-conditioned models ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def conditioned_bundle() -> ModelBundle:
+    """A conditioned network with random (non-zero) weights everywhere."""
+    torch.manual_seed(2)
+    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return ModelBundle(model=model, config=config, metadata={"name": "conditioned"})
+
+
+def _counts(dose: float, shape=(96, 112), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    lattice = 2.2 + np.cos(2 * np.pi * x / 9.0) + np.cos(2 * np.pi * y / 9.0)
+    return rng.poisson(lattice / lattice.mean() * dose).astype(np.uint16)
+
+
+def test_conditioned_model_is_equivariant_to_gain_and_offset(conditioned_bundle):
+    counts = _counts(10.0)
+    out = denoise(counts.astype(np.float64), conditioned_bundle, device="cpu")
+    gain, offset = 7.5, 200.0
+    scaled = denoise(counts * gain + offset, conditioned_bundle, device="cpu")
+    span = float(np.percentile(out, 99) - np.percentile(out, 1))
+    assert np.abs((scaled - offset) / gain - out).max() < 1e-3 * span
+
+
+def test_conditioned_model_leaves_clean_and_constant_images_alone(conditioned_bundle):
+    y, x = np.mgrid[0:64, 0:64]
+    clean = (100 + 50 * np.cos(2 * np.pi * x / 9.0) * np.cos(2 * np.pi * y / 7.0)).astype(
+        np.float32
+    )
+    out = denoise(clean, conditioned_bundle, device="cpu")
+    # A noise-free image: the measured noise is tiny, and the network corrects by σ·f.
+    assert np.abs(out - clean).max() < 0.01 * np.ptp(clean)
+    for value, dtype in ((7, np.uint8), (255, np.uint8), (1234.5, np.float64)):
+        flat = np.full((40, 40), value, dtype)
+        np.testing.assert_array_equal(denoise(flat, conditioned_bundle, device="cpu"), flat)
+    assert np.all(denoise(np.zeros((32, 32), np.uint16), conditioned_bundle) == 0)
+
+
+def test_strength_zero_returns_the_input_and_strength_changes_the_output(conditioned_bundle):
+    counts = _counts(5.0, seed=1).astype(np.float32)
+    np.testing.assert_allclose(denoise(counts, conditioned_bundle, strength=0.0), counts, atol=1e-3)
+    weak = denoise(counts, conditioned_bundle, strength=0.5)
+    strong = denoise(counts, conditioned_bundle, strength=2.0)
+    assert not np.allclose(weak, strong)
+    with pytest.raises(ValueError, match="strength"):
+        denoise(counts, conditioned_bundle, strength=-1)
+
+
+def test_one_hot_pixel_changes_nothing_elsewhere(conditioned_bundle):
+    counts = _counts(20.0, shape=(128, 128), seed=2)
+    out = denoise(counts, conditioned_bundle, device="cpu")
+    spoiled = counts.copy()
+    spoiled[40, 50] = 65535
+    report = list(iter_denoise(spoiled, conditioned_bundle, device="cpu"))[-1]
+    assert report.repaired == 1
+    assert report.noise[0] is not None and report.noise[0].mean_counts > 5
+    away = np.ones(counts.shape, bool)
+    away[38:43, 48:53] = False
+    span = float(np.ptp(out))
+    # The hot pixel is repaired before normalising: the rest of the image is unchanged.
+    assert np.abs(report.output[away] - out[away]).max() < 1e-3 * span
+    assert report.output[40, 50] < 2 * counts.max()
+    # Raw counts in, non-negative counts out.
+    assert report.output.min() >= 0

@@ -19,11 +19,8 @@ from napari_pinned.model import (
     PINNED,
     ModelBundle,
     ModelConfig,
-    NormState,
     build_model,
     count_parameters,
-    denormalize,
-    normalize,
     receptive_field,
 )
 from napari_pinned.model_files import (
@@ -148,6 +145,47 @@ def test_residual_output_adds_the_input():
 def test_forward_rejects_multichannel_input():
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         build_model(TINY)(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        build_model(TINY_CONDITIONED)(torch.rand(1, 1, 16, 16))
+
+
+TINY_CONDITIONED = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
+
+
+def test_a_conditioned_network_is_the_identity_without_noise():
+    torch.manual_seed(3)
+    net = build_model(TINY_CONDITIONED).eval()
+    # Trained-looking weights everywhere, head included: the identity must come from
+    # the σ factor, not from a zero initialisation.
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    image = torch.rand(2, 1, 21, 18)
+    x = torch.cat([image, torch.zeros_like(image)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), image, atol=0, rtol=0)
+        noisy = torch.cat([image, torch.full_like(image, 0.2)], dim=1)
+        correction = net(noisy) - image
+        # The correction is σ times the network's output: doubling σ changes it.
+        double = torch.cat([image, torch.full_like(image, 0.4)], dim=1)
+        assert correction.abs().max() > 0
+        assert not torch.allclose(net(double) - image, correction)
+
+
+def test_a_fresh_conditioned_network_starts_as_the_identity():
+    net = build_model(TINY_CONDITIONED).eval()
+    x = torch.rand(1, 2, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), x[:, :1], atol=0, rtol=0)
+
+
+def test_old_model_configs_are_unconditioned():
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "conditioning"}
+    config = ModelConfig.from_dict(legacy)
+    assert config.conditioning == "none" and config.input_channels == 1
+    assert TINY_CONDITIONED.input_channels == 2
+    with pytest.raises(ValueError, match="conditioning"):
+        ModelConfig.preset("tiny", conditioning="yes")
 
 
 def _expected_parameters(config: ModelConfig) -> int:
@@ -157,7 +195,8 @@ def _expected_parameters(config: ModelConfig) -> int:
         return (9 * cin * cout + cout) + 2 * (9 * cout * cout + cout)
 
     ch = [min(config.width * 2**k, 8 * config.width) for k in range(config.depth + 1)]
-    total = sum(block(1 if k == 0 else ch[k - 1], ch[k]) for k in range(config.depth))
+    first = 3 if config.conditioned else 1  # image, σ and log σ
+    total = sum(block(first if k == 0 else ch[k - 1], ch[k]) for k in range(config.depth))
     total += block(ch[-2], ch[-1])
     factor = 2 if config.skip_connections else 1
     for k in range(config.depth):
@@ -174,6 +213,7 @@ def _expected_parameters(config: ModelConfig) -> int:
         ModelConfig.preset("paper"),
         ModelConfig.preset("unet"),
         ModelConfig.preset("unet", width=4, depth=5),
+        ModelConfig.preset("unet", width=8, conditioning="noise-map"),
     ],  # depth 5 hits the 8× width cap
 )
 def test_parameter_count_follows_the_architecture(config):
@@ -217,78 +257,6 @@ def test_receptive_field_equals_measured_influence(depth):
         rows = torch.nonzero(x.grad[b, 0].abs().sum(dim=1)).flatten()
         extents += [int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
     assert max(extents) == field
-
-
-# -- normalisation ---------------------------------------------------------------------
-
-
-def _round_trip_tolerance(image: np.ndarray) -> float:
-    # A handful of float32 operations, each off by at most half an ulp of the largest value.
-    return 8 * np.finfo(np.float32).eps * float(np.max(np.abs(image.astype(np.float64))))
-
-
-@pytest.mark.parametrize(
-    ("dtype", "low", "high"),
-    [
-        (np.uint8, 0, 255),
-        (np.uint16, 500, 3500),
-        (np.float32, -3.0, 7.0),
-        (np.float64, 1000.0, 1010.0),
-        (np.float32, 10.0, 200.0),
-    ],
-)
-@pytest.mark.parametrize("mode", ["range", "percentile"])
-def test_normalisation_round_trip(dtype, low, high, mode):
-    rng = np.random.default_rng(0)
-    image = rng.uniform(low, high, (3, 40, 30)).astype(dtype)
-    config = ModelConfig.preset("tiny", normalization=mode)
-    scaled, state = normalize(image, config)
-    assert scaled.dtype == np.float32 and scaled.shape == image.shape
-    assert isinstance(state, NormState) and state.mode == mode
-    restored = denormalize(scaled, state)
-    assert restored.dtype == np.float32
-    np.testing.assert_allclose(
-        restored, image.astype(np.float64), rtol=0, atol=_round_trip_tolerance(image)
-    )
-
-
-def test_range_normalisation_uses_the_paper_scale():
-    eps = 4 * np.finfo(np.float32).eps
-    u8 = np.array([[0, 51, 255]], np.uint8)
-    np.testing.assert_allclose(normalize(u8, TINY)[0], [[0.0, 0.2, 1.0]], atol=eps)
-    # Float images already within [0, 255] are read as paper intensities, not stretched.
-    f = np.array([[10.0, 102.0]], np.float32)
-    np.testing.assert_allclose(normalize(f, TINY)[0], [[10 / 255, 0.4]], atol=eps)
-    # Other ranges are mapped min→0, max→1.
-    u16 = np.array([[500, 2000, 3500]], np.uint16)
-    np.testing.assert_allclose(normalize(u16, TINY)[0], [[0.0, 0.5, 1.0]], atol=eps)
-
-
-def test_percentile_normalisation_ignores_hot_pixels():
-    rng = np.random.default_rng(1)
-    image = rng.uniform(100, 200, (64, 64)).astype(np.float32)
-    image[:3, :3] = 1e6  # 9 hot pixels of 4096: above the 99.5th percentile
-    config = ModelConfig.preset("tiny", normalization="percentile")
-    scaled, state = normalize(image, config)
-    bulk = scaled[3:, 3:]
-    assert bulk.min() >= -0.01 and bulk.max() <= 1.01
-    assert state.high < 201
-    squashed, _ = normalize(image, TINY)  # min–max: the bulk lands near 0
-    assert squashed[3:, 3:].max() < 1e-3
-
-
-def test_percentile_normalisation_of_a_nearly_constant_image():
-    image = np.full((32, 32), 7.0, np.float32)
-    image[0, 0] = 9.0
-    scaled, state = normalize(image, ModelConfig.preset("tiny", normalization="percentile"))
-    assert state.high > state.low and np.isfinite(scaled).all()
-
-
-def test_normalise_rejects_bad_images():
-    with pytest.raises(ValueError, match="NaN"):
-        normalize(np.array([[1.0, np.nan]]), TINY)
-    with pytest.raises(ValueError, match="RGB"):
-        normalize(np.zeros((16, 16, 3)), TINY)
 
 
 # -- devices ---------------------------------------------------------------------------
@@ -503,8 +471,8 @@ def test_missing_file_and_folders_raise_model_file_error(tmp_path):
 
 def test_default_model_missing_says_how_to_train_one(tmp_path, monkeypatch):
     assert default_model_path().name == "default.pt"
-    monkeypatch.setattr(model_module, "default_model_path", lambda: tmp_path / "default.pt")
-    with pytest.raises(ModelFileError, match=r"default model is missing.*napari-pinned train"):
+    monkeypatch.setattr(model_files, "default_model_path", lambda: tmp_path / "default.pt")
+    with pytest.raises(ModelFileError, match=r"'default' model is missing.*napari-pinned train"):
         load_model("default")
     with pytest.raises(ModelFileError):
         load_model()
@@ -512,7 +480,7 @@ def test_default_model_missing_says_how_to_train_one(tmp_path, monkeypatch):
 
 def test_default_model_is_loaded_when_present(tmp_path, monkeypatch):
     path = save_model(_bundle(name="shipped"), tmp_path / "default.pt")
-    monkeypatch.setattr(model_module, "default_model_path", lambda: path)
+    monkeypatch.setattr(model_files, "default_model_path", lambda: path)
     assert load_model("default").metadata == {"name": "shipped"}
 
 

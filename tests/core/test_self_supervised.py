@@ -12,7 +12,8 @@ from napari_pinned.inference import denoise
 from napari_pinned.losses import LossWeights, pinned_loss
 from napari_pinned.metrics import psnr
 from napari_pinned.model import ModelConfig
-from napari_pinned.training import TrainConfig, _blind_spot, train
+from napari_pinned.training import TrainConfig, train
+from napari_pinned.training_data import blind_spot as _blind_spot
 
 
 def _config(**overrides) -> TrainConfig:

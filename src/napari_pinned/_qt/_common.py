@@ -28,6 +28,7 @@ __all__ = [
     "ImageLayerChoices",
     "add_or_update_image",
     "call_or_notify",
+    "describe_error",
     "find_layer",
     "image_layer_choices",
     "is_greyscale",
@@ -36,6 +37,18 @@ __all__ = [
     "notify_info",
     "notify_warning",
 ]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error shown to the user: an allocation failure says it ran out
+    of memory (a bare ``MemoryError`` has no message), anything else its own message."""
+    from napari_pinned.memory import out_of_memory_message
+
+    message = out_of_memory_message(exc)
+    if message is not None:
+        return message
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def notify_error(message: str) -> None:
@@ -57,14 +70,15 @@ def call_or_notify(
     func: Callable[..., T],
     *args: Any,
     context: str = "",
-    errors: tuple[type[BaseException], ...] = (ValueError,),
+    errors: tuple[type[BaseException], ...] = (ValueError, MemoryError),
     **kwargs: Any,
 ) -> T | None:
     """Call ``func`` and report bad-input errors as a notification.
 
     The core raises ``ValueError`` (and subclasses such as ``CIFError``) for input
-    the user can fix; those become an error notification and ``None`` is returned.
-    Anything else is a bug and propagates, so napari shows its traceback.
+    the user can fix, and a request too large for the machine raises ``MemoryError``;
+    those become an error notification and ``None`` is returned.  Anything else is a
+    bug and propagates, so napari shows its traceback.
 
     Parameters
     ----------
@@ -85,7 +99,8 @@ def call_or_notify(
     try:
         return func(*args, **kwargs)
     except errors as exc:
-        notify_error(f"{context}: {exc}" if context else str(exc))
+        message = describe_error(exc)
+        notify_error(f"{context}: {message}" if context else message)
         return None
 
 

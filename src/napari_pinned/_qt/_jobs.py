@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from napari.qt.threading import GeneratorWorker, create_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from qtpy.QtCore import QEvent, QObject, Qt, QThread
 from qtpy.QtWidgets import QWidget
 
 __all__ = [
     "BackgroundJob",
     "CloseWatcher",
+    "QuietFunctionWorker",
     "QuietGeneratorWorker",
     "disconnect_handlers",
     "release_job",
@@ -35,6 +36,14 @@ class QuietGeneratorWorker(GeneratorWorker):
     napari's worker turns every exception into a notification with a traceback; the
     docks already report the core's errors as one clear sentence, so the relay is off.
     """
+
+    def _relay_error(self, exc: Exception) -> None:
+        pass
+
+
+class QuietFunctionWorker(FunctionWorker):
+    """A napari function worker that leaves error reporting to the dock (as
+    :class:`QuietGeneratorWorker`)."""
 
     def _relay_error(self, exc: Exception) -> None:
         pass

@@ -9,6 +9,12 @@ generator's ``"<image> columns"``), column recall, precision and RMS position er
 too.  "Compare" shows noisy / denoised / reference side by side, "Residual" adds
 input − output, and "Power spectrum" adds a layer's log power spectrum from
 :func:`napari_pinned.spectra.power_spectrum`.
+
+For noise-aware models the dock shows the input's estimated noise and a strength
+factor; after every run a faithfulness check (no reference needed) says whether the
+denoiser kept the input's lattice reflections, and "Adapt to this image" fine-tunes the
+model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulness_panel`,
+:mod:`._qt.adapt_panel`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from qtpy.QtWidgets import (
     QAbstractScrollArea,
     QApplication,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -52,6 +59,7 @@ from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
+    describe_error,
     find_layer,
     image_layer_choices,
     int_spin_box,
@@ -63,7 +71,10 @@ from ._common import (
     show_device,
 )
 from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
+from .adapt_panel import AdaptPanel
+from .faithfulness_panel import FaithfulnessPanel
 from .model_registry import get_registry
+from .noise_readout import NoiseReadout
 
 if TYPE_CHECKING:
     import napari
@@ -146,7 +157,7 @@ def format_gain(key: str, value: float | None) -> str:
 
 
 def _denoise_frames(
-    data: np.ndarray, model: Any, tile: int, overlap: int, device: str
+    data: np.ndarray, model: Any, tile: int, overlap: int, device: str, strength: float = 1.0
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
     """The worker's generator: one report per batch of tiles; returns the output.
 
@@ -156,7 +167,10 @@ def _denoise_frames(
     from napari_pinned.inference import iter_denoise
 
     output = None
-    for report in iter_denoise(data, model, tile=tile, overlap=overlap, device=device):
+    reports = iter_denoise(
+        data, model, tile=tile, overlap=overlap, device=device, strength=strength
+    )
+    for report in reports:
         if report.output is not None:
             output = report.output
             report = dataclasses.replace(report, output=None)
@@ -207,8 +221,15 @@ class DenoiseWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_denoise_box())
+        self.faithfulness_panel = FaithfulnessPanel()
+        layout.addWidget(self.faithfulness_panel)
         layout.addWidget(self._build_metrics_box())
         layout.addWidget(self._build_compare_box())
+        self.adapt_panel = AdaptPanel(
+            lambda: self.input_layer.value, self._adapt_start_model, self._update_device_label
+        )
+        self.adapt_panel.adapted.connect(self.select_model)
+        layout.addWidget(self.adapt_panel)
         layout.addStretch(1)
 
         self._layer_choices = ImageLayerChoices(
@@ -220,6 +241,10 @@ class DenoiseWidget(QWidget):
         self._metrics_timer.setSingleShot(True)
         self._metrics_timer.setInterval(_METRICS_DELAY_MS)
         self._metrics_timer.timeout.connect(self.update_metrics)
+        self._noise_timer = QTimer(self)
+        self._noise_timer.setSingleShot(True)
+        self._noise_timer.setInterval(_METRICS_DELAY_MS)
+        self._noise_timer.timeout.connect(self.update_noise)
 
         self._registry.changed.connect(self._on_registry_changed)
         layers = napari_viewer.layers.events
@@ -227,6 +252,7 @@ class DenoiseWidget(QWidget):
         layers.removed.connect(self._on_layers_changed)
         napari_viewer.dims.events.current_step.connect(self.schedule_metrics_update)
         self.input_layer.changed.connect(self._on_layers_changed)
+        napari_viewer.dims.events.current_step.connect(self._schedule_noise_update)
         self.reference_layer.changed.connect(self._on_reference_changed)
         self.columns_layer.changed.connect(self._on_layers_changed)
         self._refresh_models()
@@ -251,6 +277,20 @@ class DenoiseWidget(QWidget):
         self.input_layer = ComboBox(choices=self._image_choices)
         self.model_combo = QComboBox()
         self.model_combo.activated.connect(self._on_model_activated)
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        self.noise_label = NoiseReadout()
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(0.0, 5.0)
+        self.strength_spin.setSingleStep(0.1)
+        self.strength_spin.setDecimals(2)
+        self.strength_spin.setValue(defaults["strength"].default)
+        self.strength_spin.setPrefix("× ")
+        self.strength_spin.setToolTip(
+            "Factor on the estimated noise level given to a noise-aware model: below 1 "
+            "denoises less (keeps more of the input), above 1 more; 0 returns the input "
+            "with hot and dead pixels repaired"
+        )
         self.tile_spin = int_spin_box(16, 8192, defaults["tile"].default, 32)
         self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default, 8)
         self.device_combo = QComboBox()
@@ -268,6 +308,9 @@ class DenoiseWidget(QWidget):
         self.status_label.setWordWrap(True)
         form.addRow("Input layer", self.input_layer.native)
         form.addRow("Model", self.model_combo)
+        form.addRow(self.model_label)
+        form.addRow(self.noise_label)
+        form.addRow("Strength", self.strength_spin)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Overlap", self.overlap_spin)
         form.addRow("Device", self.device_combo)
@@ -353,6 +396,22 @@ class DenoiseWidget(QWidget):
         combo.addItem(LOAD_MODEL_ITEM)
         combo.setCurrentIndex(names.index(self._model_name) if self._model_name else 0)
         combo.blockSignals(False)
+        self._show_model_description()
+
+    def _show_model_description(self) -> None:
+        name = self._model_name
+        known = bool(name) and name in self._registry
+        self.model_label.setText(self._registry.describe(name) if known else "")
+        conditioned = known and self._registry.is_conditioned(name)
+        self.strength_spin.setEnabled(conditioned)
+        self.adapt_panel.setEnabled(conditioned)
+
+    def _adapt_start_model(self) -> Any:
+        """The selected model if it is noise-aware, else the shipped default."""
+        name = self._model_name
+        if name and name in self._registry and self._registry.is_conditioned(name):
+            return self._registry.model_source(name)
+        return "default"
 
     def _on_model_activated(self, index: int) -> None:
         text = self.model_combo.itemText(index)
@@ -364,6 +423,7 @@ class DenoiseWidget(QWidget):
                 self._refresh_models()  # back to the previous choice
         elif text != NO_MODEL_ITEM:
             self._model_name = text
+            self._show_model_description()
 
     @property
     def model_name(self) -> str:
@@ -445,8 +505,10 @@ class DenoiseWidget(QWidget):
             self.tile_spin.value(),
             self.overlap_spin.value(),
             device,
+            self.strength_spin.value(),
             connect=self._handlers,
         )
+        self._target["strength"] = self.strength_spin.value()
         self._close_watcher.watch()
         self.status_label.setText(f"Denoising {layer.name!r} with {self._model_name}…")
         self._set_running(True)
@@ -478,7 +540,7 @@ class DenoiseWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self._failed = True
-        notify_error(f"Denoise: {exc}")
+        notify_error(f"Denoise: {describe_error(exc)}")
 
     def _end_job(self) -> BackgroundJob | None:
         job, self._job = self._job, None
@@ -510,11 +572,43 @@ class DenoiseWidget(QWidget):
             translate=target["translate"],
             units=target["units"],
             contrast_limits=target["contrast_limits"],
-            metadata={"pinned_model": target["model"], "pinned_source": target["source"]},
+            metadata={
+                "pinned_model": target["model"],
+                "pinned_source": target["source"],
+                "pinned_strength": target.get("strength", 1.0),
+            },
         )
         self.status_label.setText(f"Added {layer.name!r} ({target['model']}).")
         self._on_layers_changed()
+        self.check_faithfulness()
         return layer
+
+    def check_faithfulness(self) -> bool:
+        """Check the current frame of the input against its denoised layer (in a
+        worker); returns whether a check started."""
+        inp, out, _ = self._layers()
+        if inp is None or out is None or tuple(inp.data.shape) != tuple(out.data.shape):
+            self.faithfulness_panel.clear("Denoise an image to check what the denoiser kept.")
+            return False
+        frames = inp.data.shape[0] if inp.ndim == 3 else 1
+        frame = self._current_frame(inp, frames)
+        source = inp.data[frame] if inp.ndim == 3 else inp.data
+        output = out.data[frame] if out.ndim == 3 else out.data
+        self.faithfulness_panel.check(source, output, layer_pixel_size(inp))
+        return True
+
+    def _schedule_noise_update(self, _event: Any = None) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._noise_timer.start()
+
+    def update_noise(self) -> None:
+        """Show the estimated noise of the input's current frame."""
+        inp = self.input_layer.value
+        if inp is None:
+            self.noise_label.show_for(None, 0)
+            return
+        frames = inp.data.shape[0] if inp.ndim == 3 else 1
+        self.noise_label.show_for(inp.data, self._current_frame(inp, frames))
 
     # -- metrics ------------------------------------------------------------------------------
     def _layers(self) -> tuple[Image | None, Image | None, Image | None]:
@@ -542,6 +636,7 @@ class DenoiseWidget(QWidget):
         self._metrics_cache.clear()
         self._columns_cache.clear()
         self.schedule_metrics_update()
+        self._schedule_noise_update()
 
     def _rewatch(self) -> None:
         for layer in self._watched:
@@ -555,7 +650,9 @@ class DenoiseWidget(QWidget):
     def _on_data_changed(self, _event: Any = None) -> None:
         self._metrics_cache.clear()
         self._columns_cache.clear()
+        self.noise_label.clear_cache()
         self.schedule_metrics_update()
+        self._schedule_noise_update()
 
     def schedule_metrics_update(self, _event: Any = None) -> None:
         """Recompute the readouts shortly (bursts of events collapse into one update)."""
@@ -694,16 +791,18 @@ class DenoiseWidget(QWidget):
             if not chosen:
                 return None
             path = chosen
+        from napari_pinned.atomic import atomic_write
+
         target = Path(path)
         try:
-            with target.open("w", newline="", encoding="utf-8") as handle:
+            with atomic_write(target, "w", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["metric", "scope", *_COLUMNS])
                 for key, scope, before, after in self._rows:
                     gain = None if after is None else after - before
                     values = ("" if v is None else repr(float(v)) for v in (before, after, gain))
                     writer.writerow([key, scope or "image", *values])
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             notify_error(f"Export: cannot write {target}: {exc}")
             return None
         return target
@@ -790,7 +889,10 @@ class DenoiseWidget(QWidget):
 
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Cancel a running job and wait for its thread (the dock or viewer is closing)."""
+        """Cancel running jobs and wait for their threads (the dock or viewer is closing)."""
+        self.faithfulness_panel.shutdown()
+        self.noise_label.shutdown()
+        self.adapt_panel.shutdown()
         if self._job is None:
             return
         self._cancelled = True
@@ -803,12 +905,14 @@ class DenoiseWidget(QWidget):
         if not self._closed:
             self._closed = True
             self._metrics_timer.stop()
+            self._noise_timer.stop()
             self._layer_choices.disconnect()
             self._registry.changed.disconnect(self._on_registry_changed)
             layers = self._viewer.layers.events
             layers.inserted.disconnect(self._on_layers_changed)
             layers.removed.disconnect(self._on_layers_changed)
             self._viewer.dims.events.current_step.disconnect(self.schedule_metrics_update)
+            self._viewer.dims.events.current_step.disconnect(self._schedule_noise_update)
             for layer in self._watched:
                 layer.events.data.disconnect(self._on_data_changed)
             self._watched = []

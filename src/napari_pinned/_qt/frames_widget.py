@@ -34,6 +34,7 @@ from napari_pinned.frames import REFERENCES
 from ._common import (
     ImageLayerChoices,
     add_or_update_image,
+    describe_error,
     image_layer_choices,
     is_greyscale,
     layer_pixel_size,
@@ -269,7 +270,7 @@ class FramesWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self._failed = True
-        notify_error(f"Frame series: {exc}")
+        notify_error(f"Frame series: {describe_error(exc)}")
 
     def _end_job(self) -> BackgroundJob | None:
         job, self._job = self._job, None

@@ -36,12 +36,14 @@ from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
+    describe_error,
     find_layer,
     image_layer_choices,
     layer_pixel_size,
     notify_error,
     notify_warning,
 )
+from ._jobs import QuietFunctionWorker
 
 if TYPE_CHECKING:
     import napari
@@ -369,7 +371,15 @@ class GeneratorWidget(Container):
         return None
 
     def _start_worker(self, kwargs: dict[str, Any]) -> None:
-        worker = create_worker(simulate, _progress={"desc": "Simulating STEM image"}, **kwargs)
+        # Errors (bad input, out of memory) are one notification from _on_worker_error,
+        # not also a traceback from napari's relay and a re-raise in the event loop.
+        worker = create_worker(
+            simulate,
+            _progress={"desc": "Simulating STEM image"},
+            _worker_class=QuietFunctionWorker,
+            _ignore_errors=True,
+            **kwargs,
+        )
         # The settings of the click, not those the user may have changed meanwhile.
         worker.returned.connect(
             partial(self.show_result, seed=kwargs["seed"], columns=self.add_columns.value)
@@ -381,7 +391,7 @@ class GeneratorWidget(Container):
         worker.start()
 
     def _on_worker_error(self, exc: BaseException) -> None:
-        notify_error(f"Generate: {exc}")
+        notify_error(f"Generate: {describe_error(exc)}")
 
     def _on_worker_finished(self) -> None:
         self.worker = None

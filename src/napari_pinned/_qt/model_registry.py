@@ -2,9 +2,11 @@
 
 Three kinds of entry:
 
-* ``"default (pretrained)"`` — the model shipped with the package, listed only while
-  :func:`napari_pinned.model.default_model_path` exists (it is shipped in ``data/models``);
-* models trained since napari started, named like ``"trained 1 (unet, 1200 steps, 24.3 dB)"``;
+* the models shipped with the package (:data:`napari_pinned.model_files.SHIPPED_MODELS`):
+  ``"default (pretrained)"`` for real STEM data and ``"cdn (pretrained)"`` for the
+  paper's CDN benchmark, each listed only while its file exists;
+* models trained or adapted since napari started, named like
+  ``"trained 1 (unet, 1200 steps, 24.3 dB)"`` or ``"adapted to <layer>"``;
 * models loaded from files, named ``"file: <stem>"``.
 
 The registry is plain Python (no Qt); it announces every change through the psygnal
@@ -24,12 +26,17 @@ from psygnal import Signal
 if TYPE_CHECKING:
     from napari_pinned.model import ModelBundle
 
-__all__ = ["DEFAULT_NAME", "ModelRegistry", "RegistryEntry", "get_registry"]
+__all__ = ["DEFAULT_NAME", "ModelRegistry", "RegistryEntry", "get_registry", "shipped_name"]
 
-#: Name under which the shipped pretrained model is listed.
+#: Name under which the shipped default model is listed.
 DEFAULT_NAME = "default (pretrained)"
 
-EntryKind = Literal["default", "trained", "file"]
+EntryKind = Literal["default", "shipped", "trained", "file"]
+
+
+def shipped_name(name: str) -> str:
+    """Display name of a shipped model (``"default"`` → ``"default (pretrained)"``)."""
+    return f"{name} (pretrained)"
 
 
 @dataclass(frozen=True)
@@ -40,25 +47,34 @@ class RegistryEntry:
     ----------
     name : str
         Unique display name.
-    kind : {"default", "trained", "file"}
-        Where it came from.
+    kind : {"default", "shipped", "trained", "file"}
+        Where it came from ("default" is the shipped default model).
     bundle : ModelBundle or None
-        The model in memory; ``None`` for the default model, loaded on use.
+        The model in memory; ``None`` for shipped models, loaded on use.
     path : pathlib.Path or None
         File it was loaded from (``None`` for trained models until saved).
+    shipped : str or None
+        The shipped model's name (``"default"``, ``"cdn"``).
     """
 
     name: str
     kind: EntryKind
     bundle: ModelBundle | None = None
     path: Path | None = None
+    shipped: str | None = None
 
 
-def _default_model_exists() -> bool:
+def _installed_shipped() -> list[str]:
+    """Names of the shipped models whose files exist, the default first."""
     # Looked up through the module on every call so that tests can monkeypatch it.
     from napari_pinned import model_files as core_model
 
-    return core_model.default_model_path().is_file()
+    names = []
+    for model in core_model.SHIPPED_MODELS:
+        path = core_model.default_model_path() if model.name == "default" else model.path
+        if path.is_file():
+            names.append(model.name)
+    return names
 
 
 def trained_name(index: int, bundle: ModelBundle) -> str:
@@ -82,15 +98,14 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, RegistryEntry] = {}
         self._trained_count = 0
-        self._had_default = _default_model_exists()
+        self._shipped = _installed_shipped()
 
     # -- queries ---------------------------------------------------------------------
     def names(self) -> list[str]:
-        """Names in display order: the default model first (if installed), then the
-        others in the order they were added."""
-        self._check_default()
-        head = [DEFAULT_NAME] if self._had_default else []
-        return head + list(self._entries)
+        """Names in display order: the shipped models first (the default first), then
+        the others in the order they were added."""
+        self._check_shipped()
+        return [shipped_name(n) for n in self._shipped] + list(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
@@ -100,8 +115,11 @@ class ModelRegistry:
 
     def entry(self, name: str) -> RegistryEntry:
         """The entry called ``name``; ``KeyError`` if there is none."""
-        if name == DEFAULT_NAME and self._default_available():
-            return RegistryEntry(DEFAULT_NAME, "default")
+        self._check_shipped()
+        for shipped in self._shipped:
+            if name == shipped_name(shipped):
+                kind: EntryKind = "default" if shipped == "default" else "shipped"
+                return RegistryEntry(name, kind, shipped=shipped)
         try:
             return self._entries[name]
         except KeyError:
@@ -109,18 +127,43 @@ class ModelRegistry:
 
     def model_source(self, name: str) -> ModelBundle | str:
         """What to pass to ``load_model``/``iter_denoise``/``TrainConfig.init_model``:
-        ``"default"`` for the shipped model, else the bundle in memory."""
+        the shipped model's name (``"default"``, ``"cdn"``), else the bundle in memory."""
         entry = self.entry(name)
-        if entry.kind == "default":
-            return "default"
+        if entry.shipped is not None:
+            return entry.shipped
         assert entry.bundle is not None
         return entry.bundle
 
+    def describe(self, name: str) -> str:
+        """One line saying what a model is for."""
+        from napari_pinned.model_files import shipped_model
+
+        entry = self.entry(name)
+        if entry.shipped is not None:
+            model = shipped_model(entry.shipped)
+            return model.purpose if model is not None else ""
+        assert entry.bundle is not None
+        meta = entry.bundle.metadata
+        noise = meta.get("noise")
+        aware = "noise-aware" if entry.bundle.config.conditioned else "fixed noise"
+        where = f"from {entry.path}" if entry.path is not None else "made in this session"
+        parts = [aware, f"trained on {noise} noise" if noise else "", where]
+        return ", ".join(p for p in parts if p)
+
+    def is_conditioned(self, name: str) -> bool:
+        """Whether the model takes a noise map (has a noise estimate and a strength)."""
+        entry = self.entry(name)
+        if entry.shipped is not None:
+            return entry.shipped == "default"
+        assert entry.bundle is not None
+        return entry.bundle.config.conditioned
+
     # -- changes ---------------------------------------------------------------------
-    def add_trained(self, bundle: ModelBundle) -> str:
-        """Add a model trained in this session and return its new name."""
-        self._trained_count += 1
-        name = trained_name(self._trained_count, bundle)
+    def add_trained(self, bundle: ModelBundle, name: str | None = None) -> str:
+        """Add a model trained (or adapted) in this session and return its new name."""
+        if name is None:
+            self._trained_count += 1
+            name = trained_name(self._trained_count, bundle)
         return self._add(RegistryEntry(self._unique(name), "trained", bundle))
 
     def add_file(self, path: str | os.PathLike) -> str:
@@ -154,26 +197,24 @@ class ModelRegistry:
         """Forget every trained and loaded model and restart the trained-model count."""
         self._entries.clear()
         self._trained_count = 0
-        self._had_default = _default_model_exists()
+        self._shipped = _installed_shipped()
         self.changed.emit()
 
     def refresh(self) -> None:
-        """Re-check whether the default model is installed; emits if that changed."""
-        self._check_default()
+        """Re-check which shipped models are installed; emits if that changed."""
+        self._check_shipped()
 
     # -- internals -------------------------------------------------------------------
-    def _default_available(self) -> bool:
-        self._check_default()
-        return self._had_default
-
-    def _check_default(self) -> None:
-        present = _default_model_exists()
-        if present != self._had_default:
-            self._had_default = present
+    def _check_shipped(self) -> None:
+        present = _installed_shipped()
+        if present != self._shipped:
+            self._shipped = present
             self.changed.emit()
 
     def _unique(self, name: str) -> str:
-        taken = set(self._entries) | {DEFAULT_NAME}
+        from napari_pinned.model_files import SHIPPED_MODELS
+
+        taken = set(self._entries) | {shipped_name(m.name) for m in SHIPPED_MODELS}
         if name not in taken:
             return name
         n = 2

@@ -37,6 +37,7 @@ from ._common import (
     add_or_update_image,
     call_or_notify,
     describe_device,
+    describe_error,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
@@ -69,17 +70,25 @@ __all__ = [
 ]
 
 #: Noise modes: noise drawn afresh per patch from clean layers, the user's own paired
-#: noisy layers (also Noise2Noise: two noisy halves of a frame series), or noisy layers
-#: alone (blind-spot).  The first two keep their positions for saved settings and tests.
+#: noisy layers (also Noise2Noise: two noisy halves of a frame series), noisy layers
+#: alone (blind-spot), or realistic STEM recordings at any dose (what the default model
+#: learns from; a new model is then noise-aware).  Positions are kept for saved
+#: settings and tests.
 NOISE_MODES = (
     "synthesise CDN on the fly",
     "paired noisy layers",
     "synthesise dose noise on the fly",
     "synthesise CDN + dose on the fly",
     "noisy layers only (blind-spot, no clean)",
+    "synthesise realistic STEM recordings (any dose)",
 )
 #: Noise mode → the core's ``noise_model`` for synthetic modes.
-_SYNTHETIC = {NOISE_MODES[0]: "cdn", NOISE_MODES[2]: "dose", NOISE_MODES[3]: "mix"}
+_SYNTHETIC = {
+    NOISE_MODES[0]: "cdn",
+    NOISE_MODES[2]: "dose",
+    NOISE_MODES[3]: "mix",
+    NOISE_MODES[5]: "stem",
+}
 _BLIND_SPOT = NOISE_MODES[4]
 #: First entry of the "start from" combo: train from random weights.
 NO_INIT_MODEL = "none (new model)"
@@ -449,10 +458,18 @@ class TrainWidget(QWidget):
         from napari_pinned.model import ModelConfig
         from napari_pinned.training import TrainConfig
 
+        noise_model = _SYNTHETIC.get(self.noise_mode.currentText(), "cdn")
+        # Realistic recordings teach a noise-aware model (as the shipped default).
+        aware = (
+            {"normalization": "robust", "conditioning": "noise-map"}
+            if noise_model == "stem"
+            else {}
+        )
         model = ModelConfig.preset(
             self.architecture.currentText(),
             width=self.width_spin.value(),
             depth=self.depth_spin.value(),
+            **aware,
         )
         weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
         init_name = self.init_model.currentText()
@@ -469,7 +486,7 @@ class TrainWidget(QWidget):
             patch_size=self.patch_spin.value(),
             learning_rate=self.lr_spin.value(),
             noise_levels=(self.level_low.value(), self.level_high.value()),
-            noise_model=_SYNTHETIC.get(self.noise_mode.currentText(), "cdn"),
+            noise_model=noise_model,
             dose_counts=(self.counts_low.value(), self.counts_high.value()),
             self_supervised="blind-spot" if self.blind_spot else None,
             # About 20 validations per run (each costs a few steps), at most every 100.
@@ -480,7 +497,8 @@ class TrainWidget(QWidget):
 
     def train_for_image(self) -> bool:
         """Simulate clean images of the chosen material sampled like the chosen image, add
-        them as a stack layer, and fine-tune the default model on them (CDN + dose noise).
+        them as a stack layer, and fine-tune the default model on them (realistic STEM
+        recordings at any dose).
 
         Returns True if training started.
         """
@@ -520,7 +538,7 @@ class TrainWidget(QWidget):
         )
         self.clean_layers.reset_choices()
         self.clean_layers.value = [synthetic]
-        self.noise_mode.setCurrentText(NOISE_MODES[3])
+        self.noise_mode.setCurrentText(NOISE_MODES[5])
         self._refresh_init_models()
         if self.init_model.findText(DEFAULT_NAME) >= 0:
             self.init_model.setCurrentText(DEFAULT_NAME)
@@ -605,7 +623,7 @@ class TrainWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self._error = exc
-        notify_error(f"Train: {exc}")
+        notify_error(f"Train: {describe_error(exc)}")
 
     def _on_finished(self) -> None:
         run, _ = self._end_job()
@@ -628,7 +646,9 @@ class TrainWidget(QWidget):
         name = self._registry.add_trained(bundle)
         self.last_bundle, self.last_model_name = bundle, name
         val = bundle.metadata.get("val_psnr")
-        how = "stopped" if run.history and run.history[-1].stopped else "finished"
+        # The stop request, not the last record: a stop between two steps ends the run
+        # without another record, and the run would read as finished.
+        how = "stopped" if run.stop_requested else "finished"
         if self._error is not None:
             how = "failed; kept the best model so far"
             notify_warning(f"Train: kept the best model before the failure as {name!r}")

@@ -1,0 +1,153 @@
+"""Adapt a model to the user's own noisy image(s), with no clean target.
+
+The default model learned from simulations; a user's detector, scan and specimen differ
+a little.  Blind-spot training (Noise2Void: Krull, Buchholz and Jug, CVPR 2019) learns
+from the noisy image itself: a few pixels of every patch are hidden and the network
+predicts them from their neighbours, which it can only do for the signal, never for
+the independent pixel noise.  Starting from the default model and keeping its noise
+map (the Poisson–Gaussian model fitted to the whole image, see
+:mod:`napari_pinned.noise_level`), a few hundred steps fit it to the image at hand.
+
+Nothing is lost by trying: the run validates the starting model on a held-out strip of
+the image before the first step, with the same hidden-pixel score as every later
+step, and keeps whichever model scores best — the starting one if fine-tuning did not
+help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_pinned.intensity import check_image
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_pinned.model import ModelBundle
+    from napari_pinned.training import TrainConfig, TrainingRun
+
+# torch is imported inside the functions, so that the CLI can read AdaptSettings'
+# defaults (and check its arguments) without loading it.
+
+__all__ = ["AdaptSettings", "adapt", "adapt_config"]
+
+#: Share of each image's rows held out to score the models (as in training).
+VALIDATION_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """How an adaptation run trains.
+
+    The defaults fit about two minutes on two CPU cores for a 1024² image (measured in
+    ``benchmarks/adapt.py``).  ``learning_rate`` is a fifth of the default model's, so
+    a few hundred steps refine it rather than retrain it.
+    """
+
+    steps: int = 500
+    batch_size: int = 8
+    patch_size: int = 96
+    learning_rate: float = 2e-4
+    mask_fraction: float = 0.015
+    validate_every: int = 50
+    validation_patches: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "validate_every", "validation_patches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+
+
+def adapt_config(start: ModelBundle, settings: AdaptSettings | None = None) -> TrainConfig:
+    """The blind-spot fine-tuning configuration for ``start``."""
+    from napari_pinned.losses import LossWeights
+    from napari_pinned.training import TrainConfig
+
+    s = settings or AdaptSettings()
+    return TrainConfig(
+        model=start.config,
+        loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
+        steps=s.steps,
+        batch_size=s.batch_size,
+        patch_size=s.patch_size,
+        learning_rate=s.learning_rate,
+        warmup_steps=min(50, max(s.steps // 10, 1)),
+        validation_fraction=VALIDATION_FRACTION,
+        self_supervised="blind-spot",
+        mask_fraction=s.mask_fraction,
+        validate_every=s.validate_every,
+        validation_patches=s.validation_patches,
+        init_model=start,
+        validate_start=True,
+    )
+
+
+def adapt(
+    images: np.ndarray | Sequence[np.ndarray],
+    model: str | ModelBundle = "default",
+    *,
+    settings: AdaptSettings | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+) -> TrainingRun:
+    """Start fine-tuning ``model`` on noisy ``images``; iterate the run to train.
+
+    Parameters
+    ----------
+    images : array or sequence of arrays
+        The user's noisy 2D images or stacks (raw counts or any calibrated scale).
+    model : str or ModelBundle
+        The model to start from: a noise-conditioned model (the shipped default).
+    settings : AdaptSettings, optional
+        Steps, patch size and learning rate.
+    seed, device
+        As in :func:`napari_pinned.training.train`.
+
+    Returns
+    -------
+    TrainingRun
+        Iterate it for progress (stoppable between steps); ``run.result()`` is the best
+        model, the starting one included.
+    """
+    from napari_pinned.model_files import load_model
+    from napari_pinned.training import train
+
+    frames = images if not isinstance(images, np.ndarray) else [images]
+    for i, image in enumerate(frames):
+        check_image(image, name=f"image {i}" if len(frames) > 1 else "image", ndim=(2, 3))
+    start = load_model(model, device="cpu")
+    if not start.config.conditioned:
+        raise ValueError(
+            f"{start.metadata.get('name', start.source)!r} is not noise-conditioned; adapt "
+            "the default model (or another noise-map model) instead"
+        )
+    settings = _fitting(settings or AdaptSettings(), frames)
+    config = adapt_config(start, settings)
+    return train(config, list(frames), seed=seed, device=device)
+
+
+def _fitting(settings: AdaptSettings, frames: Sequence[np.ndarray]) -> AdaptSettings:
+    """Shrink the patch so that it, its context and a validation strip fit every image."""
+    from napari_pinned.training_data import FRAME_MARGIN, MIN_VALIDATION_ROWS
+
+    def room(shape: tuple[int, ...]) -> int:
+        h, w = shape[-2:]
+        rows = h - max(math.ceil(h * VALIDATION_FRACTION), MIN_VALIDATION_ROWS)
+        return min(rows, w) - 2 * FRAME_MARGIN
+
+    fits = min(room(np.shape(f)) for f in frames) // 16 * 16
+    if fits < 32:
+        raise ValueError(
+            "the image is too small to adapt to: it needs at least "
+            f"{32 + 2 * FRAME_MARGIN + MIN_VALIDATION_ROWS} pixels per side"
+        )
+    return dataclasses.replace(settings, patch_size=min(settings.patch_size, fits))
