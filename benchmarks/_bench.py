@@ -90,6 +90,37 @@ class GAT:
         return self.gain * np.maximum(inv, 0.0) + self.mu
 
 
+@dataclass(frozen=True)
+class LinearVST:
+    """Noise that is (nearly) signal-independent needs no variance stabilisation: the
+    image is only shifted and scaled to unit noise, ``(z − centre) / sigma``.
+
+    Used instead of :class:`GAT` when the fitted noise is essentially Gaussian (the
+    gain term explains under 20 % of the variance, where
+    :attr:`NoiseEstimate.mean_counts` is None): the transform ``2/g · sqrt(g z + ...)``
+    is then an affine map computed as the difference of two huge numbers, which loses
+    every digit as the gain ``g`` goes to zero.
+    """
+
+    sigma: float
+    centre: float = 0.0
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        return (np.asarray(z, np.float64) - self.centre) / self.sigma
+
+    def inverse(self, d: np.ndarray) -> np.ndarray:
+        return np.asarray(d, np.float64) * self.sigma + self.centre
+
+
+def vst_from_noise(estimate) -> GAT | LinearVST:
+    """The variance-stabilising transform for a fitted
+    :class:`napari_pinned.noise_level.NoiseEstimate`: the generalised Anscombe transform
+    when the noise is signal-dependent, else a plain normalisation to unit noise."""
+    if estimate.mean_counts is None:
+        return LinearVST(sigma=max(estimate.sigma, 1e-12), centre=estimate.median_intensity)
+    return GAT.from_noise(estimate)
+
+
 def _poly_minimum() -> float:
     """Where ``D²/4 + sqrt(3/2)/4 · D⁻¹ − 11/8 · D⁻² + 5/8 · sqrt(3/2) · D⁻³`` is smallest
     on (0, 4] (about 0.9): below it the closed form turns up again, a spurious branch."""
@@ -209,7 +240,7 @@ class Classical:
     """
 
     name: str
-    run: Callable[[np.ndarray, GAT, float], np.ndarray]
+    run: Callable[[np.ndarray, GAT | LinearVST, float], np.ndarray]
     grid: tuple[float, ...]
     start: int
     stride: int
@@ -217,15 +248,15 @@ class Classical:
     polish: bool = False
 
 
-def _gaussian(x: np.ndarray, gat: GAT, sigma_px: float) -> np.ndarray:
+def _gaussian(x: np.ndarray, gat: GAT | LinearVST, sigma_px: float) -> np.ndarray:
     return ndimage.gaussian_filter(x, sigma_px, mode="reflect")
 
 
-def _median(x: np.ndarray, gat: GAT, size: float) -> np.ndarray:
+def _median(x: np.ndarray, gat: GAT | LinearVST, size: float) -> np.ndarray:
     return ndimage.median_filter(x, int(size), mode="reflect")
 
 
-def _nlm_vst(x: np.ndarray, gat: GAT, h: float) -> np.ndarray:
+def _nlm_vst(x: np.ndarray, gat: GAT | LinearVST, h: float) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
     z = gat.forward(x)
@@ -235,13 +266,13 @@ def _nlm_vst(x: np.ndarray, gat: GAT, h: float) -> np.ndarray:
     return gat.inverse(d)
 
 
-def _tv_vst(x: np.ndarray, gat: GAT, weight: float) -> np.ndarray:
+def _tv_vst(x: np.ndarray, gat: GAT | LinearVST, weight: float) -> np.ndarray:
     from skimage.restoration import denoise_tv_chambolle
 
     return gat.inverse(denoise_tv_chambolle(gat.forward(x), weight=weight))
 
 
-def _bm3d_vst(x: np.ndarray, gat: GAT, factor: float) -> np.ndarray:
+def _bm3d_vst(x: np.ndarray, gat: GAT | LinearVST, factor: float) -> np.ndarray:
     import bm3d
 
     return gat.inverse(bm3d.bm3d(gat.forward(x), sigma_psd=factor))
@@ -278,7 +309,7 @@ def bm3d_available() -> bool:
 def run_classical(
     method: Classical,
     noisy: np.ndarray,
-    gat: GAT,
+    gat: GAT | LinearVST,
     score: Callable[[np.ndarray], float],
     *,
     quick: bool = False,
@@ -396,3 +427,33 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def rounded(value, digits: int = 6):
+    """``value`` with every float rounded to ``digits`` significant digits (for JSON)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def dump_json(result: dict, path: pathlib.Path, *, one_line: Sequence[str] = ()) -> None:
+    """Write ``result`` with floats to 5 significant digits, indented, except that each
+    entry of the lists named in ``one_line`` takes one line (diff-friendly and small)."""
+    import json
+
+    data = rounded(result, 5)
+    parts = []
+    for key, value in data.items():
+        if key in one_line and isinstance(value, list):
+            body = ",\n".join(
+                "  " + json.dumps(v, ensure_ascii=False, allow_nan=False) for v in value
+            )
+            parts.append(f' "{key}": [\n{body}\n ]')
+        else:
+            text = json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
+            parts.append(f' "{key}": ' + text.replace("\n", "\n "))
+    path.write_text("{\n" + ",\n".join(parts) + "\n}\n")

@@ -75,6 +75,7 @@ from _bench import (
     GAT,
     ModelSpec,
     bm3d_available,
+    dump_json,
     finite,
     fmt,
     load_spec,
@@ -123,6 +124,7 @@ STRUCTURES: tuple[tuple[str, float, str], ...] = (
 NOISY, TRUTH = "noisy", "clean (truth)"
 #: The example figure: the first image of the set at these doses.
 EXAMPLE_DOSES = (1.0, 10.0)
+EXAMPLE_CROP = slice(SHAPE // 4, 3 * SHAPE // 4)
 
 
 # --------------------------------------------------------------------------- the set
@@ -312,8 +314,7 @@ def score_case(case: Case) -> CaseResult:
     data_range = float(truth.max() - truth.min())
     noise = estimate_noise(noisy)
     gat = GAT(gain=1.0, sigma=READ_NOISE, mu=0.0)  # known detector: oracle, like the tuning
-    base = {"image": spec.id, "group": spec.group, "kind": spec.kind, "dose": dose}
-    base["pixel_size"] = spec.pixel_size
+    base = {"image": spec.id, "group": spec.group, "dose": dose}
 
     def psnr(out: np.ndarray) -> float:
         return float(10 * np.log10(data_range**2 / np.mean((out - truth) ** 2)))
@@ -326,7 +327,7 @@ def score_case(case: Case) -> CaseResult:
         row = dict(base, method=method, **{k: finite(v) for k, v in m.as_dict().items()})
         row["seconds"] = finite(seconds)
         row.update(extra)
-        row.update(_columns(out, clean, spec))
+        row.update({k: v for k, v in _columns(out, clean, spec).items() if k != "n_columns"})
         if method != NOISY:
             row.update(_faithful(noisy, out, noise, spec))
         rows.append(row)
@@ -352,7 +353,6 @@ def score_case(case: Case) -> CaseResult:
             t.output,
             t.seconds,
             parameter=t.parameter,
-            parameter_name=method.parameter,
             at_edge=t.at_edge,
             evaluations=t.evaluations,
             search_seconds=round(t.search_seconds, 3),
@@ -389,6 +389,8 @@ def score_case(case: Case) -> CaseResult:
         outputs[TRUTH] = truth.astype(np.float32)
     info = dict(
         base,
+        kind=spec.kind,
+        pixel_size=spec.pixel_size,
         label=clean.label,
         seed=clean.seed,
         data_range=data_range,
@@ -404,7 +406,15 @@ def fingerprint(spec: ImageSpec, dose: float) -> tuple:
     """What must match for an earlier run's rows of this image and dose to be reused."""
     clean = make_clean(spec)
     _, truth = record(clean, spec, dose)
-    return (spec.id, float(dose), clean.label, int(clean.seed), round(float(np.ptp(truth)), 5))
+    return (spec.id, float(dose), clean.label, int(clean.seed), _range_key(float(np.ptp(truth))))
+
+
+#: Row fields of earlier versions that now live in ``images`` and ``meta``.
+_DROPPED = ("kind", "pixel_size", "parameter_name", "n_columns")
+
+
+def _range_key(value: float) -> str:
+    return f"{value:.5g}"  # the JSON keeps 6 significant digits
 
 
 def reusable_rows(path: pathlib.Path | None, quick: bool, classical: list[str]) -> dict:
@@ -424,10 +434,10 @@ def reusable_rows(path: pathlib.Path | None, quick: bool, classical: list[str]) 
             float(info["dose"]),
             info["label"],
             int(info["seed"]),
-            round(float(info["data_range"]), 5),
+            _range_key(float(info["data_range"])),
         )
         out[key] = [
-            r
+            {k: v for k, v in r.items() if k not in _DROPPED}
             for r in old["rows"]
             if r["image"] == info["image"] and r["dose"] == info["dose"] and r["method"] in keep
         ]
@@ -804,16 +814,17 @@ def plot(result: dict, outputs: dict, out_dir: pathlib.Path) -> list[pathlib.Pat
                 ax.axis("off")
                 if m not in outs:
                     continue
-                ax.imshow(outs[m], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                crop = outs[m][EXAMPLE_CROP, EXAMPLE_CROP]
+                ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
                 title = m if m != TRUTH else "clean"
                 r = _by(rows, m, d).get(example) if m != TRUTH else None
                 if r is not None:
                     title += f"\n{r['psnr']:.1f} dB"
                 ax.set_title(f"{title}  ({d:g} e⁻/px)" if col == 0 else title, fontsize=9)
-        fig.suptitle(example, fontsize=10)
+        fig.suptitle(f"{example}: central {SHAPE // 2}² crop", fontsize=10)
         fig.tight_layout()
         path = out_dir / "realistic-example.png"
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)
     return written
@@ -931,9 +942,10 @@ def main() -> None:
             "adapted": sorted({r["method"] for r in rows if r["method"].endswith(" + adapt")}),
             "example": example,
             "notes": notes,
-            "specs": [asdict(s) for s in specs],
+            "parameters": {m.name: m.parameter for m in CLASSICAL if m.name in classical},
         },
-        "images": [res.info for res in results],
+        "specs": [asdict(s) for s in specs],
+        "images": [res.info for res in results],  # one per image and dose
         "rows": rows,
     }
     result["summary"] = summarise(result)
@@ -942,7 +954,7 @@ def main() -> None:
     print(text)
     print(f"# {len(cases)} cases in {seconds / 60:.1f} min")
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+        dump_json(result, json_path, one_line=("images", "rows", "specs"))
         print(f"# wrote {json_path}")
     if args.markdown:
         args.markdown.write_text(text)

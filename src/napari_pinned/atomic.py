@@ -209,6 +209,37 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return destination(path)
 
 
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename a complete folder (a zarr store written under a temporary name) to
+    ``target``, replacing a store already there.
+
+    The old store is first renamed aside, then the new one into place, then the old
+    one removed: at every moment ``target`` is either the old store or the new one.
+    """
+    src, dst = Path(source), destination(target)
+    aside = None
+    if dst.exists():
+        aside = dst.parent / f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.old"
+        os.replace(dst, aside)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, dst)
+        raise
+    _fsync_directory(dst.parent)
+    if aside is not None:
+        remove_directory(aside)
+    return dst
+
+
+def remove_directory(path: str | os.PathLike) -> None:
+    """Remove a folder tree napari-pinned wrote (a temporary or replaced store)."""
+    import shutil
+
+    shutil.rmtree(Path(path), ignore_errors=True)
+
+
 @contextlib.contextmanager
 def write_together() -> Iterator[None]:
     """Write every file of the block atomically as a group.

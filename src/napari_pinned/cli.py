@@ -50,11 +50,19 @@ TRAIN_DEPTH = 3
 
 # Peak memory per pixel, measured on 2 cores with tracemalloc/RSS and rounded up: the
 # simulation's padded FFT canvas (float64 image, complex spectra, kernel spectrum),
-# denoising (the image, the output, two float64 blend accumulators, the normalised
-# copy; plus the tiles' activations), noise and registration (float64 work arrays).
+# noise and registration (float64 work arrays).
 _SIMULATE_BYTES_PER_PX = 56
-_DENOISE_BYTES_PER_PX = 80
+# Denoising streams frames: per pixel of one frame (the conditioning's float64 work
+# arrays, the padded network input, the output frame and the writer's two queued
+# frames), per pixel of one network window (the depth-4 width-8 network's activations;
+# a window is at most the tile plus the largest halo, 2 × 160 px), plus the process
+# (torch, the model).  Measured with benchmarks/scale.py (docs/scale.md).
+_DENOISE_BYTES_PER_PX = 160
+_DENOISE_WINDOW_BYTES_PER_PX = 320
+_DENOISE_HALO = 320
 _DENOISE_FIXED_BYTES = 512 * 1024**2
+#: napari_pinned.inference.DEFAULT_TILE, without importing torch (a test checks it).
+_CORE_DEFAULT_TILE = 2048
 _NOISE_BYTES_PER_PX = 40
 _ALIGN_BYTES_PER_PX = 40
 #: Progress lines in a log (not a terminal): every 10 %, and at least this often.
@@ -552,42 +560,127 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _is_zarr(path: Path) -> bool:
+    from napari_pinned.zarr_io import is_zarr_path
+
+    return is_zarr_path(path)
+
+
 def _denoise_targets(args: argparse.Namespace) -> list[Path]:
     if args.output is not None:
         return [Path(args.output)]
-    return [Path(args.output_dir) / f"{Path(p).stem}_denoised.tif" for p in args.inputs]
+    targets = []
+    for p in args.inputs:
+        zarr_out = args.output_format == "zarr" or (args.output_format is None and _is_zarr(p))
+        targets.append(
+            Path(args.output_dir) / f"{Path(p).stem}_denoised{'.zarr' if zarr_out else '.tif'}"
+        )
+    return targets
 
 
-def _cmd_denoise(args: argparse.Namespace) -> int:
-    from napari_pinned.io import image_shape
+def _denoise_memory(shape: Sequence[int], tile: int, in_memory: bool) -> int:
+    """Peak bytes of denoising one input frame by frame (see _DENOISE_* above)."""
+    h, w = (int(n) for n in shape[-2:])
+    window = min(h + 2 * 32 + 47, tile + _DENOISE_HALO) * min(w + 2 * 32 + 47, tile + _DENOISE_HALO)
+    need = (
+        _DENOISE_FIXED_BYTES + _DENOISE_BYTES_PER_PX * h * w + _DENOISE_WINDOW_BYTES_PER_PX * window
+    )
+    if in_memory:  # read whole (microscope files), plus the float32 output of a stack
+        need += 12 * _pixels(shape)
+    return need
 
+
+def _check_denoise_args(args: argparse.Namespace) -> list[Path]:
+    """Every check of ``denoise`` that needs no torch; returns the output paths."""
     if (args.output is None) == (args.output_dir is None):
         raise ValueError("give exactly one of -o/--output or --output-dir")
     if args.output is not None and len(args.inputs) > 1:
         raise ValueError("several inputs need --output-dir, not -o")
     if args.output_dir is not None and not Path(args.output_dir).is_dir():
         raise ValueError(f"{args.output_dir}: output folder does not exist")
-    if args.overlap >= args.tile:
-        raise ValueError(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+    if args.tile is not None and args.tile < 16:
+        raise ValueError(f"--tile {args.tile}: tiles must be at least 16 px")
+    if args.scheduler is not None and args.workers is not None:
+        raise ValueError(
+            "give --scheduler (a running cluster) or --workers (a local one), not both"
+        )
+    if args.scheduler is not None:
+        from napari_pinned.scale import check_scheduler_address
+
+        check_scheduler_address(args.scheduler)
     _shipped_name_or_file(args.model, "--model")
-    single = len(args.inputs) == 1
     targets = _denoise_targets(args)
     unique_names(targets, args.inputs)
+    cluster = args.scheduler is not None or args.workers is not None
+    for target in targets:
+        suffix = target.suffix.lower()
+        if args.resume and suffix != ".zarr":
+            raise ValueError(f"{target}: --resume continues zarr outputs only (-o out.zarr)")
+        if cluster and len(targets) == 1 and suffix != ".zarr":
+            raise ValueError(
+                f"{target}: --scheduler/--workers write one stack as zarr (-o out.zarr); "
+                "TIFF outputs are for batches of files"
+            )
+    if cluster and (args.check or args.reference is not None):
+        raise ValueError(
+            "--check and --reference read outputs back whole: run them without a cluster"
+        )
+    references = [args.reference] if args.reference is not None else []
+    model_file = [Path(args.model)] if Path(args.model).is_file() else []
+    inputs = [*args.inputs, *references, *model_file]
+    files = [t for t in targets if t.suffix.lower() != ".zarr"]
+    check_outputs(files, inputs, overwrite=args.overwrite)
+    from napari_pinned.zarr_io import check_zarr_output, partial_path
+
+    for target in targets:
+        if target.suffix.lower() == ".zarr":
+            check_zarr_output(target, inputs, overwrite=args.overwrite)
+            partial = partial_path(target)
+            if partial.exists() and not args.resume:
+                raise ValueError(
+                    f"{target}: an interrupted run left {partial.name}; add --resume to "
+                    "continue it, or delete it to start again"
+                )
+    return targets
+
+
+def _precheck_frames(path: Path) -> None:
+    """Read a single input frame by frame and check its values, before the model loads."""
+    from napari_pinned.intensity import check_image
+    from napari_pinned.io import open_frames
+
+    frames = open_frames(path)
+    count = frames.shape[0] if len(frames.shape) == 3 else 1
+    for f in range(count):
+        frame = np.asarray(frames[f] if len(frames.shape) == 3 else frames[...])
+        with _about(path):
+            check_image(
+                frame, name="the image" if count == 1 else f"the image (frame {f})", ndim=(2,)
+            )
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from napari_pinned.io import image_shape, is_microscope_file
+
+    targets = _check_denoise_args(args)
+    single = len(args.inputs) == 1
+    tile = args.tile if args.tile is not None else _CORE_DEFAULT_TILE
     reference_shape = None
     if args.reference is not None:
         _check_inputs_exist([args.reference])
         reference_shape = _input_shape(args.reference)
-    model_file = [Path(args.model)] if Path(args.model).is_file() else []
-    references = [args.reference] if args.reference is not None else []
-    check_outputs(targets, [*args.inputs, *references, *model_file], overwrite=args.overwrite)
 
     # Every file is checked from its header before any work; a bad file of a batch is
     # reported at the end and the others are denoised.
     problems: dict[Path, str] = {}
     for path in args.inputs:
         try:
-            if not path.is_file():
-                raise ValueError(f"{path}: no such file")
+            if not (path.is_file() or (path.is_dir() and _is_zarr(path))):
+                raise ValueError(
+                    f"{path}: is a folder, not a zarr store"
+                    if path.is_dir()
+                    else f"{path}: no such file"
+                )
             shape, _ = image_shape(path)
             if len(shape) not in (2, 3):
                 raise ValueError(
@@ -595,8 +688,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                 )
             if reference_shape is not None:
                 _check_reference_shape(path, shape, args.reference, reference_shape)
+            whole = is_microscope_file(path) or args.reference is not None or args.check
             check_memory(
-                _DENOISE_BYTES_PER_PX * _pixels(shape) + _DENOISE_FIXED_BYTES,
+                _denoise_memory(shape, tile, whole),
                 f"{path}: denoising its {'×'.join(map(str, shape))} px",
             )
         except ValueError as exc:
@@ -605,90 +699,183 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             problems[path] = str(exc)
 
     from napari_pinned.intensity import check_image
-    from napari_pinned.io import read_image, read_pixel_size, write_tiff
+    from napari_pinned.io import read_image
 
     reference = None
     if args.reference is not None:
         reference = read_image(args.reference)
         with _about(args.reference):
             check_image(reference, name="the reference")
-    first = None
-    if single:
+    cluster = args.scheduler is not None or args.workers is not None
+    if single and not cluster:
         # One input: its contents are checked before the model is loaded, too.
-        first = read_image(args.inputs[0])
-        with _about(args.inputs[0]):
-            check_image(first, name="the image")
+        _precheck_frames(args.inputs[0])
 
-    from napari_pinned.inference import denoise
-    from napari_pinned.metrics import compute_metrics_stack, format_metrics_table, mean_metrics
+    from napari_pinned.inference import ModelSpec, minimum_overlap
     from napari_pinned.model_files import load_model
 
     bundle = load_model(args.model, device="cpu")
+    needed = minimum_overlap(bundle.config)
+    if args.overlap is not None and args.overlap < needed:
+        raise ValueError(
+            f"--overlap {args.overlap} is too small for model {args.model!r}: tiles need at "
+            f"least {needed} px of halo to give the whole-image result (leave it out)"
+        )
     if args.strength != 1.0 and not bundle.config.conditioned:
         print(
             f"napari-pinned: note: --strength is ignored: model {args.model!r} has no noise "
             "input (the shipped 'default' does)",
             file=sys.stderr,
         )
+    spec = ModelSpec.of(bundle)
+    settings = {"tile": tile, "overlap": args.overlap, "strength": args.strength}
+    pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
+    if cluster:
+        return _denoise_on_cluster(args, pairs, spec, settings, problems)
     rows = {}
-    for path, target in zip(args.inputs, targets, strict=True):
-        if path in problems:
-            continue
+    for path, target in pairs:
         try:
-            image = first if first is not None else read_image(path)
-            bar = _ProgressBar(1, f"denoise {Path(path).name}")
-            last: list[Any] = []
+            last = _denoise_one(path, target, spec, settings, args)
+            _report_noise(path, last.report if last is not None else None)
+            if args.check or reference is not None:
+                image, output = read_image(path), read_image(target)
+                if args.check:
+                    from napari_pinned.io import read_pixel_size
 
-            def report(p, bar=bar, last=last):
-                bar.total = p.tiles_total
-                bar.update(p.tiles_done)
-                last[:] = [p]
+                    _report_faithfulness(path, image, output, read_pixel_size(path))
+                if reference is not None:
+                    from napari_pinned.metrics import compute_metrics_stack, mean_metrics
 
-            try:
-                with _about(path):
-                    output = denoise(
-                        image,
-                        bundle,
-                        tile=args.tile,
-                        overlap=args.overlap,
-                        device=args.device,
-                        strength=args.strength,
-                        progress=report,
+                    name = Path(path).name
+                    rows[f"{name} (input)"] = mean_metrics(compute_metrics_stack(image, reference))
+                    rows[f"{name} (denoised)"] = mean_metrics(
+                        compute_metrics_stack(output, reference)
                     )
-            finally:
-                bar.close()
-            _check_finite_output(output, path)
-            pixel_size = read_pixel_size(path)
-            write_tiff(target, output, pixel_size=pixel_size)
-            _report_noise(path, last[0] if last else None)
-            if args.check:
-                _report_faithfulness(path, image, output, pixel_size)
         except (ValueError, MemoryError, RuntimeError) as exc:
             memory = out_of_memory_message(exc)
             if single or (isinstance(exc, RuntimeError) and memory is None):
                 raise
             problems[path] = memory or str(exc)
             continue
-        print(f"{path} → {target}")
-        if reference is not None:
-            name = Path(path).name
-            rows[f"{name} (input)"] = mean_metrics(compute_metrics_stack(image, reference))
-            rows[f"{name} (denoised)"] = mean_metrics(compute_metrics_stack(output, reference))
     if rows:
+        from napari_pinned.metrics import format_metrics_table
+
         print(format_metrics_table(rows))
-    if problems:
-        order = {path: i for i, path in enumerate(args.inputs)}
-        for path, message in sorted(problems.items(), key=lambda item: order[item[0]]):
-            text = message if str(path) in message else f"{path}: {message}"
-            print(f"napari-pinned: error: {text}", file=sys.stderr)
-        done = len(args.inputs) - len(problems)
-        print(
-            f"napari-pinned: error: {len(problems)} of {len(args.inputs)} files failed "
-            f"(listed above); {done} denoised",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    return EXIT_OK
+    return _report_problems(args, problems)
+
+
+def _denoise_one(
+    path: Path, target: Path, spec: Any, settings: dict, args: argparse.Namespace
+) -> Any:
+    """One input → one output, frame by frame, with a progress bar; prints the result."""
+    from napari_pinned.scale import iter_denoise_file
+
+    bar = _ProgressBar(1, f"denoise {Path(path).name}")
+    last = None
+    try:
+        with _about(path):
+            for record in iter_denoise_file(
+                path, target, spec, device=args.device, resume=args.resume, **settings
+            ):
+                last = record
+                if record.total > 1:
+                    bar.total = record.total
+                    bar.update(record.done, "frames")
+                elif record.report is not None:
+                    bar.total = record.report.tiles_total
+                    bar.update(record.report.tiles_done, "tiles")
+    except (KeyboardInterrupt, Interrupted):
+        bar.close()
+        if target.suffix.lower() == ".zarr" and last is not None:
+            print(
+                f"\nnapari-pinned: {last.done} of {last.total} frames of {target} are kept; "
+                "run the same command with --resume to continue",
+                file=sys.stderr,
+            )
+        raise
+    finally:
+        bar.close()
+    resumed = f" ({last.resumed} frames from the interrupted run)" if last and last.resumed else ""
+    print(f"{path} → {target}{resumed}")
+    return last
+
+
+def _denoise_on_cluster(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    spec: Any,
+    settings: dict,
+    problems: dict[Path, str],
+) -> int:
+    """``--scheduler``/``--workers``: one stack's frames, or a batch's files, as tasks."""
+    from napari_pinned.scale import (
+        dask_client,
+        iter_denoise_file_on_cluster,
+        iter_denoise_files_on_cluster,
+    )
+
+    where = args.scheduler or f"a local cluster of {args.workers} worker processes"
+    with dask_client(args.scheduler, args.workers) as client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(f"napari-pinned: denoising on {where} ({workers} workers)", file=sys.stderr)
+        if len(pairs) == 1 and len(args.inputs) == 1:
+            path, target = pairs[0]
+            bar = _ProgressBar(1, f"denoise {Path(path).name}")
+            last = None
+            try:
+                with _about(path):
+                    for record in iter_denoise_file_on_cluster(
+                        path, target, spec, client, resume=args.resume, **settings
+                    ):
+                        last = record
+                        bar.total = record.total
+                        bar.update(record.done, "frames")
+            except (KeyboardInterrupt, Interrupted):
+                bar.close()
+                if last is not None:
+                    print(
+                        f"\nnapari-pinned: {last.done} of {last.total} frames of {target} are "
+                        "kept; run the same command with --resume to continue",
+                        file=sys.stderr,
+                    )
+                raise
+            finally:
+                bar.close()
+            print(f"{path} → {target}")
+            return EXIT_OK
+        bar = _ProgressBar(len(pairs), "denoise batch")
+        done = 0
+        try:
+            for path, target, error in iter_denoise_files_on_cluster(
+                pairs, spec, client, resume=args.resume, **settings
+            ):
+                done += 1
+                bar.update(done, "files")
+                if error is not None:
+                    memory = out_of_memory_message(error)
+                    problems[path] = memory or str(error).splitlines()[0]
+                else:
+                    bar.close()
+                    print(f"{path} → {target}")
+        finally:
+            bar.close()
+    return _report_problems(args, problems)
+
+
+def _report_problems(args: argparse.Namespace, problems: dict[Path, str]) -> int:
+    if not problems:
+        return EXIT_OK
+    order = {path: i for i, path in enumerate(args.inputs)}
+    for path, message in sorted(problems.items(), key=lambda item: order[item[0]]):
+        text = message if str(path) in message else f"{path}: {message}"
+        print(f"napari-pinned: error: {text}", file=sys.stderr)
+    done = len(args.inputs) - len(problems)
+    print(
+        f"napari-pinned: error: {len(problems)} of {len(args.inputs)} files failed "
+        f"(listed above); {done} denoised",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
@@ -1211,17 +1398,24 @@ def _add_denoise_parser(sub) -> None:
         sub,
         "denoise",
         "denoise images or stacks (TIFF, .dm3/.dm4/.emd/.ser/.mrc)",
-        "Denoise images or stacks with a shipped or trained model, in overlapping tiles.\n"
-        "Reads TIFF and, with the [io] extra, .dm3/.dm4/.emd/.ser/.mrc files; writes float32\n"
-        "TIFF with the pixel size.  In a batch, a bad file is reported at the end and the\n"
-        "others are denoised (exit status 2 if any failed).",
+        "Denoise images or stacks with a shipped or trained model, frame by frame and in\n"
+        "exact tiles (any tile size gives the whole-image result).  Reads TIFF, zarr and\n"
+        "OME-Zarr (level 0) and, with the [io] extra, .dm3/.dm4/.emd/.ser/.mrc files; writes\n"
+        "float32 TIFF or zarr with the pixel size.  Memory does not grow with the number of\n"
+        "frames.  A zarr output is written under a temporary name; --resume continues an\n"
+        "interrupted one.  --workers N or --scheduler tcp://host:port run on dask.distributed.\n"
+        "In a batch, a bad file is reported at the end and the others are denoised (exit\n"
+        "status 2 if any failed).",
         "  napari-pinned denoise noisy.tif -o denoised.tif\n"
         "  napari-pinned denoise a.tif b.dm4 --output-dir out/ --model mine.pt\n"
         "  napari-pinned denoise noisy.tif -o denoised.tif --reference clean.tif\n"
-        "  napari-pinned denoise scan.dm4 -o out.tif --strength 0.7 --check",
+        "  napari-pinned denoise scan.dm4 -o out.tif --strength 0.7 --check\n"
+        "  napari-pinned denoise series.zarr -o series_denoised.zarr --resume\n"
+        "  napari-pinned denoise series.tif -o series.zarr --workers 2\n"
+        "  napari-pinned denoise big.zarr -o out.zarr --scheduler tcp://head-node:8786",
     )
-    p.add_argument("inputs", nargs="+", type=Path, help="noisy images or stacks")
-    p.add_argument("-o", "--output", type=Path, help="output TIFF (one input)")
+    p.add_argument("inputs", nargs="+", type=Path, help="noisy images or stacks (files, .zarr)")
+    p.add_argument("-o", "--output", type=Path, help="output .tif or .zarr (one input)")
     p.add_argument(
         "--output-dir", type=Path, help="folder for <input>_denoised.tif (several inputs)"
     )
@@ -1242,8 +1436,41 @@ def _add_denoise_parser(sub) -> None:
         help="print the faithfulness readout (kept and invented lattice reflections; "
         "no reference needed) for every output",
     )
-    p.add_argument("--tile", type=_positive_int, default=512, help="tile edge in pixels")
-    p.add_argument("--overlap", type=_non_negative_int, default=64, help="tile overlap in pixels")
+    p.add_argument(
+        "--output-format",
+        choices=["tif", "zarr"],
+        help="with --output-dir: write <input>_denoised.tif or .zarr (default: zarr for "
+        "zarr inputs, else TIFF)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_positive_int,
+        help=f"output pixels per tile edge (default {_CORE_DEFAULT_TILE}: frames up to that "
+        "size go whole); any tile gives the same result, bigger ones less halo work and "
+        "more memory",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_non_negative_int,
+        help="halo (px) around every tile; default and minimum: the model's (half its "
+        "receptive field, 160 px for the default model)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the zarr output of an interrupted run (frames it finished are kept)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster, e.g. tcp://head-node:8786 (inputs and "
+        "outputs on a file system every worker sees); needs the [dask] extra",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="run on a local dask cluster of this many worker processes (one core each)",
+    )
     _add_device(p)
     _add_overwrite(p)
     p.set_defaults(func=_cmd_denoise)

@@ -7,8 +7,8 @@ Three steps, the same in training and in inference:
    spread allow.  Band-limited STEM images cannot have such isolated pixels, so they
    are replaced by the median of their neighbours (and stay repaired in the output).
 2. **Robust normalisation.**  The image is mapped linearly so that the 1st and 99th
-   percentiles of a lightly smoothed copy become 0 and 1 (model units).  Percentiles
-   ignore a few extreme pixels, and being linear statistics they make the whole chain
+   percentiles of the frame's 3×3 median become 0 and 1 (model units).  Percentiles
+   ignore a few extreme pixels, and being order statistics they make the whole chain
    equivariant to detector gain and offset: ``f(a·x + b) = a·f(x) + b`` for a > 0.
 3. **Noise map** (noise-conditioned models).  The Poisson–Gaussian model fitted by
    :func:`napari_pinned.noise_level.estimate_noise` gives each pixel's noise standard
@@ -35,13 +35,17 @@ from napari_pinned.noise_level import NoiseEstimate, estimate_noise
 
 __all__ = [
     "NORMALIZATIONS",
+    "REGION_CONTEXT",
+    "FrameStats",
     "NormState",
     "Prepared",
     "find_outliers",
     "finish",
+    "frame_statistics",
     "noise_map",
     "normalization_range",
     "prepare",
+    "prepare_region",
     "repair_outliers",
 ]
 
@@ -72,6 +76,12 @@ NOISE_MAP_SMOOTHING = 1.5
 #: Floor of the noise map, as a fraction of its root-mean-square value, so that dark
 #: pixels of a Poisson image (variance near zero) are not left untouched.
 NOISE_MAP_FLOOR = 0.1
+
+#: Pixels of context :func:`prepare_region` needs beyond a region's inner edges to give
+#: the whole frame's values inside it: the outlier test reads a 5×5 neighbourhood (2 px),
+#: the repair its 3×3 neighbours' flags (1 px more), and the noise map smooths the
+#: repaired image with a Gaussian that scipy truncates at 4 σ (6 px more).
+REGION_CONTEXT = 2 + 1 + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
 
 _RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], bool)
 
@@ -106,7 +116,8 @@ class Prepared:
     state : NormState
         How to map the output back.
     noise : NoiseEstimate or None
-        The frame's noise, in image units (before the strength factor).
+        The frame's noise, in image units (before the strength factor), for
+        noise-conditioned models.
     outliers : numpy.ndarray
         Boolean ``(Y, X)`` mask of repaired pixels.
     repaired : numpy.ndarray
@@ -118,6 +129,47 @@ class Prepared:
     noise: NoiseEstimate | None
     outliers: np.ndarray
     repaired: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """What :func:`prepare` measures over a whole frame before it maps any pixel.
+
+    Measured once per frame by :func:`frame_statistics` and applied to any region of
+    it by :func:`prepare_region`, so that tiles, dask chunks and the whole frame all see
+    the same mapping.
+
+    Attributes
+    ----------
+    normalization : str
+        The model's normalisation.
+    conditioned : bool
+        Whether the model takes a noise map.
+    state : NormState
+        The frame's map to model units.
+    noise : NoiseEstimate or None
+        The frame's noise in image units (noise-conditioned models), after repair.
+    detection : NoiseEstimate
+        The noise the outlier test used (measured before repair, or given).
+    clip : bool
+        Whether model units are clipped to :data:`RANGE_CLIP`.
+    floor_variance : float
+        Floor of the noise map's variance in model units² (0 without a noise map).
+    fill : float
+        Repair value of an outlier none of whose neighbours is valid.
+    outliers : int
+        Outlier pixels repaired in the frame.
+    """
+
+    normalization: str
+    conditioned: bool
+    state: NormState
+    noise: NoiseEstimate | None
+    detection: NoiseEstimate
+    clip: bool
+    floor_variance: float
+    fill: float
+    outliers: int
 
 
 def find_outliers(
@@ -151,8 +203,12 @@ def find_outliers(
     return hot | dead
 
 
-def repair_outliers(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Replace masked pixels by the median of their unmasked neighbours (float64)."""
+def repair_outliers(frame: np.ndarray, mask: np.ndarray, fill: float | None = None) -> np.ndarray:
+    """Replace masked pixels by the median of their unmasked neighbours (float64).
+
+    A pixel none of whose neighbours is unmasked gets ``fill``, by default the median
+    of the unmasked pixels (give it when ``frame`` is only a region of the frame).
+    """
     x = np.asarray(frame, np.float64).copy()
     if not mask.any():
         return x
@@ -161,8 +217,17 @@ def repair_outliers(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     for y, c in zip(ys, xs, strict=True):
         window = filled[max(y - 1, 0) : y + 2, max(c - 1, 0) : c + 2]
         values = window[np.isfinite(window)]
-        x[y, c] = float(np.median(values)) if values.size else float(np.nanmedian(filled))
+        if values.size:
+            x[y, c] = float(np.median(values))
+        else:
+            x[y, c] = _fill_value(filled) if fill is None else float(fill)
     return x
+
+
+def _fill_value(filled: np.ndarray) -> float:
+    """Median of the unmasked (finite) pixels, or 0 when there are none."""
+    valid = filled[np.isfinite(filled)]
+    return float(np.median(valid)) if valid.size else 0.0
 
 
 def normalization_range(frame: np.ndarray, mode: str) -> NormState:
@@ -230,18 +295,148 @@ def _constant_state(x: np.ndarray, mode: str) -> NormState:
     return NormState(mode, level, level + max(1.0, abs(level)), constant=True)
 
 
-def noise_map(normalised: np.ndarray, noise: NoiseEstimate, strength: float = 1.0) -> np.ndarray:
+def noise_map(
+    normalised: np.ndarray,
+    noise: NoiseEstimate,
+    strength: float = 1.0,
+    *,
+    floor_variance: float | None = None,
+) -> np.ndarray:
     """Per-pixel noise standard deviation (model units) of a normalised frame.
 
-    ``noise`` must already be in model units (:meth:`NoiseEstimate.scaled`).
+    ``noise`` must already be in model units (:meth:`NoiseEstimate.scaled`).  The
+    variance is floored at ``floor_variance``, by default :data:`NOISE_MAP_FLOOR`² times
+    its mean over ``normalised`` (give the frame's when ``normalised`` is a region).
     """
+    variance = _local_variance(normalised, noise)
+    if floor_variance is None:
+        floor_variance = _floor(variance)
+    return _noise_channel(variance, floor_variance, strength)
+
+
+def _local_variance(normalised: np.ndarray, noise: NoiseEstimate) -> np.ndarray:
     local = ndimage.gaussian_filter(
         np.asarray(normalised, np.float64), NOISE_MAP_SMOOTHING, mode="reflect"
     )
-    variance = np.asarray(noise.variance(local), np.float64)
-    rms2 = float(np.mean(variance))
-    variance = np.maximum(variance, (NOISE_MAP_FLOOR**2) * rms2)
-    return (float(strength) * np.sqrt(variance)).astype(np.float32)
+    return np.asarray(noise.variance(local), np.float64)
+
+
+def _floor(variance: np.ndarray) -> float:
+    return (NOISE_MAP_FLOOR**2) * float(np.mean(variance))
+
+
+def _noise_channel(variance: np.ndarray, floor_variance: float, strength: float) -> np.ndarray:
+    return (float(strength) * np.sqrt(np.maximum(variance, floor_variance))).astype(np.float32)
+
+
+def _check_strength(strength: float) -> None:
+    if not (math.isfinite(strength) and strength >= 0):
+        raise ValueError(f"strength must be a non-negative number, got {strength!r}")
+
+
+def _to_units(x: np.ndarray, state: NormState, clip: bool) -> np.ndarray:
+    units = ((x - state.low) / state.scale).astype(np.float32)
+    if clip:
+        np.clip(units, *RANGE_CLIP, out=units)
+    return units
+
+
+def _measure(
+    frame: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
+) -> tuple[FrameStats, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frame statistics and the whole frame's intermediate results:
+    ``(stats, repaired, outlier mask, model units, noise-map variance)``."""
+    raw = np.asarray(frame)
+    x = raw.astype(np.float64)
+    # Every model gets hot and dead pixels repaired (a model never saw such values);
+    # only noise-conditioned ones use the noise estimate beyond that.
+    detection = noise if noise is not None else estimate_noise(x)
+    outliers = find_outliers(x, detection)
+    estimate = detection
+    fill = 0.0
+    if outliers.any():
+        fill = _fill_value(np.where(outliers, np.nan, x))
+        x = repair_outliers(x, outliers, fill)
+        if noise is None and conditioned:
+            estimate = estimate_noise(x, mask=outliers)
+    state = normalization_range(x if outliers.any() else raw, normalization)
+    clip = normalization == "range" and not conditioned and _fixed_convention(raw) is None
+    units = _to_units(x, state, clip)
+    variance = None
+    floor = 0.0
+    if conditioned and not state.constant:
+        variance = _local_variance(units, estimate.scaled(state.scale, state.low))
+        floor = _floor(variance)
+    stats = FrameStats(
+        normalization=normalization,
+        conditioned=conditioned,
+        state=state,
+        noise=estimate if conditioned else None,
+        detection=detection,
+        clip=clip,
+        floor_variance=floor,
+        fill=fill,
+        outliers=int(outliers.sum()),
+    )
+    return stats, x, outliers, units, variance
+
+
+def _channels(
+    stats: FrameStats, units: np.ndarray, variance: np.ndarray | None, strength: float
+) -> np.ndarray:
+    channels = [units]
+    if stats.conditioned:
+        if variance is None:  # a constant frame
+            channels.append(np.zeros_like(units))
+        else:
+            channels.append(_noise_channel(variance, stats.floor_variance, strength))
+    return np.stack(channels)
+
+
+def frame_statistics(
+    frame: np.ndarray,
+    normalization: str,
+    *,
+    conditioned: bool,
+    noise: NoiseEstimate | None = None,
+) -> FrameStats:
+    """Measure what :func:`prepare` needs from a whole 2D frame (see :class:`FrameStats`).
+
+    Parameters are those of :func:`prepare`.  Apply the result to regions of the frame
+    with :func:`prepare_region`.
+    """
+    return _measure(frame, normalization, conditioned, noise)[0]
+
+
+def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1.0) -> Prepared:
+    """Make a region of a frame ready for a network, with the frame's statistics.
+
+    Inside the region, at least :data:`REGION_CONTEXT` pixels from every edge that is
+    not an edge of the frame, the result equals that of :func:`prepare` on the whole
+    frame (``prepare_region(frame, frame_statistics(frame, …))`` is ``prepare(frame,
+    …)``).
+
+    Parameters
+    ----------
+    region : numpy.ndarray
+        2D part of the frame ``stats`` were measured on.
+    stats : FrameStats
+        From :func:`frame_statistics`.
+    strength : float
+        Factor on the noise standard deviation given to a conditioned model.
+    """
+    _check_strength(strength)
+    x = np.asarray(region).astype(np.float64)
+    outliers = find_outliers(x, stats.detection)
+    if outliers.any():
+        x = repair_outliers(x, outliers, stats.fill)
+    state = stats.state
+    units = _to_units(x, state, stats.clip)
+    variance = None
+    if stats.conditioned and not state.constant:
+        assert stats.noise is not None
+        variance = _local_variance(units, stats.noise.scaled(state.scale, state.low))
+    return Prepared(_channels(stats, units, variance, strength), state, stats.noise, outliers, x)
 
 
 def prepare(
@@ -261,38 +456,17 @@ def prepare(
     normalization : {"range", "percentile", "robust"}
         The model's normalisation.
     conditioned : bool
-        Whether the model takes a noise map (repairs outliers and estimates noise).
+        Whether the model takes a noise map.
     strength : float
         Factor on the noise standard deviation given to a conditioned model.
     noise : NoiseEstimate, optional
         The frame's noise in image units, if known; estimated from the frame otherwise.
     """
-    if not (math.isfinite(strength) and strength >= 0):
-        raise ValueError(f"strength must be a non-negative number, got {strength!r}")
-    raw = np.asarray(frame)
-    x = raw.astype(np.float64)
-    outliers = np.zeros(x.shape, bool)
-    estimate = noise
-    if conditioned:
-        if estimate is None:
-            estimate = estimate_noise(x)
-        outliers = find_outliers(x, estimate)
-        if outliers.any():
-            x = repair_outliers(x, outliers)
-            if noise is None:
-                estimate = estimate_noise(x, mask=outliers)
-    state = normalization_range(x if outliers.any() else raw, normalization)
-    units = ((x - state.low) / state.scale).astype(np.float32)
-    if normalization == "range" and not conditioned and _fixed_convention(raw) is None:
-        np.clip(units, *RANGE_CLIP, out=units)
-    channels = [units]
-    if conditioned:
-        assert estimate is not None
-        if state.constant:
-            channels.append(np.zeros_like(units))
-        else:
-            channels.append(noise_map(units, estimate.scaled(state.scale, state.low), strength))
-    return Prepared(np.stack(channels), state, estimate, outliers, x)
+    _check_strength(strength)
+    stats, x, outliers, units, variance = _measure(frame, normalization, conditioned, noise)
+    return Prepared(
+        _channels(stats, units, variance, strength), stats.state, stats.noise, outliers, x
+    )
 
 
 def finish(output: np.ndarray, prepared: Prepared, dtype: np.dtype | None = None) -> np.ndarray:

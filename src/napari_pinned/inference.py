@@ -1,61 +1,132 @@
-"""Denoising images and stacks of any size with a trained PINNED model.
+"""Denoising images, stacks and dask arrays of any size with a trained PINNED model.
 
-Large images are cut into overlapping tiles; each tile's output is weighted by a window
-that is zero in a thin band along its inner edges (where the network lacks context),
-rises smoothly across the overlap, and is one in the middle, so neighbouring tiles blend
-without seams.  Each frame is first mirrored outwards by a context margin, so pixels at
-the image border see reflected lattice rather than the network's zero padding, the same
-way whether the frame is processed whole or in tiles.  Intensities are normalised once
-per frame, never per tile, so every tile of a frame sees the same mapping; so are the
-outlier repair and the noise estimate of noise-conditioned models
-(:mod:`napari_pinned.conditioning`).
+**Exact tiling.**  An output pixel of the network depends only on the input pixels
+within :func:`~napari_pinned.model.receptive_reach` of it (73 px at depth 3, 153 px at
+depth 4).  Each frame is first mirrored outwards by a context margin (:data:`CONTEXT`
+px, rounded up so that the padded frame is a multiple of the network's alignment
+``2**depth``), so pixels at the border see reflected lattice rather than the network's
+zero padding.  The padded frame is then cut into windows of at most ``tile + 2·overlap``
+px that overlap by at least ``2·overlap`` and start at multiples of the alignment (the
+only shifts the network is equivariant to); every output pixel is taken from a window
+in which it has at least ``overlap`` px of input on every side, or which reaches the
+padded frame's edge there.  With ``overlap`` at least the reach — the default,
+:func:`minimum_overlap`, is the reach rounded up to the alignment — no kept pixel sees
+a window edge, so any tile size gives the whole frame's result to float rounding.  A
+frame that fits in one window (up to :data:`DEFAULT_TILE` px plus the margins, by
+default) is processed whole.
 
-:func:`iter_denoise` is the generator used by the GUI (stoppable between tiles);
-:func:`denoise` is the one-call API.
+**Statistics once per frame.**  Outlier repair, normalisation and the noise estimate
+are measured over the whole frame (:func:`napari_pinned.conditioning.frame_statistics`)
+and applied to every window and every dask chunk of it
+(:func:`~napari_pinned.conditioning.prepare_region`), never per tile.
+
+**Streams and dask.**  :func:`iter_denoise` reads one frame at a time from any array
+(numpy, a memory-mapped TIFF, zarr, dask) and can write each result into ``out`` (a
+zarr array, a memory map, a TIFF writer), so memory does not grow with the stack.
+:func:`denoise` of a dask array returns a lazy dask array with the input's chunks
+(:func:`denoise_dask`): one statistics task per frame, then every chunk with a halo of
+``overlap + alignment − 1 +`` :data:`~napari_pinned.conditioning.REGION_CONTEXT` px of
+its neighbours (``dask.array.overlap``), through the same windows.  The model travels
+in the graph once, as a :class:`ModelSpec`, and is loaded once per process.
+
+:class:`Denoiser` is the model made ready (used by all of the above);
+:func:`iter_denoise` is the generator the GUI and the CLI use (stoppable between
+batches of windows); :func:`denoise` is the one-call API.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from napari_pinned.conditioning import Prepared, finish, prepare
+from napari_pinned.conditioning import (
+    REGION_CONTEXT,
+    FrameStats,
+    Prepared,
+    finish,
+    frame_statistics,
+    prepare,
+    prepare_region,
+)
 from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import check_image
-from napari_pinned.model import ModelBundle
+from napari_pinned.model import ModelBundle, ModelConfig, build_model, receptive_reach
 from napari_pinned.model_files import load_model
 from napari_pinned.noise_level import NoiseEstimate
 
 ModelLike = str | os.PathLike | ModelBundle
 
+__all__ = [
+    "CONTEXT",
+    "DEFAULT_TILE",
+    "DenoiseProgress",
+    "Denoiser",
+    "ModelSpec",
+    "denoise",
+    "denoise_dask",
+    "is_dask_array",
+    "iter_denoise",
+    "minimum_overlap",
+    "tile_layout",
+    "tile_starts",
+    "windows_per_frame",
+]
+
 #: Mirrored context (pixels) added around every frame before tiling.
 CONTEXT = 32
+#: Default tile: kept output pixels per window edge.  A frame up to this size (plus the
+#: margins) is processed whole; larger ones in windows of ``DEFAULT_TILE + 2·overlap``
+#: px (2368 px for the depth-4 default model, 15–25 % of the work in halos).  Measured
+#: in docs/scale.md.
+DEFAULT_TILE = 2048
+#: Input pixels per forward pass at most: small windows are batched up to ``batch_size``
+#: and this, big ones go one at a time (activations of the width-8 depth-4 network take
+#: about 280 bytes per input pixel).
+BATCH_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
 class DenoiseProgress:
     """Progress of a denoising job; the last record carries the output.
 
-    ``noise`` holds each frame's estimated noise (noise-conditioned models) and
-    ``repaired`` the number of outlier pixels repaired, both on the last record.
+    ``tiles_*`` count network windows over the frames being processed; ``frames_done``
+    counts frames finished (and written to ``out``) so far, ``frame`` is the one in
+    progress.  ``noise`` holds each frame's estimated noise (noise-conditioned
+    models; None for skipped frames) and ``repaired`` the number of outlier pixels
+    repaired, both on the last record.
     """
 
     tiles_done: int
     tiles_total: int
     frame: int
     frames_total: int
-    output: np.ndarray | None = None
+    output: Any = None
     noise: tuple[NoiseEstimate | None, ...] = ()
     repaired: int = 0
+    frames_done: int = 0
 
     @property
     def fraction(self) -> float:
         """Fraction of tiles processed, in [0, 1]."""
         return self.tiles_done / max(self.tiles_total, 1)
+
+
+def minimum_overlap(config: ModelConfig) -> int:
+    """The smallest halo (px) that makes tiling exact for a network: its
+    :func:`~napari_pinned.model.receptive_reach` rounded up to its alignment
+    (36 px at depth 2, 80 at depth 3, 160 at depth 4)."""
+    align = config.alignment
+    return -(-receptive_reach(config) // align) * align
 
 
 def tile_layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[int, list[int]]:
@@ -82,209 +153,421 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return tile_layout(length, tile, overlap)[1]
 
 
-def _edge_ramp(size: int, overlap: int) -> np.ndarray:
-    """Weights rising from 0 to 1 over the first ``overlap`` pixels of an inner tile edge.
-
-    The first 3/8 of the overlap is zero (outputs there lack context), the middle
-    quarter is a raised-cosine rise, the last 3/8 is one.  Mirrored ramps of two
-    neighbouring tiles sum to one across the overlap.
-    """
-    ramp = np.ones(size, np.float64)
-    dead = 3 * overlap // 8
-    rise = overlap - 2 * dead
-    ramp[:dead] = 0.0
-    if rise > 0:
-        t = (np.arange(rise) + 0.5) / rise
-        ramp[dead : dead + rise] = np.sin(0.5 * np.pi * t) ** 2
-    return ramp
-
-
-def _tile_window(
-    shape: tuple[int, int], overlap: int, inner: tuple[bool, bool, bool, bool]
-) -> np.ndarray:
-    """2D blending window of a tile; ``inner`` flags (top, bottom, left, right) edges
-    that lie inside the image and therefore need tapering."""
-    rows = np.ones(shape[0])
-    cols = np.ones(shape[1])
-    top, bottom, left, right = inner
-    ov_r = min(overlap, shape[0] // 2)
-    ov_c = min(overlap, shape[1] // 2)
-    if top:
-        rows *= _edge_ramp(shape[0], ov_r)
-    if bottom:
-        rows *= _edge_ramp(shape[0], ov_r)[::-1]
-    if left:
-        cols *= _edge_ramp(shape[1], ov_c)
-    if right:
-        cols *= _edge_ramp(shape[1], ov_c)[::-1]
-    return np.outer(rows, cols)
-
-
-def _tiles(
-    shape: tuple[int, int], tile: tuple[int, int], overlap: int, align: int
-) -> list[tuple[slice, slice, np.ndarray]]:
-    h, w = shape
-    th, rows = tile_layout(h, tile[0], overlap, align)
-    tw, cols = tile_layout(w, tile[1], overlap, align)
-    out = []
-    for r in rows:
-        for c in cols:
-            inner = (r > 0, r + th < h, c > 0, c + tw < w)
-            out.append((slice(r, r + th), slice(c, c + tw), _tile_window((th, tw), overlap, inner)))
-    return out
-
-
 def _frame_padding(length: int, align: int) -> tuple[int, int]:
     """Mirrored padding (before, after) of one frame axis.
 
     ``CONTEXT`` pixels on each side, rounded up so that the padded length is a multiple
-    of the network's alignment: then every tile starts at a multiple of it, and the
-    network (shift-equivariant only for such shifts) computes the same values for a
-    pixel whether the frame is processed whole or in tiles.
+    of the network's alignment: then every window starts at a multiple of it.
     """
     before = -(-CONTEXT // align) * align
     after = before + (-(length + 2 * before)) % align
     return before, after
 
 
-def _aligned_tiling(tile: int, overlap: int, align: int) -> tuple[int, int]:
-    """Round the tile down and the overlap up to multiples of the alignment."""
-    tile = max(align, tile // align * align)
-    overlap = min(-(-overlap // align) * align, max(tile // 2 - align, 0))
-    return tile, overlap
+def _axis_windows(
+    first: int,
+    last: int,
+    length: int,
+    target: tuple[int, int],
+    tile: int,
+    overlap: int,
+    align: int,
+) -> tuple[int, list[int], list[tuple[int, int]]]:
+    """Windows along one axis of a padded frame of ``length`` px.
 
-
-def _validate_tiling(tile: int, overlap: int) -> None:
-    if tile < 16:
-        raise ValueError(f"tile size must be at least 16 pixels, got {tile}")
-    if not 0 <= overlap < tile // 2:
-        raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
-
-
-def iter_denoise(
-    image: np.ndarray,
-    model: ModelLike = "default",
-    *,
-    tile: int = 512,
-    overlap: int = 64,
-    batch_size: int = 4,
-    device: str | torch.device = "auto",
-    strength: float = 1.0,
-    noise: NoiseEstimate | None = None,
-) -> Iterator[DenoiseProgress]:
-    """Denoise tile by tile, yielding progress; the final record holds the output.
-
-    Stop iterating at any time to cancel.  Parameters are those of :func:`denoise`.
+    The input is available for ``[first, last)`` and the output wanted for
+    ``target``, all in padded-frame coordinates.  Returns the window size, the
+    windows' starts and the part of ``target`` kept from each.
     """
-    arr = check_image(image, name="image", ndim=(2, 3))
+    t0, t1 = target
+    lo = max(-(-first // align) * align, (t0 - overlap) // align * align)
+    hi = min(
+        last // align * align if last < length else length, -(-(t1 + overlap) // align) * align
+    )
+    if (lo > 0 and lo > t0 - overlap) or (hi < length and hi < t1 + overlap):
+        raise AssertionError(f"window [{first}, {last}) lacks context for [{t0}, {t1})")
+    size, starts = tile_layout(hi - lo, tile + 2 * overlap, 2 * overlap, align)
+    starts = [lo + s for s in starts]
+    # Cut between neighbours in the middle of their overlap (≥ 2·overlap): each side
+    # keeps at least ``overlap`` px of context.
+    cuts = [lo, *((starts[k + 1] + starts[k] + size) // 2 for k in range(len(starts) - 1)), hi]
+    keeps = [(max(cuts[k], t0), min(cuts[k + 1], t1)) for k in range(len(starts))]
+    return size, starts, keeps
+
+
+def windows_per_frame(
+    shape: tuple[int, int],
+    config: ModelConfig,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+) -> int:
+    """How many network windows one frame of ``shape`` takes."""
+    tile, overlap = _resolve_tiling(config, tile, overlap)
+    count = 1
+    for n in shape:
+        before, after = _frame_padding(int(n), config.alignment)
+        length = int(n) + before + after
+        count *= len(
+            _axis_windows(
+                0, length, length, (before, before + int(n)), tile, overlap, config.alignment
+            )[1]
+        )
+    return count
+
+
+def _resolve_tiling(config: ModelConfig, tile: Any, overlap: Any) -> tuple[int, int]:
+    """Validate the tile and overlap for a network; the tile rounded to its alignment."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16:
+        raise ValueError(f"tile size must be at least 16 pixels, got {tile!r}")
+    needed = minimum_overlap(config)
+    if overlap is None:
+        overlap = needed
+    elif isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)):
+        raise ValueError(f"overlap must be a whole number of pixels, got {overlap!r}")
+    elif overlap < needed:
+        raise ValueError(
+            f"overlap {overlap} px is too small for this model: it needs at least {needed} px "
+            f"(its receptive field reaches {receptive_reach(config)} px, rounded up to "
+            f"multiples of {config.alignment}); leave it out to use that"
+        )
+    align = config.alignment
+    return max(align, -(-int(tile) // align) * align), -(-int(overlap) // align) * align
+
+
+def _check_strength(strength: Any) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)):
         raise ValueError(f"strength must be a number, got {strength!r}")
     if not (np.isfinite(strength) and 0 <= strength <= 10):
         raise ValueError(f"strength must be in [0, 10], got {strength!r}")
-    _validate_tiling(tile, overlap)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    dev = resolve_device(device)
-    bundle = load_model(model, device=dev)
-    # Channels-last convolutions run about twice as fast on x86 CPUs (oneDNN):
-    # 1.68 vs 0.88 Mpx/s for the default model on 4 × 576² tiles, machine A.
-    layout_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
-    net = bundle.model.to(dev, memory_format=layout_format).eval()
+    return float(strength)
 
-    frames = arr[None] if arr.ndim == 2 else arr
-    align = bundle.config.alignment
-    tile, overlap = _aligned_tiling(tile, overlap, align)
-    pads = [_frame_padding(n, align) for n in frames.shape[1:]]
-    padded_shape = tuple(
-        n + before + after for n, (before, after) in zip(frames.shape[1:], pads, strict=True)
-    )
-    # A frame that fits in one tile before its context margin is added stays whole along
-    # that axis: splitting 512 + 2 × 32 px into four 512 px tiles would quadruple the work.
-    axis_tiles = tuple(
-        n if n <= tile + before + after else tile
-        for n, (before, after) in zip(padded_shape, pads, strict=True)
-    )
-    layout = _tiles(padded_shape, axis_tiles, overlap, align)
-    total = len(layout) * len(frames)
-    output = np.empty(frames.shape, np.float32)
-    estimates: list[NoiseEstimate | None] = []
-    repaired = 0
-    done = 0
-    config = bundle.config
-    for f, frame in enumerate(frames):
-        prepared: Prepared = prepare(
+
+class Denoiser:
+    """A model made ready to denoise frames, windows and dask chunks exactly.
+
+    Parameters are those of :func:`denoise`.  The network is loaded and moved to the
+    device once; :meth:`iter_frame` denoises one frame, :meth:`denoise_block` one
+    region of a frame from its surroundings (a dask chunk).
+    """
+
+    def __init__(
+        self,
+        model: ModelLike = "default",
+        *,
+        tile: int = DEFAULT_TILE,
+        overlap: int | None = None,
+        batch_size: int = 4,
+        device: str | torch.device = "auto",
+        strength: float = 1.0,
+        noise: NoiseEstimate | None = None,
+    ) -> None:
+        self.strength = _check_strength(strength)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16:
+            raise ValueError(f"tile size must be at least 16 pixels, got {tile!r}")
+        self.device = resolve_device(device)
+        self.bundle = load_model(model, device=self.device)
+        self.config = self.bundle.config
+        self.tile, self.overlap = _resolve_tiling(self.config, tile, overlap)
+        self.batch_size = batch_size
+        self.noise = noise
+        # Channels-last convolutions run about twice as fast on x86 CPUs (oneDNN):
+        # 1.68 vs 0.88 Mpx/s for the default model on 4 × 576² tiles, machine A.
+        cpu = self.device.type == "cpu"
+        self._format = torch.channels_last if cpu else torch.contiguous_format
+        self.net = self.bundle.model.to(self.device, memory_format=self._format).eval()
+
+    @property
+    def align(self) -> int:
+        """The network's alignment, ``2**depth``."""
+        return self.config.alignment
+
+    def windows(self, shape: tuple[int, int]) -> int:
+        """Network windows one frame of ``shape`` takes."""
+        return windows_per_frame(shape, self.config, self.tile, self.overlap)
+
+    def statistics(self, frame: np.ndarray) -> FrameStats:
+        """The frame statistics :meth:`denoise_block` needs (whole frame)."""
+        config = self.config
+        return frame_statistics(
+            frame, config.normalization, conditioned=config.conditioned, noise=self.noise
+        )
+
+    def _run(
+        self,
+        channels: np.ndarray,
+        origin: tuple[int, int],
+        length: tuple[int, int],
+        target: tuple[tuple[int, int], tuple[int, int]],
+    ) -> Generator[int, None, np.ndarray]:
+        """Network output (model units) for ``target`` of a padded frame of ``length``;
+        ``channels`` hold the padded frame from ``origin`` on.  Yields windows done."""
+        h, w = channels.shape[1:]
+        sy, ys, keep_y = _axis_windows(
+            origin[0], origin[0] + h, length[0], target[0], self.tile, self.overlap, self.align
+        )
+        sx, xs, keep_x = _axis_windows(
+            origin[1], origin[1] + w, length[1], target[1], self.tile, self.overlap, self.align
+        )
+        (t0, t1), (u0, u1) = target
+        out = np.empty((t1 - t0, u1 - u0), np.float32)
+        jobs = [
+            (y, x, ky, kx)
+            for y, ky in zip(ys, keep_y, strict=True)
+            for x, kx in zip(xs, keep_x, strict=True)
+            if ky[1] > ky[0] and kx[1] > kx[0]
+        ]
+        batch = max(1, min(self.batch_size, BATCH_PIXELS // (sy * sx)))
+        oy, ox = origin
+        for start in range(0, len(jobs), batch):
+            group = jobs[start : start + batch]
+            stacked = np.stack(
+                [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
+            )
+            with torch.inference_mode():
+                tensor = torch.from_numpy(np.ascontiguousarray(stacked)).to(self.device)
+                pred = self.net(tensor.contiguous(memory_format=self._format))
+            pred_np = pred.float().cpu().numpy()[:, 0]
+            for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
+                out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
+            yield len(group)
+        return out
+
+    def iter_frame(self, frame: np.ndarray) -> Generator[int, None, tuple[np.ndarray, Prepared]]:
+        """Denoise one 2D frame; yields windows done, returns ``(output, prepared)``."""
+        config = self.config
+        prepared = prepare(
             frame,
             config.normalization,
             conditioned=config.conditioned,
-            strength=float(strength),
-            noise=noise,
+            strength=self.strength,
+            noise=self.noise,
         )
-        estimates.append(prepared.noise)
-        repaired += int(prepared.outliers.sum())
         if prepared.state.constant:
-            output[f] = finish(prepared.repaired, prepared, arr.dtype)
-            done += len(layout)
-            if done < total:
-                yield DenoiseProgress(done, total, f, len(frames))
-            continue
+            yield self.windows(frame.shape)
+            return finish(prepared.repaired, prepared, frame.dtype), prepared
+        pads = [_frame_padding(n, self.align) for n in frame.shape]
         channels = np.pad(prepared.channels, [(0, 0), *pads], mode="reflect")
-        acc = np.zeros(padded_shape, np.float64)
-        weight = np.zeros(padded_shape, np.float64)
-        for start in range(0, len(layout), batch_size):
-            chunk = layout[start : start + batch_size]
-            batch = np.stack([channels[:, rs, cs] for rs, cs, _ in chunk])
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)
-                pred = net(x.contiguous(memory_format=layout_format))
-            pred_np = pred.float().cpu().numpy()[:, 0]
-            for (rs, cs, win), out_tile in zip(chunk, pred_np, strict=True):
-                acc[rs, cs] += out_tile * win
-                weight[rs, cs] += win
-            done += len(chunk)
+        target = tuple(
+            (before, before + n) for n, (before, _) in zip(frame.shape, pads, strict=True)
+        )
+        units = yield from self._run(channels, (0, 0), channels.shape[1:], target)
+        return finish(units, prepared, frame.dtype), prepared
+
+    def denoise_block(
+        self,
+        block: np.ndarray,
+        stats: FrameStats,
+        *,
+        origin: tuple[int, int],
+        frame_shape: tuple[int, int],
+        target: tuple[tuple[int, int], tuple[int, int]],
+        dtype: np.dtype,
+    ) -> np.ndarray:
+        """Denoise ``target`` (frame coordinates) of a frame from a block of it.
+
+        ``block`` holds the frame from ``origin`` on and must reach at least
+        :meth:`block_margin` px beyond ``target`` on every side inside the frame;
+        ``stats`` are the whole frame's (:meth:`statistics`), ``dtype`` the input's.
+        """
+        prepared = prepare_region(block, stats, strength=self.strength)
+        (t0, t1), (u0, u1) = target
+        oy, ox = origin
+        if stats.state.constant:
+            crop = prepared.repaired[t0 - oy : t1 - oy, u0 - ox : u1 - ox]
+            return finish(crop, dataclasses.replace(prepared, repaired=crop), dtype)
+        h, w = block.shape
+        slices, pads, padded_origin, length = [], [], [], []
+        for start, size, n in ((oy, h, frame_shape[0]), (ox, w, frame_shape[1])):
+            before, after = _frame_padding(n, self.align)
+            # Pixels near an inner edge of the block lack the conditioning's context.
+            lo = 0 if start == 0 else REGION_CONTEXT
+            hi = size if start + size == n else size - REGION_CONTEXT
+            slices.append(slice(lo, hi))
+            pads.append((before if start == 0 else 0, after if start + size == n else 0))
+            padded_origin.append(start + lo + before - pads[-1][0])
+            length.append(n + before + after)
+        channels = prepared.channels[:, slices[0], slices[1]]
+        if any(p for pair in pads for p in pair):
+            channels = np.pad(channels, [(0, 0), *pads], mode="reflect")
+        py, px = (
+            _frame_padding(frame_shape[0], self.align)[0],
+            _frame_padding(frame_shape[1], self.align)[0],
+        )
+        run = self._run(
+            channels,
+            (padded_origin[0], padded_origin[1]),
+            (length[0], length[1]),
+            ((t0 + py, t1 + py), (u0 + px, u1 + px)),
+        )
+        units = _drain(run)
+        return finish(units, prepared, dtype)
+
+    def block_margin(self) -> int:
+        """Pixels of neighbouring input :meth:`denoise_block` needs around a target."""
+        return self.overlap + self.align - 1 + REGION_CONTEXT
+
+
+def _drain(gen: Generator[Any, None, Any]) -> Any:
+    """Run a generator to its end and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def is_dask_array(image: Any) -> bool:
+    """True for a dask array (without importing dask when it is not loaded)."""
+    import sys
+
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(image, module.Array)
+
+
+def _check_array(image: Any) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """Shape, dtype and whether ``image`` is in memory (numpy), checked without reading
+    a lazy array: its values are checked frame by frame as they are read."""
+    shape = getattr(image, "shape", None)
+    dtype = getattr(image, "dtype", None)
+    if isinstance(image, np.ndarray) or shape is None or dtype is None:
+        arr = check_image(image, name="image", ndim=(2, 3))
+        return arr.shape, arr.dtype, True
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    if (
+        dtype == np.bool_
+        or not np.issubdtype(dtype, np.number)
+        or np.issubdtype(dtype, np.complexfloating)
+    ):
+        raise ValueError(f"image has dtype {dtype}; expected real-valued intensities")
+    if len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4:
+        raise ValueError(
+            f"image looks like an RGB(A) image (shape {shape}); convert it to greyscale first"
+        )
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image must be 2D or 3D, got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"image is empty (shape {shape})")
+    return shape, dtype, False
+
+
+def iter_denoise(
+    image: Any,
+    model: ModelLike = "default",
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
+    out: Any = None,
+    skip: Collection[int] = (),
+) -> Iterator[DenoiseProgress]:
+    """Denoise frame by frame, window by window, yielding progress; the final record
+    holds the output.
+
+    Stop iterating at any time to cancel.  Parameters are those of :func:`denoise`,
+    plus ``skip``: indices of frames not to process (already in ``out``, for resuming).
+    ``image`` may be any array with ``shape``, ``dtype`` and indexing (numpy, memory
+    map, zarr, dask): frames are read one at a time.
+    """
+    shape, _, in_memory = _check_array(image)
+    denoiser = _make_denoiser(model, tile, overlap, batch_size, device, strength, noise)
+    stack = len(shape) == 3
+    count = shape[0] if stack else 1
+    skipped = {int(i) for i in skip}
+    if any(not 0 <= i < count for i in skipped):
+        raise ValueError(f"skip holds frame indices outside 0…{count - 1}")
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, the image {shape}")
+    todo = [f for f in range(count) if f not in skipped]
+    per_frame = denoiser.windows(shape[-2:])
+    total = per_frame * len(todo)
+    estimates: list[NoiseEstimate | None] = [None] * count
+    repaired = 0
+    done = 0
+    for k, f in enumerate(todo):
+        raw = image[f] if stack else image
+        frame = (
+            np.asarray(raw)
+            if in_memory
+            else check_image(
+                np.asarray(raw), name=f"image frame {f}" if stack else "image", ndim=(2,)
+            )
+        )
+        run = denoiser.iter_frame(frame)
+        while True:
+            try:
+                done += next(run)
+            except StopIteration as stop:
+                result, prepared = stop.value
+                break
             if done < total:
-                yield DenoiseProgress(done, total, f, len(frames))
-        blended = acc / np.maximum(weight, 1e-12)
-        inner = blended[
-            pads[0][0] : pads[0][0] + frame.shape[0], pads[1][0] : pads[1][0] + frame.shape[1]
-        ]
-        output[f] = finish(inner, prepared, arr.dtype)
-    result = output[0] if arr.ndim == 2 else output
+                yield DenoiseProgress(done, total, f, count, frames_done=k)
+        if not np.isfinite(result).all():
+            where = f"frame {f}: " if stack else ""
+            raise ValueError(
+                f"{where}the result contains NaN or infinite values (extreme input values or a "
+                "diverged model); it was not written"
+            )
+        if stack:
+            out[f] = result
+        else:
+            out[...] = result
+        estimates[f] = prepared.noise
+        repaired += int(prepared.outliers.sum())
+        if k + 1 < len(todo):
+            yield DenoiseProgress(done, total, f, count, frames_done=k + 1)
     yield DenoiseProgress(
         total,
         total,
-        len(frames) - 1,
-        len(frames),
-        output=result,
+        (todo[-1] if todo else count - 1),
+        count,
+        output=out,
         noise=tuple(estimates),
         repaired=repaired,
+        frames_done=len(todo),
     )
 
 
 def denoise(
-    image: np.ndarray,
+    image: Any,
     model: ModelLike = "default",
     *,
-    tile: int = 512,
-    overlap: int = 64,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     strength: float = 1.0,
     noise: NoiseEstimate | None = None,
     progress: Callable[[DenoiseProgress], None] | None = None,
-) -> np.ndarray:
-    """Denoise a 2D image or a (N, Y, X) stack.
+    out: Any = None,
+) -> Any:
+    """Denoise a 2D image or a (N, Y, X) stack: numpy, zarr or dask.
 
     Parameters
     ----------
-    image : numpy.ndarray
-        Greyscale image or stack, uint8/uint16/float.
+    image : array
+        Greyscale image or stack, uint8/uint16/float: a numpy array, any array that
+        reads frames by indexing (a zarr array, a memory-mapped TIFF), or a dask array
+        (then the result is a lazy dask array, see :func:`denoise_dask`).
     model : str, path or ModelBundle
         A shipped model by name (``"default"``: realistic STEM noise, ``"cdn"``: the
         paper's CDN), a model file, or a model in memory.
-    tile, overlap : int
-        Tile edge and overlap in pixels.  Tiles bound memory; the overlap hides seams.
+    tile : int
+        Output pixels per window edge (rounded up to the network's alignment); any size
+        gives the same result, larger ones less halo work and more memory.  Frames that
+        fit are processed whole.
+    overlap : int, optional
+        Halo (px) each window carries on every side; at least, and by default,
+        :func:`minimum_overlap` of the model.  Smaller raises ``ValueError``.
     batch_size : int
-        Tiles per forward pass.
+        Windows per forward pass at most (also bounded by :data:`BATCH_PIXELS`).
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU) or an explicit device.
     strength : float
@@ -295,13 +578,30 @@ def denoise(
         The noise of the image, if known (e.g. measured on another frame); estimated
         from each frame otherwise.  Noise-conditioned models only.
     progress : callable, optional
-        Called with a :class:`DenoiseProgress` after every batch of tiles.
+        Called with a :class:`DenoiseProgress` after every batch of windows and frame
+        (not for dask arrays).
+    out : array, optional
+        Where to write the result, frame by frame (same shape; a zarr array or memory
+        map keeps memory flat for long stacks).  Returned.  Not for dask arrays.
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, dask.array.Array or ``out``
         float32 array of the input's shape, in the input's intensity scale.
     """
+    if is_dask_array(image):
+        if out is not None:
+            raise ValueError("out is for numpy and zarr inputs; store a dask result with to_zarr")
+        return denoise_dask(
+            image,
+            model,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            strength=strength,
+            noise=noise,
+        )
     result = None
     for report in iter_denoise(
         image,
@@ -312,9 +612,223 @@ def denoise(
         device=device,
         strength=strength,
         noise=noise,
+        out=out,
     ):
         if progress is not None:
             progress(report)
         result = report.output
     assert result is not None
     return result
+
+
+# -- models for other processes --------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A model as plain data for other processes (dask workers): configuration, CPU
+    weights and a token naming them.  :func:`cached_denoiser` builds the network from
+    it once per process and token."""
+
+    token: str
+    config: ModelConfig
+    state: dict[str, torch.Tensor]
+    metadata: dict
+    source: str
+
+    @classmethod
+    def of(cls, model: ModelLike) -> ModelSpec:
+        """The spec of a shipped model's name, a model file or a bundle."""
+        bundle = load_model(model, device="cpu")
+        state = {k: v.detach().to("cpu").contiguous() for k, v in bundle.model.state_dict().items()}
+        digest = hashlib.sha256(json.dumps(bundle.config.to_dict(), sort_keys=True).encode())
+        for name in sorted(state):
+            digest.update(name.encode())
+            digest.update(state[name].reshape(-1).view(torch.uint8).numpy().tobytes())
+        return cls(digest.hexdigest(), bundle.config, state, dict(bundle.metadata), bundle.source)
+
+    def bundle(self) -> ModelBundle:
+        """A fresh network with these weights, in evaluation mode."""
+        net = build_model(self.config)
+        net.load_state_dict(self.state, strict=True)
+        return ModelBundle(net.eval(), self.config, dict(self.metadata), self.source)
+
+
+_CACHE: OrderedDict[tuple, Denoiser] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 4
+#: How many networks this process has built from specs (read by the tests).
+SPEC_LOADS = {"count": 0}
+
+
+def cached_denoiser(spec: ModelSpec, **settings: Any) -> Denoiser:
+    """This process's :class:`Denoiser` for ``spec`` and ``settings`` (built once)."""
+    key = (spec.token, *sorted((k, repr(v)) for k, v in settings.items()))
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+        denoiser = Denoiser(spec.bundle(), **settings)
+        SPEC_LOADS["count"] += 1
+        _CACHE[key] = denoiser
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return denoiser
+
+
+def _make_denoiser(
+    model: ModelLike | ModelSpec,
+    tile: int,
+    overlap: int | None,
+    batch_size: int,
+    device: str | torch.device,
+    strength: float,
+    noise: NoiseEstimate | None,
+) -> Denoiser:
+    settings = {
+        "tile": tile,
+        "overlap": overlap,
+        "batch_size": batch_size,
+        "device": device,
+        "strength": strength,
+        "noise": noise,
+    }
+    if isinstance(model, ModelSpec):
+        return cached_denoiser(model, **settings)
+    return Denoiser(model, **settings)
+
+
+# -- dask --------------------------------------------------------------------------------
+
+
+def _statistics_block(
+    block: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
+) -> np.ndarray:
+    """Frame statistics of a (frames, Y, X) block of whole frames, as an object array."""
+    out = np.empty((block.shape[0], 1, 1), object)
+    for i, frame in enumerate(block):
+        checked = check_image(np.asarray(frame), name="image frame", ndim=(2,))
+        out[i, 0, 0] = frame_statistics(
+            checked, normalization, conditioned=conditioned, noise=noise
+        )
+    return out
+
+
+def _denoise_chunk(
+    block: np.ndarray,
+    stats: np.ndarray,
+    spec: ModelSpec,
+    *,
+    settings: dict[str, Any],
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]],
+    margin: int,
+    frame_shape: tuple[int, int],
+    input_dtype: np.dtype,
+    block_id: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """One dask chunk with its halo → the chunk's denoised core."""
+    assert block_id is not None
+    denoiser = cached_denoiser(spec, **settings)
+    _, i, j = block_id
+    core = []
+    origin = []
+    for axis, index in ((1, i), (2, j)):
+        c0, c1 = starts[axis][index], starts[axis][index + 1]
+        core.append((c0, c1))
+        origin.append(c0 - (margin if index > 0 else 0))
+    out = np.empty((block.shape[0], core[0][1] - core[0][0], core[1][1] - core[1][0]), np.float32)
+    for k, frame in enumerate(block):
+        out[k] = denoiser.denoise_block(
+            np.asarray(frame),
+            stats[k, 0, 0],
+            origin=(origin[0], origin[1]),
+            frame_shape=frame_shape,
+            target=(core[0], core[1]),
+            dtype=input_dtype,
+        )
+    return out
+
+
+def denoise_dask(
+    image: Any,
+    model: ModelLike | ModelSpec = "default",
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
+) -> Any:
+    """A lazy dask array of the denoised image, with the input's chunks.
+
+    Each frame's statistics are one task (the whole frame); each chunk is one task
+    that reads its neighbours' pixels within :meth:`Denoiser.block_margin` of it
+    (``dask.array.overlap`` with ``boundary="none"``) and keeps its own pixels, equal
+    to :func:`denoise` of the numpy array up to float rounding.  Runs on whatever
+    scheduler computes it: threads by default, a ``distributed.Client``'s cluster when
+    one is active.  The model is one key of the graph (a :class:`ModelSpec`) and is
+    built once per worker process.
+
+    Parameters are those of :func:`denoise`; ``model`` may also be a :class:`ModelSpec`.
+    """
+    import dask
+    import dask.array as da
+    from dask.array.overlap import ensure_minimum_chunksize
+    from dask.array.overlap import overlap as add_overlap
+
+    arr = image if isinstance(image, da.Array) else da.asarray(image)
+    shape, dtype, _ = _check_array(arr)
+    _check_strength(strength)
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    tile_px, overlap_px = _resolve_tiling(spec.config, tile, overlap)
+    stack = arr if arr.ndim == 3 else arr[None]
+    settings = {
+        "tile": tile_px,
+        "overlap": overlap_px,
+        "batch_size": batch_size,
+        "device": str(device),
+        "strength": float(strength),
+        "noise": noise,
+    }
+    margin = overlap_px + spec.config.alignment - 1 + REGION_CONTEXT
+    original_chunks = stack.chunks
+    # Every chunk must be at least the halo deep, so that a halo comes from one neighbour.
+    work = stack.rechunk(
+        {
+            1: ensure_minimum_chunksize(margin, stack.chunks[1]),
+            2: ensure_minimum_chunksize(margin, stack.chunks[2]),
+        }
+    )
+    stats = stack.rechunk({0: 1, 1: -1, 2: -1}).map_blocks(
+        _statistics_block,
+        spec.config.normalization,
+        spec.config.conditioned,
+        noise,
+        dtype=object,
+        chunks=((1,) * stack.shape[0], (1,), (1,)),
+        meta=np.empty((0, 0, 0), object),
+        name="pinned-statistics",
+    )
+    stats = stats.rechunk((work.chunks[0], 1, 1))
+    halo = add_overlap(work, depth={0: 0, 1: margin, 2: margin}, boundary="none")
+    starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in work.chunks)
+    result = da.map_blocks(
+        _denoise_chunk,
+        halo,
+        stats,
+        dask.delayed(spec, pure=True),
+        settings=settings,
+        starts=starts,
+        margin=margin,
+        frame_shape=(shape[-2], shape[-1]),
+        input_dtype=dtype,
+        dtype=np.float32,
+        chunks=work.chunks,
+        meta=np.empty((0, 0, 0), np.float32),
+        name="pinned-denoise",
+    )
+    if result.chunks != original_chunks:
+        result = result.rechunk(original_chunks)
+    return result if arr.ndim == 3 else result[0]

@@ -29,6 +29,7 @@ import tifffile
 
 from napari_pinned.atomic import atomic_write
 from napari_pinned.memory import check_memory
+from napari_pinned.zarr_io import is_zarr_path, open_zarr
 
 #: Microscope file suffixes → the RosettaSciIO plugin that reads them.
 MICROSCOPE_FORMATS = {
@@ -69,6 +70,9 @@ def image_shape(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
         If the file is missing or not a readable image file.
     """
     p = Path(path)
+    if is_zarr_path(p):
+        store = open_zarr(p)
+        return store.shape, store.dtype
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     if is_microscope_file(p):
@@ -99,6 +103,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         than the available memory (checked from the header, before decoding).
     """
     p = Path(path)
+    if is_zarr_path(p):
+        store = open_zarr(p)
+        dims = "×".join(str(n) for n in store.shape)
+        check_memory(
+            math.prod(store.shape) * store.dtype.itemsize, f"{p}: reading its {dims} image"
+        )
+        return np.asarray(store.array[...])
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     if is_microscope_file(p):
@@ -125,6 +136,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_pixel_size(path: str | os.PathLike) -> float | None:
     """Pixel size in Å of a TIFF written by :func:`write_tiff` or of a microscope file's
     first image, or None if the file has none."""
+    if is_zarr_path(path):
+        try:
+            return open_zarr(path).pixel_size
+        except ValueError:
+            return None
     if is_microscope_file(path):
         try:
             return _first_image(Path(path)).pixel_size
@@ -137,6 +153,11 @@ def read_pixel_size(path: str | os.PathLike) -> float | None:
             if tag is not None and meta.get("unit") in _ANGSTROM_UNITS:
                 num, den = tag.value
                 return den / num if num else None
+            # BigTIFF stacks (beyond ImageJ's 4 GiB) carry it in tifffile's JSON.
+            shaped = (tif.shaped_metadata or ({},))[0] or {}
+            value = shaped.get("pixel_size_angstrom")
+            if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+                return float(value)
     except Exception:
         return None
     return None
@@ -226,6 +247,244 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     with atomic_write(p) as handle:
         handle.write(png)
     return p
+
+
+# -- frame by frame ---------------------------------------------------------------------
+
+#: Largest ImageJ-style TIFF (its readers do not know BigTIFF); bigger stacks are BigTIFF.
+IMAGEJ_MAX_BYTES = 2**32 - 2**25
+
+
+class TiffFrames:
+    """The frames of a TIFF image or stack, read one at a time (never the whole file).
+
+    An array-like with ``shape``, ``dtype``, ``ndim`` and ``frames[i]`` (or
+    ``frames[...]`` for a 2D image): contiguous data (ImageJ stacks, what
+    :func:`write_tiff` writes) are read at their offset; other files page by page.
+    Picklable (it holds the path, not an open file), so dask workers can read it.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                self.shape = tuple(int(n) for n in series.shape)
+                self.dtype = np.dtype(series.dtype)
+                self._offset = series.dataoffset
+                pages = len(series.pages) if self._offset is None else 0
+        except Exception as exc:  # tifffile raises many types for corrupt files
+            raise ValueError(
+                f"{self.path}: not a readable TIFF image ({_first_line(exc)})"
+            ) from None
+        self.ndim = len(self.shape)
+        frames = self.shape[0] if self.ndim == 3 else 1
+        if self._offset is None and pages != frames:
+            raise ValueError(
+                f"{self.path}: its {self.ndim}-D image is not stored one frame per page; "
+                "convert it (e.g. napari-pinned reads it whole with read_image)"
+            )
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _frame(self, index: int) -> np.ndarray:
+        frame_shape = self.shape[-2:]
+        if self._offset is not None:
+            count = frame_shape[0] * frame_shape[1]
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset + index * count * self.dtype.itemsize)
+                data = np.fromfile(handle, self.dtype, count)
+            if data.size != count:
+                raise ValueError(f"{self.path}: the file is truncated (frame {index})")
+            return data.reshape(frame_shape).astype(self.dtype.newbyteorder("="), copy=False)
+        with tifffile.TiffFile(self.path) as tif:
+            return np.asarray(tif.series[0].pages[index].asarray())
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if self.ndim == 2:
+            frame = self._frame(0)
+            return frame if index is Ellipsis else frame[index]
+        if isinstance(index, (int, np.integer)):
+            if not -self.shape[0] <= index < self.shape[0]:
+                raise IndexError(f"frame {index} of {self.shape[0]}")
+            return self._frame(int(index) % self.shape[0])
+        if isinstance(index, tuple) and index and isinstance(index[0], (int, np.integer)):
+            return self._frame(int(index[0]))[index[1:]]
+        frames = range(self.shape[0])[index if isinstance(index, slice) else slice(None)]
+        stack = np.stack([self._frame(i) for i in frames])
+        return stack if not isinstance(index, tuple) else stack[(slice(None), *index[1:])]
+
+
+def open_frames(path: str | os.PathLike) -> Any:
+    """An image or stack to read frame by frame: :class:`TiffFrames`, a zarr array
+    (:func:`napari_pinned.zarr_io.open_zarr`), or for microscope files the data in
+    memory (RosettaSciIO reads them whole)."""
+    p = Path(path)
+    if is_zarr_path(p):
+        return open_zarr(p).array
+    if is_microscope_file(p):
+        return read_image(p)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    return TiffFrames(p)
+
+
+class TiffStackWriter:
+    """Write a float32 image or stack to TIFF frame by frame, atomically.
+
+    Frames are set in order (``writer[i] = frame``, or ``writer[...] = image``) and
+    streamed to a temporary file by a writer thread, at most two frames ahead, so
+    memory does not grow with the stack; the file is renamed over ``path`` only when
+    the block ends with every frame written (see :mod:`napari_pinned.atomic`).  Up to
+    4 GiB it is an ImageJ stack like :func:`write_tiff`'s, beyond that a BigTIFF whose
+    JSON description carries the pixel size.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; its folder must exist.
+    shape : tuple of int
+        ``(Y, X)`` or ``(N, Y, X)``.
+    pixel_size : float, optional
+        Pixel size in Å.
+    """
+
+    _END = object()
+
+    def __init__(
+        self, path: str | os.PathLike, shape: tuple[int, ...], *, pixel_size: float | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+        self.pixel_size = pixel_size
+        self._next = 0
+        self._error: BaseException | None = None
+        self._stack: Any = None
+        self._thread: Any = None
+        self._queue: Any = None
+
+    @property
+    def frames(self) -> int:
+        return self.shape[0] if self.ndim == 3 else 1
+
+    def _kwargs(self) -> dict[str, Any]:
+        big = math.prod(self.shape) * 4 > IMAGEJ_MAX_BYTES
+        if big:
+            meta: dict[str, Any] = {}
+            if self.pixel_size is not None:
+                meta["pixel_size_angstrom"] = float(self.pixel_size)
+            return {"bigtiff": True, "metadata": meta}
+        kwargs: dict[str, Any] = {
+            "imagej": True,
+            "metadata": {"axes": "YX" if self.ndim == 2 else "ZYX"},
+        }
+        if self.pixel_size is not None:
+            kwargs["resolution"] = (1.0 / self.pixel_size, 1.0 / self.pixel_size)
+            kwargs["metadata"]["unit"] = _IMAGEJ_ANGSTROM
+        return kwargs
+
+    def __enter__(self) -> TiffStackWriter:
+        import contextlib
+        import queue
+        import threading
+
+        if not self.path.parent.is_dir():
+            raise ValueError(f"{self.path}: folder {self.path.parent} does not exist")
+        self._stack = contextlib.ExitStack()
+        handle = self._stack.enter_context(atomic_write(self.path))
+        self._queue = queue.Queue(maxsize=2)
+
+        def frames():
+            for _ in range(self.frames):
+                item = self._queue.get()
+                if item is self._END:
+                    raise _Aborted
+                yield item
+
+        def run():
+            try:
+                tifffile.imwrite(
+                    handle, frames(), shape=self.shape, dtype=np.float32, **self._kwargs()
+                )
+            except BaseException as exc:  # reported to the main thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="pinned-tiff-writer", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException as exc:  # a signal as the writer starts: no block to exit
+            self._abort()
+            if self._thread.is_alive():
+                self._thread.join()
+            self._stack.__exit__(type(exc), exc, None)
+            raise
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        expected = Ellipsis if self.ndim == 2 else self._next
+        if index is not expected and index != expected:
+            raise ValueError(f"{self.path}: frames must be written in order (got {index!r})")
+        frame = np.ascontiguousarray(value, np.float32)
+        if frame.shape != self.shape[-2:]:
+            raise ValueError(
+                f"{self.path}: frame of shape {frame.shape}, expected {self.shape[-2:]}"
+            )
+        self._put(frame)
+        self._next += 1
+
+    def _put(self, item: Any) -> None:
+        import queue
+
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _abort(self) -> None:
+        """Empty the queue, then tell a writer waiting for a frame to give up."""
+        import contextlib
+        import queue
+
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(self._END)
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        failure = exc
+        if failure is None and self._next < self.frames:
+            failure = ValueError(f"{self.path}: {self._next} of {self.frames} frames written")
+        try:
+            if failure is not None:
+                self._abort()
+            self._thread.join()
+        except BaseException as late:  # a signal while waiting for the writer
+            failure = failure if failure is not None else late
+            self._abort()
+            self._thread.join()
+        if failure is None and self._error is not None:
+            failure = self._error
+        if failure is None:
+            self._stack.close()  # renamed into place
+            return False
+        self._stack.__exit__(type(failure), failure, None)  # the temporary file removed
+        if failure is not exc:
+            raise failure
+        return False
+
+
+class _Aborted(Exception):
+    """The stack being written was abandoned."""
 
 
 # -- microscope files -----------------------------------------------------------------

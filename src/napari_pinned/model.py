@@ -352,7 +352,25 @@ def receptive_field(config: ModelConfig) -> int:
     1–4).  Skip paths are shallower and lie inside it; the residual adds the pixel
     itself.  The window is the same along rows and columns.
     """
-    largest = 0
+    return max(high - low + 1 for _, low, high in _receptive_intervals(config))
+
+
+def receptive_reach(config: ModelConfig) -> int:
+    """How far (pixels) an output pixel's receptive field reaches on either side of it.
+
+    The window of :func:`receptive_field` is not centred on its pixel for every
+    position on the pooling grid: at depth 4 it spans 298 px but reaches 153 px to
+    one side (13, 33, 73, 153 px for depth 1–4).  A tile whose kept pixels have this
+    much context on every side gives the whole image's values there.
+    """
+    return max(
+        max(position - low, high - position) for position, low, high in _receptive_intervals(config)
+    )
+
+
+def _receptive_intervals(config: ModelConfig) -> list[tuple[int, int, int]]:
+    """(position, first, last) input pixel seen by an output pixel, per position."""
+    intervals = []
     for position in range(2**config.depth):
         low = high = position
         for _ in range(config.depth):  # decoder block, then its transposed convolution
@@ -360,8 +378,8 @@ def receptive_field(config: ModelConfig) -> int:
         low, high = low - 3, high + 3  # latent block
         for _ in range(config.depth):  # pooling, then the encoder block before it
             low, high = 2 * low - 3, 2 * high + 1 + 3
-        largest = max(largest, high - low + 1)
-    return largest
+        intervals.append((position, low, high))
+    return intervals
 
 
 @dataclass

@@ -386,6 +386,10 @@ def load_model(
 ) -> ModelBundle:
     """Load a model: a shipped one by name (``"default"``, ``"cdn"``), a file, or a bundle.
 
+    A file may also be a BioImage Model Zoo package written by napari-pinned
+    (:func:`napari_pinned.bmz.export_bioimageio`); packages from other tools run through
+    :func:`napari_pinned.inference.denoise` but are not napari-pinned models.
+
     A bundle is returned as is, with its network moved to ``device``.  Models read
     from files are in evaluation mode.
 
@@ -418,6 +422,16 @@ def load_model(
             f"model must be a shipped model's name ({', '.join(m.name for m in SHIPPED_MODELS)}), "
             f"a file path or a ModelBundle, got {type(model).__name__}"
         )
+    if path.suffix.lower() == ".zip" and path.is_file():
+        from napari_pinned import bmz
+
+        if bmz.is_package(path):
+            # A BioImage Model Zoo package written by napari-pinned; its weights are
+            # read without running anything from it (see napari_pinned.bmz).
+            try:
+                return bmz.load_own_package(path, device=str(dev))
+            except bmz.PackageError as exc:
+                raise ModelFileError(str(exc)) from None
     bundle = _bundle_from_payload(_read_payload(path), path)
     bundle.model.to(dev)
     return bundle

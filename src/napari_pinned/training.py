@@ -46,7 +46,7 @@ from napari_pinned.intensity import PAPER_RANGE
 from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
 from napari_pinned.metrics import psnr, ssim
 from napari_pinned.model import ModelBundle, ModelConfig, build_model
-from napari_pinned.model_files import atomic_torch_save, load_model
+from napari_pinned.model_files import atomic_torch_save, check_model_size, load_model
 from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
 from napari_pinned.training_data import BatchSampler, prepare_pairs, uses_frames, validation_set
 
@@ -228,6 +228,8 @@ class TrainingRun:
             self.model = copy.deepcopy(start.model).to(self.device)
             self._init_source = start.source
         else:
+            # A network the model loader would refuse is refused before training it.
+            check_model_size(config.model, source="the training config")
             self.model_config = config.model
             self.model = build_model(config.model).to(self.device)
             self._init_source = None

@@ -101,7 +101,7 @@ def test_train_then_denoise_with_reference(tmp_path, capsys):
                 "--tile",
                 "64",
                 "--overlap",
-                "16",
+                "80",  # the depth-3 model's minimum halo
                 "--device",
                 "cpu",
             ]

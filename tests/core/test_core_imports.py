@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
-CORE_MODULES = [
-    "napari_pinned",
-    "napari_pinned.intensity",
-    "napari_pinned.crystal",
-    "napari_pinned.simulate",
-    "napari_pinned.noise",
-    "napari_pinned.metrics",
-    "napari_pinned.spectra",
-    "napari_pinned.model",
-    "napari_pinned.losses",
-    "napari_pinned.training",
-    "napari_pinned.inference",
-    "napari_pinned.frames",
-    "napari_pinned.io",
-    "napari_pinned.cli",
-    "napari_pinned._sample_data",
-]
+#: Every module of the package outside ``_qt``, found on disk so that new modules are
+#: covered without being listed.
+_PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "src" / "napari_pinned"
+CORE_MODULES = ["napari_pinned"] + sorted(
+    f"napari_pinned.{p.stem}" for p in _PACKAGE.glob("*.py") if p.stem != "__init__"
+)
 FORBIDDEN = ("qtpy", "magicgui", "napari.", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
 
 

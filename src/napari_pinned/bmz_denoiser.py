@@ -1,0 +1,485 @@
+"""A self-contained PINNED denoiser: raw image in, denoised image out, torch only.
+
+This file is copied verbatim into BioImage Model Zoo packages written by
+:func:`napari_pinned.bmz.export_bioimageio` as the architecture of their
+``pytorch_state_dict`` weights (and scripted into their ``torchscript`` weights), so
+that any BMZ consumer (bioimageio.core, deepImageJ, ...) gets napari-pinned's result
+without napari-pinned.  It therefore imports nothing but ``torch`` and ``math``, and
+stays TorchScript-compatible (``typing`` annotations, no ``from __future__``).
+
+:class:`PinnedDenoiser` does in torch operations what napari-pinned does in numpy
+around the network, frame by frame:
+
+1. the Poisson–Gaussian noise estimate of
+   :func:`napari_pinned.noise_level.estimate_noise`, the hot/dead pixel repair of
+   :func:`napari_pinned.conditioning.find_outliers` / ``repair_outliers``, and for
+   noise-conditioned models the per-pixel noise map of
+   :func:`napari_pinned.conditioning.noise_map`;
+2. the frame's normalisation (:func:`napari_pinned.conditioning.normalization_range`);
+3. mirrored context around the frame (:data:`napari_pinned.inference.CONTEXT`), the
+   network (the same layers and parameter names as :class:`napari_pinned.model.PINNED`,
+   under ``network.``), and the map back to the frame's intensities
+   (:func:`napari_pinned.conditioning.finish`).
+
+These are frame-level statistics that the BMZ pre/post-processing steps cannot express
+(see docs/model.md).  ``tests/core/test_bmz.py`` checks this file against the numpy
+pipeline to 1e-3 of the image range.  Known differences, all documented: frames
+larger than 1024² px (napari-pinned then takes its percentiles, and beyond about
+1400² px its noise fit, from a seeded random subset of pixels; this module uses every
+pixel), frames larger than one 512 px tile
+(napari-pinned blends tiles; this module runs the whole frame at once), and the dtype
+of the input (this module sees float32, so uint8 frames are treated by their values
+and unsigned outputs are not clipped at zero).
+
+Changing this file changes its SHA-256, by which napari-pinned recognises its own
+packages: add the new hash to ``napari_pinned.bmz.KNOWN_ARCHITECTURE_SHA256``.
+"""
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The constants of napari_pinned.conditioning, noise_level, model and inference
+# (tests/core/test_bmz.py checks that they agree).
+LOG_FLOOR = 1e-3
+CONTEXT = 32
+MAX_WIDTH_FACTOR = 8
+PAPER_RANGE = (0.0, 255.0)
+UNIT_RANGE = (0.0, 1.0)
+ROBUST_PERCENTILES = (1.0, 99.0)
+RANGE_PERCENTILES = (0.1, 99.9)
+PERCENTILES = (0.5, 99.5)
+RANGE_CLIP = (-0.1, 1.1)
+OUTLIER_SIGMAS = 10.0
+OUTLIER_LIFT = 8.0
+NOISE_MAP_SMOOTHING = 1.5
+NOISE_MAP_FLOOR = 0.1
+NOISE_BINS = 16
+NOISE_OUTLIER_SIGMAS = 6.0
+NOISE_TRIM = 0.001
+
+
+# TorchScript indexes a ModuleList by a loop variable only through a module interface.
+@torch.jit.interface
+class _Block(nn.Module):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pass
+
+
+@torch.jit.interface
+class _Upsample(nn.Module):
+    def forward(
+        self, input: torch.Tensor, output_size: Optional[List[int]] = None
+    ) -> torch.Tensor:
+        pass
+
+
+def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequential:
+    layers: List[nn.Module] = []
+    for i in range(3):
+        layers.append(
+            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
+        )
+        layers.append(nn.LeakyReLU(slope))
+    return nn.Sequential(*layers)
+
+
+class PinnedNetwork(nn.Module):
+    """The PINNED encoder–decoder on inputs whose height and width are multiples of
+    ``2**depth`` (:class:`napari_pinned.model.PINNED` without its own padding)."""
+
+    def __init__(
+        self,
+        width: int = 8,
+        depth: int = 3,
+        negative_slope: float = 0.01,
+        skip_connections: bool = True,
+        residual: bool = True,
+        conditioned: bool = False,
+    ):
+        super().__init__()
+        self.log_floor = LOG_FLOOR
+        cap = MAX_WIDTH_FACTOR * width
+        channels = [min(width * 2**level, cap) for level in range(depth + 1)]
+        self.depth = depth
+        self.skip_connections = skip_connections
+        self.residual = residual
+        self.conditioned = conditioned
+        self.encoder = nn.ModuleList(
+            [
+                _conv_block(
+                    (3 if conditioned else 1) if level == 0 else channels[level - 1],
+                    channels[level],
+                    negative_slope,
+                )
+                for level in range(depth)
+            ]
+        )
+        self.pool = nn.MaxPool2d(2, stride=2)
+        self.latent = _conv_block(channels[depth - 1], channels[depth], negative_slope)
+        self.up = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(channels[level + 1], channels[level], 2, stride=2)
+                for level in range(depth)
+            ]
+        )
+        factor = 2 if skip_connections else 1
+        self.decoder = nn.ModuleList(
+            [
+                _conv_block(factor * channels[level], channels[level], negative_slope)
+                for level in range(depth)
+            ]
+        )
+        self.head = nn.Conv2d(channels[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` in model units to ``(B, 1, H, W)``."""
+        if self.conditioned:
+            image = x[:, :1]
+            sigma = x[:, 1:]
+            features = torch.cat([image, sigma, torch.log(sigma.clamp_min(self.log_floor))], dim=1)
+            return image + sigma * self._core(features)
+        out = self._core(x)
+        if self.residual:
+            return x + out
+        return out
+
+    def _core(self, x: torch.Tensor) -> torch.Tensor:
+        skips: List[torch.Tensor] = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.latent(x)
+        for level in range(self.depth - 1, -1, -1):
+            up: _Upsample = self.up[level]
+            x = up.forward(x, None)
+            if self.skip_connections:
+                x = torch.cat([skips[level], x], dim=1)
+            decode: _Block = self.decoder[level]
+            x = decode.forward(x)
+        return self.head(x)
+
+
+# -- frame statistics (float64, one (H, W) frame) -------------------------------------
+
+
+def _symmetric_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """scipy.ndimage's ``mode="reflect"`` (the edge pixel repeated), ``pad <= size``."""
+    if pad == 0:
+        return x
+    x = torch.cat([x[:pad].flip(0), x, x[-pad:].flip(0)], 0)
+    return torch.cat([x[:, :pad].flip(1), x, x[:, -pad:].flip(1)], 1)
+
+
+def _correlate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid 2D correlation of a frame with a small kernel."""
+    return F.conv2d(x[None, None], kernel[None, None].to(device=x.device, dtype=x.dtype))[0, 0]
+
+
+def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum over the ``size × size`` window, symmetric edges (``uniform_filter · size²``)."""
+    return _correlate(_symmetric_pad(x, size // 2), torch.ones(size, size, dtype=x.dtype, device=x.device))
+
+
+def _shifts(x: torch.Tensor, padded: torch.Tensor, ring_only: bool) -> torch.Tensor:
+    h = x.shape[0]
+    w = x.shape[1]
+    out: List[torch.Tensor] = []
+    for dy in range(3):
+        for dx in range(3):
+            if ring_only and dy == 1 and dx == 1:
+                continue
+            out.append(padded[dy : dy + h, dx : dx + w])
+    return torch.stack(out)
+
+
+def _quantile(sorted_values: torch.Tensor, q: float) -> float:
+    """numpy's default (``"linear"``) quantile of already sorted values."""
+    n = sorted_values.numel()
+    index = n * q + (1.0 + q * -1.0) - 1.0
+    below = int(math.floor(index))
+    gamma = index - below
+    lo = min(max(below, 0), n - 1)
+    hi = min(max(below + 1, 0), n - 1)
+    a = float(sorted_values[lo])
+    b = float(sorted_values[hi])
+    if gamma >= 0.5:
+        return b - (b - a) * (1.0 - gamma)
+    return a + (b - a) * gamma
+
+
+def _median(values: torch.Tensor) -> float:
+    """numpy's median (the mean of the two middle values of an even count)."""
+    return _quantile(torch.sort(values.reshape(-1)).values, 0.5)
+
+
+def _robust_mean_square(
+    r: torch.Tensor, trim: float = NOISE_TRIM, sigmas: float = NOISE_OUTLIER_SIGMAS
+) -> float:
+    sq = r * r
+    n = sq.numel()
+    if n < 20:
+        return float(sq.mean()) if n > 0 else 0.0
+    cut = n - max(1, int(trim * n))
+    first = float(torch.sort(sq).values[:cut].mean())
+    if first <= 0:
+        return float(sq.mean())
+    keep = sq <= sigmas**2 * first
+    return float(sq[keep].mean())
+
+
+def _fit_line(
+    r: torch.Tensor, m: torch.Tensor, ring: torch.Tensor, bins: int = NOISE_BINS
+) -> Tuple[float, float]:
+    ordered = torch.sort(ring).values
+    qs = [_quantile(ordered, i / bins) for i in range(bins + 1)]
+    edges = torch.unique(torch.tensor(qs, dtype=torch.float64, device=ring.device))
+    if edges.numel() < 3:
+        return 0.0, _robust_mean_square(r)
+    index = torch.searchsorted(edges, ring, right=True) - 1
+    index = index.clamp(0, edges.numel() - 2)
+    xs: List[float] = []
+    ys: List[float] = []
+    ws: List[float] = []
+    for b in range(edges.numel() - 1):
+        sel = index == b
+        n = int(sel.sum())
+        if n < 50:
+            continue
+        v = _robust_mean_square(r[sel])
+        xs.append(float(m[sel].mean()))
+        ys.append(v)
+        ws.append(n / max(v, 1e-300) ** 2)
+    if len(xs) < 2:
+        return 0.0, _robust_mean_square(r)
+    total = sum(ws)
+    w = [wi / total for wi in ws]
+    if max(xs) - min(xs) <= 0:
+        return 0.0, sum([wi * yi for wi, yi in zip(w, ys)])
+    xm = sum([wi * xi for wi, xi in zip(w, xs)])
+    ym = sum([wi * yi for wi, yi in zip(w, ys)])
+    num = sum([wi * (xi - xm) * (yi - ym) for wi, xi, yi in zip(w, xs, ys)])
+    den = sum([wi * (xi - xm) ** 2 for wi, xi in zip(w, xs)])
+    slope = num / den
+    if slope <= 0:
+        return 0.0, max(ym, 0.0)
+    return slope, ym - slope * xm
+
+
+def estimate_noise(x: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float, float]:
+    """``(gain, offset, median)`` of :func:`napari_pinned.noise_level.estimate_noise`."""
+    k1 = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
+    kernel = torch.outer(k1, k1) / 6.0
+    r = _correlate(x, kernel)[1:-1, 1:-1]
+    m = _correlate(x, kernel * kernel)[1:-1, 1:-1]
+    box5 = _correlate(x, torch.ones(5, 5, dtype=torch.float64))
+    box3 = _correlate(x, torch.ones(3, 3, dtype=torch.float64))[1:-1, 1:-1]
+    ring = (box5 - box3) / 16.0
+    bad = F.max_pool2d(mask.to(torch.float64)[None, None], 5, stride=1, padding=2)[0, 0]
+    valid = bad[2:-2, 2:-2] == 0
+    median = _median(x)
+    gain, offset = _fit_line(r[valid], m[valid], ring[valid])
+    return gain, offset, median
+
+
+def find_outliers(
+    x: torch.Tensor,
+    gain: float,
+    offset: float,
+    median: float,
+    sigmas: float = OUTLIER_SIGMAS,
+    lift_factor: float = OUTLIER_LIFT,
+) -> torch.Tensor:
+    """Boolean mask of :func:`napari_pinned.conditioning.find_outliers`."""
+    ring = _shifts(x, _symmetric_pad(x, 1), True)
+    high = ring.amax(0)
+    low = ring.amin(0)
+    spread = high - low
+    sigma_median = math.sqrt(max(gain * median + offset, 0.0))
+    floor = max(gain**2, (0.1 * sigma_median) ** 2)
+    variance = (gain * (0.5 * (high + low)) + offset).clamp_min(0.0)
+    sigma = variance.clamp_min(floor).sqrt()
+    margin = sigmas * sigma + spread
+    box3 = _box_sum(x, 3)
+    neighbours = (box3 - x) / 8.0
+    lift = neighbours - (_box_sum(x, 5) - box3) / 16.0
+    hot = (x > high + margin) & (x - neighbours > lift_factor * lift.clamp_min(0.0))
+    dead = (x < low - margin) & (neighbours - x > lift_factor * (-lift).clamp_min(0.0))
+    return hot | dead
+
+
+def repair_outliers(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked pixels replaced by the median of their unmasked 3×3 neighbours."""
+    filled = torch.where(mask, torch.full_like(x, float("nan")), x)
+    padded = F.pad(filled[None, None], (1, 1, 1, 1), value=float("nan"))[0, 0]
+    window = torch.sort(_shifts(x, padded, False), dim=0).values  # NaN sorts last
+    count = (~torch.isnan(window)).sum(0)
+    low = ((count - 1).clamp_min(0) // 2)[None]
+    high = (count // 2)[None]
+    median = 0.5 * (window.gather(0, low)[0] + window.gather(0, high)[0])
+    finite = filled[~torch.isnan(filled)]
+    fallback = _median(finite) if finite.numel() > 0 else 0.0
+    median = torch.where(count > 0, median, torch.full_like(x, fallback))
+    return torch.where(mask, median, x)
+
+
+def _median3(x: torch.Tensor) -> torch.Tensor:
+    padded = F.pad(x[None, None], (1, 1, 1, 1), mode="reflect")[0, 0]
+    return _shifts(x, padded, False).median(0).values
+
+
+def _fixed_convention(
+    x: torch.Tensor, paper_high: float = PAPER_RANGE[1], unit_high: float = UNIT_RANGE[1]
+) -> Tuple[bool, float, float]:
+    """The paper's 0–255 or the unit range when the frame's values fit it (both start at 0)."""
+    lo = float(x.min())
+    hi = float(x.max())
+    if lo >= 0.0 and hi <= unit_high:
+        if hi > lo:
+            return True, 0.0, unit_high
+        return False, 0.0, 0.0
+    if lo >= 0.0 and hi <= paper_high and hi > lo:
+        return True, 0.0, paper_high
+    return False, 0.0, 0.0
+
+
+def normalization_range(
+    x: torch.Tensor,
+    mode: str,
+    raw_percentiles: Tuple[float, float] = PERCENTILES,
+    robust_percentiles: Tuple[float, float] = ROBUST_PERCENTILES,
+    range_percentiles: Tuple[float, float] = RANGE_PERCENTILES,
+) -> Tuple[float, float, bool]:
+    """``(low, high, constant)`` of :func:`napari_pinned.conditioning.normalization_range`."""
+    if mode == "range":
+        fixed, low, high = _fixed_convention(x)
+        if fixed:
+            return low, high, False
+    if mode == "percentile":
+        ordered = torch.sort(x.reshape(-1)).values
+        q = raw_percentiles
+    else:
+        ordered = torch.sort(_median3(x).reshape(-1)).values
+        q = robust_percentiles if mode == "robust" else range_percentiles
+    low = _quantile(ordered, q[0] / 100.0)
+    high = _quantile(ordered, q[1] / 100.0)
+    if not high > low or not math.isfinite(high - low):
+        level = _median(x)
+        spread = float(x.max()) - float(x.min())
+        if spread > 0 and math.isfinite(spread):
+            return level - spread, level + spread, False
+        return level, level + max(1.0, abs(level)), True
+    return low, high, False
+
+
+def _gaussian_smooth(x: torch.Tensor, sigma: float = NOISE_MAP_SMOOTHING) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter (truncate 4, ``mode="reflect"``)."""
+    radius = int(4.0 * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    padded = _symmetric_pad(x, radius)
+    rows = F.conv2d(padded[None, None], k.reshape(1, 1, -1, 1))
+    return F.conv2d(rows, k.reshape(1, 1, 1, -1))[0, 0]
+
+
+def _mirror(x: torch.Tensor, before: int, after_rows: int, after_cols: int) -> torch.Tensor:
+    """numpy's ``mode="reflect"`` padding of a ``(C, H, W)`` stack (pads < size)."""
+    return F.pad(x[None], (before, after_cols, before, after_rows), mode="reflect")[0]
+
+
+class PinnedDenoiser(nn.Module):
+    """Denoise ``(B, Y, X)`` raw frames; returns ``(B, Y, X)`` in their intensities.
+
+    Parameters
+    ----------
+    width, depth, negative_slope, skip_connections, residual, normalization, conditioning
+        The network's :class:`napari_pinned.model.ModelConfig`.
+    architecture : str
+        Descriptive name of the configuration (unused).
+    strength : float
+        Noise-conditioned models: factor on the estimated noise (1 = as measured).
+    """
+
+    def __init__(
+        self,
+        width: int = 8,
+        depth: int = 3,
+        negative_slope: float = 0.01,
+        skip_connections: bool = True,
+        residual: bool = True,
+        normalization: str = "range",
+        conditioning: str = "none",
+        architecture: str = "unet",
+        strength: float = 1.0,
+    ):
+        super().__init__()
+        if normalization not in ("range", "percentile", "robust"):
+            raise ValueError("unknown normalization " + normalization)
+        if conditioning not in ("none", "noise-map"):
+            raise ValueError("unknown conditioning " + conditioning)
+        self.conditioned = conditioning == "noise-map"
+        self.context = CONTEXT
+        self.clip_low = RANGE_CLIP[0]
+        self.clip_high = RANGE_CLIP[1]
+        self.map_floor = NOISE_MAP_FLOOR
+        self.normalization = normalization
+        self.strength = float(strength)
+        self.alignment = 2**depth
+        self.network = PinnedNetwork(
+            width, depth, negative_slope, skip_connections, residual, self.conditioned
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3:
+            raise ValueError("PinnedDenoiser expects a (batch, y, x) tensor")
+        frames: List[torch.Tensor] = []
+        for b in range(x.shape[0]):
+            frames.append(self.denoise_frame(x[b]))
+        return torch.stack(frames).to(x.dtype)
+
+    def denoise_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        """One ``(H, W)`` frame, as napari-pinned's ``denoise`` does it (float32)."""
+        x = frame.to(torch.float64)
+        # Every model gets hot and dead pixels repaired; only noise-conditioned ones use
+        # the noise estimate beyond that (napari_pinned.conditioning._measure).
+        none = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        gain, offset, median = estimate_noise(x, none)
+        outliers = find_outliers(x, gain, offset, median)
+        if bool(outliers.any()):
+            x = repair_outliers(x, outliers)
+            if self.conditioned:
+                gain, offset, median = estimate_noise(x, outliers)
+        low, high, constant = normalization_range(x, self.normalization)
+        if constant:
+            return x.to(torch.float32)
+        scale = high - low
+        units = ((x - low) / scale).to(torch.float32)
+        if self.normalization == "range" and not self.conditioned:
+            fixed, _, _ = _fixed_convention(frame.to(torch.float64))
+            if not fixed:
+                units = units.clamp(self.clip_low, self.clip_high)
+        channels = [units]
+        if self.conditioned:
+            gain_u = gain / scale
+            offset_u = (offset + gain * low) / scale**2
+            local = _gaussian_smooth(units.to(torch.float64))
+            variance = (gain_u * local + offset_u).clamp_min(0.0)
+            rms2 = float(variance.mean())
+            variance = variance.clamp_min(self.map_floor**2 * rms2)
+            channels.append((self.strength * variance.sqrt()).to(torch.float32))
+        stack = torch.stack(channels)
+        h = stack.shape[1]
+        w = stack.shape[2]
+        align = self.alignment
+        # napari_pinned.inference._frame_padding, in non-negative integer arithmetic.
+        before = (self.context + align - 1) // align * align
+        after_rows = before + (align - (h + 2 * before) % align) % align
+        after_cols = before + (align - (w + 2 * before) % align) % align
+        padded = _mirror(stack, before, after_rows, after_cols)
+        out = self.network(padded[None])[0, 0, before : before + h, before : before + w]
+        return (out.to(torch.float64) * scale + low).to(torch.float32)
