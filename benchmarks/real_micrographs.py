@@ -72,6 +72,7 @@ from _bench import (
     markdown_table,
     parse_model_specs,
     run_classical,
+    save_png,
     vst_from_noise,
 )
 
@@ -92,7 +93,7 @@ REAL_FILES = ("exp_hrstem.h5", "sgl_exp_hrstem.h5")
 PAIRS_FILE = "sfr_hrstem.h5"
 BM3D = "VST + BM3D"
 NOISY = "noisy"
-CROP = 256
+CROP = 192
 
 
 # --------------------------------------------------------------------------- the data
@@ -395,7 +396,7 @@ def plot(crops: dict, label: str, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(crops)
-    fig, axes = plt.subplots(len(names), 3, figsize=(9.6, 3.3 * len(names)))
+    fig, axes = plt.subplots(len(names), 3, figsize=(8.4, 2.95 * len(names)))
     axes = np.atleast_2d(axes)
     for row, name in enumerate(names):
         x, out = crops[name]
@@ -412,7 +413,7 @@ def plot(crops: dict, label: str, path: pathlib.Path) -> None:
     fig.suptitle(f"Real HAADF micrographs (tk-r-em example data), central {CROP}² crops")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_png(fig, path, 80)
     plt.close(fig)
 
 

@@ -83,6 +83,7 @@ from _bench import (
     markdown_table,
     parse_model_specs,
     run_classical,
+    save_png,
 )
 
 from napari_pinned.inference import denoise
@@ -402,23 +403,22 @@ def score_case(case: Case) -> CaseResult:
     return CaseResult(rows, info, outputs)
 
 
-def fingerprint(spec: ImageSpec, dose: float) -> tuple:
-    """What must match for an earlier run's rows of this image and dose to be reused."""
+def fingerprint(spec: ImageSpec, dose: float) -> tuple[tuple, float]:
+    """What must match for an earlier run's rows of this image and dose to be reused: the
+    image, dose, label and seed exactly, and the truth's range (which moves with any change
+    of the clean image or the recording) to 1e-4."""
     clean = make_clean(spec)
     _, truth = record(clean, spec, dose)
-    return (spec.id, float(dose), clean.label, int(clean.seed), _range_key(float(np.ptp(truth))))
+    return (spec.id, float(dose), clean.label, int(clean.seed)), float(np.ptp(truth))
 
 
 #: Row fields of earlier versions that now live in ``images`` and ``meta``.
 _DROPPED = ("kind", "pixel_size", "parameter_name", "n_columns")
 
 
-def _range_key(value: float) -> str:
-    return f"{value:.5g}"  # the JSON keeps 6 significant digits
-
-
 def reusable_rows(path: pathlib.Path | None, quick: bool, classical: list[str]) -> dict:
-    """Noisy and classical rows of an earlier run, by :func:`fingerprint`."""
+    """Noisy and classical rows of an earlier run: ``{key: (data_range, rows)}`` with the
+    key and range of :func:`fingerprint`."""
     if path is None or not path.is_file():
         print(f"# --reuse: no earlier run at {path}; scoring everything")
         return {}
@@ -427,21 +427,27 @@ def reusable_rows(path: pathlib.Path | None, quick: bool, classical: list[str]) 
         print(f"# --reuse: {path} was run with other settings; scoring everything")
         return {}
     keep = {NOISY, *classical}
-    out: dict[tuple, list[dict]] = {}
+    out: dict[tuple, tuple[float, list[dict]]] = {}
     for info in old["images"]:
-        key = (
-            info["image"],
-            float(info["dose"]),
-            info["label"],
-            int(info["seed"]),
-            _range_key(float(info["data_range"])),
-        )
-        out[key] = [
+        key = (info["image"], float(info["dose"]), info["label"], int(info["seed"]))
+        rows = [
             {k: v for k, v in r.items() if k not in _DROPPED}
             for r in old["rows"]
             if r["image"] == info["image"] and r["dose"] == info["dose"] and r["method"] in keep
         ]
+        out[key] = (float(info["data_range"]), rows)
     return out
+
+
+def reused_for(reusable: dict, spec: ImageSpec, dose: float) -> tuple[dict, ...]:
+    """The earlier rows of this image and dose, if its clean image is unchanged."""
+    if not reusable:
+        return ()
+    key, data_range = fingerprint(spec, dose)
+    old_range, rows = reusable.get(key, (None, []))
+    if old_range is None or not math.isclose(old_range, data_range, rel_tol=1e-4):
+        return ()
+    return tuple(rows)
 
 
 def _init_worker(threads: int) -> None:
@@ -795,7 +801,7 @@ def plot(result: dict, outputs: dict, out_dir: pathlib.Path) -> list[pathlib.Pat
     fig.suptitle(f"Held-out realistic STEM noise, {n} images (classical methods tuned per image)")
     fig.tight_layout()
     path = out_dir / "realistic-psnr.png"
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     plt.close(fig)
     written.append(path)
 
@@ -824,7 +830,7 @@ def plot(result: dict, outputs: dict, out_dir: pathlib.Path) -> list[pathlib.Pat
         fig.suptitle(f"{example}: central {SHAPE // 2}² crop", fontsize=10)
         fig.tight_layout()
         path = out_dir / "realistic-example.png"
-        fig.savefig(path, dpi=80)
+        save_png(fig, path, 80)
         plt.close(fig)
         written.append(path)
     return written
@@ -909,7 +915,7 @@ def main() -> None:
             adapt=args.adapt and i < args.adapt_images,
             adapt_steps=args.adapt_steps,
             keep_outputs=spec.id == example and dose in EXAMPLE_DOSES,
-            reused=tuple(reusable.get(fingerprint(spec, dose), ())),
+            reused=reused_for(reusable, spec, dose),
         )
         for i, spec in enumerate(specs)
         for dose in doses

@@ -41,6 +41,9 @@ _LAZY = {
     "load_model": "napari_pinned.model_files",
     "save_model": "napari_pinned.model_files",
     "ModelConfig": "napari_pinned.model",
+    "export_bioimageio": "napari_pinned.bmz",
+    "load_package": "napari_pinned.bmz",
+    "export_onnx": "napari_pinned.backends",
 }
 
 __all__ = ["__version__", *_LAZY]

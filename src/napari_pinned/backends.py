@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import pathlib
 from collections.abc import Mapping
@@ -49,6 +48,8 @@ __all__ = [
     "is_onnx_file",
     "load_onnx_model",
     "make_runner",
+    "onnx_model",
+    "set_onnx_options",
 ]
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -100,7 +101,9 @@ def _require_onnx(what: str) -> Any:
     try:
         import onnx
     except ImportError:
-        raise ValueError(f"{what} needs the onnx package, which is not installed ({_HINT})") from None
+        raise ValueError(
+            f"{what} needs the onnx package, which is not installed ({_HINT})"
+        ) from None
     return onnx
 
 
@@ -141,6 +144,8 @@ class OnnxConfig:
     from an ONNX file without torch."""
 
     settings: Mapping[str, Any]
+    #: :func:`napari_pinned.model.receptive_reach` of the network (tiles need it as halo).
+    receptive_reach: int
 
     @property
     def depth(self) -> int:
@@ -176,7 +181,7 @@ class OnnxModel:
     source: str = "<memory>"
 
 
-def _check_config(settings: Any, where: str) -> OnnxConfig:
+def _check_config(settings: Any, where: str, reach: Any) -> OnnxConfig:
     from napari_pinned.conditioning import NORMALIZATIONS
 
     if not isinstance(settings, Mapping) or set(settings) - set(_CONFIG_KEYS):
@@ -189,7 +194,9 @@ def _check_config(settings: Any, where: str) -> OnnxConfig:
         raise ValueError(f"{where}: invalid napari-pinned configuration")
     if settings["conditioning"] not in ("none", "noise-map"):
         raise ValueError(f"{where}: invalid napari-pinned configuration (conditioning)")
-    return OnnxConfig(dict(settings))
+    if isinstance(reach, bool) or not isinstance(reach, int) or not 0 < reach < 10_000:
+        raise ValueError(f"{where}: invalid receptive field in the ONNX file ({reach!r})")
+    return OnnxConfig(dict(settings), reach)
 
 
 def _onnx_checksum(config: Mapping[str, Any], metadata_json: str, graph: bytes) -> str:
@@ -231,7 +238,7 @@ def load_onnx_model(path: str | os.PathLike) -> OnnxModel:
             f"{p}: napari-pinned ONNX format version {info.get('format_version')!r} is not "
             f"supported; this napari-pinned {__version__} reads version {ONNX_FORMAT_VERSION}"
         )
-    config = _check_config(info.get("config"), str(p))
+    config = _check_config(info.get("config"), str(p), info.get("receptive_reach"))
     metadata_json = info.get("metadata_json")
     try:
         metadata = json.loads(metadata_json)
@@ -274,6 +281,7 @@ def onnx_bytes(bundle: ModelBundle, *, opset: int = OPSET) -> bytes:
 
     import torch
 
+    from napari_pinned.model import receptive_reach
     from napari_pinned.model_files import _json_default
 
     onnx = _require_onnx("exporting to ONNX")
@@ -311,6 +319,7 @@ def onnx_bytes(bundle: ModelBundle, *, opset: int = OPSET) -> bytes:
         "format_version": ONNX_FORMAT_VERSION,
         "written_by": f"napari-pinned {__version__}",
         "config": cfg.to_dict(),
+        "receptive_reach": receptive_reach(cfg),
         "metadata_json": metadata_json,
         "input": f"(batch, {cfg.input_channels}, H, W) float32 model units, H and W "
         f"multiples of {align}",
@@ -389,8 +398,12 @@ class OnnxRunner:
     ) -> None:
         ort = require_onnxruntime()
         if optimization not in OPTIMIZATIONS:
-            raise ValueError(f"optimization must be one of {list(OPTIMIZATIONS)}, got {optimization!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(
+                f"optimization must be one of {list(OPTIMIZATIONS)}, got {optimization!r}"
+            )
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         options = ort.SessionOptions()
         options.graph_optimization_level = {
@@ -415,6 +428,7 @@ class OnnxRunner:
             raise ValueError(f"the onnx backend runs on cpu or cuda, not {device!r}")
         self.model = model
         self.config = model.config
+        self.device = providers[0].replace("ExecutionProvider", "").lower()
         self.session = ort.InferenceSession(model.data, sess_options=options, providers=providers)
         self._input = self.session.get_inputs()[0].name
 
@@ -452,11 +466,29 @@ class TorchRunner:
         return pred.float().cpu().numpy()
 
 
+#: ONNX Runtime settings used when :func:`make_runner` is not given them (see
+#: :func:`set_onnx_options`): intra-op threads (None: ONNX Runtime's default, one per
+#: physical core) and the graph optimisation level.
+ONNX_OPTIONS: dict[str, Any] = {"threads": None, "optimization": "all"}
+
+
+def set_onnx_options(*, threads: int | None = None, optimization: str = "all") -> None:
+    """Set the ONNX Runtime threads and graph optimisation of later ``backend="onnx"``
+    runs (benchmarks/speed.py measures their effect)."""
+    if optimization not in OPTIMIZATIONS:
+        raise ValueError(f"optimization must be one of {list(OPTIMIZATIONS)}, got {optimization!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    ONNX_OPTIONS.update(threads=threads, optimization=optimization)
+
+
 #: ONNX exports of models given to the onnx backend as torch models, by checksum.
 _ONNX_CACHE: dict[str, OnnxModel] = {}
 
 
-def _as_onnx(bundle: ModelBundle) -> OnnxModel:
+def onnx_model(bundle: ModelBundle) -> OnnxModel:
     from napari_pinned.model_files import _checksum, _json_default
 
     metadata_json = json.dumps(bundle.metadata, default=_json_default, allow_nan=True)
@@ -465,8 +497,10 @@ def _as_onnx(bundle: ModelBundle) -> OnnxModel:
     if key not in _ONNX_CACHE:
         if len(_ONNX_CACHE) >= 4:
             _ONNX_CACHE.pop(next(iter(_ONNX_CACHE)))
+        from napari_pinned.model import receptive_reach
+
         data = onnx_bytes(bundle)
-        config = OnnxConfig(bundle.config.to_dict())
+        config = OnnxConfig(bundle.config.to_dict(), receptive_reach(bundle.config))
         _ONNX_CACHE[key] = OnnxModel(data, config, dict(bundle.metadata), bundle.source)
     return _ONNX_CACHE[key]
 
@@ -484,7 +518,7 @@ def make_runner(
     backend: str = "auto",
     device: Any = "auto",
     threads: int | None = None,
-    optimization: str = "all",
+    optimization: str | None = None,
 ) -> Any:
     """The runner for ``model``: a :class:`TorchRunner` or an :class:`OnnxRunner`.
 
@@ -495,15 +529,17 @@ def make_runner(
     model to ONNX first (once per model and process).  An ONNX model never imports torch.
     """
     check_backend(backend)
+    threads = ONNX_OPTIONS["threads"] if threads is None else threads
+    optimization = ONNX_OPTIONS["optimization"] if optimization is None else optimization
     if isinstance(model, OnnxModel) or is_onnx_file(model):
         if backend == "torch":
             raise ValueError(
                 f"{getattr(model, 'source', model)}: an ONNX model runs with the onnx backend, "
                 "not torch"
             )
-        onnx_model = model if isinstance(model, OnnxModel) else load_onnx_model(model)
+        loaded = model if isinstance(model, OnnxModel) else load_onnx_model(model)
         dev = "cpu" if device == "auto" else str(device)
-        return OnnxRunner(onnx_model, threads=threads, optimization=optimization, device=dev)
+        return OnnxRunner(loaded, threads=threads, optimization=optimization, device=dev)
     from napari_pinned.devices import resolve_device
     from napari_pinned.model_files import load_model
 
@@ -514,19 +550,9 @@ def make_runner(
         require_onnxruntime()
         bundle = load_model(model, device="cpu")
         return OnnxRunner(
-            _as_onnx(bundle),
+            onnx_model(bundle),
             threads=threads,
             optimization=optimization,
             device="cuda" if dev.type == "cuda" else "cpu",
         )
     return TorchRunner(load_model(model, device=dev), dev)
-
-
-def runner_threads(value: Any) -> int | None:
-    """``None`` or a positive thread count (for CLI parsing)."""
-    if value is None:
-        return None
-    count = int(value)
-    if count < 1 or not math.isfinite(count):
-        raise ValueError(f"threads must be at least 1, got {value!r}")
-    return count

@@ -72,7 +72,9 @@ __all__ = [
     "KNOWN_ARCHITECTURE_SHA256",
     "ForeignModel",
     "PackageError",
+    "PackageNeedsTrust",
     "export_bioimageio",
+    "foreign_package",
     "is_package",
     "load_own_package",
     "load_package",
@@ -89,7 +91,7 @@ ARCHITECTURE_CALLABLE = "PinnedDenoiser"
 #: (``tests/core/test_bmz.py`` fails when the file changes without its hash added here.)
 KNOWN_ARCHITECTURE_SHA256 = frozenset(
     {
-        "f0aef0a10c182c2265f55edd9899356fd239f7a1e4c8594ffdb6d69e3ec7c271",
+        "4523a9a130d3bc3fc8172c741ebd80b5640fc8a1cb9f1803efb640830a8b9904",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.
@@ -108,7 +110,7 @@ TEST_PIXEL_SIZE = 0.1
 _SHIPPED_PIXEL_SIZES = {"default": (0.03, 0.3), "cdn": (0.05, 0.2)}
 #: The paper, cited by every exported package.
 PAPER = (
-    "Awan, Shabeer, Saleem, Mehmood and Qadeer, \"Physics Informed Neural Network Enhanced "
+    'Awan, Shabeer, Saleem, Mehmood and Qadeer, "Physics Informed Neural Network Enhanced '
     'Denoising for Atomic Resolution STEM Imaging" (PINNED)'
 )
 #: Where to find the paper: a Crossref search for its title (no DOI is recorded here).
@@ -122,6 +124,11 @@ _SPEC_HINT = "pip install 'napari-pinned[bioimageio]'"
 
 class PackageError(ValueError):
     """A BioImage Model Zoo package that cannot be read, or not run by napari-pinned."""
+
+
+class PackageNeedsTrust(PackageError):
+    """A package from another tool whose weights run code: it runs only with
+    ``trust=True``."""
 
 
 # -- reading packages (no code, bounded) -------------------------------------------------
@@ -187,6 +194,11 @@ def _read_package(path: str | os.PathLike) -> _Package:
                 raise PackageError(f"{p}: {rdf_name} is larger than {MAX_RDF_BYTES} bytes")
             text = archive.read(rdf_name)
             rdf = yaml.safe_load(text)
+            if _expanded_nodes(rdf) > MAX_RDF_NODES:
+                raise PackageError(
+                    f"{p}: {rdf_name} expands to more than {MAX_RDF_NODES:,} entries (nested "
+                    "YAML aliases); refused"
+                )
             arch_bytes = None
             if isinstance(rdf, dict):
                 arch_source = _architecture_source(rdf)
@@ -194,7 +206,7 @@ def _read_package(path: str | os.PathLike) -> _Package:
                     arch_bytes = archive.read(arch_source)
     except PackageError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, yaml.YAMLError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
         raise PackageError(
             f"{p}: not a readable BioImage Model Zoo package ({_first_line(exc)})"
         ) from None
@@ -223,6 +235,28 @@ def _read_package(path: str | os.PathLike) -> _Package:
                 f"napari-pinned {__version__} wrote (unknown SHA-256)"
             )
     return _Package(p, rdf, rdf_name, sizes, own, reason)
+
+
+#: Largest RDF once YAML aliases are expanded, in nodes (bioimageio.spec's RDFs: ~500).
+MAX_RDF_NODES = 100_000
+
+
+def _expanded_nodes(node: Any, memo: dict[int, int] | None = None) -> int:
+    """How many nodes ``node`` has with every YAML alias expanded, in linear time: nested
+    aliases ("billion laughs") make a 1 MiB file a structure too large to walk."""
+    memo = {} if memo is None else memo
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a cycle counts once (safe_load can build self-referencing lists)
+    if isinstance(node, Mapping):
+        count = 1 + sum(_expanded_nodes(v, memo) for v in node.values())
+    elif isinstance(node, list):
+        count = 1 + sum(_expanded_nodes(v, memo) for v in node)
+    else:
+        count = 1
+    memo[key] = count
+    return count
 
 
 def _architecture_source(rdf: Mapping[str, Any]) -> str | None:
@@ -334,6 +368,13 @@ def load_own_package(path: str | os.PathLike, *, device: str = "cpu") -> ModelBu
     return _load_own(package, device)
 
 
+def foreign_package(path: str | os.PathLike, *, device: str = "cpu") -> ForeignModel | None:
+    """The package at ``path`` as a :class:`ForeignModel` (untrusted), or None when it
+    is napari-pinned's own (then :func:`napari_pinned.model_files.load_model` reads it)."""
+    package = _read_package(path)
+    return None if package.own else _load_foreign(package, trust=False, device=device)
+
+
 def load_package(
     path: str | os.PathLike, *, trust: bool = False, device: str = "cpu"
 ) -> ModelBundle | ForeignModel:
@@ -405,9 +446,7 @@ class ForeignModel:
                 if f + 1 < len(frames):
                     yield DenoiseProgress(f + 1, len(frames), f, len(frames))
         result = output[0] if arr.ndim == 2 else output
-        yield DenoiseProgress(
-            len(frames), len(frames), len(frames) - 1, len(frames), output=result
-        )
+        yield DenoiseProgress(len(frames), len(frames), len(frames) - 1, len(frames), output=result)
 
     def _pipeline(self) -> Any:
         from bioimageio.core import create_prediction_pipeline
@@ -424,7 +463,7 @@ class ForeignModel:
             ) from None
 
     def _predict(self, pipeline: Any, frame: np.ndarray) -> np.ndarray:
-        from bioimageio.core import Tensor, predict
+        from bioimageio.core import Tensor
         from bioimageio.core.digest_spec import create_sample_for_model
         from bioimageio.spec.model import v0_5
 
@@ -444,17 +483,23 @@ class ForeignModel:
         sample = create_sample_for_model(
             descr, inputs={ipt.id: Tensor.from_numpy(data, dims=dims)}, sample_id="frame"
         )
-        kwargs: dict[str, Any] = {}
         spatial = [a for a in ipt.axes if str(a.id) in ("y", "x")]
         fixed = {a.id: a.size for a in spatial if isinstance(a.size, int)}
-        if fixed:
-            kwargs["input_block_shape"] = {ipt.id: fixed}
-        elif max(frame.shape) > FOREIGN_BLOCK:
-            sizes = [a.size for a in spatial if isinstance(a.size, v0_5.ParameterizedSize)]
-            n = max(max(0, math.ceil((FOREIGN_BLOCK - s.min) / s.step)) for s in sizes)
-            kwargs["blocksize_parameter"] = n
         try:
-            result = predict(model=pipeline, inputs=sample, **kwargs)
+            # bioimageio.core's own tiling: fixed-size models in blocks of their size,
+            # others whole up to FOREIGN_BLOCK px and in blocks of about that beyond,
+            # each block with the package's halo.  (Not bioimageio.core.predict: it
+            # unloads the pipeline after every call.)
+            if fixed:
+                result = pipeline.predict_sample_with_fixed_blocking(
+                    sample, input_block_shape={ipt.id: fixed}
+                )
+            elif max(frame.shape) > FOREIGN_BLOCK:
+                sizes = [a.size for a in spatial if isinstance(a.size, v0_5.ParameterizedSize)]
+                n = max(max(0, math.ceil((FOREIGN_BLOCK - s.min) / s.step)) for s in sizes)
+                result = pipeline.predict_sample_with_blocking(sample, ns=n)
+            else:
+                result = pipeline.predict_sample_without_blocking(sample)
         except Exception as exc:
             raise PackageError(
                 f"{self.source}: prediction failed in bioimageio.core ({_first_line(exc)})"
@@ -519,11 +564,12 @@ def _check_foreign(descr: Any, source: pathlib.Path) -> None:
         if str(axis.id) not in ("y", "x"):
             continue
         size = axis.size
+        source = next((a for a in descr.inputs[0].axes if str(a.id) == str(axis.id)), None)
         same = isinstance(size, v0_5.SizeReference) and size.offset == 0
         same = same and str(size.axis_id) == str(axis.id)
-        scale_ok = getattr(axis, "scale", 1.0) == next(
-            (a.scale for a in descr.inputs[0].axes if str(a.id) == str(axis.id)), 1.0
-        )
+        # A fixed-size model: the output's size is the input's.
+        same = same or (isinstance(size, int) and source is not None and source.size == size)
+        scale_ok = getattr(axis, "scale", 1.0) == getattr(source, "scale", 1.0)
         if not (same and scale_ok):
             raise PackageError(
                 f"{name}: its output {axis.id} axis is not the size of the input's; "
@@ -556,7 +602,7 @@ def _load_foreign(package: _Package, *, trust: bool, device: str) -> ForeignMode
     choice = next(((wf, code) for wf, code in runnable if trust or not code), None)
     if choice is None:
         formats = " and ".join(wf for wf, _ in runnable)
-        raise PackageError(
+        raise PackageNeedsTrust(
             f"{path}: {package.own_reason}, and its {formats} weights run code from the "
             "package; napari-pinned runs them only when you trust the package "
             "(trust=True, --trust-package, or Yes in the dock)"
@@ -585,10 +631,10 @@ def _check_onnx(package: _Package, entry: Any) -> None:
             f"{package.path}: its onnx weights keep their tensors in a separate file; "
             "napari-pinned runs self-contained ONNX weights only"
         )
-    name = str(entry.source.path if hasattr(entry.source, "path") else entry.source)
     from napari_pinned.backends import check_onnx_bytes
 
-    check_onnx_bytes(_read_entry(package, pathlib.PurePosixPath(name).name), str(package.path))
+    source = (package.rdf.get("weights") or {}).get("onnx", {}).get("source")
+    check_onnx_bytes(_read_entry(package, source), str(package.path))
 
 
 # -- export --------------------------------------------------------------------------------
@@ -734,11 +780,7 @@ def _documentation(
         str(meta.get("training_data") or "not recorded in the model file"),
         "",
         f"Noise: {meta.get('noise', '—')}"
-        + (
-            f", CDN levels {meta['noise_levels']}"
-            if meta.get("noise_levels")
-            else ""
-        )
+        + (f", CDN levels {meta['noise_levels']}" if meta.get("noise_levels") else "")
         + f"; {meta.get('steps', '—')} steps of {meta.get('batch_size', '—')} patches of "
         f"{meta.get('patch_size', '—')}² px, learning rate {meta.get('learning_rate', '—')}, "
         f"seed {meta.get('seed', '—')}"
@@ -750,8 +792,8 @@ def _documentation(
         f"- during training: PSNR {_fmt(meta.get('val_psnr'))} dB, SSIM "
         f"{_fmt(meta.get('val_ssim'), 3)} on held-out validation crops (best step "
         f"{meta.get('best_step', '—')}).",
-        f"- the test image of this package: BaTiO3 (a material the shipped models never "
-        f"saw), {quality['size']}² px at {TEST_PIXEL_SIZE} Å/px, {noise}: PSNR "
+        f"- the test image of this package: simulated BaTiO3 (held out from the shipped "
+        f"models' training), {quality['size']}² px at {TEST_PIXEL_SIZE} Å/px, {noise}: PSNR "
         f"{_fmt(quality['noisy_psnr'])} dB noisy → **{_fmt(quality['denoised_psnr'])} dB** "
         f"denoised (SSIM {_fmt(quality['noisy_ssim'], 3)} → "
         f"{_fmt(quality['denoised_ssim'], 3)}) against the clean simulation.",

@@ -1,3 +1,6 @@
+# TorchScript and the older torch versions BMZ consumers run (deepImageJ, conda
+# environments of bioimageio.core) need typing's List/Optional/Tuple here.
+# ruff: noqa: UP006, UP035, UP045, B905, RUF046
 """A self-contained PINNED denoiser: raw image in, denoised image out, torch only.
 
 This file is copied verbatim into BioImage Model Zoo packages written by
@@ -19,17 +22,18 @@ around the network, frame by frame:
 3. mirrored context around the frame (:data:`napari_pinned.inference.CONTEXT`), the
    network (the same layers and parameter names as :class:`napari_pinned.model.PINNED`,
    under ``network.``), and the map back to the frame's intensities
-   (:func:`napari_pinned.conditioning.finish`).
+   (:func:`napari_pinned.conditioning.finish`);
+4. the lattice guard (:func:`napari_pinned.lattice_guard.keep_lattice`): what the
+   network took from the input's strong Bragg reflections is given back.
 
 These are frame-level statistics that the BMZ pre/post-processing steps cannot express
 (see docs/model.md).  ``tests/core/test_bmz.py`` checks this file against the numpy
-pipeline to 1e-3 of the image range.  Known differences, all documented: frames
-larger than 1024² px (napari-pinned then takes its percentiles, and beyond about
+pipeline to 1e-3 of the image range (napari-pinned's tiling is exact, so a frame run
+whole here equals napari-pinned's tiled result).  Known differences, all documented:
+frames larger than 1024² px (napari-pinned then takes its percentiles, and beyond about
 1400² px its noise fit, from a seeded random subset of pixels; this module uses every
-pixel), frames larger than one 512 px tile
-(napari-pinned blends tiles; this module runs the whole frame at once), and the dtype
-of the input (this module sees float32, so uint8 frames are treated by their values
-and unsigned outputs are not clipped at zero).
+pixel), and the dtype of the input (this module sees float32, so uint8 frames are
+treated by their values and unsigned outputs are not clipped at zero).
 
 Changing this file changes its SHA-256, by which napari-pinned recognises its own
 packages: add the new hash to ``napari_pinned.bmz.KNOWN_ARCHITECTURE_SHA256``.
@@ -60,6 +64,10 @@ NOISE_MAP_FLOOR = 0.1
 NOISE_BINS = 16
 NOISE_OUTLIER_SIGMAS = 6.0
 NOISE_TRIM = 0.001
+GUARD_SNR = 10.0
+GUARD_FLOOR_BLOCK = 8
+GUARD_DC_RADIUS = 2
+_TINY = 2.2250738585072014e-308  # numpy.finfo(float64).tiny
 
 
 # TorchScript indexes a ModuleList by a loop variable only through a module interface.
@@ -71,9 +79,7 @@ class _Block(nn.Module):
 
 @torch.jit.interface
 class _Upsample(nn.Module):
-    def forward(
-        self, input: torch.Tensor, output_size: Optional[List[int]] = None
-    ) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
         pass
 
 
@@ -182,7 +188,9 @@ def _correlate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sum over the ``size × size`` window, symmetric edges (``uniform_filter · size²``)."""
-    return _correlate(_symmetric_pad(x, size // 2), torch.ones(size, size, dtype=x.dtype, device=x.device))
+    return _correlate(
+        _symmetric_pad(x, size // 2), torch.ones(size, size, dtype=x.dtype, device=x.device)
+    )
 
 
 def _shifts(x: torch.Tensor, padded: torch.Tensor, ring_only: bool) -> torch.Tensor:
@@ -387,6 +395,59 @@ def _gaussian_smooth(x: torch.Tensor, sigma: float = NOISE_MAP_SMOOTHING) -> tor
     return F.conv2d(rows, k.reshape(1, 1, 1, -1))[0, 0]
 
 
+def _spectrum_floor(
+    power: torch.Tensor, block: int = GUARD_FLOOR_BLOCK, tiny: float = _TINY
+) -> torch.Tensor:
+    """napari_pinned.lattice_guard._floor: block medians / ln 2, a 3×3 median filter of
+    them, brought back to the spectrum's shape."""
+    h = power.shape[0]
+    w = power.shape[1]
+    ph = (h + block - 1) // block * block
+    pw = (w + block - 1) // block * block
+    padded = F.pad(power[None, None], (0, pw - w, 0, ph - h), mode="replicate")[0, 0]
+    blocks = padded.reshape(ph // block, block, pw // block, block).permute(0, 2, 1, 3)
+    ordered = torch.sort(blocks.reshape(ph // block, pw // block, block * block), dim=2).values
+    n = block * block
+    lower = (n - 1) // 2
+    medians = 0.5 * (ordered[:, :, lower] + ordered[:, :, n // 2]) / math.log(2.0)
+    grid = F.pad(medians[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    medians = _shifts(medians, grid, False).median(0).values
+    full = medians.repeat_interleave(block, 0).repeat_interleave(block, 1)[:h, :w]
+    return full.clamp_min(tiny)
+
+
+def keep_lattice(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    snr: float = GUARD_SNR,
+    block: int = GUARD_FLOOR_BLOCK,
+    dc_radius: int = GUARD_DC_RADIUS,
+) -> torch.Tensor:
+    """:func:`napari_pinned.lattice_guard.keep_lattice` of a (float64) frame ``x`` and
+    its denoised ``y``: the residual's part above its floor at ``x``'s strong
+    reflections is given back."""
+    h = x.shape[0]
+    w = x.shape[1]
+    if min(h, w) < 4 * block:
+        return y
+    spectrum = torch.fft.rfft2(x - x.mean())
+    residual = torch.fft.rfft2(x - y)
+    power = torch.real(spectrum) ** 2 + torch.imag(spectrum) ** 2
+    strong = power > snr * _spectrum_floor(power, block)
+    rows = torch.arange(h, device=x.device)
+    ky = torch.minimum(rows, h - rows)[:, None]
+    kx = torch.arange(power.shape[1], device=x.device)[None, :]
+    strong = strong & ((ky > dc_radius) | (kx > dc_radius))
+    if not bool(strong.any()):
+        return y
+    grown = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)[0, 0]
+    residual_power = torch.real(residual) ** 2 + torch.imag(residual) ** 2
+    weight = 1.0 - _spectrum_floor(residual_power, block) / residual_power.clamp_min(1e-300)
+    weight = torch.where(grown > 0, weight.clamp(0.0, 1.0), torch.zeros_like(weight))
+    restored = torch.fft.irfft2(weight * residual, s=[h, w])
+    return y + restored
+
+
 def _mirror(x: torch.Tensor, before: int, after_rows: int, after_cols: int) -> torch.Tensor:
     """numpy's ``mode="reflect"`` padding of a ``(C, H, W)`` stack (pads < size)."""
     return F.pad(x[None], (before, after_cols, before, after_rows), mode="reflect")[0]
@@ -403,6 +464,8 @@ class PinnedDenoiser(nn.Module):
         Descriptive name of the configuration (unused).
     strength : float
         Noise-conditioned models: factor on the estimated noise (1 = as measured).
+    keep_lattice : bool
+        Apply the lattice guard (``denoise(..., keep_lattice=True)``, the default).
     """
 
     def __init__(
@@ -416,6 +479,7 @@ class PinnedDenoiser(nn.Module):
         conditioning: str = "none",
         architecture: str = "unet",
         strength: float = 1.0,
+        keep_lattice: bool = True,
     ):
         super().__init__()
         if normalization not in ("range", "percentile", "robust"):
@@ -429,6 +493,7 @@ class PinnedDenoiser(nn.Module):
         self.map_floor = NOISE_MAP_FLOOR
         self.normalization = normalization
         self.strength = float(strength)
+        self.keep_lattice = bool(keep_lattice)
         self.alignment = 2**depth
         self.network = PinnedNetwork(
             width, depth, negative_slope, skip_connections, residual, self.conditioned
@@ -482,4 +547,8 @@ class PinnedDenoiser(nn.Module):
         after_cols = before + (align - (w + 2 * before) % align) % align
         padded = _mirror(stack, before, after_rows, after_cols)
         out = self.network(padded[None])[0, 0, before : before + h, before : before + w]
-        return (out.to(torch.float64) * scale + low).to(torch.float32)
+        result = (out.to(torch.float64) * scale + low).to(torch.float32)
+        if self.keep_lattice:
+            # napari_pinned.inference.guard_frame: the input's strong reflections kept.
+            result = keep_lattice(x, result.to(torch.float64)).to(torch.float32)
+        return result

@@ -711,6 +711,11 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         # One input: its contents are checked before the model is loaded, too.
         _precheck_frames(args.inputs[0])
 
+    other = _other_runtime_model(args, cluster)
+    if other is not None:
+        pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
+        return _denoise_other_runtime(args, pairs, other, reference, problems)
+
     from napari_pinned.inference import ModelSpec, minimum_overlap
     from napari_pinned.model_files import load_model
 
@@ -728,7 +733,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     spec = ModelSpec.of(bundle)
-    settings = {"tile": tile, "overlap": args.overlap, "strength": args.strength}
+    settings = {
+        "tile": tile,
+        "overlap": args.overlap,
+        "strength": args.strength,
+        "keep_lattice": not args.no_keep_lattice,
+    }
     pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
     if cluster:
         return _denoise_on_cluster(args, pairs, spec, settings, problems)
@@ -800,6 +810,98 @@ def _denoise_one(
     return last
 
 
+def _other_runtime_model(args: argparse.Namespace, cluster: bool) -> Any:
+    """The model when it does not run as napari-pinned's torch network: an ONNX file or
+    ``--backend onnx`` (ONNX Runtime), or a BMZ package of another tool
+    (bioimageio.core); None otherwise (napari-pinned's own packages load as models)."""
+    from napari_pinned import backends, bmz
+
+    model = None
+    if backends.is_onnx_file(args.model):
+        if args.backend == "torch":
+            raise ValueError(f"--model {args.model}: an ONNX model runs with --backend onnx")
+        model = backends.load_onnx_model(args.model)
+    elif bmz.is_package(args.model):
+        loaded = bmz.load_package(args.model, trust=args.trust_package, device=args.device)
+        model = loaded if isinstance(loaded, bmz.ForeignModel) else None
+        if model is None and args.backend == "onnx":
+            model = backends.onnx_model(loaded)
+    elif args.backend == "onnx":
+        from napari_pinned.model_files import load_model
+
+        backends.require_onnxruntime("--backend onnx")
+        model = backends.onnx_model(load_model(args.model, device="cpu"))
+    if model is not None and cluster:
+        raise ValueError(
+            "--scheduler/--workers run napari-pinned's torch models; ONNX models and "
+            "packages from other tools run in this process (leave them out)"
+        )
+    if model is not None:
+        for target in _denoise_targets(args):
+            if target.suffix.lower() == ".zarr":
+                raise ValueError(
+                    f"{target}: ONNX models and packages from other tools write TIFF "
+                    "outputs (-o out.tif)"
+                )
+    return model
+
+
+def _denoise_other_runtime(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    model: Any,
+    reference: np.ndarray | None,
+    problems: dict[Path, str],
+) -> int:
+    """Denoise whole files with an ONNX model or another tool's BMZ package."""
+    from napari_pinned.inference import iter_denoise
+    from napari_pinned.io import read_image, read_pixel_size, write_tiff
+
+    tile = args.tile if args.tile is not None else _CORE_DEFAULT_TILE
+    rows = {}
+    for path, target in pairs:
+        try:
+            with _about(path):
+                image = read_image(path)
+                bar = _ProgressBar(1, f"denoise {Path(path).name}")
+                result = None
+                try:
+                    for record in iter_denoise(
+                        image,
+                        model,
+                        tile=tile,
+                        overlap=args.overlap,
+                        device=args.device,
+                        strength=args.strength,
+                        backend="onnx" if args.backend == "auto" else args.backend,
+                        keep_lattice=not args.no_keep_lattice,
+                    ):
+                        bar.total = record.tiles_total
+                        bar.update(record.tiles_done, "tiles")
+                        result = record.output
+                finally:
+                    bar.close()
+                assert result is not None
+                _check_finite_output(result, path)
+                write_tiff(target, result, pixel_size=read_pixel_size(path))
+            print(f"{path} → {target}")
+            if reference is not None:
+                from napari_pinned.metrics import compute_metrics_stack, mean_metrics
+
+                name = Path(path).name
+                rows[f"{name} (input)"] = mean_metrics(compute_metrics_stack(image, reference))
+                rows[f"{name} (denoised)"] = mean_metrics(compute_metrics_stack(result, reference))
+        except (ValueError, MemoryError) as exc:
+            if len(args.inputs) == 1:
+                raise
+            problems[path] = out_of_memory_message(exc) or str(exc)
+    if rows:
+        from napari_pinned.metrics import format_metrics_table
+
+        print(format_metrics_table(rows))
+    return _report_problems(args, problems)
+
+
 def _denoise_on_cluster(
     args: argparse.Namespace,
     pairs: list[tuple[Path, Path]],
@@ -825,7 +927,13 @@ def _denoise_on_cluster(
             try:
                 with _about(path):
                     for record in iter_denoise_file_on_cluster(
-                        path, target, spec, client, resume=args.resume, **settings
+                        path,
+                        target,
+                        spec,
+                        client,
+                        device=args.device,
+                        resume=args.resume,
+                        **settings,
                     ):
                         last = record
                         bar.total = record.total
@@ -847,7 +955,7 @@ def _denoise_on_cluster(
         done = 0
         try:
             for path, target, error in iter_denoise_files_on_cluster(
-                pairs, spec, client, resume=args.resume, **settings
+                pairs, spec, client, device=args.device, resume=args.resume, **settings
             ):
                 done += 1
                 bar.update(done, "files")
@@ -1420,7 +1528,10 @@ def _add_denoise_parser(sub) -> None:
         "--output-dir", type=Path, help="folder for <input>_denoised.tif (several inputs)"
     )
     p.add_argument(
-        "--model", default="default", help="a shipped model ('default', 'cdn') or a model file"
+        "--model",
+        default="default",
+        help="a shipped model ('default', 'cdn'), a model file, an .onnx file, or a "
+        "BioImage Model Zoo package (.zip)",
     )
     p.add_argument("--reference", type=Path, help="clean reference: print metrics")
     p.add_argument(
@@ -1429,6 +1540,12 @@ def _add_denoise_parser(sub) -> None:
         default=1.0,
         help="noise-aware models: factor on the estimated noise level (below 1 denoises "
         "less, above 1 more; 0 only repairs hot and dead pixels)",
+    )
+    p.add_argument(
+        "--no-keep-lattice",
+        action="store_true",
+        help="give the network's output as it is, without giving back what it took from the "
+        "input's strong lattice reflections",
     )
     p.add_argument(
         "--check",
@@ -1471,9 +1588,116 @@ def _add_denoise_parser(sub) -> None:
         type=_positive_int,
         help="run on a local dask cluster of this many worker processes (one core each)",
     )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="what runs the network: torch, or ONNX Runtime (the [onnx] extra); auto: "
+        "ONNX Runtime for .onnx models, torch otherwise",
+    )
+    p.add_argument(
+        "--trust-package",
+        action="store_true",
+        help="run a BioImage Model Zoo package from another tool whose weights are code "
+        "(torchscript, pytorch_state_dict); napari-pinned's own packages and ONNX weights "
+        "never need it",
+    )
     _add_device(p)
     _add_overwrite(p)
     p.set_defaults(func=_cmd_denoise)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    _shipped_name_or_file(args.model, "MODEL")
+    out = Path(args.output)
+    fmt = args.format or ("onnx" if out.suffix.lower() == ".onnx" else "bioimageio")
+    if fmt == "bioimageio" and out.suffix.lower() != ".zip":
+        raise ValueError(f"{out}: a BioImage Model Zoo package is a .zip file")
+    if fmt == "onnx" and out.suffix.lower() != ".onnx":
+        raise ValueError(f"{out}: an ONNX model is a .onnx file")
+    needed = ("bioimageio.spec",) if fmt == "bioimageio" else ("onnx", "onnxruntime")
+    extra = "bioimageio" if fmt == "bioimageio" else "onnx"
+    for module in needed:
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(
+                f"exporting to {fmt} needs {module}, which is not installed "
+                f"(pip install 'napari-pinned[{extra}]')"
+            )
+    model_file = [Path(args.model)] if Path(args.model).is_file() else []
+    check_outputs([out], model_file, overwrite=args.overwrite)
+    if fmt == "onnx":
+        from napari_pinned.backends import export_onnx
+
+        path = export_onnx(args.model, out)
+        print(f"{args.model} → {path} (ONNX; run it with napari-pinned denoise --model {path})")
+        return EXIT_OK
+    from napari_pinned.bmz import export_bioimageio
+
+    path = export_bioimageio(
+        args.model,
+        out,
+        name=args.name,
+        description=args.description,
+        authors=args.author,
+        license=args.license,
+        pixel_size=args.pixel_size,
+        strength=args.strength,
+        torchscript=not args.no_torchscript,
+    )
+    print(
+        f"{args.model} → {path} (BioImage Model Zoo package; check it with "
+        f"`bioimageio test {path}`)"
+    )
+    return EXIT_OK
+
+
+def _add_export_parser(sub) -> None:
+    p = _subparser(
+        sub,
+        "export",
+        "write a model as a BioImage Model Zoo package or an ONNX file",
+        "Export a model to share it.  --format bioimageio (the default, for .zip) writes a\n"
+        "BioImage Model Zoo package (model RDF 0.5: pytorch_state_dict and torchscript\n"
+        "weights, napari-pinned's normalisation and noise map inside the model, test\n"
+        "tensors from a simulated BaTiO3 image, cover, documentation, citation) that\n"
+        "bioimageio.core, deepImageJ and napari-pinned run; needs the [bioimageio] extra.\n"
+        "--format onnx (the default for .onnx) writes the network for napari-pinned's ONNX\n"
+        "Runtime backend (denoise --model model.onnx), no torch needed to run it; needs\n"
+        "the [onnx] extra.",
+        "  napari-pinned export default -o pinned-default.zip\n"
+        "  napari-pinned export mine.pt -o mine.zip --author 'A. Microscopist' --pixel-size 0.08\n"
+        "  napari-pinned export default --format onnx -o default.onnx",
+    )
+    p.add_argument("model", help="a shipped model ('default', 'cdn') or a model file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="package .zip or .onnx file")
+    p.add_argument(
+        "--format",
+        choices=["bioimageio", "onnx"],
+        help="bioimageio (a BMZ package) or onnx (default: from the output's suffix)",
+    )
+    p.add_argument("--name", help="package name (default: from the model)")
+    p.add_argument("--description", help="one-paragraph description")
+    p.add_argument("--author", action="append", help="an author's name (repeat for several)")
+    p.add_argument("--license", default="BSD-3-Clause", help="SPDX licence of the weights")
+    p.add_argument(
+        "--pixel-size",
+        type=_positive,
+        help="pixel size (Å) the model is for (default: the model's, or 0.1 Å for the "
+        "shipped models, trained on a range around it)",
+    )
+    p.add_argument(
+        "--strength",
+        type=_strength,
+        default=1.0,
+        help="noise-aware models: the denoising strength built into the package",
+    )
+    p.add_argument(
+        "--no-torchscript", action="store_true", help="leave out the torchscript weights"
+    )
+    _add_overwrite(p)
+    p.set_defaults(func=_cmd_export)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -1681,6 +1905,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train_parser,
         _add_denoise_parser,
         _add_models_parser,
+        _add_export_parser,
         _add_adapt_parser,
         _add_align_parser,
         _add_demo_parser,

@@ -44,27 +44,45 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from napari_pinned.backends import make_runner
 from napari_pinned.conditioning import (
     REGION_CONTEXT,
     FrameStats,
     Prepared,
+    find_outliers,
     finish,
     frame_statistics,
     prepare,
     prepare_region,
+    repair_outliers,
 )
-from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import check_image
-from napari_pinned.model import ModelBundle, ModelConfig, build_model, receptive_reach
-from napari_pinned.model_files import load_model
+from napari_pinned.lattice_guard import keep_lattice
 from napari_pinned.noise_level import NoiseEstimate
 
-ModelLike = str | os.PathLike | ModelBundle
+if TYPE_CHECKING:
+    # torch and the torch modules are imported where they are used: denoising with an
+    # ONNX model file imports no torch at all (napari_pinned.backends).
+    import torch
+
+    from napari_pinned.model import ModelBundle, ModelConfig
+
+ModelLike = Any  # a shipped model's name, a path, a ModelBundle, an OnnxModel, a ForeignModel
+
+
+def _receptive_reach(config: Any) -> int:
+    """:func:`napari_pinned.model.receptive_reach`; ONNX models carry theirs."""
+    reach = getattr(config, "receptive_reach", None)
+    if reach is not None:
+        return int(reach)
+    from napari_pinned.model import receptive_reach
+
+    return receptive_reach(config)
+
 
 __all__ = [
     "CONTEXT",
@@ -126,7 +144,7 @@ def minimum_overlap(config: ModelConfig) -> int:
     :func:`~napari_pinned.model.receptive_reach` rounded up to its alignment
     (36 px at depth 2, 80 at depth 3, 160 at depth 4)."""
     align = config.alignment
-    return -(-receptive_reach(config) // align) * align
+    return -(-_receptive_reach(config) // align) * align
 
 
 def tile_layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[int, list[int]]:
@@ -227,7 +245,7 @@ def _resolve_tiling(config: ModelConfig, tile: Any, overlap: Any) -> tuple[int, 
     elif overlap < needed:
         raise ValueError(
             f"overlap {overlap} px is too small for this model: it needs at least {needed} px "
-            f"(its receptive field reaches {receptive_reach(config)} px, rounded up to "
+            f"(its receptive field reaches {_receptive_reach(config)} px, rounded up to "
             f"multiples of {config.alignment}); leave it out to use that"
         )
     align = config.alignment
@@ -260,23 +278,24 @@ class Denoiser:
         device: str | torch.device = "auto",
         strength: float = 1.0,
         noise: NoiseEstimate | None = None,
+        backend: str = "auto",
+        keep_lattice: bool = True,
     ) -> None:
         self.strength = _check_strength(strength)
+        self.keep_lattice = bool(keep_lattice)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16:
             raise ValueError(f"tile size must be at least 16 pixels, got {tile!r}")
-        self.device = resolve_device(device)
-        self.bundle = load_model(model, device=self.device)
-        self.config = self.bundle.config
+        # The network call: torch (channels-last on CPUs) or ONNX Runtime
+        # (napari_pinned.backends); an ONNX file never imports torch.
+        self.runner = make_runner(model, backend=backend, device=device)
+        self.device = getattr(self.runner, "device", "cpu")
+        self.bundle = getattr(self.runner, "bundle", None)
+        self.config = self.runner.config
         self.tile, self.overlap = _resolve_tiling(self.config, tile, overlap)
         self.batch_size = batch_size
         self.noise = noise
-        # Channels-last convolutions run about twice as fast on x86 CPUs (oneDNN):
-        # 1.68 vs 0.88 Mpx/s for the default model on 4 × 576² tiles, machine A.
-        cpu = self.device.type == "cpu"
-        self._format = torch.channels_last if cpu else torch.contiguous_format
-        self.net = self.bundle.model.to(self.device, memory_format=self._format).eval()
 
     @property
     def align(self) -> int:
@@ -325,10 +344,7 @@ class Denoiser:
             stacked = np.stack(
                 [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
             )
-            with torch.inference_mode():
-                tensor = torch.from_numpy(np.ascontiguousarray(stacked)).to(self.device)
-                pred = self.net(tensor.contiguous(memory_format=self._format))
-            pred_np = pred.float().cpu().numpy()[:, 0]
+            pred_np = self.runner(stacked)[:, 0]
             for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
                 out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
             yield len(group)
@@ -353,7 +369,11 @@ class Denoiser:
             (before, before + n) for n, (before, _) in zip(frame.shape, pads, strict=True)
         )
         units = yield from self._run(channels, (0, 0), channels.shape[1:], target)
-        return finish(units, prepared, frame.dtype), prepared
+        if not self.keep_lattice:
+            return finish(units, prepared, frame.dtype), prepared
+        # Guarded before raw counts are clipped at zero, as the dask path does.
+        result = guard_frame(prepared.repaired, finish(units, prepared), frame.dtype)
+        return result, prepared
 
     def denoise_block(
         self,
@@ -407,6 +427,15 @@ class Denoiser:
     def block_margin(self) -> int:
         """Pixels of neighbouring input :meth:`denoise_block` needs around a target."""
         return self.overlap + self.align - 1 + REGION_CONTEXT
+
+
+def guard_frame(source: np.ndarray, result: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """:func:`napari_pinned.lattice_guard.keep_lattice` on one whole frame, keeping
+    raw counts non-negative."""
+    kept = keep_lattice(source, result)
+    if np.issubdtype(dtype, np.unsignedinteger):
+        np.maximum(kept, 0.0, out=kept)
+    return kept
 
 
 def _drain(gen: Generator[Any, None, Any]) -> Any:
@@ -465,6 +494,8 @@ def iter_denoise(
     noise: NoiseEstimate | None = None,
     out: Any = None,
     skip: Collection[int] = (),
+    backend: str = "auto",
+    keep_lattice: bool = True,
 ) -> Iterator[DenoiseProgress]:
     """Denoise frame by frame, window by window, yielding progress; the final record
     holds the output.
@@ -475,7 +506,22 @@ def iter_denoise(
     map, zarr, dask): frames are read one at a time.
     """
     shape, _, in_memory = _check_array(image)
-    denoiser = _make_denoiser(model, tile, overlap, batch_size, device, strength, noise)
+    foreign = _foreign_package(model, device)
+    if foreign is not None:
+        # A BMZ package from another tool: bioimageio.core's pipeline and tiling.
+        yield from foreign.iter_denoise(image)
+        return
+    denoiser = _make_denoiser(
+        model,
+        tile,
+        overlap,
+        batch_size,
+        device,
+        strength,
+        noise,
+        backend=backend,
+        keep_lattice=keep_lattice,
+    )
     stack = len(shape) == 3
     count = shape[0] if stack else 1
     skipped = {int(i) for i in skip}
@@ -547,6 +593,8 @@ def denoise(
     noise: NoiseEstimate | None = None,
     progress: Callable[[DenoiseProgress], None] | None = None,
     out: Any = None,
+    backend: str = "auto",
+    keep_lattice: bool = True,
 ) -> Any:
     """Denoise a 2D image or a (N, Y, X) stack: numpy, zarr or dask.
 
@@ -556,9 +604,11 @@ def denoise(
         Greyscale image or stack, uint8/uint16/float: a numpy array, any array that
         reads frames by indexing (a zarr array, a memory-mapped TIFF), or a dask array
         (then the result is a lazy dask array, see :func:`denoise_dask`).
-    model : str, path or ModelBundle
+    model : str, path, ModelBundle, OnnxModel or ForeignModel
         A shipped model by name (``"default"``: realistic STEM noise, ``"cdn"``: the
-        paper's CDN), a model file, or a model in memory.
+        paper's CDN), a model file, an ONNX file (:func:`napari_pinned.backends.export_onnx`),
+        a BioImage Model Zoo package (``.zip``; napari-pinned's own run like model files,
+        others through bioimageio.core, see :mod:`napari_pinned.bmz`), or a model in memory.
     tile : int
         Output pixels per window edge (rounded up to the network's alignment); any size
         gives the same result, larger ones less halo work and more memory.  Frames that
@@ -583,6 +633,15 @@ def denoise(
     out : array, optional
         Where to write the result, frame by frame (same shape; a zarr array or memory
         map keeps memory flat for long stacks).  Returned.  Not for dask arrays.
+    backend : {"auto", "torch", "onnx"}
+        What runs the network (:mod:`napari_pinned.backends`): torch, or ONNX Runtime
+        (the ``[onnx]`` extra; equal to torch to 1e-3 of the range).  ``"auto"``: ONNX
+        files in ONNX Runtime, other models in torch.
+    keep_lattice : bool
+        Give back what the network took from the input's strong lattice reflections
+        (:func:`napari_pinned.lattice_guard.keep_lattice`): where the input's spectrum
+        stands ten times above its noise floor the frequency is signal, and the output
+        keeps it.  On by default; off gives the network's output as it is.
 
     Returns
     -------
@@ -601,6 +660,7 @@ def denoise(
             device=device,
             strength=strength,
             noise=noise,
+            keep_lattice=keep_lattice,
         )
     result = None
     for report in iter_denoise(
@@ -613,6 +673,8 @@ def denoise(
         strength=strength,
         noise=noise,
         out=out,
+        backend=backend,
+        keep_lattice=keep_lattice,
     ):
         if progress is not None:
             progress(report)
@@ -639,6 +701,10 @@ class ModelSpec:
     @classmethod
     def of(cls, model: ModelLike) -> ModelSpec:
         """The spec of a shipped model's name, a model file or a bundle."""
+        import torch
+
+        from napari_pinned.model_files import load_model
+
         bundle = load_model(model, device="cpu")
         state = {k: v.detach().to("cpu").contiguous() for k, v in bundle.model.state_dict().items()}
         digest = hashlib.sha256(json.dumps(bundle.config.to_dict(), sort_keys=True).encode())
@@ -649,6 +715,8 @@ class ModelSpec:
 
     def bundle(self) -> ModelBundle:
         """A fresh network with these weights, in evaluation mode."""
+        from napari_pinned.model import ModelBundle, build_model
+
         net = build_model(self.config)
         net.load_state_dict(self.state, strict=True)
         return ModelBundle(net.eval(), self.config, dict(self.metadata), self.source)
@@ -677,6 +745,18 @@ def cached_denoiser(spec: ModelSpec, **settings: Any) -> Denoiser:
         return denoiser
 
 
+def _foreign_package(model: Any, device: Any) -> Any:
+    """The :class:`napari_pinned.bmz.ForeignModel` that ``model`` is or names (a BMZ
+    package from another tool), else None: napari-pinned's own packages load as models."""
+    from napari_pinned import bmz
+
+    if isinstance(model, bmz.ForeignModel):
+        return model
+    if isinstance(model, (str, os.PathLike)) and bmz.is_package(model):
+        return bmz.foreign_package(model, device=str(device))
+    return None
+
+
 def _make_denoiser(
     model: ModelLike | ModelSpec,
     tile: int,
@@ -685,6 +765,8 @@ def _make_denoiser(
     device: str | torch.device,
     strength: float,
     noise: NoiseEstimate | None,
+    backend: str = "auto",
+    keep_lattice: bool = True,
 ) -> Denoiser:
     settings = {
         "tile": tile,
@@ -693,6 +775,8 @@ def _make_denoiser(
         "device": device,
         "strength": strength,
         "noise": noise,
+        "backend": backend,
+        "keep_lattice": keep_lattice,
     }
     if isinstance(model, ModelSpec):
         return cached_denoiser(model, **settings)
@@ -760,6 +844,7 @@ def denoise_dask(
     device: str | torch.device = "auto",
     strength: float = 1.0,
     noise: NoiseEstimate | None = None,
+    keep_lattice: bool = True,
 ) -> Any:
     """A lazy dask array of the denoised image, with the input's chunks.
 
@@ -811,6 +896,7 @@ def denoise_dask(
         meta=np.empty((0, 0, 0), object),
         name="pinned-statistics",
     )
+    frame_stats = stats
     stats = stats.rechunk((work.chunks[0], 1, 1))
     halo = add_overlap(work, depth={0: 0, 1: margin, 2: margin}, boundary="none")
     starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in work.chunks)
@@ -823,12 +909,43 @@ def denoise_dask(
         starts=starts,
         margin=margin,
         frame_shape=(shape[-2], shape[-1]),
-        input_dtype=dtype,
+        # With the guard, raw counts are clipped after it, as in the numpy path.
+        input_dtype=np.dtype(np.float32) if keep_lattice else dtype,
         dtype=np.float32,
         chunks=work.chunks,
         meta=np.empty((0, 0, 0), np.float32),
         name="pinned-denoise",
     )
+    if keep_lattice:
+        # The guard looks at a whole frame's spectrum: one task per frame, as the
+        # statistics (chunks of whole frames), then back to the input's chunks.
+        whole = {0: 1, 1: -1, 2: -1}
+        result = da.map_blocks(
+            _guard_block,
+            stack.rechunk(whole),
+            result.rechunk(whole),
+            frame_stats,
+            input_dtype=dtype,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
+            name="pinned-keep-lattice",
+        )
     if result.chunks != original_chunks:
         result = result.rechunk(original_chunks)
     return result if arr.ndim == 3 else result[0]
+
+
+def _guard_block(
+    source: np.ndarray, result: np.ndarray, stats: np.ndarray, *, input_dtype: np.dtype
+) -> np.ndarray:
+    """:func:`guard_frame` on a block of whole frames, each repaired as
+    :meth:`Denoiser.iter_frame` repairs it."""
+    out = np.empty(result.shape, np.float32)
+    for k, (frame, denoised) in enumerate(zip(source, result, strict=True)):
+        frame_stats = stats[k, 0, 0]
+        x = np.asarray(frame, np.float64)
+        mask = find_outliers(x, frame_stats.detection)
+        if mask.any():
+            x = repair_outliers(x, mask, frame_stats.fill)
+        out[k] = guard_frame(x, denoised, input_dtype)
+    return out

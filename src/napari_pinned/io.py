@@ -279,11 +279,13 @@ class TiffFrames:
             ) from None
         self.ndim = len(self.shape)
         frames = self.shape[0] if self.ndim == 3 else 1
-        if self._offset is None and pages != frames:
-            raise ValueError(
-                f"{self.path}: its {self.ndim}-D image is not stored one frame per page; "
-                "convert it (e.g. napari-pinned reads it whole with read_image)"
-            )
+        # Neither contiguous nor a page per frame (e.g. a compressed volume in one page):
+        # read through tifffile's zarr view, strip by strip, where zarr is installed.
+        self._whole = self._offset is None and pages != frames
+        self._store: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}  # an open store does not travel
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -298,8 +300,20 @@ class TiffFrames:
             if data.size != count:
                 raise ValueError(f"{self.path}: the file is truncated (frame {index})")
             return data.reshape(frame_shape).astype(self.dtype.newbyteorder("="), copy=False)
+        if self._whole:
+            return np.asarray(self._zarr_view()[index])
         with tifffile.TiffFile(self.path) as tif:
             return np.asarray(tif.series[0].pages[index].asarray())
+
+    def _zarr_view(self) -> Any:
+        if self._store is None:
+            try:
+                import zarr
+            except ImportError:  # without zarr: the whole image, once
+                self._store = read_image(self.path)
+                return self._store
+            self._store = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        return self._store
 
     def __getitem__(self, index: Any) -> np.ndarray:
         if self.ndim == 2:
@@ -309,11 +323,19 @@ class TiffFrames:
             if not -self.shape[0] <= index < self.shape[0]:
                 raise IndexError(f"frame {index} of {self.shape[0]}")
             return self._frame(int(index) % self.shape[0])
-        if isinstance(index, tuple) and index and isinstance(index[0], (int, np.integer)):
-            return self._frame(int(index[0]))[index[1:]]
-        frames = range(self.shape[0])[index if isinstance(index, slice) else slice(None)]
-        stack = np.stack([self._frame(i) for i in frames])
-        return stack if not isinstance(index, tuple) else stack[(slice(None), *index[1:])]
+        key = index if isinstance(index, tuple) else (index,)
+        if key and key[0] is Ellipsis:
+            key = (slice(None),) * (self.ndim - len(key) + 1) + key[1:]
+        first, rest = (key[0], key[1:]) if key else (slice(None), ())
+        if isinstance(first, (int, np.integer)):
+            return self._frame(int(first) % self.shape[0])[rest]
+        if not isinstance(first, slice):
+            raise IndexError(f"{self.path}: frames are indexed by integers or slices")
+        frames = range(self.shape[0])[first]
+        stack = np.empty((len(frames), *self.shape[1:]), self.dtype.newbyteorder("="))
+        for k, i in enumerate(frames):
+            stack[k] = self._frame(i)
+        return stack[(slice(None), *rest)]
 
 
 def open_frames(path: str | os.PathLike) -> Any:

@@ -54,6 +54,14 @@ _MAX_SAMPLES = 2_000_000
 _OUTLIER_SIGMAS = 6.0
 # Fraction of the largest squared residuals ignored for the first, robust scale.
 _TRIM = 0.001
+# Low quantile of r² kept per bin for diagnostics, and that quantile of χ² with one
+# degree of freedom (r² / σ² for Gaussian r): the 25th percentile is 0.1015.
+_LOW_QUANTILE = 0.25
+_CHI2_LOW_QUANTILE = 0.101531
+# The spectral cross-check: frames are cut to at most this edge, and the fit is scaled
+# down when it exceeds the spectral floor by more than this factor.
+_SPECTRAL_EDGE = 1024
+_SPECTRAL_MARGIN = 1.2
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,9 @@ def estimate_noise(
     rs, ms, rings = [], [], []
     for i, frame in enumerate(frames):
         r, m, ring = _residual_and_level(frame.astype(np.float64))
-        valid = np.ones(r.shape, bool)
+        # Exactly flat neighbourhoods (masks, saturation, padding) hold no detector
+        # noise: they would pull the fit towards zero.
+        valid = _not_flat(frame)
         if masks is not None:
             bad = ndimage.binary_dilation(masks[i], np.ones((5, 5), bool))[2:-2, 2:-2]
             valid &= ~bad
@@ -241,33 +251,105 @@ def estimate_noise(
         r, m, ring = r[pick], m[pick], ring[pick]
     p5, median, p95 = (float(v) for v in np.percentile(arr, (5, 50, 95)))
     mean = float(np.mean(arr, dtype=np.float64))
+    if r.size < 50:
+        # (Nearly) everything is exactly flat: no measurable noise.
+        return NoiseEstimate(0.0, 0.0, median, mean, int(r.size), (p5, p95))
     gain, offset = _fit_line(r, m, ring)
+    gain, offset = _spectral_check(frames, masks, gain, offset)
     return NoiseEstimate(gain, offset, median, mean, int(r.size), (p5, p95))
+
+
+def _not_flat(frame: np.ndarray) -> np.ndarray:
+    """Valid-interior mask of pixels whose 5×5 neighbourhood is not exactly constant."""
+    high = ndimage.maximum_filter(frame, 5, mode="nearest")[2:-2, 2:-2]
+    low = ndimage.minimum_filter(frame, 5, mode="nearest")[2:-2, 2:-2]
+    return high > low
+
+
+def _spectral_check(
+    frames: np.ndarray, masks: np.ndarray | None, gain: float, offset: float
+) -> tuple[float, float]:
+    """Scale the fit down to the spectral noise floor when it lies clearly above it.
+
+    Noise is white; a crystal's signal sits in a few Bragg reflections, so the median
+    power of the frequencies that are high along both axes (the kernel's own band,
+    free of the edge cross and of line offsets) is the noise alone even where sharp,
+    coarsely sampled columns leak into the pixel residual.  That median of
+    exponentially distributed powers is ln 2 times their mean (Percival & Walden,
+    "Spectral analysis for physical applications", 1993), the Hann-weighted mean noise
+    variance.  Only a lower floor is used: detector noise correlated along the scan
+    lowers these frequencies, and the pixel fit is then kept.
+    """
+    if gain <= 0 and offset <= 0:
+        return gain, offset
+    spectral, fitted = [], []
+    for i, frame in enumerate(frames[:4]):
+        h, w = frame.shape
+        eh, ew = min(h, _SPECTRAL_EDGE), min(w, _SPECTRAL_EDGE)
+        top, left = (h - eh) // 2, (w - ew) // 2
+        crop = frame[top : top + eh, left : left + ew].astype(np.float64)
+        valid = np.zeros(crop.shape, bool)
+        valid[2:-2, 2:-2] = _not_flat(crop)
+        if masks is not None:
+            valid &= ~masks[i][top : top + eh, left : left + ew]
+        window = np.outer(np.hanning(eh), np.hanning(ew))
+        weights = window**2
+        centred = (crop - np.sum(crop * window) / np.sum(window)) * window
+        power = np.abs(np.fft.rfft2(centred)) ** 2 / np.sum(weights)
+        fy = np.abs(np.fft.fftfreq(eh))[:, None]
+        fx = np.fft.rfftfreq(ew)[None, :]
+        band = np.broadcast_to((fy > 0.25) & (fx > 0.25), power.shape)
+        if band.sum() < 64:
+            return gain, offset
+        spectral.append(float(np.median(power[band])) / math.log(2.0))
+        variance = np.where(valid, np.maximum(gain * crop + offset, 0.0), 0.0)
+        fitted.append(float(np.sum(weights * variance) / np.sum(weights)))
+    floor, fit = float(np.mean(spectral)), float(np.mean(fitted))
+    if fit <= 0 or fit <= _SPECTRAL_MARGIN * floor:
+        return gain, offset
+    factor = floor / fit
+    return gain * factor, offset * factor
 
 
 def _fit_line(r: np.ndarray, m: np.ndarray, ring: np.ndarray) -> tuple[float, float]:
     """Weighted least-squares fit of bin variances against bin intensities, g ≥ 0."""
+    stats = _bin_stats(r, m, ring)
+    if stats is None:
+        return 0.0, _robust_mean_square(r)
+    x, v_mean, _v_low, n = stats
+    return _weighted_line(x, v_mean, n)
+
+
+def _bin_stats(
+    r: np.ndarray, m: np.ndarray, ring: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per intensity bin: mean intensity, robust mean square, low-quantile variance and
+    pixel count; None when the image has (almost) one intensity level."""
     edges = np.unique(np.quantile(ring, np.linspace(0.0, 1.0, _BINS + 1)))
     if edges.size < 3:
-        # (Almost) one intensity level: only a constant variance can be measured.
-        return 0.0, _robust_mean_square(r)
+        return None
     index = np.clip(np.searchsorted(edges, ring, side="right") - 1, 0, edges.size - 2)
     order = np.argsort(index, kind="stable")
     bounds = np.searchsorted(index[order], np.arange(edges.size))
-    xs, ys, ws = [], [], []
+    rows = []
     for b in range(edges.size - 1):
         sel = order[bounds[b] : bounds[b + 1]]
-        n = sel.size
-        if n < 50:
+        if sel.size < 50:
             continue
-        v = _robust_mean_square(r[sel])
-        xs.append(float(m[sel].mean()))
-        ys.append(v)
-        # A variance estimated from n samples has a standard error ∝ v / sqrt(n).
-        ws.append(n / max(v, 1e-300) ** 2)
-    if len(xs) < 2:
-        return 0.0, _robust_mean_square(r)
-    x, y, w = np.array(xs), np.array(ys), np.array(ws)
+        sq = r[sel] ** 2
+        k = int(_LOW_QUANTILE * (sq.size - 1))
+        low = float(np.partition(sq, k)[k]) / _CHI2_LOW_QUANTILE
+        rows.append((float(m[sel].mean()), _robust_mean_square(r[sel]), low, sel.size))
+    if len(rows) < 2:
+        return None
+    x, v_mean, v_low, n = (np.array(col, np.float64) for col in zip(*rows, strict=True))
+    return x, v_mean, v_low, n
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of y on x, slope ≥ 0; a variance estimated from n
+    samples has a standard error ∝ y / sqrt(n)."""
+    w = n / np.maximum(y, 1e-300) ** 2
     w = w / w.sum()
     if np.ptp(x) <= 0:
         return 0.0, float(np.sum(w * y))

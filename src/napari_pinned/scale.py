@@ -51,6 +51,7 @@ __all__ = [
     "iter_denoise_file",
     "iter_denoise_file_on_cluster",
     "iter_denoise_files_on_cluster",
+    "iter_denoise_to_zarr",
 ]
 
 #: Seconds to wait for a scheduler before giving up with one line.
@@ -167,6 +168,7 @@ def iter_denoise_file(
     device: str = "auto",
     strength: float = 1.0,
     resume: bool = False,
+    keep_lattice: bool = True,
 ) -> Iterator[FileProgress]:
     """Denoise one file into another, frame by frame (see the module docstring).
 
@@ -179,7 +181,7 @@ def iter_denoise_file(
         temporary name, resumable).
     model : str, path, ModelBundle or ModelSpec
         As for :func:`napari_pinned.inference.denoise`.
-    tile, overlap, device, strength
+    tile, overlap, device, strength, keep_lattice
         As for :func:`napari_pinned.inference.denoise`.
     resume : bool
         Continue the zarr output of an interrupted run (frames it finished are kept).
@@ -199,10 +201,12 @@ def iter_denoise_file(
     output, _ = _open_output(src, dst, shape, dtype, spec, strength, resume)
     count = shape[0] if len(shape) == 3 else 1
     if isinstance(output, ZarrOutput):
-        skip = sorted(output.done)
-        marked = set(output.done)
-        resumed = len(skip)
-        last = None
+        yield from _iter_into_zarr(
+            src, frames, output, spec, tile, overlap, device, strength, keep_lattice
+        )
+        return
+    last = None
+    with output as writer:
         for report in iter_denoise(
             frames,
             spec,
@@ -210,26 +214,93 @@ def iter_denoise_file(
             overlap=overlap,
             device=device,
             strength=strength,
-            out=output.array,
-            skip=skip,
-        ):
-            last = report
-            newly = _finished_frames(report, count, skip)
-            if newly - marked:
-                output.mark_done(newly - marked)
-                marked |= newly
-            yield FileProgress(src, resumed + report.frames_done, count, report, resumed=resumed)
-        output.mark_done(range(count))
-        yield FileProgress(src, count, count, last, output.finish(), resumed)
-        return
-    last = None
-    with output as writer:
-        for report in iter_denoise(
-            frames, spec, tile=tile, overlap=overlap, device=device, strength=strength, out=writer
+            out=writer,
+            keep_lattice=keep_lattice,
         ):
             last = report
             yield FileProgress(src, report.frames_done, count, report)
     yield FileProgress(src, count, count, last, dst)
+
+
+def _iter_into_zarr(
+    source: Path,
+    frames: Any,
+    output: ZarrOutput,
+    spec: ModelSpec,
+    tile: int,
+    overlap: int | None,
+    device: str,
+    strength: float,
+    keep_lattice: bool = True,
+) -> Iterator[FileProgress]:
+    """Denoise the frames an output still lacks into it, recording each finished one."""
+    from napari_pinned.inference import iter_denoise
+
+    count = output.shape[0] if len(output.shape) == 3 else 1
+    skip = sorted(output.done)
+    marked = set(output.done)
+    resumed = len(skip)
+    last = None
+    for report in iter_denoise(
+        frames,
+        spec,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        strength=strength,
+        out=output.array,
+        skip=skip,
+        keep_lattice=keep_lattice,
+    ):
+        last = report
+        newly = _finished_frames(report, count, skip)
+        if newly - marked:
+            output.mark_done(newly - marked)
+            marked |= newly
+        yield FileProgress(source, resumed + report.frames_done, count, report, resumed=resumed)
+    output.mark_done(range(count))
+    yield FileProgress(source, count, count, last, output.finish(), resumed)
+
+
+def iter_denoise_to_zarr(
+    image: Any,
+    target: str | os.PathLike,
+    model: Any,
+    *,
+    name: str,
+    pixel_size: float | None = None,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    device: str = "auto",
+    strength: float = 1.0,
+    resume: bool = True,
+    keep_lattice: bool = True,
+) -> Iterator[FileProgress]:
+    """Denoise an array (numpy, zarr, dask: e.g. a napari layer's data) into a zarr
+    store, frame by frame, under a temporary name until complete.
+
+    ``name`` identifies the input in the output's attributes and in the record a
+    resumed run must match; with ``resume`` an interrupted run into the same
+    ``target`` with the same input, model and strength is continued.
+    """
+    from napari_pinned.inference import ModelSpec
+
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    shape = tuple(int(n) for n in image.shape)
+    dtype = np.dtype(image.dtype)
+    source = Path(name)
+    run = {
+        "input": name,
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "model": spec.token,
+        "strength": float(strength),
+    }
+    attrs = _attrs(source, pixel_size, spec, strength)
+    output = ZarrOutput(target, shape, run=run, attrs=attrs, resume=resume)
+    yield from _iter_into_zarr(
+        source, image, output, spec, tile, overlap, device, strength, keep_lattice
+    )
 
 
 def _finished_frames(report: DenoiseProgress, count: int, skip: Sequence[int]) -> set[int]:
@@ -243,7 +314,7 @@ def _finished_frames(report: DenoiseProgress, count: int, skip: Sequence[int]) -
 
 @contextlib.contextmanager
 def dask_client(
-    scheduler: str | None = None, workers: int | None = None, *, timeout: float = CONNECT_TIMEOUT_S
+    scheduler: str | None = None, workers: int | None = None, *, timeout: float | None = None
 ) -> Iterator[Any]:
     """A ``distributed.Client`` of a running scheduler, or of a new ``LocalCluster``.
 
@@ -254,8 +325,8 @@ def dask_client(
     workers : int, optional
         Without ``scheduler``: start a LocalCluster of this many worker processes, one
         thread each (torch then uses one core per worker, dask's default).
-    timeout : float
-        Seconds to wait for the scheduler.
+    timeout : float, optional
+        Seconds to wait for the scheduler (default :data:`CONNECT_TIMEOUT_S`).
 
     Raises
     ------
@@ -270,10 +341,11 @@ def dask_client(
             f"--scheduler and --workers need dask.distributed: {_INSTALL_HINT}"
         ) from None
     cluster = None
+    timeout = CONNECT_TIMEOUT_S if timeout is None else float(timeout)
     if scheduler is not None:
         address = check_scheduler_address(scheduler)
         try:
-            client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+            client = Client(address, timeout=f"{timeout}s")
         except (OSError, TimeoutError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(
@@ -288,7 +360,7 @@ def dask_client(
             dashboard_address=None,
             silence_logs=logging.ERROR,
         )
-        client = Client(cluster, set_as_default=False)
+        client = Client(cluster)
     try:
         yield client
     finally:
@@ -327,16 +399,18 @@ def iter_denoise_file_on_cluster(
     *,
     tile: int = DEFAULT_TILE,
     overlap: int | None = None,
+    device: str = "auto",
     strength: float = 1.0,
     resume: bool = False,
+    keep_lattice: bool = True,
 ) -> Iterator[FileProgress]:
     """Denoise one stack or large image on a dask cluster into a zarr output.
 
     Every frame not yet written is one ``dask.array.store`` of the lazily denoised
     frame into the output; their futures are collected as they complete, and each
     finished frame is recorded (resumable).  Parameters are those of
-    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client`; the output
-    must be a zarr store.
+    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client` (``device`` is
+    the workers'); the output must be a zarr store.
     """
     import dask.array as da
     from distributed import as_completed
@@ -351,7 +425,15 @@ def iter_denoise_file_on_cluster(
     shape = tuple(int(n) for n in arr.shape)
     output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, strength, resume)
     count = shape[0] if len(shape) == 3 else 1
-    result = denoise_dask(arr, spec, tile=tile, overlap=overlap, device="cpu", strength=strength)
+    result = denoise_dask(
+        arr,
+        spec,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        strength=strength,
+        keep_lattice=keep_lattice,
+    )
     result = result.rechunk(output.array.chunks)
     resumed = len(output.done)
     if len(shape) == 3:
@@ -400,8 +482,10 @@ def iter_denoise_files_on_cluster(
     *,
     tile: int = DEFAULT_TILE,
     overlap: int | None = None,
+    device: str = "auto",
     strength: float = 1.0,
     resume: bool = False,
+    keep_lattice: bool = True,
 ) -> Iterator[tuple[Path, Path | None, BaseException | None]]:
     """Denoise a batch of files on a dask cluster, one task per file.
 
@@ -413,13 +497,15 @@ def iter_denoise_files_on_cluster(
     from napari_pinned.inference import ModelSpec
 
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
-    shared = client.scatter(spec, broadcast=True)
+    # A key of its own (hash=False): a second batch must not share, and lose, the first's.
+    shared = client.scatter(spec, broadcast=True, hash=False)
     settings = {
         "tile": tile,
         "overlap": overlap,
-        "device": "cpu",
+        "device": device,
         "strength": strength,
         "resume": resume,
+        "keep_lattice": keep_lattice,
     }
     futures = [
         client.submit(_denoise_file_task, str(src), str(dst), shared, settings, pure=False)

@@ -114,3 +114,15 @@ def test_stopping_an_adaptation_keeps_the_best_model(qtbot, viewer, conditioned)
         qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
     assert adapted.args[0] in get_registry()
     assert not panel.running
+
+
+def test_keep_lattice_can_be_switched_off(qtbot, viewer, conditioned):
+    counts = _counts(seed=5)
+    viewer.add_image(counts, name="scan")
+    widget = _dock(viewer, conditioned)
+    assert widget.keep_lattice_box.isChecked()
+    widget.keep_lattice_box.setChecked(False)
+    with qtbot.waitSignal(widget.denoise_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
+    expected = denoise(counts, conditioned, keep_lattice=False, device="cpu")
+    np.testing.assert_allclose(finished.args[0].data, expected, atol=1e-4)

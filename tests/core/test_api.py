@@ -52,7 +52,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path):
     text = README.read_text(encoding="utf-8")
     section = text.split("## Python", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert "from napari_pinned import simulate" in code
+    assert "from napari_pinned import (" in code and "simulate," in code
     # Only fewer steps, so that the test stays short; everything else as printed.
     short = code.replace("TrainConfig(steps=2000)", "TrainConfig(steps=3)")
     assert short != code
@@ -60,7 +60,10 @@ def test_the_readme_python_example_runs_as_written(tmp_path):
     result = _run("import napari_pinned.simulate\n" + short, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("PSNR ") for line in lines), lines
+    assert len(lines) == 5, lines
+    assert "e⁻/px" in lines[0]
+    assert [line.startswith("PSNR ") for line in lines] == [False, True, False, True, True]
+    assert "reflections" in lines[2]
     assert (tmp_path / "model.pt").is_file()
 
 

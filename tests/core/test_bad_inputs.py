@@ -79,12 +79,35 @@ def files(tmp_path_factory) -> SimpleNamespace:
     torch.save(payload, p.huge_model)
     p.evil = d / "evil.pt"
     torch.save({"format": model_files.FILE_FORMAT, "x": _Code()}, p.evil)
+    from _bmz_packages import onnx_box_filter
+
+    p.foreign_onnx = d / "foreign.onnx"  # a valid ONNX graph, not napari-pinned's
+    p.foreign_onnx.write_bytes(onnx_box_filter())
     p.out = d / "out.tif"  # never created
     return p
 
 
 # (id, argv, what the one line must say, memory available or None)
 ROWS = [
+    # -- sharing models (issue 14)
+    (
+        "export to a file that is not a package",
+        lambda p: ["export", p.model, "-o", p.dir / "model.txt"],
+        "is a .zip file",
+        None,
+    ),
+    (
+        "export a model file that carries code",
+        lambda p: ["export", p.evil, "-o", p.dir / "evil.zip"],
+        "refused",
+        None,
+    ),
+    (
+        "denoise with an ONNX file napari-pinned did not write",
+        lambda p: ["denoise", p.noisy, "--model", p.foreign_onnx, "-o", p.out],
+        "not a napari-pinned ONNX model",
+        None,
+    ),
     # -- outputs over inputs, folders, names given twice
     ("noise over its input", lambda p: ["noise", p.clean, "-o", p.clean], "is also an input", None),
     (

@@ -84,3 +84,12 @@ def test_adapt_refuses_a_model_without_a_noise_map(tmp_path, capsys):
     assert main(["adapt", str(path), "-o", str(tmp_path / "m.pt"), "--model", "cdn"]) == 2
     err = capsys.readouterr().err
     assert "not noise-conditioned" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_no_keep_lattice_gives_the_network_output(tmp_path, aware_model):
+    path, _ = _counts(tmp_path, seed=3)
+    out = tmp_path / "raw.tif"
+    assert main(["denoise", str(path), "-o", str(out), "--model", aware_model,
+                 "--no-keep-lattice", "--device", "cpu"]) == 0  # fmt: skip
+    expected = denoise(read_image(path), aware_model, keep_lattice=False, device="cpu")
+    np.testing.assert_allclose(read_image(out), expected, atol=1e-4)

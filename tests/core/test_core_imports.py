@@ -10,9 +10,10 @@ import sys
 #: Every module of the package outside ``_qt``, found on disk so that new modules are
 #: covered without being listed.
 _PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "src" / "napari_pinned"
-CORE_MODULES = ["napari_pinned"] + sorted(
-    f"napari_pinned.{p.stem}" for p in _PACKAGE.glob("*.py") if p.stem != "__init__"
-)
+CORE_MODULES = [
+    "napari_pinned",
+    *sorted(f"napari_pinned.{p.stem}" for p in _PACKAGE.glob("*.py") if p.stem != "__init__"),
+]
 FORBIDDEN = ("qtpy", "magicgui", "napari.", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
 
 

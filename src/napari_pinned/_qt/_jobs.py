@@ -196,6 +196,10 @@ class CloseWatcher(QObject):
             self._window = None
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if "_widget" not in self.__dict__:
+            # The garbage collector cleared this wrapper (a dock dropped without being
+            # closed) while Qt still delivers the widget's last events.
+            return False
         kind = event.type()
         if obj is self._widget:
             undocked = kind == QEvent.Type.ParentChange and self._widget.parentWidget() is None

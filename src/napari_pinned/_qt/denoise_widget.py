@@ -37,6 +37,7 @@ from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractScrollArea,
     QApplication,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -75,6 +76,7 @@ from .adapt_panel import AdaptPanel
 from .faithfulness_panel import FaithfulnessPanel
 from .model_registry import get_registry
 from .noise_readout import NoiseReadout
+from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
 
 if TYPE_CHECKING:
     import napari
@@ -157,7 +159,13 @@ def format_gain(key: str, value: float | None) -> str:
 
 
 def _denoise_frames(
-    data: np.ndarray, model: Any, tile: int, overlap: int, device: str, strength: float = 1.0
+    data: np.ndarray,
+    model: Any,
+    tile: int,
+    overlap: int,
+    device: str,
+    strength: float = 1.0,
+    keep_lattice: bool = True,
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
     """The worker's generator: one report per batch of tiles; returns the output.
 
@@ -168,7 +176,13 @@ def _denoise_frames(
 
     output = None
     reports = iter_denoise(
-        data, model, tile=tile, overlap=overlap, device=device, strength=strength
+        data,
+        model,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        strength=strength,
+        keep_lattice=keep_lattice,
     )
     for report in reports:
         if report.output is not None:
@@ -223,6 +237,8 @@ class DenoiseWidget(QWidget):
         layout.addWidget(self._build_denoise_box())
         self.faithfulness_panel = FaithfulnessPanel()
         layout.addWidget(self.faithfulness_panel)
+        self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
+        layout.addWidget(self.stack_panel)
         layout.addWidget(self._build_metrics_box())
         layout.addWidget(self._build_compare_box())
         self.adapt_panel = AdaptPanel(
@@ -291,8 +307,20 @@ class DenoiseWidget(QWidget):
             "denoises less (keeps more of the input), above 1 more; 0 returns the input "
             "with hot and dead pixels repaired"
         )
+        self.keep_lattice_box = QCheckBox("Keep lattice reflections")
+        self.keep_lattice_box.setChecked(defaults["keep_lattice"].default)
+        self.keep_lattice_box.setToolTip(
+            "Give back what the network took from the input's strong Bragg reflections "
+            "(ten times above the noise floor, hence signal): no sublattice is erased"
+        )
         self.tile_spin = int_spin_box(16, 8192, defaults["tile"].default, 32)
-        self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default, 8)
+        # 0 = the core's default (None): the model's minimum halo for exact tiling.
+        self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default or 0, 8)
+        self.overlap_spin.setSpecialValueText("auto (the model's minimum)")
+        self.overlap_spin.setToolTip(
+            "Halo around every tile; any tile size gives the whole-image result when it is "
+            "at least the model's minimum (half its receptive field)"
+        )
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
         self.device_combo.currentTextChanged.connect(self._update_device_label)
@@ -311,6 +339,7 @@ class DenoiseWidget(QWidget):
         form.addRow(self.model_label)
         form.addRow(self.noise_label)
         form.addRow("Strength", self.strength_spin)
+        form.addRow(self.keep_lattice_box)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Overlap", self.overlap_spin)
         form.addRow("Device", self.device_combo)
@@ -409,15 +438,22 @@ class DenoiseWidget(QWidget):
     def _adapt_start_model(self) -> Any:
         """The selected model if it is noise-aware, else the shipped default."""
         name = self._model_name
-        if name and name in self._registry and self._registry.is_conditioned(name):
-            return self._registry.model_source(name)
+        registry = self._registry
+        # An ONNX file or another tool's package denoises but cannot be adapted.
+        usable = name and name in registry and registry.is_trainable(name)
+        if usable and registry.is_conditioned(name):
+            return registry.model_source(name)
         return "default"
 
     def _on_model_activated(self, index: int) -> None:
         text = self.model_combo.itemText(index)
         if text == LOAD_MODEL_ITEM:
             path, _ = QFileDialog.getOpenFileName(
-                self, "Load PINNED model", "", "PINNED model (*.pt);;All files (*)"
+                self,
+                "Load PINNED model",
+                "",
+                "Models (*.pt *.zip *.onnx);;PINNED model (*.pt);;"
+                "BioImage Model Zoo package (*.zip);;ONNX model (*.onnx);;All files (*)",
             )
             if not path or self.load_model_file(path) is None:
                 self._refresh_models()  # back to the previous choice
@@ -437,17 +473,50 @@ class DenoiseWidget(QWidget):
         self._model_name = name
         self._refresh_models()
 
-    def load_model_file(self, path: str | os.PathLike) -> str | None:
-        """Load a model file into the registry and select it; None (and a notification)
-        if the file is not a usable model."""
+    def load_model_file(self, path: str | os.PathLike, *, trust: bool | None = None) -> str | None:
+        """Load a model file, ONNX file or BioImage Model Zoo package into the registry
+        and select it; None (and a notification) if it is not a usable model.
+
+        A package from another tool whose weights are code (torchscript,
+        pytorch_state_dict) is loaded only when ``trust`` is True; None asks the user.
+        """
+        from napari_pinned.bmz import PackageNeedsTrust
         from napari_pinned.model_files import ModelFileError
 
-        name = call_or_notify(
-            self._registry.add_file, path, context="Load model", errors=(ModelFileError, OSError)
-        )
+        errors = (ModelFileError, OSError)
+        try:
+            name = call_or_notify(
+                self._registry.add_file,
+                path,
+                trust=bool(trust),
+                context="Load model",
+                errors=errors,
+            )
+        except PackageNeedsTrust as exc:
+            if trust is None:
+                trust = self._ask_trust(str(exc))
+            if not trust:
+                notify_error(f"Load model: {exc}")
+                return None
+            name = call_or_notify(
+                self._registry.add_file, path, trust=True, context="Load model", errors=errors
+            )
         if name is not None:
             self.select_model(name)
         return name
+
+    def _ask_trust(self, message: str) -> bool:
+        """Ask whether to run code from a BioImage Model Zoo package."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self,
+            "Run code from this package?",
+            f"{message}\n\nRun it only if you trust where the package came from.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _update_device_label(self, _text: str = "") -> str | None:
         device = show_device(self.device_combo.currentText(), self.device_label)
@@ -479,15 +548,9 @@ class DenoiseWidget(QWidget):
         if device is None:
             notify_error(f"Denoise: device {self.device_combo.currentText()!r} is not available")
             return False
-        self._target = {
-            "name": denoised_name(layer.name),
-            "source": layer.name,
-            "scale": tuple(layer.scale),
-            "translate": tuple(layer.translate),
-            "units": tuple(layer.units),
-            "contrast_limits": tuple(layer.contrast_limits),
-            "model": self._model_name,
-        }
+        self._target = self._target_for(layer)
+        if is_lazy(layer):
+            return self._denoise_lazily(layer, device)
         self._cancelled = self._failed = False
         self._output = None
         self._handlers = {
@@ -503,9 +566,10 @@ class DenoiseWidget(QWidget):
             layer.data,
             self._registry.model_source(self._model_name),
             self.tile_spin.value(),
-            self.overlap_spin.value(),
+            self.overlap_spin.value() or None,
             device,
             self.strength_spin.value(),
+            self.keep_lattice_box.isChecked(),
             connect=self._handlers,
         )
         self._target["strength"] = self.strength_spin.value()
@@ -513,6 +577,72 @@ class DenoiseWidget(QWidget):
         self.status_label.setText(f"Denoising {layer.name!r} with {self._model_name}…")
         self._set_running(True)
         return True
+
+    def _target_for(self, layer: Image) -> dict[str, Any]:
+        """Name, placement and provenance of the output layer of ``layer``."""
+        return {
+            "name": denoised_name(layer.name),
+            "source": layer.name,
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "units": tuple(layer.units),
+            "contrast_limits": tuple(layer.contrast_limits),
+            "model": self._model_name,
+        }
+
+    def _settings(self, device: str) -> dict[str, Any]:
+        return {
+            "tile": self.tile_spin.value(),
+            "overlap": self.overlap_spin.value() or None,
+            "device": device,
+            "strength": self.strength_spin.value(),
+            "keep_lattice": self.keep_lattice_box.isChecked(),
+        }
+
+    def _denoise_lazily(self, layer: Image, device: str) -> bool:
+        """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
+        model = self._registry.model_source(self._model_name)
+        output = call_or_notify(
+            lazy_denoised,
+            layer_array(layer),
+            model,
+            context="Denoise",
+            **self._settings(device),
+        )
+        if output is None:
+            return False
+        self._target["strength"] = self.strength_spin.value()
+        out = self._add_output(output)
+        self.status_label.setText(
+            f"Added {out.name!r}: frames are denoised when shown. 'Whole stack → zarr' "
+            "writes them all to disk."
+        )
+        self.denoise_finished.emit(out)
+        return True
+
+    def _stack_job(self) -> tuple[Image, Any, dict[str, Any]] | None:
+        """What the 'Whole stack → zarr' panel runs: the input, model and settings."""
+        layer = self.input_layer.value
+        if layer is None:
+            notify_error("Write zarr: add or choose an Image layer to denoise")
+            return None
+        if not self._model_name or self._model_name not in self._registry:
+            notify_error(NO_MODEL_MESSAGE)
+            return None
+        device = self._update_device_label()
+        if device is None:
+            notify_error(f"Write zarr: device {self.device_combo.currentText()!r} is not available")
+            return None
+        settings = {**self._settings(device), "pixel_size": layer_pixel_size(layer)}
+        return layer, self._registry.model_source(self._model_name), settings
+
+    def _show_written(self, layer: Image, path: Path) -> None:
+        """Show a written store as the output layer of ``layer`` (read lazily)."""
+        import dask.array as da
+
+        self._target = self._target_for(layer)
+        self._target["strength"] = self.strength_spin.value()
+        self._add_output(da.from_zarr(str(path)))
 
     def cancel(self) -> None:
         """Stop the job after the tile batch in progress; no layer is added."""
@@ -893,6 +1023,7 @@ class DenoiseWidget(QWidget):
         self.faithfulness_panel.shutdown()
         self.noise_label.shutdown()
         self.adapt_panel.shutdown()
+        self.stack_panel.shutdown()
         if self._job is None:
             return
         self._cancelled = True

@@ -7,7 +7,10 @@ Three kinds of entry:
   paper's CDN benchmark, each listed only while its file exists;
 * models trained or adapted since napari started, named like
   ``"trained 1 (unet, 1200 steps, 24.3 dB)"`` or ``"adapted to <layer>"``;
-* models loaded from files, named ``"file: <stem>"``.
+* models loaded from files, named ``"file: <stem>"``: model files, napari-pinned's
+  BioImage Model Zoo packages (models like any other), ONNX files and packages from
+  other tools (run as they are: :class:`napari_pinned.backends.OnnxModel`,
+  :class:`napari_pinned.bmz.ForeignModel`).
 
 The registry is plain Python (no Qt); it announces every change through the psygnal
 signal :attr:`ModelRegistry.changed` so that model combo boxes can refresh.  Use it from
@@ -19,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from psygnal import Signal
 
@@ -55,6 +58,9 @@ class RegistryEntry:
         File it was loaded from (``None`` for trained models until saved).
     shipped : str or None
         The shipped model's name (``"default"``, ``"cdn"``).
+    runtime : OnnxModel or ForeignModel or None
+        A model that runs outside napari-pinned's torch network (an ONNX file, another
+        tool's BMZ package); ``bundle`` is then None.
     """
 
     name: str
@@ -62,6 +68,7 @@ class RegistryEntry:
     bundle: ModelBundle | None = None
     path: Path | None = None
     shipped: str | None = None
+    runtime: Any = None
 
 
 def _installed_shipped() -> list[str]:
@@ -107,6 +114,15 @@ class ModelRegistry:
         self._check_shipped()
         return [shipped_name(n) for n in self._shipped] + list(self._entries)
 
+    def trainable_names(self) -> list[str]:
+        """:meth:`names` without ONNX files and other tools' packages, which can denoise
+        but not be trained further or adapted."""
+        return [n for n in self.names() if self.is_trainable(n)]
+
+    def is_trainable(self, name: str) -> bool:
+        """Whether the model is a napari-pinned network (can start training or adaptation)."""
+        return self.entry(name).runtime is None
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
 
@@ -125,12 +141,15 @@ class ModelRegistry:
         except KeyError:
             raise KeyError(f"no model called {name!r} in this session") from None
 
-    def model_source(self, name: str) -> ModelBundle | str:
+    def model_source(self, name: str) -> Any:
         """What to pass to ``load_model``/``iter_denoise``/``TrainConfig.init_model``:
-        the shipped model's name (``"default"``, ``"cdn"``), else the bundle in memory."""
+        the shipped model's name (``"default"``, ``"cdn"``), else the bundle in memory
+        (or the ONNX model / foreign package, for ``iter_denoise`` only)."""
         entry = self.entry(name)
         if entry.shipped is not None:
             return entry.shipped
+        if entry.runtime is not None:
+            return entry.runtime
         assert entry.bundle is not None
         return entry.bundle
 
@@ -142,6 +161,18 @@ class ModelRegistry:
         if entry.shipped is not None:
             model = shipped_model(entry.shipped)
             return model.purpose if model is not None else ""
+        if entry.runtime is not None:
+            from napari_pinned.bmz import ForeignModel
+
+            if isinstance(entry.runtime, ForeignModel):
+                what = (
+                    f"BioImage Model Zoo package {entry.runtime.name!r} "
+                    f"({entry.runtime.weight_format} weights, run by bioimageio.core)"
+                )
+            else:
+                aware = "noise-aware" if entry.runtime.config.conditioned else "fixed noise"
+                what = f"ONNX model, {aware}, run by ONNX Runtime"
+            return f"{what}, from {entry.path}"
         assert entry.bundle is not None
         meta = entry.bundle.metadata
         noise = meta.get("noise")
@@ -155,6 +186,9 @@ class ModelRegistry:
         entry = self.entry(name)
         if entry.shipped is not None:
             return entry.shipped == "default"
+        if entry.runtime is not None:
+            config = getattr(entry.runtime, "config", None)
+            return bool(config is not None and config.conditioned)
         assert entry.bundle is not None
         return entry.bundle.config.conditioned
 
@@ -166,24 +200,44 @@ class ModelRegistry:
             name = trained_name(self._trained_count, bundle)
         return self._add(RegistryEntry(self._unique(name), "trained", bundle))
 
-    def add_file(self, path: str | os.PathLike) -> str:
-        """Load a model file and add it; returns its name.
+    def add_file(self, path: str | os.PathLike, *, trust: bool = False) -> str:
+        """Load a model file, ONNX file or BioImage Model Zoo package and add it; returns
+        its name.
 
         A file that is already listed is not loaded twice: its existing name is returned.
+        ``trust`` allows a package from another tool whose weights are code.
 
         Raises
         ------
         napari_pinned.model_files.ModelFileError
-            If the file is missing or not a readable napari-pinned model.
+            If the file is missing or not a readable model.
+        napari_pinned.bmz.PackageNeedsTrust
+            If the package would run code from it and ``trust`` is False.
         """
-        from napari_pinned.model_files import load_model
+        from napari_pinned import backends, bmz
+        from napari_pinned.model_files import ModelFileError, load_model
 
         resolved = Path(path).expanduser().resolve()
         for entry in self._entries.values():
             if entry.kind == "file" and entry.path == resolved:
                 return entry.name
-        bundle = load_model(resolved, device="cpu")
         name = self._unique(f"file: {resolved.stem}")
+        try:
+            if backends.is_onnx_file(resolved):
+                runtime = backends.load_onnx_model(resolved)
+                return self._add(RegistryEntry(name, "file", None, resolved, runtime=runtime))
+            if bmz.is_package(resolved):
+                loaded = bmz.load_package(resolved, trust=trust, device="cpu")
+                if isinstance(loaded, bmz.ForeignModel):
+                    return self._add(RegistryEntry(name, "file", None, resolved, runtime=loaded))
+                return self._add(RegistryEntry(name, "file", loaded, resolved))
+        except bmz.PackageNeedsTrust:
+            raise
+        except ModelFileError:
+            raise
+        except ValueError as exc:
+            raise ModelFileError(str(exc)) from None
+        bundle = load_model(resolved, device="cpu")
         return self._add(RegistryEntry(name, "file", bundle, resolved))
 
     def remove(self, name: str) -> None:

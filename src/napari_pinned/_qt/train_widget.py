@@ -328,10 +328,16 @@ class TrainWidget(QWidget):
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.save_button = QPushButton("Save model…")
+        self.export_button = QPushButton("Export to BioImage Model Zoo…")
+        self.export_button.setToolTip(
+            "Write the last trained model as a BioImage Model Zoo package (.zip) that "
+            "bioimageio.core, deepImageJ and napari-pinned run"
+        )
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(lambda: self.save_model())
-        for button in (self.start_button, self.stop_button, self.save_button):
+        self.export_button.clicked.connect(lambda: self.export_package())
+        for button in (self.start_button, self.stop_button, self.save_button, self.export_button):
             row.addWidget(button)
         return row
 
@@ -370,7 +376,7 @@ class TrainWidget(QWidget):
         current = self.init_model.currentText()
         self.init_model.blockSignals(True)
         self.init_model.clear()
-        self.init_model.addItems([NO_INIT_MODEL, *self._registry.names()])
+        self.init_model.addItems([NO_INIT_MODEL, *self._registry.trainable_names()])
         index = self.init_model.findText(current)
         self.init_model.setCurrentIndex(max(index, 0))
         self.init_model.blockSignals(False)
@@ -407,6 +413,7 @@ class TrainWidget(QWidget):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.save_button.setEnabled(not running and self.last_bundle is not None)
+        self.export_button.setEnabled(not running and self.last_bundle is not None)
 
     # -- collecting settings --------------------------------------------------------------
     def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
@@ -686,6 +693,51 @@ class TrainWidget(QWidget):
         )
         if written is not None:
             notify_info(f"Saved model {self.last_model_name!r} to {written}")
+        return written
+
+    def export_package(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Write the last trained model as a BioImage Model Zoo package (asks with a file
+        dialog when ``path`` is None); returns the package, or None if nothing was written.
+
+        Export takes a few seconds (it checks the package's model against napari-pinned's
+        denoising on a test image); the dock waits with a busy cursor.
+        """
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QApplication
+
+        from napari_pinned.bmz import export_bioimageio
+
+        if self.last_bundle is None:
+            notify_error("Export: no trained model to export yet; train one first")
+            return None
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self,
+                "Export to BioImage Model Zoo",
+                "pinned-model.zip",
+                "BioImage Model Zoo package (*.zip)",
+            )
+            if not chosen:
+                return None
+            path = chosen
+        target = Path(path)
+        if target.suffix.lower() != ".zip":
+            target = target.with_suffix(".zip")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            written = call_or_notify(
+                export_bioimageio,
+                self.last_bundle,
+                target,
+                context="Export",
+                errors=(ValueError, OSError),
+            )
+        finally:
+            QApplication.restoreOverrideCursor()
+        if written is not None:
+            notify_info(
+                f"Exported model {self.last_model_name!r} to {written} (BioImage Model Zoo)"
+            )
         return written
 
     # -- closing ----------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""Denoise dock with dask/zarr-backed layers: a lazy output, and whole stack → zarr."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pinned._qt.denoise_widget import DenoiseWidget
+from napari_pinned._qt.model_registry import get_registry
+from napari_pinned.inference import denoise
+from napari_pinned.io import read_image
+from napari_pinned.model import ModelBundle, ModelConfig, build_model
+
+da = pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def bundle() -> ModelBundle:
+    torch.manual_seed(4)
+    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
+    net = build_model(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return ModelBundle(net.eval(), config, {"name": "tiny conditioned"})
+
+
+def _stack(frames=4) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:72, 0:80]
+    lattice = 2.0 + np.cos(2 * np.pi * x / 8.0) * np.cos(2 * np.pi * y / 8.0)
+    return rng.poisson(lattice * 8.0, (frames, 72, 80)).astype(np.uint16)
+
+
+def _dock(viewer, qtbot, bundle) -> DenoiseWidget:
+    get_registry().add_trained(bundle)
+    widget = DenoiseWidget(viewer)
+    qtbot.addWidget(widget)  # closed (jobs stopped, signals disconnected) after the test
+    widget.device_combo.setCurrentText("cpu")
+    return widget
+
+
+def test_a_dask_layer_gets_a_lazy_output_computed_frame_by_frame(viewer_model, qtbot, bundle):
+    stack = _stack()
+    layer = viewer_model.add_image(da.from_array(stack, chunks=(1, 72, 80)), name="series")
+    widget = _dock(viewer_model, qtbot, bundle)
+    widget.input_layer.value = layer
+    assert widget.denoise()  # no worker: the layer is added at once
+    out = viewer_model.layers["series denoised"]
+    assert isinstance(out.data, da.Array) and out.data.shape == stack.shape
+    assert not widget.is_running
+    np.testing.assert_allclose(
+        np.asarray(out.data[2]), denoise(stack[2], bundle, device="cpu"), atol=1e-4
+    )
+    assert layer.data is not None and isinstance(layer.data, da.Array)
+
+
+def test_whole_stack_to_zarr_runs_in_a_worker_and_opens_lazily(
+    viewer_model, qtbot, bundle, tmp_path
+):
+    stack = _stack()
+    source = zarr.create_array(
+        tmp_path / "in.zarr", shape=stack.shape, chunks=(1, 72, 80), dtype="u2"
+    )
+    source[...] = stack
+    layer = viewer_model.add_image(da.from_zarr(source), name="series", scale=(1, 0.3, 0.3))
+    widget = _dock(viewer_model, qtbot, bundle)
+    widget.input_layer.value = layer
+    target = tmp_path / "out.zarr"
+    with qtbot.waitSignal(widget.stack_panel.written, timeout=WAIT_MS) as done:
+        assert widget.stack_panel.start(str(target))
+    assert done.args[0] == target
+    out = viewer_model.layers["series denoised"]
+    assert isinstance(out.data, da.Array) and tuple(out.scale) == (1, 0.3, 0.3)
+    expected = denoise(stack, bundle, device="cpu")
+    np.testing.assert_allclose(read_image(target), expected, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.data), expected, atol=1e-4)
+    assert not widget.stack_panel.running
+
+
+def test_cancel_keeps_finished_frames_and_writing_again_continues(
+    viewer_model, qtbot, bundle, tmp_path, notifications
+):
+    stack = _stack(frames=12)
+    layer = viewer_model.add_image(da.from_array(stack, chunks=(1, 72, 80)), name="long")
+    widget = _dock(viewer_model, qtbot, bundle)
+    widget.input_layer.value = layer
+    target = tmp_path / "out.zarr"
+    panel = widget.stack_panel
+    with qtbot.waitSignal(panel.written, timeout=WAIT_MS) as stopped:
+        assert panel.start(str(target))
+        panel.cancel()
+    assert stopped.args[0] is None and not target.exists()
+    assert "Cancelled" in panel.status_label.text()
+    with qtbot.waitSignal(panel.written, timeout=WAIT_MS) as done:
+        assert panel.start(str(target))
+    assert done.args[0] == target
+    np.testing.assert_allclose(read_image(target), denoise(stack, bundle, device="cpu"), atol=1e-4)
+    assert not notifications.errors
