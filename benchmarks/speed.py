@@ -124,11 +124,18 @@ def measure_training(model: str, device: str, steps: int) -> dict:
 
     clean = [simulate(name, shape=256, seed=i).image for i, name in enumerate(["InN", "ZrO2"])]
     init = model if model == "default" or model.endswith(".pt") else None
+    fresh = _fresh_config("fresh" if init else model)
+    if init is not None:
+        from napari_pinned.model_files import load_model
+
+        fresh = load_model(init).config
     config = TrainConfig(
-        model=_fresh_config("fresh" if init else model),
+        model=fresh,
         steps=steps + 2,
         validate_every=10_000,
         init_model=init,
+        # A noise-aware model learns from realistic recordings (what its training uses).
+        noise_model="stem" if fresh.conditioned else "cdn",
     )
     run = train(config, clean, seed=0, device=device)
     next(run), next(run)  # warm-up steps

@@ -91,7 +91,7 @@ ARCHITECTURE_CALLABLE = "PinnedDenoiser"
 #: (``tests/core/test_bmz.py`` fails when the file changes without its hash added here.)
 KNOWN_ARCHITECTURE_SHA256 = frozenset(
     {
-        "4523a9a130d3bc3fc8172c741ebd80b5640fc8a1cb9f1803efb640830a8b9904",
+        "f732f1b533230e5da783390f8901ed6bec2a005e0d18377b61ff28317c6754fb",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.
@@ -649,10 +649,12 @@ def architecture_sha256() -> str:
     return hashlib.sha256(_architecture_path().read_bytes()).hexdigest()
 
 
-def _wrapper(bundle: ModelBundle, strength: float) -> Any:
+def _wrapper(bundle: ModelBundle, strength: float, keep_lattice: bool = True) -> Any:
     from napari_pinned.bmz_denoiser import PinnedDenoiser
 
-    wrapper = PinnedDenoiser(**bundle.config.to_dict(), strength=strength)
+    wrapper = PinnedDenoiser(
+        **bundle.config.to_dict(), strength=strength, keep_lattice=keep_lattice
+    )
     wrapper.network.load_state_dict(
         {k: v.detach().cpu() for k, v in bundle.model.state_dict().items()}
     )
@@ -712,6 +714,7 @@ def _documentation(
     min_size: int,
     step: int,
     strength: float,
+    keep_lattice: bool,
 ) -> str:
     meta = bundle.metadata
     cfg = bundle.config
@@ -742,6 +745,13 @@ def _documentation(
         f"multiple of {cfg.alignment}), run through the network whole, cropped, and mapped "
         "back to the frame's intensities."
     )
+    if keep_lattice:
+        processing.append(
+            f"{len(processing) + 1}. **Lattice guard**: where the input's power spectrum "
+            "stands ten times above its local floor (a Bragg reflection noise cannot make), "
+            "the part of the residual input − output above the residual's own floor is "
+            "given back (Wiener-weighted), so a sublattice the network weakened is kept."
+        )
     lines = [
         f"# {name}",
         "",
@@ -857,6 +867,7 @@ def export_bioimageio(
     pixel_size: float | None = None,
     strength: float = 1.0,
     torchscript: bool = True,
+    keep_lattice: bool = True,
 ) -> pathlib.Path:
     """Write a model as a BioImage Model Zoo package (model RDF 0.5, zip).
 
@@ -880,6 +891,8 @@ def export_bioimageio(
         Denoising strength of noise-conditioned models, fixed in the package.
     torchscript : bool
         Also include ``torchscript`` weights (for deepImageJ and others without Python).
+    keep_lattice : bool
+        Build in the lattice guard, as ``denoise`` applies it by default.
 
     Returns
     -------
@@ -921,12 +934,14 @@ def export_bioimageio(
     name = "".join(c for c in name if c.isalnum() or c in " _+-()").strip()
     axis_extra, pixel_text = _pixel_axis(bundle, model, pixel_size)
 
-    wrapper = _wrapper(bundle, float(strength))
+    wrapper = _wrapper(bundle, float(strength), bool(keep_lattice))
     clean, noisy, noise_text = _test_images(bundle, TEST_IMAGE_SIZE)
     test_input = noisy[None].astype(np.float32)
     with torch.inference_mode():
         test_output = wrapper(torch.from_numpy(test_input)).numpy()
-    reference = denoise(noisy, bundle, device="cpu", strength=float(strength))
+    reference = denoise(
+        noisy, bundle, device="cpu", strength=float(strength), keep_lattice=bool(keep_lattice)
+    )
     span = float(np.ptp(reference)) or 1.0
     agreement = float(np.max(np.abs(test_output[0] - reference))) / span
     if agreement > 1e-3:
@@ -966,9 +981,14 @@ def export_bioimageio(
             min_size=min_size,
             step=step,
             strength=float(strength),
+            keep_lattice=bool(keep_lattice),
         )
         (folder / "README.md").write_text(doc, encoding="utf-8")
-        kwargs = {**config.to_dict(), "strength": float(strength)}
+        kwargs = {
+            **config.to_dict(),
+            "strength": float(strength),
+            "keep_lattice": bool(keep_lattice),
+        }
         weights: dict[str, Any] = {
             "pytorch_state_dict": {
                 "source": str(folder / "weights.pt"),

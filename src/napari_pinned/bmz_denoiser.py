@@ -64,6 +64,8 @@ NOISE_MAP_FLOOR = 0.1
 NOISE_BINS = 16
 NOISE_OUTLIER_SIGMAS = 6.0
 NOISE_TRIM = 0.001
+SPECTRAL_EDGE = 1024
+SPECTRAL_MARGIN = 1.2
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -245,7 +247,9 @@ def _fit_line(
 ) -> Tuple[float, float]:
     ordered = torch.sort(ring).values
     qs = [_quantile(ordered, i / bins) for i in range(bins + 1)]
-    edges = torch.unique(torch.tensor(qs, dtype=torch.float64, device=ring.device))
+    # Not torch.tensor(qs): TorchScript builds a tensor from a float list in float32.
+    values = [torch.full([1], q, dtype=torch.float64, device=ring.device) for q in qs]
+    edges = torch.unique(torch.cat(values))
     if edges.numel() < 3:
         return 0.0, _robust_mean_square(r)
     index = torch.searchsorted(edges, ring, right=True) - 1
@@ -284,14 +288,91 @@ def estimate_noise(x: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float, f
     kernel = torch.outer(k1, k1) / 6.0
     r = _correlate(x, kernel)[1:-1, 1:-1]
     m = _correlate(x, kernel * kernel)[1:-1, 1:-1]
-    box5 = _correlate(x, torch.ones(5, 5, dtype=torch.float64))
-    box3 = _correlate(x, torch.ones(3, 3, dtype=torch.float64))[1:-1, 1:-1]
+    # The ring mean selects each pixel's intensity bin, and exact ties at the bin edges
+    # are common (integer counts): it is computed as scipy computes it, bit for bit.
+    box5 = _uniform_filter(x, 5)[2:-2, 2:-2] * 25.0
+    box3 = _uniform_filter(x, 3)[2:-2, 2:-2] * 9.0
     ring = (box5 - box3) / 16.0
     bad = F.max_pool2d(mask.to(torch.float64)[None, None], 5, stride=1, padding=2)[0, 0]
-    valid = bad[2:-2, 2:-2] == 0
+    # Exactly flat neighbourhoods (masks, saturation, padding) hold no detector noise.
+    valid = (bad[2:-2, 2:-2] == 0) & _not_flat(x)
     median = _median(x)
+    if int(valid.sum()) < 50:
+        return 0.0, 0.0, median
     gain, offset = _fit_line(r[valid], m[valid], ring[valid])
+    gain, offset = _spectral_check(x, mask, gain, offset)
     return gain, offset, median
+
+
+def _uniform_filter1d(x: torch.Tensor, size: int) -> torch.Tensor:
+    """scipy.ndimage.uniform_filter1d along the last axis, ``mode="nearest"``, in
+    scipy's own arithmetic (a running sum of differences, divided at each step)."""
+    before = size // 2
+    after = size - before - 1
+    n = x.shape[-1]
+    parts = [x[:, :1].expand(x.shape[0], before), x, x[:, -1:].expand(x.shape[0], after)]
+    ext = torch.cat(parts, 1)
+    first = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for i in range(size):
+        first = first + ext[:, i]
+    steps = ext[:, size : size + n - 1] - ext[:, 0 : n - 1]
+    return torch.cumsum(torch.cat([first[:, None], steps], 1), 1) / size
+
+
+def _uniform_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """scipy.ndimage.uniform_filter of a 2D frame, ``mode="nearest"`` (rows, then
+    columns, as scipy does)."""
+    columns = _uniform_filter1d(x.t().contiguous(), size).t()
+    return _uniform_filter1d(columns.contiguous(), size)
+
+
+def _not_flat(x: torch.Tensor) -> torch.Tensor:
+    """Interior mask (2 px in) of pixels whose 5×5 neighbourhood is not constant."""
+    high = F.max_pool2d(x[None, None], 5, stride=1)[0, 0]
+    low = -F.max_pool2d(-x[None, None], 5, stride=1)[0, 0]
+    return high > low
+
+
+def _spectral_check(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    gain: float,
+    offset: float,
+    edge: int = SPECTRAL_EDGE,
+    margin: float = SPECTRAL_MARGIN,
+) -> Tuple[float, float]:
+    """napari_pinned.noise_level._spectral_check: the fit scaled down to the median
+    power of the frequencies high along both axes when it lies clearly above it."""
+    if gain <= 0 and offset <= 0:
+        return gain, offset
+    h = x.shape[0]
+    w = x.shape[1]
+    eh = min(h, edge)
+    ew = min(w, edge)
+    top = (h - eh) // 2
+    left = (w - ew) // 2
+    crop = x[top : top + eh, left : left + ew]
+    valid = torch.zeros(crop.shape, dtype=torch.bool, device=x.device)
+    valid[2:-2, 2:-2] = _not_flat(crop)
+    valid = valid & ~mask[top : top + eh, left : left + ew]
+    hy = torch.hann_window(eh, periodic=False, dtype=torch.float64, device=x.device)
+    hx = torch.hann_window(ew, periodic=False, dtype=torch.float64, device=x.device)
+    window = torch.outer(hy, hx)
+    weights = window**2
+    centred = (crop - (crop * window).sum() / window.sum()) * window
+    power = torch.abs(torch.fft.rfft2(centred)) ** 2 / weights.sum()
+    fy = torch.abs(torch.fft.fftfreq(eh, dtype=torch.float64, device=x.device))[:, None]
+    fx = torch.fft.rfftfreq(ew, dtype=torch.float64, device=x.device)[None, :]
+    band = ((fy > 0.25) & (fx > 0.25)).expand(power.shape[0], power.shape[1])
+    if int(band.sum()) < 64:
+        return gain, offset
+    floor = _median(power[band]) / math.log(2.0)
+    variance = torch.where(valid, (gain * crop + offset).clamp_min(0.0), torch.zeros_like(crop))
+    fit = float((weights * variance).sum() / weights.sum())
+    if fit <= 0 or fit <= margin * floor:
+        return gain, offset
+    factor = floor / fit
+    return gain * factor, offset * factor
 
 
 def find_outliers(

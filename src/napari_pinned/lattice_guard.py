@@ -24,7 +24,7 @@ simulations of ``benchmarks/realistic.py`` it changes PSNR by about +0.1 dB on a
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
 __all__ = ["GUARD_SNR", "keep_lattice"]
 
@@ -78,8 +78,9 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
         raise ValueError(f"source {x.shape} and output {y.shape} must be 2D of one shape")
     if min(x.shape) < 4 * _FLOOR_BLOCK:
         return y.astype(np.float32)
-    spectrum = np.fft.rfft2(x - x.mean())
-    residual = np.fft.rfft2(x - y)
+    # float32 transforms: the correction needs no more, and they take half the time.
+    spectrum = fft.rfft2((x - x.mean()).astype(np.float32))
+    residual = fft.rfft2((x - y).astype(np.float32))
     power = spectrum.real**2 + spectrum.imag**2
     strong = power > snr * _floor(power)
     h = x.shape[0]
@@ -91,5 +92,5 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
     strong = ndimage.binary_dilation(strong, np.ones((3, 3), bool))
     residual_power = residual.real**2 + residual.imag**2
     weight = np.clip(1.0 - _floor(residual_power) / np.maximum(residual_power, 1e-300), 0.0, 1.0)
-    restored = np.fft.irfft2(np.where(strong, weight, 0.0) * residual, s=x.shape)
+    restored = fft.irfft2(np.where(strong, weight, 0.0).astype(np.float32) * residual, s=x.shape)
     return (y + restored).astype(np.float32)

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
 from napari_pinned.intensity import check_image
@@ -48,8 +49,10 @@ _KERNEL_1D = np.array([1.0, -2.0, 1.0])
 _KERNEL = np.outer(_KERNEL_1D, _KERNEL_1D) / 6.0  # unit L2 norm
 _WEIGHTS = _KERNEL**2  # sums to one
 _BINS = 16
-# Pixels used for the fit at most; a random subset beyond that keeps 8k² images fast.
-_MAX_SAMPLES = 2_000_000
+# Pixels used for the fit at most; big frames are sampled in square regions of _REGION
+# px, spread over the frame, so that an 8k² scan costs what a 1k² one does.
+_MAX_SAMPLES = 1 << 20
+_REGION = 256
 # Residuals beyond this many robust standard deviations of their bin are outliers.
 _OUTLIER_SIGMAS = 6.0
 # Fraction of the largest squared residuals ignored for the first, robust scale.
@@ -205,9 +208,7 @@ def _robust_mean_square(r: np.ndarray) -> float:
     return float(sq[keep].mean())
 
 
-def estimate_noise(
-    image: np.ndarray, *, mask: np.ndarray | None = None, seed: int = 0
-) -> NoiseEstimate:
+def estimate_noise(image: np.ndarray, *, mask: np.ndarray | None = None) -> NoiseEstimate:
     """Fit ``σ²(I) = g·I + c`` to a 2D image or a stack (all frames share the model).
 
     Parameters
@@ -217,8 +218,6 @@ def estimate_noise(
         8×8 pixels.
     mask : numpy.ndarray, optional
         Boolean array of the image's shape: pixels to ignore (known hot or dead pixels).
-    seed : int
-        Seed of the random pixel subset used for very large images.
 
     Returns
     -------
@@ -231,32 +230,56 @@ def estimate_noise(
     if mask is not None and np.shape(mask) != arr.shape:
         raise ValueError(f"mask shape {np.shape(mask)} does not match image {arr.shape}")
     masks = None if mask is None else (np.asarray(mask, bool)[None] if arr.ndim == 2 else mask)
-    rs, ms, rings = [], [], []
+    rs, ms, rings, values = [], [], [], []
+    budget = max(_MAX_SAMPLES // len(frames), _REGION**2)
     for i, frame in enumerate(frames):
-        r, m, ring = _residual_and_level(frame.astype(np.float64))
-        # Exactly flat neighbourhoods (masks, saturation, padding) hold no detector
-        # noise: they would pull the fit towards zero.
-        valid = _not_flat(frame)
-        if masks is not None:
-            bad = ndimage.binary_dilation(masks[i], np.ones((5, 5), bool))[2:-2, 2:-2]
-            valid &= ~bad
-        rs.append(r[valid])
-        ms.append(m[valid])
-        rings.append(ring[valid])
+        for rows, cols in _regions(frame.shape, budget):
+            part = np.asarray(frame[rows, cols], np.float64)
+            r, m, ring = _residual_and_level(part)
+            # Exactly flat neighbourhoods (masks, saturation, padding) hold no detector
+            # noise: they would pull the fit towards zero.
+            valid = _not_flat(part)
+            if masks is not None:
+                region = masks[i][rows, cols]
+                bad = ndimage.binary_dilation(region, np.ones((5, 5), bool))[2:-2, 2:-2]
+                valid &= ~bad
+            rs.append(r[valid])
+            ms.append(m[valid])
+            rings.append(ring[valid])
+            values.append(part.ravel())
     r = np.concatenate(rs)
     m = np.concatenate(ms)
     ring = np.concatenate(rings)
     if r.size > _MAX_SAMPLES:
-        pick = np.random.default_rng(seed).choice(r.size, _MAX_SAMPLES, replace=False)
-        r, m, ring = r[pick], m[pick], ring[pick]
-    p5, median, p95 = (float(v) for v in np.percentile(arr, (5, 50, 95)))
-    mean = float(np.mean(arr, dtype=np.float64))
+        # A regular subsample: as good as a random one for independent noise, and free.
+        step = -(-r.size // _MAX_SAMPLES)
+        r, m, ring = r[::step], m[::step], ring[::step]
+    sample = arr if arr.size <= 4 * _MAX_SAMPLES else np.concatenate(values)
+    p5, median, p95 = (float(v) for v in np.percentile(sample, (5, 50, 95)))
+    mean = float(np.mean(sample, dtype=np.float64))
     if r.size < 50:
         # (Nearly) everything is exactly flat: no measurable noise.
         return NoiseEstimate(0.0, 0.0, median, mean, int(r.size), (p5, p95))
     gain, offset = _fit_line(r, m, ring)
     gain, offset = _spectral_check(frames, masks, gain, offset)
     return NoiseEstimate(gain, offset, median, mean, int(r.size), (p5, p95))
+
+
+def _regions(shape: tuple[int, int], budget: int) -> list[tuple[slice, slice]]:
+    """The whole frame, or a regular grid of square regions holding about ``budget``
+    pixels spread over it (the noise fit needs a million pixels, not all of an 8k²
+    scan)."""
+    h, w = shape
+    if h * w <= budget or min(h, w) <= _REGION:
+        return [(slice(None), slice(None))]
+    per_axis = max(1, math.ceil(math.sqrt(budget / _REGION**2)))
+    tops = np.linspace(0, h - _REGION, per_axis).astype(int)
+    lefts = np.linspace(0, w - _REGION, per_axis).astype(int)
+    return [
+        (slice(int(t), int(t) + _REGION), slice(int(u), int(u) + _REGION))
+        for t in np.unique(tops)
+        for u in np.unique(lefts)
+    ]
 
 
 def _not_flat(frame: np.ndarray) -> np.ndarray:
@@ -295,7 +318,7 @@ def _spectral_check(
         window = np.outer(np.hanning(eh), np.hanning(ew))
         weights = window**2
         centred = (crop - np.sum(crop * window) / np.sum(window)) * window
-        power = np.abs(np.fft.rfft2(centred)) ** 2 / np.sum(weights)
+        power = np.abs(sfft.rfft2(centred)) ** 2 / np.sum(weights)
         fy = np.abs(np.fft.fftfreq(eh))[:, None]
         fx = np.fft.rfftfreq(ew)[None, :]
         band = np.broadcast_to((fy > 0.25) & (fx > 0.25), power.shape)

@@ -56,7 +56,19 @@ def _cdn_like(shape=(96, 112), seed=0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.float32)
 
 
+def _sharp_columns(size=160, seed=0) -> np.ndarray:
+    """Single-pixel columns (their edges leak into the pixel residual, so the noise
+    estimate's spectral check scales the fit down) beside an exactly flat vacuum."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size))
+    img[::5, ::5], img[2::5, 2::5] = 200.0, 80.0
+    counts = rng.poisson(img + 2.0).astype(np.float32) * 3 + 100
+    counts[:, :30] = 100
+    return counts
+
+
 CASES = [
+    ("noise-map", "robust", _sharp_columns),
     ("noise-map", "robust", _counts),
     ("noise-map", "range", _counts),
     ("none", "range", _cdn_like),  # the paper's fixed 0–255 convention
@@ -78,6 +90,20 @@ def test_the_package_model_equals_napari_pinneds_denoise(conditioning_, normaliz
     assert np.max(np.abs(got - expected)) <= 1e-3 * span
     # The network does something: the output is not the input.
     assert np.max(np.abs(expected - image)) > 1e-2 * span
+
+
+@pytest.mark.parametrize("make", [_counts, _sharp_columns, _cdn_like])
+def test_the_package_noise_estimate_is_napari_pinneds(make):
+    image = make().astype(np.float64)
+    mask = np.zeros(image.shape, bool)
+    mask[10:12, 40:43] = True
+    for given in (None, mask):
+        expected = noise_level.estimate_noise(image, mask=given)
+        flags = torch.from_numpy(mask if given is not None else np.zeros_like(mask))
+        gain, offset, median = bmz_denoiser.estimate_noise(torch.from_numpy(image), flags)
+        assert gain == pytest.approx(expected.gain, rel=1e-9, abs=1e-12)
+        assert offset == pytest.approx(expected.offset, rel=1e-9, abs=1e-9)
+        assert median == expected.median_intensity
 
 
 def test_torchscript_of_the_package_model_equals_the_module():
@@ -111,6 +137,8 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.NOISE_BINS == noise_level._BINS
     assert bmz_denoiser.NOISE_OUTLIER_SIGMAS == noise_level._OUTLIER_SIGMAS
     assert bmz_denoiser.NOISE_TRIM == noise_level._TRIM
+    assert bmz_denoiser.SPECTRAL_EDGE == noise_level._SPECTRAL_EDGE
+    assert bmz_denoiser.SPECTRAL_MARGIN == noise_level._SPECTRAL_MARGIN
     from napari_pinned import lattice_guard
 
     assert bmz_denoiser.GUARD_SNR == lattice_guard.GUARD_SNR
