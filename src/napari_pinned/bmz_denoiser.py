@@ -30,9 +30,9 @@ These are frame-level statistics that the BMZ pre/post-processing steps cannot e
 (see docs/model.md).  ``tests/core/test_bmz.py`` checks this file against the numpy
 pipeline to 1e-3 of the image range (napari-pinned's tiling is exact, so a frame run
 whole here equals napari-pinned's tiled result).  Known differences, all documented:
-frames larger than 1024² px (napari-pinned then takes its percentiles, and beyond about
-1400² px its noise fit, from a seeded random subset of pixels; this module uses every
-pixel), and the dtype of the input (this module sees float32, so uint8 frames are
+large frames (beyond 512² px napari-pinned takes its percentiles from a seeded random
+subset of pixels, beyond 1024² px its noise fit from regions of the frame; this module
+uses every pixel), and the dtype of the input (this module sees float32, so uint8 frames are
 treated by their values and unsigned outputs are not clipped at zero).
 
 Changing this file changes its SHA-256, by which napari-pinned recognises its own
