@@ -91,6 +91,7 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
         return y.astype(np.float32)
     strong = ndimage.binary_dilation(strong, np.ones((3, 3), bool))
     residual_power = residual.real**2 + residual.imag**2
-    weight = np.clip(1.0 - _floor(residual_power) / np.maximum(residual_power, 1e-300), 0.0, 1.0)
+    tiny = np.finfo(residual_power.dtype).tiny
+    weight = np.clip(1.0 - _floor(residual_power) / np.maximum(residual_power, tiny), 0.0, 1.0)
     restored = fft.irfft2(np.where(strong, weight, 0.0).astype(np.float32) * residual, s=x.shape)
     return (y + restored).astype(np.float32)

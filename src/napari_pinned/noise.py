@@ -533,6 +533,11 @@ class StemRecording:
         ``(dy, dx)`` pixels over the frame: a stretch and a shear of the slow scan.
     quantum : float
         Step of the detector's converter in e⁻ (0: continuous).
+    smear : float
+        The detector's finite bandwidth along the fast scan: every recorded pixel keeps
+        ``1 − 2·smear`` of itself and gets ``smear`` of each horizontal neighbour (0 to
+        0.3).  It blurs what is recorded, signal and noise alike, so the noise comes out
+        correlated along the rows.
     """
 
     dose: float
@@ -541,12 +546,14 @@ class StemRecording:
     line_noise: float = 0.0
     drift: tuple[float, float] = (0.0, 0.0)
     quantum: float = 0.0
+    smear: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dose) and self.dose > 0):
             raise ValueError(f"dose must be positive and finite, got {self.dose!r}")
         for name in ("read_noise", "row_jitter", "line_noise", "quantum"):
             _check_component(name, getattr(self, name))
+        _check_component("smear", self.smear, upper=0.3)
 
 
 @dataclass(frozen=True)
@@ -573,6 +580,8 @@ class StemNoiseRanges:
     drift: float = 1.5
     quantum_fraction: float = 0.3
     quantum: tuple[float, float] = (0.1, 1.0)
+    smear_fraction: float = 0.0
+    smear: tuple[float, float] = (0.0, 0.3)
 
     def __post_init__(self) -> None:
         lo, hi = self.dose
@@ -584,6 +593,7 @@ class StemNoiseRanges:
             "line_fraction",
             "drift_fraction",
             "quantum_fraction",
+            "smear_fraction",
         ):
             _check_component(name, getattr(self, name), upper=1.0)
 
@@ -608,7 +618,11 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
     if rng.random() < ranges.quantum_fraction:
         q_lo, q_hi = np.log(ranges.quantum)
         quantum = float(np.exp(rng.uniform(q_lo, q_hi)))
-    return StemRecording(dose, read, jitter, line, drift, quantum)
+    # Drawn last, so that ranges without smear give the recordings they always gave.
+    smear = 0.0
+    if ranges.smear_fraction > 0 and rng.random() < ranges.smear_fraction:
+        smear = float(rng.uniform(*ranges.smear))
+    return StemRecording(dose, read, jitter, line, drift, quantum, smear)
 
 
 def record_stem_image(
@@ -644,4 +658,11 @@ def record_stem_image(
         line_noise=recording.line_noise,
         quantum=recording.quantum,
     )
+    if recording.smear > 0:
+        from scipy.ndimage import correlate1d
+
+        a = recording.smear
+        kernel = np.array([a, 1.0 - 2.0 * a, a])
+        recorded = correlate1d(recorded, kernel, axis=-1, mode="reflect").astype(np.float32)
+        expected = correlate1d(expected, kernel, axis=-1, mode="reflect").astype(np.float32)
     return recorded, expected.astype(np.float32, copy=False)

@@ -372,7 +372,8 @@ def _bin_stats(
 def _weighted_line(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     """Weighted least squares of y on x, slope ≥ 0; a variance estimated from n
     samples has a standard error ∝ y / sqrt(n)."""
-    w = n / np.maximum(y, 1e-300) ** 2
+    # 1e-150: its square is still a normal float64.
+    w = n / np.maximum(y, 1e-150) ** 2
     w = w / w.sum()
     if np.ptp(x) <= 0:
         return 0.0, float(np.sum(w * y))

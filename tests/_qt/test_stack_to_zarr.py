@@ -83,8 +83,22 @@ def test_whole_stack_to_zarr_runs_in_a_worker_and_opens_lazily(
 
 
 def test_cancel_keeps_finished_frames_and_writing_again_continues(
-    viewer_model, qtbot, bundle, tmp_path, notifications
+    viewer_model, qtbot, bundle, tmp_path, notifications, monkeypatch
 ):
+    import threading
+
+    import napari_pinned.scale as scale
+
+    # The first run's worker waits for the cancel before its first frame, so the cancel
+    # lands mid-job however fast or loaded the machine is.
+    cancel_sent = threading.Event()
+    write = scale.iter_denoise_to_zarr
+
+    def held(*args, **kwargs):
+        assert cancel_sent.wait(WAIT_MS / 1000)
+        yield from write(*args, **kwargs)
+
+    monkeypatch.setattr(scale, "iter_denoise_to_zarr", held)
     stack = _stack(frames=12)
     layer = viewer_model.add_image(da.from_array(stack, chunks=(1, 72, 80)), name="long")
     widget = _dock(viewer_model, qtbot, bundle)
@@ -94,6 +108,7 @@ def test_cancel_keeps_finished_frames_and_writing_again_continues(
     with qtbot.waitSignal(panel.written, timeout=WAIT_MS) as stopped:
         assert panel.start(str(target))
         panel.cancel()
+        cancel_sent.set()
     assert stopped.args[0] is None and not target.exists()
     assert "Cancelled" in panel.status_label.text()
     with qtbot.waitSignal(panel.written, timeout=WAIT_MS) as done:

@@ -3,6 +3,7 @@ saving, fine-tuning, errors, and clean shutdown when the dock or the viewer clos
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -298,13 +299,26 @@ def test_a_stop_between_two_steps_reads_as_stopped(
     assert "stopped after 3 steps" in widget.status_label.text()
 
 
-def test_stop_before_the_first_step_gives_no_model(viewer, qtbot, clean_image):
+def test_stop_before_the_first_step_gives_no_model(viewer, qtbot, clean_image, monkeypatch):
+    import napari_pinned.training as training
+
+    # Hold the worker while it builds the run until the stop has been sent, so the stop
+    # arrives before the run exists however fast or loaded the machine is.
+    stop_sent = threading.Event()
+    build = training.train
+
+    def slow_build(*args, **kwargs):
+        assert stop_sent.wait(WAIT_MS / 1000)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", slow_build)
     widget = _dock(viewer, qtbot)
     _tiny_settings(widget, 1000)
     _select(widget, [viewer.add_image(clean_image, name="clean")])
     with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as finished:
         assert widget.start()
         widget.stop()  # the run is still being built in the worker: the stop must not be lost
+        stop_sent.set()
     assert finished.args[0] is None and len(get_registry()) == 0
     assert "before the first step" in widget.status_label.text()
     assert widget.loss_plot.steps.size == 0

@@ -156,3 +156,22 @@ def test_adaptation_needs_a_conditioned_model():
     )
     with pytest.raises(ValueError, match="not noise-conditioned"):
         adapt(np.zeros((64, 64)), cdn_like)
+
+
+def test_a_detector_of_finite_bandwidth_correlates_the_noise_along_rows():
+    clean = np.full((256, 256), 1.0, np.float32)
+    a = 0.25
+    noisy, expected = record_stem_image(
+        clean, StemRecording(50.0, smear=a), np.random.default_rng(7)
+    )
+    np.testing.assert_allclose(expected, 50.0, rtol=1e-5)  # a flat signal stays flat
+    noise = (noisy - expected).astype(np.float64)
+    along = np.corrcoef(noise[:, 1:].ravel(), noise[:, :-1].ravel())[0, 1]
+    across = np.corrcoef(noise[1:].ravel(), noise[:-1].ravel())[0, 1]
+    # Lag-1 correlation of the filtered white noise: 2a(1 − 2a) / (2a² + (1 − 2a)²).
+    predicted = 2 * a * (1 - 2 * a) / (2 * a**2 + (1 - 2 * a) ** 2)
+    n = noise.size
+    assert along == pytest.approx(predicted, abs=5 / np.sqrt(n))
+    assert abs(across) < 5 / np.sqrt(n)
+    with pytest.raises(ValueError, match="smear"):
+        StemRecording(10.0, smear=0.4)
