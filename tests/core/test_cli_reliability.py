@@ -95,26 +95,29 @@ def test_ctrl_c_before_training_starts_is_one_line_and_130(lattice, tmp_path, ca
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_sigterm_while_writing_leaves_no_output_and_no_temporary(
-    lattice, tiny_model, tmp_path, capsys, monkeypatch
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_writing_leaves_no_output_and_no_temporary(
+    lattice, tiny_model, tmp_path, capsys, monkeypatch, sig, code
 ):
     import tifffile
 
     real = tifffile.imwrite
+    before = signal.getsignal(sig)
 
     def killed_half_way(handle, data, **kwargs):
         handle.write(b"II*\x00 part of a TIFF")
-        os.kill(os.getpid(), signal.SIGTERM)  # handled at once: raises Interrupted here
+        os.kill(os.getpid(), sig)  # handled at once: raises Interrupted here
         real(handle, data, **kwargs)
 
     monkeypatch.setattr(tifffile, "imwrite", killed_half_way)
     out = tmp_path / "out.tif"
     argv = ["denoise", str(lattice), "--model", str(tiny_model), "-o", str(out), "--device", "cpu"]
-    assert main(argv) == 143
+    assert main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "napari-pinned: interrupted by SIGTERM; no file was left half-written"
+    name = signal.Signals(sig).name
+    assert err[-1] == f"napari-pinned: interrupted by {name}; no file was left half-written"
     assert not out.exists() and _no_temporaries(tmp_path)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored for the caller
+    assert signal.getsignal(sig) is before  # restored for the caller
 
 
 # -- batches, validation order ---------------------------------------------------------------
