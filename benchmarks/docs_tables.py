@@ -1,7 +1,8 @@
 """Write the measured tables into the docs, from the benchmarks' JSON alone.
 
 Every number in the README, the model card and docs/benchmarks.md that comes from
-``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py`` or ``benchmarks/adapt.py``
+``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py`` or
+``benchmarks/peer_tk_r_em.py``
 is written here, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so
 that the docs say what the last run measured and nothing typed by hand::
 
@@ -19,6 +20,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import adapt as adapt_bench
+import peer_tk_r_em
 import real_micrographs
 import realistic
 
@@ -116,6 +118,9 @@ def blocks() -> dict[str, str]:
     adapted = _load("adapt.json")
     if adapted is not None:
         out["adapt"] = adapt_bench.markdown(adapted)
+    peer = _load("peer_tk_r_em.json")
+    if peer is not None:
+        out["peer"] = peer_tk_r_em.markdown(peer)
     return out
 
 

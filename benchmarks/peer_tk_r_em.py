@@ -21,6 +21,7 @@ same functions, so the rows can stand beside the JSON of those benchmarks.  tk_r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -90,32 +91,34 @@ def _cases(
     return out
 
 
-def _peer_folder(quick: bool, limit: int | None) -> pathlib.Path:
+def _peer_folder() -> pathlib.Path:
     """Where tk_r_em's inputs and outputs are kept between runs (outside the project),
     so a new model of ours is scored without running the slow peer again."""
-    name = f"tk_r_em-{'quick' if quick else 'full'}-{limit or 'all'}"
-    folder = real_micrographs.cache_dir(None) / name
+    folder = real_micrographs.cache_dir(None) / "tk_r_em"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
+def _key(noisy: np.ndarray) -> str:
+    """Names an input by its content, so any subset of the cases finds its outputs."""
+    return hashlib.sha256(np.ascontiguousarray(noisy, np.float32).tobytes()).hexdigest()[:20]
+
+
 def run(python: str, quick: bool, limit: int | None = None, threads: int = 2) -> dict:
     cases = _cases(quick, limit)
-    folder = _peer_folder(quick, limit)
-    for i, (_, noisy, _, _) in enumerate(cases):
-        target = folder / f"in-{i:04d}.npy"
-        noisy = np.asarray(noisy, np.float32)
-        if not target.exists() or not np.array_equal(np.load(target), noisy):
-            np.save(target, noisy)
-            (folder / f"out-{i:04d}.npy").unlink(missing_ok=True)
+    folder = _peer_folder()
+    keys = [_key(noisy) for _, noisy, _, _ in cases]
+    for key, (_, noisy, _, _) in zip(keys, cases, strict=True):
+        if not (folder / f"in-{key}.npy").exists():
+            np.save(folder / f"in-{key}.npy", np.asarray(noisy, np.float32))
     runner = folder / "runner.py"
     runner.write_text(_RUNNER)
     started = time.perf_counter()
     subprocess.run([python, str(runner), str(folder), str(threads)], check=True)
     seconds = time.perf_counter() - started
     rows = []
-    for i, (name, noisy, truth, pixel_size) in enumerate(cases):
-        peer = np.load(folder / f"out-{i:04d}.npy")
+    for key, (name, noisy, truth, pixel_size) in zip(keys, cases, strict=True):
+        peer = np.load(folder / f"out-{key}.npy")
         ours = denoise(noisy, device="cpu")
         row = {"image": name, "real": truth is None}
         for label, out in (("tk_r_em", peer), ("default", ours)):
@@ -133,9 +136,7 @@ def run(python: str, quick: bool, limit: int | None = None, threads: int = 2) ->
         if truth is not None:
             span = float(truth.max() - truth.min())
             row["noisy_psnr"] = compute_metrics(noisy, truth, data_range=span).psnr
-        row["tk_r_em"]["seconds"] = float(
-            (folder / f"time-{i:04d}.txt").read_text().strip() or "nan"
-        )
+        row["tk_r_em"]["seconds"] = float((folder / f"time-{key}.txt").read_text().strip() or "nan")
         rows.append(row)
         print(name, json.dumps({k: row[k] for k in ("tk_r_em", "default")}), flush=True)
     return {
