@@ -69,6 +69,7 @@ SPECTRAL_MARGIN = 1.2
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
+GUARD_INVENTION_MARGIN = 2.0
 _TINY = 2.2250738585072014e-308  # numpy.finfo(float64).tiny
 
 
@@ -503,30 +504,41 @@ def keep_lattice(
     snr: float = GUARD_SNR,
     block: int = GUARD_FLOOR_BLOCK,
     dc_radius: int = GUARD_DC_RADIUS,
+    margin: float = GUARD_INVENTION_MARGIN,
 ) -> torch.Tensor:
     """:func:`napari_pinned.lattice_guard.keep_lattice` of a (float64) frame ``x`` and
     its denoised ``y``: the residual's part above its floor at ``x``'s strong
-    reflections is given back."""
+    reflections is given back, then every frequency of the result is bounded by ``x``'s
+    amplitude plus ``margin`` times its noise amplitude."""
     h = x.shape[0]
     w = x.shape[1]
     if min(h, w) < 4 * block:
         return y
-    spectrum = torch.fft.rfft2(x - x.mean())
-    residual = torch.fft.rfft2(x - y)
+    mean = x.mean()
+    spectrum = torch.fft.rfft2(x - mean)
     power = torch.real(spectrum) ** 2 + torch.imag(spectrum) ** 2
-    strong = power > snr * _spectrum_floor(power, block)
+    floor = _spectrum_floor(power, block)
+    strong = power > snr * floor
     rows = torch.arange(h, device=x.device)
     ky = torch.minimum(rows, h - rows)[:, None]
     kx = torch.arange(power.shape[1], device=x.device)[None, :]
-    strong = strong & ((ky > dc_radius) | (kx > dc_radius))
-    if not bool(strong.any()):
+    away_from_dc = (ky > dc_radius) | (kx > dc_radius)
+    strong = strong & away_from_dc
+    if bool(strong.any()):
+        residual = torch.fft.rfft2(x - y)
+        grown = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)
+        residual_power = torch.real(residual) ** 2 + torch.imag(residual) ** 2
+        weight = 1.0 - _spectrum_floor(residual_power, block) / residual_power.clamp_min(1e-300)
+        weight = torch.where(grown[0, 0] > 0, weight.clamp(0.0, 1.0), torch.zeros_like(weight))
+        y = y + torch.fft.irfft2(weight * residual, s=[h, w])
+    out = torch.fft.rfft2(y - mean)
+    size = torch.abs(out)
+    limit = torch.sqrt(power) + margin * torch.sqrt(floor)
+    over = away_from_dc & (size > limit)
+    if not bool(over.any()):
         return y
-    grown = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)[0, 0]
-    residual_power = torch.real(residual) ** 2 + torch.imag(residual) ** 2
-    weight = 1.0 - _spectrum_floor(residual_power, block) / residual_power.clamp_min(1e-300)
-    weight = torch.where(grown > 0, weight.clamp(0.0, 1.0), torch.zeros_like(weight))
-    restored = torch.fft.irfft2(weight * residual, s=[h, w])
-    return y + restored
+    scale = torch.where(over, limit / size.clamp_min(1e-300) - 1.0, torch.zeros_like(size))
+    return y + torch.fft.irfft2(scale * out, s=[h, w])
 
 
 def _mirror(x: torch.Tensor, before: int, after_rows: int, after_cols: int) -> torch.Tensor:
