@@ -27,13 +27,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_pinned import __version__
 from napari_pinned.atomic import check_outputs, check_writable_folder, unique_names, write_together
+from napari_pinned.jobs import run_job
 from napari_pinned.memory import check_memory, out_of_memory_message
+
+if TYPE_CHECKING:
+    from napari_pinned.frames import RegistrationProgress
+    from napari_pinned.inference import DenoiseProgress
+    from napari_pinned.scale import FileProgress
+    from napari_pinned.training import TrainProgress
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -525,18 +532,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.output)
     bar = _ProgressBar(config.steps, "train")
+
+    def show(p: TrainProgress) -> None:
+        val = f" val {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
+        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+
     with _stop_on_signals(run.stop) as received:
         try:
-            for p in run:
-                val = f" val {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-                bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+            bundle = run_job(run, show)
         finally:
             bar.close()
-        if run.step == 0:
+        if bundle is None:  # stopped before the first step
             if received:
                 raise Interrupted(received[0])
             raise ValueError("training stopped before the first step; nothing saved")
-        bundle = run.result()
         save_model(bundle, out)
     meta = bundle.metadata
     if args.blind_spot:
@@ -782,18 +791,23 @@ def _denoise_one(
 
     bar = _ProgressBar(1, f"denoise {Path(path).name}")
     last = None
+
+    def show(record: FileProgress) -> None:
+        nonlocal last
+        last = record
+        if record.total > 1:
+            bar.total = record.total
+            bar.update(record.done, "frames")
+        elif record.report is not None:
+            bar.total = record.report.tiles_total
+            bar.update(record.report.tiles_done, "tiles")
+
     try:
         with _about(path):
-            for record in iter_denoise_file(
+            job = iter_denoise_file(
                 path, target, spec, device=args.device, resume=args.resume, **settings
-            ):
-                last = record
-                if record.total > 1:
-                    bar.total = record.total
-                    bar.update(record.done, "frames")
-                elif record.report is not None:
-                    bar.total = record.report.tiles_total
-                    bar.update(record.report.tiles_done, "tiles")
+            )
+            run_job(job, show)
     except (KeyboardInterrupt, Interrupted):
         bar.close()
         if target.suffix.lower() == ".zarr" and last is not None:
@@ -864,9 +878,13 @@ def _denoise_other_runtime(
             with _about(path):
                 image = read_image(path)
                 bar = _ProgressBar(1, f"denoise {Path(path).name}")
-                result = None
+
+                def show(record: DenoiseProgress, bar: _ProgressBar = bar) -> None:
+                    bar.total = record.tiles_total
+                    bar.update(record.tiles_done, "tiles")
+
                 try:
-                    for record in iter_denoise(
+                    job = iter_denoise(
                         image,
                         model,
                         tile=tile,
@@ -875,10 +893,8 @@ def _denoise_other_runtime(
                         strength=args.strength,
                         backend="onnx" if args.backend == "auto" else args.backend,
                         keep_lattice=not args.no_keep_lattice,
-                    ):
-                        bar.total = record.tiles_total
-                        bar.update(record.tiles_done, "tiles")
-                        result = record.output
+                    )
+                    result = run_job(job, show)
                 finally:
                     bar.close()
                 assert result is not None
@@ -924,9 +940,16 @@ def _denoise_on_cluster(
             path, target = pairs[0]
             bar = _ProgressBar(1, f"denoise {Path(path).name}")
             last = None
+
+            def show(record: FileProgress) -> None:
+                nonlocal last
+                last = record
+                bar.total = record.total
+                bar.update(record.done, "frames")
+
             try:
                 with _about(path):
-                    for record in iter_denoise_file_on_cluster(
+                    job = iter_denoise_file_on_cluster(
                         path,
                         target,
                         spec,
@@ -934,10 +957,8 @@ def _denoise_on_cluster(
                         device=args.device,
                         resume=args.resume,
                         **settings,
-                    ):
-                        last = record
-                        bar.total = record.total
-                        bar.update(record.done, "frames")
+                    )
+                    run_job(job, show)
             except (KeyboardInterrupt, Interrupted):
                 bar.close()
                 if last is not None:
@@ -1000,21 +1021,21 @@ def _cmd_align(args: argparse.Namespace) -> int:
     check_outputs([o for o in outputs if o is not None], [args.input], overwrite=args.overwrite)
     check_memory(_ALIGN_BYTES_PER_PX * _pixels(shape), f"{args.input}: registering its frames")
 
-    from napari_pinned.frames import RegistrationResult, check_frames, register_frames
+    from napari_pinned.frames import check_frames, register_frames
 
     stack = check_frames(read_image(args.input), name=str(args.input))
     bar = _ProgressBar(1, f"align {Path(args.input).name}")
-    result = None
+
+    def show(record: RegistrationProgress) -> None:
+        bar.total = record.total
+        bar.update(record.done)
+
     try:
         with _about(args.input):
-            for record in register_frames(
+            job = register_frames(
                 stack, reference=args.reference, upsample=args.upsample, max_shift=args.max_shift
-            ):
-                if isinstance(record, RegistrationResult):
-                    result = record
-                else:
-                    bar.total = record.total
-                    bar.update(record.done)
+            )
+            result = run_job(job, show)
     finally:
         bar.close()
     pixel_size = read_pixel_size(args.input)
@@ -1116,11 +1137,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run = train(config, clean, seed=0, device=args.device)
     bar = _ProgressBar(config.steps, "   train")
     try:
-        for p in run:
-            bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
+        bundle = run_job(
+            run, lambda p: bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
+        )
     finally:
         bar.close()
-    bundle = run.result()
     print(f"3. denoising {args.material} (never seen in training) at CDN levels 1–5")
     reference = simulate(args.material, shape=size, pixel_size=px, seed=99)
     truth = reference.image
@@ -1767,18 +1788,20 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     bar = _ProgressBar(args.steps, "adapt")
+
+    def show(p: TrainProgress) -> None:
+        val = f" best {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
+        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+
     with _stop_on_signals(run.stop) as received:
         try:
-            for p in run:
-                val = f" best {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-                bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+            bundle = run_job(run, show)
         finally:
             bar.close()
-        if run.step == 0:
+        if bundle is None:  # stopped before the first step
             if received:
                 raise Interrupted(received[0])
             raise ValueError("adaptation stopped before the first step; nothing saved")
-        bundle = run.result()
         bundle.metadata["name"] = f"adapted to {', '.join(p.name for p in args.inputs)}"
         save_model(bundle, out)
     best = bundle.metadata["best_step"]

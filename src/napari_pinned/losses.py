@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from napari_pinned.config import config_from_dict, config_to_dict
+
 #: Added to the variance before the square root: the gradient of sqrt is infinite at a
 #: constant prediction (a dead network) and would turn into NaN; the value moves by
 #: at most 1e-6 (sqrt of this), far below any contrast that matters.
@@ -88,19 +90,13 @@ class LossWeights:
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict ``{"tv": ..., "sf": ..., "brightness": ..., "contrast": ...}``."""
-        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: float(value) for name, value in config_to_dict(self).items()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LossWeights:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
         take their defaults."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"loss weights must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d, what="loss weight")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_pinned.conditioning import NORMALIZATIONS
+from napari_pinned.config import config_from_dict, config_to_dict
 
 #: Channel count stops doubling at this multiple of the base width (memory grows as width²).
 MAX_WIDTH_FACTOR = 8
@@ -129,19 +130,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able dict of all settings."""
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
         take their defaults."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"model config must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d, what="model setting")
 
     @property
     def conditioned(self) -> bool:

@@ -8,7 +8,7 @@ the Denoise dock to select it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,15 +56,14 @@ class _Handle:
 
 def _adapt_steps(
     handle: _Handle, data: np.ndarray, start: Any, steps: int, device: str
-) -> Iterator[TrainProgress]:
+) -> Generator[TrainProgress, None, ModelBundle | None]:
     """The worker's generator: one optimiser step per yield; returns the best model."""
     from napari_pinned.adapt import AdaptSettings, adapt
 
     settings = AdaptSettings(steps=steps)
     handle.attach(adapt(data, start, settings=settings, device=device))
     assert handle.run is not None
-    yield from handle.run
-    return handle.run.result() if handle.run.step > 0 else None
+    return (yield from handle.run.job())
 
 
 class AdaptPanel(QGroupBox):

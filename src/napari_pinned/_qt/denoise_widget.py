@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import inspect
 import math
 import os
@@ -167,29 +166,24 @@ def _denoise_frames(
     strength: float = 1.0,
     keep_lattice: bool = True,
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
-    """The worker's generator: one report per batch of tiles; returns the output.
+    """The worker's job: one report per batch of tiles; returns the output.
 
     The output travels by the worker's ``returned`` signal, which cannot be overtaken by
-    ``finished``, instead of inside the last report.
+    ``finished``.
     """
     from napari_pinned.inference import iter_denoise
 
-    output = None
-    reports = iter_denoise(
-        data,
-        model,
-        tile=tile,
-        overlap=overlap,
-        device=device,
-        strength=strength,
-        keep_lattice=keep_lattice,
+    return (
+        yield from iter_denoise(
+            data,
+            model,
+            tile=tile,
+            overlap=overlap,
+            device=device,
+            strength=strength,
+            keep_lattice=keep_lattice,
+        )
     )
-    for report in reports:
-        if report.output is not None:
-            output = report.output
-            report = dataclasses.replace(report, output=None)
-        yield report
-    return output
 
 
 def _grid(viewer: napari.viewer.Viewer) -> Any:

@@ -95,16 +95,10 @@ def _register_series(
     The result travels by the worker's ``returned`` signal, which cannot be overtaken by
     ``finished``, instead of as a last yielded value.
     """
-    from napari_pinned.frames import RegistrationResult, register_frames
+    from napari_pinned.frames import register_frames
 
-    result = None
     # np.asarray here, in the worker: a lazy (dask) stack is read off the GUI thread.
-    for record in register_frames(np.asarray(data), reference=reference):
-        if isinstance(record, RegistrationResult):
-            result = record
-        else:
-            yield record
-    return result
+    return (yield from register_frames(np.asarray(data), reference=reference))
 
 
 def describe_drift(result: RegistrationResult, pixel_size: float | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,13 +140,14 @@ def _train_steps(
     noisy: list[np.ndarray] | None,
     seed: int,
     device: str,
-) -> Iterator[TrainProgress]:
+    init_model: ModelBundle | None = None,
+) -> Generator[TrainProgress, None, ModelBundle | None]:
     """The worker's generator: builds the run, then one optimiser step per yield."""
     from napari_pinned.training import train
 
-    handle.attach(train(config, clean, noisy, seed=seed, device=device))
+    handle.attach(train(config, clean, noisy, seed=seed, device=device, init_model=init_model))
     assert handle.run is not None
-    yield from handle.run
+    return (yield from handle.run.job())
 
 
 class TrainWidget(QWidget):
@@ -479,8 +480,7 @@ class TrainWidget(QWidget):
             **aware,
         )
         weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
-        init_name = self.init_model.currentText()
-        init = None if init_name in ("", NO_INIT_MODEL) else self._registry.model_source(init_name)
+        init = self.start_model()
         steps = self.steps_spin.value()
         device = resolve_device(self.device_combo.currentText())
         # Leave one core to the GUI thread, or napari stutters while the CPU trains.
@@ -496,11 +496,17 @@ class TrainWidget(QWidget):
             noise_model=noise_model,
             dose_counts=(self.counts_low.value(), self.counts_high.value()),
             self_supervised="blind-spot" if self.blind_spot else None,
-            # About 20 validations per run (each costs a few steps), at most every 100.
-            validate_every=min(100, max(5, steps // 20)),
-            init_model=init,
+            validate_every=None,  # auto: about 20 validations per run
+            # A model of this session is in memory: it goes to train() (start_model).
+            init_model=init if isinstance(init, str) else None,
             num_threads=threads,
         )
+
+    def start_model(self) -> str | ModelBundle | None:
+        """The "start from" model: a shipped model's name, a model of this session (in
+        memory), or None for a new network."""
+        name = self.init_model.currentText()
+        return None if name in ("", NO_INIT_MODEL) else self._registry.model_source(name)
 
     def train_for_image(self) -> bool:
         """Simulate clean images of the chosen material sampled like the chosen image, add
@@ -599,6 +605,7 @@ class TrainWidget(QWidget):
             noisy,
             self.seed_spin.value(),
             device,
+            None if config.init_model is not None else self.start_model(),
             connect=self._handlers,
         )
         self._close_watcher.watch()
