@@ -159,7 +159,7 @@ def test_closing_the_viewer_mid_run_stops_the_worker(make_napari_viewer, bundle)
     widget.tile_spin.setValue(16)
     widget.overlap_spin.setValue(0)
     assert widget.denoise()
-    job = widget._job
+    job = widget._runner.job
     viewer.close()
     assert job.done and not widget.is_running  # close returned after the thread ended
     assert QThreadPool.globalInstance().waitForDone(1000)

@@ -141,7 +141,7 @@ def test_closing_the_viewer_mid_run_stops_the_worker(make_napari_viewer):
     stack = np.random.default_rng(2).uniform(0, 255, (40, 96, 96)).astype(np.float32)
     viewer.add_image(stack, name="long series")
     assert widget.register()
-    job = widget._job
+    job = widget._runner.job
     viewer.close()
     assert job.done and not widget.is_running
     assert QThreadPool.globalInstance().waitForDone(1000)

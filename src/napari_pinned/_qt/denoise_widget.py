@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox
 from napari.layers import Image, Points
-from napari.utils import progress as napari_progress
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractScrollArea,
@@ -59,7 +58,6 @@ from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
-    describe_error,
     find_layer,
     image_layer_choices,
     int_spin_box,
@@ -70,9 +68,9 @@ from ._common import (
     notify_warning,
     show_device,
 )
-from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
 from .adapt_panel import AdaptPanel
 from .faithfulness_panel import FaithfulnessPanel
+from .job_runner import JobRunner, Outcome
 from .model_registry import get_registry
 from .noise_readout import NoiseReadout
 from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
@@ -117,7 +115,6 @@ COLUMN_ROWS = {
 _FORMATS = {**METRIC_FORMATS, **{key: fmt for key, (_, fmt) in COLUMN_ROWS.items()}}
 _LABELS = {**_METRIC_LABELS, **{key: label for key, (label, _) in COLUMN_ROWS.items()}}
 _COLUMNS = ("input", "denoised", "gain")
-_SHUTDOWN_TIMEOUT = 60.0
 # Frame changes and data edits come in bursts (a dragged slider); score once they settle.
 _METRICS_DELAY_MS = 120
 
@@ -210,12 +207,6 @@ class DenoiseWidget(QWidget):
         super().__init__(parent)
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._job: BackgroundJob | None = None
-        self._handlers: dict[str, Any] = {}
-        self._pbar: Any = None
-        self._cancelled = False
-        self._failed = False
-        self._output: np.ndarray | None = None
         self._target: dict[str, Any] = {}
         self._model_name = ""
         self._known_models: list[str] = []
@@ -246,7 +237,7 @@ class DenoiseWidget(QWidget):
             napari_viewer,
             [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
         )
-        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._runner = JobRunner(self, "Denoise")
         self._metrics_timer = QTimer(self)
         self._metrics_timer.setSingleShot(True)
         self._metrics_timer.setInterval(_METRICS_DELAY_MS)
@@ -520,7 +511,7 @@ class DenoiseWidget(QWidget):
     @property
     def is_running(self) -> bool:
         """True while a denoising job runs."""
-        return self._job is not None
+        return self._runner.running
 
     def _set_running(self, running: bool) -> None:
         self.denoise_button.setEnabled(not running)
@@ -545,17 +536,7 @@ class DenoiseWidget(QWidget):
         self._target = self._target_for(layer)
         if is_lazy(layer):
             return self._denoise_lazily(layer, device)
-        self._cancelled = self._failed = False
-        self._output = None
-        self._handlers = {
-            "yielded": self._on_progress,
-            "returned": self._on_returned,
-            "errored": self._on_error,
-            "finished": self._on_finished,
-        }
-        # The total is known from the first report; until then the bar is indeterminate.
-        self._pbar = napari_progress(total=0, desc=f"Denoising {layer.name}")
-        self._job = start_job(
+        started = self._runner.start(
             _denoise_frames,
             layer.data,
             self._registry.model_source(self._model_name),
@@ -564,10 +545,13 @@ class DenoiseWidget(QWidget):
             device,
             self.strength_spin.value(),
             self.keep_lattice_box.isChecked(),
-            connect=self._handlers,
+            description=f"Denoising {layer.name}",
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
         )
+        if not started:
+            return False
         self._target["strength"] = self.strength_spin.value()
-        self._close_watcher.watch()
         self.status_label.setText(f"Denoising {layer.name!r} with {self._model_name}…")
         self._set_running(True)
         return True
@@ -640,47 +624,26 @@ class DenoiseWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the job after the tile batch in progress; no layer is added."""
-        if self._job is None:
+        if not self.is_running:
             return
-        self._cancelled = True
-        self._job.worker.quit()
+        self._runner.cancel()
         self.cancel_button.setEnabled(False)
         self.status_label.setText("Cancelling…")
 
-    def _on_progress(self, report: DenoiseProgress) -> None:
+    def _on_progress(self, report: DenoiseProgress) -> tuple[int, int]:
         self.status_label.setText(
             f"Frame {report.frame + 1}/{report.frames_total}: "
             f"{report.tiles_done}/{report.tiles_total} tiles"
         )
-        # Last: a napari progress bar processes pending events when it moves.
-        pbar = self._pbar
-        if pbar is not None:
-            if pbar.total != report.tiles_total:
-                pbar.total = report.tiles_total
-            pbar.update(report.tiles_done - pbar.n)
+        return report.tiles_done, report.tiles_total
 
-    def _on_returned(self, output: np.ndarray | None) -> None:
-        self._output = output
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._failed = True
-        notify_error(f"Denoise: {describe_error(exc)}")
-
-    def _end_job(self) -> BackgroundJob | None:
-        job, self._job = self._job, None
-        pbar, self._pbar = self._pbar, None
-        release_job(job, self._handlers, self._close_watcher, pbar)
-        return job
-
-    def _on_finished(self) -> None:
-        self._end_job()
+    def _on_finish(self, outcome: Outcome, output: np.ndarray | None) -> None:
         self._set_running(False)
-        output, self._output = self._output, None
         layer = None
-        if self._cancelled:
+        if outcome == "cancelled":
             self.status_label.setText("Cancelled; no layer was added.")
             notify_info("Denoise: cancelled; no layer was added")
-        elif self._failed or output is None:
+        elif outcome == "failed" or output is None:
             self.status_label.setText("Denoising failed; see the notification.")
         else:
             layer = self._add_output(output)
@@ -1018,12 +981,7 @@ class DenoiseWidget(QWidget):
         self.noise_label.shutdown()
         self.adapt_panel.shutdown()
         self.stack_panel.shutdown()
-        if self._job is None:
-            return
-        self._cancelled = True
-        job = self._end_job()
-        if job is not None:
-            job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        self._runner.shutdown()
 
     def closeEvent(self, event) -> None:
         self.shutdown()

@@ -21,7 +21,6 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Points
-from napari.qt.threading import create_worker
 
 from napari_pinned.crystal import list_materials, read_cif, zone_label
 from napari_pinned.simulate import (
@@ -36,18 +35,18 @@ from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
-    describe_error,
     find_layer,
     image_layer_choices,
     layer_pixel_size,
-    notify_error,
     notify_warning,
 )
-from ._jobs import QuietFunctionWorker
+from .job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     import napari
-    from napari.qt.threading import FunctionWorker
+    from napari.qt.threading import GeneratorWorker
 
 __all__ = ["CIF_CHOICE", "WORKER_THRESHOLD", "GeneratorWidget", "parse_zone"]
 
@@ -93,6 +92,13 @@ def parse_zone(text: str) -> tuple[int, ...]:
     return zone
 
 
+def _simulate_job(kwargs: dict[str, Any]) -> Generator[None, None, SimulationResult]:
+    """:func:`~napari_pinned.simulate.simulate` as a job without progress records (one
+    call), the one shape of job the dock runner runs."""
+    return simulate(**kwargs)
+    yield  # never reached: it makes this function a generator
+
+
 def _zone_text(zone: tuple[int, ...]) -> str:
     return " ".join(str(i) for i in zone)
 
@@ -113,10 +119,10 @@ class GeneratorWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._viewer = napari_viewer
-        self.worker: FunctionWorker | None = None
         self._materials = {m.name: m for m in list_materials()}
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        self._runner = JobRunner(self.native, "Generate")
         self._match_choices = ImageLayerChoices(napari_viewer, [self.match_layer])
         self.native.destroyed.connect(self._match_choices.disconnect)
         self._connect()
@@ -370,31 +376,25 @@ class GeneratorWidget(Container):
         self._start_worker(kwargs)
         return None
 
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The worker of a simulation in progress (None when there is none)."""
+        job = self._runner.job
+        return None if job is None else job.worker
+
     def _start_worker(self, kwargs: dict[str, Any]) -> None:
-        # Errors (bad input, out of memory) are one notification from _on_worker_error,
-        # not also a traceback from napari's relay and a re-raise in the event loop.
-        worker = create_worker(
-            simulate,
-            _progress={"desc": "Simulating STEM image"},
-            _worker_class=QuietFunctionWorker,
-            _ignore_errors=True,
-            **kwargs,
-        )
         # The settings of the click, not those the user may have changed meanwhile.
-        worker.returned.connect(
-            partial(self.show_result, seed=kwargs["seed"], columns=self.add_columns.value)
-        )
-        worker.errored.connect(self._on_worker_error)
-        worker.finished.connect(self._on_worker_finished)
-        self.generate_button.enabled = False
-        self.worker = worker
-        worker.start()
+        shown = partial(self._on_simulated, seed=kwargs["seed"], columns=self.add_columns.value)
+        if self._runner.start(
+            _simulate_job, kwargs, description="Simulating STEM image", on_finish=shown
+        ):
+            self.generate_button.enabled = False
 
-    def _on_worker_error(self, exc: BaseException) -> None:
-        notify_error(f"Generate: {describe_error(exc)}")
-
-    def _on_worker_finished(self) -> None:
-        self.worker = None
+    def _on_simulated(
+        self, outcome: Outcome, result: SimulationResult | None, *, seed: int, columns: bool
+    ) -> None:
+        if outcome == "done" and result is not None:
+            self.show_result(result, seed=seed, columns=columns)
         # The dock may have been closed while the simulation ran.
         with contextlib.suppress(RuntimeError):
             self.generate_button.enabled = True

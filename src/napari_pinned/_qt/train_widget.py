@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Select
-from napari.utils import progress as napari_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -37,7 +36,6 @@ from ._common import (
     add_or_update_image,
     call_or_notify,
     describe_device,
-    describe_error,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
@@ -48,7 +46,7 @@ from ._common import (
     notify_warning,
     show_device,
 )
-from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
+from .job_runner import JobRunner, Outcome
 from .loss_plot import LossPlot
 from .model_registry import DEFAULT_NAME, get_registry
 
@@ -94,8 +92,6 @@ _BLIND_SPOT = NOISE_MODES[4]
 NO_INIT_MODEL = "none (new model)"
 _ARCHITECTURES = ("unet", "paper")
 _WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
-# Seconds to wait for the step in progress when the dock or the viewer closes mid-run.
-_SHUTDOWN_TIMEOUT = 60.0
 
 
 def format_duration(seconds: float) -> str:
@@ -179,11 +175,8 @@ class TrainWidget(QWidget):
         self._viewer = napari_viewer
         self._registry = get_registry()
         self._handle: _RunHandle | None = None
-        self._job: BackgroundJob | None = None
-        self._handlers: dict[str, Any] = {}
-        self._error: BaseException | None = None
+        self._failed = False
         self._last_progress: TrainProgress | None = None
-        self._pbar: Any = None
         self.last_bundle: ModelBundle | None = None
         self.last_model_name: str | None = None
 
@@ -209,7 +202,7 @@ class TrainWidget(QWidget):
         self._layer_choices = ImageLayerChoices(
             napari_viewer, [self.clean_layers, self.noisy_layers, self.match_layer]
         )
-        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._runner = JobRunner(self, "Train")
         self._closed = False
         self._registry.changed.connect(self._on_registry_changed)
         self._refresh_init_models()
@@ -407,7 +400,7 @@ class TrainWidget(QWidget):
     @property
     def is_running(self) -> bool:
         """True while a training run is in progress."""
-        return self._job is not None
+        return self._runner.running
 
     def _set_running(self, running: bool) -> None:
         self.match_button.setEnabled(not running)
@@ -583,7 +576,7 @@ class TrainWidget(QWidget):
         from napari_pinned.devices import resolve_device
 
         self._handle = _RunHandle()
-        self._error = None
+        self._failed = False
         self._last_progress = None
         self.loss_plot.clear()
         threads = config.num_threads
@@ -591,13 +584,7 @@ class TrainWidget(QWidget):
         device = self.device_combo.currentText()
         self.device_label.setText(f"Device: {describe_device(resolve_device(device))}{suffix}")
         self.status_label.setText(f"Starting: {config.steps} steps…")
-        self._handlers = {
-            "yielded": self._on_progress,
-            "errored": self._on_error,
-            "finished": self._on_finished,
-        }
-        self._pbar = napari_progress(total=config.steps, desc="Training PINNED")
-        self._job = start_job(
+        started = self._runner.start(
             _train_steps,
             self._handle,
             config,
@@ -606,43 +593,42 @@ class TrainWidget(QWidget):
             self.seed_spin.value(),
             device,
             None if config.init_model is not None else self.start_model(),
-            connect=self._handlers,
+            description="Training PINNED",
+            on_record=self._on_record,
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
+            stop=self._handle.stop,
+            on_shutdown=self._on_shutdown,
         )
-        self._close_watcher.watch()
-        self._set_running(True)
+        self._set_running(started)
 
     def stop(self) -> None:
         """End the run after the step in progress; the best model so far is kept."""
-        if self._handle is None:
+        if not self.is_running:
             return
-        self._handle.stop()
+        self._runner.cancel()  # the handle's stop: the run ends after this step
         self.stop_button.setEnabled(False)
         self.status_label.setText(self.status_label.text() + " — stopping after this step…")
 
-    def _on_progress(self, progress: TrainProgress) -> None:
+    def _on_record(self, progress: TrainProgress) -> None:
+        # Every step, for the curves; the plot repaints once for a burst of steps.
         self._last_progress = progress
         self.loss_plot.add(progress)
+
+    def _on_progress(self, progress: TrainProgress) -> tuple[int, int]:
         self.status_label.setText(_progress_text(progress))
-        # Last: a napari progress bar processes pending events when it moves.
-        if self._pbar is not None:
-            self._pbar.update(1)
+        return progress.step, progress.total_steps
 
-    def _end_job(self) -> tuple[TrainingRun | None, BackgroundJob | None]:
-        handle, job = self._handle, self._job
-        self._handle = self._job = None
-        run = None if handle is None else handle.run
-        pbar, self._pbar = self._pbar, None
-        release_job(job, self._handlers, self._close_watcher, pbar)
-        return run, job
+    def _take_run(self) -> TrainingRun | None:
+        handle, self._handle = self._handle, None
+        return None if handle is None else handle.run
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._error = exc
-        notify_error(f"Train: {describe_error(exc)}")
-
-    def _on_finished(self) -> None:
-        run, _ = self._end_job()
+    def _on_finish(self, outcome: Outcome, _best: ModelBundle | None) -> None:
+        # The run, not the job's result: a failed run may still have a best model.
+        run = self._take_run()
+        self._failed = outcome == "failed"
         name = None if run is None else self._keep_result(run)
-        if run is None and self._error is not None:
+        if run is None and self._failed:
             self.status_label.setText("Training could not start; see the notification.")
         self._set_running(False)
         self.training_finished.emit(name)
@@ -652,8 +638,8 @@ class TrainWidget(QWidget):
         returns its name."""
         last = self._last_progress
         validated = last is not None and last.best_val_psnr is not None
-        if run.step == 0 or (self._error is not None and not validated):
-            if self._error is None:
+        if run.step == 0 or (self._failed and not validated):
+            if not self._failed:
                 self.status_label.setText("Stopped before the first step; no model.")
             return None
         bundle = run.result()
@@ -663,7 +649,7 @@ class TrainWidget(QWidget):
         # The stop request, not the last record: a stop between two steps ends the run
         # without another record, and the run would read as finished.
         how = "stopped" if run.stop_requested else "finished"
-        if self._error is not None:
+        if self._failed:
             how = "failed; kept the best model so far"
             notify_warning(f"Train: kept the best model before the failure as {name!r}")
         else:
@@ -753,12 +739,11 @@ class TrainWidget(QWidget):
 
         The best model so far is still added to the registry when the thread ended.
         """
-        if self._job is None or self._handle is None:
-            return
-        self._handle.stop()
-        run, job = self._end_job()
-        assert job is not None
-        ended = job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        self._runner.shutdown()
+
+    def _on_shutdown(self, ended: bool) -> None:
+        run = self._take_run()
+        # A thread still running owns the run's weights: only a finished one is kept.
         if ended and run is not None and run.step > 0:
             self._registry.add_trained(run.result())
 
