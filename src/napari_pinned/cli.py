@@ -513,7 +513,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         noise_model=args.noise,
         dose_counts=(args.dose_counts[0], args.dose_counts[1]),
         self_supervised="blind-spot" if args.blind_spot else None,
-        validate_every=max(1, min(100, args.steps // 10)),
+        validate_every=None,  # auto, as the dock
         init_model=args.init,
         num_threads=args.threads,
     )
@@ -1411,6 +1411,10 @@ def _add_metrics_parser(sub) -> None:
 
 
 def _add_train_parser(sub) -> None:
+    # The core's defaults, from its torch-free settings module (not repeated here).
+    from napari_pinned.settings import TrainConfig
+
+    defaults = TrainConfig()
     p = _subparser(
         sub,
         "train",
@@ -1451,29 +1455,35 @@ def _add_train_parser(sub) -> None:
         type=_positive_int,
         help=f"number of down-samplings (default: {TRAIN_DEPTH} for unet, the preset's otherwise)",
     )
-    p.add_argument("--steps", type=_positive_int, default=2000, help="optimiser steps")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="patches per step")
-    p.add_argument("--patch-size", type=_positive_int, default=64, help="patch edge, px")
-    p.add_argument("--lr", type=_positive, default=5e-4, help="peak learning rate")
+    p.add_argument("--steps", type=_positive_int, default=defaults.steps, help="optimiser steps")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="patches per step"
+    )
+    p.add_argument(
+        "--patch-size", type=_positive_int, default=defaults.patch_size, help="patch edge, px"
+    )
+    p.add_argument(
+        "--lr", type=_positive, default=defaults.learning_rate, help="peak learning rate"
+    )
     p.add_argument(
         "--levels",
         nargs=2,
         type=_level,
-        default=(1.0, 5.0),
+        default=defaults.noise_levels,
         metavar=("LOW", "HIGH"),
         help="CDN level range for synthetic noise",
     )
     p.add_argument(
         "--noise",
         choices=["cdn", "dose", "mix"],
-        default="cdn",
+        default=defaults.noise_model,
         help="synthetic noise: the paper's CDN, the dose model, or a mix",
     )
     p.add_argument(
         "--dose-counts",
         nargs=2,
         type=_positive,
-        default=(5.0, 500.0),
+        default=defaults.dose_counts,
         metavar=("LOW", "HIGH"),
         help="dose model: detected e⁻ per pixel at full intensity",
     )

@@ -37,182 +37,28 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from napari_pinned import __version__
-from napari_pinned.config import config_from_dict, config_to_dict
 from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import PAPER_RANGE
 from napari_pinned.jobs import Job, run_job
-from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
+from napari_pinned.losses import LossTerms, pinned_loss
 from napari_pinned.metrics import psnr, ssim
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle, build_model
 from napari_pinned.model_files import atomic_torch_save, check_model_size, load_model
-from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
+
+# The settings live in the torch-free settings module; they are also importable here.
+from napari_pinned.settings import TrainConfig as TrainConfig
+from napari_pinned.settings import auto_validate_every as auto_validate_every
 from napari_pinned.training_data import BatchSampler, prepare_pairs, uses_frames, validation_set
 
 _PAPER_MAX = PAPER_RANGE[1]
 _CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
-
-#: Synthetic noise of a run (napari_pinned.noise.NOISE_MODELS).
-NoiseModel = Literal["cdn", "dose", "mix", "stem"]
-#: Training without clean targets.
-SelfSupervised = Literal["blind-spot"]
-assert get_args(NoiseModel) == NOISE_MODELS
-
-
-def auto_validate_every(steps: int) -> int:
-    """Steps between validations when ``validate_every`` is None ("auto"): about 20
-    validations per run (each costs a few steps' time), at least 5 and at most 100
-    steps apart."""
-    return min(100, max(5, steps // 20))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run besides the data, seed and device.
-
-    Parameters
-    ----------
-    model : ModelConfig
-        Architecture of a new model.  Ignored when ``init_model`` is given, whose own
-        architecture is kept (fine-tuning).
-    loss_weights : LossWeights
-        λ_TV, λ_SF, λ_B and λ_C of the paper's total loss.
-    steps : int
-        Optimiser steps.
-    batch_size, patch_size : int
-        Patches per step and their edge length in pixels.
-    learning_rate : float
-        Peak Adam learning rate; the schedule warms up linearly, then decays by a cosine
-        to ``min_lr_fraction`` of it (our earlier runs diverged at 2e-3 without warm-up).
-    grad_clip : float
-        Maximum gradient norm (0 disables clipping).
-    noise_levels : tuple of float
-        CDN level range drawn uniformly per patch in synthetic-noise mode.
-    noise_model : {"cdn", "dose", "mix", "stem"}
-        Synthetic noise: "cdn" (the paper's), "dose" (shot and read noise with a little
-        scan jitter), "mix" (each patch picks one of the two at random) or "stem"
-        (realistic recordings at any dose, see ``stem_noise``; the clean images are then
-        expected signals in their own, non-negative units).
-    stem_noise : StemNoiseRanges
-        Where "stem" recordings draw dose, detector and scan defects from.
-    dose_counts : tuple of float
-        Dose-model range of detected electrons per pixel at full intensity, drawn
-        log-uniformly per patch (≈ dose · pixel area · collection efficiency).
-    self_supervised : {"blind-spot"}, optional
-        "blind-spot" to learn from noisy images alone (the images given to
-        :func:`train` are then the noisy data); None for supervised training.
-    mask_fraction : float
-        Blind-spot: fraction of each patch's pixels hidden per step.
-    reference_sigma : float
-        Blind-spot: Gaussian low-pass (pixels) of the input that the spectral,
-        brightness and contrast terms compare with.
-    validation_fraction : float
-        Fraction of each image's height held out (bottom strip) for validation.
-    validation_patches : int
-        Fixed validation crops (spread over the noise-level range in synthetic mode).
-    validate_every : int, optional
-        Steps between validations (the last step always validates); None ("auto"):
-        :func:`auto_validate_every` of ``steps`` (see :attr:`validation_interval`).
-    init_model : str or path, optional
-        Start from this model (a shipped model's name such as "default", or a model
-        file) instead of random weights.  A model in memory is an argument of
-        :func:`train` instead, so that a config stays plain, serialisable data.
-    validate_start : bool
-        Validate the starting model before the first step, so that it competes for
-        "best model" (fine-tuning then never returns a worse model than it began with).
-    num_threads : int, optional
-        Torch CPU threads for this run; None keeps torch's setting.
-    """
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-    steps: int = 2000
-    batch_size: int = 8
-    patch_size: int = 64
-    learning_rate: float = 5e-4
-    warmup_steps: int = 100
-    min_lr_fraction: float = 0.05
-    grad_clip: float = 1.0
-    noise_levels: tuple[float, float] = (1.0, 5.0)
-    noise_model: NoiseModel = "cdn"
-    dose_counts: tuple[float, float] = (5.0, 500.0)
-    stem_noise: StemNoiseRanges = field(default_factory=StemNoiseRanges)
-    self_supervised: SelfSupervised | None = None
-    mask_fraction: float = 0.015
-    reference_sigma: float = 1.5
-    validation_fraction: float = 0.15
-    validation_patches: int = 16
-    validate_every: int | None = None
-    init_model: str | None = None
-    validate_start: bool = False
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.init_model, os.PathLike):
-            object.__setattr__(self, "init_model", os.fspath(self.init_model))
-        if self.init_model is not None and not isinstance(self.init_model, str):
-            raise ValueError(
-                "init_model must be a shipped model's name or a model file; give a model "
-                "in memory to train(..., init_model=bundle)"
-            )
-        checks = [
-            (self.steps >= 1, "steps must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.patch_size >= 8, "patch_size must be at least 8 pixels"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
-            (self.grad_clip >= 0, "grad_clip must be non-negative"),
-            (0.0 < self.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
-            (self.validation_patches >= 1, "validation_patches must be at least 1"),
-            (
-                self.validate_every is None or self.validate_every >= 1,
-                "validate_every must be at least 1 (or None: auto)",
-            ),
-        ]
-        lo, hi = self.noise_levels
-        checks.append((0.0 <= lo <= hi <= 5.0, "noise_levels must satisfy 0 <= low <= high <= 5"))
-        checks.append(
-            (
-                self.noise_model in NOISE_MODELS,
-                f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {self.noise_model!r}",
-            )
-        )
-        d_lo, d_hi = self.dose_counts
-        checks.append((0.0 < d_lo <= d_hi, "dose_counts must satisfy 0 < low <= high"))
-        checks.append(
-            (
-                self.self_supervised in (None, "blind-spot"),
-                f"self_supervised must be None or 'blind-spot', got {self.self_supervised!r}",
-            )
-        )
-        checks.append((0.0 < self.mask_fraction <= 0.25, "mask_fraction must be in (0, 0.25]"))
-        checks.append((self.reference_sigma > 0, "reference_sigma must be positive"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @property
-    def validation_interval(self) -> int:
-        """Steps between validations: ``validate_every``, or the automatic interval."""
-        if self.validate_every is None:
-            return auto_validate_every(self.steps)
-        return self.validate_every
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-able dict of all settings (nested settings as dicts)."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
-        take their defaults."""
-        return config_from_dict(cls, d, what="training setting")
 
 
 @dataclass(frozen=True)
