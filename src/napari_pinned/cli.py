@@ -409,6 +409,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 def _check_train_args(args: argparse.Namespace) -> None:
     """Everything about ``train`` that can be checked without torch or reading data."""
     from napari_pinned.crystal import get_material
+    from napari_pinned.training_data import check_pairs
 
     if args.blind_spot:
         if args.clean or args.materials or not args.noisy:
@@ -418,10 +419,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     else:
         if args.noisy and args.materials:
             raise ValueError("--materials cannot be combined with --noisy (no paired noisy data)")
-        if args.noisy and len(args.noisy) != len(args.clean or []):
-            raise ValueError(
-                f"{len(args.noisy)} --noisy files for {len(args.clean or [])} --clean files"
-            )
+        if args.noisy:
+            # The counts now, before any file is opened; shapes below.
+            check_pairs([()] * len(args.clean or []), [()] * len(args.noisy), kinds=_FILE_KINDS)
         if not args.clean and not args.materials:
             raise ValueError("no training data: give --clean files and/or --materials names")
     if args.init is not None:
@@ -441,12 +441,14 @@ def _check_train_args(args: argparse.Namespace) -> None:
     files = [*(args.clean or []), *(args.noisy or [])]
     _check_inputs_exist(files)
     shapes = {path: _input_shape(path) for path in files}
-    for clean, noisy in zip(args.clean or [], args.noisy or [], strict=False):
-        if not args.blind_spot and shapes[clean] != shapes[noisy]:
-            raise ValueError(
-                f"{noisy} has shape {shapes[noisy]} but its clean partner {clean} has shape "
-                f"{shapes[clean]}; paired images must match"
-            )
+    if args.noisy and not args.blind_spot:
+        check_pairs(
+            [shapes[p] for p in args.clean],
+            [shapes[p] for p in args.noisy],
+            [str(p) for p in args.clean],
+            [str(p) for p in args.noisy],
+            kinds=_FILE_KINDS,
+        )
     inputs = [*files] + ([Path(args.init)] if args.init is not None else [])
     check_outputs([args.output], inputs, overwrite=args.overwrite)
     if args.materials:
@@ -458,6 +460,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
             AberratedProbe(),
             f"simulating {args.sim_size}² px training images",
         )
+
+
+#: What the pairing rule calls the training files.
+_FILE_KINDS = ("--clean file", "--noisy file")
 
 
 def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], list | None]:

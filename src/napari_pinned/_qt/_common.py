@@ -18,6 +18,8 @@ from napari.layers import Image, Layer
 from napari.utils import notifications
 from qtpy.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox
 
+from napari_pinned.units import angstrom_per
+
 if TYPE_CHECKING:
     import napari
     from magicgui.widgets import ComboBox
@@ -118,21 +120,6 @@ def is_greyscale(layer: Layer) -> bool:
     return isinstance(layer, Image) and not layer.rgb and not layer.multiscale
 
 
-#: Length units napari layers may carry (pint spellings and common short forms) → Å.
-_TO_ANGSTROM = {
-    "angstrom": 1.0,
-    "Å": 1.0,
-    "A": 1.0,
-    "nanometer": 10.0,
-    "nm": 10.0,
-    "picometer": 0.01,
-    "pm": 0.01,
-    "micrometer": 1e4,
-    "µm": 1e4,
-    "um": 1e4,
-}
-
-
 def layer_pixel_size(layer: Layer) -> float | None:
     """Pixel size of a layer's last axis in Å, whichever reader or plugin made it.
 
@@ -143,8 +130,9 @@ def layer_pixel_size(layer: Layer) -> float | None:
     scale = float(layer.scale[-1])
     units = [str(u) for u in getattr(layer, "units", ())]
     unit = units[-1] if units else "pixel"
-    if unit in _TO_ANGSTROM:
-        return scale * _TO_ANGSTROM[unit]
+    factor = angstrom_per(unit)
+    if factor is not None:
+        return scale * factor
     return None if scale == 1.0 else scale
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +21,12 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Points
 
-from napari_pinned.crystal import list_materials, read_cif, zone_label
+from napari_pinned.crystal import list_materials, parse_zone, read_cif, zone_label
 from napari_pinned.simulate import (
     AberratedProbe,
     GaussianProbe,
     SimulationResult,
+    column_points,
     probe_fwhm,
     simulate,
 )
@@ -60,36 +60,7 @@ _PROBE_PHYSICAL = "Physical (aberrated)"
 #: A user CIF has no listed axes; [001] is the simulator's default for it too.
 _CIF_ZONES: tuple[tuple[int, ...], ...] = ((0, 0, 1),)
 #: Radius of the ground-truth markers in Å, about half a column's apparent size.
-_MARKER_SIZE = 0.5
 #: One signed index of the compact notation "[11-20]".
-_ZONE_DIGIT = re.compile(r"-?\d")
-
-
-def parse_zone(text: str) -> tuple[int, ...]:
-    """Read a zone axis typed by the user.
-
-    Accepts indices separated by spaces or commas (``"1 1 -2 0"``, ``"1,1,0"``) and the
-    compact bracket notation microscopists write (``"[11-20]"``, one digit per index).
-
-    Raises
-    ------
-    ValueError
-        If the text holds anything but integers, or not 3 or 4 of them.
-    """
-    stripped = text.strip().strip("[]<>()").strip()
-    if not stripped:
-        raise ValueError("zone axis is empty; type 3 or 4 integers, e.g. 0 0 1")
-    digits = _ZONE_DIGIT.findall(stripped)
-    if re.fullmatch(r"(-?\d)+", stripped) and len(digits) in (3, 4):
-        tokens = digits
-    else:
-        tokens = [t for t in re.split(r"[\s,;]+", stripped) if t]
-    if not all(re.fullmatch(r"[+-]?\d+", t) for t in tokens):
-        raise ValueError(f"zone axis {text!r} must be integers, e.g. '1 1 0' or '1 1 -2 0'")
-    zone = tuple(int(t) for t in tokens)
-    if len(zone) not in (3, 4):
-        raise ValueError(f"zone axis {text!r} needs 3 or 4 indices, got {len(zone)}")
-    return zone
 
 
 def _simulate_job(kwargs: dict[str, Any]) -> Generator[None, None, SimulationResult]:
@@ -433,27 +404,16 @@ class GeneratorWidget(Container):
         if existing:
             layer.reset_contrast_limits()
         if columns:
-            self._show_columns(result, f"{label} columns", scale)
+            self._show_columns(result, f"{label} columns")
         return layer
 
-    def _show_columns(self, result: SimulationResult, name: str, scale: tuple) -> Points:
-        positions = np.asarray(result.columns.positions, dtype=float).reshape(-1, 2)
-        features = {"weight": np.asarray(result.columns.weights, dtype=float)}
+    def _show_columns(self, result: SimulationResult, name: str) -> Points:
+        positions, kwargs = column_points(result, name)
         layer = find_layer(self._viewer, name, Points)
         if layer is None:
-            return self._viewer.add_points(
-                positions,
-                name=name,
-                scale=scale,
-                units=("Å", "Å"),
-                features=features,
-                size=_MARKER_SIZE / result.pixel_size,
-                face_color="transparent",
-                border_color="yellow",
-                border_width=0.1,
-            )
+            return self._viewer.add_points(positions, **kwargs)
         layer.data = positions
-        layer.features = features
-        layer.scale = scale
-        layer.size = _MARKER_SIZE / result.pixel_size
+        layer.features = kwargs["features"]
+        layer.scale = kwargs["scale"]
+        layer.size = kwargs["size"]
         return layer

@@ -412,6 +412,8 @@ class TrainWidget(QWidget):
     # -- collecting settings --------------------------------------------------------------
     def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
         """Clean (and paired noisy) arrays, or None after notifying what is wrong."""
+        from napari_pinned.training_data import check_pairs
+
         if self.blind_spot:
             noisy_layers = list(self.noisy_layers.value)
             if not noisy_layers:
@@ -426,24 +428,30 @@ class TrainWidget(QWidget):
         if not self.paired:
             return clean, None
         noisy_layers = list(self.noisy_layers.value)
+        for c, n in zip(clean_layers, noisy_layers, strict=False):
+            if c is n:
+                notify_error(f"Train: layer {c.name!r} is selected as both clean and noisy")
+                return None
         if len(noisy_layers) != len(clean_layers):
+            # Said in the dock's terms: what to select, not what a file list lacks.
             notify_error(
                 f"Train: {len(clean_layers)} clean layer(s) but {len(noisy_layers)} noisy "
                 "layer(s) selected; select exactly one noisy layer per clean layer (paired "
                 "in list order)"
             )
             return None
-        for c, n in zip(clean_layers, noisy_layers, strict=True):
-            if c is n:
-                notify_error(f"Train: layer {c.name!r} is selected as both clean and noisy")
-                return None
-            if c.data.shape != n.data.shape:
-                notify_error(
-                    f"Train: clean layer {c.name!r} has shape {tuple(c.data.shape)} but its "
-                    f"noisy partner {n.name!r} has shape {tuple(n.data.shape)}; paired "
-                    "layers must have equal shapes"
-                )
-                return None
+        # The core's pairing rule (paired in list order), with the layers' names.
+        try:
+            check_pairs(
+                [tuple(layer.data.shape) for layer in clean_layers],
+                [tuple(layer.data.shape) for layer in noisy_layers],
+                [f"clean layer {layer.name!r}" for layer in clean_layers],
+                [f"layer {layer.name!r}" for layer in noisy_layers],
+                kinds=("clean layer", "noisy layer"),
+            )
+        except ValueError as exc:
+            notify_error(f"Train: {exc}")
+            return None
         return clean, [layer.data for layer in noisy_layers]
 
     def train_config(self) -> TrainConfig:
