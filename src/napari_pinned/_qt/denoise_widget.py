@@ -20,21 +20,17 @@ model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulne
 from __future__ import annotations
 
 import contextlib
-import csv
 import inspect
-import math
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox
 from napari.layers import Image, Points
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QAbstractScrollArea,
-    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -42,16 +38,11 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
-
-from napari_pinned.metrics import METRIC_COLUMNS
 
 from ._common import (
     DEVICES,
@@ -69,8 +60,10 @@ from ._common import (
     show_device,
 )
 from .adapt_panel import AdaptPanel
+from .compare_panel import ComparePanel, residual_name, spectrum_name
 from .faithfulness_panel import FaithfulnessPanel
 from .job_runner import JobRunner, Outcome
+from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
 from .model_registry import get_registry
 from .noise_readout import NoiseReadout
 from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
@@ -79,7 +72,6 @@ if TYPE_CHECKING:
     import napari
 
     from napari_pinned.inference import DenoiseProgress
-    from napari_pinned.metrics import ColumnAccuracy, Metrics
 
 __all__ = [
     "LOAD_MODEL_ITEM",
@@ -103,18 +95,6 @@ NO_MODEL_MESSAGE = (
     "installation (reinstall napari-pinned) and none has been trained in this session: "
     "train one in the 'Train PINNED' dock (Plugins menu), or load a model file."
 )
-#: Number formats of the metrics, as in napari_pinned.metrics.format_metrics_table.
-METRIC_FORMATS = {key: fmt for _, key, fmt in METRIC_COLUMNS}
-_METRIC_LABELS = {key: label for label, key, _ in METRIC_COLUMNS}
-#: Column-position rows: ColumnAccuracy attribute → (label, format).
-COLUMN_ROWS = {
-    "recall": ("Column recall", "{:.3f}"),
-    "precision": ("Column precision", "{:.3f}"),
-    "rms_error_pm": ("Column RMS error (pm)", "{:.1f}"),
-}
-_FORMATS = {**METRIC_FORMATS, **{key: fmt for key, (_, fmt) in COLUMN_ROWS.items()}}
-_LABELS = {**_METRIC_LABELS, **{key: label for key, (label, _) in COLUMN_ROWS.items()}}
-_COLUMNS = ("input", "denoised", "gain")
 # Frame changes and data edits come in bursts (a dragged slider); score once they settle.
 _METRICS_DELAY_MS = 120
 
@@ -122,36 +102,6 @@ _METRICS_DELAY_MS = 120
 def denoised_name(name: str) -> str:
     """Name of the output layer for input layer ``name``."""
     return f"{name} denoised"
-
-
-def residual_name(name: str) -> str:
-    """Name of the residual (input − output) layer for input layer ``name``."""
-    return f"{name} residual"
-
-
-def spectrum_name(name: str) -> str:
-    """Name of the power-spectrum layer of layer ``name``."""
-    return f"{name} FFT"
-
-
-def format_metric(key: str, value: float | None) -> str:
-    """A metric value as shown in the table ("—" when missing)."""
-    if value is None:
-        return "—"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "—"
-    return _FORMATS[key].format(value)
-
-
-def format_gain(key: str, value: float | None) -> str:
-    """A signed difference of a metric, in the metric's format."""
-    if value is None or math.isnan(value):
-        return "—"
-    if math.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return _FORMATS[key].replace("{:", "{:+").format(value)
 
 
 def _denoise_frames(
@@ -183,14 +133,6 @@ def _denoise_frames(
     )
 
 
-def _grid(viewer: napari.viewer.Viewer) -> Any:
-    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, before that
-    ``viewer.grid``)."""
-    canvas = getattr(viewer, "canvas", None)
-    grid = getattr(canvas, "grid", None)
-    return grid if grid is not None else viewer.grid
-
-
 class DenoiseWidget(QWidget):
     """Denoise an Image layer (2D or stack) and compare it with a reference.
 
@@ -210,12 +152,7 @@ class DenoiseWidget(QWidget):
         self._target: dict[str, Any] = {}
         self._model_name = ""
         self._known_models: list[str] = []
-        self._metrics_cache: dict[tuple[int, int], list[Metrics]] = {}
-        self._columns_cache: dict[tuple[int, int, int], ColumnAccuracy] = {}
         self._watched: list[Image] = []
-        self._saved_visibility: dict[str, bool] | None = None
-        self._saved_grid_shape: tuple[int, int] | None = None
-        self._rows: list[tuple[str, str, float | None, float | None]] = []
         self._closed = False
 
         layout = QVBoxLayout(self)
@@ -224,8 +161,25 @@ class DenoiseWidget(QWidget):
         layout.addWidget(self.faithfulness_panel)
         self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
         layout.addWidget(self.stack_panel)
-        layout.addWidget(self._build_metrics_box())
-        layout.addWidget(self._build_compare_box())
+        self.metrics_panel = MetricsPanel(
+            napari_viewer, self._layers, denoised_name, self._image_choices, self._points_choices
+        )
+        layout.addWidget(self.metrics_panel)
+        # The panel's controls and actions, under the names the dock has always had.
+        metrics = self.metrics_panel
+        self.reference_layer, self.columns_layer = metrics.reference_layer, metrics.columns_layer
+        self.metrics_label, self.metrics_table = metrics.metrics_label, metrics.metrics_table
+        self.copy_button, self.export_button = metrics.copy_button, metrics.export_button
+        self.update_metrics, self.table_text = metrics.update_metrics, metrics.table_text
+        self.copy_metrics, self.export_csv = metrics.copy_metrics, metrics.export_csv
+        self.compare_panel = ComparePanel(napari_viewer, self._layers, self._image_choices)
+        layout.addWidget(self.compare_panel)
+        # The panel's controls and actions, under the names the dock has always had.
+        panel = self.compare_panel
+        self.compare_button, self.residual_button = panel.compare_button, panel.residual_button
+        self.fft_layer, self.fft_button = panel.fft_layer, panel.fft_button
+        self.set_compare, self.add_residual = panel.set_compare, panel.add_residual
+        self.add_spectrum = panel.add_spectrum
         self.adapt_panel = AdaptPanel(
             lambda: self.input_layer.value, self._adapt_start_model, self._update_device_label
         )
@@ -331,59 +285,6 @@ class DenoiseWidget(QWidget):
         form.addRow(self.device_label)
         form.addRow(buttons)
         form.addRow(self.status_label)
-        return box
-
-    def _build_metrics_box(self) -> QGroupBox:
-        box = QGroupBox("Metrics against a reference")
-        form = QFormLayout(box)
-        self.reference_layer = ComboBox(choices=self._image_choices, nullable=True)
-        self.columns_layer = ComboBox(choices=self._points_choices, nullable=True)
-        self.columns_layer.native.setToolTip(
-            "Points at the true atomic columns (the generator's '<image> columns' layer, "
-            "with a 'weight' feature): adds column recall, precision and RMS error"
-        )
-        self.metrics_label = QLabel("")
-        self.metrics_label.setWordWrap(True)
-        self.metrics_table = QTableWidget(0, len(_COLUMNS))
-        self.metrics_table.setHorizontalHeaderLabels(list(_COLUMNS))
-        self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.metrics_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        # As tall as its rows: a dock has no room for an empty scroll area.
-        self.metrics_table.setSizeAdjustPolicy(
-            QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents
-        )
-        self.metrics_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.copy_button = QPushButton("Copy")
-        self.export_button = QPushButton("Export CSV…")
-        self.copy_button.clicked.connect(self.copy_metrics)
-        self.export_button.clicked.connect(lambda: self.export_csv())
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.copy_button)
-        buttons.addWidget(self.export_button)
-        form.addRow("Reference", self.reference_layer.native)
-        form.addRow("Ground-truth columns", self.columns_layer.native)
-        form.addRow(self.metrics_label)
-        form.addRow(self.metrics_table)
-        form.addRow(buttons)
-        return box
-
-    def _build_compare_box(self) -> QGroupBox:
-        box = QGroupBox("Compare")
-        form = QFormLayout(box)
-        self.compare_button = QPushButton("Grid: noisy / denoised / reference")
-        self.compare_button.setCheckable(True)
-        self.compare_button.toggled.connect(self.set_compare)
-        self.residual_button = QPushButton("Residual (input − denoised)")
-        self.residual_button.clicked.connect(lambda: self.add_residual())
-        self.fft_layer = ComboBox(choices=self._image_choices)
-        self.fft_button = QPushButton("Power spectrum")
-        self.fft_button.clicked.connect(lambda: self.add_spectrum())
-        fft_row = QHBoxLayout()
-        fft_row.addWidget(self.fft_layer.native, 1)
-        fft_row.addWidget(self.fft_button)
-        form.addRow(self.compare_button)
-        form.addRow(self.residual_button)
-        form.addRow("FFT of", fft_row)
         return box
 
     # -- models -----------------------------------------------------------------------------
@@ -678,7 +579,7 @@ class DenoiseWidget(QWidget):
             self.faithfulness_panel.clear("Denoise an image to check what the denoiser kept.")
             return False
         frames = inp.data.shape[0] if inp.ndim == 3 else 1
-        frame = self._current_frame(inp, frames)
+        frame = self.metrics_panel.current_frame(inp, frames)
         source = inp.data[frame] if inp.ndim == 3 else inp.data
         output = out.data[frame] if out.ndim == 3 else out.data
         self.faithfulness_panel.check(source, output, layer_pixel_size(inp))
@@ -695,7 +596,7 @@ class DenoiseWidget(QWidget):
             self.noise_label.show_for(None, 0)
             return
         frames = inp.data.shape[0] if inp.ndim == 3 else 1
-        self.noise_label.show_for(inp.data, self._current_frame(inp, frames))
+        self.noise_label.show_for(inp.data, self.metrics_panel.current_frame(inp, frames))
 
     # -- metrics ------------------------------------------------------------------------------
     def _layers(self) -> tuple[Image | None, Image | None, Image | None]:
@@ -720,8 +621,7 @@ class DenoiseWidget(QWidget):
             self._rewatch()
         except RuntimeError:  # Qt side gone with the viewer
             return
-        self._metrics_cache.clear()
-        self._columns_cache.clear()
+        self.metrics_panel.clear_cache()
         self.schedule_metrics_update()
         self._schedule_noise_update()
 
@@ -735,8 +635,7 @@ class DenoiseWidget(QWidget):
             layer.events.data.connect(self._on_data_changed)
 
     def _on_data_changed(self, _event: Any = None) -> None:
-        self._metrics_cache.clear()
-        self._columns_cache.clear()
+        self.metrics_panel.clear_cache()
         self.noise_label.clear_cache()
         self.schedule_metrics_update()
         self._schedule_noise_update()
@@ -746,233 +645,6 @@ class DenoiseWidget(QWidget):
         # RuntimeError: our Qt side was deleted with the viewer's window.
         with contextlib.suppress(RuntimeError):
             self._metrics_timer.start()
-
-    def _frame_metrics(self, image: Image, reference: Image) -> list[Metrics]:
-        from napari_pinned.metrics import compute_metrics_stack
-
-        key = (id(image.data), id(reference.data))
-        if key not in self._metrics_cache:
-            self._metrics_cache[key] = compute_metrics_stack(image.data, reference.data)
-        return self._metrics_cache[key]
-
-    def _current_frame(self, layer: Image, frames: int) -> int:
-        if layer.ndim != 3:
-            return 0
-        position = layer.world_to_data(self._viewer.dims.point[-layer.ndim :])
-        return int(np.clip(round(float(position[0])), 0, frames - 1))
-
-    def update_metrics(self) -> None:
-        """Recompute the metrics table now."""
-        from napari_pinned.metrics import mean_metrics
-
-        inp, out, ref = self._layers()
-        self._rows = []
-        if inp is None or ref is None:
-            self._show_rows("Pick a reference layer to see PSNR, SSIM, FSC and EPI.")
-            return
-        try:
-            before = self._frame_metrics(inp, ref)
-            after = None if out is None else self._frame_metrics(out, ref)
-        except ValueError as exc:
-            self._show_rows(f"Cannot compare with {ref.name!r}: {exc}")
-            return
-        if after is not None and len(after) != len(before):
-            after = None
-        frame = self._current_frame(inp, len(before))
-        if len(before) == 1:
-            self._add_rows("", before[0], None if after is None else after[0])
-            note = ""
-        else:
-            current = None if after is None else after[frame]
-            mean_after = None if after is None else mean_metrics(after)
-            self._add_rows(f"frame {frame}", before[frame], current)
-            self._add_rows(f"mean of {len(before)}", mean_metrics(before), mean_after)
-            note = f"Frame {frame} of {len(before)} and the mean over all frames. "
-        missing = "" if out is not None else f"No {denoised_name(inp.name)!r} layer yet. "
-        columns_note = self._add_column_rows(inp, out, frame)
-        self._show_rows(f"{note}{missing}Against {ref.name!r}.{columns_note}")
-
-    def _column_accuracy(self, image: Image, frame: int, points: Points) -> ColumnAccuracy:
-        from napari_pinned.metrics import column_accuracy
-
-        key = (id(image.data), frame, id(points.data))
-        if key not in self._columns_cache:
-            data = np.asarray(image.data[frame] if image.ndim == 3 else image.data)
-            weights = points.features.get("weight") if len(points.features.columns) else None
-            self._columns_cache[key] = column_accuracy(
-                data,
-                np.asarray(points.data)[:, -2:],
-                # Checked by the caller: the layer has a pixel size.
-                float(layer_pixel_size(image) or 1.0),
-                weights=None if weights is None else np.asarray(weights, dtype=float),
-            )
-        return self._columns_cache[key]
-
-    def _add_column_rows(self, inp: Image, out: Image | None, frame: int) -> str:
-        """Column recall/precision/RMS rows for the current frame; returns a note."""
-        points = self.columns_layer.value
-        if points is None:
-            return ""
-        if layer_pixel_size(inp) is None:
-            return " Column positions need the pixel size: give the input layer a scale in Å."
-        try:
-            before = self._column_accuracy(inp, frame, points)
-            after = None if out is None else self._column_accuracy(out, frame, points)
-        except ValueError as exc:
-            return f" Columns: {exc}."
-        for key in COLUMN_ROWS:
-            value_after = None if after is None else getattr(after, key)
-            self._rows.append((key, "", getattr(before, key), value_after))
-        return f" {before.n_true} columns in {points.name!r}."
-
-    def _add_rows(self, scope: str, before: Metrics, after: Metrics | None) -> None:
-        b = before.as_dict()
-        a = None if after is None else after.as_dict()
-        for key in METRIC_FORMATS:
-            self._rows.append((key, scope, b[key], None if a is None else a[key]))
-
-    def _show_rows(self, message: str) -> None:
-        self.metrics_label.setText(message)
-        table = self.metrics_table
-        table.setRowCount(len(self._rows))
-        labels = []
-        for row, (key, scope, before, after) in enumerate(self._rows):
-            labels.append(f"{_LABELS[key]}{', ' + scope if scope else ''}")
-            gain = None if after is None else after - before
-            cells = (
-                format_metric(key, before),
-                format_metric(key, after),
-                format_gain(key, gain),
-            )
-            for col, text in enumerate(cells):
-                table.setItem(row, col, QTableWidgetItem(text))
-        table.setVerticalHeaderLabels(labels)
-
-    def table_text(self) -> list[list[str]]:
-        """The table as shown: one list per row, the row label first."""
-        table = self.metrics_table
-        rows = []
-        for r in range(table.rowCount()):
-            header = table.verticalHeaderItem(r)
-            cells = [table.item(r, c).text() for c in range(table.columnCount())]
-            rows.append([header.text() if header else "", *cells])
-        return rows
-
-    def copy_metrics(self) -> str:
-        """Copy the table to the clipboard as tab-separated text; returns the text."""
-        lines = ["\t".join(["metric", *_COLUMNS])]
-        lines += ["\t".join(row) for row in self.table_text()]
-        text = "\n".join(lines)
-        QApplication.clipboard().setText(text)
-        return text
-
-    def export_csv(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Write the metrics (full precision) to a CSV file; asks for a path when None."""
-        if not self._rows:
-            notify_error("Export: no metrics to export; pick a reference layer first")
-            return None
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Export metrics", "pinned-metrics.csv", "CSV (*.csv)"
-            )
-            if not chosen:
-                return None
-            path = chosen
-        from napari_pinned.atomic import atomic_write
-
-        target = Path(path)
-        try:
-            with atomic_write(target, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["metric", "scope", *_COLUMNS])
-                for key, scope, before, after in self._rows:
-                    gain = None if after is None else after - before
-                    values = ("" if v is None else repr(float(v)) for v in (before, after, gain))
-                    writer.writerow([key, scope or "image", *values])
-        except (OSError, ValueError) as exc:
-            notify_error(f"Export: cannot write {target}: {exc}")
-            return None
-        return target
-
-    # -- comparison views -------------------------------------------------------------------
-    def set_compare(self, enabled: bool) -> None:
-        """Grid view of noisy / denoised / reference with only those visible, or back."""
-        viewer = self._viewer
-        if enabled:
-            shown = [layer for layer in self._layers() if layer is not None]
-            if len(shown) < 2:
-                notify_warning("Compare: denoise the input (or pick a reference) first")
-                self._set_compare_button(False)
-                return
-            self._saved_visibility = {layer.name: layer.visible for layer in viewer.layers}
-            for layer in viewer.layers:
-                layer.visible = layer in shown
-            grid = _grid(viewer)
-            # One row, side by side: napari places only visible layers in the grid.
-            self._saved_grid_shape = tuple(grid.shape)
-            grid.shape = (1, len(shown))
-            grid.enabled = True
-        else:
-            grid = _grid(viewer)
-            grid.enabled = False
-            if self._saved_grid_shape is not None:
-                grid.shape = self._saved_grid_shape
-                self._saved_grid_shape = None
-            for name, visible in (self._saved_visibility or {}).items():
-                if name in viewer.layers:
-                    viewer.layers[name].visible = visible
-            self._saved_visibility = None
-        self._set_compare_button(enabled)
-
-    def _set_compare_button(self, checked: bool) -> None:
-        self.compare_button.blockSignals(True)
-        self.compare_button.setChecked(checked)
-        self.compare_button.blockSignals(False)
-
-    def add_residual(self) -> Image | None:
-        """Add ``"<input> residual"`` = input − denoised (float32, symmetric contrast)."""
-        inp, out, _ = self._layers()
-        if inp is None or out is None:
-            notify_error("Residual: denoise the input layer first")
-            return None
-        if tuple(inp.data.shape) != tuple(out.data.shape):
-            notify_error(
-                f"Residual: {inp.name!r} {tuple(inp.data.shape)} and {out.name!r} "
-                f"{tuple(out.data.shape)} differ in shape"
-            )
-            return None
-        residual = np.asarray(inp.data, dtype=np.float32) - np.asarray(out.data, dtype=np.float32)
-        peak = float(np.max(np.abs(residual))) or 1.0
-        return add_or_update_image(
-            self._viewer,
-            residual,
-            residual_name(inp.name),
-            scale=tuple(inp.scale),
-            translate=tuple(inp.translate),
-            units=tuple(inp.units),
-            contrast_limits=(-peak, peak),
-        )
-
-    def add_spectrum(self, layer: Image | None = None, *, window: bool = True) -> Image | None:
-        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks)."""
-        from napari_pinned.spectra import power_spectrum
-
-        layer = self.fft_layer.value if layer is None else layer
-        if layer is None:
-            notify_error("Power spectrum: choose an Image layer")
-            return None
-        spectrum = call_or_notify(
-            power_spectrum, layer.data, window=window, context="Power spectrum"
-        )
-        if spectrum is None:
-            return None
-        # Frequency axes have no physical pixel size; a stack keeps its frame axis.
-        extra: dict[str, Sequence[float]] = {}
-        if spectrum.ndim == 3:
-            extra = {"scale": (layer.scale[0], 1.0, 1.0), "translate": (layer.translate[0], 0, 0)}
-        return add_or_update_image(
-            self._viewer, spectrum, spectrum_name(layer.name), colormap="magma", **extra
-        )
 
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
