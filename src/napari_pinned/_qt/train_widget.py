@@ -8,19 +8,16 @@ where the Denoise dock finds it.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Select
+from magicgui.widgets import Select
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -33,14 +30,12 @@ from qtpy.QtWidgets import (
 from ._common import (
     DEVICES,
     ImageLayerChoices,
-    add_or_update_image,
     call_or_notify,
     describe_device,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
     is_greyscale,
-    layer_pixel_size,
     notify_error,
     notify_info,
     notify_warning,
@@ -48,7 +43,10 @@ from ._common import (
 )
 from .job_runner import JobRunner, Outcome
 from .loss_plot import LossPlot
+from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
+from .train_match_panel import MatchPanel
+from .train_run import RunHandle, format_duration, progress_text, train_steps
 
 if TYPE_CHECKING:
     import napari
@@ -94,58 +92,6 @@ _ARCHITECTURES = ("unet", "paper")
 _WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
 
 
-def format_duration(seconds: float) -> str:
-    """``"m:ss"`` or ``"h:mm:ss"`` for a duration in seconds."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _RunHandle:
-    """The training run, built in the worker thread, and a stop request that may come
-    before it exists.
-
-    Building a run can take seconds (the first one imports parts of torch), so it happens
-    in the worker too.  Both threads set their half first and check the other's after,
-    so a stop is never lost whichever comes first.
-    """
-
-    def __init__(self) -> None:
-        self.run: TrainingRun | None = None
-        self._stop_requested = False
-
-    def stop(self) -> None:
-        self._stop_requested = True
-        run = self.run
-        if run is not None:
-            run.stop()
-
-    def attach(self, run: TrainingRun) -> None:
-        self.run = run
-        if self._stop_requested:
-            run.stop()
-
-
-def _train_steps(
-    handle: _RunHandle,
-    config: TrainConfig,
-    clean: list[np.ndarray],
-    noisy: list[np.ndarray] | None,
-    seed: int,
-    device: str,
-    init_model: ModelBundle | None = None,
-) -> Generator[TrainProgress, None, ModelBundle | None]:
-    """The worker's generator: builds the run, then one optimiser step per yield."""
-    from napari_pinned.training import train
-
-    handle.attach(train(config, clean, noisy, seed=seed, device=device, init_model=init_model))
-    assert handle.run is not None
-    return (yield from handle.run.job())
-
-
 class TrainWidget(QWidget):
     """Train a PINNED model on clean Image layers (with paired or synthesised noise).
 
@@ -174,7 +120,7 @@ class TrainWidget(QWidget):
 
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._handle: _RunHandle | None = None
+        self._handle: RunHandle | None = None
         self._failed = False
         self._last_progress: TrainProgress | None = None
         self.last_bundle: ModelBundle | None = None
@@ -186,7 +132,12 @@ class TrainWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_data_box(defaults.noise_levels, defaults.dose_counts))
-        layout.addWidget(self._build_match_box())
+        self.match_panel = MatchPanel(napari_viewer, self._image_choices, self.train_for_image)
+        layout.addWidget(self.match_panel)
+        # The panel's controls, under the names the dock has always had.
+        match = self.match_panel
+        self.match_layer, self.match_button = match.match_layer, match.match_button
+        self.match_material, self.match_count = match.match_material, match.match_count
         layout.addWidget(self._build_model_box(model_defaults))
         layout.addWidget(self._build_training_box(defaults, weight_defaults))
         layout.addLayout(self._build_buttons())
@@ -253,27 +204,6 @@ class TrainWidget(QWidget):
         form.addRow("Dose (e⁻/px)", counts_row)
         form.addRow("Noisy layers", self.noisy_layers.native)
         form.addRow(self.pairs_label)
-        return box
-
-    def _build_match_box(self) -> QGroupBox:
-        from napari_pinned.crystal import list_materials
-
-        box = QGroupBox("Train for this image")
-        form = QFormLayout(box)
-        self.match_layer = ComboBox(choices=self._image_choices, nullable=True, value=None)
-        self.match_material = QComboBox()
-        self.match_material.addItems([m.name for m in list_materials()])
-        self.match_count = int_spin_box(1, 200, 12)
-        self.match_button = QPushButton("Train for this image")
-        self.match_button.setToolTip(
-            "Simulate random specimens of the material at the image's pixel size, then "
-            "fine-tune the default model on them with CDN and dose noise"
-        )
-        self.match_button.clicked.connect(self.train_for_image)
-        form.addRow("Image", self.match_layer.native)
-        form.addRow("Material", self.match_material)
-        form.addRow("Synthetic images", self.match_count)
-        form.addRow(self.match_button)
         return box
 
     def _build_model_box(self, defaults: Any) -> QGroupBox:
@@ -516,40 +446,9 @@ class TrainWidget(QWidget):
 
         Returns True if training started.
         """
-        from napari_pinned.simulate import matched_specimens
-
-        layer = self.match_layer.value
-        if layer is None:
-            notify_error("Train for this image: choose the image layer to train for")
+        synthetic = self.match_panel.add_training_images(self.seed_spin.value())
+        if synthetic is None:
             return False
-        pixel_size = layer_pixel_size(layer)
-        if pixel_size is None:
-            notify_error(
-                f"Train for this image: layer {layer.name!r} has no pixel size (a scale in "
-                "Å, nm or pm); open it with its calibration or set the layer's scale"
-            )
-            return False
-        material = self.match_material.currentText()
-        # A dozen 256² simulations take well under a second: no worker needed.
-        stack = call_or_notify(
-            matched_specimens,
-            material,
-            pixel_size,
-            self.match_count.value(),
-            seed=self.seed_spin.value(),
-            context="Train for this image",
-        )
-        if stack is None:
-            return False
-        synthetic = add_or_update_image(
-            self._viewer,
-            stack,
-            f"{material} like {layer.name}",
-            scale=(1.0, pixel_size, pixel_size),
-            units=("pixel", "Å", "Å"),
-            colormap="gray",
-            metadata={"matched_to": layer.name, "material": material, "pixel_size": pixel_size},
-        )
         self.clean_layers.reset_choices()
         self.clean_layers.value = [synthetic]
         self.noise_mode.setCurrentText(NOISE_MODES[5])
@@ -583,7 +482,7 @@ class TrainWidget(QWidget):
     ) -> None:
         from napari_pinned.devices import resolve_device
 
-        self._handle = _RunHandle()
+        self._handle = RunHandle()
         self._failed = False
         self._last_progress = None
         self.loss_plot.clear()
@@ -593,7 +492,7 @@ class TrainWidget(QWidget):
         self.device_label.setText(f"Device: {describe_device(resolve_device(device))}{suffix}")
         self.status_label.setText(f"Starting: {config.steps} steps…")
         started = self._runner.start(
-            _train_steps,
+            train_steps,
             self._handle,
             config,
             clean,
@@ -624,7 +523,7 @@ class TrainWidget(QWidget):
         self.loss_plot.add(progress)
 
     def _on_progress(self, progress: TrainProgress) -> tuple[int, int]:
-        self.status_label.setText(_progress_text(progress))
+        self.status_label.setText(progress_text(progress))
         return progress.step, progress.total_steps
 
     def _take_run(self) -> TrainingRun | None:
@@ -674,72 +573,19 @@ class TrainWidget(QWidget):
 
         Returns the written path, or None if nothing was written.
         """
-        from napari_pinned.model_files import save_model
-
         if self.last_bundle is None:
             notify_error("Train: no trained model to save yet; train one first")
             return None
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Save PINNED model", "pinned-model.pt", "PINNED model (*.pt)"
-            )
-            if not chosen:
-                return None
-            path = chosen
-        target = Path(path)
-        if not target.suffix:
-            target = target.with_suffix(".pt")
-        written = call_or_notify(
-            save_model, self.last_bundle, target, context="Save model", errors=(ValueError, OSError)
-        )
-        if written is not None:
-            notify_info(f"Saved model {self.last_model_name!r} to {written}")
-        return written
+        return save_model_file(self, self.last_bundle, self.last_model_name, path)
 
     def export_package(self, path: str | os.PathLike | None = None) -> Path | None:
         """Write the last trained model as a BioImage Model Zoo package (asks with a file
         dialog when ``path`` is None); returns the package, or None if nothing was written.
-
-        Export takes a few seconds (it checks the package's model against napari-pinned's
-        denoising on a test image); the dock waits with a busy cursor.
         """
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QApplication
-
-        from napari_pinned.bmz import export_bioimageio
-
         if self.last_bundle is None:
             notify_error("Export: no trained model to export yet; train one first")
             return None
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self,
-                "Export to BioImage Model Zoo",
-                "pinned-model.zip",
-                "BioImage Model Zoo package (*.zip)",
-            )
-            if not chosen:
-                return None
-            path = chosen
-        target = Path(path)
-        if target.suffix.lower() != ".zip":
-            target = target.with_suffix(".zip")
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            written = call_or_notify(
-                export_bioimageio,
-                self.last_bundle,
-                target,
-                context="Export",
-                errors=(ValueError, OSError),
-            )
-        finally:
-            QApplication.restoreOverrideCursor()
-        if written is not None:
-            notify_info(
-                f"Exported model {self.last_model_name!r} to {written} (BioImage Model Zoo)"
-            )
-        return written
+        return export_package_file(self, self.last_bundle, self.last_model_name, path)
 
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -771,15 +617,3 @@ def _range_row(low: QWidget, high: QWidget) -> QHBoxLayout:
     row.addWidget(QLabel("to"))
     row.addWidget(high)
     return row
-
-
-def _progress_text(progress: TrainProgress) -> str:
-    parts = [
-        f"Step {progress.step}/{progress.total_steps}",
-        f"loss {progress.loss.total:.3g}",
-        f"elapsed {format_duration(progress.elapsed)}",
-        f"ETA {format_duration(progress.eta)}",
-    ]
-    if progress.best_val_psnr is not None:
-        parts.append(f"best val PSNR {progress.best_val_psnr:.2f} dB")
-    return " · ".join(parts)
