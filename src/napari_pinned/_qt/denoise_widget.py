@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -64,6 +63,7 @@ from .compare_panel import ComparePanel, residual_name, spectrum_name
 from .faithfulness_panel import FaithfulnessPanel
 from .job_runner import JobRunner, Outcome
 from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
+from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM, ModelPicker
 from .model_registry import get_registry
 from .noise_readout import NoiseReadout
 from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
@@ -86,10 +86,6 @@ __all__ = [
     "spectrum_name",
 ]
 
-#: Last entry of the model combo: pick a model file.
-LOAD_MODEL_ITEM = "Load model file…"
-#: Shown in the model combo while no model is available.
-NO_MODEL_ITEM = "(no model yet: train one in the Train dock)"
 NO_MODEL_MESSAGE = (
     "Denoise: no model is available. The pretrained default model is missing from this "
     "installation (reinstall napari-pinned) and none has been trained in this session: "
@@ -150,8 +146,6 @@ class DenoiseWidget(QWidget):
         self._viewer = napari_viewer
         self._registry = get_registry()
         self._target: dict[str, Any] = {}
-        self._model_name = ""
-        self._known_models: list[str] = []
         self._watched: list[Image] = []
         self._closed = False
 
@@ -201,7 +195,7 @@ class DenoiseWidget(QWidget):
         self._noise_timer.setInterval(_METRICS_DELAY_MS)
         self._noise_timer.timeout.connect(self.update_noise)
 
-        self._registry.changed.connect(self._on_registry_changed)
+        self.model_picker.selected.connect(self._on_model_selected)
         layers = napari_viewer.layers.events
         layers.inserted.connect(self._on_layers_changed)
         layers.removed.connect(self._on_layers_changed)
@@ -210,7 +204,7 @@ class DenoiseWidget(QWidget):
         napari_viewer.dims.events.current_step.connect(self._schedule_noise_update)
         self.reference_layer.changed.connect(self._on_reference_changed)
         self.columns_layer.changed.connect(self._on_layers_changed)
-        self._refresh_models()
+        self.model_picker.refresh()
         self._update_device_label()
         self._set_running(False)
         self._on_layers_changed()
@@ -230,10 +224,9 @@ class DenoiseWidget(QWidget):
         box = QGroupBox("Denoise")
         form = QFormLayout(box)
         self.input_layer = ComboBox(choices=self._image_choices)
-        self.model_combo = QComboBox()
-        self.model_combo.activated.connect(self._on_model_activated)
-        self.model_label = QLabel("")
-        self.model_label.setWordWrap(True)
+        self.model_picker = ModelPicker(self)
+        self.model_combo = self.model_picker.model_combo
+        self.model_label = self.model_picker.model_label
         self.noise_label = NoiseReadout()
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(0.0, 5.0)
@@ -288,42 +281,15 @@ class DenoiseWidget(QWidget):
         return box
 
     # -- models -----------------------------------------------------------------------------
-    def _on_registry_changed(self) -> None:
-        try:
-            self._refresh_models()
-        except RuntimeError:
-            # Our Qt side was deleted with the viewer's window: stop listening.
-            self._registry.changed.disconnect(self._on_registry_changed)
-
-    def _refresh_models(self) -> None:
-        names = self._registry.names()
-        added = [n for n in names if n not in self._known_models]
-        self._known_models = names
-        # A model that just appeared (trained or loaded) is the one the user wants next.
-        if added:
-            self._model_name = added[-1]
-        elif self._model_name not in names:
-            self._model_name = names[0] if names else ""
-        combo = self.model_combo
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(names or [NO_MODEL_ITEM])
-        combo.addItem(LOAD_MODEL_ITEM)
-        combo.setCurrentIndex(names.index(self._model_name) if self._model_name else 0)
-        combo.blockSignals(False)
-        self._show_model_description()
-
-    def _show_model_description(self) -> None:
-        name = self._model_name
-        known = bool(name) and name in self._registry
-        self.model_label.setText(self._registry.describe(name) if known else "")
-        conditioned = known and self._registry.is_conditioned(name)
+    def _on_model_selected(self, name: str) -> None:
+        # Strength and adaptation are for noise-aware models only.
+        conditioned = self.model_picker.available and self._registry.is_conditioned(name)
         self.strength_spin.setEnabled(conditioned)
         self.adapt_panel.setEnabled(conditioned)
 
     def _adapt_start_model(self) -> Any:
         """The selected model if it is noise-aware, else the shipped default."""
-        name = self._model_name
+        name = self.model_name
         registry = self._registry
         # An ONNX file or another tool's package denoises but cannot be adapted.
         usable = name and name in registry and registry.is_trainable(name)
@@ -331,78 +297,19 @@ class DenoiseWidget(QWidget):
             return registry.model_source(name)
         return "default"
 
-    def _on_model_activated(self, index: int) -> None:
-        text = self.model_combo.itemText(index)
-        if text == LOAD_MODEL_ITEM:
-            path, _ = QFileDialog.getOpenFileName(
-                self,
-                "Load PINNED model",
-                "",
-                "Models (*.pt *.zip *.onnx);;PINNED model (*.pt);;"
-                "BioImage Model Zoo package (*.zip);;ONNX model (*.onnx);;All files (*)",
-            )
-            if not path or self.load_model_file(path) is None:
-                self._refresh_models()  # back to the previous choice
-        elif text != NO_MODEL_ITEM:
-            self._model_name = text
-            self._show_model_description()
-
     @property
     def model_name(self) -> str:
         """Name of the selected model ("" when none is available)."""
-        return self._model_name
+        return self.model_picker.name
 
     def select_model(self, name: str) -> None:
         """Select a registry model by name."""
-        if name not in self._registry:
-            raise KeyError(f"no model called {name!r} in this session")
-        self._model_name = name
-        self._refresh_models()
+        self.model_picker.select(name)
 
     def load_model_file(self, path: str | os.PathLike, *, trust: bool | None = None) -> str | None:
-        """Load a model file, ONNX file or BioImage Model Zoo package into the registry
-        and select it; None (and a notification) if it is not a usable model.
-
-        A package from another tool whose weights are code (torchscript,
-        pytorch_state_dict) is loaded only when ``trust`` is True; None asks the user.
-        """
-        from napari_pinned.bmz import PackageNeedsTrust
-        from napari_pinned.model_files import ModelFileError
-
-        errors = (ModelFileError, OSError)
-        try:
-            name = call_or_notify(
-                self._registry.add_file,
-                path,
-                trust=bool(trust),
-                context="Load model",
-                errors=errors,
-            )
-        except PackageNeedsTrust as exc:
-            if trust is None:
-                trust = self._ask_trust(str(exc))
-            if not trust:
-                notify_error(f"Load model: {exc}")
-                return None
-            name = call_or_notify(
-                self._registry.add_file, path, trust=True, context="Load model", errors=errors
-            )
-        if name is not None:
-            self.select_model(name)
-        return name
-
-    def _ask_trust(self, message: str) -> bool:
-        """Ask whether to run code from a BioImage Model Zoo package."""
-        from qtpy.QtWidgets import QMessageBox
-
-        answer = QMessageBox.question(
-            self,
-            "Run code from this package?",
-            f"{message}\n\nRun it only if you trust where the package came from.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
+        """Load a model file, ONNX file or BioImage Model Zoo package and select it (see
+        :meth:`ModelPicker.load_file`); None (and a notification) if it is not usable."""
+        return self.model_picker.load_file(path, trust=trust)
 
     def _update_device_label(self, _text: str = "") -> str | None:
         device = show_device(self.device_combo.currentText(), self.device_label)
@@ -427,7 +334,7 @@ class DenoiseWidget(QWidget):
         if layer is None:
             notify_error("Denoise: add or choose an Image layer to denoise")
             return False
-        if not self._model_name or self._model_name not in self._registry:
+        if not self.model_name or self.model_name not in self._registry:
             notify_error(NO_MODEL_MESSAGE)
             return False
         device = self._update_device_label()
@@ -440,7 +347,7 @@ class DenoiseWidget(QWidget):
         started = self._runner.start(
             _denoise_frames,
             layer.data,
-            self._registry.model_source(self._model_name),
+            self._registry.model_source(self.model_name),
             self.tile_spin.value(),
             self.overlap_spin.value() or None,
             device,
@@ -453,7 +360,7 @@ class DenoiseWidget(QWidget):
         if not started:
             return False
         self._target["strength"] = self.strength_spin.value()
-        self.status_label.setText(f"Denoising {layer.name!r} with {self._model_name}…")
+        self.status_label.setText(f"Denoising {layer.name!r} with {self.model_name}…")
         self._set_running(True)
         return True
 
@@ -466,7 +373,7 @@ class DenoiseWidget(QWidget):
             "translate": tuple(layer.translate),
             "units": tuple(layer.units),
             "contrast_limits": tuple(layer.contrast_limits),
-            "model": self._model_name,
+            "model": self.model_name,
         }
 
     def _settings(self, device: str) -> dict[str, Any]:
@@ -480,7 +387,7 @@ class DenoiseWidget(QWidget):
 
     def _denoise_lazily(self, layer: Image, device: str) -> bool:
         """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
-        model = self._registry.model_source(self._model_name)
+        model = self._registry.model_source(self.model_name)
         output = call_or_notify(
             lazy_denoised,
             layer_array(layer),
@@ -505,7 +412,7 @@ class DenoiseWidget(QWidget):
         if layer is None:
             notify_error("Write zarr: add or choose an Image layer to denoise")
             return None
-        if not self._model_name or self._model_name not in self._registry:
+        if not self.model_name or self.model_name not in self._registry:
             notify_error(NO_MODEL_MESSAGE)
             return None
         device = self._update_device_label()
@@ -513,7 +420,7 @@ class DenoiseWidget(QWidget):
             notify_error(f"Write zarr: device {self.device_combo.currentText()!r} is not available")
             return None
         settings = {**self._settings(device), "pixel_size": layer_pixel_size(layer)}
-        return layer, self._registry.model_source(self._model_name), settings
+        return layer, self._registry.model_source(self.model_name), settings
 
     def _show_written(self, layer: Image, path: Path) -> None:
         """Show a written store as the output layer of ``layer`` (read lazily)."""
@@ -662,7 +569,7 @@ class DenoiseWidget(QWidget):
             self._metrics_timer.stop()
             self._noise_timer.stop()
             self._layer_choices.disconnect()
-            self._registry.changed.disconnect(self._on_registry_changed)
+            self.model_picker.disconnect_registry()
             layers = self._viewer.layers.events
             layers.inserted.disconnect(self._on_layers_changed)
             layers.removed.disconnect(self._on_layers_changed)
