@@ -12,10 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Select
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -45,6 +43,7 @@ from .job_runner import JobRunner, Outcome
 from .loss_plot import LossPlot
 from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
+from .train_data_panel import NOISE_MODES, TrainDataPanel
 from .train_match_panel import MatchPanel
 from .train_run import RunHandle, format_duration, progress_text, train_steps
 
@@ -65,27 +64,6 @@ __all__ = [
     "format_duration",
 ]
 
-#: Noise modes: noise drawn afresh per patch from clean layers, the user's own paired
-#: noisy layers (also Noise2Noise: two noisy halves of a frame series), noisy layers
-#: alone (blind-spot), or realistic STEM recordings at any dose (what the default model
-#: learns from; a new model is then noise-aware).  Positions are kept for saved
-#: settings and tests.
-NOISE_MODES = (
-    "synthesise CDN on the fly",
-    "paired noisy layers",
-    "synthesise dose noise on the fly",
-    "synthesise CDN + dose on the fly",
-    "noisy layers only (blind-spot, no clean)",
-    "synthesise realistic STEM recordings (any dose)",
-)
-#: Noise mode → the core's ``noise_model`` for synthetic modes.
-_SYNTHETIC = {
-    NOISE_MODES[0]: "cdn",
-    NOISE_MODES[2]: "dose",
-    NOISE_MODES[3]: "mix",
-    NOISE_MODES[5]: "stem",
-}
-_BLIND_SPOT = NOISE_MODES[4]
 #: First entry of the "start from" combo: train from random weights.
 NO_INIT_MODEL = "none (new model)"
 _ARCHITECTURES = ("unet", "paper")
@@ -131,7 +109,16 @@ class TrainWidget(QWidget):
         weight_defaults = LossWeights().to_dict()
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self._build_data_box(defaults.noise_levels, defaults.dose_counts))
+        self.data_panel = TrainDataPanel(
+            self._image_choices, defaults.noise_levels, defaults.dose_counts
+        )
+        layout.addWidget(self.data_panel)
+        # The panel's controls, under the names the dock has always had.
+        data = self.data_panel
+        self.clean_layers, self.noisy_layers = data.clean_layers, data.noisy_layers
+        self.noise_mode, self.pairs_label = data.noise_mode, data.pairs_label
+        self.level_low, self.level_high = data.level_low, data.level_high
+        self.counts_low, self.counts_high = data.counts_low, data.counts_high
         self.match_panel = MatchPanel(napari_viewer, self._image_choices, self.train_for_image)
         layout.addWidget(self.match_panel)
         # The panel's controls, under the names the dock has always had.
@@ -157,7 +144,6 @@ class TrainWidget(QWidget):
         self._closed = False
         self._registry.changed.connect(self._on_registry_changed)
         self._refresh_init_models()
-        self._on_noise_mode()
         self._on_init_model()
         self._update_device_label()
         self._set_running(False)
@@ -165,46 +151,6 @@ class TrainWidget(QWidget):
     # -- construction --------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
-
-    def _build_data_box(
-        self, levels: tuple[float, float], counts: tuple[float, float]
-    ) -> QGroupBox:
-        box = QGroupBox("Training data")
-        form = QFormLayout(box)
-        self.clean_layers = Select(choices=self._image_choices)
-        self.noisy_layers = Select(choices=self._image_choices)
-        for select in (self.clean_layers, self.noisy_layers):
-            select.native.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
-            select.native.setMaximumHeight(90)
-        self.noise_mode = QComboBox()
-        self.noise_mode.addItems(NOISE_MODES)
-        self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
-        self.level_low = float_spin_box(0.0, 5.0, levels[0], 2, 0.5)
-        self.level_high = float_spin_box(0.0, 5.0, levels[1], 2, 0.5)
-        levels_row = _range_row(self.level_low, self.level_high)
-        self.counts_low = float_spin_box(0.01, 1e7, counts[0], 2, 1.0)
-        self.counts_high = float_spin_box(0.01, 1e7, counts[1], 2, 10.0)
-        counts_row = _range_row(self.counts_low, self.counts_high)
-        for spin in (self.counts_low, self.counts_high):
-            spin.setToolTip(
-                "Detected electrons per pixel at the brightest intensity, drawn "
-                "log-uniformly per patch (dose · pixel area · detector collection)"
-            )
-        self.clean_layers.native.setToolTip(
-            "Clean images (simulated), or for Noise2Noise one noisy half of a frame "
-            "series (Frame series dock) with the other half as the noisy partner"
-        )
-        self.pairs_label = QLabel()
-        self.pairs_label.setWordWrap(True)
-        self.clean_layers.changed.connect(self._update_pairs_label)
-        self.noisy_layers.changed.connect(self._update_pairs_label)
-        form.addRow("Clean layers", self.clean_layers.native)
-        form.addRow("Noise", self.noise_mode)
-        form.addRow("CDN levels", levels_row)
-        form.addRow("Dose (e⁻/px)", counts_row)
-        form.addRow("Noisy layers", self.noisy_layers.native)
-        form.addRow(self.pairs_label)
-        return box
 
     def _build_model_box(self, defaults: Any) -> QGroupBox:
         box = QGroupBox("Model")
@@ -266,16 +212,6 @@ class TrainWidget(QWidget):
         return row
 
     # -- reactions to controls --------------------------------------------------------------
-    def _on_noise_mode(self, _index: int = 0) -> None:
-        model = _SYNTHETIC.get(self.noise_mode.currentText())
-        self.noisy_layers.native.setEnabled(model is None)
-        self.clean_layers.native.setEnabled(not self.blind_spot)
-        for spin in (self.level_low, self.level_high):
-            spin.setEnabled(model in ("cdn", "mix"))
-        for spin in (self.counts_low, self.counts_high):
-            spin.setEnabled(model in ("dose", "mix"))
-        self._update_pairs_label()
-
     def _on_architecture(self, name: str) -> None:
         from napari_pinned.model import ModelConfig
 
@@ -309,23 +245,15 @@ class TrainWidget(QWidget):
     def _update_device_label(self, _text: str = "") -> None:
         show_device(self.device_combo.currentText(), self.device_label)
 
-    def _update_pairs_label(self, _value: Any = None) -> None:
-        if not self.paired:
-            self.pairs_label.setText("")
-            return
-        pairs = zip(self.clean_layers.value, self.noisy_layers.value, strict=False)
-        lines = [f"{c.name} ↔ {n.name}" for c, n in pairs]
-        self.pairs_label.setText("Pairs (in list order): " + ("; ".join(lines) or "none"))
-
     @property
     def paired(self) -> bool:
         """True when training on the user's own clean/noisy layer pairs."""
-        return self.noise_mode.currentText() == NOISE_MODES[1]
+        return self.data_panel.paired
 
     @property
     def blind_spot(self) -> bool:
         """True when learning from noisy layers alone (self-supervised)."""
-        return self.noise_mode.currentText() == _BLIND_SPOT
+        return self.data_panel.blind_spot
 
     @property
     def is_running(self) -> bool:
@@ -340,50 +268,6 @@ class TrainWidget(QWidget):
         self.export_button.setEnabled(not running and self.last_bundle is not None)
 
     # -- collecting settings --------------------------------------------------------------
-    def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
-        """Clean (and paired noisy) arrays, or None after notifying what is wrong."""
-        from napari_pinned.training_data import check_pairs
-
-        if self.blind_spot:
-            noisy_layers = list(self.noisy_layers.value)
-            if not noisy_layers:
-                notify_error("Train: select at least one noisy Image layer to learn from")
-                return None
-            return [layer.data for layer in noisy_layers], None
-        clean_layers = list(self.clean_layers.value)
-        if not clean_layers:
-            notify_error("Train: select at least one clean Image layer")
-            return None
-        clean = [layer.data for layer in clean_layers]
-        if not self.paired:
-            return clean, None
-        noisy_layers = list(self.noisy_layers.value)
-        for c, n in zip(clean_layers, noisy_layers, strict=False):
-            if c is n:
-                notify_error(f"Train: layer {c.name!r} is selected as both clean and noisy")
-                return None
-        if len(noisy_layers) != len(clean_layers):
-            # Said in the dock's terms: what to select, not what a file list lacks.
-            notify_error(
-                f"Train: {len(clean_layers)} clean layer(s) but {len(noisy_layers)} noisy "
-                "layer(s) selected; select exactly one noisy layer per clean layer (paired "
-                "in list order)"
-            )
-            return None
-        # The core's pairing rule (paired in list order), with the layers' names.
-        try:
-            check_pairs(
-                [tuple(layer.data.shape) for layer in clean_layers],
-                [tuple(layer.data.shape) for layer in noisy_layers],
-                [f"clean layer {layer.name!r}" for layer in clean_layers],
-                [f"layer {layer.name!r}" for layer in noisy_layers],
-                kinds=("clean layer", "noisy layer"),
-            )
-        except ValueError as exc:
-            notify_error(f"Train: {exc}")
-            return None
-        return clean, [layer.data for layer in noisy_layers]
-
     def train_config(self) -> TrainConfig:
         """The :class:`~napari_pinned.training.TrainConfig` the controls describe.
 
@@ -397,7 +281,7 @@ class TrainWidget(QWidget):
         from napari_pinned.model import ModelConfig
         from napari_pinned.training import TrainConfig
 
-        noise_model = _SYNTHETIC.get(self.noise_mode.currentText(), "cdn")
+        noise_model = self.data_panel.noise_model
         # Realistic recordings teach a noise-aware model (as the shipped default).
         aware = (
             {"normalization": "robust", "conditioning": "noise-map"}
@@ -468,7 +352,7 @@ class TrainWidget(QWidget):
         if self.is_running:
             notify_warning("Train: a training run is already in progress")
             return False
-        data = self._training_data()
+        data = self.data_panel.training_data()
         if data is None:
             return False
         config = call_or_notify(self.train_config, context="Train")
@@ -608,12 +492,3 @@ class TrainWidget(QWidget):
             self._layer_choices.disconnect()
             self._registry.changed.disconnect(self._on_registry_changed)
         super().closeEvent(event)
-
-
-def _range_row(low: QWidget, high: QWidget) -> QHBoxLayout:
-    """ "low to high" on one form row."""
-    row = QHBoxLayout()
-    row.addWidget(low)
-    row.addWidget(QLabel("to"))
-    row.addWidget(high)
-    return row
