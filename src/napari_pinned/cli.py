@@ -466,6 +466,40 @@ def _check_train_args(args: argparse.Namespace) -> None:
 _FILE_KINDS = ("--clean file", "--noisy file")
 
 
+@contextlib.contextmanager
+def _training_to_end(
+    run: Any, steps: int, label: str, score: str, what: str
+) -> Iterator[tuple[Any, list[int]]]:
+    """Run a training job to its end with a progress bar, SIGINT/SIGTERM meaning Stop.
+
+    Yields the best model and the signals received, still inside the signal guard: a
+    first Ctrl-C while the caller saves the model is recorded, not fatal.
+
+    Raises
+    ------
+    Interrupted
+        When a signal stopped the run before its first step.
+    ValueError
+        When the run stopped before its first step otherwise (nothing to save).
+    """
+    bar = _ProgressBar(steps, label)
+
+    def show(p: TrainProgress) -> None:
+        val = f" {score} {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
+        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+
+    with _stop_on_signals(run.stop) as received:
+        try:
+            bundle = run_job(run, show)
+        finally:
+            bar.close()
+        if bundle is None:  # stopped before the first step
+            if received:
+                raise Interrupted(received[0])
+            raise ValueError(f"{what} stopped before the first step; nothing saved")
+        yield bundle, received
+
+
 def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], list | None]:
     from napari_pinned.io import read_image
     from napari_pinned.simulate import simulate
@@ -537,21 +571,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     out = Path(args.output)
-    bar = _ProgressBar(config.steps, "train")
-
-    def show(p: TrainProgress) -> None:
-        val = f" val {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
-
-    with _stop_on_signals(run.stop) as received:
-        try:
-            bundle = run_job(run, show)
-        finally:
-            bar.close()
-        if bundle is None:  # stopped before the first step
-            if received:
-                raise Interrupted(received[0])
-            raise ValueError("training stopped before the first step; nothing saved")
+    with _training_to_end(run, config.steps, "train", "val", "training") as (bundle, received):
         save_model(bundle, out)
     meta = bundle.metadata
     if args.blind_spot:
@@ -1803,21 +1823,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         f"({args.steps} steps, device {run.device})",
         file=sys.stderr,
     )
-    bar = _ProgressBar(args.steps, "adapt")
-
-    def show(p: TrainProgress) -> None:
-        val = f" best {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
-
-    with _stop_on_signals(run.stop) as received:
-        try:
-            bundle = run_job(run, show)
-        finally:
-            bar.close()
-        if bundle is None:  # stopped before the first step
-            if received:
-                raise Interrupted(received[0])
-            raise ValueError("adaptation stopped before the first step; nothing saved")
+    with _training_to_end(run, args.steps, "adapt", "best", "adaptation") as (bundle, received):
         bundle.metadata["name"] = f"adapted to {', '.join(p.name for p in args.inputs)}"
         save_model(bundle, out)
     best = bundle.metadata["best_step"]
