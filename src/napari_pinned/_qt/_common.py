@@ -16,7 +16,15 @@ from napari.layers import Image, Layer
 # The module, not its functions, is imported so that tests can monkeypatch
 # ``napari.utils.notifications.show_error`` and see every message.
 from napari.utils import notifications
-from qtpy.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_pinned.units import angstrom_per
 
@@ -38,6 +46,7 @@ __all__ = [
     "notify_error",
     "notify_info",
     "notify_warning",
+    "scrolling_layout",
 ]
 
 
@@ -204,6 +213,28 @@ class ImageLayerChoices:
         events.inserted.disconnect(self._watch_name)
         for layer in self._viewer.layers:
             layer.events.name.disconnect(self.refresh)
+
+
+#: Most a dock asks of the screen's height (px): its contents scroll beyond.
+MAX_DOCK_HEIGHT = 900
+
+
+def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+    """The layout to fill ``dock`` with, inside a scroll area filling the dock.
+
+    A dock taller than the screen would grow napari's window past it (Start/Stop and
+    the plot off-screen); in a scroll area it asks for little height and scrolls.
+    """
+    inner = QWidget()
+    layout = QVBoxLayout(inner)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(inner)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return layout
 
 
 def int_spin_box(low: int, high: int, value: int, step: int = 1) -> QSpinBox:

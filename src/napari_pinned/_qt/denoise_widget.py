@@ -39,7 +39,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -56,6 +55,7 @@ from ._common import (
     notify_error,
     notify_info,
     notify_warning,
+    scrolling_layout,
     show_device,
 )
 from .adapt_panel import AdaptPanel
@@ -149,7 +149,7 @@ class DenoiseWidget(QWidget):
         self._watched: list[Image] = []
         self._closed = False
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self._build_denoise_box())
         self.faithfulness_panel = FaithfulnessPanel()
         layout.addWidget(self.faithfulness_panel)
@@ -517,7 +517,10 @@ class DenoiseWidget(QWidget):
         """Pick the reference's ground-truth columns when the generator made them."""
         ref = self.reference_layer.value
         if ref is not None and self.columns_layer.value is None:
-            points = find_layer(self._viewer, f"{ref.name} columns", Points)
+            # "<label> columns" goes with "<label>" (generator) and "<label> clean" (sample).
+            names = (f"{ref.name} columns", f"{ref.name.removesuffix(' clean')} columns")
+            found = (find_layer(self._viewer, name, Points) for name in names)
+            points = next((layer for layer in found if layer is not None), None)
             if points is not None:
                 self.columns_layer.reset_choices()
                 self.columns_layer.value = points

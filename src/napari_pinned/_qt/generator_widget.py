@@ -299,9 +299,13 @@ class GeneratorWidget(Container):
         """The bundled name, or the crystal read from the chosen CIF (raises ValueError)."""
         if not self._uses_cif():
             return self.material.value
-        path = self._cif_path()
-        if path is None:
+        value = self.cif_file.value
+        path = Path(value) if value else None
+        # An empty FileEdit holds "." (a folder): nothing chosen yet.
+        if path is None or path.is_dir():
             raise ValueError("choose a CIF file first")
+        if not path.is_file():
+            raise ValueError(f"CIF file {path} does not exist")
         try:
             return read_cif(path)
         except FileNotFoundError as exc:
@@ -403,8 +407,12 @@ class GeneratorWidget(Container):
         )
         if existing:
             layer.reset_contrast_limits()
+        points = f"{label} columns"
         if columns:
-            self._show_columns(result, f"{label} columns")
+            self._show_columns(result, points)
+        elif (stale := find_layer(self._viewer, points, Points)) is not None:
+            # Columns unticked: the previous run's columns would no longer match.
+            self._viewer.layers.remove(stale)
         return layer
 
     def _show_columns(self, result: SimulationResult, name: str) -> Points:

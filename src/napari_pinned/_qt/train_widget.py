@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -37,6 +36,7 @@ from ._common import (
     notify_error,
     notify_info,
     notify_warning,
+    scrolling_layout,
     show_device,
 )
 from .job_runner import JobRunner, Outcome
@@ -108,7 +108,7 @@ class TrainWidget(QWidget):
         model_defaults = ModelConfig()
         weight_defaults = LossWeights().to_dict()
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         self.data_panel = TrainDataPanel(
             self._image_choices, defaults.noise_levels, defaults.dose_counts
         )
