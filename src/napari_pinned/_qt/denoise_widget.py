@@ -20,7 +20,6 @@ model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulne
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -31,9 +30,6 @@ from magicgui.widgets import ComboBox
 from napari.layers import Image, Points
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -43,23 +39,21 @@ from qtpy.QtWidgets import (
 )
 
 from ._common import (
-    DEVICES,
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
     find_layer,
     image_layer_choices,
-    int_spin_box,
     is_greyscale,
     layer_pixel_size,
     notify_error,
     notify_info,
     notify_warning,
     scrolling_layout,
-    show_device,
 )
 from .adapt_panel import AdaptPanel
 from .compare_panel import ComparePanel, residual_name, spectrum_name
+from .denoise_options import DenoiseOptions
 from .faithfulness_panel import FaithfulnessPanel
 from .job_runner import JobRunner, Outcome
 from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
@@ -217,10 +211,6 @@ class DenoiseWidget(QWidget):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Points)]
 
     def _build_denoise_box(self) -> QGroupBox:
-        from napari_pinned.inference import iter_denoise
-
-        # The core's defaults, so that the dock and the API tile alike.
-        defaults = inspect.signature(iter_denoise).parameters
         box = QGroupBox("Denoise")
         form = QFormLayout(box)
         self.input_layer = ComboBox(choices=self._image_choices)
@@ -228,35 +218,12 @@ class DenoiseWidget(QWidget):
         self.model_combo = self.model_picker.model_combo
         self.model_label = self.model_picker.model_label
         self.noise_label = NoiseReadout()
-        self.strength_spin = QDoubleSpinBox()
-        self.strength_spin.setRange(0.0, 5.0)
-        self.strength_spin.setSingleStep(0.1)
-        self.strength_spin.setDecimals(2)
-        self.strength_spin.setValue(defaults["strength"].default)
-        self.strength_spin.setPrefix("× ")
-        self.strength_spin.setToolTip(
-            "Factor on the estimated noise level given to a noise-aware model: below 1 "
-            "denoises less (keeps more of the input), above 1 more; 0 returns the input "
-            "with hot and dead pixels repaired"
-        )
-        self.keep_lattice_box = QCheckBox("Keep lattice reflections")
-        self.keep_lattice_box.setChecked(defaults["keep_lattice"].default)
-        self.keep_lattice_box.setToolTip(
-            "Give back what the network took from the input's strong Bragg reflections "
-            "(ten times above the noise floor, hence signal): no sublattice is erased"
-        )
-        self.tile_spin = int_spin_box(16, 8192, defaults["tile"].default, 32)
-        # 0 = the core's default (None): the model's minimum halo for exact tiling.
-        self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default or 0, 8)
-        self.overlap_spin.setSpecialValueText("auto (the model's minimum)")
-        self.overlap_spin.setToolTip(
-            "Halo around every tile; any tile size gives the whole-image result when it is "
-            "at least the model's minimum (half its receptive field)"
-        )
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.currentTextChanged.connect(self._update_device_label)
-        self.device_label = QLabel()
+        self.options = DenoiseOptions(self)
+        # The options' controls, under the names the dock has always had.
+        options = self.options
+        self.strength_spin, self.keep_lattice_box = options.strength_spin, options.keep_lattice_box
+        self.tile_spin, self.overlap_spin = options.tile_spin, options.overlap_spin
+        self.device_combo, self.device_label = options.device_combo, options.device_label
         self.denoise_button = QPushButton("Denoise")
         self.cancel_button = QPushButton("Cancel")
         self.denoise_button.clicked.connect(self.denoise)
@@ -270,12 +237,7 @@ class DenoiseWidget(QWidget):
         form.addRow("Model", self.model_combo)
         form.addRow(self.model_label)
         form.addRow(self.noise_label)
-        form.addRow("Strength", self.strength_spin)
-        form.addRow(self.keep_lattice_box)
-        form.addRow("Tile size", self.tile_spin)
-        form.addRow("Overlap", self.overlap_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow(self.device_label)
+        self.options.add_rows(form)
         form.addRow(buttons)
         form.addRow(self.status_label)
         return box
@@ -312,8 +274,7 @@ class DenoiseWidget(QWidget):
         return self.model_picker.load_file(path, trust=trust)
 
     def _update_device_label(self, _text: str = "") -> str | None:
-        device = show_device(self.device_combo.currentText(), self.device_label)
-        return None if device is None else str(device)
+        return self.options.device()
 
     # -- denoising ----------------------------------------------------------------------------
     @property
@@ -377,13 +338,7 @@ class DenoiseWidget(QWidget):
         }
 
     def _settings(self, device: str) -> dict[str, Any]:
-        return {
-            "tile": self.tile_spin.value(),
-            "overlap": self.overlap_spin.value() or None,
-            "device": device,
-            "strength": self.strength_spin.value(),
-            "keep_lattice": self.keep_lattice_box.isChecked(),
-        }
+        return self.options.settings(device)
 
     def _denoise_lazily(self, layer: Image, device: str) -> bool:
         """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
