@@ -45,6 +45,7 @@ from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
 from .train_data_panel import NOISE_MODES, TrainDataPanel
 from .train_match_panel import MatchPanel
+from .train_model_panel import NO_INIT_MODEL, TrainModelPanel
 from .train_run import RunHandle, format_duration, progress_text, train_steps
 
 if TYPE_CHECKING:
@@ -64,9 +65,6 @@ __all__ = [
     "format_duration",
 ]
 
-#: First entry of the "start from" combo: train from random weights.
-NO_INIT_MODEL = "none (new model)"
-_ARCHITECTURES = ("unet", "paper")
 _WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
 
 
@@ -125,7 +123,13 @@ class TrainWidget(QWidget):
         match = self.match_panel
         self.match_layer, self.match_button = match.match_layer, match.match_button
         self.match_material, self.match_count = match.match_material, match.match_count
-        layout.addWidget(self._build_model_box(model_defaults))
+        self.model_panel = TrainModelPanel(model_defaults)
+        layout.addWidget(self.model_panel)
+        # The panel's controls and choice, under the names the dock has always had.
+        model = self.model_panel
+        self.architecture, self.init_model = model.architecture, model.init_model
+        self.width_spin, self.depth_spin = model.width_spin, model.depth_spin
+        self.start_model = model.start_model
         layout.addWidget(self._build_training_box(defaults, weight_defaults))
         layout.addLayout(self._build_buttons())
         self.status_label = QLabel("Not trained yet.")
@@ -142,32 +146,12 @@ class TrainWidget(QWidget):
         )
         self._runner = JobRunner(self, "Train")
         self._closed = False
-        self._registry.changed.connect(self._on_registry_changed)
-        self._refresh_init_models()
-        self._on_init_model()
         self._update_device_label()
         self._set_running(False)
 
     # -- construction --------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
-
-    def _build_model_box(self, defaults: Any) -> QGroupBox:
-        box = QGroupBox("Model")
-        form = QFormLayout(box)
-        self.architecture = QComboBox()
-        self.architecture.addItems(_ARCHITECTURES)
-        self.architecture.setCurrentText(defaults.architecture)
-        self.architecture.currentTextChanged.connect(self._on_architecture)
-        self.width_spin = int_spin_box(1, 256, defaults.width)
-        self.depth_spin = int_spin_box(1, 6, defaults.depth)
-        self.init_model = QComboBox()
-        self.init_model.currentIndexChanged.connect(self._on_init_model)
-        form.addRow("Architecture", self.architecture)
-        form.addRow("Width", self.width_spin)
-        form.addRow("Depth", self.depth_spin)
-        form.addRow("Start from", self.init_model)
-        return box
 
     def _build_training_box(self, defaults: TrainConfig, weights: dict[str, float]) -> QGroupBox:
         box = QGroupBox("Training")
@@ -212,36 +196,6 @@ class TrainWidget(QWidget):
         return row
 
     # -- reactions to controls --------------------------------------------------------------
-    def _on_architecture(self, name: str) -> None:
-        from napari_pinned.model import ModelConfig
-
-        preset = ModelConfig.preset(name)
-        self.width_spin.setValue(preset.width)
-        self.depth_spin.setValue(preset.depth)
-
-    def _on_init_model(self, _index: int = 0) -> None:
-        # Fine-tuning keeps the starting model's own architecture.
-        fresh = self.init_model.currentText() in ("", NO_INIT_MODEL)
-        for control in (self.architecture, self.width_spin, self.depth_spin):
-            control.setEnabled(fresh)
-
-    def _on_registry_changed(self) -> None:
-        try:
-            self._refresh_init_models()
-        except RuntimeError:
-            # Our Qt side was deleted with the viewer's window: stop listening.
-            self._registry.changed.disconnect(self._on_registry_changed)
-
-    def _refresh_init_models(self) -> None:
-        current = self.init_model.currentText()
-        self.init_model.blockSignals(True)
-        self.init_model.clear()
-        self.init_model.addItems([NO_INIT_MODEL, *self._registry.trainable_names()])
-        index = self.init_model.findText(current)
-        self.init_model.setCurrentIndex(max(index, 0))
-        self.init_model.blockSignals(False)
-        self._on_init_model()
-
     def _update_device_label(self, _text: str = "") -> None:
         show_device(self.device_combo.currentText(), self.device_label)
 
@@ -278,7 +232,6 @@ class TrainWidget(QWidget):
         """
         from napari_pinned.devices import resolve_device
         from napari_pinned.losses import LossWeights
-        from napari_pinned.model import ModelConfig
         from napari_pinned.training import TrainConfig
 
         noise_model = self.data_panel.noise_model
@@ -288,12 +241,7 @@ class TrainWidget(QWidget):
             if noise_model == "stem"
             else {}
         )
-        model = ModelConfig.preset(
-            self.architecture.currentText(),
-            width=self.width_spin.value(),
-            depth=self.depth_spin.value(),
-            **aware,
-        )
+        model = self.model_panel.model_config(**aware)
         weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
         init = self.start_model()
         steps = self.steps_spin.value()
@@ -317,12 +265,6 @@ class TrainWidget(QWidget):
             num_threads=threads,
         )
 
-    def start_model(self) -> str | ModelBundle | None:
-        """The "start from" model: a shipped model's name, a model of this session (in
-        memory), or None for a new network."""
-        name = self.init_model.currentText()
-        return None if name in ("", NO_INIT_MODEL) else self._registry.model_source(name)
-
     def train_for_image(self) -> bool:
         """Simulate clean images of the chosen material sampled like the chosen image, add
         them as a stack layer, and fine-tune the default model on them (realistic STEM
@@ -336,7 +278,7 @@ class TrainWidget(QWidget):
         self.clean_layers.reset_choices()
         self.clean_layers.value = [synthetic]
         self.noise_mode.setCurrentText(NOISE_MODES[5])
-        self._refresh_init_models()
+        self.model_panel.refresh_init_models()
         if self.init_model.findText(DEFAULT_NAME) >= 0:
             self.init_model.setCurrentText(DEFAULT_NAME)
         return self.start()
@@ -490,5 +432,5 @@ class TrainWidget(QWidget):
         if not self._closed:
             self._closed = True
             self._layer_choices.disconnect()
-            self._registry.changed.disconnect(self._on_registry_changed)
+            self.model_panel.disconnect_registry()
         super().closeEvent(event)
