@@ -25,6 +25,7 @@ from scipy.signal import windows
 from skimage.registration import phase_cross_correlation
 
 from napari_pinned.frames import REFERENCES, align_frames, register_frames
+from napari_pinned.jobs import run_job
 from napari_pinned.metrics import psnr
 from napari_pinned.simulate import simulate
 
@@ -94,7 +95,7 @@ def main() -> None:
                 errors = []
                 for seed in seeds:
                     frames, truth, _ = series(seed, peak, drift)
-                    result = list(register_frames(frames, reference=reference))[-1]
+                    result = run_job(register_frames(frames, reference=reference))
                     errors.append(offset_free_rms(result.shifts, truth))
                 cells.append(f"{np.mean(errors):.3f}")
             print(f"| {drift[0]}, {drift[1]} | {peak:g} | " + " | ".join(cells) + " |")
@@ -127,7 +128,7 @@ def main() -> None:
         rows = []
         for seed in seeds:
             frames, truth, clean = series(seed, peak)
-            result = list(register_frames(frames))[-1]
+            result = run_job(register_frames(frames))
             rows_, cols = result.crop
             reference = clean[rows_, cols]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_pinned.noise import add_cdn_noise
-from napari_pinned.simulate import SimulationResult, simulate
+from napari_pinned.simulate import SimulationResult, column_points, simulate
 
 _SIZE = 384
 _PIXEL = 0.1
@@ -26,19 +26,8 @@ def _image_kwargs(result: SimulationResult, name: str) -> dict:
 
 
 def _columns_layer(result: SimulationResult) -> tuple:
-    return (
-        result.columns.positions,
-        {
-            "name": f"{result.label()} columns",
-            "scale": (result.pixel_size, result.pixel_size),
-            "size": 0.3 / result.pixel_size,
-            "face_color": "transparent",
-            "border_color": "yellow",
-            "visible": False,
-            "features": {"weight": result.columns.weights},
-        },
-        "points",
-    )
+    positions, kwargs = column_points(result, f"{result.label()} columns")
+    return (positions, {**kwargs, "visible": False}, "points")
 
 
 def srtio3_001() -> list[tuple]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_pinned.config import config_from_dict, config_to_dict
 from napari_pinned.intensity import check_image
 
 if TYPE_CHECKING:
@@ -66,9 +67,19 @@ class AdaptSettings:
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able dict of all settings."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AdaptSettings:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        return config_from_dict(cls, d, what="adaptation setting")
+
 
 def adapt_config(start: ModelBundle, settings: AdaptSettings | None = None) -> TrainConfig:
-    """The blind-spot fine-tuning configuration for ``start``."""
+    """The blind-spot fine-tuning configuration for ``start`` (which is given to
+    :func:`~napari_pinned.training.train` with it, as ``init_model``)."""
     from napari_pinned.losses import LossWeights
     from napari_pinned.training import TrainConfig
 
@@ -86,7 +97,6 @@ def adapt_config(start: ModelBundle, settings: AdaptSettings | None = None) -> T
         mask_fraction=s.mask_fraction,
         validate_every=s.validate_every,
         validation_patches=s.validation_patches,
-        init_model=start,
         validate_start=True,
     )
 
@@ -115,8 +125,9 @@ def adapt(
     Returns
     -------
     TrainingRun
-        Iterate it for progress (stoppable between steps); ``run.result()`` is the best
-        model, the starting one included.
+        A job (:mod:`napari_pinned.jobs`): iterate it for progress (stoppable between
+        steps); it returns the best model, the starting one included, which
+        ``run.result()`` also gives.
     """
     from napari_pinned.model_files import load_model
     from napari_pinned.training import train
@@ -132,7 +143,7 @@ def adapt(
         )
     settings = _fitting(settings or AdaptSettings(), frames)
     config = adapt_config(start, settings)
-    return train(config, list(frames), seed=seed, device=device)
+    return train(config, list(frames), seed=seed, device=device, init_model=start)
 
 
 def _fitting(settings: AdaptSettings, frames: Sequence[np.ndarray]) -> AdaptSettings:

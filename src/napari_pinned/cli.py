@@ -27,13 +27,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_pinned import __version__
 from napari_pinned.atomic import check_outputs, check_writable_folder, unique_names, write_together
+from napari_pinned.jobs import run_job
 from napari_pinned.memory import check_memory, out_of_memory_message
+
+if TYPE_CHECKING:
+    from napari_pinned.frames import RegistrationProgress
+    from napari_pinned.inference import DenoiseProgress
+    from napari_pinned.scale import FileProgress
+    from napari_pinned.training import TrainProgress
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -402,6 +409,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 def _check_train_args(args: argparse.Namespace) -> None:
     """Everything about ``train`` that can be checked without torch or reading data."""
     from napari_pinned.crystal import get_material
+    from napari_pinned.training_data import check_pairs
 
     if args.blind_spot:
         if args.clean or args.materials or not args.noisy:
@@ -411,10 +419,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     else:
         if args.noisy and args.materials:
             raise ValueError("--materials cannot be combined with --noisy (no paired noisy data)")
-        if args.noisy and len(args.noisy) != len(args.clean or []):
-            raise ValueError(
-                f"{len(args.noisy)} --noisy files for {len(args.clean or [])} --clean files"
-            )
+        if args.noisy:
+            # The counts now, before any file is opened; shapes below.
+            check_pairs([()] * len(args.clean or []), [()] * len(args.noisy), kinds=_FILE_KINDS)
         if not args.clean and not args.materials:
             raise ValueError("no training data: give --clean files and/or --materials names")
     if args.init is not None:
@@ -434,12 +441,14 @@ def _check_train_args(args: argparse.Namespace) -> None:
     files = [*(args.clean or []), *(args.noisy or [])]
     _check_inputs_exist(files)
     shapes = {path: _input_shape(path) for path in files}
-    for clean, noisy in zip(args.clean or [], args.noisy or [], strict=False):
-        if not args.blind_spot and shapes[clean] != shapes[noisy]:
-            raise ValueError(
-                f"{noisy} has shape {shapes[noisy]} but its clean partner {clean} has shape "
-                f"{shapes[clean]}; paired images must match"
-            )
+    if args.noisy and not args.blind_spot:
+        check_pairs(
+            [shapes[p] for p in args.clean],
+            [shapes[p] for p in args.noisy],
+            [str(p) for p in args.clean],
+            [str(p) for p in args.noisy],
+            kinds=_FILE_KINDS,
+        )
     inputs = [*files] + ([Path(args.init)] if args.init is not None else [])
     check_outputs([args.output], inputs, overwrite=args.overwrite)
     if args.materials:
@@ -451,6 +460,44 @@ def _check_train_args(args: argparse.Namespace) -> None:
             AberratedProbe(),
             f"simulating {args.sim_size}² px training images",
         )
+
+
+#: What the pairing rule calls the training files.
+_FILE_KINDS = ("--clean file", "--noisy file")
+
+
+@contextlib.contextmanager
+def _training_to_end(
+    run: Any, steps: int, label: str, score: str, what: str
+) -> Iterator[tuple[Any, list[int]]]:
+    """Run a training job to its end with a progress bar, SIGINT/SIGTERM meaning Stop.
+
+    Yields the best model and the signals received, still inside the signal guard: a
+    first Ctrl-C while the caller saves the model is recorded, not fatal.
+
+    Raises
+    ------
+    Interrupted
+        When a signal stopped the run before its first step.
+    ValueError
+        When the run stopped before its first step otherwise (nothing to save).
+    """
+    bar = _ProgressBar(steps, label)
+
+    def show(p: TrainProgress) -> None:
+        val = f" {score} {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
+        bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
+
+    with _stop_on_signals(run.stop) as received:
+        try:
+            bundle = run_job(run, show)
+        finally:
+            bar.close()
+        if bundle is None:  # stopped before the first step
+            if received:
+                raise Interrupted(received[0])
+            raise ValueError(f"{what} stopped before the first step; nothing saved")
+        yield bundle, received
 
 
 def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], list | None]:
@@ -506,7 +553,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         noise_model=args.noise,
         dose_counts=(args.dose_counts[0], args.dose_counts[1]),
         self_supervised="blind-spot" if args.blind_spot else None,
-        validate_every=max(1, min(100, args.steps // 10)),
+        validate_every=None,  # auto, as the dock
         init_model=args.init,
         num_threads=args.threads,
     )
@@ -524,19 +571,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     out = Path(args.output)
-    bar = _ProgressBar(config.steps, "train")
-    with _stop_on_signals(run.stop) as received:
-        try:
-            for p in run:
-                val = f" val {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-                bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
-        finally:
-            bar.close()
-        if run.step == 0:
-            if received:
-                raise Interrupted(received[0])
-            raise ValueError("training stopped before the first step; nothing saved")
-        bundle = run.result()
+    with _training_to_end(run, config.steps, "train", "val", "training") as (bundle, received):
         save_model(bundle, out)
     meta = bundle.metadata
     if args.blind_spot:
@@ -782,18 +817,23 @@ def _denoise_one(
 
     bar = _ProgressBar(1, f"denoise {Path(path).name}")
     last = None
+
+    def show(record: FileProgress) -> None:
+        nonlocal last
+        last = record
+        if record.total > 1:
+            bar.total = record.total
+            bar.update(record.done, "frames")
+        elif record.report is not None:
+            bar.total = record.report.tiles_total
+            bar.update(record.report.tiles_done, "tiles")
+
     try:
         with _about(path):
-            for record in iter_denoise_file(
+            job = iter_denoise_file(
                 path, target, spec, device=args.device, resume=args.resume, **settings
-            ):
-                last = record
-                if record.total > 1:
-                    bar.total = record.total
-                    bar.update(record.done, "frames")
-                elif record.report is not None:
-                    bar.total = record.report.tiles_total
-                    bar.update(record.report.tiles_done, "tiles")
+            )
+            run_job(job, show)
     except (KeyboardInterrupt, Interrupted):
         bar.close()
         if target.suffix.lower() == ".zarr" and last is not None:
@@ -864,9 +904,13 @@ def _denoise_other_runtime(
             with _about(path):
                 image = read_image(path)
                 bar = _ProgressBar(1, f"denoise {Path(path).name}")
-                result = None
+
+                def show(record: DenoiseProgress, bar: _ProgressBar = bar) -> None:
+                    bar.total = record.tiles_total
+                    bar.update(record.tiles_done, "tiles")
+
                 try:
-                    for record in iter_denoise(
+                    job = iter_denoise(
                         image,
                         model,
                         tile=tile,
@@ -875,10 +919,8 @@ def _denoise_other_runtime(
                         strength=args.strength,
                         backend="onnx" if args.backend == "auto" else args.backend,
                         keep_lattice=not args.no_keep_lattice,
-                    ):
-                        bar.total = record.tiles_total
-                        bar.update(record.tiles_done, "tiles")
-                        result = record.output
+                    )
+                    result = run_job(job, show)
                 finally:
                     bar.close()
                 assert result is not None
@@ -924,9 +966,16 @@ def _denoise_on_cluster(
             path, target = pairs[0]
             bar = _ProgressBar(1, f"denoise {Path(path).name}")
             last = None
+
+            def show(record: FileProgress) -> None:
+                nonlocal last
+                last = record
+                bar.total = record.total
+                bar.update(record.done, "frames")
+
             try:
                 with _about(path):
-                    for record in iter_denoise_file_on_cluster(
+                    job = iter_denoise_file_on_cluster(
                         path,
                         target,
                         spec,
@@ -934,10 +983,8 @@ def _denoise_on_cluster(
                         device=args.device,
                         resume=args.resume,
                         **settings,
-                    ):
-                        last = record
-                        bar.total = record.total
-                        bar.update(record.done, "frames")
+                    )
+                    run_job(job, show)
             except (KeyboardInterrupt, Interrupted):
                 bar.close()
                 if last is not None:
@@ -1000,21 +1047,21 @@ def _cmd_align(args: argparse.Namespace) -> int:
     check_outputs([o for o in outputs if o is not None], [args.input], overwrite=args.overwrite)
     check_memory(_ALIGN_BYTES_PER_PX * _pixels(shape), f"{args.input}: registering its frames")
 
-    from napari_pinned.frames import RegistrationResult, check_frames, register_frames
+    from napari_pinned.frames import check_frames, register_frames
 
     stack = check_frames(read_image(args.input), name=str(args.input))
     bar = _ProgressBar(1, f"align {Path(args.input).name}")
-    result = None
+
+    def show(record: RegistrationProgress) -> None:
+        bar.total = record.total
+        bar.update(record.done)
+
     try:
         with _about(args.input):
-            for record in register_frames(
+            job = register_frames(
                 stack, reference=args.reference, upsample=args.upsample, max_shift=args.max_shift
-            ):
-                if isinstance(record, RegistrationResult):
-                    result = record
-                else:
-                    bar.total = record.total
-                    bar.update(record.done)
+            )
+            result = run_job(job, show)
     finally:
         bar.close()
     pixel_size = read_pixel_size(args.input)
@@ -1116,11 +1163,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run = train(config, clean, seed=0, device=args.device)
     bar = _ProgressBar(config.steps, "   train")
     try:
-        for p in run:
-            bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
+        bundle = run_job(
+            run, lambda p: bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
+        )
     finally:
         bar.close()
-    bundle = run.result()
     print(f"3. denoising {args.material} (never seen in training) at CDN levels 1–5")
     reference = simulate(args.material, shape=size, pixel_size=px, seed=99)
     truth = reference.image
@@ -1390,6 +1437,10 @@ def _add_metrics_parser(sub) -> None:
 
 
 def _add_train_parser(sub) -> None:
+    # The core's defaults, from its torch-free settings module (not repeated here).
+    from napari_pinned.settings import TrainConfig
+
+    defaults = TrainConfig()
     p = _subparser(
         sub,
         "train",
@@ -1430,29 +1481,35 @@ def _add_train_parser(sub) -> None:
         type=_positive_int,
         help=f"number of down-samplings (default: {TRAIN_DEPTH} for unet, the preset's otherwise)",
     )
-    p.add_argument("--steps", type=_positive_int, default=2000, help="optimiser steps")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="patches per step")
-    p.add_argument("--patch-size", type=_positive_int, default=64, help="patch edge, px")
-    p.add_argument("--lr", type=_positive, default=5e-4, help="peak learning rate")
+    p.add_argument("--steps", type=_positive_int, default=defaults.steps, help="optimiser steps")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="patches per step"
+    )
+    p.add_argument(
+        "--patch-size", type=_positive_int, default=defaults.patch_size, help="patch edge, px"
+    )
+    p.add_argument(
+        "--lr", type=_positive, default=defaults.learning_rate, help="peak learning rate"
+    )
     p.add_argument(
         "--levels",
         nargs=2,
         type=_level,
-        default=(1.0, 5.0),
+        default=defaults.noise_levels,
         metavar=("LOW", "HIGH"),
         help="CDN level range for synthetic noise",
     )
     p.add_argument(
         "--noise",
         choices=["cdn", "dose", "mix"],
-        default="cdn",
+        default=defaults.noise_model,
         help="synthetic noise: the paper's CDN, the dose model, or a mix",
     )
     p.add_argument(
         "--dose-counts",
         nargs=2,
         type=_positive,
-        default=(5.0, 500.0),
+        default=defaults.dose_counts,
         metavar=("LOW", "HIGH"),
         help="dose model: detected e⁻ per pixel at full intensity",
     )
@@ -1766,19 +1823,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         f"({args.steps} steps, device {run.device})",
         file=sys.stderr,
     )
-    bar = _ProgressBar(args.steps, "adapt")
-    with _stop_on_signals(run.stop) as received:
-        try:
-            for p in run:
-                val = f" best {p.best_val_psnr:.2f} dB" if p.best_val_psnr is not None else ""
-                bar.update(p.step, f"loss {p.loss.total:.4f}{val} ETA {_duration(p.eta)}")
-        finally:
-            bar.close()
-        if run.step == 0:
-            if received:
-                raise Interrupted(received[0])
-            raise ValueError("adaptation stopped before the first step; nothing saved")
-        bundle = run.result()
+    with _training_to_end(run, args.steps, "adapt", "best", "adaptation") as (bundle, received):
         bundle.metadata["name"] = f"adapted to {', '.join(p.name for p in args.inputs)}"
         save_model(bundle, out)
     best = bundle.metadata["best_step"]

@@ -43,6 +43,7 @@ __all__ = [
     "get_material",
     "list_materials",
     "load_material",
+    "parse_zone",
     "project",
     "read_cif",
     "read_cif_text",
@@ -623,6 +624,36 @@ def zone_to_three_index(zone: Sequence[int]) -> tuple[int, int, int]:
         raise ValueError("zone axis [000] is not a direction")
     u, v, w = (i // divisor for i in ints)
     return (u, v, w)
+
+
+_ZONE_DIGIT = re.compile(r"-?\d")
+
+
+def parse_zone(text: str) -> tuple[int, ...]:
+    """Read a zone axis typed by the user.
+
+    Accepts indices separated by spaces or commas (``"1 1 -2 0"``, ``"1,1,0"``) and the
+    compact bracket notation microscopists write (``"[11-20]"``, one digit per index).
+
+    Raises
+    ------
+    ValueError
+        If the text holds anything but integers, or not 3 or 4 of them.
+    """
+    stripped = text.strip().strip("[]<>()").strip()
+    if not stripped:
+        raise ValueError("zone axis is empty; type 3 or 4 integers, e.g. 0 0 1")
+    digits = _ZONE_DIGIT.findall(stripped)
+    if re.fullmatch(r"(-?\d)+", stripped) and len(digits) in (3, 4):
+        tokens = digits
+    else:
+        tokens = [t for t in re.split(r"[\s,;]+", stripped) if t]
+    if not all(re.fullmatch(r"[+-]?\d+", t) for t in tokens):
+        raise ValueError(f"zone axis {text!r} must be integers, e.g. '1 1 0' or '1 1 -2 0'")
+    zone = tuple(int(t) for t in tokens)
+    if len(zone) not in (3, 4):
+        raise ValueError(f"zone axis {text!r} needs 3 or 4 indices, got {len(zone)}")
+    return zone
 
 
 def zone_label(zone: Sequence[int]) -> str:

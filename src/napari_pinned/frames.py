@@ -51,7 +51,7 @@ content onto frame 0, and ``shifts[0] == (0, 0)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,7 @@ from scipy import ndimage
 from scipy.signal import windows
 
 from napari_pinned.intensity import check_image
+from napari_pinned.jobs import Job, run_job
 
 __all__ = [
     "REFERENCES",
@@ -332,18 +333,8 @@ def estimate_drift(
     ValueError
         For a 2D image, fewer than 2 frames, RGB, NaN/inf, or invalid options.
     """
-    gen = _drift_steps(
-        _checked(frames, reference, upsample, max_shift, smooth),
-        reference,
-        upsample,
-        max_shift,
-        smooth,
-    )
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+    stack = _checked(frames, reference, upsample, max_shift, smooth)
+    return run_job(_drift_steps(stack, reference, upsample, max_shift, smooth))
 
 
 def _checked(
@@ -490,12 +481,13 @@ def register_frames(
     max_shift: float | None = None,
     smooth: float = 1.5,
     order: int = 1,
-) -> Iterator[RegistrationProgress | RegistrationResult]:
-    """Register a frame series step by step: progress records, then the result.
+) -> Job[RegistrationProgress, RegistrationResult]:
+    """Register a frame series step by step, as a job (:mod:`napari_pinned.jobs`).
 
     Yields a :class:`RegistrationProgress` after every frame correlation and every
-    frame shift, and a :class:`RegistrationResult` last.  Stop iterating at any time to
-    cancel.  Options are those of :func:`estimate_drift` and :func:`align_frames`.
+    frame shift and returns the :class:`RegistrationResult`
+    (``run_job(register_frames(stack))`` is the one-call form).  Stop iterating at any
+    time to cancel.  Options are those of :func:`estimate_drift` and :func:`align_frames`.
 
     Raises
     ------
@@ -523,4 +515,4 @@ def register_frames(
         done += 1
         yield RegistrationProgress("aligning", i + 1, n, done, total)
     mean = aligned[:, crop[0], crop[1]].mean(axis=0, dtype=np.float64).astype(np.float32)
-    yield RegistrationResult(shifts, aligned, mean, crop, reference)
+    return RegistrationResult(shifts, aligned, mean, crop, reference)

@@ -42,7 +42,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ from napari_pinned.conditioning import (
     repair_outliers,
 )
 from napari_pinned.intensity import check_image
+from napari_pinned.jobs import Job, run_job
 from napari_pinned.lattice_guard import keep_lattice
 from napari_pinned.noise_level import NoiseEstimate
 
@@ -115,13 +116,15 @@ BATCH_PIXELS = 1 << 22
 
 @dataclass(frozen=True)
 class DenoiseProgress:
-    """Progress of a denoising job; the last record carries the output.
+    """Progress of a denoising job (:func:`iter_denoise`).
 
-    ``tiles_*`` count network windows over the frames being processed; ``frames_done``
-    counts frames finished (and written to ``out``) so far, ``frame`` is the one in
-    progress.  ``noise`` holds each frame's estimated noise (noise-conditioned
-    models; None for skipped frames) and ``repaired`` the number of outlier pixels
-    repaired, both on the last record.
+    ``tiles_*`` count network windows over the frames being processed (``done`` and
+    ``total`` of the job protocol, :mod:`napari_pinned.jobs`); ``frames_done`` counts
+    frames finished (and written to ``out``) so far, ``frame`` is the one in progress.
+    ``noise`` holds each frame's estimated noise (noise-conditioned models; None for
+    skipped frames) and ``repaired`` the number of outlier pixels repaired, both on the
+    last record.  The last record also carries the ``output`` that the job returns
+    (kept for callers that read it there).
     """
 
     tiles_done: int
@@ -132,6 +135,16 @@ class DenoiseProgress:
     noise: tuple[NoiseEstimate | None, ...] = ()
     repaired: int = 0
     frames_done: int = 0
+
+    @property
+    def done(self) -> int:
+        """Tiles processed (the job protocol's ``done``)."""
+        return self.tiles_done
+
+    @property
+    def total(self) -> int:
+        """Tiles in the job (the job protocol's ``total``)."""
+        return self.tiles_total
 
     @property
     def fraction(self) -> float:
@@ -421,7 +434,7 @@ class Denoiser:
             (length[0], length[1]),
             ((t0 + py, t1 + py), (u0 + px, u1 + px)),
         )
-        units = _drain(run)
+        units = run_job(run)
         return finish(units, prepared, dtype)
 
     def block_margin(self) -> int:
@@ -436,15 +449,6 @@ def guard_frame(source: np.ndarray, result: np.ndarray, dtype: np.dtype) -> np.n
     if np.issubdtype(dtype, np.unsignedinteger):
         np.maximum(kept, 0.0, out=kept)
     return kept
-
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    """Run a generator to its end and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def is_dask_array(image: Any) -> bool:
@@ -496,9 +500,10 @@ def iter_denoise(
     skip: Collection[int] = (),
     backend: str = "auto",
     keep_lattice: bool = True,
-) -> Iterator[DenoiseProgress]:
-    """Denoise frame by frame, window by window, yielding progress; the final record
-    holds the output.
+) -> Job[DenoiseProgress, Any]:
+    """Denoise frame by frame, window by window, as a job (:mod:`napari_pinned.jobs`):
+    yields :class:`DenoiseProgress`, returns the output (``out``, or a new float32
+    array); the last record carries the output too.
 
     Stop iterating at any time to cancel.  Parameters are those of :func:`denoise`,
     plus ``skip``: indices of frames not to process (already in ``out``, for resuming).
@@ -508,9 +513,12 @@ def iter_denoise(
     shape, _, in_memory = _check_array(image)
     foreign = _foreign_package(model, device)
     if foreign is not None:
-        # A BMZ package from another tool: bioimageio.core's pipeline and tiling.
-        yield from foreign.iter_denoise(image)
-        return
+        # A BMZ package from another tool: bioimageio.core's pipeline and tiling, whose
+        # last record carries the output.
+        last = None
+        for last in foreign.iter_denoise(image):
+            yield last
+        return None if last is None else last.output
     denoiser = _make_denoiser(
         model,
         tile,
@@ -579,6 +587,7 @@ def iter_denoise(
         repaired=repaired,
         frames_done=len(todo),
     )
+    return out
 
 
 def denoise(
@@ -662,8 +671,7 @@ def denoise(
             noise=noise,
             keep_lattice=keep_lattice,
         )
-    result = None
-    for report in iter_denoise(
+    job = iter_denoise(
         image,
         model,
         tile=tile,
@@ -675,12 +683,8 @@ def denoise(
         out=out,
         backend=backend,
         keep_lattice=keep_lattice,
-    ):
-        if progress is not None:
-            progress(report)
-        result = report.output
-    assert result is not None
-    return result
+    )
+    return run_job(job, progress)
 
 
 # -- models for other processes --------------------------------------------------------

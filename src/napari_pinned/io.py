@@ -29,6 +29,7 @@ import tifffile
 
 from napari_pinned.atomic import atomic_write
 from napari_pinned.memory import check_memory
+from napari_pinned.units import angstrom_per
 from napari_pinned.zarr_io import is_zarr_path, open_zarr
 
 #: Microscope file suffixes → the RosettaSciIO plugin that reads them.
@@ -38,21 +39,6 @@ MICROSCOPE_FORMATS = {
     ".emd": "emd",
     ".ser": "tia",
     ".mrc": "mrc",
-}
-#: Length units that RosettaSciIO files carry → Å.
-_LENGTH_IN_ANGSTROM = {
-    "m": 1e10,
-    "meter": 1e10,
-    "meters": 1e10,
-    "mm": 1e7,
-    "µm": 1e4,
-    "um": 1e4,
-    "μm": 1e4,
-    "nm": 10.0,
-    "Å": 1.0,
-    "A": 1.0,
-    "angstrom": 1.0,
-    "pm": 0.01,
 }
 _INSTALL_HINT = "pip install 'napari-pinned[io]'"
 
@@ -562,8 +548,7 @@ def _rsciio_reader(suffix: str) -> Any:
 
 def _axis_calibration(axis: dict[str, Any]) -> tuple[float, str]:
     """(scale, unit) of one axis, lengths converted to Å; uncalibrated axes are (1, pixel)."""
-    unit = str(axis.get("units") or "").strip()
-    factor = _LENGTH_IN_ANGSTROM.get(unit)
+    factor = angstrom_per(str(axis.get("units") or ""))
     scale = float(axis.get("scale") or 1.0)
     if factor is None or not math.isfinite(scale) or scale <= 0:
         return 1.0, "pixel"

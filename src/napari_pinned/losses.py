@@ -21,86 +21,18 @@ With all λ = 0 the total is exactly the MSE (the paper's ablation baseline).
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+# The weights live in the torch-free settings module; they are also importable here.
+from napari_pinned.settings import LossWeights as LossWeights
 
 #: Added to the variance before the square root: the gradient of sqrt is infinite at a
 #: constant prediction (a dead network) and would turn into NaN; the value moves by
 #: at most 1e-6 (sqrt of this), far below any contrast that matters.
 _VARIANCE_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """The λ of the paper's total loss.
-
-    The paper gives no values.  These defaults are the "paper" configuration of our
-    benchmarks; ``benchmarks/quality.py`` measured them against all λ = 0 (plain MSE)
-    for the paper's network trained the paper's way, and plain MSE scored better in
-    PSNR, SSIM and FSC at every CDN level (docs/benchmarks.md), so the shipped default
-    model is trained with λ = 0.  Their magnitudes come from the size of each term
-    next to the MSE, measured in model units (paper intensities / 255) on 64- and
-    128-pixel patches of simulated SrTiO3, GaN and graphene with CDN level 3 (fresh
-    networks: width 32, depth 3, applied to the noisy patches):
-
-    =============================  ===========  ===========  =====  ==========  ==========
-    prediction                     MSE          TV           SF     B           C
-    =============================  ===========  ===========  =====  ==========  ==========
-    noisy input (≈ residual init)  0.19–0.22    0.38         0.30   0.19–0.31   0.11–0.22
-    fresh "unet" network           0.16–0.21    0.43–0.45    0.31   0.007–0.13  0.16–0.27
-    fresh "paper" network          0.16–0.40    0.34–0.44    0.11   0.21–0.43   0.08–0.26
-    clean + 0.03 error (≈ 30 dB)   9e-4         0.04–0.065   0.02   3e-4        2e-3–4e-3
-    =============================  ===========  ===========  =====  ==========  ==========
-
-    Every physics term is an L1 distance, so its gradient norm relative to the MSE's
-    grows as 1/RMSE while training converges: λ/(2·RMSE) for SF, B and C, ≈ 0.65·λ/RMSE
-    for TV.  At 30 dB (RMSE 0.03): λ_TV = 0.01 → ≈ 0.2× the MSE's gradient, a mild
-    smoothing prior (TV of a clean lattice stays ≈ 0.05 because it penalises the sharp
-    columns themselves, so λ_TV must stay small); λ_SF = 0.05 → ≈ 0.8×, on a par with
-    the MSE; λ_B = λ_C = 0.1 → ≈ 1.7×, but these act only on each image's mean and
-    spread.  At initialisation the weighted terms add up to 0.15–0.4× the MSE for both
-    presets, so the MSE leads early training.
-    """
-
-    tv: float = 0.01
-    sf: float = 0.05
-    brightness: float = 0.1
-    contrast: float = 0.1
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value < 0:
-                raise ValueError(
-                    f"loss weight {f.name} must be a finite number >= 0, got {value!r}"
-                )
-
-    @classmethod
-    def none(cls) -> LossWeights:
-        """All λ = 0: plain MSE, the ablation without physics terms."""
-        return cls(tv=0.0, sf=0.0, brightness=0.0, contrast=0.0)
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain dict ``{"tv": ..., "sf": ..., "brightness": ..., "contrast": ...}``."""
-        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LossWeights:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
-        take their defaults."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"loss weights must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
 
 
 @dataclass(frozen=True)

@@ -24,178 +24,19 @@ scaling σ sets the denoising strength.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_pinned.conditioning import NORMALIZATIONS
+# The configuration lives in the torch-free settings module; it is also importable here.
+from napari_pinned.settings import MAX_WIDTH_FACTOR as MAX_WIDTH_FACTOR
+from napari_pinned.settings import ModelConfig
 
-#: Channel count stops doubling at this multiple of the base width (memory grows as width²).
-MAX_WIDTH_FACTOR = 8
-
-Architecture = Literal["paper", "unet"]
-Normalization = Literal["range", "percentile", "robust"]
-Conditioning = Literal["none", "noise-map"]
-_ARCHITECTURES = get_args(Architecture)
-_CONDITIONINGS = get_args(Conditioning)
-assert get_args(Normalization) == NORMALIZATIONS
 #: Smallest σ inside ``log σ`` (model units), so that σ = 0 stays finite.
 _LOG_FLOOR = 1e-3
-
-
-# -- configuration ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and intensity normalisation of a PINNED network.
-
-    Parameters
-    ----------
-    architecture : {"paper", "unet"}
-        Descriptive name only; ``skip_connections`` and ``residual`` are authoritative.
-    depth : int
-        Number of 2× downsamplings (the latent block works at 1/2**depth resolution).
-    width : int
-        Channels of the first block; doubled per level up to ``MAX_WIDTH_FACTOR × width``.
-    negative_slope : float
-        Slope of the Leaky ReLU for negative inputs.
-    skip_connections : bool
-        Concatenate encoder features into the decoder block of the same level (U-Net).
-    residual : bool
-        Predict a correction added to the input instead of the image itself.
-    normalization : {"range", "percentile", "robust"}
-        How images are mapped to model units, see
-        :func:`napari_pinned.conditioning.normalization_range`.
-    conditioning : {"none", "noise-map"}
-        ``"noise-map"``: the input has a second channel, the per-pixel noise standard
-        deviation, and the output is ``x + σ · f`` (``residual`` is then implied).
-    """
-
-    architecture: Architecture = "unet"
-    depth: int = 3
-    width: int = 8
-    negative_slope: float = 0.01
-    skip_connections: bool = True
-    residual: bool = True
-    normalization: Normalization = "range"
-    conditioning: Conditioning = "none"
-
-    def __post_init__(self) -> None:
-        if self.architecture not in _ARCHITECTURES:
-            raise ValueError(
-                f"unknown architecture {self.architecture!r}; use one of {list(_ARCHITECTURES)}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"unknown normalization {self.normalization!r}; use one of {list(NORMALIZATIONS)}"
-            )
-        if self.conditioning not in _CONDITIONINGS:
-            raise ValueError(
-                f"unknown conditioning {self.conditioning!r}; use one of {list(_CONDITIONINGS)}"
-            )
-        for name, low, high in (("depth", 1, 8), ("width", 1, 1024)):
-            value = getattr(self, name)
-            if not _is_int(value) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-        slope = self.negative_slope
-        if not _is_number(slope) or not 0.0 <= slope < 1.0:
-            raise ValueError(f"negative_slope must be a number in [0, 1), got {slope!r}")
-        for name in ("skip_connections", "residual"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A named configuration, optionally with some settings changed.
-
-        ``"paper"`` is the network as published (no skips, no residual); ``"unet"``
-        adds skip connections and a residual output; ``"tiny"`` is a 4-channel,
-        depth-2 U-Net for tests and demos.
-        """
-        if name not in _PRESETS:
-            raise ValueError(f"unknown model preset {name!r}; use one of {sorted(_PRESETS)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**{**_PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-able dict of all settings."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
-        take their defaults."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"model config must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
-
-    @property
-    def conditioned(self) -> bool:
-        """Whether the network takes a noise map as a second input channel."""
-        return self.conditioning == "noise-map"
-
-    @property
-    def input_channels(self) -> int:
-        """Channels of the tensor given to the network: the image, and the noise map."""
-        return 2 if self.conditioned else 1
-
-    @property
-    def alignment(self) -> int:
-        """``2**depth``: the network is shift-equivariant only for shifts by multiples
-        of this, so tiles should start at multiples of it."""
-        return 2**self.depth
-
-    def channels(self) -> list[int]:
-        """Channels per level: encoder levels ``0 … depth-1``, then the latent block."""
-        cap = MAX_WIDTH_FACTOR * self.width
-        return [min(self.width * 2**level, cap) for level in range(self.depth + 1)]
-
-
-_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "architecture": "paper",
-        "depth": 3,
-        "width": 32,
-        "skip_connections": False,
-        "residual": False,
-    },
-    "unet": {
-        "architecture": "unet",
-        "depth": 3,
-        "width": 8,
-        "skip_connections": True,
-        "residual": True,
-    },
-    "tiny": {
-        "architecture": "unet",
-        "depth": 2,
-        "width": 4,
-        "skip_connections": True,
-        "residual": True,
-    },
-}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # -- network ---------------------------------------------------------------------------

@@ -14,8 +14,9 @@ batch, one task each.  The model goes to every worker once (a
 read the inputs and write the outputs themselves: on a cluster both must be on a file
 system every worker sees (docs/scale.md).
 
-Every function here is a generator of :class:`FileProgress` records, like the rest of
-the core; the last record of a file carries its summary.
+Every function here is a job (:mod:`napari_pinned.jobs`), like the rest of the core: it
+yields :class:`FileProgress` records and returns the written output's path; the last
+record of a file carries its summary and the path too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 
 from napari_pinned import __version__
 from napari_pinned.io import TiffStackWriter, is_microscope_file, open_frames, read_pixel_size
+from napari_pinned.jobs import Job
 from napari_pinned.zarr_io import ZarrOutput, is_zarr_path, open_zarr
 
 if TYPE_CHECKING:
@@ -84,6 +86,11 @@ class FileProgress:
     def finished(self) -> bool:
         """True on the last record of a file (its output is in place)."""
         return self.target is not None
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the frames done, in [0, 1]."""
+        return self.done / max(self.total, 1)
 
 
 def check_scheduler_address(address: str) -> str:
@@ -169,7 +176,7 @@ def iter_denoise_file(
     strength: float = 1.0,
     resume: bool = False,
     keep_lattice: bool = True,
-) -> Iterator[FileProgress]:
+) -> Job[FileProgress, Path]:
     """Denoise one file into another, frame by frame (see the module docstring).
 
     Parameters
@@ -190,6 +197,11 @@ def iter_denoise_file(
     ------
     FileProgress
         After every batch of windows; the last one has ``target`` set.
+
+    Returns
+    -------
+    Path
+        The written output.
     """
     from napari_pinned.inference import ModelSpec, iter_denoise
 
@@ -201,10 +213,11 @@ def iter_denoise_file(
     output, _ = _open_output(src, dst, shape, dtype, spec, strength, resume)
     count = shape[0] if len(shape) == 3 else 1
     if isinstance(output, ZarrOutput):
-        yield from _iter_into_zarr(
-            src, frames, output, spec, tile, overlap, device, strength, keep_lattice
+        return (
+            yield from _iter_into_zarr(
+                src, frames, output, spec, tile, overlap, device, strength, keep_lattice
+            )
         )
-        return
     last = None
     with output as writer:
         for report in iter_denoise(
@@ -220,6 +233,7 @@ def iter_denoise_file(
             last = report
             yield FileProgress(src, report.frames_done, count, report)
     yield FileProgress(src, count, count, last, dst)
+    return dst
 
 
 def _iter_into_zarr(
@@ -232,7 +246,7 @@ def _iter_into_zarr(
     device: str,
     strength: float,
     keep_lattice: bool = True,
-) -> Iterator[FileProgress]:
+) -> Job[FileProgress, Path]:
     """Denoise the frames an output still lacks into it, recording each finished one."""
     from napari_pinned.inference import iter_denoise
 
@@ -259,7 +273,9 @@ def _iter_into_zarr(
             marked |= newly
         yield FileProgress(source, resumed + report.frames_done, count, report, resumed=resumed)
     output.mark_done(range(count))
-    yield FileProgress(source, count, count, last, output.finish(), resumed)
+    target = output.finish()
+    yield FileProgress(source, count, count, last, target, resumed)
+    return target
 
 
 def iter_denoise_to_zarr(
@@ -275,9 +291,9 @@ def iter_denoise_to_zarr(
     strength: float = 1.0,
     resume: bool = True,
     keep_lattice: bool = True,
-) -> Iterator[FileProgress]:
+) -> Job[FileProgress, Path]:
     """Denoise an array (numpy, zarr, dask: e.g. a napari layer's data) into a zarr
-    store, frame by frame, under a temporary name until complete.
+    store, frame by frame, under a temporary name until complete; returns the store.
 
     ``name`` identifies the input in the output's attributes and in the record a
     resumed run must match; with ``resume`` an interrupted run into the same
@@ -298,8 +314,10 @@ def iter_denoise_to_zarr(
     }
     attrs = _attrs(source, pixel_size, spec, strength)
     output = ZarrOutput(target, shape, run=run, attrs=attrs, resume=resume)
-    yield from _iter_into_zarr(
-        source, image, output, spec, tile, overlap, device, strength, keep_lattice
+    return (
+        yield from _iter_into_zarr(
+            source, image, output, spec, tile, overlap, device, strength, keep_lattice
+        )
     )
 
 
@@ -403,7 +421,7 @@ def iter_denoise_file_on_cluster(
     strength: float = 1.0,
     resume: bool = False,
     keep_lattice: bool = True,
-) -> Iterator[FileProgress]:
+) -> Job[FileProgress, Path]:
     """Denoise one stack or large image on a dask cluster into a zarr output.
 
     Every frame not yet written is one ``dask.array.store`` of the lazily denoised
@@ -461,7 +479,9 @@ def iter_denoise_file_on_cluster(
     except BaseException:
         client.cancel(futures)
         raise
-    yield FileProgress(src, count, count, target=output.finish(), resumed=resumed)
+    written = output.finish()
+    yield FileProgress(src, count, count, target=written, resumed=resumed)
+    return written
 
 
 def _denoise_file_task(

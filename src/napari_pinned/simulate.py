@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
@@ -69,6 +70,7 @@ __all__ = [
     "Probe",
     "SimulationResult",
     "SpecimenRanges",
+    "column_points",
     "electron_wavelength",
     "matched_specimens",
     "probe_fwhm",
@@ -566,6 +568,38 @@ class SimulationResult:
     def label(self) -> str:
         """A short description such as ``"SrTiO3 [001]"``."""
         return f"{self.material} {zone_label(self.zone)}"
+
+
+#: Diameter, in Å, of the ground-truth column markers (about a column's width at the
+#: usual 0.05–0.2 Å/px: visible without hiding the column).
+COLUMN_MARKER_SIZE = 0.5
+
+
+def column_points(result: SimulationResult, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ground-truth columns of ``result`` as napari Points data and layer settings.
+
+    One marker style for every place that shows them (the generator dock, the sample
+    data): open yellow circles of :data:`COLUMN_MARKER_SIZE` Å on the image's Å grid,
+    with each column's ``weight`` as a feature (what column metrics read).
+
+    Returns
+    -------
+    positions : ndarray, shape (n, 2)
+        Column positions (row, col) in pixels.
+    kwargs : dict
+        ``name``, ``scale``, ``units``, ``size``, colours and ``features``.
+    """
+    positions = np.asarray(result.columns.positions, dtype=float).reshape(-1, 2)
+    return positions, {
+        "name": name,
+        "scale": (result.pixel_size, result.pixel_size),
+        "units": ("Å", "Å"),
+        "features": {"weight": np.asarray(result.columns.weights, dtype=float)},
+        "size": COLUMN_MARKER_SIZE / result.pixel_size,
+        "face_color": "transparent",
+        "border_color": "yellow",
+        "border_width": 0.1,
+    }
 
 
 def simulate(

@@ -1,9 +1,12 @@
 """Training PINNED on clean images, optionally paired with noisy ones.
 
-:func:`train` returns a :class:`TrainingRun`: an iterator that performs one optimiser
-step per ``next()`` and yields a small :class:`TrainProgress` record.  A caller (CLI
-progress bar, napari worker, benchmark) can stop iterating at any time; the best model
-seen so far by validation PSNR stays available from :meth:`TrainingRun.result`.
+:func:`train` returns a :class:`TrainingRun`, which holds the state of a run (weights,
+optimiser, best model, checkpoints) and is iterated as a job (:mod:`napari_pinned.jobs`):
+every step yields a small :class:`TrainProgress` record and the iteration returns the
+best model, so ``run_job(run)`` (or :meth:`TrainingRun.run_to_end`) trains to the end.  A
+caller (CLI progress bar, napari worker, benchmark) can stop iterating at any time, or
+call :meth:`TrainingRun.stop`; the best model seen so far by validation PSNR stays
+available from :meth:`TrainingRun.result`.
 
 Three data modes, as in the paper and beyond it:
 
@@ -35,7 +38,7 @@ import os
 import pathlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,127 +46,19 @@ import torch
 from napari_pinned import __version__
 from napari_pinned.devices import resolve_device
 from napari_pinned.intensity import PAPER_RANGE
-from napari_pinned.losses import LossTerms, LossWeights, pinned_loss
+from napari_pinned.jobs import Job, run_job
+from napari_pinned.losses import LossTerms, pinned_loss
 from napari_pinned.metrics import psnr, ssim
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle, build_model
 from napari_pinned.model_files import atomic_torch_save, check_model_size, load_model
-from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
+
+# The settings live in the torch-free settings module; they are also importable here.
+from napari_pinned.settings import TrainConfig as TrainConfig
+from napari_pinned.settings import auto_validate_every as auto_validate_every
 from napari_pinned.training_data import BatchSampler, prepare_pairs, uses_frames, validation_set
 
 _PAPER_MAX = PAPER_RANGE[1]
 _CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run besides the data, seed and device.
-
-    Parameters
-    ----------
-    model : ModelConfig
-        Architecture of a new model.  Ignored when ``init_model`` is given, whose own
-        architecture is kept (fine-tuning).
-    loss_weights : LossWeights
-        λ_TV, λ_SF, λ_B and λ_C of the paper's total loss.
-    steps : int
-        Optimiser steps.
-    batch_size, patch_size : int
-        Patches per step and their edge length in pixels.
-    learning_rate : float
-        Peak Adam learning rate; the schedule warms up linearly, then decays by a cosine
-        to ``min_lr_fraction`` of it (our earlier runs diverged at 2e-3 without warm-up).
-    grad_clip : float
-        Maximum gradient norm (0 disables clipping).
-    noise_levels : tuple of float
-        CDN level range drawn uniformly per patch in synthetic-noise mode.
-    noise_model : str
-        Synthetic noise: "cdn" (the paper's), "dose" (shot and read noise with a little
-        scan jitter), "mix" (each patch picks one of the two at random) or "stem"
-        (realistic recordings at any dose, see ``stem_noise``; the clean images are then
-        expected signals in their own, non-negative units).
-    stem_noise : StemNoiseRanges
-        Where "stem" recordings draw dose, detector and scan defects from.
-    dose_counts : tuple of float
-        Dose-model range of detected electrons per pixel at full intensity, drawn
-        log-uniformly per patch (≈ dose · pixel area · collection efficiency).
-    self_supervised : str, optional
-        "blind-spot" to learn from noisy images alone (the images given to
-        :func:`train` are then the noisy data); None for supervised training.
-    mask_fraction : float
-        Blind-spot: fraction of each patch's pixels hidden per step.
-    reference_sigma : float
-        Blind-spot: Gaussian low-pass (pixels) of the input that the spectral,
-        brightness and contrast terms compare with.
-    validation_fraction : float
-        Fraction of each image's height held out (bottom strip) for validation.
-    validation_patches : int
-        Fixed validation crops (spread over the noise-level range in synthetic mode).
-    validate_every : int
-        Steps between validations (the last step always validates).
-    init_model : str, path or ModelBundle, optional
-        Start from this model ("default", a file or a bundle) instead of random weights.
-    validate_start : bool
-        Validate the starting model before the first step, so that it competes for
-        "best model" (fine-tuning then never returns a worse model than it began with).
-    num_threads : int, optional
-        Torch CPU threads for this run; None keeps torch's setting.
-    """
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-    steps: int = 2000
-    batch_size: int = 8
-    patch_size: int = 64
-    learning_rate: float = 5e-4
-    warmup_steps: int = 100
-    min_lr_fraction: float = 0.05
-    grad_clip: float = 1.0
-    noise_levels: tuple[float, float] = (1.0, 5.0)
-    noise_model: str = "cdn"
-    dose_counts: tuple[float, float] = (5.0, 500.0)
-    stem_noise: StemNoiseRanges = field(default_factory=StemNoiseRanges)
-    self_supervised: str | None = None
-    mask_fraction: float = 0.015
-    reference_sigma: float = 1.5
-    validation_fraction: float = 0.15
-    validation_patches: int = 16
-    validate_every: int = 100
-    init_model: str | ModelBundle | None = None
-    validate_start: bool = False
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.steps >= 1, "steps must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.patch_size >= 8, "patch_size must be at least 8 pixels"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
-            (self.grad_clip >= 0, "grad_clip must be non-negative"),
-            (0.0 < self.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
-            (self.validation_patches >= 1, "validation_patches must be at least 1"),
-            (self.validate_every >= 1, "validate_every must be at least 1"),
-        ]
-        lo, hi = self.noise_levels
-        checks.append((0.0 <= lo <= hi <= 5.0, "noise_levels must satisfy 0 <= low <= high <= 5"))
-        checks.append(
-            (
-                self.noise_model in NOISE_MODELS,
-                f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {self.noise_model!r}",
-            )
-        )
-        d_lo, d_hi = self.dose_counts
-        checks.append((0.0 < d_lo <= d_hi, "dose_counts must satisfy 0 < low <= high"))
-        checks.append(
-            (
-                self.self_supervised in (None, "blind-spot"),
-                f"self_supervised must be None or 'blind-spot', got {self.self_supervised!r}",
-            )
-        )
-        checks.append((0.0 < self.mask_fraction <= 0.25, "mask_fraction must be in (0, 0.25]"))
-        checks.append((self.reference_sigma > 0, "reference_sigma must be positive"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -182,6 +77,16 @@ class TrainProgress:
     stopped: bool = False
 
     @property
+    def done(self) -> int:
+        """Steps taken (the job protocol's ``done``)."""
+        return self.step
+
+    @property
+    def total(self) -> int:
+        """Steps planned (the job protocol's ``total``)."""
+        return self.total_steps
+
+    @property
     def fraction(self) -> float:
         """Fraction of the run completed, in [0, 1]."""
         return self.step / self.total_steps
@@ -198,11 +103,13 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 
 
 class TrainingRun:
-    """An iterator over training steps that also holds the best model so far.
+    """A training run: its state, and the job that takes its steps.
 
-    Use :func:`train` to create one.  Iterate it (``for progress in run``) to train;
-    stop iterating, or call :meth:`stop`, to end early.  :meth:`result` returns the
-    best model by validation PSNR at any point, including after an early stop.
+    Use :func:`train` to create one.  Iterating it (``for progress in run``,
+    :func:`~napari_pinned.jobs.run_job`) is the job of :meth:`job`: one step per
+    record, and the best model as the return value; ``next(run)`` takes one step.  Stop
+    iterating, or call :meth:`stop`, to end early.  :meth:`result` returns the best
+    model by validation PSNR at any point, including after an early stop.
     """
 
     def __init__(
@@ -213,6 +120,7 @@ class TrainingRun:
         *,
         seed: int = 0,
         device: str | torch.device = "auto",
+        init_model: ModelBundle | None = None,
     ):
         self.config = config
         self.seed = seed
@@ -221,9 +129,13 @@ class TrainingRun:
         torch.manual_seed(seed)
         if config.num_threads is not None:
             torch.set_num_threads(max(1, int(config.num_threads)))
+        if init_model is not None and config.init_model is not None:
+            raise ValueError("give the starting model once: in the config or to train()")
+        start_from = init_model if init_model is not None else config.init_model
+        self._init_digest = None if init_model is None else _weights_digest(init_model)
 
-        if config.init_model is not None:
-            start = load_model(config.init_model, device=self.device)
+        if start_from is not None:
+            start = load_model(start_from, device=self.device)
             self.model_config = start.config
             self.model = copy.deepcopy(start.model).to(self.device)
             self._init_source = start.source
@@ -283,7 +195,18 @@ class TrainingRun:
 
     # -- iteration -------------------------------------------------------------------
     def __iter__(self) -> Iterator[TrainProgress]:
-        return self
+        return self.job()
+
+    def job(self) -> Job[TrainProgress, ModelBundle | None]:
+        """The remaining steps as a job: one :class:`TrainProgress` per step, then the
+        best model (:meth:`result`; None when a stop came before the first step)."""
+        while True:
+            try:
+                progress = next(self)
+            except StopIteration:
+                break
+            yield progress
+        return self.result() if self.step > 0 else None
 
     def __next__(self) -> TrainProgress:
         if self.finished or (self._stop_requested and self.step == 0):
@@ -298,7 +221,7 @@ class TrainingRun:
         self._elapsed = self._elapsed_before + time.perf_counter() - self._started
         last = self.step >= self.config.steps or self._stop_requested
         val_psnr = val_ssim = None
-        if last or self.step % self.config.validate_every == 0:
+        if last or self.step % self.config.validation_interval == 0:
             val_psnr, val_ssim = self._validate()
         eta = self._elapsed / self.step * (self.config.steps - self.step)
         progress = TrainProgress(
@@ -383,15 +306,18 @@ class TrainingRun:
         """Identifies config, seed and data, so a checkpoint is not resumed by another run."""
         # The step count is left out so a run can be extended or shortened on resume
         # (the learning-rate schedule then follows the new total from that step on).
+        # The config is plain data, so its repr names it; a starting model given to
+        # train() is named by its weights.
         digest = hashlib.sha256(repr((replace(self.config, steps=1), self.seed)).encode())
+        if self._init_digest is not None:
+            digest.update(self._init_digest.encode())
         for pair in self._pairs:
             digest.update(np.ascontiguousarray(pair.clean).tobytes())
         return digest.hexdigest()
 
     def run_to_end(self) -> ModelBundle:
-        """Iterate every remaining step and return :meth:`result`."""
-        for _ in self:
-            pass
+        """Take every remaining step and return :meth:`result` (``run_job(run)``)."""
+        run_job(self)
         return self.result()
 
     # -- internals -------------------------------------------------------------------
@@ -496,6 +422,7 @@ class TrainingRun:
             "batch_size": self.config.batch_size,
             "patch_size": self.config.patch_size,
             "learning_rate": self.config.learning_rate,
+            "train_config": self.config.to_dict(),
             "train_images": [list(p.clean.shape) for p in self._pairs],
             "init_model": self._init_source,
             "seed": self.seed,
@@ -514,8 +441,9 @@ def train(
     *,
     seed: int = 0,
     device: str | torch.device = "auto",
+    init_model: ModelBundle | None = None,
 ) -> TrainingRun:
-    """Start training PINNED; iterate the returned run to take steps.
+    """Start training PINNED; iterate the returned run (a job) to take steps.
 
     Parameters
     ----------
@@ -531,11 +459,15 @@ def train(
         Seeds patch sampling, noise, weight initialisation and the validation set.
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
+    init_model : ModelBundle, optional
+        A model in memory to fine-tune (its architecture is kept); a shipped model or
+        a model file is ``config.init_model`` instead.
 
     Returns
     -------
     TrainingRun
-        Iterator of :class:`TrainProgress`; ``run.result()`` gives the best model.
+        A job of :class:`TrainProgress` records returning the best model;
+        ``run.result()`` gives the best model so far at any time.
 
     Examples
     --------
@@ -543,5 +475,15 @@ def train(
     >>> for progress in run:                                       # doctest: +SKIP
     ...     print(progress.step, progress.loss.total)
     >>> bundle = run.result()                                      # doctest: +SKIP
+    >>> bundle = run_job(train(TrainConfig(steps=200), [clean_image]))  # doctest: +SKIP
     """
-    return TrainingRun(config, clean, noisy, seed=seed, device=device)
+    return TrainingRun(config, clean, noisy, seed=seed, device=device, init_model=init_model)
+
+
+def _weights_digest(bundle: ModelBundle) -> str:
+    """SHA-256 of a model's configuration and weights (names a model in memory)."""
+    digest = hashlib.sha256(json.dumps(bundle.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(bundle.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

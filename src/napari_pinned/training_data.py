@@ -87,6 +87,50 @@ def _as_frames(images: np.ndarray | Sequence[np.ndarray], name: str) -> list[np.
     return frames
 
 
+def check_pairs(
+    clean_shapes: Sequence[tuple[int, ...]],
+    noisy_shapes: Sequence[tuple[int, ...]],
+    clean_names: Sequence[str] | None = None,
+    noisy_names: Sequence[str] | None = None,
+    *,
+    kinds: tuple[str, str] = ("clean image", "noisy image"),
+) -> None:
+    """The pairing rule of supervised training on given noisy data, in one place: one
+    noisy image per clean image, in order, of the same shape.
+
+    The command line (files), the Train dock (layers) and :func:`prepare_pairs` (arrays)
+    all check with it, before any work, naming the images their own way.
+
+    Parameters
+    ----------
+    clean_shapes, noisy_shapes : sequences of tuple
+        Shapes of the clean images and of their noisy partners, in pairing order.
+    clean_names, noisy_names : sequences of str, optional
+        How to name each image in a message (default: ``"<kind> <index>"``).
+    kinds : (str, str)
+        What a clean and a noisy image are called ("clean image", "--clean file"...).
+
+    Raises
+    ------
+    ValueError
+        For a count or shape mismatch, naming the pair.
+    """
+    clean_kind, noisy_kind = kinds
+    if len(noisy_shapes) != len(clean_shapes):
+        raise ValueError(
+            f"{len(noisy_shapes)} {noisy_kind}s for {len(clean_shapes)} {clean_kind}s; "
+            f"give one {noisy_kind} per {clean_kind}"
+        )
+    for i, (c, n) in enumerate(zip(clean_shapes, noisy_shapes, strict=True)):
+        if tuple(c) != tuple(n):
+            clean_name = clean_names[i] if clean_names else f"{clean_kind} {i}"
+            noisy_name = noisy_names[i] if noisy_names else f"{noisy_kind} {i}"
+            raise ValueError(
+                f"{clean_name} has shape {tuple(c)} but its noisy partner {noisy_name} has "
+                f"shape {tuple(n)}; paired images must match"
+            )
+
+
 def prepare_pairs(
     clean: np.ndarray | Sequence[np.ndarray],
     noisy: np.ndarray | Sequence[np.ndarray] | None,
@@ -101,17 +145,8 @@ def prepare_pairs(
         )
     clean_frames = _as_frames(clean, "clean image")
     noisy_frames = None if noisy is None else _as_frames(noisy, "noisy image")
-    if noisy_frames is not None and len(noisy_frames) != len(clean_frames):
-        raise ValueError(
-            f"{len(noisy_frames)} noisy images for {len(clean_frames)} clean images; "
-            "give one noisy image per clean image"
-        )
-    for i, c in enumerate(clean_frames):
-        if noisy_frames is not None and noisy_frames[i].shape != c.shape:
-            raise ValueError(
-                f"clean image {i} has shape {c.shape} but noisy image {i} has shape "
-                f"{noisy_frames[i].shape}; paired images must match"
-            )
+    if noisy_frames is not None:
+        check_pairs([c.shape for c in clean_frames], [n.shape for n in noisy_frames])
     if uses_frames(config, model):
         return _frame_pairs(clean_frames, noisy_frames, config)
     return _patch_pairs(clean_frames, noisy_frames, config)

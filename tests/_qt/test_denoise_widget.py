@@ -159,7 +159,7 @@ def test_closing_the_viewer_mid_run_stops_the_worker(make_napari_viewer, bundle)
     widget.tile_spin.setValue(16)
     widget.overlap_spin.setValue(0)
     assert widget.denoise()
-    job = widget._job
+    job = widget._runner.job
     viewer.close()
     assert job.done and not widget.is_running  # close returned after the thread ended
     assert QThreadPool.globalInstance().waitForDone(1000)
@@ -365,3 +365,13 @@ def test_column_readouts_with_the_generators_ground_truth(viewer, qtbot, bundle)
     widget.input_layer.value = viewer.add_image(noisy, name="uncalibrated")
     widget.update_metrics()
     assert "pixel size" in widget.metrics_label.text()
+
+
+def test_the_si_sample_reference_finds_its_columns(viewer):
+    from napari_pinned._sample_data import si_110_cdn3
+
+    for data, kwargs, kind in si_110_cdn3():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = _dock(viewer)
+    widget.reference_layer.value = viewer.layers["Si [110] clean"]
+    assert widget.columns_layer.value is viewer.layers["Si [110] columns"]

@@ -18,6 +18,7 @@ from napari_pinned._qt.frames_widget import (
     mean_name,
 )
 from napari_pinned.frames import register_frames
+from napari_pinned.jobs import run_job
 from napari_pinned.simulate import simulate
 
 WAIT_MS = 60_000
@@ -60,7 +61,7 @@ def test_register_adds_aligned_stack_mean_and_halves(make_napari_viewer, qtbot, 
     widget.halves_check.setChecked(True)
     mean = _run(qtbot, widget)
 
-    expected = list(register_frames(series))[-1]
+    expected = run_job(register_frames(series))
     assert mean is viewer.layers[mean_name("series")]
     np.testing.assert_array_equal(mean.data, expected.mean)
     aligned = viewer.layers[aligned_name("series")]
@@ -140,7 +141,7 @@ def test_closing_the_viewer_mid_run_stops_the_worker(make_napari_viewer):
     stack = np.random.default_rng(2).uniform(0, 255, (40, 96, 96)).astype(np.float32)
     viewer.add_image(stack, name="long series")
     assert widget.register()
-    job = widget._job
+    job = widget._runner.job
     viewer.close()
     assert job.done and not widget.is_running
     assert QThreadPool.globalInstance().waitForDone(1000)

@@ -174,6 +174,25 @@ def test_no_points_unless_asked(widget, viewer, qtbot):
     assert not any(isinstance(layer, Points) for layer in viewer.layers)
 
 
+def test_unticking_columns_removes_the_old_points(widget, viewer, qtbot):
+    widget.add_columns.value = True
+    click(qtbot, widget.generate_button)
+    assert "SrTiO3 [001] columns" in viewer.layers
+    widget.add_columns.value = False
+    widget.seed.value = 4
+    click(qtbot, widget.generate_button)
+    assert not any(isinstance(layer, Points) for layer in viewer.layers)
+
+
+def test_a_missing_cif_file_is_named(widget, viewer, qtbot, notifications, tmp_path):
+    widget.material.value = CIF_CHOICE
+    widget.cif_file.value = tmp_path / "gone.cif"
+    click(qtbot, widget.generate_button)
+    assert len(viewer.layers) == 0
+    assert len(notifications.errors) == 1
+    assert "gone.cif" in notifications.errors[0] and "does not exist" in notifications.errors[0]
+
+
 def test_bad_cif_notifies_and_touches_no_layer(widget, viewer, qtbot, notifications, tmp_path):
     click(qtbot, widget.generate_button)
     layer = viewer.layers["SrTiO3 [001]"]

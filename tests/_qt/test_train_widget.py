@@ -399,7 +399,7 @@ def test_closing_mid_run_stops_the_worker(make_napari_viewer, qtbot, clean_image
     _tiny_settings(widget, 100_000)
     _select(widget, [layer])
     assert widget.start()
-    job = widget._job
+    job = widget._runner.job
     qtbot.waitUntil(lambda: widget.loss_plot.steps.size >= 3, timeout=WAIT_MS)
     if how == "viewer":
         viewer.close()

@@ -10,6 +10,7 @@ from scipy import ndimage
 from napari_pinned.cli import main
 from napari_pinned.frames import register_frames
 from napari_pinned.io import read_image, read_pixel_size, write_tiff
+from napari_pinned.jobs import run_job
 from napari_pinned.simulate import simulate
 
 
@@ -37,7 +38,7 @@ def test_align_writes_mean_aligned_halves_and_shifts(tmp_path, capsys, stack):
     assert main(argv) == 0
     out = capsys.readouterr().out
 
-    result = [r for r in register_frames(frames)][-1]
+    result = run_job(register_frames(frames))
     np.testing.assert_array_equal(read_image(mean), result.mean)
     np.testing.assert_array_equal(read_image(aligned), result.aligned)
     for path, half in zip((even, odd), result.halves(), strict=True):

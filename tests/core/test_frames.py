@@ -21,6 +21,7 @@ from napari_pinned.frames import (
     noise2noise_pairs,
     register_frames,
 )
+from napari_pinned.jobs import run_job
 from napari_pinned.metrics import psnr
 from napari_pinned.simulate import simulate
 
@@ -64,9 +65,9 @@ def series() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def result(series) -> RegistrationResult:
-    records = list(register_frames(series[0]))
-    assert isinstance(records[-1], RegistrationResult)
-    return records[-1]
+    result = run_job(register_frames(series[0]))
+    assert isinstance(result, RegistrationResult)
+    return result
 
 
 def _rms(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -151,8 +152,8 @@ def test_result_is_consistent_with_the_building_blocks(series, result):
 
 def test_progress_records_count_every_step_then_the_result(series):
     frames = series[0][:4]
-    records = list(register_frames(frames, reference="previous"))
-    progress, last = records[:-1], records[-1]
+    progress = []
+    last = run_job(register_frames(frames, reference="previous"), progress.append)
     assert all(isinstance(p, RegistrationProgress) for p in progress)
     assert isinstance(last, RegistrationResult)
     # previous: 3 frame-to-frame correlations, then 4 frames shifted.
@@ -160,7 +161,7 @@ def test_progress_records_count_every_step_then_the_result(series):
     assert [p.done for p in progress] == list(range(1, 8))
     assert {p.total for p in progress} == {7} and progress[-1].fraction == 1.0
     assert [p.frame for p in progress[3:]] == [1, 2, 3, 4]
-    stages = [p.stage for p in register_frames(frames) if isinstance(p, RegistrationProgress)]
+    stages = [p.stage for p in register_frames(frames)]
     assert stages.count("matching") == 3 + 4  # chained, then each frame against the mean
 
 

@@ -123,7 +123,7 @@ def test_same_seed_same_weights_on_cpu():
 
 def test_fine_tune_starts_from_given_model():
     first = train(_config(steps=3), [_lattice()], seed=0, device="cpu").run_to_end()
-    run = train(_config(steps=2, init_model=first), [_lattice()], seed=5, device="cpu")
+    run = train(_config(steps=2), [_lattice()], seed=5, device="cpu", init_model=first)
     assert run.model_config == first.config
     before = torch.cat([p.flatten() for p in run.model.parameters()])
     reference = torch.cat([p.flatten() for p in first.model.parameters()])

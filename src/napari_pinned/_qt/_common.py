@@ -16,7 +16,17 @@ from napari.layers import Image, Layer
 # The module, not its functions, is imported so that tests can monkeypatch
 # ``napari.utils.notifications.show_error`` and see every message.
 from napari.utils import notifications
-from qtpy.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_pinned.units import angstrom_per
 
 if TYPE_CHECKING:
     import napari
@@ -36,6 +46,7 @@ __all__ = [
     "notify_error",
     "notify_info",
     "notify_warning",
+    "scrolling_layout",
 ]
 
 
@@ -118,21 +129,6 @@ def is_greyscale(layer: Layer) -> bool:
     return isinstance(layer, Image) and not layer.rgb and not layer.multiscale
 
 
-#: Length units napari layers may carry (pint spellings and common short forms) → Å.
-_TO_ANGSTROM = {
-    "angstrom": 1.0,
-    "Å": 1.0,
-    "A": 1.0,
-    "nanometer": 10.0,
-    "nm": 10.0,
-    "picometer": 0.01,
-    "pm": 0.01,
-    "micrometer": 1e4,
-    "µm": 1e4,
-    "um": 1e4,
-}
-
-
 def layer_pixel_size(layer: Layer) -> float | None:
     """Pixel size of a layer's last axis in Å, whichever reader or plugin made it.
 
@@ -143,8 +139,9 @@ def layer_pixel_size(layer: Layer) -> float | None:
     scale = float(layer.scale[-1])
     units = [str(u) for u in getattr(layer, "units", ())]
     unit = units[-1] if units else "pixel"
-    if unit in _TO_ANGSTROM:
-        return scale * _TO_ANGSTROM[unit]
+    factor = angstrom_per(unit)
+    if factor is not None:
+        return scale * factor
     return None if scale == 1.0 else scale
 
 
@@ -216,6 +213,28 @@ class ImageLayerChoices:
         events.inserted.disconnect(self._watch_name)
         for layer in self._viewer.layers:
             layer.events.name.disconnect(self.refresh)
+
+
+#: Most a dock asks of the screen's height (px): its contents scroll beyond.
+MAX_DOCK_HEIGHT = 900
+
+
+def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+    """The layout to fill ``dock`` with, inside a scroll area filling the dock.
+
+    A dock taller than the screen would grow napari's window past it (Start/Stop and
+    the plot off-screen); in a scroll area it asks for little height and scrolls.
+    """
+    inner = QWidget()
+    layout = QVBoxLayout(inner)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(inner)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return layout
 
 
 def int_spin_box(low: int, high: int, value: int, step: int = 1) -> QSpinBox:

@@ -1,4 +1,4 @@
-"""Lifetime of the background jobs that the Train and Denoise docks run.
+"""Lifetime of the background jobs of the docks (used by :mod:`.job_runner` only).
 
 napari's workers run on Qt's global thread pool, which has no per-worker ``wait``.  A
 :class:`BackgroundJob` records, from the worker thread itself, when a worker starts and
@@ -14,14 +14,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+from napari.qt.threading import GeneratorWorker, create_worker
 from qtpy.QtCore import QEvent, QObject, Qt, QThread
 from qtpy.QtWidgets import QWidget
 
 __all__ = [
     "BackgroundJob",
     "CloseWatcher",
-    "QuietFunctionWorker",
     "QuietGeneratorWorker",
     "disconnect_handlers",
     "release_job",
@@ -36,14 +35,6 @@ class QuietGeneratorWorker(GeneratorWorker):
     napari's worker turns every exception into a notification with a traceback; the
     docks already report the core's errors as one clear sentence, so the relay is off.
     """
-
-    def _relay_error(self, exc: Exception) -> None:
-        pass
-
-
-class QuietFunctionWorker(FunctionWorker):
-    """A napari function worker that leaves error reporting to the dock (as
-    :class:`QuietGeneratorWorker`)."""
 
     def _relay_error(self, exc: Exception) -> None:
         pass

@@ -8,8 +8,7 @@ the Denoise dock to select it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Signal
@@ -18,12 +17,13 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushBut
 from ._common import int_spin_box, notify_error, notify_info
 from .job_runner import JobRunner, Outcome
 from .model_registry import get_registry
+from .train_run import RunHandle, adapt_steps
 
 if TYPE_CHECKING:
     from napari.layers import Image
 
     from napari_pinned.model import ModelBundle
-    from napari_pinned.training import TrainingRun, TrainProgress
+    from napari_pinned.training import TrainProgress
 
 __all__ = ["MAX_ADAPT_FRAMES", "AdaptPanel", "adapted_name"]
 
@@ -34,37 +34,6 @@ MAX_ADAPT_FRAMES = 8
 def adapted_name(layer_name: str) -> str:
     """Model-list name of a model adapted to ``layer_name``."""
     return f"adapted to {layer_name}"
-
-
-class _Handle:
-    """The run, built in the worker, and a stop that may come before it exists."""
-
-    def __init__(self) -> None:
-        self.run: TrainingRun | None = None
-        self.stopped = False
-
-    def attach(self, run: TrainingRun) -> None:
-        self.run = run
-        if self.stopped:
-            run.stop()
-
-    def stop(self) -> None:
-        self.stopped = True
-        if self.run is not None:
-            self.run.stop()
-
-
-def _adapt_steps(
-    handle: _Handle, data: np.ndarray, start: Any, steps: int, device: str
-) -> Iterator[TrainProgress]:
-    """The worker's generator: one optimiser step per yield; returns the best model."""
-    from napari_pinned.adapt import AdaptSettings, adapt
-
-    settings = AdaptSettings(steps=steps)
-    handle.attach(adapt(data, start, settings=settings, device=device))
-    assert handle.run is not None
-    yield from handle.run
-    return handle.run.result() if handle.run.step > 0 else None
 
 
 class AdaptPanel(QGroupBox):
@@ -85,7 +54,7 @@ class AdaptPanel(QGroupBox):
         self._source_layer = source_layer
         self._start_model = start_model
         self._device = device
-        self._handle: _Handle | None = None
+        self._handle: RunHandle | None = None
         self._layer_name = ""
         self._runner = JobRunner(self, "Adapt")
         form = QFormLayout(self)
@@ -135,10 +104,10 @@ class AdaptPanel(QGroupBox):
         data = np.asarray(layer.data)
         if data.ndim == 3:
             data = data[:MAX_ADAPT_FRAMES]
-        self._handle = _Handle()
+        self._handle = RunHandle()
         self._layer_name = layer.name
         started = self._runner.start(
-            _adapt_steps,
+            adapt_steps,
             self._handle,
             data,
             self._start_model(),

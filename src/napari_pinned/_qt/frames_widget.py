@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox
 from napari.layers import Image
-from napari.utils import progress as napari_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -34,7 +33,6 @@ from napari_pinned.frames import REFERENCES
 from ._common import (
     ImageLayerChoices,
     add_or_update_image,
-    describe_error,
     image_layer_choices,
     is_greyscale,
     layer_pixel_size,
@@ -42,7 +40,7 @@ from ._common import (
     notify_info,
     notify_warning,
 )
-from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
+from .job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
     import napari
@@ -65,7 +63,6 @@ _DESCRIPTIONS = {
 }
 #: Reference combo label → ``reference`` of the core, in the core's order.
 REFERENCE_LABELS = {_DESCRIPTIONS[key]: key for key in REFERENCES}
-_SHUTDOWN_TIMEOUT = 60.0
 _NO_STACK = (
     "Frame series: choose an image stack (a 3D Image layer of frames); {extra}"
     "open the series as one stack, e.g. a multi-page TIFF"
@@ -95,16 +92,10 @@ def _register_series(
     The result travels by the worker's ``returned`` signal, which cannot be overtaken by
     ``finished``, instead of as a last yielded value.
     """
-    from napari_pinned.frames import RegistrationResult, register_frames
+    from napari_pinned.frames import register_frames
 
-    result = None
     # np.asarray here, in the worker: a lazy (dask) stack is read off the GUI thread.
-    for record in register_frames(np.asarray(data), reference=reference):
-        if isinstance(record, RegistrationResult):
-            result = record
-        else:
-            yield record
-    return result
+    return (yield from register_frames(np.asarray(data), reference=reference))
 
 
 def describe_drift(result: RegistrationResult, pixel_size: float | None) -> str:
@@ -134,12 +125,6 @@ class FramesWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._viewer = napari_viewer
-        self._job: BackgroundJob | None = None
-        self._handlers: dict[str, Any] = {}
-        self._pbar: Any = None
-        self._cancelled = False
-        self._failed = False
-        self._result: RegistrationResult | None = None
         self._target: dict[str, Any] = {}
         self._closed = False
 
@@ -182,7 +167,7 @@ class FramesWidget(QWidget):
         layout.addStretch(1)
 
         self._layer_choices = ImageLayerChoices(napari_viewer, [self.stack_layer])
-        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._runner = JobRunner(self, "Frame series")
         self._set_running(False)
 
     def _stack_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -196,7 +181,7 @@ class FramesWidget(QWidget):
     @property
     def is_running(self) -> bool:
         """True while a registration job runs."""
-        return self._job is not None
+        return self._runner.running
 
     @property
     def reference(self) -> str:
@@ -227,19 +212,16 @@ class FramesWidget(QWidget):
             "pixel_size": layer_pixel_size(layer),
             "reference": self.reference,
         }
-        self._cancelled = self._failed = False
-        self._result = None
-        self._handlers = {
-            "yielded": self._on_progress,
-            "returned": self._on_returned,
-            "errored": self._on_error,
-            "finished": self._on_finished,
-        }
-        self._pbar = napari_progress(total=0, desc=f"Registering {layer.name}")
-        self._job = start_job(
-            _register_series, layer.data, self._target["reference"], connect=self._handlers
+        started = self._runner.start(
+            _register_series,
+            layer.data,
+            self._target["reference"],
+            description=f"Registering {layer.name}",
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
         )
-        self._close_watcher.watch()
+        if not started:
+            return False
         self.status_label.setText(f"Registering {layer.name!r}…")
         self.drift_label.setText("")
         self._set_running(True)
@@ -247,46 +229,25 @@ class FramesWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the job after the frame in progress; no layer is added."""
-        if self._job is None:
+        if not self.is_running:
             return
-        self._cancelled = True
-        self._job.worker.quit()
+        self._runner.cancel()
         self.cancel_button.setEnabled(False)
         self.status_label.setText("Cancelling…")
 
-    def _on_progress(self, report: RegistrationProgress) -> None:
+    def _on_progress(self, report: RegistrationProgress) -> tuple[int, int]:
         self.status_label.setText(
             f"{report.stage.capitalize()}: frame {report.frame}/{report.frames}"
         )
-        # Last: a napari progress bar processes pending events when it moves.
-        pbar = self._pbar
-        if pbar is not None:
-            if pbar.total != report.total:
-                pbar.total = report.total
-            pbar.update(report.done - pbar.n)
+        return report.done, report.total
 
-    def _on_returned(self, result: RegistrationResult | None) -> None:
-        self._result = result
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._failed = True
-        notify_error(f"Frame series: {describe_error(exc)}")
-
-    def _end_job(self) -> BackgroundJob | None:
-        job, self._job = self._job, None
-        pbar, self._pbar = self._pbar, None
-        release_job(job, self._handlers, self._close_watcher, pbar)
-        return job
-
-    def _on_finished(self) -> None:
-        self._end_job()
+    def _on_finish(self, outcome: Outcome, result: RegistrationResult | None) -> None:
         self._set_running(False)
-        result, self._result = self._result, None
         layer = None
-        if self._cancelled:
+        if outcome == "cancelled":
             self.status_label.setText("Cancelled; no layer was added.")
             notify_info("Frame series: cancelled; no layer was added")
-        elif self._failed or result is None:
+        elif outcome == "failed" or result is None:
             self.status_label.setText("Registration failed; see the notification.")
         else:
             layer = self._add_outputs(result)
@@ -342,12 +303,7 @@ class FramesWidget(QWidget):
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Cancel a running job and wait for its thread (the dock or viewer is closing)."""
-        if self._job is None:
-            return
-        self._cancelled = True
-        job = self._end_job()
-        if job is not None:
-            job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        self._runner.shutdown()
 
     def closeEvent(self, event) -> None:
         self.shutdown()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +20,13 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Points
-from napari.qt.threading import create_worker
 
-from napari_pinned.crystal import list_materials, read_cif, zone_label
+from napari_pinned.crystal import list_materials, parse_zone, read_cif, zone_label
 from napari_pinned.simulate import (
     AberratedProbe,
     GaussianProbe,
     SimulationResult,
+    column_points,
     probe_fwhm,
     simulate,
 )
@@ -36,18 +35,18 @@ from ._common import (
     ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
-    describe_error,
     find_layer,
     image_layer_choices,
     layer_pixel_size,
-    notify_error,
     notify_warning,
 )
-from ._jobs import QuietFunctionWorker
+from .job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     import napari
-    from napari.qt.threading import FunctionWorker
+    from napari.qt.threading import GeneratorWorker
 
 __all__ = ["CIF_CHOICE", "WORKER_THRESHOLD", "GeneratorWidget", "parse_zone"]
 
@@ -61,36 +60,14 @@ _PROBE_PHYSICAL = "Physical (aberrated)"
 #: A user CIF has no listed axes; [001] is the simulator's default for it too.
 _CIF_ZONES: tuple[tuple[int, ...], ...] = ((0, 0, 1),)
 #: Radius of the ground-truth markers in Å, about half a column's apparent size.
-_MARKER_SIZE = 0.5
 #: One signed index of the compact notation "[11-20]".
-_ZONE_DIGIT = re.compile(r"-?\d")
 
 
-def parse_zone(text: str) -> tuple[int, ...]:
-    """Read a zone axis typed by the user.
-
-    Accepts indices separated by spaces or commas (``"1 1 -2 0"``, ``"1,1,0"``) and the
-    compact bracket notation microscopists write (``"[11-20]"``, one digit per index).
-
-    Raises
-    ------
-    ValueError
-        If the text holds anything but integers, or not 3 or 4 of them.
-    """
-    stripped = text.strip().strip("[]<>()").strip()
-    if not stripped:
-        raise ValueError("zone axis is empty; type 3 or 4 integers, e.g. 0 0 1")
-    digits = _ZONE_DIGIT.findall(stripped)
-    if re.fullmatch(r"(-?\d)+", stripped) and len(digits) in (3, 4):
-        tokens = digits
-    else:
-        tokens = [t for t in re.split(r"[\s,;]+", stripped) if t]
-    if not all(re.fullmatch(r"[+-]?\d+", t) for t in tokens):
-        raise ValueError(f"zone axis {text!r} must be integers, e.g. '1 1 0' or '1 1 -2 0'")
-    zone = tuple(int(t) for t in tokens)
-    if len(zone) not in (3, 4):
-        raise ValueError(f"zone axis {text!r} needs 3 or 4 indices, got {len(zone)}")
-    return zone
+def _simulate_job(kwargs: dict[str, Any]) -> Generator[None, None, SimulationResult]:
+    """:func:`~napari_pinned.simulate.simulate` as a job without progress records (one
+    call), the one shape of job the dock runner runs."""
+    return simulate(**kwargs)
+    yield  # never reached: it makes this function a generator
 
 
 def _zone_text(zone: tuple[int, ...]) -> str:
@@ -113,10 +90,10 @@ class GeneratorWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._viewer = napari_viewer
-        self.worker: FunctionWorker | None = None
         self._materials = {m.name: m for m in list_materials()}
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        self._runner = JobRunner(self.native, "Generate")
         self._match_choices = ImageLayerChoices(napari_viewer, [self.match_layer])
         self.native.destroyed.connect(self._match_choices.disconnect)
         self._connect()
@@ -322,9 +299,13 @@ class GeneratorWidget(Container):
         """The bundled name, or the crystal read from the chosen CIF (raises ValueError)."""
         if not self._uses_cif():
             return self.material.value
-        path = self._cif_path()
-        if path is None:
+        value = self.cif_file.value
+        path = Path(value) if value else None
+        # An empty FileEdit holds "." (a folder): nothing chosen yet.
+        if path is None or path.is_dir():
             raise ValueError("choose a CIF file first")
+        if not path.is_file():
+            raise ValueError(f"CIF file {path} does not exist")
         try:
             return read_cif(path)
         except FileNotFoundError as exc:
@@ -370,31 +351,25 @@ class GeneratorWidget(Container):
         self._start_worker(kwargs)
         return None
 
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The worker of a simulation in progress (None when there is none)."""
+        job = self._runner.job
+        return None if job is None else job.worker
+
     def _start_worker(self, kwargs: dict[str, Any]) -> None:
-        # Errors (bad input, out of memory) are one notification from _on_worker_error,
-        # not also a traceback from napari's relay and a re-raise in the event loop.
-        worker = create_worker(
-            simulate,
-            _progress={"desc": "Simulating STEM image"},
-            _worker_class=QuietFunctionWorker,
-            _ignore_errors=True,
-            **kwargs,
-        )
         # The settings of the click, not those the user may have changed meanwhile.
-        worker.returned.connect(
-            partial(self.show_result, seed=kwargs["seed"], columns=self.add_columns.value)
-        )
-        worker.errored.connect(self._on_worker_error)
-        worker.finished.connect(self._on_worker_finished)
-        self.generate_button.enabled = False
-        self.worker = worker
-        worker.start()
+        shown = partial(self._on_simulated, seed=kwargs["seed"], columns=self.add_columns.value)
+        if self._runner.start(
+            _simulate_job, kwargs, description="Simulating STEM image", on_finish=shown
+        ):
+            self.generate_button.enabled = False
 
-    def _on_worker_error(self, exc: BaseException) -> None:
-        notify_error(f"Generate: {describe_error(exc)}")
-
-    def _on_worker_finished(self) -> None:
-        self.worker = None
+    def _on_simulated(
+        self, outcome: Outcome, result: SimulationResult | None, *, seed: int, columns: bool
+    ) -> None:
+        if outcome == "done" and result is not None:
+            self.show_result(result, seed=seed, columns=columns)
         # The dock may have been closed while the simulation ran.
         with contextlib.suppress(RuntimeError):
             self.generate_button.enabled = True
@@ -432,28 +407,21 @@ class GeneratorWidget(Container):
         )
         if existing:
             layer.reset_contrast_limits()
+        points = f"{label} columns"
         if columns:
-            self._show_columns(result, f"{label} columns", scale)
+            self._show_columns(result, points)
+        elif (stale := find_layer(self._viewer, points, Points)) is not None:
+            # Columns unticked: the previous run's columns would no longer match.
+            self._viewer.layers.remove(stale)
         return layer
 
-    def _show_columns(self, result: SimulationResult, name: str, scale: tuple) -> Points:
-        positions = np.asarray(result.columns.positions, dtype=float).reshape(-1, 2)
-        features = {"weight": np.asarray(result.columns.weights, dtype=float)}
+    def _show_columns(self, result: SimulationResult, name: str) -> Points:
+        positions, kwargs = column_points(result, name)
         layer = find_layer(self._viewer, name, Points)
         if layer is None:
-            return self._viewer.add_points(
-                positions,
-                name=name,
-                scale=scale,
-                units=("Å", "Å"),
-                features=features,
-                size=_MARKER_SIZE / result.pixel_size,
-                face_color="transparent",
-                border_color="yellow",
-                border_width=0.1,
-            )
+            return self._viewer.add_points(positions, **kwargs)
         layer.data = positions
-        layer.features = features
-        layer.scale = scale
-        layer.size = _MARKER_SIZE / result.pixel_size
+        layer.features = kwargs["features"]
+        layer.scale = kwargs["scale"]
+        layer.size = kwargs["size"]
         return layer

@@ -62,6 +62,8 @@ class JobRunner:
         self._last_update = 0.0
         self._pending: Any = None
         self._on_progress: Callable[[Any], tuple[int, int] | None] | None = None
+        self._on_record: Callable[[Any], None] | None = None
+        self._on_shutdown: Callable[[bool], None] | None = None
         self._on_finish: Callable[[Outcome, Any], None] | None = None
         self._close_watcher = CloseWatcher(widget, self.shutdown)
 
@@ -69,6 +71,11 @@ class JobRunner:
     def running(self) -> bool:
         """True while a job runs."""
         return self._job is not None
+
+    @property
+    def job(self) -> BackgroundJob | None:
+        """The running job's worker and thread flags (None when idle)."""
+        return self._job
 
     def start(
         self,
@@ -78,13 +85,19 @@ class JobRunner:
         on_progress: Callable[[Any], tuple[int, int] | None] | None = None,
         on_finish: Callable[[Outcome, Any], None] | None = None,
         stop: Callable[[], None] | None = None,
+        on_record: Callable[[Any], None] | None = None,
+        on_shutdown: Callable[[bool], None] | None = None,
     ) -> bool:
         """Start ``func(*args)`` (a generator function) in a worker.
 
         ``on_progress(record)`` runs in the GUI thread for (throttled) yielded records
-        and may return ``(done, total)`` for the progress bar.  ``stop``, if given, is
+        and may return ``(done, total)`` for the progress bar.  ``on_record(record)``,
+        if given, runs for every record, throttled or not: for cheap bookkeeping that
+        must see them all (a loss curve), never for repainting.  ``stop``, if given, is
         what :meth:`cancel` calls instead of ending the worker: the job then finishes
-        by itself and its result is kept.  Returns False, with a notification, when a
+        by itself and its result is kept.  ``on_shutdown(ended)`` runs instead of
+        ``on_finish`` when the dock or the viewer closes mid-job, once the worker thread
+        ended (``ended``) or the wait timed out.  Returns False, with a notification, when a
         job is already running.
         """
         if self._job is not None:
@@ -95,6 +108,8 @@ class JobRunner:
         self._pending = None
         self._last_update = 0.0
         self._on_progress = on_progress
+        self._on_record = on_record
+        self._on_shutdown = on_shutdown
         self._on_finish = on_finish
         self._stop = stop
         self._handlers = {
@@ -119,19 +134,28 @@ class JobRunner:
         self._outcome = "cancelled"
         self._job.worker.quit()
 
-    def shutdown(self) -> None:
-        """Cancel and wait for the worker thread (the dock or the viewer is closing)."""
+    def shutdown(self) -> bool:
+        """Cancel and wait for the worker thread (the dock or the viewer is closing).
+
+        ``on_finish`` is not called.  Returns True if the thread ended within the
+        timeout (or no job ran), so a dock knows whether the job's state is final.
+        """
         if self._job is None:
-            return
+            return True
         self._outcome = "cancelled"
         if self._stop is not None:
             self._stop()
+        hook, self._on_shutdown = self._on_shutdown, None
         job = self._release()
-        if job is not None:
-            job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        ended = job is None or job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        if hook is not None:
+            hook(ended)
+        return ended
 
     # -- worker signals (GUI thread) ----------------------------------------------------
     def _yielded(self, record: Any) -> None:
+        if self._on_record is not None:
+            self._on_record(record)
         now = time.perf_counter()
         if now - self._last_update < PROGRESS_INTERVAL:
             self._pending = record
@@ -164,6 +188,7 @@ class JobRunner:
             self._show(pending)
         self._release()
         callback, self._on_finish = self._on_finish, None
+        self._on_record = self._on_progress = self._on_shutdown = None
         result, self._result = self._result, None
         if callback is not None:
             callback(self._outcome, result)

@@ -8,49 +8,45 @@ where the Denoise dock finds it.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Select
-from napari.utils import progress as napari_progress
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ._common import (
     DEVICES,
     ImageLayerChoices,
-    add_or_update_image,
     call_or_notify,
     describe_device,
-    describe_error,
     float_spin_box,
     image_layer_choices,
     int_spin_box,
     is_greyscale,
-    layer_pixel_size,
     notify_error,
     notify_info,
     notify_warning,
+    scrolling_layout,
     show_device,
 )
-from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job
+from .job_runner import JobRunner, Outcome
 from .loss_plot import LossPlot
+from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
+from .train_data_panel import NOISE_MODES, TrainDataPanel
+from .train_match_panel import MatchPanel
+from .train_model_panel import NO_INIT_MODEL, TrainModelPanel
+from .train_run import RunHandle, format_duration, progress_text, train_steps
 
 if TYPE_CHECKING:
     import napari
@@ -69,84 +65,7 @@ __all__ = [
     "format_duration",
 ]
 
-#: Noise modes: noise drawn afresh per patch from clean layers, the user's own paired
-#: noisy layers (also Noise2Noise: two noisy halves of a frame series), noisy layers
-#: alone (blind-spot), or realistic STEM recordings at any dose (what the default model
-#: learns from; a new model is then noise-aware).  Positions are kept for saved
-#: settings and tests.
-NOISE_MODES = (
-    "synthesise CDN on the fly",
-    "paired noisy layers",
-    "synthesise dose noise on the fly",
-    "synthesise CDN + dose on the fly",
-    "noisy layers only (blind-spot, no clean)",
-    "synthesise realistic STEM recordings (any dose)",
-)
-#: Noise mode → the core's ``noise_model`` for synthetic modes.
-_SYNTHETIC = {
-    NOISE_MODES[0]: "cdn",
-    NOISE_MODES[2]: "dose",
-    NOISE_MODES[3]: "mix",
-    NOISE_MODES[5]: "stem",
-}
-_BLIND_SPOT = NOISE_MODES[4]
-#: First entry of the "start from" combo: train from random weights.
-NO_INIT_MODEL = "none (new model)"
-_ARCHITECTURES = ("unet", "paper")
 _WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
-# Seconds to wait for the step in progress when the dock or the viewer closes mid-run.
-_SHUTDOWN_TIMEOUT = 60.0
-
-
-def format_duration(seconds: float) -> str:
-    """``"m:ss"`` or ``"h:mm:ss"`` for a duration in seconds."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _RunHandle:
-    """The training run, built in the worker thread, and a stop request that may come
-    before it exists.
-
-    Building a run can take seconds (the first one imports parts of torch), so it happens
-    in the worker too.  Both threads set their half first and check the other's after,
-    so a stop is never lost whichever comes first.
-    """
-
-    def __init__(self) -> None:
-        self.run: TrainingRun | None = None
-        self._stop_requested = False
-
-    def stop(self) -> None:
-        self._stop_requested = True
-        run = self.run
-        if run is not None:
-            run.stop()
-
-    def attach(self, run: TrainingRun) -> None:
-        self.run = run
-        if self._stop_requested:
-            run.stop()
-
-
-def _train_steps(
-    handle: _RunHandle,
-    config: TrainConfig,
-    clean: list[np.ndarray],
-    noisy: list[np.ndarray] | None,
-    seed: int,
-    device: str,
-) -> Iterator[TrainProgress]:
-    """The worker's generator: builds the run, then one optimiser step per yield."""
-    from napari_pinned.training import train
-
-    handle.attach(train(config, clean, noisy, seed=seed, device=device))
-    assert handle.run is not None
-    yield from handle.run
 
 
 class TrainWidget(QWidget):
@@ -177,12 +96,9 @@ class TrainWidget(QWidget):
 
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._handle: _RunHandle | None = None
-        self._job: BackgroundJob | None = None
-        self._handlers: dict[str, Any] = {}
-        self._error: BaseException | None = None
+        self._handle: RunHandle | None = None
+        self._failed = False
         self._last_progress: TrainProgress | None = None
-        self._pbar: Any = None
         self.last_bundle: ModelBundle | None = None
         self.last_model_name: str | None = None
 
@@ -190,10 +106,30 @@ class TrainWidget(QWidget):
         model_defaults = ModelConfig()
         weight_defaults = LossWeights().to_dict()
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._build_data_box(defaults.noise_levels, defaults.dose_counts))
-        layout.addWidget(self._build_match_box())
-        layout.addWidget(self._build_model_box(model_defaults))
+        layout = scrolling_layout(self)
+        self.data_panel = TrainDataPanel(
+            self._image_choices, defaults.noise_levels, defaults.dose_counts
+        )
+        layout.addWidget(self.data_panel)
+        # The panel's controls, under the names the dock has always had.
+        data = self.data_panel
+        self.clean_layers, self.noisy_layers = data.clean_layers, data.noisy_layers
+        self.noise_mode, self.pairs_label = data.noise_mode, data.pairs_label
+        self.level_low, self.level_high = data.level_low, data.level_high
+        self.counts_low, self.counts_high = data.counts_low, data.counts_high
+        self.match_panel = MatchPanel(napari_viewer, self._image_choices, self.train_for_image)
+        layout.addWidget(self.match_panel)
+        # The panel's controls, under the names the dock has always had.
+        match = self.match_panel
+        self.match_layer, self.match_button = match.match_layer, match.match_button
+        self.match_material, self.match_count = match.match_material, match.match_count
+        self.model_panel = TrainModelPanel(model_defaults)
+        layout.addWidget(self.model_panel)
+        # The panel's controls and choice, under the names the dock has always had.
+        model = self.model_panel
+        self.architecture, self.init_model = model.architecture, model.init_model
+        self.width_spin, self.depth_spin = model.width_spin, model.depth_spin
+        self.start_model = model.start_model
         layout.addWidget(self._build_training_box(defaults, weight_defaults))
         layout.addLayout(self._build_buttons())
         self.status_label = QLabel("Not trained yet.")
@@ -208,96 +144,14 @@ class TrainWidget(QWidget):
         self._layer_choices = ImageLayerChoices(
             napari_viewer, [self.clean_layers, self.noisy_layers, self.match_layer]
         )
-        self._close_watcher = CloseWatcher(self, self.shutdown)
+        self._runner = JobRunner(self, "Train")
         self._closed = False
-        self._registry.changed.connect(self._on_registry_changed)
-        self._refresh_init_models()
-        self._on_noise_mode()
-        self._on_init_model()
         self._update_device_label()
         self._set_running(False)
 
     # -- construction --------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
-
-    def _build_data_box(
-        self, levels: tuple[float, float], counts: tuple[float, float]
-    ) -> QGroupBox:
-        box = QGroupBox("Training data")
-        form = QFormLayout(box)
-        self.clean_layers = Select(choices=self._image_choices)
-        self.noisy_layers = Select(choices=self._image_choices)
-        for select in (self.clean_layers, self.noisy_layers):
-            select.native.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
-            select.native.setMaximumHeight(90)
-        self.noise_mode = QComboBox()
-        self.noise_mode.addItems(NOISE_MODES)
-        self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
-        self.level_low = float_spin_box(0.0, 5.0, levels[0], 2, 0.5)
-        self.level_high = float_spin_box(0.0, 5.0, levels[1], 2, 0.5)
-        levels_row = _range_row(self.level_low, self.level_high)
-        self.counts_low = float_spin_box(0.01, 1e7, counts[0], 2, 1.0)
-        self.counts_high = float_spin_box(0.01, 1e7, counts[1], 2, 10.0)
-        counts_row = _range_row(self.counts_low, self.counts_high)
-        for spin in (self.counts_low, self.counts_high):
-            spin.setToolTip(
-                "Detected electrons per pixel at the brightest intensity, drawn "
-                "log-uniformly per patch (dose · pixel area · detector collection)"
-            )
-        self.clean_layers.native.setToolTip(
-            "Clean images (simulated), or for Noise2Noise one noisy half of a frame "
-            "series (Frame series dock) with the other half as the noisy partner"
-        )
-        self.pairs_label = QLabel()
-        self.pairs_label.setWordWrap(True)
-        self.clean_layers.changed.connect(self._update_pairs_label)
-        self.noisy_layers.changed.connect(self._update_pairs_label)
-        form.addRow("Clean layers", self.clean_layers.native)
-        form.addRow("Noise", self.noise_mode)
-        form.addRow("CDN levels", levels_row)
-        form.addRow("Dose (e⁻/px)", counts_row)
-        form.addRow("Noisy layers", self.noisy_layers.native)
-        form.addRow(self.pairs_label)
-        return box
-
-    def _build_match_box(self) -> QGroupBox:
-        from napari_pinned.crystal import list_materials
-
-        box = QGroupBox("Train for this image")
-        form = QFormLayout(box)
-        self.match_layer = ComboBox(choices=self._image_choices, nullable=True, value=None)
-        self.match_material = QComboBox()
-        self.match_material.addItems([m.name for m in list_materials()])
-        self.match_count = int_spin_box(1, 200, 12)
-        self.match_button = QPushButton("Train for this image")
-        self.match_button.setToolTip(
-            "Simulate random specimens of the material at the image's pixel size, then "
-            "fine-tune the default model on them with CDN and dose noise"
-        )
-        self.match_button.clicked.connect(self.train_for_image)
-        form.addRow("Image", self.match_layer.native)
-        form.addRow("Material", self.match_material)
-        form.addRow("Synthetic images", self.match_count)
-        form.addRow(self.match_button)
-        return box
-
-    def _build_model_box(self, defaults: Any) -> QGroupBox:
-        box = QGroupBox("Model")
-        form = QFormLayout(box)
-        self.architecture = QComboBox()
-        self.architecture.addItems(_ARCHITECTURES)
-        self.architecture.setCurrentText(defaults.architecture)
-        self.architecture.currentTextChanged.connect(self._on_architecture)
-        self.width_spin = int_spin_box(1, 256, defaults.width)
-        self.depth_spin = int_spin_box(1, 6, defaults.depth)
-        self.init_model = QComboBox()
-        self.init_model.currentIndexChanged.connect(self._on_init_model)
-        form.addRow("Architecture", self.architecture)
-        form.addRow("Width", self.width_spin)
-        form.addRow("Depth", self.depth_spin)
-        form.addRow("Start from", self.init_model)
-        return box
 
     def _build_training_box(self, defaults: TrainConfig, weights: dict[str, float]) -> QGroupBox:
         box = QGroupBox("Training")
@@ -342,71 +196,23 @@ class TrainWidget(QWidget):
         return row
 
     # -- reactions to controls --------------------------------------------------------------
-    def _on_noise_mode(self, _index: int = 0) -> None:
-        model = _SYNTHETIC.get(self.noise_mode.currentText())
-        self.noisy_layers.native.setEnabled(model is None)
-        self.clean_layers.native.setEnabled(not self.blind_spot)
-        for spin in (self.level_low, self.level_high):
-            spin.setEnabled(model in ("cdn", "mix"))
-        for spin in (self.counts_low, self.counts_high):
-            spin.setEnabled(model in ("dose", "mix"))
-        self._update_pairs_label()
-
-    def _on_architecture(self, name: str) -> None:
-        from napari_pinned.model import ModelConfig
-
-        preset = ModelConfig.preset(name)
-        self.width_spin.setValue(preset.width)
-        self.depth_spin.setValue(preset.depth)
-
-    def _on_init_model(self, _index: int = 0) -> None:
-        # Fine-tuning keeps the starting model's own architecture.
-        fresh = self.init_model.currentText() in ("", NO_INIT_MODEL)
-        for control in (self.architecture, self.width_spin, self.depth_spin):
-            control.setEnabled(fresh)
-
-    def _on_registry_changed(self) -> None:
-        try:
-            self._refresh_init_models()
-        except RuntimeError:
-            # Our Qt side was deleted with the viewer's window: stop listening.
-            self._registry.changed.disconnect(self._on_registry_changed)
-
-    def _refresh_init_models(self) -> None:
-        current = self.init_model.currentText()
-        self.init_model.blockSignals(True)
-        self.init_model.clear()
-        self.init_model.addItems([NO_INIT_MODEL, *self._registry.trainable_names()])
-        index = self.init_model.findText(current)
-        self.init_model.setCurrentIndex(max(index, 0))
-        self.init_model.blockSignals(False)
-        self._on_init_model()
-
     def _update_device_label(self, _text: str = "") -> None:
         show_device(self.device_combo.currentText(), self.device_label)
-
-    def _update_pairs_label(self, _value: Any = None) -> None:
-        if not self.paired:
-            self.pairs_label.setText("")
-            return
-        pairs = zip(self.clean_layers.value, self.noisy_layers.value, strict=False)
-        lines = [f"{c.name} ↔ {n.name}" for c, n in pairs]
-        self.pairs_label.setText("Pairs (in list order): " + ("; ".join(lines) or "none"))
 
     @property
     def paired(self) -> bool:
         """True when training on the user's own clean/noisy layer pairs."""
-        return self.noise_mode.currentText() == NOISE_MODES[1]
+        return self.data_panel.paired
 
     @property
     def blind_spot(self) -> bool:
         """True when learning from noisy layers alone (self-supervised)."""
-        return self.noise_mode.currentText() == _BLIND_SPOT
+        return self.data_panel.blind_spot
 
     @property
     def is_running(self) -> bool:
         """True while a training run is in progress."""
-        return self._job is not None
+        return self._runner.running
 
     def _set_running(self, running: bool) -> None:
         self.match_button.setEnabled(not running)
@@ -416,42 +222,6 @@ class TrainWidget(QWidget):
         self.export_button.setEnabled(not running and self.last_bundle is not None)
 
     # -- collecting settings --------------------------------------------------------------
-    def _training_data(self) -> tuple[list[np.ndarray], list[np.ndarray] | None] | None:
-        """Clean (and paired noisy) arrays, or None after notifying what is wrong."""
-        if self.blind_spot:
-            noisy_layers = list(self.noisy_layers.value)
-            if not noisy_layers:
-                notify_error("Train: select at least one noisy Image layer to learn from")
-                return None
-            return [layer.data for layer in noisy_layers], None
-        clean_layers = list(self.clean_layers.value)
-        if not clean_layers:
-            notify_error("Train: select at least one clean Image layer")
-            return None
-        clean = [layer.data for layer in clean_layers]
-        if not self.paired:
-            return clean, None
-        noisy_layers = list(self.noisy_layers.value)
-        if len(noisy_layers) != len(clean_layers):
-            notify_error(
-                f"Train: {len(clean_layers)} clean layer(s) but {len(noisy_layers)} noisy "
-                "layer(s) selected; select exactly one noisy layer per clean layer (paired "
-                "in list order)"
-            )
-            return None
-        for c, n in zip(clean_layers, noisy_layers, strict=True):
-            if c is n:
-                notify_error(f"Train: layer {c.name!r} is selected as both clean and noisy")
-                return None
-            if c.data.shape != n.data.shape:
-                notify_error(
-                    f"Train: clean layer {c.name!r} has shape {tuple(c.data.shape)} but its "
-                    f"noisy partner {n.name!r} has shape {tuple(n.data.shape)}; paired "
-                    "layers must have equal shapes"
-                )
-                return None
-        return clean, [layer.data for layer in noisy_layers]
-
     def train_config(self) -> TrainConfig:
         """The :class:`~napari_pinned.training.TrainConfig` the controls describe.
 
@@ -462,25 +232,18 @@ class TrainWidget(QWidget):
         """
         from napari_pinned.devices import resolve_device
         from napari_pinned.losses import LossWeights
-        from napari_pinned.model import ModelConfig
         from napari_pinned.training import TrainConfig
 
-        noise_model = _SYNTHETIC.get(self.noise_mode.currentText(), "cdn")
+        noise_model = self.data_panel.noise_model
         # Realistic recordings teach a noise-aware model (as the shipped default).
         aware = (
             {"normalization": "robust", "conditioning": "noise-map"}
             if noise_model == "stem"
             else {}
         )
-        model = ModelConfig.preset(
-            self.architecture.currentText(),
-            width=self.width_spin.value(),
-            depth=self.depth_spin.value(),
-            **aware,
-        )
+        model = self.model_panel.model_config(**aware)
         weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
-        init_name = self.init_model.currentText()
-        init = None if init_name in ("", NO_INIT_MODEL) else self._registry.model_source(init_name)
+        init = self.start_model()
         steps = self.steps_spin.value()
         device = resolve_device(self.device_combo.currentText())
         # Leave one core to the GUI thread, or napari stutters while the CPU trains.
@@ -496,9 +259,9 @@ class TrainWidget(QWidget):
             noise_model=noise_model,
             dose_counts=(self.counts_low.value(), self.counts_high.value()),
             self_supervised="blind-spot" if self.blind_spot else None,
-            # About 20 validations per run (each costs a few steps), at most every 100.
-            validate_every=min(100, max(5, steps // 20)),
-            init_model=init,
+            validate_every=None,  # auto: about 20 validations per run
+            # A model of this session is in memory: it goes to train() (start_model).
+            init_model=init if isinstance(init, str) else None,
             num_threads=threads,
         )
 
@@ -509,44 +272,13 @@ class TrainWidget(QWidget):
 
         Returns True if training started.
         """
-        from napari_pinned.simulate import matched_specimens
-
-        layer = self.match_layer.value
-        if layer is None:
-            notify_error("Train for this image: choose the image layer to train for")
+        synthetic = self.match_panel.add_training_images(self.seed_spin.value())
+        if synthetic is None:
             return False
-        pixel_size = layer_pixel_size(layer)
-        if pixel_size is None:
-            notify_error(
-                f"Train for this image: layer {layer.name!r} has no pixel size (a scale in "
-                "Å, nm or pm); open it with its calibration or set the layer's scale"
-            )
-            return False
-        material = self.match_material.currentText()
-        # A dozen 256² simulations take well under a second: no worker needed.
-        stack = call_or_notify(
-            matched_specimens,
-            material,
-            pixel_size,
-            self.match_count.value(),
-            seed=self.seed_spin.value(),
-            context="Train for this image",
-        )
-        if stack is None:
-            return False
-        synthetic = add_or_update_image(
-            self._viewer,
-            stack,
-            f"{material} like {layer.name}",
-            scale=(1.0, pixel_size, pixel_size),
-            units=("pixel", "Å", "Å"),
-            colormap="gray",
-            metadata={"matched_to": layer.name, "material": material, "pixel_size": pixel_size},
-        )
         self.clean_layers.reset_choices()
         self.clean_layers.value = [synthetic]
         self.noise_mode.setCurrentText(NOISE_MODES[5])
-        self._refresh_init_models()
+        self.model_panel.refresh_init_models()
         if self.init_model.findText(DEFAULT_NAME) >= 0:
             self.init_model.setCurrentText(DEFAULT_NAME)
         return self.start()
@@ -562,7 +294,7 @@ class TrainWidget(QWidget):
         if self.is_running:
             notify_warning("Train: a training run is already in progress")
             return False
-        data = self._training_data()
+        data = self.data_panel.training_data()
         if data is None:
             return False
         config = call_or_notify(self.train_config, context="Train")
@@ -576,8 +308,8 @@ class TrainWidget(QWidget):
     ) -> None:
         from napari_pinned.devices import resolve_device
 
-        self._handle = _RunHandle()
-        self._error = None
+        self._handle = RunHandle()
+        self._failed = False
         self._last_progress = None
         self.loss_plot.clear()
         threads = config.num_threads
@@ -585,57 +317,51 @@ class TrainWidget(QWidget):
         device = self.device_combo.currentText()
         self.device_label.setText(f"Device: {describe_device(resolve_device(device))}{suffix}")
         self.status_label.setText(f"Starting: {config.steps} steps…")
-        self._handlers = {
-            "yielded": self._on_progress,
-            "errored": self._on_error,
-            "finished": self._on_finished,
-        }
-        self._pbar = napari_progress(total=config.steps, desc="Training PINNED")
-        self._job = start_job(
-            _train_steps,
+        started = self._runner.start(
+            train_steps,
             self._handle,
             config,
             clean,
             noisy,
             self.seed_spin.value(),
             device,
-            connect=self._handlers,
+            None if config.init_model is not None else self.start_model(),
+            description="Training PINNED",
+            on_record=self._on_record,
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
+            stop=self._handle.stop,
+            on_shutdown=self._on_shutdown,
         )
-        self._close_watcher.watch()
-        self._set_running(True)
+        self._set_running(started)
 
     def stop(self) -> None:
         """End the run after the step in progress; the best model so far is kept."""
-        if self._handle is None:
+        if not self.is_running:
             return
-        self._handle.stop()
+        self._runner.cancel()  # the handle's stop: the run ends after this step
         self.stop_button.setEnabled(False)
         self.status_label.setText(self.status_label.text() + " — stopping after this step…")
 
-    def _on_progress(self, progress: TrainProgress) -> None:
+    def _on_record(self, progress: TrainProgress) -> None:
+        # Every step, for the curves; the plot repaints once for a burst of steps.
         self._last_progress = progress
         self.loss_plot.add(progress)
-        self.status_label.setText(_progress_text(progress))
-        # Last: a napari progress bar processes pending events when it moves.
-        if self._pbar is not None:
-            self._pbar.update(1)
 
-    def _end_job(self) -> tuple[TrainingRun | None, BackgroundJob | None]:
-        handle, job = self._handle, self._job
-        self._handle = self._job = None
-        run = None if handle is None else handle.run
-        pbar, self._pbar = self._pbar, None
-        release_job(job, self._handlers, self._close_watcher, pbar)
-        return run, job
+    def _on_progress(self, progress: TrainProgress) -> tuple[int, int]:
+        self.status_label.setText(progress_text(progress))
+        return progress.step, progress.total_steps
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._error = exc
-        notify_error(f"Train: {describe_error(exc)}")
+    def _take_run(self) -> TrainingRun | None:
+        handle, self._handle = self._handle, None
+        return None if handle is None else handle.run
 
-    def _on_finished(self) -> None:
-        run, _ = self._end_job()
+    def _on_finish(self, outcome: Outcome, _best: ModelBundle | None) -> None:
+        # The run, not the job's result: a failed run may still have a best model.
+        run = self._take_run()
+        self._failed = outcome == "failed"
         name = None if run is None else self._keep_result(run)
-        if run is None and self._error is not None:
+        if run is None and self._failed:
             self.status_label.setText("Training could not start; see the notification.")
         self._set_running(False)
         self.training_finished.emit(name)
@@ -645,8 +371,8 @@ class TrainWidget(QWidget):
         returns its name."""
         last = self._last_progress
         validated = last is not None and last.best_val_psnr is not None
-        if run.step == 0 or (self._error is not None and not validated):
-            if self._error is None:
+        if run.step == 0 or (self._failed and not validated):
+            if not self._failed:
                 self.status_label.setText("Stopped before the first step; no model.")
             return None
         bundle = run.result()
@@ -656,7 +382,7 @@ class TrainWidget(QWidget):
         # The stop request, not the last record: a stop between two steps ends the run
         # without another record, and the run would read as finished.
         how = "stopped" if run.stop_requested else "finished"
-        if self._error is not None:
+        if self._failed:
             how = "failed; kept the best model so far"
             notify_warning(f"Train: kept the best model before the failure as {name!r}")
         else:
@@ -673,72 +399,19 @@ class TrainWidget(QWidget):
 
         Returns the written path, or None if nothing was written.
         """
-        from napari_pinned.model_files import save_model
-
         if self.last_bundle is None:
             notify_error("Train: no trained model to save yet; train one first")
             return None
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Save PINNED model", "pinned-model.pt", "PINNED model (*.pt)"
-            )
-            if not chosen:
-                return None
-            path = chosen
-        target = Path(path)
-        if not target.suffix:
-            target = target.with_suffix(".pt")
-        written = call_or_notify(
-            save_model, self.last_bundle, target, context="Save model", errors=(ValueError, OSError)
-        )
-        if written is not None:
-            notify_info(f"Saved model {self.last_model_name!r} to {written}")
-        return written
+        return save_model_file(self, self.last_bundle, self.last_model_name, path)
 
     def export_package(self, path: str | os.PathLike | None = None) -> Path | None:
         """Write the last trained model as a BioImage Model Zoo package (asks with a file
         dialog when ``path`` is None); returns the package, or None if nothing was written.
-
-        Export takes a few seconds (it checks the package's model against napari-pinned's
-        denoising on a test image); the dock waits with a busy cursor.
         """
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QApplication
-
-        from napari_pinned.bmz import export_bioimageio
-
         if self.last_bundle is None:
             notify_error("Export: no trained model to export yet; train one first")
             return None
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self,
-                "Export to BioImage Model Zoo",
-                "pinned-model.zip",
-                "BioImage Model Zoo package (*.zip)",
-            )
-            if not chosen:
-                return None
-            path = chosen
-        target = Path(path)
-        if target.suffix.lower() != ".zip":
-            target = target.with_suffix(".zip")
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            written = call_or_notify(
-                export_bioimageio,
-                self.last_bundle,
-                target,
-                context="Export",
-                errors=(ValueError, OSError),
-            )
-        finally:
-            QApplication.restoreOverrideCursor()
-        if written is not None:
-            notify_info(
-                f"Exported model {self.last_model_name!r} to {written} (BioImage Model Zoo)"
-            )
-        return written
+        return export_package_file(self, self.last_bundle, self.last_model_name, path)
 
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -746,12 +419,11 @@ class TrainWidget(QWidget):
 
         The best model so far is still added to the registry when the thread ended.
         """
-        if self._job is None or self._handle is None:
-            return
-        self._handle.stop()
-        run, job = self._end_job()
-        assert job is not None
-        ended = job.quit_and_wait(_SHUTDOWN_TIMEOUT)
+        self._runner.shutdown()
+
+    def _on_shutdown(self, ended: bool) -> None:
+        run = self._take_run()
+        # A thread still running owns the run's weights: only a finished one is kept.
         if ended and run is not None and run.step > 0:
             self._registry.add_trained(run.result())
 
@@ -760,26 +432,5 @@ class TrainWidget(QWidget):
         if not self._closed:
             self._closed = True
             self._layer_choices.disconnect()
-            self._registry.changed.disconnect(self._on_registry_changed)
+            self.model_panel.disconnect_registry()
         super().closeEvent(event)
-
-
-def _range_row(low: QWidget, high: QWidget) -> QHBoxLayout:
-    """ "low to high" on one form row."""
-    row = QHBoxLayout()
-    row.addWidget(low)
-    row.addWidget(QLabel("to"))
-    row.addWidget(high)
-    return row
-
-
-def _progress_text(progress: TrainProgress) -> str:
-    parts = [
-        f"Step {progress.step}/{progress.total_steps}",
-        f"loss {progress.loss.total:.3g}",
-        f"elapsed {format_duration(progress.elapsed)}",
-        f"ETA {format_duration(progress.eta)}",
-    ]
-    if progress.best_val_psnr is not None:
-        parts.append(f"best val PSNR {progress.best_val_psnr:.2f} dB")
-    return " · ".join(parts)
