@@ -47,3 +47,20 @@ def test_the_licence_is_an_spdx_expression_without_a_licence_classifier():
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^license = "BSD-3-Clause"$', text, re.M)
     assert "License ::" not in text and "license = {" not in text
+
+
+def test_measured_tables_in_the_docs_are_the_ones_generated_from_the_json():
+    # The benchmarks' JSON is the record; README, model card and benchmarks.md quote it
+    # through benchmarks/docs_tables.py, never by hand.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "docs_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        f"{done.stdout}{done.stderr}: run `python benchmarks/docs_tables.py`"
+    )
