@@ -335,6 +335,8 @@ class ModelSpec:
 
     label: str
     source: str
+    #: ``denoise(..., orientations=)``: the network averaged over this many orientations.
+    orientations: int = 1
 
     def describe(self) -> dict:
         """Label, source, resolved file, its SHA-256 and modification time, and the
@@ -344,6 +346,7 @@ class ModelSpec:
         shipped = shipped_model(self.source)
         path = shipped.path if shipped is not None else pathlib.Path(self.source).expanduser()
         info: dict = {"label": self.label, "source": self.source, "path": str(path)}
+        info["orientations"] = self.orientations
         if path.is_file():
             info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
             info["modified"] = time.strftime(
@@ -354,22 +357,29 @@ class ModelSpec:
 
 def parse_model_specs(values: Sequence[str] | None, defaults: Sequence[str]) -> list[ModelSpec]:
     """``--model`` values: ``NAME`` (a shipped model), ``PATH`` (label: the file's stem) or
-    ``LABEL=PATH_OR_NAME``.  Missing files are dropped with a note."""
+    ``LABEL=PATH_OR_NAME``, each optionally ending in ``@N`` to average the network over
+    N orientations (``"default ×8=default@8"``).  Missing files are dropped with a note."""
     from napari_pinned.model_files import shipped_model
 
     specs = []
     for value in values or defaults:
+        orientations = 1
+        head, at, count = value.rpartition("@")
+        if at and count.isdigit():
+            value, orientations = head, int(count)
         label, sep, source = value.partition("=")
         if not sep:
             source = value
             shipped = shipped_model(value)
             label = shipped.name if shipped is not None else pathlib.Path(value).stem
+            if orientations > 1:
+                label = f"{label} ×{orientations}"
         shipped = shipped_model(source)
         path = shipped.path if shipped is not None else pathlib.Path(source).expanduser()
         if not path.is_file():
             print(f"# model {label!r}: no file at {path}; skipped")
             continue
-        specs.append(ModelSpec(label.strip(), source.strip()))
+        specs.append(ModelSpec(label.strip(), source.strip(), orientations))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise SystemExit(f"--model labels must be unique, got {labels}")

@@ -361,7 +361,7 @@ def score_case(case: Case) -> CaseResult:
     for model in case.models:
         bundle = load_spec(model)
         t0 = time.perf_counter()
-        out = denoise(noisy, bundle, device="cpu")
+        out = denoise(noisy, bundle, device="cpu", orientations=model.orientations)
         add(model.label, np.asarray(out, np.float64), time.perf_counter() - t0)
     if case.adapt and case.models:
         from napari_pinned.adapt import AdaptSettings, adapt

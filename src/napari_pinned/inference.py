@@ -265,6 +265,31 @@ def _resolve_tiling(config: ModelConfig, tile: Any, overlap: Any) -> tuple[int, 
     return max(align, -(-int(tile) // align) * align), -(-int(overlap) // align) * align
 
 
+#: The orientations :func:`denoise` averages over, in the order they are added, each as
+#: (quarter turns, then mirror left-right): the identity and the anti-transpose, then the
+#: half-turn and the transpose (the first 2 and the first 4 are groups, so an average
+#: over them treats the axes alike), then the other four of the square's symmetries.
+ORIENTATIONS = (
+    (0, False),
+    (1, True),
+    (2, False),
+    (3, True),
+    (1, False),
+    (0, True),
+    (3, False),
+    (2, True),
+)
+#: The counts of orientations :func:`denoise` accepts.
+ORIENTATION_COUNTS = (1, 2, 4, 8)
+
+
+def _check_orientations(orientations: Any) -> int:
+    integer = isinstance(orientations, (int, np.integer)) and not isinstance(orientations, bool)
+    if not integer or orientations not in ORIENTATION_COUNTS:
+        raise ValueError(f"orientations must be one of {ORIENTATION_COUNTS}, got {orientations!r}")
+    return int(orientations)
+
+
 def _check_strength(strength: Any) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)):
         raise ValueError(f"strength must be a number, got {strength!r}")
@@ -293,9 +318,11 @@ class Denoiser:
         noise: NoiseEstimate | None = None,
         backend: str = "auto",
         keep_lattice: bool = True,
+        orientations: int = 1,
     ) -> None:
         self.strength = _check_strength(strength)
         self.keep_lattice = bool(keep_lattice)
+        self.orientations = _check_orientations(orientations)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 16:
@@ -357,11 +384,28 @@ class Denoiser:
             stacked = np.stack(
                 [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
             )
-            pred_np = self.runner(stacked)[:, 0]
+            pred_np = self._predict(stacked)[:, 0]
             for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
                 out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
             yield len(group)
         return out
+
+    def _predict(self, stacked: np.ndarray) -> np.ndarray:
+        """The network on a batch of windows, averaged over :attr:`orientations` of
+        them.  A window is turned or mirrored as a whole, halo included, and its output
+        turned back, so each average is that of the whole frame turned: exact tiling
+        still holds."""
+        if self.orientations == 1:
+            return self.runner(stacked)
+        total = None
+        for turns, mirror in ORIENTATIONS[: self.orientations]:
+            view = np.rot90(stacked, turns, axes=(2, 3))
+            view = view[..., ::-1] if mirror else view
+            pred = self.runner(np.ascontiguousarray(view))
+            pred = pred[..., ::-1] if mirror else pred
+            pred = np.rot90(pred, -turns, axes=(2, 3))
+            total = pred.astype(np.float32) if total is None else total + pred
+        return total / np.float32(self.orientations)
 
     def iter_frame(self, frame: np.ndarray) -> Generator[int, None, tuple[np.ndarray, Prepared]]:
         """Denoise one 2D frame; yields windows done, returns ``(output, prepared)``."""
@@ -500,6 +544,7 @@ def iter_denoise(
     skip: Collection[int] = (),
     backend: str = "auto",
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Job[DenoiseProgress, Any]:
     """Denoise frame by frame, window by window, as a job (:mod:`napari_pinned.jobs`):
     yields :class:`DenoiseProgress`, returns the output (``out``, or a new float32
@@ -529,6 +574,7 @@ def iter_denoise(
         noise,
         backend=backend,
         keep_lattice=keep_lattice,
+        orientations=orientations,
     )
     stack = len(shape) == 3
     count = shape[0] if stack else 1
@@ -604,6 +650,7 @@ def denoise(
     out: Any = None,
     backend: str = "auto",
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Any:
     """Denoise a 2D image or a (N, Y, X) stack: numpy, zarr or dask.
 
@@ -650,7 +697,12 @@ def denoise(
         Give back what the network took from the input's strong lattice reflections
         (:func:`napari_pinned.lattice_guard.keep_lattice`): where the input's spectrum
         stands ten times above its noise floor the frequency is signal, and the output
-        keeps it.  On by default; off gives the network's output as it is.
+        keeps it; and take back what the output has where the input has only noise.
+        On by default; off gives the network's output as it is.
+    orientations : {1, 2, 4, 8}
+        Average the network over this many orientations of the image (turned and
+        mirrored, then turned back; :data:`ORIENTATIONS`): a better estimate of the same
+        thing, at that many times the network's time.  1 (the default) is the fastest.
 
     Returns
     -------
@@ -670,6 +722,7 @@ def denoise(
             strength=strength,
             noise=noise,
             keep_lattice=keep_lattice,
+            orientations=orientations,
         )
     job = iter_denoise(
         image,
@@ -683,6 +736,7 @@ def denoise(
         out=out,
         backend=backend,
         keep_lattice=keep_lattice,
+        orientations=orientations,
     )
     return run_job(job, progress)
 
@@ -771,6 +825,7 @@ def _make_denoiser(
     noise: NoiseEstimate | None,
     backend: str = "auto",
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Denoiser:
     settings = {
         "tile": tile,
@@ -781,6 +836,7 @@ def _make_denoiser(
         "noise": noise,
         "backend": backend,
         "keep_lattice": keep_lattice,
+        "orientations": orientations,
     }
     if isinstance(model, ModelSpec):
         return cached_denoiser(model, **settings)
@@ -849,6 +905,7 @@ def denoise_dask(
     strength: float = 1.0,
     noise: NoiseEstimate | None = None,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Any:
     """A lazy dask array of the denoised image, with the input's chunks.
 
@@ -870,6 +927,7 @@ def denoise_dask(
     arr = image if isinstance(image, da.Array) else da.asarray(image)
     shape, dtype, _ = _check_array(arr)
     _check_strength(strength)
+    _check_orientations(orientations)
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     tile_px, overlap_px = _resolve_tiling(spec.config, tile, overlap)
     stack = arr if arr.ndim == 3 else arr[None]
@@ -880,6 +938,7 @@ def denoise_dask(
         "device": str(device),
         "strength": float(strength),
         "noise": noise,
+        "orientations": int(orientations),
     }
     margin = overlap_px + spec.config.alignment - 1 + REGION_CONTEXT
     original_chunks = stack.chunks
