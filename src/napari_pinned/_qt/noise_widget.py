@@ -93,7 +93,9 @@ class NoiseWidget(Container):
             min=0.01,
             max=1e8,
             step=100.0,
-            tooltip="Electron dose per frame",
+            tooltip="Beam dose per frame, in electrons per Å² of specimen; converted to "
+            "detected electrons per pixel as dose · pixel size² · detector collection "
+            "(the unit of the Train dock's detected dose, e⁻/px)",
         )
         self.pixel_size = FloatSpinBox(
             label="Pixel size (Å)",
