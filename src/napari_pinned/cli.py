@@ -1587,6 +1587,23 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--materials", nargs="+", help="also train on simulated bundled materials")
     p.add_argument("--sim-size", type=_positive_int, default=256, help="simulated image edge (px)")
     p.add_argument("--pixel-size", type=_positive, default=0.1, help="simulated Å/px")
+    _add_train_model_options(p)
+    _add_train_schedule_options(p, defaults)
+    _add_train_noise_options(p, defaults)
+    _add_train_loss_options(p)
+    p.add_argument(
+        "--init", help="fine-tune from a model: a shipped one ('default', 'cdn') or a file"
+    )
+    _add_device(p)
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    _add_overwrite(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_train_model_options(p: argparse.ArgumentParser) -> None:
+    """``train`` options on the network: architecture, width and depth."""
     p.add_argument(
         "--architecture",
         choices=["paper", "unet", "tiny"],
@@ -1603,6 +1620,10 @@ def _add_train_parser(sub) -> None:
         type=_positive_int,
         help=f"number of down-samplings (default: {TRAIN_DEPTH} for unet, the preset's otherwise)",
     )
+
+
+def _add_train_schedule_options(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """``train`` options on the optimisation, defaulting to ``defaults`` (the core's config)."""
     p.add_argument("--steps", type=_positive_int, default=defaults.steps, help="optimiser steps")
     p.add_argument(
         "--batch-size", type=_positive_int, default=defaults.batch_size, help="patches per step"
@@ -1613,6 +1634,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument(
         "--lr", type=_positive, default=defaults.learning_rate, help="peak learning rate"
     )
+
+
+def _add_train_noise_options(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """``train`` options on the synthetic noise (CDN levels, dose) or self-supervision."""
     p.add_argument(
         "--levels",
         nargs=2,
@@ -1640,19 +1665,14 @@ def _add_train_parser(sub) -> None:
         action="store_true",
         help="self-supervised: learn from the --noisy images alone, no clean target",
     )
+
+
+def _add_train_loss_options(p: argparse.ArgumentParser) -> None:
+    """``train`` options on the physics-informed loss terms' weights."""
     p.add_argument("--lambda-tv", type=_non_negative, help="weight of total variation")
     p.add_argument("--lambda-sf", type=_non_negative, help="weight of spectral fidelity")
     p.add_argument("--lambda-b", type=_non_negative, help="weight of the brightness term")
     p.add_argument("--lambda-c", type=_non_negative, help="weight of the contrast term")
-    p.add_argument(
-        "--init", help="fine-tune from a model: a shipped one ('default', 'cdn') or a file"
-    )
-    _add_device(p)
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed")
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
-    _add_overwrite(p)
-    p.set_defaults(func=_cmd_train)
 
 
 def _report_noise(path: Path, report: Any) -> None:
@@ -1713,6 +1733,16 @@ def _add_denoise_parser(sub) -> None:
         "BioImage Model Zoo package (.zip)",
     )
     p.add_argument("--reference", type=Path, help="clean reference: print metrics")
+    _add_denoise_output_options(p)
+    _add_denoise_tiling_options(p)
+    _add_denoise_runtime_options(p)
+    _add_device(p)
+    _add_overwrite(p)
+    p.set_defaults(func=_cmd_denoise)
+
+
+def _add_denoise_output_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on what the output holds: strength, lattice, checks, format."""
     p.add_argument(
         "--strength",
         type=_strength,
@@ -1738,6 +1768,10 @@ def _add_denoise_parser(sub) -> None:
         help="with --output-dir: write <input>_denoised.tif or .zarr (default: zarr for "
         "zarr inputs, else TIFF)",
     )
+
+
+def _add_denoise_tiling_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on how frames are cut into tiles, and resuming a zarr output."""
     p.add_argument(
         "--tile",
         type=_positive_int,
@@ -1756,6 +1790,10 @@ def _add_denoise_parser(sub) -> None:
         action="store_true",
         help="continue the zarr output of an interrupted run (frames it finished are kept)",
     )
+
+
+def _add_denoise_runtime_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on where and with what the network runs (dask, ONNX, packages)."""
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -1781,9 +1819,6 @@ def _add_denoise_parser(sub) -> None:
         "(torchscript, pytorch_state_dict); napari-pinned's own packages and ONNX weights "
         "never need it",
     )
-    _add_device(p)
-    _add_overwrite(p)
-    p.set_defaults(func=_cmd_denoise)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
