@@ -695,8 +695,6 @@ def _precheck_frames(path: Path) -> None:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from napari_pinned.io import image_shape, is_microscope_file
-
     targets = _check_denoise_args(args)
     single = len(args.inputs) == 1
     tile = args.tile if args.tile is not None else _CORE_DEFAULT_TILE
@@ -704,9 +702,52 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     if args.reference is not None:
         _check_inputs_exist([args.reference])
         reference_shape = _input_shape(args.reference)
+    problems = _precheck_denoise_inputs(args, tile, reference_shape, single)
 
-    # Every file is checked from its header before any work; a bad file of a batch is
-    # reported at the end and the others are denoised.
+    from napari_pinned.intensity import check_image
+    from napari_pinned.io import read_image
+
+    reference = None
+    if args.reference is not None:
+        reference = read_image(args.reference)
+        with _about(args.reference):
+            check_image(reference, name="the reference")
+    cluster = args.scheduler is not None or args.workers is not None
+    if single and not cluster:
+        # One input: its contents are checked before the model is loaded, too.
+        _precheck_frames(args.inputs[0])
+
+    other = _other_runtime_model(args, cluster)
+    if other is not None:
+        pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
+        return _denoise_other_runtime(args, pairs, other, reference, problems)
+
+    spec = _load_denoise_model(args)
+    settings = {
+        "tile": tile,
+        "overlap": args.overlap,
+        "strength": args.strength,
+        "keep_lattice": not args.no_keep_lattice,
+    }
+    pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
+    if cluster:
+        return _denoise_on_cluster(args, pairs, spec, settings, problems)
+    return _denoise_locally(args, pairs, spec, settings, reference, problems)
+
+
+def _precheck_denoise_inputs(
+    args: argparse.Namespace,
+    tile: int,
+    reference_shape: tuple[int, ...] | None,
+    single: bool,
+) -> dict[Path, str]:
+    """Check every input from its header before any work; return the batch's bad files.
+
+    A bad file of a batch is reported at the end and the others are denoised, so its
+    problem is collected (path → message); a single input's problem is raised instead.
+    """
+    from napari_pinned.io import image_shape, is_microscope_file
+
     problems: dict[Path, str] = {}
     for path in args.inputs:
         try:
@@ -732,25 +773,17 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             if single:
                 raise
             problems[path] = str(exc)
+    return problems
 
-    from napari_pinned.intensity import check_image
-    from napari_pinned.io import read_image
 
-    reference = None
-    if args.reference is not None:
-        reference = read_image(args.reference)
-        with _about(args.reference):
-            check_image(reference, name="the reference")
-    cluster = args.scheduler is not None or args.workers is not None
-    if single and not cluster:
-        # One input: its contents are checked before the model is loaded, too.
-        _precheck_frames(args.inputs[0])
+def _load_denoise_model(args: argparse.Namespace) -> Any:
+    """Load ``--model`` and check the options that depend on it; return its ``ModelSpec``.
 
-    other = _other_runtime_model(args, cluster)
-    if other is not None:
-        pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
-        return _denoise_other_runtime(args, pairs, other, reference, problems)
-
+    Raises
+    ------
+    ValueError
+        If ``--overlap`` is below the halo the model's receptive field needs.
+    """
     from napari_pinned.inference import ModelSpec, minimum_overlap
     from napari_pinned.model_files import load_model
 
@@ -767,35 +800,30 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             "input (the shipped 'default' does)",
             file=sys.stderr,
         )
-    spec = ModelSpec.of(bundle)
-    settings = {
-        "tile": tile,
-        "overlap": args.overlap,
-        "strength": args.strength,
-        "keep_lattice": not args.no_keep_lattice,
-    }
-    pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
-    if cluster:
-        return _denoise_on_cluster(args, pairs, spec, settings, problems)
-    rows = {}
+    return ModelSpec.of(bundle)
+
+
+def _denoise_locally(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    spec: Any,
+    settings: dict,
+    reference: np.ndarray | None,
+    problems: dict[Path, str],
+) -> int:
+    """Denoise each (input, output) pair in this process; print metrics; return the exit code.
+
+    A batch goes on past a file that fails (bad contents, out of memory), which joins
+    ``problems``; a single input, or an unexpected runtime error, is raised.
+    """
+    single = len(args.inputs) == 1
+    rows: dict[str, dict] = {}
     for path, target in pairs:
         try:
             last = _denoise_one(path, target, spec, settings, args)
             _report_noise(path, last.report if last is not None else None)
             if args.check or reference is not None:
-                image, output = read_image(path), read_image(target)
-                if args.check:
-                    from napari_pinned.io import read_pixel_size
-
-                    _report_faithfulness(path, image, output, read_pixel_size(path))
-                if reference is not None:
-                    from napari_pinned.metrics import compute_metrics_stack, mean_metrics
-
-                    name = Path(path).name
-                    rows[f"{name} (input)"] = mean_metrics(compute_metrics_stack(image, reference))
-                    rows[f"{name} (denoised)"] = mean_metrics(
-                        compute_metrics_stack(output, reference)
-                    )
+                rows.update(_check_denoised(path, target, reference, args.check))
         except (ValueError, MemoryError, RuntimeError) as exc:
             memory = out_of_memory_message(exc)
             if single or (isinstance(exc, RuntimeError) and memory is None):
@@ -807,6 +835,35 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
         print(format_metrics_table(rows))
     return _report_problems(args, problems)
+
+
+def _check_denoised(
+    path: Path, target: Path, reference: np.ndarray | None, check: bool
+) -> dict[str, dict]:
+    """``--check``'s faithfulness report, and the metrics rows against ``--reference``.
+
+    Returns
+    -------
+    dict
+        ``"<name> (input)"`` and ``"<name> (denoised)"`` → mean metrics; empty without a
+        reference.
+    """
+    from napari_pinned.io import read_image
+
+    image, output = read_image(path), read_image(target)
+    if check:
+        from napari_pinned.io import read_pixel_size
+
+        _report_faithfulness(path, image, output, read_pixel_size(path))
+    if reference is None:
+        return {}
+    from napari_pinned.metrics import compute_metrics_stack, mean_metrics
+
+    name = Path(path).name
+    return {
+        f"{name} (input)": mean_metrics(compute_metrics_stack(image, reference)),
+        f"{name} (denoised)": mean_metrics(compute_metrics_stack(output, reference)),
+    }
 
 
 def _denoise_one(
@@ -1113,8 +1170,75 @@ def _summary_figure(rows: list[list[np.ndarray]], reference: np.ndarray) -> np.n
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The main job headlessly: simulate → noise → short training → denoise → metrics."""
-    import json
+    out = _prepare_demo(args)
+    size, px = args.size, 0.1
 
+    from napari_pinned.metrics import format_metrics_table
+    from napari_pinned.model_files import load_model, shipped_model
+    from napari_pinned.simulate import simulate
+    from napari_pinned.training import train
+
+    names = list(DEMO_TRAINING)
+    print(f"1. simulating training materials {', '.join(names)} ({size}² px, {px} Å/px)")
+    clean = [simulate(n, shape=size, pixel_size=px, seed=i).image for i, n in enumerate(names)]
+    print(f"2. training a small model for {args.steps} steps on synthetic CDN levels 1–5")
+    config = _demo_train_config(args, size)
+    started = time.perf_counter()
+    run = train(config, clean, seed=0, device=args.device)
+    bar = _ProgressBar(config.steps, "   train")
+    try:
+        bundle = run_job(
+            run, lambda p: bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
+        )
+    finally:
+        bar.close()
+    print(f"3. denoising {args.material} (never seen in training) at CDN levels 1–5")
+    truth = simulate(args.material, shape=size, pixel_size=px, seed=99).image
+    shipped = shipped_model(DEMO_SHIPPED)
+    comparison = load_model(DEMO_SHIPPED) if shipped and shipped.path.is_file() else None
+    methods = ["noisy", "flat image (true mean)", "median 3×3", "PINNED (demo model)"]
+    if comparison is not None:
+        methods.append(f"PINNED ({DEMO_SHIPPED} model)")
+    rows, results, images, panels = _demo_compare(args, bundle, comparison, truth, methods)
+    for name, data in images.items():
+        _check_finite_output(data, name)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "material": args.material,
+        "training_materials": names,
+        "size": size,
+        "pixel_size": px,
+        "steps": args.steps,
+        "width": args.width,
+        "shipped_model": DEMO_SHIPPED if comparison is not None else None,
+        "seconds": round(elapsed, 1),
+        "methods": methods,
+        "levels": {str(level): values for level, values in results.items()},
+    }
+    _write_demo_files(out, bundle, images, _summary_figure(panels, truth), results, summary)
+    print(format_metrics_table(rows))
+    columns = "clean | noisy | demo model"
+    if comparison is not None:
+        columns += f" | {DEMO_SHIPPED} model"
+    print(f"files in {out}/: summary.png (rows: levels 1–5; columns: {columns}),")
+    print("  metrics.csv, metrics.json, the images and demo-model.pt")
+    return EXIT_OK
+
+
+def _prepare_demo(args: argparse.Namespace) -> Path:
+    """Check the demo's options and make its output folder, before any slow work.
+
+    Returns
+    -------
+    Path
+        The output folder (created if missing, checked writable).
+
+    Raises
+    ------
+    ValueError
+        For an unknown material, an unusable output folder, a size under 64 px, or
+        images that would not fit in memory.
+    """
     from napari_pinned.crystal import get_material
 
     get_material(args.material)
@@ -1131,25 +1255,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from napari_pinned.simulate import AberratedProbe
 
     _check_simulation_memory(size, px, AberratedProbe(), f"simulating {size}² px images")
+    return out
 
-    from scipy.ndimage import median_filter
 
-    from napari_pinned.atomic import write_text
-    from napari_pinned.inference import denoise
-    from napari_pinned.io import write_csv, write_png, write_tiff
+def _demo_train_config(args: argparse.Namespace, size: int) -> Any:
+    """The demo's short training run: a small U-Net on synthetic CDN levels 1–5."""
     from napari_pinned.losses import LossWeights
-    from napari_pinned.metrics import compute_metrics, format_metrics_table
     from napari_pinned.model import ModelConfig
-    from napari_pinned.model_files import load_model, save_model, shipped_model
-    from napari_pinned.noise import add_cdn_noise
-    from napari_pinned.simulate import simulate
-    from napari_pinned.training import TrainConfig, train
+    from napari_pinned.training import TrainConfig
 
-    names = list(DEMO_TRAINING)
-    print(f"1. simulating training materials {', '.join(names)} ({size}² px, {px} Å/px)")
-    clean = [simulate(n, shape=size, pixel_size=px, seed=i).image for i, n in enumerate(names)]
-    print(f"2. training a small model for {args.steps} steps on synthetic CDN levels 1–5")
-    config = TrainConfig(
+    return TrainConfig(
         # Direct output and plain MSE: what benchmarks/quality.py measured best.
         model=ModelConfig.preset("unet", width=args.width, depth=3, residual=False),
         loss_weights=LossWeights.none(),
@@ -1159,26 +1274,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         learning_rate=1e-3,
         validate_every=max(1, args.steps // 5),
     )
-    started = time.perf_counter()
-    run = train(config, clean, seed=0, device=args.device)
-    bar = _ProgressBar(config.steps, "   train")
-    try:
-        bundle = run_job(
-            run, lambda p: bar.update(p.step, f"loss {p.loss.total:.4f} ETA {_duration(p.eta)}")
-        )
-    finally:
-        bar.close()
-    print(f"3. denoising {args.material} (never seen in training) at CDN levels 1–5")
-    reference = simulate(args.material, shape=size, pixel_size=px, seed=99)
-    truth = reference.image
-    shipped = shipped_model(DEMO_SHIPPED)
-    comparison = load_model(DEMO_SHIPPED) if shipped and shipped.path.is_file() else None
+
+
+def _demo_compare(
+    args: argparse.Namespace,
+    bundle: Any,
+    comparison: Any,
+    truth: np.ndarray,
+    methods: list[str],
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]], dict[str, np.ndarray], list]:
+    """Noise ``truth`` at CDN levels 1–5 and score every method against it.
+
+    Returns
+    -------
+    rows : dict
+        ``"L<level> <method>"`` → metrics, for the printed table.
+    results : dict
+        level → method → metrics as a dict, for the CSV and JSON files.
+    images : dict
+        File name → image to write (the reference, each level's noisy and denoised).
+    panels : list
+        Per level, the images of the summary figure's row.
+    """
+    from scipy.ndimage import median_filter
+
+    from napari_pinned.inference import denoise
+    from napari_pinned.metrics import compute_metrics
+    from napari_pinned.noise import add_cdn_noise
+
     # A flat image at the true mean: the score any method must beat to have found the
     # lattice at all (at levels 4–5 some do not).
     flat = np.full_like(truth, float(truth.mean()))
-    methods = ["noisy", "flat image (true mean)", "median 3×3", "PINNED (demo model)"]
-    if comparison is not None:
-        methods.append(f"PINNED ({DEMO_SHIPPED} model)")
     rows: dict[str, Any] = {}
     results: dict[int, dict[str, Any]] = {}
     images: dict[str, np.ndarray] = {"reference.tif": truth}
@@ -1205,21 +1331,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if comparison is not None:
             shown.append(outputs[methods[-1]])
         panels.append(shown)
-    for name, data in images.items():
-        _check_finite_output(data, name)
-    elapsed = time.perf_counter() - started
-    summary = {
-        "material": args.material,
-        "training_materials": names,
-        "size": size,
-        "pixel_size": px,
-        "steps": args.steps,
-        "width": args.width,
-        "shipped_model": DEMO_SHIPPED if comparison is not None else None,
-        "seconds": round(elapsed, 1),
-        "methods": methods,
-        "levels": {str(level): values for level, values in results.items()},
-    }
+    return rows, results, images, panels
+
+
+def _write_demo_files(
+    out: Path,
+    bundle: Any,
+    images: dict[str, np.ndarray],
+    figure: np.ndarray,
+    results: dict[int, dict[str, Any]],
+    summary: dict[str, Any],
+) -> None:
+    """Write the model, images, summary figure and metrics together (all or none)."""
+    import json
+
+    from napari_pinned.atomic import write_text
+    from napari_pinned.io import write_csv, write_png, write_tiff
+    from napari_pinned.model_files import save_model
+
     table = np.array(
         [
             [level, method, *values.values()]
@@ -1231,8 +1360,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with write_together():
         save_model(bundle, out / "demo-model.pt")
         for name, data in images.items():
-            write_tiff(out / name, data, pixel_size=px)
-        write_png(out / "summary.png", _summary_figure(panels, truth))
+            write_tiff(out / name, data, pixel_size=summary["pixel_size"])
+        write_png(out / "summary.png", figure)
         write_csv(
             out / "metrics.csv",
             table,
@@ -1240,13 +1369,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             fmt=["%d", "%s", "%.4f", "%.5f", "%.5f", "%.4f"],
         )
         write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    print(format_metrics_table(rows))
-    columns = "clean | noisy | demo model"
-    if comparison is not None:
-        columns += f" | {DEMO_SHIPPED} model"
-    print(f"files in {out}/: summary.png (rows: levels 1–5; columns: {columns}),")
-    print("  metrics.csv, metrics.json, the images and demo-model.pt")
-    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------ parser
@@ -1465,6 +1587,23 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--materials", nargs="+", help="also train on simulated bundled materials")
     p.add_argument("--sim-size", type=_positive_int, default=256, help="simulated image edge (px)")
     p.add_argument("--pixel-size", type=_positive, default=0.1, help="simulated Å/px")
+    _add_train_model_options(p)
+    _add_train_schedule_options(p, defaults)
+    _add_train_noise_options(p, defaults)
+    _add_train_loss_options(p)
+    p.add_argument(
+        "--init", help="fine-tune from a model: a shipped one ('default', 'cdn') or a file"
+    )
+    _add_device(p)
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    _add_overwrite(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_train_model_options(p: argparse.ArgumentParser) -> None:
+    """``train`` options on the network: architecture, width and depth."""
     p.add_argument(
         "--architecture",
         choices=["paper", "unet", "tiny"],
@@ -1481,6 +1620,10 @@ def _add_train_parser(sub) -> None:
         type=_positive_int,
         help=f"number of down-samplings (default: {TRAIN_DEPTH} for unet, the preset's otherwise)",
     )
+
+
+def _add_train_schedule_options(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """``train`` options on the optimisation, defaulting to ``defaults`` (the core's config)."""
     p.add_argument("--steps", type=_positive_int, default=defaults.steps, help="optimiser steps")
     p.add_argument(
         "--batch-size", type=_positive_int, default=defaults.batch_size, help="patches per step"
@@ -1491,6 +1634,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument(
         "--lr", type=_positive, default=defaults.learning_rate, help="peak learning rate"
     )
+
+
+def _add_train_noise_options(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """``train`` options on the synthetic noise (CDN levels, dose) or self-supervision."""
     p.add_argument(
         "--levels",
         nargs=2,
@@ -1518,19 +1665,14 @@ def _add_train_parser(sub) -> None:
         action="store_true",
         help="self-supervised: learn from the --noisy images alone, no clean target",
     )
+
+
+def _add_train_loss_options(p: argparse.ArgumentParser) -> None:
+    """``train`` options on the physics-informed loss terms' weights."""
     p.add_argument("--lambda-tv", type=_non_negative, help="weight of total variation")
     p.add_argument("--lambda-sf", type=_non_negative, help="weight of spectral fidelity")
     p.add_argument("--lambda-b", type=_non_negative, help="weight of the brightness term")
     p.add_argument("--lambda-c", type=_non_negative, help="weight of the contrast term")
-    p.add_argument(
-        "--init", help="fine-tune from a model: a shipped one ('default', 'cdn') or a file"
-    )
-    _add_device(p)
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed")
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
-    _add_overwrite(p)
-    p.set_defaults(func=_cmd_train)
 
 
 def _report_noise(path: Path, report: Any) -> None:
@@ -1591,6 +1733,16 @@ def _add_denoise_parser(sub) -> None:
         "BioImage Model Zoo package (.zip)",
     )
     p.add_argument("--reference", type=Path, help="clean reference: print metrics")
+    _add_denoise_output_options(p)
+    _add_denoise_tiling_options(p)
+    _add_denoise_runtime_options(p)
+    _add_device(p)
+    _add_overwrite(p)
+    p.set_defaults(func=_cmd_denoise)
+
+
+def _add_denoise_output_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on what the output holds: strength, lattice, checks, format."""
     p.add_argument(
         "--strength",
         type=_strength,
@@ -1616,6 +1768,10 @@ def _add_denoise_parser(sub) -> None:
         help="with --output-dir: write <input>_denoised.tif or .zarr (default: zarr for "
         "zarr inputs, else TIFF)",
     )
+
+
+def _add_denoise_tiling_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on how frames are cut into tiles, and resuming a zarr output."""
     p.add_argument(
         "--tile",
         type=_positive_int,
@@ -1634,6 +1790,10 @@ def _add_denoise_parser(sub) -> None:
         action="store_true",
         help="continue the zarr output of an interrupted run (frames it finished are kept)",
     )
+
+
+def _add_denoise_runtime_options(p: argparse.ArgumentParser) -> None:
+    """``denoise`` options on where and with what the network runs (dask, ONNX, packages)."""
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -1659,9 +1819,6 @@ def _add_denoise_parser(sub) -> None:
         "(torchscript, pytorch_state_dict); napari-pinned's own packages and ONNX weights "
         "never need it",
     )
-    _add_device(p)
-    _add_overwrite(p)
-    p.set_defaults(func=_cmd_denoise)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -447,3 +447,24 @@ def test_loss_plot_add_and_clear(qtbot):
     assert not plot.grab().isNull()
     plot.clear()
     assert plot.steps.size == 0 and plot.validation[0].size == 0
+
+
+def test_the_train_and_noise_docks_say_which_dose_they_mean(viewer, qtbot):
+    """Training dose is detected e⁻ per pixel, the Noise dock's is beam e⁻ per Å²: each
+    label names its unit, and each tooltip says how one converts to the other."""
+    from qtpy.QtWidgets import QLabel
+
+    from napari_pinned._qt.noise_widget import NoiseWidget
+
+    train = _dock(viewer, qtbot)
+    noise = NoiseWidget(viewer)
+    viewer.window.add_dock_widget(noise, name="Noise PINNED")
+
+    train_labels = [label.text() for label in train.data_panel.findChildren(QLabel)]
+    assert "Detected dose (e⁻/px)" in train_labels
+    assert "Dose (e⁻/px)" not in train_labels  # the old label, ambiguous beside e⁻/Å²
+    assert "e⁻/Å²" in train.counts_low.toolTip() and "pixel size²" in train.counts_low.toolTip()
+
+    noise_labels = [label.text() for label in noise.native.findChildren(QLabel)]
+    assert "Dose (e⁻/Å²)" in noise_labels
+    assert "e⁻/px" in noise.dose.tooltip and "pixel size²" in noise.dose.tooltip

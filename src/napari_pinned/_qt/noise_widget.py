@@ -75,6 +75,7 @@ class NoiseWidget(Container):
     # ------------------------------------------------------------------ layout
 
     def _build_widgets(self) -> None:
+        """Create every control (laid out by ``_all_widgets``); one helper per model."""
         self.source = ComboBox(
             label="Source",
             choices=lambda _w: image_layer_choices(self._viewer),
@@ -87,13 +88,23 @@ class NoiseWidget(Container):
             tooltip="CDN: the PINNED paper's benchmark degradation.  Dose: what a "
             "scanning microscope does (Poisson shot noise, read noise, scan jitter, drift)",
         )
+        self._build_dose_widgets()
+        self._build_cdn_widgets()
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.clip = CheckBox(text="Clip to the data range", value=True)
+        self.apply_button = PushButton(text="Apply")
+
+    def _build_dose_widgets(self) -> None:
+        """The dose model's controls: beam dose, pixel size, detector and scan faults."""
         self.dose = FloatSpinBox(
             label="Dose (e⁻/Å²)",
             value=1000.0,
             min=0.01,
             max=1e8,
             step=100.0,
-            tooltip="Electron dose per frame",
+            tooltip="Beam dose per frame, in electrons per Å² of specimen; converted to "
+            "detected electrons per pixel as dose · pixel size² · detector collection "
+            "(the unit of the Train dock's detected dose, e⁻/px)",
         )
         self.pixel_size = FloatSpinBox(
             label="Pixel size (Å)",
@@ -139,6 +150,9 @@ class NoiseWidget(Container):
             step=0.1,
             tooltip="Slow drift: a shear within a frame, a shift from frame to frame",
         )
+
+    def _build_cdn_widgets(self) -> None:
+        """The CDN model's controls: the paper's level, or its three components by hand."""
         self.level = FloatSlider(
             label="CDN level",
             value=1.0,
@@ -169,9 +183,6 @@ class NoiseWidget(Container):
             step=0.01,
             tooltip="Variance of the multiplicative speckle factor",
         )
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.clip = CheckBox(text="Clip to the data range", value=True)
-        self.apply_button = PushButton(text="Apply")
 
     def _components(self) -> list[FloatSpinBox]:
         return [self.gaussian_std, self.static_fraction, self.speckle_variance]

@@ -50,6 +50,11 @@ _SYNTHETIC = {
     NOISE_MODES[3]: "mix",
     NOISE_MODES[5]: "stem",
 }
+
+#: The training dose is what the detector records per pixel (the core's ``dose_counts``),
+#: not the beam dose per Å² that the Noise dock asks for; the label says which.
+DOSE_LABEL = "Detected dose (e⁻/px)"
+
 _BLIND_SPOT = NOISE_MODES[4]
 
 
@@ -90,7 +95,8 @@ class TrainDataPanel(QGroupBox):
         for spin in (self.counts_low, self.counts_high):
             spin.setToolTip(
                 "Detected electrons per pixel at the brightest intensity, drawn "
-                "log-uniformly per patch (dose · pixel area · detector collection)"
+                "log-uniformly per patch.  Not the Noise dock's e⁻/Å²: detected "
+                "e⁻/px = dose (e⁻/Å²) · pixel size² (Å²) · detector collection"
             )
         self.clean_layers.native.setToolTip(
             "Clean images (simulated), or for Noise2Noise one noisy half of a frame "
@@ -103,7 +109,7 @@ class TrainDataPanel(QGroupBox):
         form.addRow("Clean layers", self.clean_layers.native)
         form.addRow("Noise", self.noise_mode)
         form.addRow("CDN levels", levels_row)
-        form.addRow("Dose (e⁻/px)", counts_row)
+        form.addRow(DOSE_LABEL, counts_row)
         form.addRow("Noisy layers", self.noisy_layers.native)
         form.addRow(self.pairs_label)
         self._on_noise_mode()
