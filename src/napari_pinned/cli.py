@@ -728,6 +728,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         "overlap": args.overlap,
         "strength": args.strength,
         "keep_lattice": not args.no_keep_lattice,
+        "orientations": args.orientations,
     }
     pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
     if cluster:
@@ -976,6 +977,7 @@ def _denoise_other_runtime(
                         strength=args.strength,
                         backend="onnx" if args.backend == "auto" else args.backend,
                         keep_lattice=not args.no_keep_lattice,
+                        orientations=args.orientations,
                     )
                     result = run_job(job, show)
                 finally:
@@ -1743,6 +1745,8 @@ def _add_denoise_parser(sub) -> None:
 
 def _add_denoise_output_options(p: argparse.ArgumentParser) -> None:
     """``denoise`` options on what the output holds: strength, lattice, checks, format."""
+    from napari_pinned.settings import ORIENTATION_COUNTS
+
     p.add_argument(
         "--strength",
         type=_strength,
@@ -1755,6 +1759,14 @@ def _add_denoise_output_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give the network's output as it is, without giving back what it took from the "
         "input's strong lattice reflections",
+    )
+    p.add_argument(
+        "--orientations",
+        type=int,
+        choices=ORIENTATION_COUNTS,
+        default=1,
+        help="average the network over this many turned and mirrored copies of each image "
+        "(a better estimate at that many times the network's time)",
     )
     p.add_argument(
         "--check",

@@ -64,6 +64,7 @@ from napari_pinned.intensity import check_image
 from napari_pinned.jobs import Job, run_job
 from napari_pinned.lattice_guard import keep_lattice
 from napari_pinned.noise_level import NoiseEstimate
+from napari_pinned.settings import ORIENTATION_COUNTS
 
 if TYPE_CHECKING:
     # torch and the torch modules are imported where they are used: denoising with an
@@ -279,8 +280,6 @@ ORIENTATIONS = (
     (3, False),
     (2, True),
 )
-#: The counts of orientations :func:`denoise` accepts.
-ORIENTATION_COUNTS = (1, 2, 4, 8)
 
 
 def _check_orientations(orientations: Any) -> int:

@@ -176,6 +176,7 @@ def iter_denoise_file(
     strength: float = 1.0,
     resume: bool = False,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise one file into another, frame by frame (see the module docstring).
 
@@ -188,7 +189,7 @@ def iter_denoise_file(
         temporary name, resumable).
     model : str, path, ModelBundle or ModelSpec
         As for :func:`napari_pinned.inference.denoise`.
-    tile, overlap, device, strength, keep_lattice
+    tile, overlap, device, strength, keep_lattice, orientations
         As for :func:`napari_pinned.inference.denoise`.
     resume : bool
         Continue the zarr output of an interrupted run (frames it finished are kept).
@@ -215,7 +216,16 @@ def iter_denoise_file(
     if isinstance(output, ZarrOutput):
         return (
             yield from _iter_into_zarr(
-                src, frames, output, spec, tile, overlap, device, strength, keep_lattice
+                src,
+                frames,
+                output,
+                spec,
+                tile,
+                overlap,
+                device,
+                strength,
+                keep_lattice,
+                orientations,
             )
         )
     last = None
@@ -229,6 +239,7 @@ def iter_denoise_file(
             strength=strength,
             out=writer,
             keep_lattice=keep_lattice,
+            orientations=orientations,
         ):
             last = report
             yield FileProgress(src, report.frames_done, count, report)
@@ -246,6 +257,7 @@ def _iter_into_zarr(
     device: str,
     strength: float,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise the frames an output still lacks into it, recording each finished one."""
     from napari_pinned.inference import iter_denoise
@@ -265,6 +277,7 @@ def _iter_into_zarr(
         out=output.array,
         skip=skip,
         keep_lattice=keep_lattice,
+        orientations=orientations,
     ):
         last = report
         newly = _finished_frames(report, count, skip)
@@ -291,6 +304,7 @@ def iter_denoise_to_zarr(
     strength: float = 1.0,
     resume: bool = True,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise an array (numpy, zarr, dask: e.g. a napari layer's data) into a zarr
     store, frame by frame, under a temporary name until complete; returns the store.
@@ -316,7 +330,16 @@ def iter_denoise_to_zarr(
     output = ZarrOutput(target, shape, run=run, attrs=attrs, resume=resume)
     return (
         yield from _iter_into_zarr(
-            source, image, output, spec, tile, overlap, device, strength, keep_lattice
+            source,
+            image,
+            output,
+            spec,
+            tile,
+            overlap,
+            device,
+            strength,
+            keep_lattice,
+            orientations,
         )
     )
 
@@ -421,6 +444,7 @@ def iter_denoise_file_on_cluster(
     strength: float = 1.0,
     resume: bool = False,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise one stack or large image on a dask cluster into a zarr output.
 
@@ -451,6 +475,7 @@ def iter_denoise_file_on_cluster(
         device=device,
         strength=strength,
         keep_lattice=keep_lattice,
+        orientations=orientations,
     )
     result = result.rechunk(output.array.chunks)
     resumed = len(output.done)
@@ -506,6 +531,7 @@ def iter_denoise_files_on_cluster(
     strength: float = 1.0,
     resume: bool = False,
     keep_lattice: bool = True,
+    orientations: int = 1,
 ) -> Iterator[tuple[Path, Path | None, BaseException | None]]:
     """Denoise a batch of files on a dask cluster, one task per file.
 
@@ -526,6 +552,7 @@ def iter_denoise_files_on_cluster(
         "strength": strength,
         "resume": resume,
         "keep_lattice": keep_lattice,
+        "orientations": orientations,
     }
     futures = [
         client.submit(_denoise_file_task, str(src), str(dst), shared, settings, pure=False)

@@ -22,7 +22,12 @@ from napari_pinned.conditioning import NORMALIZATIONS
 from napari_pinned.config import config_from_dict, config_to_dict
 from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
 
+#: How many orientations ``denoise(..., orientations=)`` may average the network over
+#: (:data:`napari_pinned.inference.ORIENTATIONS`).
+ORIENTATION_COUNTS = (1, 2, 4, 8)
+
 __all__ = [
+    "ORIENTATION_COUNTS",
     "Architecture",
     "Conditioning",
     "LossWeights",

@@ -82,3 +82,18 @@ def test_tiles_and_dask_chunks_give_the_whole_image_result(bundle, image):
 def test_other_counts_are_refused(bundle, image, bad):
     with pytest.raises(ValueError, match="orientations must be one of"):
         denoise(image, bundle, device="cpu", orientations=bad)
+
+
+def test_the_command_line_averages_orientations_too(bundle, image, tmp_path):
+    from napari_pinned.cli import main
+    from napari_pinned.io import read_image, write_tiff
+    from napari_pinned.model_files import save_model
+
+    source = write_tiff(tmp_path / "in.tif", image)
+    model = save_model(bundle, tmp_path / "m.pt")
+    out = tmp_path / "out.tif"
+    argv = ["denoise", str(source), "--model", str(model), "-o", str(out), "--device", "cpu"]
+    assert main([*argv, "--orientations", "4"]) == 0
+    expected = denoise(image, bundle, device="cpu", orientations=4)
+    np.testing.assert_allclose(read_image(out), expected, atol=1e-4 * float(np.ptp(image)))
+    assert main([*argv, "--orientations", "3"]) == 2
