@@ -39,7 +39,6 @@ from qtpy.QtWidgets import (
 )
 
 from ._common import (
-    ImageLayerChoices,
     add_or_update_image,
     call_or_notify,
     find_layer,
@@ -56,6 +55,7 @@ from .compare_panel import ComparePanel, residual_name, spectrum_name
 from .denoise_options import DenoiseOptions
 from .faithfulness_panel import FaithfulnessPanel
 from .job_runner import JobRunner, Outcome
+from .layer_combos import LayerCombos
 from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
 from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM, ModelPicker
 from .model_registry import get_registry
@@ -175,7 +175,7 @@ class DenoiseWidget(QWidget):
         layout.addWidget(self.adapt_panel)
         layout.addStretch(1)
 
-        self._layer_choices = ImageLayerChoices(
+        self._layer_choices = LayerCombos(
             napari_viewer,
             [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
         )
