@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_pinned.metrics import METRIC_COLUMNS
 
-from ._common import layer_pixel_size, notify_error
+from ._common import find_layer, layer_pixel_size, notify_error
 
 if TYPE_CHECKING:
     import napari
@@ -163,6 +163,20 @@ class MetricsPanel(QGroupBox):
         form.addRow(self.metrics_label)
         form.addRow(self.metrics_table)
         form.addRow(buttons)
+
+    def pick_reference_columns(self) -> None:
+        """Pick the reference's ground-truth columns when the generator made them and
+        none are picked yet."""
+        ref = self.reference_layer.value
+        if ref is None or self.columns_layer.value is not None:
+            return
+        # "<label> columns" goes with "<label>" (generator) and "<label> clean" (sample).
+        names = (f"{ref.name} columns", f"{ref.name.removesuffix(' clean')} columns")
+        found = (find_layer(self._viewer, name, Points) for name in names)
+        points = next((layer for layer in found if layer is not None), None)
+        if points is not None:
+            self.columns_layer.reset_choices()
+            self.columns_layer.value = points
 
     def _frame_metrics(self, image: Image, reference: Image) -> list[Metrics]:
         from napari_pinned.metrics import compute_metrics_stack
