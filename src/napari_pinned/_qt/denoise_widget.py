@@ -30,7 +30,6 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QWidget
 
 from ._common import (
-    add_or_update_image,
     call_or_notify,
     find_layer,
     image_layer_choices,
@@ -51,6 +50,7 @@ from .layer_watch import LayerWatch
 from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
 from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
 from .model_registry import get_registry
+from .output_layer import OutputTarget, denoised_name
 from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
 
 if TYPE_CHECKING:
@@ -76,11 +76,6 @@ NO_MODEL_MESSAGE = (
     "installation (reinstall napari-pinned) and none has been trained in this session: "
     "train one in the 'Train PINNED' dock (Plugins menu), or load a model file."
 )
-
-
-def denoised_name(name: str) -> str:
-    """Name of the output layer for input layer ``name``."""
-    return f"{name} denoised"
 
 
 def _denoise_frames(
@@ -112,7 +107,7 @@ class DenoiseWidget(QWidget):
         super().__init__(parent)
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._target: dict[str, Any] = {}
+        self._target: OutputTarget | None = None
 
         layout = scrolling_layout(self)
         self.input_panel = InputPanel(self._image_choices, self)
@@ -263,7 +258,6 @@ class DenoiseWidget(QWidget):
         )
         if not started:
             return False
-        self._target["strength"] = self.strength_spin.value()
         self.status_label.setText(f"Denoising {layer.name!r} with {self.model_name}…")
         self._set_running(True)
         return True
@@ -284,17 +278,9 @@ class DenoiseWidget(QWidget):
             return None
         return layer, device
 
-    def _target_for(self, layer: Image) -> dict[str, Any]:
+    def _target_for(self, layer: Image) -> OutputTarget:
         """Name, placement and provenance of the output layer of ``layer``."""
-        return {
-            "name": denoised_name(layer.name),
-            "source": layer.name,
-            "scale": tuple(layer.scale),
-            "translate": tuple(layer.translate),
-            "units": tuple(layer.units),
-            "contrast_limits": tuple(layer.contrast_limits),
-            "model": self.model_name,
-        }
+        return OutputTarget.of(layer, self.model_name, self.strength_spin.value())
 
     def _settings(self, device: str) -> dict[str, Any]:
         return self.options.settings(device)
@@ -311,7 +297,6 @@ class DenoiseWidget(QWidget):
         )
         if output is None:
             return False
-        self._target["strength"] = self.strength_spin.value()
         out = self._add_output(output)
         self.status_label.setText(
             f"Added {out.name!r}: frames are denoised when shown. 'Whole stack → zarr' "
@@ -334,7 +319,6 @@ class DenoiseWidget(QWidget):
         import dask.array as da
 
         self._target = self._target_for(layer)
-        self._target["strength"] = self.strength_spin.value()
         self._add_output(da.from_zarr(str(path)))
 
     def cancel(self) -> None:
@@ -365,22 +349,9 @@ class DenoiseWidget(QWidget):
         self.denoise_finished.emit(layer)
 
     def _add_output(self, output: np.ndarray) -> Image:
-        target = self._target
-        layer = add_or_update_image(
-            self._viewer,
-            output,
-            target["name"],
-            scale=target["scale"],
-            translate=target["translate"],
-            units=target["units"],
-            contrast_limits=target["contrast_limits"],
-            metadata={
-                "pinned_model": target["model"],
-                "pinned_source": target["source"],
-                "pinned_strength": target.get("strength", 1.0),
-            },
-        )
-        self.status_label.setText(f"Added {layer.name!r} ({target['model']}).")
+        assert self._target is not None, "a job sets its target before it ends"
+        layer = self._target.add(self._viewer, output)
+        self.status_label.setText(f"Added {layer.name!r} ({self._target.model}).")
         self._on_layers_changed()
         self.check_faithfulness()
         return layer
