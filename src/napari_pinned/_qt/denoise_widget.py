@@ -15,6 +15,11 @@ factor; after every run a faithfulness check (no reference needed) says whether 
 denoiser kept the input's lattice reflections, and "Adapt to this image" fine-tunes the
 model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulness_panel`,
 :mod:`._qt.adapt_panel`).
+
+The dock only assembles panels, one file each (:mod:`._qt.input_panel`,
+:mod:`._qt.metrics_panel`, :mod:`._qt.compare_panel`, :mod:`._qt.stack_to_zarr_panel` and
+those above), runs the job, and wires them: :mod:`._qt.layer_watch` says when the
+readouts are stale and :mod:`._qt.output_layer` names and places the output.
 """
 
 from __future__ import annotations
