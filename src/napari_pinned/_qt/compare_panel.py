@@ -6,7 +6,7 @@ input, its denoised output and the reference at the moment a button is pressed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +68,7 @@ class ComparePanel(QGroupBox):
         self._layers = layers
         self._saved_visibility: dict[str, bool] | None = None
         self._saved_grid_shape: tuple[int, int] | None = None
+        self._saved_order: list[Any] | None = None
         form = QFormLayout(self)
         self.compare_button = QPushButton("Grid: noisy / denoised / reference")
         self.compare_button.setCheckable(True)
@@ -86,32 +87,56 @@ class ComparePanel(QGroupBox):
 
     def set_compare(self, enabled: bool) -> None:
         """Grid view of noisy / denoised / reference with only those visible, or back."""
-        viewer = self._viewer
         if enabled:
             shown = [layer for layer in self._layers() if layer is not None]
             if len(shown) < 2:
                 notify_warning("Compare: denoise the input (or pick a reference) first")
                 self._set_compare_button(False)
                 return
-            self._saved_visibility = {layer.name: layer.visible for layer in viewer.layers}
-            for layer in viewer.layers:
-                layer.visible = layer in shown
-            grid = _grid(viewer)
-            # One row, side by side: napari places only visible layers in the grid.
-            self._saved_grid_shape = tuple(grid.shape)
-            grid.shape = (1, len(shown))
-            grid.enabled = True
+            self._show_grid(shown)
         else:
-            grid = _grid(viewer)
-            grid.enabled = False
-            if self._saved_grid_shape is not None:
-                grid.shape = self._saved_grid_shape
-                self._saved_grid_shape = None
-            for name, visible in (self._saved_visibility or {}).items():
-                if name in viewer.layers:
-                    viewer.layers[name].visible = visible
-            self._saved_visibility = None
+            self._restore()
         self._set_compare_button(enabled)
+
+    def _show_grid(self, shown: list[Image]) -> None:
+        """Only ``shown`` visible, side by side in that order, the view fitted to them."""
+        viewer = self._viewer
+        self._saved_visibility = {layer.name: layer.visible for layer in viewer.layers}
+        self._saved_order = list(viewer.layers)
+        for layer in viewer.layers:
+            layer.visible = layer in shown
+        # The grid places visible layers in layer-list order, so moving them to the top
+        # of the list, in the label's order, puts noisy left and the reference right.
+        for layer in shown:
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+        grid = _grid(viewer)
+        # One row, side by side: napari places only visible layers in the grid.
+        self._saved_grid_shape = tuple(grid.shape)
+        grid.shape = (1, len(shown))
+        grid.enabled = True
+        # The camera still frames one image: fit the whole row or the panels are clipped.
+        viewer.reset_view()
+
+    def _restore(self) -> None:
+        """The grid, layer order and visibility as they were before comparing."""
+        viewer = self._viewer
+        grid = _grid(viewer)
+        grid.enabled = False
+        if self._saved_grid_shape is not None:
+            grid.shape = self._saved_grid_shape
+            self._saved_grid_shape = None
+        # Layers added meanwhile stay on top; removed ones are skipped.
+        kept = [layer for layer in self._saved_order or [] if layer in viewer.layers]
+        for target, layer in enumerate(kept):
+            current = viewer.layers.index(layer)
+            if current != target:
+                viewer.layers.move(current, target)
+        self._saved_order = None
+        for name, visible in (self._saved_visibility or {}).items():
+            if name in viewer.layers:
+                viewer.layers[name].visible = visible
+        self._saved_visibility = None
+        viewer.reset_view()
 
     def _set_compare_button(self, checked: bool) -> None:
         self.compare_button.blockSignals(True)
@@ -143,7 +168,12 @@ class ComparePanel(QGroupBox):
         )
 
     def add_spectrum(self, layer: Image | None = None, *, window: bool = True) -> Image | None:
-        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks)."""
+        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks).
+
+        Its axes are spatial frequency, 1/(N·pixel size) per pixel, zero at the centre;
+        it is placed with the source's scale and units so that it covers the same
+        extent and keeps the viewer's units consistent (see the comment below).
+        """
         from napari_pinned.spectra import power_spectrum
 
         layer = self.fft_layer.value if layer is None else layer
@@ -155,10 +185,19 @@ class ComparePanel(QGroupBox):
         )
         if spectrum is None:
             return None
-        # Frequency axes have no physical pixel size; a stack keeps its frame axis.
-        extra: dict[str, Sequence[float]] = {}
-        if spectrum.ndim == 3:
-            extra = {"scale": (layer.scale[0], 1.0, 1.0), "translate": (layer.translate[0], 0, 0)}
+        # Spatial frequency: pixel k of an N-pixel axis is k/(N·a) for pixel size a, so
+        # the true step is 1/(N·a) Å⁻¹.  napari draws every layer in one world, and a
+        # layer in other units (or none) makes it drop units altogether ("Inconsistent
+        # units across layers", no "Å" on the scale bar) and draws the spectrum at a
+        # different size from its image (1/a times larger for 0.1-Å pixels).  The
+        # spectrum therefore takes the source's scale, translate and units: it covers
+        # the image's extent, as in a grid cell.
         return add_or_update_image(
-            self._viewer, spectrum, spectrum_name(layer.name), colormap="magma", **extra
+            self._viewer,
+            spectrum,
+            spectrum_name(layer.name),
+            colormap="magma",
+            scale=tuple(layer.scale),
+            translate=tuple(layer.translate),
+            units=tuple(layer.units),
         )

@@ -15,32 +15,26 @@ factor; after every run a faithfulness check (no reference needed) says whether 
 denoiser kept the input's lattice reflections, and "Adapt to this image" fine-tunes the
 model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulness_panel`,
 :mod:`._qt.adapt_panel`).
+
+The dock only assembles panels, one file each (:mod:`._qt.input_panel`,
+:mod:`._qt.metrics_panel`, :mod:`._qt.compare_panel`, :mod:`._qt.stack_to_zarr_panel` and
+those above), runs the job, and wires them: :mod:`._qt.layer_watch` says when the
+readouts are stale and :mod:`._qt.output_layer` names and places the output.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox
 from napari.layers import Image, Points
-from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QWidget,
-)
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QWidget
 
 from ._common import (
-    ImageLayerChoices,
-    add_or_update_image,
     call_or_notify,
     find_layer,
     image_layer_choices,
@@ -53,13 +47,15 @@ from ._common import (
 )
 from .adapt_panel import AdaptPanel
 from .compare_panel import ComparePanel, residual_name, spectrum_name
-from .denoise_options import DenoiseOptions
 from .faithfulness_panel import FaithfulnessPanel
+from .input_panel import InputPanel
 from .job_runner import JobRunner, Outcome
+from .layer_combos import LayerCombos
+from .layer_watch import LayerWatch
 from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_metric
-from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM, ModelPicker
+from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
 from .model_registry import get_registry
-from .noise_readout import NoiseReadout
+from .output_layer import OutputTarget, denoised_name
 from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
 
 if TYPE_CHECKING:
@@ -85,42 +81,19 @@ NO_MODEL_MESSAGE = (
     "installation (reinstall napari-pinned) and none has been trained in this session: "
     "train one in the 'Train PINNED' dock (Plugins menu), or load a model file."
 )
-# Frame changes and data edits come in bursts (a dragged slider); score once they settle.
-_METRICS_DELAY_MS = 120
-
-
-def denoised_name(name: str) -> str:
-    """Name of the output layer for input layer ``name``."""
-    return f"{name} denoised"
 
 
 def _denoise_frames(
-    data: np.ndarray,
-    model: Any,
-    tile: int,
-    overlap: int,
-    device: str,
-    strength: float = 1.0,
-    keep_lattice: bool = True,
+    data: np.ndarray, model: Any, settings: dict[str, Any]
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
     """The worker's job: one report per batch of tiles; returns the output.
 
     The output travels by the worker's ``returned`` signal, which cannot be overtaken by
-    ``finished``.
+    ``finished``.  ``settings`` are :meth:`DenoiseOptions.settings`.
     """
     from napari_pinned.inference import iter_denoise
 
-    return (
-        yield from iter_denoise(
-            data,
-            model,
-            tile=tile,
-            overlap=overlap,
-            device=device,
-            strength=strength,
-            keep_lattice=keep_lattice,
-        )
-    )
+    return (yield from iter_denoise(data, model, **settings))
 
 
 class DenoiseWidget(QWidget):
@@ -139,12 +112,12 @@ class DenoiseWidget(QWidget):
         super().__init__(parent)
         self._viewer = napari_viewer
         self._registry = get_registry()
-        self._target: dict[str, Any] = {}
-        self._watched: list[Image] = []
-        self._closed = False
+        self._target: OutputTarget | None = None
 
         layout = scrolling_layout(self)
-        layout.addWidget(self._build_denoise_box())
+        self.input_panel = InputPanel(self._image_choices, self)
+        layout.addWidget(self.input_panel)
+        self._expose_input_panel()
         self.faithfulness_panel = FaithfulnessPanel()
         layout.addWidget(self.faithfulness_panel)
         self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
@@ -175,27 +148,27 @@ class DenoiseWidget(QWidget):
         layout.addWidget(self.adapt_panel)
         layout.addStretch(1)
 
-        self._layer_choices = ImageLayerChoices(
+        self._layer_choices = LayerCombos(
             napari_viewer,
             [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
         )
         self._runner = JobRunner(self, "Denoise")
-        self._metrics_timer = QTimer(self)
-        self._metrics_timer.setSingleShot(True)
-        self._metrics_timer.setInterval(_METRICS_DELAY_MS)
-        self._metrics_timer.timeout.connect(self.update_metrics)
-        self._noise_timer = QTimer(self)
-        self._noise_timer.setSingleShot(True)
-        self._noise_timer.setInterval(_METRICS_DELAY_MS)
-        self._noise_timer.timeout.connect(self.update_noise)
+        self._watch: LayerWatch | None = LayerWatch(
+            napari_viewer,
+            self,
+            lambda: [*self._layers(), self.columns_layer.value],
+            self.update_metrics,
+            self.update_noise,
+            self._forget,
+        )
+        self.schedule_metrics_update = self._watch.schedule_metrics
+        self._schedule_noise_update = self._watch.schedule_noise
+        self._on_layers_changed = self._watch.layers_changed
 
         self.model_picker.selected.connect(self._on_model_selected)
-        layers = napari_viewer.layers.events
-        layers.inserted.connect(self._on_layers_changed)
-        layers.removed.connect(self._on_layers_changed)
-        napari_viewer.dims.events.current_step.connect(self.schedule_metrics_update)
+        self.denoise_button.clicked.connect(self.denoise)
+        self.cancel_button.clicked.connect(self.cancel)
         self.input_layer.changed.connect(self._on_layers_changed)
-        napari_viewer.dims.events.current_step.connect(self._schedule_noise_update)
         self.reference_layer.changed.connect(self._on_reference_changed)
         self.columns_layer.changed.connect(self._on_layers_changed)
         self.model_picker.refresh()
@@ -210,37 +183,19 @@ class DenoiseWidget(QWidget):
     def _points_choices(self, _widget: Any = None) -> list[tuple[str, Points]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Points)]
 
-    def _build_denoise_box(self) -> QGroupBox:
-        box = QGroupBox("Denoise")
-        form = QFormLayout(box)
-        self.input_layer = ComboBox(choices=self._image_choices)
-        self.model_picker = ModelPicker(self)
+    def _expose_input_panel(self) -> None:
+        """The input panel's controls, under the names the dock has always had."""
+        panel = self.input_panel
+        self.input_layer, self.model_picker = panel.input_layer, panel.model_picker
         self.model_combo = self.model_picker.model_combo
         self.model_label = self.model_picker.model_label
-        self.noise_label = NoiseReadout()
-        self.options = DenoiseOptions(self)
-        # The options' controls, under the names the dock has always had.
+        self.noise_label, self.options = panel.noise_label, panel.options
         options = self.options
         self.strength_spin, self.keep_lattice_box = options.strength_spin, options.keep_lattice_box
         self.tile_spin, self.overlap_spin = options.tile_spin, options.overlap_spin
         self.device_combo, self.device_label = options.device_combo, options.device_label
-        self.denoise_button = QPushButton("Denoise")
-        self.cancel_button = QPushButton("Cancel")
-        self.denoise_button.clicked.connect(self.denoise)
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.denoise_button)
-        buttons.addWidget(self.cancel_button)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        form.addRow("Input layer", self.input_layer.native)
-        form.addRow("Model", self.model_combo)
-        form.addRow(self.model_label)
-        form.addRow(self.noise_label)
-        self.options.add_rows(form)
-        form.addRow(buttons)
-        form.addRow(self.status_label)
-        return box
+        self.denoise_button, self.cancel_button = panel.denoise_button, panel.cancel_button
+        self.status_label = panel.status_label
 
     # -- models -----------------------------------------------------------------------------
     def _on_model_selected(self, name: str) -> None:
@@ -283,25 +238,17 @@ class DenoiseWidget(QWidget):
         return self._runner.running
 
     def _set_running(self, running: bool) -> None:
-        self.denoise_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self.input_panel.set_running(running)
 
     def denoise(self) -> bool:
         """Start denoising the selected layer; returns whether a job started."""
         if self.is_running:
             notify_warning("Denoise: a denoising job is already running")
             return False
-        layer = self.input_layer.value
-        if layer is None:
-            notify_error("Denoise: add or choose an Image layer to denoise")
+        job = self._job_inputs("Denoise")
+        if job is None:
             return False
-        if not self.model_name or self.model_name not in self._registry:
-            notify_error(NO_MODEL_MESSAGE)
-            return False
-        device = self._update_device_label()
-        if device is None:
-            notify_error(f"Denoise: device {self.device_combo.currentText()!r} is not available")
-            return False
+        layer, device = job
         self._target = self._target_for(layer)
         if is_lazy(layer):
             return self._denoise_lazily(layer, device)
@@ -309,33 +256,36 @@ class DenoiseWidget(QWidget):
             _denoise_frames,
             layer.data,
             self._registry.model_source(self.model_name),
-            self.tile_spin.value(),
-            self.overlap_spin.value() or None,
-            device,
-            self.strength_spin.value(),
-            self.keep_lattice_box.isChecked(),
+            self._settings(device),
             description=f"Denoising {layer.name}",
             on_progress=self._on_progress,
             on_finish=self._on_finish,
         )
         if not started:
             return False
-        self._target["strength"] = self.strength_spin.value()
         self.status_label.setText(f"Denoising {layer.name!r} with {self.model_name}…")
         self._set_running(True)
         return True
 
-    def _target_for(self, layer: Image) -> dict[str, Any]:
+    def _job_inputs(self, context: str) -> tuple[Image, str] | None:
+        """The input layer and device of a job; None, with a notification, when the
+        input, the model or the device is missing."""
+        layer = self.input_layer.value
+        if layer is None:
+            notify_error(f"{context}: add or choose an Image layer to denoise")
+            return None
+        if not self.model_name or self.model_name not in self._registry:
+            notify_error(NO_MODEL_MESSAGE)
+            return None
+        device = self._update_device_label()
+        if device is None:
+            notify_error(f"{context}: device {self.device_combo.currentText()!r} is not available")
+            return None
+        return layer, device
+
+    def _target_for(self, layer: Image) -> OutputTarget:
         """Name, placement and provenance of the output layer of ``layer``."""
-        return {
-            "name": denoised_name(layer.name),
-            "source": layer.name,
-            "scale": tuple(layer.scale),
-            "translate": tuple(layer.translate),
-            "units": tuple(layer.units),
-            "contrast_limits": tuple(layer.contrast_limits),
-            "model": self.model_name,
-        }
+        return OutputTarget.of(layer, self.model_name, self.strength_spin.value())
 
     def _settings(self, device: str) -> dict[str, Any]:
         return self.options.settings(device)
@@ -352,7 +302,6 @@ class DenoiseWidget(QWidget):
         )
         if output is None:
             return False
-        self._target["strength"] = self.strength_spin.value()
         out = self._add_output(output)
         self.status_label.setText(
             f"Added {out.name!r}: frames are denoised when shown. 'Whole stack → zarr' "
@@ -363,17 +312,10 @@ class DenoiseWidget(QWidget):
 
     def _stack_job(self) -> tuple[Image, Any, dict[str, Any]] | None:
         """What the 'Whole stack → zarr' panel runs: the input, model and settings."""
-        layer = self.input_layer.value
-        if layer is None:
-            notify_error("Write zarr: add or choose an Image layer to denoise")
+        job = self._job_inputs("Write zarr")
+        if job is None:
             return None
-        if not self.model_name or self.model_name not in self._registry:
-            notify_error(NO_MODEL_MESSAGE)
-            return None
-        device = self._update_device_label()
-        if device is None:
-            notify_error(f"Write zarr: device {self.device_combo.currentText()!r} is not available")
-            return None
+        layer, device = job
         settings = {**self._settings(device), "pixel_size": layer_pixel_size(layer)}
         return layer, self._registry.model_source(self.model_name), settings
 
@@ -382,7 +324,6 @@ class DenoiseWidget(QWidget):
         import dask.array as da
 
         self._target = self._target_for(layer)
-        self._target["strength"] = self.strength_spin.value()
         self._add_output(da.from_zarr(str(path)))
 
     def cancel(self) -> None:
@@ -413,22 +354,9 @@ class DenoiseWidget(QWidget):
         self.denoise_finished.emit(layer)
 
     def _add_output(self, output: np.ndarray) -> Image:
-        target = self._target
-        layer = add_or_update_image(
-            self._viewer,
-            output,
-            target["name"],
-            scale=target["scale"],
-            translate=target["translate"],
-            units=target["units"],
-            contrast_limits=target["contrast_limits"],
-            metadata={
-                "pinned_model": target["model"],
-                "pinned_source": target["source"],
-                "pinned_strength": target.get("strength", 1.0),
-            },
-        )
-        self.status_label.setText(f"Added {layer.name!r} ({target['model']}).")
+        assert self._target is not None, "a job sets its target before it ends"
+        layer = self._target.add(self._viewer, output)
+        self.status_label.setText(f"Added {layer.name!r} ({self._target.model}).")
         self._on_layers_changed()
         self.check_faithfulness()
         return layer
@@ -446,10 +374,6 @@ class DenoiseWidget(QWidget):
         output = out.data[frame] if out.ndim == 3 else out.data
         self.faithfulness_panel.check(source, output, layer_pixel_size(inp))
         return True
-
-    def _schedule_noise_update(self, _event: Any = None) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._noise_timer.start()
 
     def update_noise(self) -> None:
         """Show the estimated noise of the input's current frame."""
@@ -469,47 +393,14 @@ class DenoiseWidget(QWidget):
         return inp, out, ref
 
     def _on_reference_changed(self, _value: Any = None) -> None:
-        """Pick the reference's ground-truth columns when the generator made them."""
-        ref = self.reference_layer.value
-        if ref is not None and self.columns_layer.value is None:
-            # "<label> columns" goes with "<label>" (generator) and "<label> clean" (sample).
-            names = (f"{ref.name} columns", f"{ref.name.removesuffix(' clean')} columns")
-            found = (find_layer(self._viewer, name, Points) for name in names)
-            points = next((layer for layer in found if layer is not None), None)
-            if points is not None:
-                self.columns_layer.reset_choices()
-                self.columns_layer.value = points
+        self.metrics_panel.pick_reference_columns()
         self._on_layers_changed()
 
-    def _on_layers_changed(self, _event: Any = None) -> None:
-        try:
-            self._rewatch()
-        except RuntimeError:  # Qt side gone with the viewer
-            return
+    def _forget(self, data_changed: bool) -> None:
+        """Drop the scores (and, when the data changed, noise estimates) now stale."""
         self.metrics_panel.clear_cache()
-        self.schedule_metrics_update()
-        self._schedule_noise_update()
-
-    def _rewatch(self) -> None:
-        for layer in self._watched:
-            layer.events.data.disconnect(self._on_data_changed)
-        self._watched = [layer for layer in self._layers() if layer is not None]
-        if self.columns_layer.value is not None:
-            self._watched.append(self.columns_layer.value)
-        for layer in self._watched:
-            layer.events.data.connect(self._on_data_changed)
-
-    def _on_data_changed(self, _event: Any = None) -> None:
-        self.metrics_panel.clear_cache()
-        self.noise_label.clear_cache()
-        self.schedule_metrics_update()
-        self._schedule_noise_update()
-
-    def schedule_metrics_update(self, _event: Any = None) -> None:
-        """Recompute the readouts shortly (bursts of events collapse into one update)."""
-        # RuntimeError: our Qt side was deleted with the viewer's window.
-        with contextlib.suppress(RuntimeError):
-            self._metrics_timer.start()
+        if data_changed:
+            self.noise_label.clear_cache()
 
     # -- closing ----------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -522,18 +413,9 @@ class DenoiseWidget(QWidget):
 
     def closeEvent(self, event) -> None:
         self.shutdown()
-        if not self._closed:
-            self._closed = True
-            self._metrics_timer.stop()
-            self._noise_timer.stop()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
             self._layer_choices.disconnect()
             self.model_picker.disconnect_registry()
-            layers = self._viewer.layers.events
-            layers.inserted.disconnect(self._on_layers_changed)
-            layers.removed.disconnect(self._on_layers_changed)
-            self._viewer.dims.events.current_step.disconnect(self.schedule_metrics_update)
-            self._viewer.dims.events.current_step.disconnect(self._schedule_noise_update)
-            for layer in self._watched:
-                layer.events.data.disconnect(self._on_data_changed)
-            self._watched = []
         super().closeEvent(event)

@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_pinned.metrics import METRIC_COLUMNS
 
-from ._common import layer_pixel_size, notify_error
+from ._common import find_layer, layer_pixel_size, notify_error
 
 if TYPE_CHECKING:
     import napari
@@ -136,7 +136,15 @@ class MetricsPanel(QGroupBox):
         self.metrics_label.setWordWrap(True)
         self.metrics_table = QTableWidget(0, len(_COLUMNS))
         self.metrics_table.setHorizontalHeaderLabels(list(_COLUMNS))
-        self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # Columns as wide as their text, never squeezed below it: a stretched column in
+        # a narrow dock elided labels and numbers ("+15...."); the dock scrolls instead.
+        header = self.metrics_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.metrics_table.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents
+        )
+        self.metrics_table.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.metrics_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         # As tall as its rows: a dock has no room for an empty scroll area.
         self.metrics_table.setSizeAdjustPolicy(
@@ -155,6 +163,20 @@ class MetricsPanel(QGroupBox):
         form.addRow(self.metrics_label)
         form.addRow(self.metrics_table)
         form.addRow(buttons)
+
+    def pick_reference_columns(self) -> None:
+        """Pick the reference's ground-truth columns when the generator made them and
+        none are picked yet."""
+        ref = self.reference_layer.value
+        if ref is None or self.columns_layer.value is not None:
+            return
+        # "<label> columns" goes with "<label>" (generator) and "<label> clean" (sample).
+        names = (f"{ref.name} columns", f"{ref.name.removesuffix(' clean')} columns")
+        found = (find_layer(self._viewer, name, Points) for name in names)
+        points = next((layer for layer in found if layer is not None), None)
+        if points is not None:
+            self.columns_layer.reset_choices()
+            self.columns_layer.value = points
 
     def _frame_metrics(self, image: Image, reference: Image) -> list[Metrics]:
         from napari_pinned.metrics import compute_metrics_stack
@@ -257,6 +279,15 @@ class MetricsPanel(QGroupBox):
             for col, text in enumerate(cells):
                 table.setItem(row, col, QTableWidgetItem(text))
         table.setVerticalHeaderLabels(labels)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """Ask the layout for the width the labels and numbers need (see _build)."""
+        table = self.metrics_table
+        table.resizeColumnsToContents()
+        labels = table.verticalHeader().sizeHint().width() if table.rowCount() else 0
+        columns = sum(table.columnWidth(c) for c in range(table.columnCount()))
+        table.setMinimumWidth(labels + columns + 2 * table.frameWidth())
 
     def table_text(self) -> list[list[str]]:
         """The table as shown: one list per row, the row label first."""
