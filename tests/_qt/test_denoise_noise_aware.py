@@ -126,3 +126,17 @@ def test_keep_lattice_can_be_switched_off(qtbot, viewer, conditioned):
         qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
     expected = denoise(counts, conditioned, keep_lattice=False, device="cpu")
     np.testing.assert_allclose(finished.args[0].data, expected, atol=1e-4)
+
+
+def test_the_dock_averages_over_the_chosen_orientations(qtbot, viewer, conditioned):
+    counts = _counts(seed=6)
+    viewer.add_image(counts, name="scan")
+    widget = _dock(viewer, conditioned)
+    combo = widget.options.orientations_combo
+    assert combo.currentData() == 1  # the core's default: the fastest
+    combo.setCurrentIndex(combo.findData(8))
+    with qtbot.waitSignal(widget.denoise_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
+    expected = denoise(counts, conditioned, orientations=8, device="cpu")
+    np.testing.assert_allclose(finished.args[0].data, expected, atol=1e-4)
+    assert np.abs(expected - denoise(counts, conditioned, device="cpu")).max() > 1e-3

@@ -1,4 +1,4 @@
-"""The Denoise dock's options: strength, lattice guard, tiling and device.
+"""The Denoise dock's options: strength, lattice guard, orientations, tiling and device.
 
 Their initial values are the core's defaults (those of
 :func:`~napari_pinned.inference.iter_denoise`), so the dock and the API tile alike.
@@ -22,6 +22,7 @@ class DenoiseOptions(QObject):
 
     def __init__(self, parent: QWidget) -> None:
         from napari_pinned.inference import iter_denoise
+        from napari_pinned.settings import ORIENTATION_COUNTS
 
         super().__init__(parent)
         defaults = inspect.signature(iter_denoise).parameters
@@ -42,6 +43,19 @@ class DenoiseOptions(QObject):
             "Give back what the network took from the input's strong Bragg reflections "
             "(ten times above the noise floor, hence signal): no sublattice is erased"
         )
+        self.orientations_combo = QComboBox()
+        for count in ORIENTATION_COUNTS:
+            label = {1: "1 (fastest)", max(ORIENTATION_COUNTS): f"{count} (best)"}.get(
+                count, str(count)
+            )
+            self.orientations_combo.addItem(label, count)
+        self.orientations_combo.setCurrentIndex(
+            ORIENTATION_COUNTS.index(defaults["orientations"].default)
+        )
+        self.orientations_combo.setToolTip(
+            "Average the network over this many turned and mirrored copies of the image: "
+            "a better estimate of the same result, at about that many times the time"
+        )
         self.tile_spin = int_spin_box(16, 8192, defaults["tile"].default, 32)
         # 0 = the core's default (None): the model's minimum halo for exact tiling.
         self.overlap_spin = int_spin_box(0, 1024, defaults["overlap"].default or 0, 8)
@@ -56,9 +70,11 @@ class DenoiseOptions(QObject):
         self.device_label = QLabel()
 
     def add_rows(self, form: QFormLayout) -> None:
-        """Strength, lattice guard, tile size, overlap and device, as rows of ``form``."""
+        """Strength, lattice guard, orientations, tile size, overlap and device, as rows
+        of ``form``."""
         form.addRow("Strength", self.strength_spin)
         form.addRow(self.keep_lattice_box)
+        form.addRow("Orientations", self.orientations_combo)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Overlap", self.overlap_spin)
         form.addRow("Device", self.device_combo)
@@ -77,4 +93,5 @@ class DenoiseOptions(QObject):
             "device": device,
             "strength": self.strength_spin.value(),
             "keep_lattice": self.keep_lattice_box.isChecked(),
+            "orientations": int(self.orientations_combo.currentData()),
         }
