@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from qtpy.QtCore import Qt
 
+from _models import tiny_conditioned
 from napari_pinned._qt.denoise_widget import DenoiseWidget
 from napari_pinned._qt.train_widget import TrainWidget
 from napari_pinned.inference import denoise
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle
 
 pytest.importorskip("bioimageio.core")
 
@@ -21,13 +21,7 @@ WAIT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def bundle() -> ModelBundle:
-    torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
-    net = build_model(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(net.eval(), config, {"name": "tiny", "noise": "stem"})
+    return tiny_conditioned(0, name="tiny", noise="stem")
 
 
 @pytest.fixture(scope="module")

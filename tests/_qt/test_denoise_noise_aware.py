@@ -7,6 +7,7 @@ import pytest
 import torch
 from qtpy.QtCore import Qt
 
+from _models import tiny_conditioned
 from napari_pinned._qt.adapt_panel import adapted_name
 from napari_pinned._qt.denoise_widget import DenoiseWidget
 from napari_pinned._qt.model_registry import get_registry
@@ -26,13 +27,7 @@ def viewer(make_napari_viewer):
 @pytest.fixture(scope="module")
 def conditioned() -> ModelBundle:
     """A tiny noise-aware network with non-zero weights everywhere (not the identity)."""
-    torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
-    model = build_model(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(model=model, config=config, metadata={"name": "tiny aware"})
+    return tiny_conditioned(0, name="tiny aware")
 
 
 def _counts(dose: float = 10.0, size: int = 128, seed: int = 0) -> np.ndarray:

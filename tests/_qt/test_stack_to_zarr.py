@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from _models import tiny_conditioned
 from napari_pinned._qt.denoise_widget import DenoiseWidget
 from napari_pinned._qt.model_registry import get_registry
 from napari_pinned.inference import denoise
 from napari_pinned.io import read_image
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle
 
 da = pytest.importorskip("dask.array")
 zarr = pytest.importorskip("zarr")
@@ -20,13 +20,7 @@ WAIT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def bundle() -> ModelBundle:
-    torch.manual_seed(4)
-    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
-    net = build_model(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(net.eval(), config, {"name": "tiny conditioned"})
+    return tiny_conditioned(4, name="tiny conditioned")
 
 
 def _stack(frames=4) -> np.ndarray:

@@ -18,22 +18,13 @@ pytest.importorskip("bioimageio.core")
 
 from _bmz_packages import box_filter as _box
 from _bmz_packages import foreign_package as _foreign
+from _models import random_bundle as _random_bundle
 from napari_pinned import bmz, bmz_denoiser, conditioning, inference, noise_level
 from napari_pinned.bmz import PackageError, export_bioimageio, load_package
 from napari_pinned.bmz_denoiser import PinnedDenoiser
 from napari_pinned.inference import denoise
 from napari_pinned.model import ModelBundle, ModelConfig, build_model
 from napari_pinned.model_files import ModelFileError, load_model
-
-
-def _random_bundle(config: ModelConfig, seed: int = 0, **metadata) -> ModelBundle:
-    """A tiny network with random weights (a fresh conditioned one is the identity)."""
-    torch.manual_seed(seed)
-    net = build_model(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(net.eval(), config, {"name": "tiny test", **metadata})
 
 
 def _counts(shape=(96, 112), seed=0) -> np.ndarray:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from _models import tiny_conditioned
 from napari_pinned.cli import main
 from napari_pinned.io import read_image, write_tiff
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
 from napari_pinned.model_files import save_model
 
 
@@ -16,15 +15,7 @@ from napari_pinned.model_files import save_model
 def files(tmp_path_factory):
     """A tiny noise-conditioned model file and a noisy image."""
     folder = tmp_path_factory.mktemp("cli-bmz")
-    torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
-    net = build_model(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model = save_model(
-        ModelBundle(net.eval(), config, {"name": "tiny", "noise": "stem"}), folder / "m.pt"
-    )
+    model = save_model(tiny_conditioned(0, name="tiny", noise="stem"), folder / "m.pt")
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:80, 0:96]
     clean = (np.cos(x / 2.0) * np.cos(y / 2.0) + 1.2) * 10

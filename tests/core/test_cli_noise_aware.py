@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from _models import tiny_conditioned
 from napari_pinned.cli import main
 from napari_pinned.inference import denoise
 from napari_pinned.io import read_image, write_tiff
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
 from napari_pinned.model_files import SHIPPED_MODELS, load_model, save_model
 
 
 @pytest.fixture(scope="module")
 def aware_model(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
-    model = build_model(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     path = tmp_path_factory.mktemp("models") / "aware.pt"
-    save_model(ModelBundle(model=model, config=config, metadata={"name": "aware"}), path)
+    save_model(tiny_conditioned(0, name="aware"), path)
     return str(path)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from _models import tiny_conditioned
 from napari_pinned.inference import (
     DenoiseProgress,
     denoise,
@@ -161,13 +162,7 @@ def test_rgb_input_is_rejected(bundle):
 @pytest.fixture(scope="module")
 def conditioned_bundle() -> ModelBundle:
     """A conditioned network with random (non-zero) weights everywhere."""
-    torch.manual_seed(2)
-    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
-    model = build_model(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(model=model, config=config, metadata={"name": "conditioned"})
+    return tiny_conditioned(2, name="conditioned")
 
 
 def _counts(dose: float, shape=(96, 112), seed=0) -> np.ndarray:

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from _models import random_bundle
 from napari_pinned.inference import ORIENTATIONS, denoise
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle, ModelConfig
 
 da = pytest.importorskip("dask.array")
 
 
 @pytest.fixture(scope="module")
 def bundle() -> ModelBundle:
-    torch.manual_seed(4)
+    # Random weights: a function with no symmetry of its own.
     config = ModelConfig.preset("tiny", depth=2, normalization="robust")
-    model = build_model(config).eval()
-    with torch.no_grad():  # random weights: a function with no symmetry of its own
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(model=model, config=config, metadata={"name": "orientations test"})
+    return random_bundle(config, 4, name="orientations test")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from _models import tiny_conditioned
 from napari_pinned import inference, scale
 from napari_pinned.cli import _CORE_DEFAULT_TILE, main
 from napari_pinned.inference import ModelSpec, denoise
@@ -26,14 +26,8 @@ pytest.importorskip("dask.array")
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    torch.manual_seed(3)
-    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map")
-    net = build_model(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(ModelBundle(net.eval(), config, {"name": "tiny"}), path)
+    return save_model(tiny_conditioned(3, name="tiny"), path)
 
 
 def _stack(frames=5, shape=(90, 104), seed=0) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from _models import random_bundle
 from napari_pinned.conditioning import (
     REGION_CONTEXT,
     frame_statistics,
@@ -20,19 +20,14 @@ from napari_pinned.inference import (
     minimum_overlap,
     windows_per_frame,
 )
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.model import ModelBundle, ModelConfig
 
 da = pytest.importorskip("dask.array")
 
 
 def _bundle(seed: int, **overrides) -> ModelBundle:
-    torch.manual_seed(seed)
-    config = ModelConfig.preset("tiny", **overrides)
-    model = build_model(config).eval()
-    with torch.no_grad():  # random weights everywhere: a strongly varying function
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return ModelBundle(model=model, config=config, metadata={"name": f"test {seed}"})
+    # Random weights everywhere: a strongly varying function.
+    return random_bundle(ModelConfig.preset("tiny", **overrides), seed, name=f"test {seed}")
 
 
 @pytest.fixture(scope="module")
