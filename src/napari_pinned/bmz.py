@@ -578,16 +578,20 @@ def _check_foreign(descr: Any, source: pathlib.Path) -> None:
             )
 
 
+def _needs_core(path: Any) -> PackageError:
+    return PackageError(
+        f"{path}: running BioImage Model Zoo packages from other tools needs "
+        f"bioimageio.core ({_SPEC_HINT})"
+    )
+
+
 def _load_foreign(package: _Package, *, trust: bool, device: str) -> ForeignModel:
     path = package.path
     try:
         from bioimageio.spec import InvalidDescr, load_description
         from bioimageio.spec.model import v0_5
     except ImportError:
-        raise PackageError(
-            f"{path}: running BioImage Model Zoo packages from other tools needs "
-            f"bioimageio.core ({_SPEC_HINT})"
-        ) from None
+        raise _needs_core(path) from None
     descr = load_description(path, format_version="latest", perform_io_checks=False)
     if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
         reason = descr.get_reason() if isinstance(descr, InvalidDescr) else "not a model"
@@ -614,10 +618,7 @@ def _load_foreign(package: _Package, *, trust: bool, device: str) -> ForeignMode
     try:
         import bioimageio.core  # noqa: F401
     except ImportError:
-        raise PackageError(
-            f"{path}: running BioImage Model Zoo packages from other tools needs "
-            f"bioimageio.core ({_SPEC_HINT})"
-        ) from None
+        raise _needs_core(path) from None
     if wf == "onnx":
         from napari_pinned.backends import require_onnxruntime
 
