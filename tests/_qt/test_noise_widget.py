@@ -224,3 +224,19 @@ def test_noise_docks_from_the_plugin_menu(make_napari_viewer, clean):
     widget.level.value = 2.5
     assert viewer.layers[-1].name == "clean CDN"
     np.testing.assert_array_equal(viewer.layers[-1].data, add_cdn_noise(clean, 2.5, seed=0))
+
+
+def test_opening_an_rgb_image_then_applying_says_it_once(make_napari_viewer, notifications):
+    # In a real viewer the new layer becomes the combo's choice by itself; that is not
+    # a request for noise, so only the click on Apply reports the problem.
+    viewer = make_napari_viewer()
+    noise = NoiseWidget(viewer)
+    viewer.window.add_dock_widget(noise)
+    viewer.add_image(np.zeros((32, 32, 3), dtype=np.uint8), name="rgb", rgb=True)
+    assert noise.source.value is viewer.layers["rgb"]
+    assert notifications.errors == []
+
+    noise.apply_button.native.click()
+    assert len(notifications.errors) == 1
+    assert "RGB" in notifications.errors[0]
+    assert [layer.name for layer in viewer.layers] == ["rgb"]

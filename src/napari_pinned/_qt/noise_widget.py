@@ -289,9 +289,13 @@ class NoiseWidget(Container):
         self._last_error = None
         self._take_pixel_size()
         layer = self.source.value
-        if layer is not None and layer.rgb:
-            self._report(self._failure(layer, _RGB_REASON))
-        elif layer is not None and find_layer(self._viewer, self._output_name(layer)) is not None:
+        # Choosing (or opening) an RGB layer is not yet a request for noise: its error
+        # waits for the first control the user moves, so one action gives one message.
+        if (
+            layer is not None
+            and not layer.rgb
+            and find_layer(self._viewer, self._output_name(layer)) is not None
+        ):
             # Only an existing output follows a new source choice; merely picking a
             # layer in the combo should not add one.
             self.update_output()
