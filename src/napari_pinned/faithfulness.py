@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -181,20 +181,8 @@ class BraggPeak:
     in_residual: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON."""
-        return {
-            "index": list(self.index),
-            "frequency": list(self.frequency),
-            "spatial_frequency": self.spatial_frequency,
-            "d_spacing": self.d_spacing,
-            "snr": _json_float(self.snr),
-            "input_amplitude": self.input_amplitude,
-            "output_amplitude": self.output_amplitude,
-            "ratio": self.ratio,
-            "residual_share": self.residual_share,
-            "kept": self.kept,
-            "in_residual": self.in_residual,
-        }
+        """Plain values for JSON (no NaN or infinity)."""
+        return _plain_fields(self)
 
 
 @dataclass(frozen=True)
@@ -222,16 +210,8 @@ class InventedPeak:
     ratio: float
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON."""
-        return {
-            "index": list(self.index),
-            "frequency": list(self.frequency),
-            "spatial_frequency": self.spatial_frequency,
-            "d_spacing": self.d_spacing,
-            "output_amplitude": self.output_amplitude,
-            "input_amplitude": self.input_amplitude,
-            "ratio": _json_float(self.ratio),
-        }
+        """Plain values for JSON (no NaN or infinity)."""
+        return _plain_fields(self)
 
 
 @dataclass(frozen=True)
@@ -342,6 +322,19 @@ def _pct(value: float) -> str:
 
 def _json_float(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def _plain_fields(peak: Any) -> dict[str, Any]:
+    """A peak dataclass as JSON values: tuples become lists, NaN and infinity None."""
+    plain: dict[str, Any] = {}
+    for item in fields(peak):
+        value = getattr(peak, item.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, float):
+            value = _json_float(value)
+        plain[item.name] = value
+    return plain
 
 
 # ----------------------------------------------------------------------------- spectra

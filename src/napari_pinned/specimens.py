@@ -38,6 +38,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import gemmi
 import numpy as np
@@ -493,7 +494,7 @@ def random_structure(
     render_probe = _with_blur(probe, thermal)
     scene = _Scene(shape, pixel_size, render_margin(render_probe, pixel_size) + 5.0 * static)
 
-    _BUILDERS[kind](rng, scene, ranges, names)
+    _BUILDERS[kind](_Draw(rng, scene, ranges, names))
 
     columns = scene.ground_truth()
     if len(columns.weights):
@@ -554,6 +555,15 @@ class _Columns:
         )  # fmt: skip
 
 
+class _Draw(NamedTuple):
+    """What every specimen builder draws from and into (one builder per kind)."""
+
+    rng: np.random.Generator
+    scene: _Scene
+    ranges: StructureRanges
+    names: Sequence[str]
+
+
 class _Scene:
     """Everything a builder puts into the field: regions of columns, amorphous atoms."""
 
@@ -580,6 +590,14 @@ class _Scene:
     def inside(self, positions: np.ndarray) -> np.ndarray:
         """Which positions (pixels) lie in the field."""
         return np.all((positions >= -0.5) & (positions < np.asarray(self.shape) - 0.5), axis=1)
+
+    def add_lattice(self, columns: _Columns, lattice: _Lattice, description: str | None) -> None:
+        """Add a crystal's columns, its description (unless given already) and material."""
+        self.add(columns)
+        if description is not None:
+            self.parts.append(description)
+        if lattice.material:
+            self.materials.append(lattice.material)
 
     def add(self, columns: _Columns) -> None:
         offset = max((int(r.ctype.max()) + 1 for r in self.regions if len(r.ctype)), default=0)
@@ -1071,14 +1089,8 @@ def _particle(
 # --------------------------------------------------------------------------- builders
 
 
-def _build_crystal(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-    *,
-    random_only: bool = False,
-) -> None:
+def _build_crystal(draw: _Draw, *, random_only: bool = False) -> None:
+    rng, scene, ranges, names = draw
     lattice = (
         _random_lattice(rng, ranges)
         if random_only
@@ -1088,28 +1100,17 @@ def _build_crystal(
     cols = _tile(rng, scene, lattice, thickness)
     scene.parts.append(_describe(lattice, thickness))
     cols = _maybe_modify(rng, scene, cols, lattice, ranges)
-    scene.add(cols)
-    if lattice.material:
-        scene.materials.append(lattice.material)
+    scene.add_lattice(cols, lattice, None)
     scene.params["thickness"] = thickness
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-def _build_random_lattice(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
-    _build_crystal(rng, scene, ranges, names, random_only=True)
+def _build_random_lattice(draw: _Draw) -> None:
+    _build_crystal(draw, random_only=True)
 
 
-def _build_weak_strong(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_weak_strong(draw: _Draw) -> None:
+    rng, scene, ranges, _ = draw
     ratio = _loguniform(rng, ranges.weak_ratio)
     lattice = _weak_strong_lattice(rng, ranges, ratio)
     thickness = _thickness(rng, lattice, ranges)
@@ -1119,30 +1120,17 @@ def _build_weak_strong(
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-def _build_amorphous(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_amorphous(draw: _Draw) -> None:
+    rng, scene, ranges, _ = draw
     scene.parts.append(_film(rng, scene, _loguniform(rng, ranges.amorphous_thickness)))
 
 
-def _build_vacuum(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
-    scene.parts.append("vacuum")
+def _build_vacuum(draw: _Draw) -> None:
+    draw.scene.parts.append("vacuum")
 
 
-def _build_adatoms(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_adatoms(draw: _Draw) -> None:
+    rng, scene, ranges, _ = draw
     scene.parts.append(_film(rng, scene, _loguniform(rng, ranges.amorphous_thickness), name="a-C"))
     density = _loguniform(rng, ranges.adatom_density)
     low, high = scene.bounds
@@ -1155,9 +1143,8 @@ def _build_adatoms(
     scene.parts.append(f"single {gemmi.Element(int(z)).name} atoms, {density:.3f}/Å²")
 
 
-def _build_nanoparticle(
-    rng: np.random.Generator, scene: _Scene, ranges: StructureRanges, names: Sequence[str]
-) -> None:
+def _build_nanoparticle(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     support = None
     if rng.random() < 0.85:
         support = "on " + _film(rng, scene, _loguniform(rng, ranges.support_thickness))
@@ -1188,19 +1175,12 @@ def _build_nanoparticle(
         cols = cols.take(inside)
         cols.weights *= np.sqrt(np.clip(1.0 - rho[inside] ** 2, 0.02, 1.0))
         earlier.append(rho_of)
-        scene.add(cols)
-        scene.parts.append(f"{lattice.name} particle {2 * radius / 10:.1f} nm")
-        if lattice.material:
-            scene.materials.append(lattice.material)
+        scene.add_lattice(cols, lattice, f"{lattice.name} particle {2 * radius / 10:.1f} nm")
     scene.parts.append(support or "in vacuum")
 
 
-def _build_grain_boundary(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_grain_boundary(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     first = _any_lattice(rng, ranges, names, allow_2d=False)
     # Mostly one material on both sides (a tilt or twist boundary), else an interface.
     second = first if rng.random() < 0.6 else _any_lattice(rng, ranges, names, allow_2d=False)
@@ -1231,12 +1211,8 @@ def _build_grain_boundary(
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-def _build_surface(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_surface(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     lattice = _any_lattice(rng, ranges, names)
     thickness = _thickness(rng, lattice, ranges)
     distance, _ = _half_plane(rng, scene, (0.3, 0.8))
@@ -1252,10 +1228,7 @@ def _build_surface(
         wedge = rng.uniform(10.0, 80.0)  # Å over which a wedge thins to its edge
         cols.weights *= np.clip(-d / wedge, 0.1, 1.0)
         description += f", {wedge:.0f} Å wedge"
-    scene.add(cols)
-    scene.parts.append(description)
-    if lattice.material:
-        scene.materials.append(lattice.material)
+    scene.add_lattice(cols, lattice, description)
     scene.params["thickness"] = thickness
     if rng.random() < 0.5:
         scene.parts.append("on " + _film(rng, scene, _loguniform(rng, ranges.support_thickness)))
@@ -1263,30 +1236,19 @@ def _build_surface(
         scene.parts.append("vacuum beyond")
 
 
-def _build_thickness_gradient(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_thickness_gradient(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     lattice = _any_lattice(rng, ranges, names, allow_2d=False)
     thickness = _thickness(rng, lattice, ranges)
     cols = _tile(rng, scene, lattice, thickness)
     low = _gradient(rng, scene, cols)
-    scene.add(cols)
-    scene.parts.append(f"{_describe(lattice, thickness)}, thickness ramp {low:.2f}-1")
-    if lattice.material:
-        scene.materials.append(lattice.material)
+    scene.add_lattice(cols, lattice, f"{_describe(lattice, thickness)}, thickness ramp {low:.2f}-1")
     scene.params.update(thickness=thickness, ramp_low=low)
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-def _build_vacancies(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_vacancies(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     lattice = _any_lattice(rng, ranges, names)
     thickness = _thickness(rng, lattice, ranges)
     fraction = float(rng.uniform(*ranges.vacancy_fraction))
@@ -1294,20 +1256,15 @@ def _build_vacancies(
         cols = _atom_vacancies(rng, _tile(rng, scene, lattice, thickness), fraction)
     else:
         cols = _tile(rng, scene, lattice, thickness, vacancy_fraction=fraction)
-    scene.add(cols)
-    scene.parts.append(f"{_describe(lattice, thickness)}, {100 * fraction:.0f} % vacancies")
-    if lattice.material:
-        scene.materials.append(lattice.material)
+    scene.add_lattice(
+        cols, lattice, f"{_describe(lattice, thickness)}, {100 * fraction:.0f} % vacancies"
+    )
     scene.params.update(thickness=thickness, vacancy_fraction=fraction)
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-def _build_dopants(
-    rng: np.random.Generator,
-    scene: _Scene,
-    ranges: StructureRanges,
-    names: Sequence[str],
-) -> None:
+def _build_dopants(draw: _Draw) -> None:
+    rng, scene, ranges, names = draw
     lattice = _any_lattice(rng, ranges, names)
     # Single dopants show in thin specimens: a heavy atom in a 50-atom column adds little.
     if lattice.two_dimensional:
@@ -1318,15 +1275,12 @@ def _build_dopants(
     fraction = float(rng.uniform(*ranges.dopant_fraction))
     hit = _dopants(rng, cols, fraction, ranges, lattice.two_dimensional)
     n = int(scene.inside(cols.positions[hit]).sum())
-    scene.add(cols)
-    scene.parts.append(f"{_describe(lattice, thickness)}, {_count(n, 'dopant')}")
-    if lattice.material:
-        scene.materials.append(lattice.material)
+    scene.add_lattice(cols, lattice, f"{_describe(lattice, thickness)}, {_count(n, 'dopant')}")
     scene.params.update(thickness=thickness, dopants=n)
     _maybe_support(rng, scene, ranges, ranges.support_fraction)
 
 
-_BUILDERS: dict[str, Callable[..., None]] = {
+_BUILDERS: dict[str, Callable[[_Draw], None]] = {
     "crystal": _build_crystal,
     "random_lattice": _build_random_lattice,
     "weak_strong": _build_weak_strong,
