@@ -226,6 +226,14 @@ class ColumnSet:
     weights: np.ndarray
     column_type: np.ndarray | None = None
 
+    def inside(self, shape: tuple[int, int]) -> ColumnSet:
+        """The columns whose centres lie on a field of ``shape`` pixels."""
+        pos = np.asarray(self.positions, dtype=np.float64).reshape(-1, 2)
+        keep = np.all((pos >= -0.5) & (pos < np.asarray(shape) - 0.5), axis=1)
+        kind = None if self.column_type is None else np.asarray(self.column_type)[keep]
+        weights = np.asarray(self.weights, dtype=np.float64)[keep]
+        return ColumnSet(positions=pos[keep], weights=weights, column_type=kind)
+
 
 @dataclass(frozen=True)
 class Material:

@@ -170,7 +170,7 @@ def fsc(image: np.ndarray, reference: np.ndarray) -> float:
     Parameters
     ----------
     image, reference : numpy.ndarray
-        2D images of the same shape.
+        2D images of the same shape; FSC is symmetric, so their order does not matter.
 
     Returns
     -------
@@ -200,8 +200,10 @@ def epi(image: np.ndarray, reference: np.ndarray) -> float:
 
     Parameters
     ----------
-    image, reference : numpy.ndarray
-        2D images of the same shape.
+    image : numpy.ndarray
+        The image judged (e.g. the denoised one), 2D.
+    reference : numpy.ndarray
+        The image whose edges count as right, same shape.
 
     Returns
     -------

@@ -715,7 +715,7 @@ def simulate(
     image = _to_range(raw, background, background_variation, floor, ceiling, pixel_size, rng)
     return SimulationResult(
         image=image,
-        columns=_inside(columns, shape),
+        columns=columns.inside(shape),
         pixel_size=float(pixel_size),
         material=crystal.name,
         zone=zone_axis,
@@ -754,15 +754,6 @@ def _background_field(
     span = float(smooth.max() - smooth.min())
     unit = (smooth - smooth.min()) / span if span > 0 else np.zeros(shape)
     return 1.0 - variation * unit
-
-
-def _inside(columns: ColumnSet, shape: tuple[int, int]) -> ColumnSet:
-    pos = np.asarray(columns.positions, dtype=np.float64).reshape(-1, 2)
-    keep = np.all((pos >= -0.5) & (pos < np.asarray(shape) - 0.5), axis=1)
-    kind = None if columns.column_type is None else np.asarray(columns.column_type)[keep]
-    return ColumnSet(
-        positions=pos[keep], weights=np.asarray(columns.weights, float)[keep], column_type=kind
-    )
 
 
 def _resolve_material(material: object) -> tuple[Crystal, tuple[int, ...]]:

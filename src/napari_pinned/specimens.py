@@ -523,7 +523,7 @@ def random_structure(
         label += " (ABF-like)"
     return Specimen(
         image=np.maximum(image, 0.0).astype(np.float32),
-        columns=_inside(columns, shape),
+        columns=columns.inside(shape),
         pixel_size=pixel_size,
         kind=kind,
         label=label,
@@ -1427,12 +1427,3 @@ def _check_shape(shape: int | tuple[int, int]) -> tuple[int, int]:
     if len(dims) != 2 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
         raise ValueError(f"shape must be a positive int or a pair of them, got {shape!r}")
     return int(dims[0]), int(dims[1])
-
-
-def _inside(columns: ColumnSet, shape: tuple[int, int]) -> ColumnSet:
-    pos = np.asarray(columns.positions, dtype=np.float64).reshape(-1, 2)
-    keep = np.all((pos >= -0.5) & (pos < np.asarray(shape) - 0.5), axis=1)
-    kind = None if columns.column_type is None else np.asarray(columns.column_type)[keep]
-    return ColumnSet(
-        positions=pos[keep], weights=np.asarray(columns.weights, float)[keep], column_type=kind
-    )
