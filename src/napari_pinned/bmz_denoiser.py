@@ -100,14 +100,15 @@ class PinnedNetwork(nn.Module):
     """The PINNED encoder–decoder on inputs whose height and width are multiples of
     ``2**depth`` (:class:`napari_pinned.model.PINNED` without its own padding)."""
 
+    # No defaults: PinnedDenoiser passes every value, and its defaults are the ones.
     def __init__(
         self,
-        width: int = 8,
-        depth: int = 3,
-        negative_slope: float = 0.01,
-        skip_connections: bool = True,
-        residual: bool = True,
-        conditioned: bool = False,
+        width: int,
+        depth: int,
+        negative_slope: float,
+        skip_connections: bool,
+        residual: bool,
+        conditioned: bool,
     ):
         super().__init__()
         self.log_floor = LOG_FLOOR
