@@ -35,6 +35,7 @@ from napari_pinned import __version__
 from napari_pinned.atomic import check_outputs, check_writable_folder, unique_names, write_together
 from napari_pinned.jobs import run_job
 from napari_pinned.memory import check_memory, out_of_memory_message
+from napari_pinned.settings import DEFAULT_TILE, FrameOptions
 
 if TYPE_CHECKING:
     from napari_pinned.frames import RegistrationProgress
@@ -68,8 +69,6 @@ _DENOISE_BYTES_PER_PX = 160
 _DENOISE_WINDOW_BYTES_PER_PX = 320
 _DENOISE_HALO = 320
 _DENOISE_FIXED_BYTES = 512 * 1024**2
-#: napari_pinned.inference.DEFAULT_TILE, without importing torch (a test checks it).
-_CORE_DEFAULT_TILE = 2048
 _NOISE_BYTES_PER_PX = 40
 _ALIGN_BYTES_PER_PX = 40
 #: Progress lines in a log (not a terminal): every 10 %, and at least this often.
@@ -697,7 +696,7 @@ def _precheck_frames(path: Path) -> None:
 def _cmd_denoise(args: argparse.Namespace) -> int:
     targets = _check_denoise_args(args)
     single = len(args.inputs) == 1
-    tile = args.tile if args.tile is not None else _CORE_DEFAULT_TILE
+    tile = args.tile if args.tile is not None else DEFAULT_TILE
     reference_shape = None
     if args.reference is not None:
         _check_inputs_exist([args.reference])
@@ -723,17 +722,18 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         return _denoise_other_runtime(args, pairs, other, reference, problems)
 
     spec = _load_denoise_model(args)
-    settings = {
-        "tile": tile,
-        "overlap": args.overlap,
-        "strength": args.strength,
-        "keep_lattice": not args.no_keep_lattice,
-        "orientations": args.orientations,
-    }
+    options = FrameOptions(
+        tile=tile,
+        overlap=args.overlap,
+        device=args.device,
+        strength=args.strength,
+        keep_lattice=not args.no_keep_lattice,
+        orientations=args.orientations,
+    )
     pairs = [(p, t) for p, t in zip(args.inputs, targets, strict=True) if p not in problems]
     if cluster:
-        return _denoise_on_cluster(args, pairs, spec, settings, problems)
-    return _denoise_locally(args, pairs, spec, settings, reference, problems)
+        return _denoise_on_cluster(args, pairs, spec, options, problems)
+    return _denoise_locally(args, pairs, spec, options, reference, problems)
 
 
 def _precheck_denoise_inputs(
@@ -808,7 +808,7 @@ def _denoise_locally(
     args: argparse.Namespace,
     pairs: list[tuple[Path, Path]],
     spec: Any,
-    settings: dict,
+    options: FrameOptions,
     reference: np.ndarray | None,
     problems: dict[Path, str],
 ) -> int:
@@ -821,7 +821,7 @@ def _denoise_locally(
     rows: dict[str, dict] = {}
     for path, target in pairs:
         try:
-            last = _denoise_one(path, target, spec, settings, args)
+            last = _denoise_one(path, target, spec, options, args)
             _report_noise(path, last.report if last is not None else None)
             if args.check or reference is not None:
                 rows.update(_check_denoised(path, target, reference, args.check))
@@ -868,7 +868,7 @@ def _check_denoised(
 
 
 def _denoise_one(
-    path: Path, target: Path, spec: Any, settings: dict, args: argparse.Namespace
+    path: Path, target: Path, spec: Any, options: FrameOptions, args: argparse.Namespace
 ) -> Any:
     """One input → one output, frame by frame, with a progress bar; prints the result."""
     from napari_pinned.scale import iter_denoise_file
@@ -888,9 +888,7 @@ def _denoise_one(
 
     try:
         with _about(path):
-            job = iter_denoise_file(
-                path, target, spec, device=args.device, resume=args.resume, **settings
-            )
+            job = iter_denoise_file(path, target, spec, options, resume=args.resume)
             run_job(job, show)
     except (KeyboardInterrupt, Interrupted):
         bar.close()
@@ -955,7 +953,7 @@ def _denoise_other_runtime(
     from napari_pinned.inference import iter_denoise
     from napari_pinned.io import read_image, read_pixel_size, write_tiff
 
-    tile = args.tile if args.tile is not None else _CORE_DEFAULT_TILE
+    tile = args.tile if args.tile is not None else DEFAULT_TILE
     rows = {}
     for path, target in pairs:
         try:
@@ -1007,7 +1005,7 @@ def _denoise_on_cluster(
     args: argparse.Namespace,
     pairs: list[tuple[Path, Path]],
     spec: Any,
-    settings: dict,
+    options: FrameOptions,
     problems: dict[Path, str],
 ) -> int:
     """``--scheduler``/``--workers``: one stack's frames, or a batch's files, as tasks."""
@@ -1035,13 +1033,7 @@ def _denoise_on_cluster(
             try:
                 with _about(path):
                     job = iter_denoise_file_on_cluster(
-                        path,
-                        target,
-                        spec,
-                        client,
-                        device=args.device,
-                        resume=args.resume,
-                        **settings,
+                        path, target, spec, client, options, resume=args.resume
                     )
                     run_job(job, show)
             except (KeyboardInterrupt, Interrupted):
@@ -1061,7 +1053,7 @@ def _denoise_on_cluster(
         done = 0
         try:
             for path, target, error in iter_denoise_files_on_cluster(
-                pairs, spec, client, device=args.device, resume=args.resume, **settings
+                pairs, spec, client, options, resume=args.resume
             ):
                 done += 1
                 bar.update(done, "files")
@@ -1787,7 +1779,7 @@ def _add_denoise_tiling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile",
         type=_positive_int,
-        help=f"output pixels per tile edge (default {_CORE_DEFAULT_TILE}: frames up to that "
+        help=f"output pixels per tile edge (default {DEFAULT_TILE}: frames up to that "
         "size go whole); any tile gives the same result, bigger ones less halo work and "
         "more memory",
     )

@@ -64,7 +64,7 @@ from napari_pinned.intensity import check_image
 from napari_pinned.jobs import Job, run_job
 from napari_pinned.lattice_guard import keep_lattice
 from napari_pinned.noise_level import NoiseEstimate
-from napari_pinned.settings import ORIENTATION_COUNTS
+from napari_pinned.settings import DEFAULT_TILE, ORIENTATION_COUNTS
 
 if TYPE_CHECKING:
     # torch and the torch modules are imported where they are used: denoising with an
@@ -104,11 +104,6 @@ __all__ = [
 
 #: Mirrored context (pixels) added around every frame before tiling.
 CONTEXT = 32
-#: Default tile: kept output pixels per window edge.  A frame up to this size (plus the
-#: margins) is processed whole; larger ones in windows of ``DEFAULT_TILE + 2·overlap``
-#: px (2368 px for the depth-4 default model, 15–25 % of the work in halos).  Measured
-#: in docs/scale.md.
-DEFAULT_TILE = 2048
 #: Input pixels per forward pass at most: small windows are batched up to ``batch_size``
 #: and this, big ones go one at a time (activations of the width-8 depth-4 network take
 #: about 280 bytes per input pixel).

@@ -36,18 +36,17 @@ import numpy as np
 from napari_pinned import __version__
 from napari_pinned.io import TiffStackWriter, is_microscope_file, open_frames, read_pixel_size
 from napari_pinned.jobs import Job
+from napari_pinned.settings import FrameOptions
 from napari_pinned.zarr_io import ZarrOutput, is_zarr_path, open_zarr
 
 if TYPE_CHECKING:
     from napari_pinned.inference import DenoiseProgress, ModelSpec
 
-#: The core's default tile (napari_pinned.inference.DEFAULT_TILE; this module imports
-#: torch only when it denoises, so that the CLI can check its arguments first).
-DEFAULT_TILE = 2048
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "FileProgress",
+    "FrameOptions",
     "check_scheduler_address",
     "dask_client",
     "iter_denoise_file",
@@ -110,27 +109,31 @@ def check_scheduler_address(address: str) -> str:
 
 
 def _run_record(
-    source: Path, shape: tuple[int, ...], dtype: np.dtype, spec: ModelSpec, strength: float
+    name: str, shape: tuple[int, ...], dtype: np.dtype, spec: ModelSpec, options: FrameOptions
 ) -> dict:
-    """What a resumed run must share with the run it continues (tiling is exact, so
-    the tile and overlap may change)."""
+    """What a resumed run must share with the run it continues: everything that changes
+    the output (tiling is exact, so the tile and overlap may change)."""
     return {
-        "input": str(source.resolve()),
+        "input": name,
         "shape": list(shape),
         "dtype": str(dtype),
         "model": spec.token,
-        "strength": float(strength),
+        "strength": float(options.strength),
+        "keep_lattice": bool(options.keep_lattice),
+        "orientations": int(options.orientations),
     }
 
 
-def _attrs(source: Path, pixel_size: float | None, spec: ModelSpec, strength: float) -> dict:
+def _attrs(source: Path, pixel_size: float | None, spec: ModelSpec, options: FrameOptions) -> dict:
     attrs: dict[str, Any] = {
         "napari_pinned": {
             "version": __version__,
             "source": str(source),
             "model": str(spec.metadata.get("name") or spec.source),
             "model_token": spec.token,
-            "strength": float(strength),
+            "strength": float(options.strength),
+            "keep_lattice": bool(options.keep_lattice),
+            "orientations": int(options.orientations),
         }
     }
     if pixel_size is not None:
@@ -144,7 +147,7 @@ def _open_output(
     shape: tuple[int, ...],
     dtype: np.dtype,
     spec: ModelSpec,
-    strength: float,
+    options: FrameOptions,
     resume: bool,
 ) -> tuple[Any, float | None]:
     """The output for ``target``: a :class:`ZarrOutput` or a :class:`TiffStackWriter`."""
@@ -154,8 +157,8 @@ def _open_output(
         output = ZarrOutput(
             target,
             shape,
-            run=_run_record(source, shape, dtype, spec, strength),
-            attrs=_attrs(source, pixel_size, spec, strength),
+            run=_run_record(str(source.resolve()), shape, dtype, spec, options),
+            attrs=_attrs(source, pixel_size, spec, options),
             ome=ome,
             resume=resume,
         )
@@ -169,14 +172,9 @@ def iter_denoise_file(
     source: str | os.PathLike,
     target: str | os.PathLike,
     model: Any,
+    options: FrameOptions | None = None,
     *,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    device: str = "auto",
-    strength: float = 1.0,
     resume: bool = False,
-    keep_lattice: bool = True,
-    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise one file into another, frame by frame (see the module docstring).
 
@@ -189,8 +187,9 @@ def iter_denoise_file(
         temporary name, resumable).
     model : str, path, ModelBundle or ModelSpec
         As for :func:`napari_pinned.inference.denoise`.
-    tile, overlap, device, strength, keep_lattice, orientations
-        As for :func:`napari_pinned.inference.denoise`.
+    options : FrameOptions, optional
+        How each frame is denoised (default: :func:`~napari_pinned.inference.denoise`'s
+        defaults).
     resume : bool
         Continue the zarr output of an interrupted run (frames it finished are kept).
 
@@ -206,41 +205,19 @@ def iter_denoise_file(
     """
     from napari_pinned.inference import ModelSpec, iter_denoise
 
+    options = options or FrameOptions()
     src, dst = Path(source), Path(target)
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     frames = open_frames(src)
     shape = tuple(int(n) for n in frames.shape)
     dtype = np.dtype(frames.dtype)
-    output, _ = _open_output(src, dst, shape, dtype, spec, strength, resume)
+    output, _ = _open_output(src, dst, shape, dtype, spec, options, resume)
     count = shape[0] if len(shape) == 3 else 1
     if isinstance(output, ZarrOutput):
-        return (
-            yield from _iter_into_zarr(
-                src,
-                frames,
-                output,
-                spec,
-                tile,
-                overlap,
-                device,
-                strength,
-                keep_lattice,
-                orientations,
-            )
-        )
+        return (yield from _iter_into_zarr(src, frames, output, spec, options))
     last = None
     with output as writer:
-        for report in iter_denoise(
-            frames,
-            spec,
-            tile=tile,
-            overlap=overlap,
-            device=device,
-            strength=strength,
-            out=writer,
-            keep_lattice=keep_lattice,
-            orientations=orientations,
-        ):
+        for report in iter_denoise(frames, spec, out=writer, **options.to_kwargs()):
             last = report
             yield FileProgress(src, report.frames_done, count, report)
     yield FileProgress(src, count, count, last, dst)
@@ -248,16 +225,7 @@ def iter_denoise_file(
 
 
 def _iter_into_zarr(
-    source: Path,
-    frames: Any,
-    output: ZarrOutput,
-    spec: ModelSpec,
-    tile: int,
-    overlap: int | None,
-    device: str,
-    strength: float,
-    keep_lattice: bool = True,
-    orientations: int = 1,
+    source: Path, frames: Any, output: ZarrOutput, spec: ModelSpec, options: FrameOptions
 ) -> Job[FileProgress, Path]:
     """Denoise the frames an output still lacks into it, recording each finished one."""
     from napari_pinned.inference import iter_denoise
@@ -267,18 +235,7 @@ def _iter_into_zarr(
     marked = set(output.done)
     resumed = len(skip)
     last = None
-    for report in iter_denoise(
-        frames,
-        spec,
-        tile=tile,
-        overlap=overlap,
-        device=device,
-        strength=strength,
-        out=output.array,
-        skip=skip,
-        keep_lattice=keep_lattice,
-        orientations=orientations,
-    ):
+    for report in iter_denoise(frames, spec, out=output.array, skip=skip, **options.to_kwargs()):
         last = report
         newly = _finished_frames(report, count, skip)
         if newly - marked:
@@ -295,53 +252,30 @@ def iter_denoise_to_zarr(
     image: Any,
     target: str | os.PathLike,
     model: Any,
+    options: FrameOptions | None = None,
     *,
     name: str,
     pixel_size: float | None = None,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    device: str = "auto",
-    strength: float = 1.0,
     resume: bool = True,
-    keep_lattice: bool = True,
-    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise an array (numpy, zarr, dask: e.g. a napari layer's data) into a zarr
     store, frame by frame, under a temporary name until complete; returns the store.
 
     ``name`` identifies the input in the output's attributes and in the record a
     resumed run must match; with ``resume`` an interrupted run into the same
-    ``target`` with the same input, model and strength is continued.
+    ``target`` with the same input, model and output-changing options is continued.
     """
     from napari_pinned.inference import ModelSpec
 
+    options = options or FrameOptions()
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     shape = tuple(int(n) for n in image.shape)
     dtype = np.dtype(image.dtype)
     source = Path(name)
-    run = {
-        "input": name,
-        "shape": list(shape),
-        "dtype": str(dtype),
-        "model": spec.token,
-        "strength": float(strength),
-    }
-    attrs = _attrs(source, pixel_size, spec, strength)
+    run = _run_record(name, shape, dtype, spec, options)
+    attrs = _attrs(source, pixel_size, spec, options)
     output = ZarrOutput(target, shape, run=run, attrs=attrs, resume=resume)
-    return (
-        yield from _iter_into_zarr(
-            source,
-            image,
-            output,
-            spec,
-            tile,
-            overlap,
-            device,
-            strength,
-            keep_lattice,
-            orientations,
-        )
-    )
+    return (yield from _iter_into_zarr(source, image, output, spec, options))
 
 
 def _finished_frames(report: DenoiseProgress, count: int, skip: Sequence[int]) -> set[int]:
@@ -437,46 +371,33 @@ def iter_denoise_file_on_cluster(
     target: str | os.PathLike,
     model: Any,
     client: Any,
+    options: FrameOptions | None = None,
     *,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    device: str = "auto",
-    strength: float = 1.0,
     resume: bool = False,
-    keep_lattice: bool = True,
-    orientations: int = 1,
 ) -> Job[FileProgress, Path]:
     """Denoise one stack or large image on a dask cluster into a zarr output.
 
     Every frame not yet written is one ``dask.array.store`` of the lazily denoised
     frame into the output; their futures are collected as they complete, and each
     finished frame is recorded (resumable).  Parameters are those of
-    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client` (``device`` is
-    the workers'); the output must be a zarr store.
+    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client` (the options'
+    ``device`` is the workers'); the output must be a zarr store.
     """
     import dask.array as da
     from distributed import as_completed
 
     from napari_pinned.inference import ModelSpec, denoise_dask
 
+    options = options or FrameOptions()
     src, dst = Path(source), Path(target)
     if not is_zarr_path(dst):
         raise ValueError(f"{dst}: --scheduler and --workers write zarr outputs (.zarr)")
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     arr = _dask_input(src)
     shape = tuple(int(n) for n in arr.shape)
-    output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, strength, resume)
+    output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, options, resume)
     count = shape[0] if len(shape) == 3 else 1
-    result = denoise_dask(
-        arr,
-        spec,
-        tile=tile,
-        overlap=overlap,
-        device=device,
-        strength=strength,
-        keep_lattice=keep_lattice,
-        orientations=orientations,
-    )
+    result = denoise_dask(arr, spec, **options.to_kwargs())
     result = result.rechunk(output.array.chunks)
     resumed = len(output.done)
     if len(shape) == 3:
@@ -510,11 +431,11 @@ def iter_denoise_file_on_cluster(
 
 
 def _denoise_file_task(
-    source: str, target: str, spec: ModelSpec, settings: dict[str, Any]
+    source: str, target: str, spec: ModelSpec, options: FrameOptions, resume: bool
 ) -> tuple[str, int]:
     """A worker's task of a batch: one file, streamed as :func:`iter_denoise_file`."""
     last = None
-    for record in iter_denoise_file(source, target, spec, **settings):
+    for record in iter_denoise_file(source, target, spec, options, resume=resume):
         last = record
     assert last is not None and last.target is not None
     return str(last.target), last.total
@@ -524,14 +445,9 @@ def iter_denoise_files_on_cluster(
     pairs: Sequence[tuple[Path, Path]],
     model: Any,
     client: Any,
+    options: FrameOptions | None = None,
     *,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    device: str = "auto",
-    strength: float = 1.0,
     resume: bool = False,
-    keep_lattice: bool = True,
-    orientations: int = 1,
 ) -> Iterator[tuple[Path, Path | None, BaseException | None]]:
     """Denoise a batch of files on a dask cluster, one task per file.
 
@@ -545,17 +461,9 @@ def iter_denoise_files_on_cluster(
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     # A key of its own (hash=False): a second batch must not share, and lose, the first's.
     shared = client.scatter(spec, broadcast=True, hash=False)
-    settings = {
-        "tile": tile,
-        "overlap": overlap,
-        "device": device,
-        "strength": strength,
-        "resume": resume,
-        "keep_lattice": keep_lattice,
-        "orientations": orientations,
-    }
+    options = options or FrameOptions()
     futures = [
-        client.submit(_denoise_file_task, str(src), str(dst), shared, settings, pure=False)
+        client.submit(_denoise_file_task, str(src), str(dst), shared, options, resume, pure=False)
         for src, dst in pairs
     ]
     sources = {future.key: pair for future, pair in zip(futures, pairs, strict=True)}

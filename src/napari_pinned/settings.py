@@ -1,11 +1,12 @@
-"""The settings of a network, its loss and its training: plain, frozen dataclasses.
+"""The settings of a network, its loss, its training and its use: frozen dataclasses.
 
 :class:`ModelConfig` (architecture and intensity normalisation), :class:`LossWeights`
-(the λ of the paper's loss) and :class:`TrainConfig` (everything a training run is
-given) live here, apart from the network and the training loop, so that reading them
-(the command line's defaults, a model file's settings) does not import torch.  They are
-also importable from :mod:`napari_pinned.model`, :mod:`napari_pinned.losses` and
-:mod:`napari_pinned.training`.  Each has one ``to_dict``/``from_dict``
+(the λ of the paper's loss), :class:`TrainConfig` (everything a training run is given)
+and :class:`FrameOptions` (how the frames of a file or stack are denoised) live here,
+apart from the network, the training loop and inference, so that reading them (the
+command line's defaults, a model file's settings) does not import torch.  The first
+three are also importable from :mod:`napari_pinned.model`, :mod:`napari_pinned.losses`
+and :mod:`napari_pinned.training`.  Each has one ``to_dict``/``from_dict``
 (:mod:`napari_pinned.config`).
 """
 
@@ -25,11 +26,18 @@ from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
 #: How many orientations ``denoise(..., orientations=)`` may average the network over
 #: (:data:`napari_pinned.inference.ORIENTATIONS`).
 ORIENTATION_COUNTS = (1, 2, 4, 8)
+#: Default tile: kept output pixels per window edge.  A frame up to this size (plus the
+#: margins) is processed whole; larger ones in windows of ``DEFAULT_TILE + 2·overlap``
+#: px (2368 px for the depth-4 default model, 15–25 % of the work in halos).  Measured
+#: in docs/scale.md.
+DEFAULT_TILE = 2048
 
 __all__ = [
+    "DEFAULT_TILE",
     "ORIENTATION_COUNTS",
     "Architecture",
     "Conditioning",
+    "FrameOptions",
     "LossWeights",
     "ModelConfig",
     "NoiseModel",
@@ -415,3 +423,29 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``, missing keys
         take their defaults."""
         return config_from_dict(cls, d, what="training setting")
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """How every frame of a file, stack or store is denoised (:mod:`napari_pinned.scale`).
+
+    The per-frame options of :func:`napari_pinned.inference.denoise`, with its defaults,
+    carried together through the file, zarr and cluster jobs; they are checked where
+    the frames are denoised.
+
+    Attributes
+    ----------
+    tile, overlap, device, strength, keep_lattice, orientations
+        As for :func:`napari_pinned.inference.denoise`.
+    """
+
+    tile: int = DEFAULT_TILE
+    overlap: int | None = None
+    device: str = "auto"
+    strength: float = 1.0
+    keep_lattice: bool = True
+    orientations: int = 1
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~napari_pinned.inference.denoise`."""
+        return dataclasses.asdict(self)

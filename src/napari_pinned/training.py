@@ -112,15 +112,16 @@ class TrainingRun:
     model by validation PSNR at any point, including after an early stop.
     """
 
+    # No defaults here: train() is the one signature users read, and its defaults rule.
     def __init__(
         self,
         config: TrainConfig,
         clean: np.ndarray | Sequence[np.ndarray],
-        noisy: np.ndarray | Sequence[np.ndarray] | None = None,
+        noisy: np.ndarray | Sequence[np.ndarray] | None,
         *,
-        seed: int = 0,
-        device: str | torch.device = "auto",
-        init_model: ModelBundle | None = None,
+        seed: int,
+        device: str | torch.device,
+        init_model: ModelBundle | None,
     ):
         self.config = config
         self.seed = seed

@@ -14,7 +14,7 @@ import pytest
 
 from _models import tiny_conditioned
 from napari_pinned import inference, scale
-from napari_pinned.cli import _CORE_DEFAULT_TILE, main
+from napari_pinned.cli import main
 from napari_pinned.inference import ModelSpec, denoise
 from napari_pinned.io import read_image, read_pixel_size, write_tiff
 from napari_pinned.model import ModelBundle, ModelConfig, build_model
@@ -41,8 +41,15 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_the_cli_default_tile_is_the_cores():
-    assert _CORE_DEFAULT_TILE == inference.DEFAULT_TILE == scale.DEFAULT_TILE
+def test_frame_options_default_to_what_denoise_does():
+    # FrameOptions carries denoise()'s per-frame keywords through the file jobs; its
+    # defaults must stay those of the function users call.
+    import dataclasses
+    import inspect
+
+    parameters = inspect.signature(inference.denoise).parameters
+    for field in dataclasses.fields(scale.FrameOptions):
+        assert getattr(scale.FrameOptions(), field.name) == parameters[field.name].default
 
 
 def test_tiff_to_zarr_to_tiff_keeps_pixel_size_and_values(tmp_path, model_file):
@@ -66,7 +73,7 @@ def test_tiff_to_zarr_to_tiff_keeps_pixel_size_and_values(tmp_path, model_file):
 
 def _interrupt_after(source: Path, target: Path, model: Path, frames: int) -> None:
     """Run a file job and stop it once ``frames`` frames are written (as Ctrl-C would)."""
-    job = scale.iter_denoise_file(source, target, model, device="cpu")
+    job = scale.iter_denoise_file(source, target, model, scale.FrameOptions(device="cpu"))
     for record in job:
         if record.done >= frames:
             break
@@ -117,6 +124,18 @@ def test_a_resume_with_another_model_is_refused(tmp_path, model_file):
     argv = ["denoise", str(source), "-o", str(target), "--model", str(other), "--resume"]
     assert main(argv) == 2
     assert (tmp_path / ".out.zarr.partial").is_dir()  # left for the right command
+
+
+def test_a_resume_with_other_orientations_is_refused(tmp_path, model_file, capsys):
+    # Tile and overlap may change on resume (tiling is exact); orientations change the
+    # values, so frames of two settings must not mix in one output.
+    source = write_tiff(tmp_path / "in.tif", _stack(frames=3))
+    target = tmp_path / "out.zarr"
+    _interrupt_after(source, target, model_file, 1)
+    argv = ["denoise", str(source), "-o", str(target), "--model", str(model_file), "--resume"]
+    assert main([*argv, "--orientations", "2", "--device", "cpu"]) == 2
+    assert "another input, model or settings" in capsys.readouterr().err
+    assert main([*argv, "--tile", "64", "--device", "cpu"]) == 0
 
 
 def test_ome_zarr_level_0_in_and_out_with_its_scale(tmp_path, model_file):

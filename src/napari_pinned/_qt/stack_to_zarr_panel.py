@@ -57,12 +57,24 @@ def lazy_denoised(data: Any, model: Any, **settings: Any) -> Any:
     return denoise(arr.rechunk(frames), ModelSpec.of(model), **settings)
 
 
-def _write(data: Any, target: str, model: Any, settings: dict[str, Any]) -> Iterator[Any]:
+def _write(
+    data: Any, target: str, model: Any, settings: dict[str, Any], name: str
+) -> Iterator[Any]:
     """The worker's generator: the core's job; returns the written store's path."""
-    from napari_pinned.scale import iter_denoise_to_zarr
+    from napari_pinned.scale import FrameOptions, iter_denoise_to_zarr
 
+    options = {k: v for k, v in settings.items() if k != "pixel_size"}
+    job = iter_denoise_to_zarr(
+        data,
+        target,
+        model,
+        FrameOptions(**options),
+        name=name,
+        pixel_size=settings.get("pixel_size"),
+        resume=True,
+    )
     last = None
-    for record in iter_denoise_to_zarr(data, target, model, resume=True, **settings):
+    for record in job:
         last = record
         yield record
     return None if last is None else last.target
@@ -74,8 +86,9 @@ class StackToZarrPanel(QGroupBox):
     Parameters
     ----------
     job : callable
-        Returns ``(layer, model, settings)`` for a run (settings: ``tile``, ``overlap``,
-        ``device``, ``strength``), or None after notifying why there is none.
+        Returns ``(layer, model, settings)`` for a run (settings: the fields of
+        :class:`~napari_pinned.settings.FrameOptions` and ``pixel_size``), or None after
+        notifying why there is none.
     on_written : callable
         Called with ``(layer, path)`` when a store is complete.
     """
@@ -163,7 +176,8 @@ class StackToZarrPanel(QGroupBox):
             data,
             target,
             model,
-            {**settings, "name": f"napari layer {layer.name}"},
+            settings,
+            f"napari layer {layer.name}",
             description=f"Writing {Path(target).name}",
             on_progress=self._progress,
             on_finish=self._finished,
