@@ -703,36 +703,21 @@ def denoise(
     numpy.ndarray, dask.array.Array or ``out``
         float32 array of the input's shape, in the input's intensity scale.
     """
+    per_frame = {
+        "tile": tile,
+        "overlap": overlap,
+        "batch_size": batch_size,
+        "device": device,
+        "strength": strength,
+        "noise": noise,
+        "keep_lattice": keep_lattice,
+        "orientations": orientations,
+    }
     if is_dask_array(image):
         if out is not None:
             raise ValueError("out is for numpy and zarr inputs; store a dask result with to_zarr")
-        return denoise_dask(
-            image,
-            model,
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            device=device,
-            strength=strength,
-            noise=noise,
-            keep_lattice=keep_lattice,
-            orientations=orientations,
-        )
-    job = iter_denoise(
-        image,
-        model,
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        strength=strength,
-        noise=noise,
-        out=out,
-        backend=backend,
-        keep_lattice=keep_lattice,
-        orientations=orientations,
-    )
-    return run_job(job, progress)
+        return denoise_dask(image, model, **per_frame)
+    return run_job(iter_denoise(image, model, out=out, backend=backend, **per_frame), progress)
 
 
 # -- models for other processes --------------------------------------------------------
