@@ -253,8 +253,9 @@ def quiet_napari() -> None:
     """Keep napari's start-up warnings out of the pictures (they pop up as toasts)."""
     warnings.filterwarnings("ignore", message="System theme detection requires")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    # The PyQt5 deprecation notice is a notification, not a warning; napari shows it
-    # once per process, from this private flag.
+    # Under PyQt5 (not the project's binding, but a user may have it) napari 0.9's
+    # deprecation notice is a notification, not a warning; napari shows it once per
+    # process, from this private flag.
     try:
         import napari._qt.qt_main_window as qt_main_window
 
