@@ -1,12 +1,17 @@
-"""Every dock fits a laptop screen: its contents scroll instead of growing the window."""
+"""Every dock fits a laptop screen: its contents scroll instead of growing the window, and
+rarely-changed settings wait in collapsed sections, so that the docks are short."""
 
 from __future__ import annotations
 
 import pytest
+from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
+from superqt import QCollapsible
 
 from napari_pinned._qt._common import MAX_DOCK_HEIGHT
 from napari_pinned._qt.denoise_widget import DenoiseWidget
 from napari_pinned._qt.frames_widget import FramesWidget
+from napari_pinned._qt.generator_widget import GeneratorWidget
+from napari_pinned._qt.noise_widget import NoiseWidget
 from napari_pinned._qt.train_widget import TrainWidget
 
 
@@ -17,3 +22,39 @@ def test_a_dock_asks_for_at_most_900_px(make_napari_viewer, dock):
     viewer.window.add_dock_widget(widget, name=dock.__name__)
     assert widget.minimumSizeHint().height() <= MAX_DOCK_HEIGHT
     widget.close()
+
+
+def _content_height(native: QWidget) -> int:
+    """Height the dock's contents ask for (inside its scroll area, if it has one)."""
+    # A size change climbs the nested layouts one level per round of posted events.
+    for _ in range(10):
+        QApplication.processEvents()
+    area = native.findChild(QScrollArea)
+    return (native if area is None else area.widget()).minimumSizeHint().height()
+
+
+@pytest.mark.parametrize(
+    ("dock", "sections"),
+    [(TrainWidget, 2), (DenoiseWidget, 1), (NoiseWidget, 1), (GeneratorWidget, 1)],
+)
+def test_advanced_settings_start_collapsed_and_shorten_the_dock(
+    make_napari_viewer, qtbot, dock, sections
+):
+    viewer = make_napari_viewer(show=True)  # hidden widgets keep stale layout sizes
+    widget = dock(viewer)
+    native = getattr(widget, "native", widget)  # the magicgui docks wrap their widget
+    viewer.window.add_dock_widget(widget, name=dock.__name__)
+    qtbot.waitExposed(native)  # styled and laid out, as when a user clicks
+    found = native.findChildren(QCollapsible)
+    assert len(found) == sections
+    assert not any(section.isExpanded() for section in found)
+    collapsed = _content_height(native)
+    for section in found:
+        section.expand(animate=False)
+    # Expanded is the dock as it was before the sections: each hides more than a row.
+    expanded = _content_height(native)
+    assert expanded >= collapsed + 40 * sections
+    for section in found:
+        section.collapse(animate=False)
+    # Collapsing gives the height back (a wrapped label may take a pixel more or less).
+    assert abs(_content_height(native) - collapsed) <= 4

@@ -12,13 +12,13 @@ import pytest
 import torch
 from qtpy.QtCore import Qt, QThreadPool, QTimer
 
-from napari_pinned._qt.loss_plot import LOSS_TERMS, LossPlot, downsample
+from napari_pinned._qt.loss_plot import LOSS_TERMS
 from napari_pinned._qt.model_registry import get_registry
 from napari_pinned._qt.train_widget import NOISE_MODES, TrainWidget, format_duration
 from napari_pinned.model import ModelBundle
 from napari_pinned.model_files import load_model
 from napari_pinned.simulate import simulate
-from napari_pinned.training import TrainingRun, TrainProgress
+from napari_pinned.training import TrainingRun
 
 WAIT_MS = 60_000
 
@@ -80,6 +80,36 @@ def test_defaults_come_from_the_core(viewer, qtbot):
     widget.architecture.setCurrentText("paper")
     assert (widget.width_spin.value(), widget.depth_spin.value()) == (32, 3)
     assert widget.device_label.text() == "Device: cpu" or "cuda" in widget.device_label.text()
+
+
+def test_collapsed_settings_still_reach_the_config(viewer, qtbot):
+    widget = _dock(viewer, qtbot)
+    assert not widget.advanced_section.isExpanded()
+    assert not widget.model_panel.network_section.isExpanded()
+    # Steps and device stay in view; what most runs leave alone is collapsed.
+    assert widget.advanced_section.isAncestorOf(widget.batch_spin)
+    assert widget.model_panel.network_section.isAncestorOf(widget.width_spin)
+    assert not widget.advanced_section.isAncestorOf(widget.steps_spin)
+    widget.batch_spin.setValue(3)
+    widget.lr_spin.setValue(0.01)
+    widget.weight_spins["tv"].setValue(0.5)
+    widget.architecture.setCurrentText("paper")
+    config = widget.train_config()
+    assert config.batch_size == 3 and config.learning_rate == pytest.approx(0.01)
+    assert config.loss_weights.tv == pytest.approx(0.5)
+    assert config.model.architecture == "paper" and config.model.width == 32
+
+
+def test_the_loss_plot_follows_the_viewer_theme(viewer, qtbot):
+    from napari_pinned._qt.loss_plot import theme_colours
+
+    widget = _dock(viewer, qtbot)
+    viewer.theme = "light"
+    background, text = theme_colours("light")
+    assert widget.loss_plot.graphics.backgroundBrush().color().name() == background
+    assert widget.loss_plot.curves["total"].opts["pen"].color().name() == text
+    viewer.theme = "dark"
+    assert widget.loss_plot.graphics.backgroundBrush().color().name() == theme_colours("dark")[0]
 
 
 def test_bad_data_is_reported_and_nothing_starts(viewer, qtbot, notifications, clean_image):
@@ -162,7 +192,10 @@ def test_run_to_end_plots_every_term_and_registers_the_model(
     val_steps, val_psnr = plot.validation
     assert val_steps[-1] == 12 and np.all(np.isfinite(val_psnr))
     assert bundle.metadata["val_psnr"] == pytest.approx(val_psnr.max())
-    assert not widget.loss_plot.grab().isNull()  # the painter runs without errors
+    # The curves show every step: the last one came with the run's last progress update.
+    np.testing.assert_array_equal(plot.curves["total"].getOriginalDataset()[0], np.arange(1, 13))
+    np.testing.assert_array_equal(plot.curves["psnr"].getOriginalDataset()[0], val_steps)
+    assert not widget.loss_plot.grab().isNull()
     assert any("ready in the Denoise dock" in m for m in notifications.infos)
 
 
@@ -420,33 +453,6 @@ def test_format_duration():
     assert format_duration(61.4) == "1:01"
     assert format_duration(3 * 3600 + 5) == "3:00:05"
     assert format_duration(float("nan")) == "?"
-
-
-def test_downsample_keeps_the_minimum_of_each_bin_and_the_last_point():
-    x = np.arange(1, 1001, dtype=float)
-    y = np.cos(x) + 2
-    xs, ys = downsample(x, y, 100)
-    assert len(xs) == 100 and xs[-1] == 1000
-    np.testing.assert_allclose(ys, y.reshape(100, 10).min(axis=1))
-    xs2, _ = downsample(x[:50], y[:50], 100)
-    assert xs2 is not None and len(xs2) == 50
-
-
-def test_loss_plot_add_and_clear(qtbot):
-    from napari_pinned.losses import LossTerms
-
-    plot = LossPlot()
-    qtbot.addWidget(plot)
-    for step in range(1, 2501):  # past the initial capacity
-        terms = LossTerms(1.0 / step, 0.5 / step, 0.0, 0.1, 0.01, 0.02)
-        val = 20.0 + step / 1000 if step % 100 == 0 else None
-        plot.add(TrainProgress(step, 2500, terms, 1e-3, 1.0, 1.0, val_psnr=val))
-    assert plot.steps.size == 2500 and plot.term("mse")[-1] == pytest.approx(0.5 / 2500)
-    assert plot.validation[0].size == 25
-    plot.resize(320, 240)
-    assert not plot.grab().isNull()
-    plot.clear()
-    assert plot.steps.size == 0 and plot.validation[0].size == 0
 
 
 def test_the_train_and_noise_docks_say_which_dose_they_mean(viewer, qtbot):

@@ -1,4 +1,4 @@
-"""The science core must not pull in Qt, magicgui or napari."""
+"""The science core must not pull in Qt, magicgui, napari or the Qt widget libraries."""
 
 from __future__ import annotations
 
@@ -14,7 +14,18 @@ CORE_MODULES = [
     "napari_pinned",
     *sorted(f"napari_pinned.{p.stem}" for p in _PACKAGE.glob("*.py") if p.stem != "__init__"),
 ]
-FORBIDDEN = ("qtpy", "magicgui", "napari.", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
+FORBIDDEN = (
+    "qtpy",
+    "magicgui",
+    "napari.",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "vispy",
+    "pyqtgraph",
+    "superqt",
+)
 
 
 def test_core_imports_no_gui_modules():

@@ -13,6 +13,7 @@ from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QWidget
 
 from ._common import DEVICES, int_spin_box, show_device
+from .sections import collapsed_form
 
 __all__ = ["DenoiseOptions"]
 
@@ -68,17 +69,21 @@ class DenoiseOptions(QObject):
         self.device_combo.addItems(DEVICES)
         self.device_combo.currentTextChanged.connect(self.device)
         self.device_label = QLabel()
+        # Tiling changes the memory used, not the result (any tile size with the auto
+        # overlap tiles exactly): rarely changed, so collapsed.
+        self.advanced_section, advanced = collapsed_form("Tiling")
+        advanced.addRow("Tile size", self.tile_spin)
+        advanced.addRow("Overlap", self.overlap_spin)
 
     def add_rows(self, form: QFormLayout) -> None:
-        """Strength, lattice guard, orientations, tile size, overlap and device, as rows
-        of ``form``."""
+        """Strength, lattice guard, orientations, device and the (collapsed) tile size and
+        overlap, as rows of ``form``."""
         form.addRow("Strength", self.strength_spin)
         form.addRow(self.keep_lattice_box)
         form.addRow("Orientations", self.orientations_combo)
-        form.addRow("Tile size", self.tile_spin)
-        form.addRow("Overlap", self.overlap_spin)
         form.addRow("Device", self.device_combo)
         form.addRow(self.device_label)
+        form.addRow(self.advanced_section)
 
     def device(self, _text: str = "") -> str | None:
         """The chosen device, shown in the label; None when it is not available."""

@@ -41,6 +41,7 @@ from ._common import (
     notify_warning,
 )
 from .job_runner import JobRunner, Outcome
+from .sections import collapsed_magicgui
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -93,6 +94,11 @@ class GeneratorWidget(Container):
         self._materials = {m.name: m for m in list_materials()}
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        # Aberrations (0: a corrected microscope), specimen details and the seed: most
+        # images keep their defaults, so they wait collapsed above Generate.
+        self.advanced_section, self._advanced = collapsed_magicgui(
+            self, self._advanced_widgets(), index=-1
+        )
         self._runner = JobRunner(self.native, "Generate")
         self._match_choices = ImageLayerChoices(napari_viewer, [self.match_layer])
         self.native.destroyed.connect(self._match_choices.disconnect)
@@ -168,7 +174,19 @@ class GeneratorWidget(Container):
     def _physical_widgets(self) -> list[FloatSpinBox]:
         return [self.voltage, self.convergence, self.defocus, self.cs, self.source_size]
 
+    def _advanced_widgets(self) -> list[Any]:
+        return [
+            self.defocus,
+            self.cs,
+            self.source_size,
+            self.z_exponent,
+            self.thickness,
+            self.vacancy,
+            self.seed,
+        ]
+
     def _all_widgets(self) -> list[Any]:
+        """The dock's rows, but for those of the collapsed section."""
         return [
             self.material,
             self.cif_file,
@@ -179,13 +197,10 @@ class GeneratorWidget(Container):
             self.pixel_size,
             self.probe_kind,
             self.fwhm,
-            *self._physical_widgets(),
+            self.voltage,
+            self.convergence,
             self.fwhm_readout,
-            self.z_exponent,
-            self.thickness,
-            self.vacancy,
             self.rotation,
-            self.seed,
             self.add_columns,
             self.generate_button,
         ]

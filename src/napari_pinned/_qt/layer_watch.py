@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject
+from superqt.utils import qdebounced
 
 if TYPE_CHECKING:
     import napari
@@ -22,14 +23,6 @@ __all__ = ["LayerWatch"]
 
 # Frame changes and data edits come in bursts (a dragged slider); score once they settle.
 _DELAY_MS = 120
-
-
-def _timer(parent: QObject, slot: Callable[[], None]) -> QTimer:
-    timer = QTimer(parent)
-    timer.setSingleShot(True)
-    timer.setInterval(_DELAY_MS)
-    timer.timeout.connect(slot)
-    return timer
 
 
 class LayerWatch(QObject):
@@ -65,8 +58,9 @@ class LayerWatch(QObject):
         self._forget = forget
         self._watched: list[Layer] = []
         self._closed = False
-        self._metrics_timer = _timer(self, update_metrics)
-        self._noise_timer = _timer(self, update_noise)
+        # Debounced: a burst of calls runs the update once, _DELAY_MS after the last.
+        self._metrics_update = qdebounced(update_metrics, timeout=_DELAY_MS, parent=self)
+        self._noise_update = qdebounced(update_noise, timeout=_DELAY_MS, parent=self)
         layers = viewer.layers.events
         layers.inserted.connect(self.layers_changed)
         layers.removed.connect(self.layers_changed)
@@ -99,20 +93,20 @@ class LayerWatch(QObject):
         """Recompute the metrics shortly (bursts of events collapse into one update)."""
         # RuntimeError: our Qt side was deleted with the viewer's window.
         with contextlib.suppress(RuntimeError):
-            self._metrics_timer.start()
+            self._metrics_update()
 
     def schedule_noise(self, _event: Any = None) -> None:
         """Re-estimate the input's noise shortly."""
         with contextlib.suppress(RuntimeError):
-            self._noise_timer.start()
+            self._noise_update()
 
     def close(self) -> None:
         """Stop the timers and every connection (the dock is closing); idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._metrics_timer.stop()
-        self._noise_timer.stop()
+        self._metrics_update.cancel()
+        self._noise_update.cancel()
         layers = self._viewer.layers.events
         layers.inserted.disconnect(self.layers_changed)
         layers.removed.disconnect(self.layers_changed)

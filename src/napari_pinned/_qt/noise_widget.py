@@ -26,6 +26,7 @@ from ._common import (
     layer_pixel_size,
     notify_error,
 )
+from .sections import collapsed_magicgui
 
 if TYPE_CHECKING:
     import napari
@@ -66,6 +67,11 @@ class NoiseWidget(Container):
         self._last_error: str | None = None
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        # Component overrides, detector and scan faults, and the seed: most runs keep
+        # their defaults, so they wait collapsed above Apply.
+        self.advanced_section, self._advanced = collapsed_magicgui(
+            self, self._advanced_widgets(), index=-1
+        )
         self._choices = ImageLayerChoices(napari_viewer, [self.source])
         # Stop following the layer list once the Qt widget is gone (viewer still open).
         self.native.destroyed.connect(self._choices.disconnect)
@@ -201,15 +207,22 @@ class NoiseWidget(Container):
             self.drift_x,
         ]
 
-    def _all_widgets(self) -> list[Any]:
+    def _advanced_widgets(self) -> list[Any]:
         return [
-            self.source,
-            self.model,
-            *self._cdn_widgets(),
-            *self._dose_widgets(),
+            self.override,
+            *self._components(),
+            self.read_noise,
+            self.row_jitter,
+            self.drift_y,
+            self.drift_x,
             self.seed,
-            self.apply_button,
         ]
+
+    def _all_widgets(self) -> list[Any]:
+        """The dock's rows, but for those of the collapsed section."""
+        advanced = self._advanced_widgets()
+        rows = [self.source, self.model, *self._cdn_widgets(), *self._dose_widgets()]
+        return [*(w for w in rows if w not in advanced), self.apply_button]
 
     def _connect(self) -> None:
         self.source.changed.connect(self._on_source_changed)

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QWidget
 
 from ._common import int_spin_box
 from .model_registry import get_registry
+from .sections import collapsed_form
 
 if TYPE_CHECKING:
     from napari_pinned.model import ModelBundle, ModelConfig
@@ -25,7 +26,8 @@ _ARCHITECTURES = ("unet", "paper")
 
 
 class TrainModelPanel(QGroupBox):
-    """Architecture, width, depth and "Start from".
+    """ "Start from", and the architecture, width and depth of a new network (in a
+    collapsed section).
 
     Parameters
     ----------
@@ -37,18 +39,22 @@ class TrainModelPanel(QGroupBox):
         super().__init__("Model", parent)
         self._registry = get_registry()
         form = QFormLayout(self)
+        self.init_model = QComboBox()
+        form.addRow("Start from", self.init_model)
+        # Most runs fine-tune a model or train the default network: its shape waits,
+        # collapsed, below.
+        self.network_section, network = collapsed_form("New network")
+        form.addRow(self.network_section)
         self.architecture = QComboBox()
         self.architecture.addItems(_ARCHITECTURES)
         self.architecture.setCurrentText(defaults.architecture)
         self.architecture.currentTextChanged.connect(self._on_architecture)
         self.width_spin = int_spin_box(1, 256, defaults.width)
         self.depth_spin = int_spin_box(1, 6, defaults.depth)
-        self.init_model = QComboBox()
+        network.addRow("Architecture", self.architecture)
+        network.addRow("Width", self.width_spin)
+        network.addRow("Depth", self.depth_spin)
         self.init_model.currentIndexChanged.connect(self._on_init_model)
-        form.addRow("Architecture", self.architecture)
-        form.addRow("Width", self.width_spin)
-        form.addRow("Depth", self.depth_spin)
-        form.addRow("Start from", self.init_model)
         self._registry.changed.connect(self._on_registry_changed)
         self.refresh_init_models()
 

@@ -40,9 +40,10 @@ from ._common import (
     show_device,
 )
 from .job_runner import JobRunner, Outcome
-from .loss_plot import LossPlot
+from .loss_plot import LossPlot, theme_colours
 from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
+from .sections import collapsed_form
 from .train_data_panel import NOISE_MODES, TrainDataPanel
 from .train_match_panel import MatchPanel
 from .train_model_panel import NO_INIT_MODEL, TrainModelPanel
@@ -136,6 +137,8 @@ class TrainWidget(QWidget):
         self.status_label.setWordWrap(True)
         self.device_label = QLabel()
         self.loss_plot = LossPlot()
+        self._follow_theme()
+        napari_viewer.events.theme.connect(self._follow_theme)
         layout.addWidget(self.status_label)
         layout.addWidget(self.device_label)
         layout.addWidget(self.loss_plot)
@@ -157,24 +160,27 @@ class TrainWidget(QWidget):
         box = QGroupBox("Training")
         form = QFormLayout(box)
         self.steps_spin = int_spin_box(1, 1_000_000, defaults.steps, 100)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.currentTextChanged.connect(self._update_device_label)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Device", self.device_combo)
+        # The core's defaults suit most runs: the rest waits, collapsed, below.
+        self.advanced_section, advanced = collapsed_form()
+        form.addRow(self.advanced_section)
         self.batch_spin = int_spin_box(1, 256, defaults.batch_size)
         self.patch_spin = int_spin_box(8, 1024, defaults.patch_size, 8)
         self.lr_spin = float_spin_box(1e-6, 1.0, defaults.learning_rate, 6, 1e-4)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Patch size", self.patch_spin)
-        form.addRow("Learning rate", self.lr_spin)
+        advanced.addRow("Batch size", self.batch_spin)
+        advanced.addRow("Patch size", self.patch_spin)
+        advanced.addRow("Learning rate", self.lr_spin)
         self.weight_spins: dict[str, QDoubleSpinBox] = {}
         for name, label in _WEIGHT_LABELS.items():
             spin = float_spin_box(0.0, 100.0, weights[name], 4, 0.01)
             self.weight_spins[name] = spin
-            form.addRow(label, spin)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.currentTextChanged.connect(self._update_device_label)
+            advanced.addRow(label, spin)
         self.seed_spin = int_spin_box(0, 2**31 - 1, 0)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Seed", self.seed_spin)
+        advanced.addRow("Seed", self.seed_spin)
         return box
 
     def _build_buttons(self) -> QHBoxLayout:
@@ -196,6 +202,12 @@ class TrainWidget(QWidget):
         return row
 
     # -- reactions to controls --------------------------------------------------------------
+    def _follow_theme(self, _event: Any = None) -> None:
+        try:
+            self.loss_plot.set_colours(*theme_colours(self._viewer.theme))
+        except RuntimeError:  # our Qt side was deleted with the viewer's window
+            self._viewer.events.theme.disconnect(self._follow_theme)
+
     def _update_device_label(self, _text: str = "") -> None:
         show_device(self.device_combo.currentText(), self.device_label)
 
@@ -349,6 +361,8 @@ class TrainWidget(QWidget):
         self.loss_plot.add(progress)
 
     def _on_progress(self, progress: TrainProgress) -> tuple[int, int]:
+        # Throttled by the runner: the curves take the steps recorded since the last one.
+        self.loss_plot.refresh()
         self.status_label.setText(progress_text(progress))
         return progress.step, progress.total_steps
 
@@ -361,6 +375,7 @@ class TrainWidget(QWidget):
         run = self._take_run()
         self._failed = outcome == "failed"
         name = None if run is None else self._keep_result(run)
+        self.loss_plot.refresh()  # a failed run's last steps came without a progress update
         if run is None and self._failed:
             self.status_label.setText("Training could not start; see the notification.")
         self._set_running(False)
@@ -433,4 +448,5 @@ class TrainWidget(QWidget):
             self._closed = True
             self._layer_choices.disconnect()
             self.model_panel.disconnect_registry()
+            self._viewer.events.theme.disconnect(self._follow_theme)
         super().closeEvent(event)
