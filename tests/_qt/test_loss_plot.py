@@ -156,3 +156,29 @@ def test_downsample_keeps_the_minimum_of_each_bin_and_the_last_point():
     np.testing.assert_allclose(ys, y.reshape(100, 10).min(axis=1))
     xs2, _ = downsample(x[:50], y[:50], 100)
     assert xs2 is not None and len(xs2) == 50
+
+
+def test_the_wheel_over_the_plot_leaves_its_range_alone(plot, qtbot):
+    # The plot lives in a scrolling dock: a wheel turn there must not zoom the curves.
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtGui import QWheelEvent
+    from qtpy.QtWidgets import QApplication
+
+    _fill(plot, 50)
+    box = plot.loss_item.getViewBox()
+    box.autoRange()
+    before = [list(r) for r in box.viewRange()]
+    view = plot.graphics.viewport()
+    centre = plot.graphics.mapFromScene(box.mapViewToScene(box.viewRect().center()))
+    event = QWheelEvent(
+        QPointF(centre),
+        QPointF(view.mapToGlobal(centre)),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(view, event)
+    np.testing.assert_allclose(box.viewRange(), before)

@@ -162,6 +162,9 @@ class LossPlot(QWidget):
             item.showGrid(x=True, y=True, alpha=0.25)
             # Both y axes equally wide, so that the linked x axes line up.
             item.getAxis("left").setWidth(60)
+            # The plot sits in a scrolling dock: the wheel scrolls the dock, not the plot
+            # (ranges stay in the right-click menu).
+            item.setMouseEnabled(x=False, y=False)
         # Losses are small numbers: "0.01" on the axis, not "10 (x0.001)".
         self.loss_item.getAxis("left").enableAutoSIPrefix(False)
         # Per item, not pyqtgraph's global options (they would change other plugins' plots).
