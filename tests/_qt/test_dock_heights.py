@@ -7,7 +7,7 @@ import pytest
 from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
 from superqt import QCollapsible
 
-from napari_pinned._qt._common import MAX_DOCK_HEIGHT
+from napari_pinned._qt._common import MAX_DOCK_HEIGHT, MAX_DOCK_WIDTH
 from napari_pinned._qt.denoise_widget import DenoiseWidget
 from napari_pinned._qt.frames_widget import FramesWidget
 from napari_pinned._qt.generator_widget import GeneratorWidget
@@ -22,6 +22,25 @@ def test_a_dock_asks_for_at_most_900_px(make_napari_viewer, dock):
     viewer.window.add_dock_widget(widget, name=dock.__name__)
     assert widget.minimumSizeHint().height() <= MAX_DOCK_HEIGHT
     widget.close()
+
+
+@pytest.mark.parametrize(
+    "dock", [TrainWidget, DenoiseWidget, FramesWidget, NoiseWidget, GeneratorWidget]
+)
+def test_a_dock_is_narrow_and_never_scrolls_sideways(make_napari_viewer, qtbot, dock):
+    viewer = make_napari_viewer(show=True)  # hidden widgets keep stale layout sizes
+    widget = dock(viewer)
+    native = getattr(widget, "native", widget)
+    viewer.window.add_dock_widget(widget, name=dock.__name__)
+    qtbot.waitExposed(native)
+    for _ in range(10):
+        QApplication.processEvents()
+    area = native.findChild(QScrollArea)
+    content = native if area is None else area.widget()
+    assert content.minimumSizeHint().width() <= MAX_DOCK_WIDTH
+    if area is not None:
+        # The Train dock's data panel once made it scroll sideways at its docked width.
+        assert not area.horizontalScrollBar().isVisible()
 
 
 def _content_height(native: QWidget) -> int:

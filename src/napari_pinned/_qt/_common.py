@@ -16,7 +16,9 @@ from napari.layers import Image, Layer
 # The module, not its functions, is imported so that tests can monkeypatch
 # ``napari.utils.notifications.show_error`` and see every message.
 from napari.utils import notifications
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFrame,
     QLabel,
@@ -219,6 +221,22 @@ class ImageLayerChoices:
 MAX_DOCK_HEIGHT = 900
 
 
+class _VerticalScrollArea(QScrollArea):
+    """A scroll area that scrolls up and down only: it is at least as wide as its
+    contents' minimum, so a dock never shows a horizontal scroll bar."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        inner = self.widget()
+        if inner is None:
+            return hint
+        bar = self.verticalScrollBar()
+        # A style sheet can draw the bar wider than its size hint says.
+        room = max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0)
+        width = inner.minimumSizeHint().width() + room + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
+
+
 def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     """The layout to fill ``dock`` with, inside a scroll area filling the dock.
 
@@ -227,7 +245,7 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     """
     inner = QWidget()
     layout = QVBoxLayout(inner)
-    area = QScrollArea()
+    area = _VerticalScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(inner)
@@ -235,6 +253,32 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return layout
+
+
+#: Most a dock's contents ask of the screen's width (px): wider, a docked panel crowds
+#: the canvas on a 1366-px laptop screen.
+MAX_DOCK_WIDTH = 540
+
+
+def compact_combo(combo: QComboBox, characters: int = 24) -> QComboBox:
+    """Let ``combo`` be narrower than its longest choice (the list still shows it whole).
+
+    A combo box asks for the width of its longest item, which makes a whole dock that
+    wide; the current choice is also its tooltip, so a shortened one can be read.
+    """
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+
+    def show_choice(_index: int = 0) -> None:
+        combo.setToolTip(combo.currentText())
+        view = combo.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 2 * view.frameWidth() + 8)
+
+    combo.currentIndexChanged.connect(show_choice)
+    combo.model().rowsInserted.connect(lambda *_: show_choice())
+    show_choice()
+    return combo
 
 
 def int_spin_box(low: int, high: int, value: int, step: int = 1) -> QSpinBox:

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import float_spin_box, notify_error
+from ._common import compact_combo, float_spin_box, notify_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,7 +83,7 @@ class TrainDataPanel(QGroupBox):
         for select in (self.clean_layers, self.noisy_layers):
             select.native.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
             select.native.setMaximumHeight(90)
-        self.noise_mode = QComboBox()
+        self.noise_mode = compact_combo(QComboBox())
         self.noise_mode.addItems(NOISE_MODES)
         self.noise_mode.currentIndexChanged.connect(self._on_noise_mode)
         self.level_low = float_spin_box(0.0, 5.0, levels[0], 2, 0.5)

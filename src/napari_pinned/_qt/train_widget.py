@@ -17,8 +17,8 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QWidget,
@@ -183,8 +183,10 @@ class TrainWidget(QWidget):
         advanced.addRow("Seed", self.seed_spin)
         return box
 
-    def _build_buttons(self) -> QHBoxLayout:
-        row = QHBoxLayout()
+    def _build_buttons(self) -> QGridLayout:
+        # Two rows: run control above, what to do with the model below; one row would
+        # be wider than a docked panel.
+        grid = QGridLayout()
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.save_button = QPushButton("Save model…")
@@ -197,9 +199,11 @@ class TrainWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(lambda: self.save_model())
         self.export_button.clicked.connect(lambda: self.export_package())
-        for button in (self.start_button, self.stop_button, self.save_button, self.export_button):
-            row.addWidget(button)
-        return row
+        grid.addWidget(self.start_button, 0, 0)
+        grid.addWidget(self.stop_button, 0, 1)
+        grid.addWidget(self.save_button, 1, 0)
+        grid.addWidget(self.export_button, 1, 1)
+        return grid
 
     # -- reactions to controls --------------------------------------------------------------
     def _follow_theme(self, _event: Any = None) -> None:
