@@ -360,7 +360,8 @@ class TrainWidget(QWidget):
         self.status_label.setText(self.status_label.text() + " — stopping after this step…")
 
     def _on_record(self, progress: TrainProgress) -> None:
-        # Every step, for the curves; the plot repaints once for a burst of steps.
+        # Every step, for the curves; steps come in batches and the plot repaints once
+        # per batch (JobRunner).
         self._last_progress = progress
         self.loss_plot.add(progress)
 
