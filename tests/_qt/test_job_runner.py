@@ -220,6 +220,42 @@ def test_cancel_stops_a_job_whose_records_wait(widget, qtbot, no_batch_due):
     assert hooks.records == list(range(len(hooks.records)))
 
 
+def test_cancel_says_so_in_the_docks_own_controls(widget, qtbot, no_batch_due, notifications):
+    from qtpy.QtWidgets import QPushButton
+
+    hooks = Hooks()
+    started = threading.Event()
+    release = threading.Event()
+
+    def waiting() -> Generator[int, None, None]:
+        started.set()
+        yield 0
+        release.wait(WAIT_MS / 1000)
+        yield 1
+
+    button, status = QPushButton("Cancel"), QLabel("Working…")
+    runner = JobRunner(
+        widget,
+        "Test",
+        progress_bar=False,
+        cancel_button=button,
+        status_label=status,
+        cancelled="no layer was added",
+    )
+    _start(runner, hooks, waiting)
+    assert started.wait(WAIT_MS / 1000)
+    runner.cancel()
+    # Said at once, while the job still runs: the click did something.
+    assert not button.isEnabled()
+    assert status.text() == "Cancelling…"
+    assert not hooks.finished
+    release.set()
+    qtbot.waitUntil(lambda: bool(hooks.finished), timeout=WAIT_MS)
+    assert hooks.finished == [("cancelled", None)]
+    assert status.text() == "Cancelled; no layer was added."
+    assert notifications.infos == ["Test: cancelled; no layer was added"]
+
+
 def test_spinner_is_held_still_while_a_job_runs(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = QWidget()

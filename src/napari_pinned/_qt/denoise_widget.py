@@ -41,7 +41,6 @@ from ._common import (
     is_greyscale,
     layer_pixel_size,
     notify_error,
-    notify_info,
     notify_warning,
     scrolling_layout,
 )
@@ -152,7 +151,13 @@ class DenoiseWidget(QWidget):
             napari_viewer,
             [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
         )
-        self._runner = JobRunner(self, "Denoise")
+        self._runner = JobRunner(
+            self,
+            "Denoise",
+            cancel_button=self.cancel_button,
+            status_label=self.status_label,
+            cancelled="no layer was added",
+        )
         self._watch: LayerWatch | None = LayerWatch(
             napari_viewer,
             self,
@@ -328,11 +333,7 @@ class DenoiseWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the job after the tile batch in progress; no layer is added."""
-        if not self.is_running:
-            return
         self._runner.cancel()
-        self.cancel_button.setEnabled(False)
-        self.status_label.setText("Cancelling…")
 
     def _on_progress(self, report: DenoiseProgress) -> tuple[int, int]:
         self.status_label.setText(
@@ -344,13 +345,10 @@ class DenoiseWidget(QWidget):
     def _on_finish(self, outcome: Outcome, output: np.ndarray | None) -> None:
         self._set_running(False)
         layer = None
-        if outcome == "cancelled":
-            self.status_label.setText("Cancelled; no layer was added.")
-            notify_info("Denoise: cancelled; no layer was added")
-        elif outcome == "failed" or output is None:
-            self.status_label.setText("Denoising failed; see the notification.")
-        else:
+        if outcome == "done" and output is not None:
             layer = self._add_output(output)
+        elif outcome != "cancelled":  # a cancel is reported by the runner
+            self.status_label.setText("Denoising failed; see the notification.")
         self.denoise_finished.emit(layer)
 
     def _add_output(self, output: np.ndarray) -> Image:

@@ -37,7 +37,6 @@ from ._common import (
     is_greyscale,
     layer_pixel_size,
     notify_error,
-    notify_info,
     notify_warning,
 )
 from .job_runner import JobRunner, Outcome
@@ -167,7 +166,13 @@ class FramesWidget(QWidget):
         layout.addStretch(1)
 
         self._layer_choices = ImageLayerChoices(napari_viewer, [self.stack_layer])
-        self._runner = JobRunner(self, "Frame series")
+        self._runner = JobRunner(
+            self,
+            "Frame series",
+            cancel_button=self.cancel_button,
+            status_label=self.status_label,
+            cancelled="no layer was added",
+        )
         self._set_running(False)
 
     def _stack_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -229,11 +234,7 @@ class FramesWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the job after the frame in progress; no layer is added."""
-        if not self.is_running:
-            return
         self._runner.cancel()
-        self.cancel_button.setEnabled(False)
-        self.status_label.setText("Cancelling…")
 
     def _on_progress(self, report: RegistrationProgress) -> tuple[int, int]:
         self.status_label.setText(
@@ -244,13 +245,10 @@ class FramesWidget(QWidget):
     def _on_finish(self, outcome: Outcome, result: RegistrationResult | None) -> None:
         self._set_running(False)
         layer = None
-        if outcome == "cancelled":
-            self.status_label.setText("Cancelled; no layer was added.")
-            notify_info("Frame series: cancelled; no layer was added")
-        elif outcome == "failed" or result is None:
-            self.status_label.setText("Registration failed; see the notification.")
-        else:
+        if outcome == "done" and result is not None:
             layer = self._add_outputs(result)
+        elif outcome != "cancelled":  # a cancel is reported by the runner
+            self.status_label.setText("Registration failed; see the notification.")
         self.registration_finished.emit(layer)
 
     # -- output layers --------------------------------------------------------------------

@@ -39,9 +39,9 @@ from typing import Any, Literal
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import QTimer
 from qtpy.QtGui import QMovie
-from qtpy.QtWidgets import QLabel, QStatusBar, QWidget
+from qtpy.QtWidgets import QAbstractButton, QLabel, QStatusBar, QWidget
 
-from ._common import describe_error, notify_error
+from ._common import describe_error, notify_error, notify_info
 from ._jobs import BackgroundJob, CloseWatcher, release_job, start_job, top_level_ancestor
 
 __all__ = ["PROGRESS_INTERVAL", "JobRunner", "Outcome", "RecordRelay"]
@@ -114,9 +114,28 @@ class JobRunner:
         Prefix of error notifications, e.g. ``"Adapt"``.
     progress_bar : bool
         Show napari's progress bar (short checks of a second or two do without).
+    cancel_button, status_label : optional
+        The dock's Cancel button and status line: :meth:`cancel` disables the one and
+        says "Cancelling…" in the other until the job has stopped.
+    cancelled : str, optional
+        What a cancelled job leaves behind, e.g. ``"no layer was added"``: said in the
+        status line and as a notification when a cancel has taken effect, before
+        ``on_finish`` runs.
     """
 
-    def __init__(self, widget: QWidget, context: str, *, progress_bar: bool = True) -> None:
+    def __init__(
+        self,
+        widget: QWidget,
+        context: str,
+        *,
+        progress_bar: bool = True,
+        cancel_button: QAbstractButton | None = None,
+        status_label: QLabel | None = None,
+        cancelled: str | None = None,
+    ) -> None:
+        self._cancel_button = cancel_button
+        self._status_label = status_label
+        self._cancelled = cancelled
         self._widget = widget
         self._context = context
         self._show_bar = progress_bar
@@ -216,6 +235,10 @@ class JobRunner:
         if self._relay is not None:
             self._relay.cancel()
         self._job.worker.quit()
+        if self._cancel_button is not None:
+            self._cancel_button.setEnabled(False)
+        if self._status_label is not None:
+            self._status_label.setText("Cancelling…")
 
     def shutdown(self) -> bool:
         """Cancel and wait for the worker thread (the dock or the viewer is closing).
@@ -294,6 +317,10 @@ class JobRunner:
         callback, self._on_finish = self._on_finish, None
         self._on_record = self._on_progress = self._on_shutdown = None
         result, self._result = self._result, None
+        if self._outcome == "cancelled" and self._cancelled is not None:
+            if self._status_label is not None:
+                self._status_label.setText(f"Cancelled; {self._cancelled}.")
+            notify_info(f"{self._context}: cancelled; {self._cancelled}")
         if callback is not None:
             callback(self._outcome, result)
 

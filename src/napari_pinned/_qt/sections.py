@@ -72,12 +72,12 @@ def collapsed_magicgui(
     index : int
         Row of ``container`` before which the section goes (negative: from the end).
     title : str
-        Text of the section's toggle button.
+        As for :func:`collapsed_form`.
 
     Returns
     -------
     section : superqt.QCollapsible
-        The section (collapsed).
+        The collapsed section, already in ``container``.
     inner : magicgui.widgets.Container
         Its container: keep a reference, magicgui's label rows live as long as it does
         (a widget's ``visible`` hides its label through a weak reference to its row).

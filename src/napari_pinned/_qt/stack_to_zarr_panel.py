@@ -106,7 +106,6 @@ class StackToZarrPanel(QGroupBox):
         self._job = job
         self._on_written = on_written
         self._layer: Any = None
-        self._runner = JobRunner(self, "Write zarr")
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         self.path_edit = QLineEdit()
@@ -130,6 +129,9 @@ class StackToZarrPanel(QGroupBox):
         layout.addLayout(row)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
+        self._runner = JobRunner(
+            self, "Write zarr", cancel_button=self.cancel_button, status_label=self.status_label
+        )
         self._set_running(False)
 
     @property
