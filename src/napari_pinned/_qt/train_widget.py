@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
-    QGroupBox,
     QLabel,
     QPushButton,
     QWidget,
@@ -29,9 +25,7 @@ from ._common import (
     ImageLayerChoices,
     call_or_notify,
     describe_device,
-    float_spin_box,
     image_layer_choices,
-    int_spin_box,
     is_greyscale,
     notify_error,
     notify_info,
@@ -43,11 +37,11 @@ from .job_runner import JobRunner, Outcome
 from .loss_plot import LossPlot, theme_colours
 from .model_export import export_package_file, save_model_file
 from .model_registry import DEFAULT_NAME, get_registry
-from .sections import collapsed_form
 from .train_data_panel import NOISE_MODES, TrainDataPanel
 from .train_match_panel import MatchPanel
 from .train_model_panel import NO_INIT_MODEL, TrainModelPanel
 from .train_run import RunHandle, format_duration, progress_text, train_steps
+from .train_settings_panel import TrainSettingsPanel
 
 if TYPE_CHECKING:
     import napari
@@ -65,8 +59,6 @@ __all__ = [
     "describe_device",
     "format_duration",
 ]
-
-_WEIGHT_LABELS = {"tv": "λ_TV", "sf": "λ_SF", "brightness": "λ_B", "contrast": "λ_C"}
 
 
 class TrainWidget(QWidget):
@@ -131,7 +123,16 @@ class TrainWidget(QWidget):
         self.architecture, self.init_model = model.architecture, model.init_model
         self.width_spin, self.depth_spin = model.width_spin, model.depth_spin
         self.start_model = model.start_model
-        layout.addWidget(self._build_training_box(defaults, weight_defaults))
+        self.settings_panel = TrainSettingsPanel(
+            defaults, weight_defaults, self._update_device_label
+        )
+        layout.addWidget(self.settings_panel)
+        # The panel's controls, under the names the dock has always had.
+        settings = self.settings_panel
+        self.steps_spin, self.device_combo = settings.steps_spin, settings.device_combo
+        self.batch_spin, self.patch_spin = settings.batch_spin, settings.patch_spin
+        self.lr_spin, self.weight_spins = settings.lr_spin, settings.weight_spins
+        self.seed_spin, self.advanced_section = settings.seed_spin, settings.advanced_section
         layout.addLayout(self._build_buttons())
         self.status_label = QLabel("Not trained yet.")
         self.status_label.setWordWrap(True)
@@ -155,33 +156,6 @@ class TrainWidget(QWidget):
     # -- construction --------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
-
-    def _build_training_box(self, defaults: TrainConfig, weights: dict[str, float]) -> QGroupBox:
-        box = QGroupBox("Training")
-        form = QFormLayout(box)
-        self.steps_spin = int_spin_box(1, 1_000_000, defaults.steps, 100)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.currentTextChanged.connect(self._update_device_label)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Device", self.device_combo)
-        # The core's defaults suit most runs: the rest waits, collapsed, below.
-        self.advanced_section, advanced = collapsed_form()
-        form.addRow(self.advanced_section)
-        self.batch_spin = int_spin_box(1, 256, defaults.batch_size)
-        self.patch_spin = int_spin_box(8, 1024, defaults.patch_size, 8)
-        self.lr_spin = float_spin_box(1e-6, 1.0, defaults.learning_rate, 6, 1e-4)
-        advanced.addRow("Batch size", self.batch_spin)
-        advanced.addRow("Patch size", self.patch_spin)
-        advanced.addRow("Learning rate", self.lr_spin)
-        self.weight_spins: dict[str, QDoubleSpinBox] = {}
-        for name, label in _WEIGHT_LABELS.items():
-            spin = float_spin_box(0.0, 100.0, weights[name], 4, 0.01)
-            self.weight_spins[name] = spin
-            advanced.addRow(label, spin)
-        self.seed_spin = int_spin_box(0, 2**31 - 1, 0)
-        advanced.addRow("Seed", self.seed_spin)
-        return box
 
     def _build_buttons(self) -> QGridLayout:
         # Two rows: run control above, what to do with the model below; one row would
@@ -247,7 +221,6 @@ class TrainWidget(QWidget):
             If a setting is invalid (the message names it).
         """
         from napari_pinned.devices import resolve_device
-        from napari_pinned.losses import LossWeights
         from napari_pinned.training import TrainConfig
 
         noise_model = self.data_panel.noise_model
@@ -258,19 +231,13 @@ class TrainWidget(QWidget):
             else {}
         )
         model = self.model_panel.model_config(**aware)
-        weights = LossWeights(**{name: spin.value() for name, spin in self.weight_spins.items()})
         init = self.start_model()
-        steps = self.steps_spin.value()
         device = resolve_device(self.device_combo.currentText())
         # Leave one core to the GUI thread, or napari stutters while the CPU trains.
         threads = max(1, (os.cpu_count() or 2) - 1) if device.type == "cpu" else None
         return TrainConfig(
             model=model,
-            loss_weights=weights,
-            steps=steps,
-            batch_size=self.batch_spin.value(),
-            patch_size=self.patch_spin.value(),
-            learning_rate=self.lr_spin.value(),
+            **self.settings_panel.config_fields(),
             noise_levels=(self.level_low.value(), self.level_high.value()),
             noise_model=noise_model,
             dose_counts=(self.counts_low.value(), self.counts_high.value()),
