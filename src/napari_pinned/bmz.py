@@ -910,41 +910,149 @@ def export_bioimageio(
     """
     try:
         from bioimageio.spec import InvalidDescr, build_description, save_bioimageio_package
-        from bioimageio.spec.dataset.v0_3 import DatasetDescr
         from bioimageio.spec.model.v0_5 import ModelDescr
     except ImportError:
         raise ValueError(
             f"exporting a BioImage Model Zoo package needs bioimageio.spec ({_SPEC_HINT})"
         ) from None
-    import torch
-
     from napari_pinned.atomic import atomic_write, check_outputs
-    from napari_pinned.inference import denoise
-    from napari_pinned.io import write_png, write_tiff
-    from napari_pinned.metrics import compute_metrics
-    from napari_pinned.model_files import _checksum, _json_default, load_model
+    from napari_pinned.model_files import load_model
 
     target = check_outputs([path])[0]
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise ValueError(f"strength must be a number, got {strength!r}")
-    if not (math.isfinite(strength) and 0 <= strength <= 10):
-        raise ValueError(f"strength must be in [0, 10], got {strength!r}")
+    strength = _check_package_strength(strength)
     bundle = load_model(model, device="cpu")
-    config = bundle.config
-    min_size, step = _valid_size(config.alignment)
+    min_size, step = _valid_size(bundle.config.alignment)
     label = str(bundle.metadata.get("name") or "napari-pinned model")
     name = name or f"PINNED STEM denoiser ({label.replace('napari-pinned ', '')})"
     name = "".join(c for c in name if c.isalnum() or c in " _+-()").strip()
     axis_extra, pixel_text = _pixel_axis(bundle, model, pixel_size)
+    wrapper = _wrapper(bundle, strength, bool(keep_lattice))
+    test = _test_run(bundle, wrapper, strength, bool(keep_lattice))
 
-    wrapper = _wrapper(bundle, float(strength), bool(keep_lattice))
+    with tempfile.TemporaryDirectory(prefix="napari-pinned-bmz-") as tmp:
+        folder = pathlib.Path(tmp)
+        _write_test_files(folder, test)
+        doc = _documentation(
+            bundle,
+            name=name,
+            noise=test.noise_text,
+            quality=test.quality,
+            pixel=pixel_text,
+            min_size=min_size,
+            step=step,
+            strength=strength,
+            keep_lattice=bool(keep_lattice),
+        )
+        (folder / "README.md").write_text(doc, encoding="utf-8")
+        rdf = {
+            "type": "model",
+            "format_version": ModelDescr.implemented_format_version,
+            "name": name,
+            "description": description or _default_description(label, bundle.config),
+            "authors": _author_list(authors),
+            "cite": [{"text": PAPER, "url": PAPER_URL}],
+            "license": license,
+            "tags": ["denoising", "electron-microscopy", "stem", "2d", "pytorch", "napari-pinned"],
+            "documentation": {"source": str(folder / "README.md")},
+            "covers": [{"source": str(folder / "cover.png")}],
+            **_tensor_descriptions(folder, min_size, step, axis_extra),
+            "weights": _weights_description(
+                folder, bundle, wrapper, strength, bool(keep_lattice), torchscript
+            ),
+            "training_data": _training_data(bundle, authors, license),
+            "version": "0.1.0",
+            "config": _package_config(bundle, strength, test.quality),
+        }
+        descr = build_description(rdf)
+        if isinstance(descr, InvalidDescr):
+            raise ValueError(f"{target}: the package would be invalid: {descr.get_reason()}")
+        built = save_bioimageio_package(descr, output_path=folder / "package.zip")
+        with atomic_write(target) as handle, open(built, "rb") as packed:
+            shutil.copyfileobj(packed, handle)
+    return target
+
+
+def _training_data(
+    bundle: ModelBundle, authors: Sequence[str | Mapping[str, Any]] | None, license: str
+) -> dict[str, Any]:
+    """The RDF's ``training_data``: a dataset description of the simulated images."""
+    from bioimageio.spec.dataset.v0_3 import DatasetDescr
+
+    return {
+        "type": "dataset",
+        "format_version": DatasetDescr.implemented_format_version,
+        "name": "Simulated HAADF-STEM images (napari-pinned)",
+        "authors": _author_list(authors),
+        "license": license,
+        "cite": [{"text": PAPER, "url": PAPER_URL}],
+        "tags": ["electron-microscopy", "stem", "simulated"],
+        "description": str(
+            bundle.metadata.get("training_data")
+            or "simulated by napari-pinned; not recorded in the model file"
+        )[:1024],
+    }
+
+
+def _package_config(bundle: ModelBundle, strength: float, quality: dict[str, Any]) -> dict:
+    """The RDF's ``config``: the Zoo's keys, and ours that make the package loadable
+    without running its code (:func:`load_own_package`)."""
+    from napari_pinned.model_files import _checksum, _json_default
+
+    config = bundle.config
+    metadata_json = json.dumps(bundle.metadata, default=_json_default, allow_nan=True)
+    state = {k: v.detach().cpu() for k, v in bundle.model.state_dict().items()}
+    return {
+        "bioimageio": {
+            "architecture_type": "U-Net (PINNED)",
+            "modality": "scanning transmission electron microscopy",
+            "task": "denoising",
+            "model_parameter_count": int(sum(v.numel() for v in state.values())),
+        },
+        "napari_pinned": {
+            "format": PACKAGE_FORMAT,
+            "format_version": PACKAGE_FORMAT_VERSION,
+            "written_by": f"napari-pinned {__version__}",
+            "model_config": config.to_dict(),
+            "metadata_json": metadata_json,
+            "sha256": _checksum(config.to_dict(), metadata_json, state),
+            "strength": strength,
+            "quality": quality,
+        },
+    }
+
+
+def _check_package_strength(strength: Any) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise ValueError(f"strength must be a number, got {strength!r}")
+    if not (math.isfinite(strength) and 0 <= strength <= 10):
+        raise ValueError(f"strength must be in [0, 10], got {strength!r}")
+    return float(strength)
+
+
+@dataclass(frozen=True)
+class _TestRun:
+    """The package's test and sample tensors and what they measure."""
+
+    noisy: np.ndarray
+    test_input: np.ndarray
+    test_output: np.ndarray
+    noise_text: str
+    quality: dict[str, Any]
+    wrapper: Any
+
+
+def _test_run(bundle: ModelBundle, wrapper: Any, strength: float, keep_lattice: bool) -> _TestRun:
+    """Run the package's model on the bundled test image; check it against ``denoise``."""
+    import torch
+
+    from napari_pinned.inference import denoise
+    from napari_pinned.metrics import compute_metrics
+
     clean, noisy, noise_text = _test_images(bundle, TEST_IMAGE_SIZE)
     test_input = noisy[None].astype(np.float32)
     with torch.inference_mode():
         test_output = wrapper(torch.from_numpy(test_input)).numpy()
-    reference = denoise(
-        noisy, bundle, device="cpu", strength=float(strength), keep_lattice=bool(keep_lattice)
-    )
+    reference = denoise(noisy, bundle, device="cpu", strength=strength, keep_lattice=keep_lattice)
     span = float(np.ptp(reference)) or 1.0
     agreement = float(np.max(np.abs(test_output[0] - reference))) / span
     if agreement > 1e-3:
@@ -962,151 +1070,96 @@ def export_bioimageio(
         "denoised_ssim": denoised_m.ssim,
         "agreement": agreement,
     }
-    metadata_json = json.dumps(bundle.metadata, default=_json_default, allow_nan=True)
-    state = {k: v.detach().cpu() for k, v in bundle.model.state_dict().items()}
+    return _TestRun(noisy, test_input, test_output, noise_text, quality, wrapper)
+
+
+def _write_test_files(folder: pathlib.Path, test: _TestRun) -> None:
+    """Architecture, state-dict weights, test/sample tensors and cover, into ``folder``."""
+    import torch
+
+    from napari_pinned.io import write_png, write_tiff
+
+    shutil.copyfile(_architecture_path(), folder / ARCHITECTURE_FILE)
+    torch.save(test.wrapper.state_dict(), folder / "weights.pt")
+    np.save(folder / "test_input.npy", test.test_input)
+    np.save(folder / "test_output.npy", test.test_output)
+    write_tiff(folder / "sample_input.tif", test.noisy, pixel_size=TEST_PIXEL_SIZE)
+    write_tiff(folder / "sample_output.tif", test.test_output[0], pixel_size=TEST_PIXEL_SIZE)
+    write_png(folder / "cover.png", _cover(test.noisy, test.test_output[0]))
+
+
+def _default_description(label: str, config: Any) -> str:
+    return (
+        f"Denoises atomic-resolution STEM images ({label}); raw frames in, denoised "
+        "frames out, with napari-pinned's frame normalisation"
+        + (" and noise map" if config.conditioned else "")
+        + " inside the model."
+    )
+
+
+def _tensor_descriptions(
+    folder: pathlib.Path, min_size: int, step: int, axis_extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The RDF's ``inputs`` and ``outputs``: raw frames in, frames of their size out."""
+    space = {"type": "space", "size": {"min": min_size, "step": step}, **axis_extra}
+    ref = {"type": "space", **axis_extra}
+    raw = {
+        "id": "raw",
+        "description": "raw STEM frames, any intensity scale",
+        "axes": [{"type": "batch"}, {**space, "id": "y"}, {**space, "id": "x"}],
+        "test_tensor": {"source": str(folder / "test_input.npy")},
+        "sample_tensor": {"source": str(folder / "sample_input.tif")},
+        "data": {"type": "float32"},
+        "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}],
+    }
+    denoised = {
+        "id": "denoised",
+        "description": "denoised frames, in the input's intensities",
+        "axes": [
+            {"type": "batch"},
+            {**ref, "id": "y", "size": {"tensor_id": "raw", "axis_id": "y"}},
+            {**ref, "id": "x", "size": {"tensor_id": "raw", "axis_id": "x"}},
+        ],
+        "test_tensor": {"source": str(folder / "test_output.npy")},
+        "sample_tensor": {"source": str(folder / "sample_output.tif")},
+        "data": {"type": "float32"},
+    }
+    return {"inputs": [raw], "outputs": [denoised]}
+
+
+def _weights_description(
+    folder: pathlib.Path,
+    bundle: ModelBundle,
+    wrapper: Any,
+    strength: float,
+    keep_lattice: bool,
+    torchscript: bool,
+) -> dict[str, Any]:
+    """The RDF's ``weights``: our state dict and architecture file, and TorchScript."""
+    import torch
+
     torch_version = torch.__version__.split("+")[0]
-
-    with tempfile.TemporaryDirectory(prefix="napari-pinned-bmz-") as tmp:
-        folder = pathlib.Path(tmp)
-        shutil.copyfile(_architecture_path(), folder / ARCHITECTURE_FILE)
-        torch.save(wrapper.state_dict(), folder / "weights.pt")
-        np.save(folder / "test_input.npy", test_input)
-        np.save(folder / "test_output.npy", test_output)
-        write_tiff(folder / "sample_input.tif", noisy, pixel_size=TEST_PIXEL_SIZE)
-        write_tiff(folder / "sample_output.tif", test_output[0], pixel_size=TEST_PIXEL_SIZE)
-        write_png(folder / "cover.png", _cover(noisy, test_output[0]))
-        doc = _documentation(
-            bundle,
-            name=name,
-            noise=noise_text,
-            quality=quality,
-            pixel=pixel_text,
-            min_size=min_size,
-            step=step,
-            strength=float(strength),
-            keep_lattice=bool(keep_lattice),
-        )
-        (folder / "README.md").write_text(doc, encoding="utf-8")
-        kwargs = {
-            **config.to_dict(),
-            "strength": float(strength),
-            "keep_lattice": bool(keep_lattice),
-        }
-        weights: dict[str, Any] = {
-            "pytorch_state_dict": {
-                "source": str(folder / "weights.pt"),
-                "architecture": {
-                    "source": str(folder / ARCHITECTURE_FILE),
-                    "callable": ARCHITECTURE_CALLABLE,
-                    "kwargs": kwargs,
-                },
-                "pytorch_version": torch_version,
-            }
-        }
-        if torchscript:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script
-                torch.jit.script(wrapper).save(str(folder / "weights_torchscript.pt"))
-            weights["torchscript"] = {
-                "source": str(folder / "weights_torchscript.pt"),
-                "pytorch_version": torch_version,
-                "parent": "pytorch_state_dict",
-            }
-        space = {"type": "space", "size": {"min": min_size, "step": step}, **axis_extra}
-        ref = {"type": "space", **axis_extra}
-        rdf = {
-            "type": "model",
-            "format_version": ModelDescr.implemented_format_version,
-            "name": name,
-            "description": description
-            or (
-                f"Denoises atomic-resolution STEM images ({label}); raw frames in, denoised "
-                "frames out, with napari-pinned's frame normalisation"
-                + (" and noise map" if config.conditioned else "")
-                + " inside the model."
-            ),
-            "authors": _author_list(authors),
-            "cite": [{"text": PAPER, "url": PAPER_URL}],
-            "license": license,
-            "tags": [
-                "denoising",
-                "electron-microscopy",
-                "stem",
-                "2d",
-                "pytorch",
-                "napari-pinned",
-            ],
-            "documentation": {"source": str(folder / "README.md")},
-            "covers": [{"source": str(folder / "cover.png")}],
-            "inputs": [
-                {
-                    "id": "raw",
-                    "description": "raw STEM frames, any intensity scale",
-                    "axes": [
-                        {"type": "batch"},
-                        {**space, "id": "y"},
-                        {**space, "id": "x"},
-                    ],
-                    "test_tensor": {"source": str(folder / "test_input.npy")},
-                    "sample_tensor": {"source": str(folder / "sample_input.tif")},
-                    "data": {"type": "float32"},
-                    "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}],
-                }
-            ],
-            "outputs": [
-                {
-                    "id": "denoised",
-                    "description": "denoised frames, in the input's intensities",
-                    "axes": [
-                        {"type": "batch"},
-                        {**ref, "id": "y", "size": {"tensor_id": "raw", "axis_id": "y"}},
-                        {**ref, "id": "x", "size": {"tensor_id": "raw", "axis_id": "x"}},
-                    ],
-                    "test_tensor": {"source": str(folder / "test_output.npy")},
-                    "sample_tensor": {"source": str(folder / "sample_output.tif")},
-                    "data": {"type": "float32"},
-                }
-            ],
-            "weights": weights,
-            "training_data": {
-                "type": "dataset",
-                "format_version": DatasetDescr.implemented_format_version,
-                "name": "Simulated HAADF-STEM images (napari-pinned)",
-                "authors": _author_list(authors),
-                "license": license,
-                "cite": [{"text": PAPER, "url": PAPER_URL}],
-                "tags": ["electron-microscopy", "stem", "simulated"],
-                "description": str(
-                    bundle.metadata.get("training_data")
-                    or "simulated by napari-pinned; not recorded in the model file"
-                )[:1024],
+    kwargs = {**bundle.config.to_dict(), "strength": strength, "keep_lattice": keep_lattice}
+    weights: dict[str, Any] = {
+        "pytorch_state_dict": {
+            "source": str(folder / "weights.pt"),
+            "architecture": {
+                "source": str(folder / ARCHITECTURE_FILE),
+                "callable": ARCHITECTURE_CALLABLE,
+                "kwargs": kwargs,
             },
-            "version": "0.1.0",
-            "config": {
-                "bioimageio": {
-                    "architecture_type": "U-Net (PINNED)",
-                    "modality": "scanning transmission electron microscopy",
-                    "task": "denoising",
-                    "model_parameter_count": int(sum(v.numel() for v in state.values())),
-                },
-                "napari_pinned": {
-                    "format": PACKAGE_FORMAT,
-                    "format_version": PACKAGE_FORMAT_VERSION,
-                    "written_by": f"napari-pinned {__version__}",
-                    "model_config": config.to_dict(),
-                    "metadata_json": metadata_json,
-                    "sha256": _checksum(config.to_dict(), metadata_json, state),
-                    "strength": float(strength),
-                    "quality": quality,
-                },
-            },
+            "pytorch_version": torch_version,
         }
-        descr = build_description(rdf)
-        if isinstance(descr, InvalidDescr):
-            raise ValueError(f"{target}: the package would be invalid: {descr.get_reason()}")
-        built = save_bioimageio_package(descr, output_path=folder / "package.zip")
-        with atomic_write(target) as handle, open(built, "rb") as packed:
-            shutil.copyfileobj(packed, handle)
-    return target
+    }
+    if torchscript:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script
+            torch.jit.script(wrapper).save(str(folder / "weights_torchscript.pt"))
+        weights["torchscript"] = {
+            "source": str(folder / "weights_torchscript.pt"),
+            "pytorch_version": torch_version,
+            "parent": "pytorch_state_dict",
+        }
+    return weights
