@@ -29,7 +29,9 @@ Prints Markdown tables (paste them into docs/benchmarks.md with the machine they
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -40,6 +42,8 @@ import time
 from typing import Any
 
 _RESULT = "RESULT "
+#: Interval (ms) of the timer that probes the GUI thread's responsiveness.
+PROBE_MS = 20
 #: Stand-ins for the user's clean images, one layer each.
 MATERIALS = ("SrTiO3", "GaN")
 
@@ -60,7 +64,9 @@ def bench_config(args: argparse.Namespace, threads: int):
 
 def dock_threads() -> int:
     """The torch threads the Train dock picks on this machine (``TrainWidget.train_config``)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    from napari_pinned._qt.train_run import dock_training_threads
+
+    return dock_training_threads()
 
 
 def images(size: int) -> list:
@@ -160,9 +166,18 @@ def run_dock(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     QTimer.singleShot(0, click)
+    # How responsive the GUI stays: a 20-ms timer's ticks; a late tick is a click or a
+    # pan that waits as long.
+    ticks: list[float] = []
+    probe = QTimer()
+    probe.setInterval(PROBE_MS)
+    probe.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    probe.start()
     gui0, cpu0, wall0 = time.thread_time(), time.process_time(), time.perf_counter()
     loop.exec_()
     wall = time.perf_counter() - wall0
+    probe.stop()
+    gaps = [1000.0 * (b - a) for a, b in itertools.pairwise(ticks)] or [math.nan]
     gui, cpu = time.thread_time() - gui0, time.process_time() - cpu0
     window.removeEventFilter(counter)
     run = handle[0].run if handle else None
@@ -177,6 +192,8 @@ def run_dock(args: argparse.Namespace) -> dict[str, Any]:
         "gui_cpu": gui / wall,
         "signals_per_s": received[0] / wall,
         "repaints_per_s": counter.updates / wall,
+        "gui_gap_p95_ms": statistics.quantiles(gaps, n=20)[-1] if len(gaps) > 1 else gaps[0],
+        "gui_gap_max_ms": max(gaps),
         # Batches of records the GUI thread handed to the dock (the runner's count).
         "batches_per_s": getattr(widget._runner, "batches", received[0]) / wall,
         "window": f"{window.width()}x{window.height()}",
@@ -340,13 +357,17 @@ def main() -> None:
             f"{_spread([d['steps_per_s'] for _, d in pairs], '.2f')} | "
             f"{_spread(ratios, '.0%')} |"
         )
-    print("\n| dock run | GUI thread CPU | process CPU | worker signals/s | window repaints/s |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| dock run | GUI thread CPU | process CPU | worker signals/s | window repaints/s "
+        f"| GUI gap p95 / max (ms; timer {PROBE_MS} ms) |"
+    )
+    print("|---|---|---|---|---|---|")
     for i, (headless, dock) in enumerate(pairs, 1):
         print(
             f"| {i} | {dock['gui_cpu']:.0%} | {dock['process_cpu']:.0%} "
             f"(headless {headless['process_cpu']:.0%}) | {dock['signals_per_s']:.1f} | "
-            f"{dock['repaints_per_s']:.1f} |"
+            f"{dock['repaints_per_s']:.1f} | "
+            f"{dock['gui_gap_p95_ms']:.0f} / {dock['gui_gap_max_ms']:.0f} |"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -474,3 +474,10 @@ def test_the_train_and_noise_docks_say_which_dose_they_mean(viewer, qtbot):
     noise_labels = [label.text() for label in noise.native.findChildren(QLabel)]
     assert "Dose (e⁻/Å²)" in noise_labels
     assert "e⁻/px" in noise.dose.tooltip and "pixel size²" in noise.dose.tooltip
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (3, 2), (8, 7)])
+def test_cpu_training_leaves_a_core_to_the_gui_from_three_up(cores, threads):
+    from napari_pinned._qt.train_run import dock_training_threads
+
+    assert dock_training_threads(cores) == threads

@@ -10,6 +10,7 @@ return the best model (None when stopped before the first step).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,26 @@ if TYPE_CHECKING:
     from napari_pinned.model import ModelBundle
     from napari_pinned.training import TrainConfig, TrainingRun, TrainProgress
 
-__all__ = ["RunHandle", "adapt_steps", "format_duration", "progress_text", "train_steps"]
+__all__ = [
+    "RunHandle",
+    "adapt_steps",
+    "dock_training_threads",
+    "format_duration",
+    "progress_text",
+    "train_steps",
+]
+
+
+def dock_training_threads(cpu_count: int | None = None) -> int:
+    """Torch threads for training on the CPU from a dock.
+
+    From three cores up one is left to the GUI (drawing the canvas with software OpenGL
+    needs it); on two, both train: the GUI's own share is small since the job runner
+    batches progress, and 2 threads train 1.5× faster at the same responsiveness
+    (``benchmarks/dock_training_speed.py``, docs/benchmarks.md).
+    """
+    cores = cpu_count or os.cpu_count() or 1
+    return cores - 1 if cores >= 3 else cores
 
 
 class RunHandle:

@@ -40,7 +40,13 @@ from .model_registry import DEFAULT_NAME, get_registry
 from .train_data_panel import NOISE_MODES, TrainDataPanel
 from .train_match_panel import MatchPanel
 from .train_model_panel import NO_INIT_MODEL, TrainModelPanel
-from .train_run import RunHandle, format_duration, progress_text, train_steps
+from .train_run import (
+    RunHandle,
+    dock_training_threads,
+    format_duration,
+    progress_text,
+    train_steps,
+)
 from .train_settings_panel import TrainSettingsPanel
 
 if TYPE_CHECKING:
@@ -233,8 +239,7 @@ class TrainWidget(QWidget):
         model = self.model_panel.model_config(**aware)
         init = self.start_model()
         device = resolve_device(self.device_combo.currentText())
-        # Leave one core to the GUI thread, or napari stutters while the CPU trains.
-        threads = max(1, (os.cpu_count() or 2) - 1) if device.type == "cpu" else None
+        threads = dock_training_threads() if device.type == "cpu" else None
         return TrainConfig(
             model=model,
             **self.settings_panel.config_fields(),
