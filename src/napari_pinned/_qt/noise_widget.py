@@ -9,14 +9,13 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FloatSlider,
     FloatSpinBox,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image
 
-from napari_pinned.noise import MAX_LEVEL, CDNParams, add_cdn_noise, add_dose_noise, cdn_params
+from napari_pinned.noise import CDNParams, add_cdn_noise, add_dose_noise, cdn_params
 
 from ._common import (
     ImageLayerChoices,
@@ -26,6 +25,7 @@ from ._common import (
     layer_pixel_size,
     notify_error,
 )
+from .noise_controls import cdn_controls, dose_controls
 from .sections import collapsed_magicgui
 
 if TYPE_CHECKING:
@@ -102,93 +102,17 @@ class NoiseWidget(Container):
 
     def _build_dose_widgets(self) -> None:
         """The dose model's controls: beam dose, pixel size, detector and scan faults."""
-        self.dose = FloatSpinBox(
-            label="Dose (e⁻/Å²)",
-            value=1000.0,
-            min=0.01,
-            max=1e8,
-            step=100.0,
-            tooltip="Beam dose per frame, in electrons per Å² of specimen; converted to "
-            "detected electrons per pixel as dose · pixel size² · detector collection "
-            "(the unit of the Train dock's detected dose, e⁻/px)",
-        )
-        self.pixel_size = FloatSpinBox(
-            label="Pixel size (Å)",
-            value=0.1,
-            min=0.001,
-            max=100.0,
-            step=0.001,
-            tooltip="Taken from the source layer's scale when it has one",
-        )
-        self.collection = FloatSpinBox(
-            label="Detector collection",
-            value=1.0,
-            min=0.001,
-            max=1.0,
-            step=0.01,
-            tooltip="Fraction of the beam the detector collects at the brightest pixel "
-            "(a few per cent for an annular dark-field detector; 1: the dose is detected)",
-        )
-        self.read_noise = FloatSpinBox(
-            label="Read noise (e⁻)",
-            value=0.0,
-            min=0.0,
-            max=1000.0,
-            step=0.1,
-            tooltip="Standard deviation of the detector's Gaussian read noise",
-        )
-        self.row_jitter = FloatSpinBox(
-            label="Line jitter (px)",
-            value=0.0,
-            min=0.0,
-            max=20.0,
-            step=0.05,
-            tooltip="Standard deviation of each scan line's sideways displacement",
-        )
-        self.drift_y = FloatSpinBox(
-            label="Drift y (px/frame)", value=0.0, min=-100.0, max=100.0, step=0.1
-        )
-        self.drift_x = FloatSpinBox(
-            label="Drift x (px/frame)",
-            value=0.0,
-            min=-100.0,
-            max=100.0,
-            step=0.1,
-            tooltip="Slow drift: a shear within a frame, a shift from frame to frame",
-        )
+        dose = dose_controls()
+        self.dose, self.pixel_size, self.collection = dose.dose, dose.pixel_size, dose.collection
+        self.read_noise, self.row_jitter = dose.read_noise, dose.row_jitter
+        self.drift_y, self.drift_x = dose.drift_y, dose.drift_x
 
     def _build_cdn_widgets(self) -> None:
         """The CDN model's controls: the paper's level, or its three components by hand."""
-        self.level = FloatSlider(
-            label="CDN level",
-            value=1.0,
-            min=0.0,
-            max=float(MAX_LEVEL),
-            step=0.1,
-            tooltip="0: no noise; 1-5: Table 1 of the PINNED paper; in between: interpolated",
-        )
-        self.override = CheckBox(text="Override components", value=False)
-        self.gaussian_std = FloatSpinBox(
-            label="Gaussian std",
-            min=0.0,
-            max=255.0,
-            step=0.5,
-            tooltip="Standard deviation of the additive noise, in 8-bit units",
-        )
-        self.static_fraction = FloatSpinBox(
-            label="Static fraction",
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Fraction of pixels replaced by uniform random values",
-        )
-        self.speckle_variance = FloatSpinBox(
-            label="Speckle variance",
-            min=0.0,
-            max=10.0,
-            step=0.01,
-            tooltip="Variance of the multiplicative speckle factor",
-        )
+        cdn = cdn_controls()
+        self.level, self.override = cdn.level, cdn.override
+        self.gaussian_std, self.static_fraction = cdn.gaussian_std, cdn.static_fraction
+        self.speckle_variance = cdn.speckle_variance
 
     def _components(self) -> list[FloatSpinBox]:
         return [self.gaussian_std, self.static_fraction, self.speckle_variance]
