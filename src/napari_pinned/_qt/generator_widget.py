@@ -14,7 +14,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -40,6 +39,7 @@ from ._common import (
     layer_pixel_size,
     notify_warning,
 )
+from .generator_controls import PROBE_GAUSSIAN, PROBE_PHYSICAL, probe_controls
 from .job_runner import JobRunner, Outcome
 from .sections import collapsed_magicgui
 
@@ -56,8 +56,6 @@ CIF_CHOICE = "CIF file…"
 #: Images with more pixels per side than this are simulated in a worker thread; a
 #: 1024² image takes about 0.1 s, a 2048² one about 0.3 s plus the probe set-up.
 WORKER_THRESHOLD = 1024
-_PROBE_GAUSSIAN = "Gaussian"
-_PROBE_PHYSICAL = "Physical (aberrated)"
 #: A user CIF has no listed axes; [001] is the simulator's default for it too.
 _CIF_ZONES: tuple[tuple[int, ...], ...] = ((0, 0, 1),)
 #: Radius of the ground-truth markers in Å, about half a column's apparent size.
@@ -139,24 +137,11 @@ class GeneratorWidget(Container):
         self.pixel_size = FloatSpinBox(
             label="Pixel size (Å)", value=0.1, min=0.01, max=2.0, step=0.001
         )
-        self.probe_kind = ComboBox(
-            label="Probe", choices=[_PROBE_PHYSICAL, _PROBE_GAUSSIAN], value=_PROBE_PHYSICAL
-        )
-        self.fwhm = FloatSpinBox(label="FWHM (Å)", value=0.8, min=0.05, max=10.0, step=0.05)
-        self.voltage = FloatSpinBox(
-            label="Voltage (kV)", value=200.0, min=20.0, max=1000.0, step=10.0
-        )
-        self.convergence = FloatSpinBox(
-            label="Convergence (mrad)", value=22.0, min=1.0, max=100.0, step=0.5
-        )
-        self.defocus = FloatSpinBox(
-            label="Defocus (Å)", value=0.0, min=-2000.0, max=2000.0, step=5.0
-        )
-        self.cs = FloatSpinBox(label="Cs (mm)", value=0.0, min=-10.0, max=10.0, step=0.001)
-        self.source_size = FloatSpinBox(
-            label="Source size (Å)", value=0.3, min=0.0, max=5.0, step=0.05
-        )
-        self.fwhm_readout = Label(label="Probe FWHM", value="")
+        probe = probe_controls()
+        self.probe_kind, self.fwhm = probe.probe_kind, probe.fwhm
+        self.fwhm_readout = probe.fwhm_readout
+        self.voltage, self.convergence = probe.voltage, probe.convergence
+        self.defocus, self.cs, self.source_size = probe.defocus, probe.cs, probe.source_size
         self.z_exponent = FloatSpinBox(label="Z exponent", value=1.7, min=0.5, max=3.0, step=0.05)
         self.thickness = FloatSpinBox(
             label="Thickness (Å)", value=200.0, min=1.0, max=5000.0, step=10.0
@@ -264,7 +249,7 @@ class GeneratorWidget(Container):
             self.zone_text.value = _zone_text(tuple(zone))
 
     def _on_probe_kind_changed(self, _value: object = None) -> None:
-        physical = self.probe_kind.value == _PROBE_PHYSICAL
+        physical = self.probe_kind.value == PROBE_PHYSICAL
         self.fwhm.visible = not physical
         for widget in self._physical_widgets():
             widget.visible = physical
@@ -285,7 +270,7 @@ class GeneratorWidget(Container):
         ValueError
             If a probe parameter is out of the simulator's range.
         """
-        if self.probe_kind.value == _PROBE_GAUSSIAN:
+        if self.probe_kind.value == PROBE_GAUSSIAN:
             return GaussianProbe(fwhm=self.fwhm.value)
         return AberratedProbe(
             voltage_kv=self.voltage.value,
