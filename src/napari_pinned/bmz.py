@@ -916,10 +916,11 @@ def export_bioimageio(
             f"exporting a BioImage Model Zoo package needs bioimageio.spec ({_SPEC_HINT})"
         ) from None
     from napari_pinned.atomic import atomic_write, check_outputs
+    from napari_pinned.inference import check_strength
     from napari_pinned.model_files import load_model
 
     target = check_outputs([path])[0]
-    strength = _check_package_strength(strength)
+    strength = check_strength(strength)
     bundle = load_model(model, device="cpu")
     min_size, step = _valid_size(bundle.config.alignment)
     label = str(bundle.metadata.get("name") or "napari-pinned model")
@@ -1019,14 +1020,6 @@ def _package_config(bundle: ModelBundle, strength: float, quality: dict[str, Any
             "quality": quality,
         },
     }
-
-
-def _check_package_strength(strength: Any) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise ValueError(f"strength must be a number, got {strength!r}")
-    if not (math.isfinite(strength) and 0 <= strength <= 10):
-        raise ValueError(f"strength must be in [0, 10], got {strength!r}")
-    return float(strength)
 
 
 @dataclass(frozen=True)

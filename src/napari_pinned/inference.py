@@ -92,6 +92,7 @@ __all__ = [
     "DenoiseProgress",
     "Denoiser",
     "ModelSpec",
+    "check_strength",
     "denoise",
     "denoise_dask",
     "is_dask_array",
@@ -284,7 +285,8 @@ def _check_orientations(orientations: Any) -> int:
     return int(orientations)
 
 
-def _check_strength(strength: Any) -> float:
+def check_strength(strength: Any) -> float:
+    """``strength`` as a float, if it is a number in [0, 10]; else ``ValueError``."""
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)):
         raise ValueError(f"strength must be a number, got {strength!r}")
     if not (np.isfinite(strength) and 0 <= strength <= 10):
@@ -314,7 +316,7 @@ class Denoiser:
         keep_lattice: bool = True,
         orientations: int = 1,
     ) -> None:
-        self.strength = _check_strength(strength)
+        self.strength = check_strength(strength)
         self.keep_lattice = bool(keep_lattice)
         self.orientations = _check_orientations(orientations)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -560,12 +562,12 @@ def iter_denoise(
         return None if last is None else last.output
     denoiser = _make_denoiser(
         model,
-        tile,
-        overlap,
-        batch_size,
-        device,
-        strength,
-        noise,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        strength=strength,
+        noise=noise,
         backend=backend,
         keep_lattice=keep_lattice,
         orientations=orientations,
@@ -794,29 +796,8 @@ def _foreign_package(model: Any, device: Any) -> Any:
     return None
 
 
-def _make_denoiser(
-    model: ModelLike | ModelSpec,
-    tile: int,
-    overlap: int | None,
-    batch_size: int,
-    device: str | torch.device,
-    strength: float,
-    noise: NoiseEstimate | None,
-    backend: str = "auto",
-    keep_lattice: bool = True,
-    orientations: int = 1,
-) -> Denoiser:
-    settings = {
-        "tile": tile,
-        "overlap": overlap,
-        "batch_size": batch_size,
-        "device": device,
-        "strength": strength,
-        "noise": noise,
-        "backend": backend,
-        "keep_lattice": keep_lattice,
-        "orientations": orientations,
-    }
+def _make_denoiser(model: ModelLike | ModelSpec, **settings: Any) -> Denoiser:
+    """A :class:`Denoiser`; for a :class:`ModelSpec`, the one this process keeps."""
     if isinstance(model, ModelSpec):
         return cached_denoiser(model, **settings)
     return Denoiser(model, **settings)
@@ -905,7 +886,7 @@ def denoise_dask(
 
     arr = image if isinstance(image, da.Array) else da.asarray(image)
     shape, dtype, _ = _check_array(arr)
-    _check_strength(strength)
+    check_strength(strength)
     _check_orientations(orientations)
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     tile_px, overlap_px = _resolve_tiling(spec.config, tile, overlap)

@@ -55,12 +55,13 @@ from .metrics_panel import METRIC_FORMATS, MetricsPanel, format_gain, format_met
 from .model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
 from .model_registry import get_registry
 from .output_layer import OutputTarget, denoised_name
-from .stack_to_zarr_panel import StackToZarrPanel, is_lazy, layer_array, lazy_denoised
+from .stack_to_zarr_panel import StackJob, StackToZarrPanel, is_lazy, layer_array, lazy_denoised
 
 if TYPE_CHECKING:
     import napari
 
     from napari_pinned.inference import DenoiseProgress
+    from napari_pinned.settings import FrameOptions
 
 __all__ = [
     "LOAD_MODEL_ITEM",
@@ -83,16 +84,16 @@ NO_MODEL_MESSAGE = (
 
 
 def _denoise_frames(
-    data: np.ndarray, model: Any, settings: dict[str, Any]
+    data: np.ndarray, model: Any, options: FrameOptions
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
     """The worker's job: one report per batch of tiles; returns the output.
 
     The output travels by the worker's ``returned`` signal, which cannot be overtaken by
-    ``finished``.  ``settings`` are :meth:`DenoiseOptions.settings`.
+    ``finished``.
     """
     from napari_pinned.inference import iter_denoise
 
-    return (yield from iter_denoise(data, model, **settings))
+    return (yield from iter_denoise(data, model, **options.to_kwargs()))
 
 
 class DenoiseWidget(QWidget):
@@ -261,7 +262,7 @@ class DenoiseWidget(QWidget):
             _denoise_frames,
             layer.data,
             self._registry.model_source(self.model_name),
-            self._settings(device),
+            self.options.settings(device),
             description=f"Denoising {layer.name}",
             on_progress=self._on_progress,
             on_finish=self._on_finish,
@@ -292,9 +293,6 @@ class DenoiseWidget(QWidget):
         """Name, placement and provenance of the output layer of ``layer``."""
         return OutputTarget.of(layer, self.model_name, self.strength_spin.value())
 
-    def _settings(self, device: str) -> dict[str, Any]:
-        return self.options.settings(device)
-
     def _denoise_lazily(self, layer: Image, device: str) -> bool:
         """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
         model = self._registry.model_source(self.model_name)
@@ -303,7 +301,7 @@ class DenoiseWidget(QWidget):
             layer_array(layer),
             model,
             context="Denoise",
-            **self._settings(device),
+            **self.options.settings(device).to_kwargs(),
         )
         if output is None:
             return False
@@ -315,14 +313,14 @@ class DenoiseWidget(QWidget):
         self.denoise_finished.emit(out)
         return True
 
-    def _stack_job(self) -> tuple[Image, Any, dict[str, Any]] | None:
-        """What the 'Whole stack → zarr' panel runs: the input, model and settings."""
+    def _stack_job(self) -> StackJob | None:
+        """What the 'Whole stack → zarr' panel runs: the input, model and options."""
         job = self._job_inputs("Write zarr")
         if job is None:
             return None
         layer, device = job
-        settings = {**self._settings(device), "pixel_size": layer_pixel_size(layer)}
-        return layer, self._registry.model_source(self.model_name), settings
+        model = self._registry.model_source(self.model_name)
+        return StackJob(layer, model, self.options.settings(device), layer_pixel_size(layer))
 
     def _show_written(self, layer: Image, path: Path) -> None:
         """Show a written store as the output layer of ``layer`` (read lazily)."""

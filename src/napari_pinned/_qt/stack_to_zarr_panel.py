@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from qtpy.QtCore import Signal
@@ -33,7 +33,10 @@ from qtpy.QtWidgets import (
 from ._common import notify_error
 from .job_runner import JobRunner, Outcome
 
-__all__ = ["StackToZarrPanel", "is_lazy", "layer_array", "lazy_denoised"]
+if TYPE_CHECKING:
+    from napari_pinned.settings import FrameOptions
+
+__all__ = ["StackJob", "StackToZarrPanel", "is_lazy", "layer_array", "lazy_denoised"]
 
 
 def layer_array(layer: Any) -> Any:
@@ -57,24 +60,25 @@ def lazy_denoised(data: Any, model: Any, **settings: Any) -> Any:
     return denoise(arr.rechunk(frames), ModelSpec.of(model), **settings)
 
 
-def _write(
-    data: Any, target: str, model: Any, settings: dict[str, Any], name: str
-) -> Iterator[Any]:
-    """The worker's generator: the core's job; returns the written store's path."""
-    from napari_pinned.scale import FrameOptions, iter_denoise_to_zarr
+class StackJob(NamedTuple):
+    """What the panel writes: the layer, the model, how each frame is denoised, and the
+    pixel size (Å) the store records."""
 
-    options = {k: v for k, v in settings.items() if k != "pixel_size"}
-    job = iter_denoise_to_zarr(
-        data,
-        target,
-        model,
-        FrameOptions(**options),
-        name=name,
-        pixel_size=settings.get("pixel_size"),
-        resume=True,
-    )
+    layer: Any
+    model: Any
+    options: FrameOptions
+    pixel_size: float | None
+
+
+def _write(data: Any, target: str, job: StackJob, name: str) -> Iterator[Any]:
+    """The worker's generator: the core's job; returns the written store's path."""
+    from napari_pinned.scale import iter_denoise_to_zarr
+
     last = None
-    for record in job:
+    records = iter_denoise_to_zarr(
+        data, target, job.model, job.options, name=name, pixel_size=job.pixel_size, resume=True
+    )
+    for record in records:
         last = record
         yield record
     return None if last is None else last.target
@@ -86,9 +90,8 @@ class StackToZarrPanel(QGroupBox):
     Parameters
     ----------
     job : callable
-        Returns ``(layer, model, settings)`` for a run (settings: the fields of
-        :class:`~napari_pinned.settings.FrameOptions` and ``pixel_size``), or None after
-        notifying why there is none.
+        Returns the :class:`StackJob` of a run, or None after notifying why there is
+        none.
     on_written : callable
         Called with ``(layer, path)`` when a store is complete.
     """
@@ -98,7 +101,7 @@ class StackToZarrPanel(QGroupBox):
 
     def __init__(
         self,
-        job: Callable[[], tuple[Any, Any, dict[str, Any]] | None],
+        job: Callable[[], StackJob | None],
         on_written: Callable[[Any, Path], None],
         parent: QWidget | None = None,
     ) -> None:
@@ -163,7 +166,7 @@ class StackToZarrPanel(QGroupBox):
         request = self._job()
         if request is None:
             return False
-        layer, model, settings = request
+        layer = request.layer
         source = getattr(getattr(layer, "source", None), "path", None)
         try:
             check_zarr_output(target, [source] if source else [], overwrite=False)
@@ -177,8 +180,7 @@ class StackToZarrPanel(QGroupBox):
             _write,
             data,
             target,
-            model,
-            settings,
+            request,
             f"napari layer {layer.name}",
             description=f"Writing {Path(target).name}",
             on_progress=self._progress,
