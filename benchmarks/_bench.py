@@ -63,7 +63,7 @@ class GAT:
 
     @classmethod
     def from_noise(cls, estimate) -> GAT:
-        """From a :class:`napari_pinned.noise_level.NoiseEstimate` ``σ²(I) = g·I + c``.
+        """From a :class:`napari_pinned.noise.estimate.NoiseEstimate` ``σ²(I) = g·I + c``.
 
         The fit gives ``g = gain`` and ``c = sigma² − gain · mu``, not ``sigma`` and
         ``mu`` apart (a detector offset and read noise look alike).  The forward transform
@@ -114,7 +114,7 @@ class LinearVST:
 
 def vst_from_noise(estimate) -> GAT | LinearVST:
     """The variance-stabilising transform for a fitted
-    :class:`napari_pinned.noise_level.NoiseEstimate`: the generalised Anscombe transform
+    :class:`napari_pinned.noise.estimate.NoiseEstimate`: the generalised Anscombe transform
     when the noise is signal-dependent, else a plain normalisation to unit noise."""
     if estimate.mean_counts is None:
         return LinearVST(sigma=max(estimate.sigma, 1e-12), centre=estimate.median_intensity)
@@ -341,7 +341,7 @@ class ModelSpec:
     def describe(self) -> dict:
         """Label, source, resolved file, its SHA-256 and modification time, and the
         model's own name: enough to tell a provisional file from the final one."""
-        from napari_pinned.model_files import shipped_model
+        from napari_pinned.nn.model_files import shipped_model
 
         shipped = shipped_model(self.source)
         path = shipped.path if shipped is not None else pathlib.Path(self.source).expanduser()
@@ -359,7 +359,7 @@ def parse_model_specs(values: Sequence[str] | None, defaults: Sequence[str]) -> 
     """``--model`` values: ``NAME`` (a shipped model), ``PATH`` (label: the file's stem) or
     ``LABEL=PATH_OR_NAME``, each optionally ending in ``@N`` to average the network over
     N orientations (``"default ×8=default@8"``).  Missing files are dropped with a note."""
-    from napari_pinned.model_files import shipped_model
+    from napari_pinned.nn.model_files import shipped_model
 
     specs = []
     for value in values or defaults:
@@ -391,7 +391,7 @@ _LOADED: dict[str, object] = {}
 
 def load_spec(spec: ModelSpec):
     """Load (once per process) the model of ``spec``."""
-    from napari_pinned.model_files import load_model
+    from napari_pinned.nn.model_files import load_model
 
     if spec.source not in _LOADED:
         _LOADED[spec.source] = load_model(spec.source, device="cpu")

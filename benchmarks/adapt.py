@@ -1,7 +1,7 @@
 """What does "Adapt to this image" add, and how long does it take?
 
 For each held-out image (1024² px, materials the default model never saw) and dose, the
-default model denoises the recording as shipped, then :func:`napari_pinned.adapt.adapt`
+default model denoises the recording as shipped, then :func:`napari_pinned.training.adapt.adapt`
 fine-tunes it on that same noisy recording (blind-spot, no clean image; the default 500
 steps) and the adapted model denoises it again.  Two kinds of recording:
 
@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from napari_pinned.adapt import AdaptSettings, adapt
-from napari_pinned.atomic import write_text
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import psnr
-from napari_pinned.noise import StemRecording, record_counts
-from napari_pinned.simulate import simulate
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.io.safe_write import write_text
+from napari_pinned.noise.synthesis import StemRecording, record_counts
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.metrics import psnr
+from napari_pinned.settings import AdaptSettings
+from napari_pinned.training.adapt import adapt
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JSON = ROOT / "benchmarks" / "adapt.json"

@@ -82,7 +82,7 @@ def current_block(text: str) -> str:
 
 
 def update_docs(summary: dict) -> None:
-    from napari_pinned.atomic import write_text
+    from napari_pinned.io.safe_write import write_text
 
     for name in TARGETS:
         path = ROOT / name
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-run", action="store_true", help="only rewrite the docs")
     args = parser.parse_args(argv)
     if not args.no_run:
-        from napari_pinned.atomic import write_text
-        from napari_pinned.cli import main as cli
+        from napari_pinned.cli.entry import main as cli
+        from napari_pinned.io.safe_write import write_text
 
         folder = pathlib.Path(tempfile.mkdtemp(prefix="pinned-demo-"))
         try:

@@ -3,13 +3,13 @@
 Each measurement runs in its own process, alternately headless and in the dock (A B A B),
 so that a change of load on a shared machine affects both alike:
 
-* **headless**: :func:`napari_pinned.training.train` iterated to the end, no Qt at all;
+* **headless**: :func:`napari_pinned.training.run.train` iterated to the end, no Qt at all;
 * **dock**: ``napari.Viewer(show=True)`` with the training images as layers, the Train
   dock added as the plugin adds it (``add_plugin_dock_widget``), its controls set, Start
   clicked, and napari's event loop running until the dock reports the end of the run —
   what a user sees, drawn on the X server (run it under Xvfb on a machine without one).
 
-Both train the same :class:`~napari_pinned.training.TrainConfig`: the dock's own config
+Both train the same :class:`~napari_pinned.training.run.TrainConfig`: the dock's own config
 (``TrainWidget.train_config``) is checked against the headless one before Start.  Speed
 is steps per second from the run's own records (``TrainProgress.elapsed``, the time since
 the first step), leaving out the first ``--warmup`` steps; set-up (imports, the window,
@@ -50,8 +50,7 @@ MATERIALS = ("SrTiO3", "GaN")
 
 def bench_config(args: argparse.Namespace, threads: int):
     """The training config both measurements run (the dock's defaults for the rest)."""
-    from napari_pinned.model import ModelConfig
-    from napari_pinned.training import TrainConfig
+    from napari_pinned.settings import ModelConfig, TrainConfig
 
     return TrainConfig(
         model=ModelConfig.preset("unet", width=args.width, depth=args.depth),
@@ -64,13 +63,13 @@ def bench_config(args: argparse.Namespace, threads: int):
 
 def dock_threads() -> int:
     """The torch threads the Train dock picks on this machine (``TrainWidget.train_config``)."""
-    from napari_pinned._qt.train_run import dock_training_threads
+    from napari_pinned._qt.shared.train_run import dock_training_threads
 
     return dock_training_threads()
 
 
 def images(size: int) -> list:
-    from napari_pinned.simulate import simulate
+    from napari_pinned.physics.simulate import simulate
 
     return [simulate(m, shape=size, seed=i).image for i, m in enumerate(MATERIALS)]
 
@@ -84,7 +83,7 @@ def steps_per_second(history: list, warmup: int) -> float:
 
 # --------------------------------------------------------------------------- one run
 def run_headless(args: argparse.Namespace) -> dict[str, Any]:
-    from napari_pinned.training import train
+    from napari_pinned.training.run import train
 
     threads = args.threads or dock_threads()
     config = bench_config(args, threads)
@@ -106,7 +105,7 @@ def run_dock(args: argparse.Namespace) -> dict[str, Any]:
     import napari
     from qtpy.QtCore import QEvent, QEventLoop, QObject, QTimer
 
-    from napari_pinned._qt.train_widget import TrainWidget
+    from napari_pinned._qt.train.widget import TrainWidget
 
     threads = args.threads or dock_threads()
     config = bench_config(args, threads)
@@ -209,7 +208,7 @@ def run_spinner(args: argparse.Namespace) -> dict[str, Any]:
     import napari
     from napari.utils import progress
 
-    from napari_pinned._qt.job_runner import _hold_activity_spinner
+    from napari_pinned._qt.shared.job_runner import _hold_activity_spinner
 
     viewer = napari.Viewer(show=True)
     window = viewer.window._qt_window

@@ -24,7 +24,7 @@ import peer_tk_r_em
 import real_micrographs
 import realistic
 
-from napari_pinned.atomic import write_text
+from napari_pinned.io.safe_write import write_text
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOSES = ("1.0", "3.0", "10.0", "30.0", "100.0")

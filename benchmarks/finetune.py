@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from scipy.ndimage import median_filter
 
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import compute_metrics
-from napari_pinned.model import ModelConfig, count_parameters
-from napari_pinned.noise import add_cdn_noise
-from napari_pinned.simulate import simulate
-from napari_pinned.training import TrainConfig, train
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.nn.network import count_parameters
+from napari_pinned.noise.synthesis import add_cdn_noise
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.metrics import compute_metrics
+from napari_pinned.settings import ModelConfig, TrainConfig
+from napari_pinned.training.run import train
 
 #: Stand-ins for "a few user images": three simulated materials at 256² px.
 TRAIN_MATERIALS = ("InN", "ZrO2", "graphene")

@@ -35,10 +35,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import real_micrographs
 import realistic
 
-from napari_pinned.atomic import write_text
-from napari_pinned.faithfulness import faithfulness
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import compute_metrics
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.io.safe_write import write_text
+from napari_pinned.quality.faithfulness import faithfulness
+from napari_pinned.quality.metrics import compute_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JSON = ROOT / "benchmarks" / "peer_tk_r_em.json"

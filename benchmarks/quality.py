@@ -3,8 +3,8 @@
 Validation split (never seen in training, as in the paper): BaTiO3, Al and ZnMgTe,
 simulated at 256² px and 0.1 Å/px along their first listed zone axis, degraded with CDN
 levels 1–5 (one fixed noise draw per image and level).  Every method is scored with
-:func:`napari_pinned.metrics.compute_metrics` (PSNR, SSIM, FSC, EPI) and, for the
-learned models, :func:`napari_pinned.metrics.column_accuracy`.
+:func:`napari_pinned.quality.metrics.compute_metrics` (PSNR, SSIM, FSC, EPI) and, for the
+learned models, :func:`napari_pinned.quality.metrics.column_accuracy`.
 
 Methods:
 
@@ -42,15 +42,14 @@ import torch
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
-from napari_pinned.atomic import write_text
-from napari_pinned.inference import denoise
-from napari_pinned.losses import LossWeights
-from napari_pinned.metrics import Metrics, column_accuracy, compute_metrics
-from napari_pinned.model import ModelConfig
-from napari_pinned.model_files import default_model_path, load_model, save_model
-from napari_pinned.noise import add_cdn_noise
-from napari_pinned.simulate import SimulationResult, simulate
-from napari_pinned.training import TrainConfig, train
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.io.safe_write import write_text
+from napari_pinned.nn.model_files import default_model_path, load_model, save_model
+from napari_pinned.noise.synthesis import add_cdn_noise
+from napari_pinned.physics.simulate import SimulationResult, simulate
+from napari_pinned.quality.metrics import Metrics, column_accuracy, compute_metrics
+from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.training.run import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAIN_MATERIALS = ("InN", "graphene", "ZrO2", "AlGaN", "NaCN")

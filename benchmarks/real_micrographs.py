@@ -9,8 +9,8 @@ neural networks to restore single-shot electron microscopy images", arXiv:2303.1
 * **Real micrographs** (no ground truth): ``tk_r_em/test_data/exp_hrstem.h5`` (key
   ``x``: five 768² uint16 atomic-resolution HAADF images) and ``sgl_exp_hrstem.h5`` (one
   2048² image).  Scored reference-free: the noise model fitted to each image
-  (:func:`napari_pinned.noise_level.estimate_noise`) and the faithfulness readout
-  (:func:`napari_pinned.faithfulness.faithfulness`: share of the input's strong Bragg
+  (:func:`napari_pinned.noise.estimate.estimate_noise`) and the faithfulness readout
+  (:func:`napari_pinned.quality.faithfulness.faithfulness`: share of the input's strong Bragg
   reflections kept within ±25 %, invented reflections, verdict) with its residual checks
   (residual variance over the estimated noise variance, reflections left in the
   residual).  As a classical reference, VST + BM3D at the nominal σ = 1 (there is no
@@ -76,12 +76,12 @@ from _bench import (
     vst_from_noise,
 )
 
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import compute_metrics
-from napari_pinned.noise_level import estimate_noise
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.noise.estimate import estimate_noise
+from napari_pinned.quality.metrics import compute_metrics
 
 try:
-    from napari_pinned.faithfulness import faithfulness as _faithfulness
+    from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 except ImportError:
     _faithfulness = None
 

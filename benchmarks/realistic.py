@@ -5,16 +5,16 @@ The benchmark that decides whether a default model is good enough (issue 11, §7
 for training:
 
 * **Held-out set** (256² px, fixed seeds).  Crystals from
-  :func:`napari_pinned.simulate.simulate` of the held-out materials (BaTiO3, BaTiO3-P4mm,
-  Al, ZnMgTe, monolayer WSe2; :data:`napari_pinned.specimens.HELD_OUT_MATERIALS`) along
+  :func:`napari_pinned.physics.simulate.simulate` of the held-out materials (BaTiO3, BaTiO3-P4mm,
+  Al, ZnMgTe, monolayer WSe2; :data:`napari_pinned.physics.specimens.HELD_OUT_MATERIALS`) along
   every listed zone axis at 0.1 Å/px and along the first one at 0.05 and 0.2 Å/px, each
   rotated by a seeded angle, on a weak smooth background (5 % of the range, varying by
-  half).  Plus structures from :func:`napari_pinned.specimens.random_structure` drawn
+  half).  Plus structures from :func:`napari_pinned.physics.specimens.random_structure` drawn
   with held-out seeds (≥ ``BENCHMARK_SEED_START``) and held-out materials only:
   weak/strong column mixtures, an amorphous film, a particle on an amorphous support, a
   grain boundary, vacancies, a dopant, a surface.  When ``napari_pinned.specimens`` is
   missing, the structures are left out with a note.
-* **Recording**: :func:`napari_pinned.noise.record_stem_image` at mean doses 1, 3, 10,
+* **Recording**: :func:`napari_pinned.noise.synthesis.record_stem_image` at mean doses 1, 3, 10,
   30, 100 detected e⁻/px with Gaussian read noise σ = 0.5 e⁻ (Poisson shot noise, no scan
   distortion); one noise draw per image and dose, seeded from the image's name.  The
   truth is the expected count image; PSNR and SSIM use ``data_range = max − min`` of
@@ -30,12 +30,12 @@ for training:
   default: the shipped ``default`` and ``cdn`` where present), run as a user would:
   ``denoise(noisy, model)``, noise estimated from the image.  With ``--adapt``, the
   first model is also adapted to each noisy image of the first ``--adapt-images`` images
-  (:func:`napari_pinned.adapt.adapt`, blind-spot fine-tuning): slow, about 2 min each.
+  (:func:`napari_pinned.training.adapt.adapt`, blind-spot fine-tuning): slow, about 2 min each.
 * **Metrics** per image × dose × method: PSNR, SSIM, FSC, EPI
-  (:func:`napari_pinned.metrics.compute_metrics`), column recall / precision / RMS
-  error in pm (:func:`napari_pinned.metrics.column_accuracy`; columns lighter than 30 %
+  (:func:`napari_pinned.quality.metrics.compute_metrics`), column recall / precision / RMS
+  error in pm (:func:`napari_pinned.quality.metrics.column_accuracy`; columns lighter than 30 %
   of the heaviest are "don't care"), the
-  faithfulness readout (:func:`napari_pinned.faithfulness.faithfulness`, reference-free,
+  faithfulness readout (:func:`napari_pinned.quality.faithfulness.faithfulness`, reference-free,
   when the module exists) and runtime.
 
 Run::
@@ -86,18 +86,18 @@ from _bench import (
     save_png,
 )
 
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import column_accuracy, compute_metrics
-from napari_pinned.noise import StemRecording, record_stem_image
-from napari_pinned.noise_level import estimate_noise
-from napari_pinned.simulate import simulate
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.noise.estimate import estimate_noise
+from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.metrics import column_accuracy, compute_metrics
 
 try:
-    from napari_pinned import specimens as _specimens
+    from napari_pinned.physics import specimens as _specimens
 except ImportError:  # being written; the crystals alone still make a benchmark
     _specimens = None
 try:
-    from napari_pinned.faithfulness import faithfulness as _faithfulness
+    from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 except ImportError:
     _faithfulness = None
 
@@ -165,7 +165,7 @@ def held_out_materials() -> tuple[str, ...]:
 
 def held_out_set(quick: bool = False) -> list[ImageSpec]:
     """The benchmark's images, in a fixed order."""
-    from napari_pinned.crystal import get_material, zone_label
+    from napari_pinned.physics.crystal import get_material, zone_label
 
     crystals = []
     for name in held_out_materials():
@@ -209,7 +209,7 @@ def _accept(specimen, condition: str) -> bool:
 def make_clean(spec: ImageSpec) -> Clean:
     """The clean image and its ground truth (cached per process)."""
     if spec.source == "simulate":
-        from napari_pinned.crystal import get_material
+        from napari_pinned.physics.crystal import get_material
 
         seed = _seed(spec.id)
         rotation = float(np.random.default_rng(seed).uniform(0.0, 90.0))
@@ -364,7 +364,8 @@ def score_case(case: Case) -> CaseResult:
         out = denoise(noisy, bundle, device="cpu", orientations=model.orientations)
         add(model.label, np.asarray(out, np.float64), time.perf_counter() - t0)
     if case.adapt and case.models:
-        from napari_pinned.adapt import AdaptSettings, adapt
+        from napari_pinned.settings import AdaptSettings
+        from napari_pinned.training.adapt import adapt
 
         model = case.models[0]
         t0 = time.perf_counter()

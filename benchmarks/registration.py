@@ -9,9 +9,9 @@ Poisson noise at a few doses (counts per pixel per frame at the brightest column
 
 Prints Markdown tables: the RMS shift error of each ``reference`` (after removing the
 offset common to all frames, which only moves the mean), an ablation of the choices in
-:mod:`napari_pinned.frames` (made with scikit-image's ``phase_cross_correlation``, frame
-to frame, shifts accumulated), and the PSNR of a single frame, the plain mean, the
-drift-corrected mean and the mean aligned with the true shifts.
+:mod:`napari_pinned.denoising.registration` (made with scikit-image's
+``phase_cross_correlation``, frame to frame, shifts accumulated), and the PSNR of a
+single frame, the plain mean, the drift-corrected mean and the mean aligned with the true shifts.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from scipy import ndimage
 from scipy.signal import windows
 from skimage.registration import phase_cross_correlation
 
-from napari_pinned.frames import REFERENCES, align_frames, register_frames
-from napari_pinned.jobs import run_job
-from napari_pinned.metrics import psnr
-from napari_pinned.simulate import simulate
+from napari_pinned._util.jobs import run_job
+from napari_pinned.denoising.registration import REFERENCES, align_frames, register_frames
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.metrics import psnr
 
 DOSES = (20.0, 5.0, 2.0)
 SLOW = (0.25, -0.18)  # px per frame

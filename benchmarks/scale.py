@@ -43,8 +43,9 @@ def _bundle(model: str):
     noise-conditioned, robust normalisation, like the default model)."""
     import torch
 
-    from napari_pinned.model import ModelBundle, ModelConfig, build_model
-    from napari_pinned.model_files import load_model
+    from napari_pinned.nn.model_files import load_model
+    from napari_pinned.nn.network import ModelBundle, build_model
+    from napari_pinned.settings import ModelConfig
 
     if not model.startswith("unet:"):
         return load_model(model)
@@ -68,7 +69,7 @@ def _model_file(model: str, folder: Path) -> str:
     """A path or shipped name the CLI can load for ``model``."""
     if not model.startswith("unet:"):
         return model
-    from napari_pinned.model_files import save_model
+    from napari_pinned.nn.model_files import save_model
 
     return str(save_model(_bundle(model), folder / "model.pt"))
 
@@ -84,7 +85,7 @@ def _counts(shape, seed=0) -> np.ndarray:
 
 
 def tiling(model: str, timing: bool, quick: bool) -> None:
-    from napari_pinned.inference import (
+    from napari_pinned.denoising.denoiser import (
         _axis_windows,
         _frame_padding,
         denoise,
@@ -127,7 +128,7 @@ def tiling(model: str, timing: bool, quick: bool) -> None:
 
 
 def exact(model: str, quick: bool) -> None:
-    from napari_pinned.inference import denoise
+    from napari_pinned.denoising.denoiser import denoise
 
     bundle = _bundle(model)
     image = _counts((256, 256) if quick else (512, 512))
@@ -204,9 +205,12 @@ def workers(model: str, quick: bool) -> None:
 
     from distributed import Client, LocalCluster
 
-    from napari_pinned.inference import ModelSpec
-    from napari_pinned.io import write_tiff
-    from napari_pinned.scale import iter_denoise_file_on_cluster, iter_denoise_files_on_cluster
+    from napari_pinned.denoising.denoiser import ModelSpec
+    from napari_pinned.denoising.files import (
+        iter_denoise_file_on_cluster,
+        iter_denoise_files_on_cluster,
+    )
+    from napari_pinned.io.images import write_tiff
 
     edge = 512 if quick else 1024
     files, frames = (4, 2) if quick else (8, 2)

@@ -12,7 +12,7 @@ Methods, each scored against the clean image with PSNR / SSIM and column positio
 * the noisy image; the drift-corrected mean of the series (registration only);
 * the shipped default model as is (trained on CDN, a different noise);
 * **blind-spot** training on the single noisy image alone, from scratch and fine-tuning
-  the default model (Noise2Void-style, :mod:`napari_pinned.training`);
+  the default model (Noise2Void-style, :mod:`napari_pinned.training.run`);
 * **Noise2Noise** on the even/odd halves of the registered series, applied to the
   drift-corrected mean;
 * **supervised** training on matched synthetic data: random BaTiO3 specimens at the
@@ -37,16 +37,20 @@ import time
 import numpy as np
 import torch
 
-from napari_pinned.atomic import write_text
-from napari_pinned.frames import align_frames, common_region, estimate_drift, noise2noise_pairs
-from napari_pinned.inference import denoise
-from napari_pinned.losses import LossWeights
-from napari_pinned.metrics import column_accuracy, compute_metrics
-from napari_pinned.model import ModelConfig
-from napari_pinned.model_files import default_model_path, load_model
-from napari_pinned.noise import add_dose_noise
-from napari_pinned.simulate import SpecimenRanges, random_specimen, simulate
-from napari_pinned.training import TrainConfig, train
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.denoising.registration import (
+    align_frames,
+    common_region,
+    estimate_drift,
+    noise2noise_pairs,
+)
+from napari_pinned.io.safe_write import write_text
+from napari_pinned.nn.model_files import default_model_path, load_model
+from napari_pinned.noise.synthesis import add_dose_noise
+from napari_pinned.physics.simulate import SpecimenRanges, random_specimen, simulate
+from napari_pinned.quality.metrics import column_accuracy, compute_metrics
+from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.training.run import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MATERIAL = "BaTiO3"

@@ -35,7 +35,7 @@ def _best_of(fn, repeats: int) -> float:
 
 def _fresh_config(model: str):
     """``"fresh"`` (the default ModelConfig) or ``"preset[:width[:depth]]"``, e.g. ``unet:8``."""
-    from napari_pinned.model import ModelConfig
+    from napari_pinned.settings import ModelConfig
 
     if model == "fresh":
         return ModelConfig()
@@ -45,8 +45,8 @@ def _fresh_config(model: str):
 
 
 def _load(model: str):
-    from napari_pinned.model import ModelBundle, build_model
-    from napari_pinned.model_files import load_model
+    from napari_pinned.nn.model_files import load_model
+    from napari_pinned.nn.network import ModelBundle, build_model
 
     if model == "default" or model.endswith(".pt"):
         return load_model(model)
@@ -73,12 +73,12 @@ def measure_inference(
     """
     import torch
 
-    from napari_pinned.inference import denoise
+    from napari_pinned.denoising.denoiser import denoise
 
     if threads is not None:
         torch.set_num_threads(threads)
     if backend == "onnx":
-        from napari_pinned.backends import set_onnx_options
+        from napari_pinned.nn.runners import set_onnx_options
 
         set_onnx_options(threads=threads, optimization=optimization)
     bundle = _load(model)
@@ -119,14 +119,15 @@ def measure_inference(
 
 
 def measure_training(model: str, device: str, steps: int) -> dict:
-    from napari_pinned.simulate import simulate
-    from napari_pinned.training import TrainConfig, train
+    from napari_pinned.physics.simulate import simulate
+    from napari_pinned.settings import TrainConfig
+    from napari_pinned.training.run import train
 
     clean = [simulate(name, shape=256, seed=i).image for i, name in enumerate(["InN", "ZrO2"])]
     init = model if model == "default" or model.endswith(".pt") else None
     fresh = _fresh_config("fresh" if init else model)
     if init is not None:
-        from napari_pinned.model_files import load_model
+        from napari_pinned.nn.model_files import load_model
 
         fresh = load_model(init).config
     config = TrainConfig(
@@ -190,9 +191,9 @@ def main() -> None:
 
     import torch
 
-    from napari_pinned.model import build_model, count_parameters
-    from napari_pinned.noise import add_cdn_noise
-    from napari_pinned.simulate import simulate
+    from napari_pinned.nn.network import build_model, count_parameters
+    from napari_pinned.noise.synthesis import add_cdn_noise
+    from napari_pinned.physics.simulate import simulate
 
     config = _load(args.model).config
     print(

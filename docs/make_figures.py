@@ -14,8 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from napari_pinned.noise import add_cdn_noise, cdn_params
-from napari_pinned.simulate import simulate
+from napari_pinned.noise.synthesis import add_cdn_noise, cdn_params
+from napari_pinned.physics.simulate import simulate
 
 OUT = Path(__file__).parent / "images"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_pinned.noise import add_cdn_noise
-from napari_pinned.simulate import simulate
+from napari_pinned.noise.synthesis import add_cdn_noise
+from napari_pinned.physics.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW_SIZE = (1500, 950)
@@ -87,7 +87,7 @@ def click(button) -> None:
 
 def shoot_generator(viewer: napari.Viewer) -> None:
     """GaN along [11-20] with its ground-truth columns, zoomed to show the dumbbells."""
-    from napari_pinned._qt.generator_widget import GeneratorWidget
+    from napari_pinned._qt.generate.widget import GeneratorWidget
 
     widget = GeneratorWidget(viewer)
     dock(viewer, widget, "Synthetic STEM generator")
@@ -102,7 +102,7 @@ def shoot_generator(viewer: napari.Viewer) -> None:
 
 def shoot_noise(viewer: napari.Viewer) -> None:
     """SrTiO3 [001] and its CDN level-2 copy side by side, zoomed to a few unit cells."""
-    from napari_pinned._qt.noise_widget import NoiseWidget
+    from napari_pinned._qt.noise.widget import NoiseWidget
 
     add_clean_image(viewer, "SrTiO3", (0, 0, 1))
     widget = NoiseWidget(viewer)
@@ -140,7 +140,7 @@ TRAIN_SETTINGS = {"width": 8, "depth": 3, "steps": 1500, "batch": 8, "patch": 64
 
 def shoot_train(viewer: napari.Viewer) -> None:
     """Training on two simulated lattices with on-the-fly CDN noise; the loss curve live."""
-    from napari_pinned._qt.train_widget import NOISE_MODES, TrainWidget
+    from napari_pinned._qt.train.widget import NOISE_MODES, TrainWidget
 
     layers = [
         add_clean_image(viewer, "InN", (1, 1, -2, 0), size=256),
@@ -166,9 +166,9 @@ def shoot_train(viewer: napari.Viewer) -> None:
 
 def ensure_trained_model() -> str:
     """The model from the train scene, or the same recipe trained here without the GUI."""
-    from napari_pinned._qt.model_registry import get_registry
-    from napari_pinned.model import ModelConfig
-    from napari_pinned.training import TrainConfig, train
+    from napari_pinned._qt.shared.model_registry import get_registry
+    from napari_pinned.settings import ModelConfig, TrainConfig
+    from napari_pinned.training.run import train
 
     registry = get_registry()
     trained = [n for n in registry.names() if n.startswith("trained")]
@@ -189,7 +189,7 @@ def ensure_trained_model() -> str:
 def shoot_denoise(viewer: napari.Viewer) -> None:
     """GaN at CDN level 2 (a material the model never saw): grid of noisy / denoised /
     reference with the metric readouts filled in."""
-    from napari_pinned._qt.denoise_widget import DenoiseWidget
+    from napari_pinned._qt.denoise.widget import DenoiseWidget
 
     model_name = ensure_trained_model()
     clean = add_clean_image(viewer, "GaN", (1, 1, -2, 0), size=256)
@@ -219,8 +219,8 @@ def shoot_frames(viewer: napari.Viewer) -> None:
     its aligned copy and the drift-corrected mean side by side."""
     import numpy as np
 
-    from napari_pinned._qt.frames_widget import FramesWidget
-    from napari_pinned.noise import add_dose_noise
+    from napari_pinned._qt.frames.widget import FramesWidget
+    from napari_pinned.noise.synthesis import add_dose_noise
 
     clean = simulate("SrTiO3", (0, 0, 1), shape=320, pixel_size=0.1, seed=0).image
     series = add_dose_noise(

@@ -22,7 +22,7 @@ Training data: ``--images`` clean images of ``--shape``² px, each a random bund
 material (the paper's validation materials BaTiO3, Al and ZnMgTe, and the tetragonal
 BaTiO3, are excluded so that ``benchmarks/quality.py`` scores unseen materials) along
 one of its zone axes, under random optics and specimen conditions
-(:class:`napari_pinned.simulate.SpecimenRanges`); CDN noise of a level uniform in 1–5
+(:class:`napari_pinned.physics.simulate.SpecimenRanges`); CDN noise of a level uniform in 1–5
 is drawn afresh for every patch.
 """
 
@@ -36,11 +36,11 @@ import time
 import numpy as np
 import torch
 
-from napari_pinned.losses import LossWeights
-from napari_pinned.model import ModelConfig, count_parameters
-from napari_pinned.model_files import save_model, shipped_model
-from napari_pinned.simulate import random_specimen
-from napari_pinned.training import TrainConfig, train
+from napari_pinned.nn.model_files import save_model, shipped_model
+from napari_pinned.nn.network import count_parameters
+from napari_pinned.physics.simulate import random_specimen
+from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.training.run import train
 
 #: The bundled materials the shipped CDN model was trained on: every material bundled at
 #: the time except the paper's validation split (BaTiO3, Al, ZnMgTe) and the tetragonal

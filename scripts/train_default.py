@@ -1,16 +1,16 @@
 """Train (or continue training) the default model shipped in ``napari_pinned/data/models``.
 
 The default model is noise-conditioned (it takes a per-pixel noise map, see
-:mod:`napari_pinned.conditioning`) and learns from realistic STEM recordings of
+:mod:`napari_pinned.nn.conditioning`) and learns from realistic STEM recordings of
 diverse simulated specimens:
 
 * clean images: ``--images`` specimens of ``--shape``² px from
-  :func:`napari_pinned.specimens.structure_pool` (bundled crystals at many zone axes,
+  :func:`napari_pinned.physics.specimens.structure_pool` (bundled crystals at many zone axes,
   random lattices and motifs, weak-and-strong sublattices, amorphous films, vacuum,
   particles on support, grain boundaries, surfaces, thickness gradients, vacancies,
   dopants, some ABF-like contrast; 0.03–0.6 Å/px; aberrated and Gaussian probes), with
   the benchmark materials (``specimens.HELD_OUT_MATERIALS``) held out;
-* noise: every patch is recorded afresh (:func:`napari_pinned.noise.draw_recording`):
+* noise: every patch is recorded afresh (:func:`napari_pinned.noise.synthesis.draw_recording`):
   0.3–1000 e⁻/px mean dose (log-uniform, plus some practically clean images), read
   noise, row jitter, line offsets, drift shear and converter steps.
 
@@ -38,11 +38,11 @@ import time
 
 import torch
 
-from napari_pinned.losses import LossWeights
-from napari_pinned.model import ModelConfig, count_parameters
-from napari_pinned.model_files import default_model_path, save_model
-from napari_pinned.specimens import HELD_OUT_MATERIALS, StructureRanges, structure_pool
-from napari_pinned.training import TrainConfig, train
+from napari_pinned.nn.model_files import default_model_path, save_model
+from napari_pinned.nn.network import count_parameters
+from napari_pinned.physics.specimens import HELD_OUT_MATERIALS, StructureRanges, structure_pool
+from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.training.run import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,7 +86,7 @@ def export(run, args: argparse.Namespace, argv: list[str] | None) -> None:
         name="napari-pinned default",
         training_data=(
             f"{args.images} random specimens of {args.shape}² px "
-            "(napari_pinned.specimens.structure_pool, train split: crystals, random "
+            "(napari_pinned.physics.specimens.structure_pool, train split: crystals, random "
             "lattices, weak/strong sublattices, amorphous films, particles, boundaries, "
             f"surfaces, defects; {', '.join(HELD_OUT_MATERIALS)} held out), recorded "
             "at 0.3–1000 e⁻/px with read noise and scan defects per patch"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from napari_pinned.model import ModelBundle, ModelConfig, build_model
+from napari_pinned.nn.network import ModelBundle, build_model
+from napari_pinned.settings import ModelConfig
 
 
 def random_bundle(config: ModelConfig, seed: int = 0, **metadata) -> ModelBundle:

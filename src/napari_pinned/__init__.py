@@ -11,39 +11,40 @@ import types
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+from napari_pinned import _moved
+from napari_pinned._version import __version__
 
 _LAZY = {
-    "simulate": "napari_pinned.simulate",
-    "SimulationResult": "napari_pinned.simulate",
-    "list_materials": "napari_pinned.crystal",
-    "read_cif": "napari_pinned.crystal",
-    "add_cdn_noise": "napari_pinned.noise",
-    "cdn_params": "napari_pinned.noise",
-    "add_dose_noise": "napari_pinned.noise",
-    "register_frames": "napari_pinned.frames",
-    "estimate_drift": "napari_pinned.frames",
-    "compute_metrics": "napari_pinned.metrics",
-    "Metrics": "napari_pinned.metrics",
-    "train": "napari_pinned.training",
-    "TrainConfig": "napari_pinned.training",
-    "denoise": "napari_pinned.inference",
-    "estimate_noise": "napari_pinned.noise_level",
-    "NoiseEstimate": "napari_pinned.noise_level",
-    "faithfulness": "napari_pinned.faithfulness",
-    "Faithfulness": "napari_pinned.faithfulness",
-    "adapt": "napari_pinned.adapt",
-    "AdaptSettings": "napari_pinned.adapt",
-    "random_structure": "napari_pinned.specimens",
-    "record_stem_image": "napari_pinned.noise",
-    "StemRecording": "napari_pinned.noise",
-    "SHIPPED_MODELS": "napari_pinned.model_files",
-    "load_model": "napari_pinned.model_files",
-    "save_model": "napari_pinned.model_files",
-    "ModelConfig": "napari_pinned.model",
-    "export_bioimageio": "napari_pinned.bmz",
-    "load_package": "napari_pinned.bmz",
-    "export_onnx": "napari_pinned.backends",
+    "simulate": "napari_pinned.physics.simulate",
+    "SimulationResult": "napari_pinned.physics.simulate",
+    "list_materials": "napari_pinned.physics.crystal",
+    "read_cif": "napari_pinned.physics.crystal",
+    "add_cdn_noise": "napari_pinned.noise.synthesis",
+    "cdn_params": "napari_pinned.noise.synthesis",
+    "add_dose_noise": "napari_pinned.noise.synthesis",
+    "register_frames": "napari_pinned.denoising.registration",
+    "estimate_drift": "napari_pinned.denoising.registration",
+    "compute_metrics": "napari_pinned.quality.metrics",
+    "Metrics": "napari_pinned.quality.metrics",
+    "train": "napari_pinned.training.run",
+    "TrainConfig": "napari_pinned.settings",
+    "denoise": "napari_pinned.denoising.denoiser",
+    "estimate_noise": "napari_pinned.noise.estimate",
+    "NoiseEstimate": "napari_pinned.noise.estimate",
+    "faithfulness": "napari_pinned.quality.faithfulness",
+    "Faithfulness": "napari_pinned.quality.faithfulness",
+    "adapt": "napari_pinned.training.adapt",
+    "AdaptSettings": "napari_pinned.settings",
+    "random_structure": "napari_pinned.physics.specimens",
+    "record_stem_image": "napari_pinned.noise.synthesis",
+    "StemRecording": "napari_pinned.noise.synthesis",
+    "SHIPPED_MODELS": "napari_pinned.nn.model_files",
+    "load_model": "napari_pinned.nn.model_files",
+    "save_model": "napari_pinned.nn.model_files",
+    "ModelConfig": "napari_pinned.settings",
+    "export_bioimageio": "napari_pinned.nn.bmz",
+    "load_package": "napari_pinned.nn.bmz",
+    "export_onnx": "napari_pinned.nn.runners",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -58,7 +59,7 @@ class _Package(types.ModuleType):
     simulate`` would hand out a module that cannot be called.  A documented name
     is never rebound to a module; submodules stay reachable as ``sys.modules`` entries
     and with ``from napari_pinned.simulate import ...`` (``importlib.import_module``
-    for the module object: a dotted ``"napari_pinned.simulate.x"`` string given to
+    for the module object: a dotted ``"napari_pinned.physics.simulate.x"`` string given to
     pytest's ``monkeypatch.setattr`` now reaches the function, not the module).
     """
 
@@ -69,6 +70,7 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+_moved.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_pinned.noise import add_cdn_noise
-from napari_pinned.simulate import SimulationResult, column_points, simulate
+from napari_pinned.noise.synthesis import add_cdn_noise
+from napari_pinned.physics.simulate import SimulationResult, column_points, simulate
 
 _SIZE = 384
 _PIXEL = 0.1

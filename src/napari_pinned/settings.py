@@ -1,13 +1,16 @@
-"""The settings of a network, its loss, its training and its use: frozen dataclasses.
+"""Every setting of napari-pinned as a frozen dataclass of plain values, torch-free.
 
 :class:`ModelConfig` (architecture and intensity normalisation), :class:`LossWeights`
-(the λ of the paper's loss), :class:`TrainConfig` (everything a training run is given)
-and :class:`FrameOptions` (how the frames of a file or stack are denoised) live here,
-apart from the network, the training loop and inference, so that reading them (the
-command line's defaults, a model file's settings) does not import torch.  The first
-three are also importable from :mod:`napari_pinned.model`, :mod:`napari_pinned.losses`
-and :mod:`napari_pinned.training`.  Each has one ``to_dict``/``from_dict``
-(:mod:`napari_pinned.config`).
+(the λ of the paper's loss), :class:`StemNoiseRanges` (the recording conditions training
+draws from), :class:`TrainConfig` (everything a training run is given),
+:class:`AdaptSettings` (a blind-spot adaptation run) and :class:`FrameOptions` (how the
+frames of a file or stack are denoised) live here, at the bottom of the package, so that
+reading them (the command line's defaults, a model file's settings, a dock's controls)
+imports neither torch nor any other part of napari-pinned.  Each has one
+``to_dict``/``from_dict`` (:func:`config_to_dict`, :func:`config_from_dict`): nested
+settings become their dataclass again, lists become the tuples the fields hold, unknown
+keys are refused with one line naming them, missing keys take their defaults, and the
+dataclass's own checks run.
 """
 
 from __future__ import annotations
@@ -15,17 +18,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
-
-from napari_pinned.conditioning import NORMALIZATIONS
-from napari_pinned.config import config_from_dict, config_to_dict
-from napari_pinned.noise import NOISE_MODELS, StemNoiseRanges
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 #: How many orientations ``denoise(..., orientations=)`` may average the network over
-#: (:data:`napari_pinned.inference.ORIENTATIONS`).
+#: (:data:`napari_pinned.denoising.denoiser.ORIENTATIONS`).
 ORIENTATION_COUNTS = (1, 2, 4, 8)
+#: Largest denoising strength: the noise level the network is told is this many times
+#: the measured one (noise-conditioned models); beyond it the output is a smooth blur.
+MAX_STRENGTH = 10.0
 #: Default tile: kept output pixels per window edge.  A frame up to this size (plus the
 #: margins) is processed whole; larger ones in windows of ``DEFAULT_TILE + 2·overlap``
 #: px (2368 px for the depth-4 default model, 15–25 % of the work in halos).  Measured
@@ -34,7 +38,11 @@ DEFAULT_TILE = 2048
 
 __all__ = [
     "DEFAULT_TILE",
+    "MAX_STRENGTH",
+    "NOISE_MODELS",
+    "NORMALIZATIONS",
     "ORIENTATION_COUNTS",
+    "AdaptSettings",
     "Architecture",
     "Conditioning",
     "FrameOptions",
@@ -43,22 +51,85 @@ __all__ = [
     "NoiseModel",
     "Normalization",
     "SelfSupervised",
+    "StemNoiseRanges",
     "TrainConfig",
     "auto_validate_every",
+    "config_from_dict",
+    "config_to_dict",
 ]
+
+
+# -- to_dict / from_dict -----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain, JSON-able dict of a settings dataclass (nested ones become dicts, tuples
+    lists)."""
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_from_dict(cls: type[T], d: Mapping[str, Any], *, what: str = "setting") -> T:
+    """Inverse of :func:`config_to_dict` for the dataclass ``cls``.
+
+    Parameters
+    ----------
+    cls : dataclass type
+        What to build.
+    d : mapping
+        Its settings by field name.
+    what : str
+        How a setting is called in messages ("model setting", "loss weight").
+
+    Raises
+    ------
+    ValueError
+        For a value that is not a dict, unknown keys, or settings ``cls`` refuses.
+    """
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{what}s must be a dict, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in d if k not in fields)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    values = {name: _typed(hints.get(name), value) for name, value in d.items()}
+    return cls(**values)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """``value`` as the field of type ``hint`` holds it."""
+    for kind in (hint, *get_args(hint)):
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            return config_from_dict(kind, value)
+    if isinstance(value, list) and tuple in (get_origin(hint), *map(get_origin, get_args(hint))):
+        return tuple(value)
+    return value
+
 
 #: Channel count stops doubling at this multiple of the base width (memory grows as width²).
 MAX_WIDTH_FACTOR = 8
 
 Architecture = Literal["paper", "unet"]
+#: How images are mapped to model units
+#: (:func:`napari_pinned.nn.conditioning.normalization_range`).
 Normalization = Literal["range", "percentile", "robust"]
 Conditioning = Literal["none", "noise-map"]
 _ARCHITECTURES = get_args(Architecture)
 _CONDITIONINGS = get_args(Conditioning)
-assert get_args(Normalization) == NORMALIZATIONS
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 
-# -- configuration ---------------------------------------------------------------------
+# -- network ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -81,7 +152,7 @@ class ModelConfig:
         Predict a correction added to the input instead of the image itself.
     normalization : {"range", "percentile", "robust"}
         How images are mapped to model units, see
-        :func:`napari_pinned.conditioning.normalization_range`.
+        :func:`napari_pinned.nn.conditioning.normalization_range`.
     conditioning : {"none", "noise-map"}
         ``"noise-map"``: the input has a second channel, the per-pixel noise standard
         deviation, and the output is ``x + σ · f`` (``residual`` is then implied).
@@ -269,11 +340,14 @@ class LossWeights:
 # -- training --------------------------------------------------------------------------
 
 
-#: Synthetic noise of a run (napari_pinned.noise.NOISE_MODELS).
+#: Synthetic noise of a training run (and of the Noise dock): the paper's CDN, shot and
+#: read noise ("dose"), either at random per patch ("mix"), or realistic STEM recordings
+#: at any dose ("stem", :func:`napari_pinned.noise.synthesis.record_stem_image`, what the
+#: default model learns from).
 NoiseModel = Literal["cdn", "dose", "mix", "stem"]
+NOISE_MODELS: tuple[str, ...] = get_args(NoiseModel)
 #: Training without clean targets.
 SelfSupervised = Literal["blind-spot"]
-assert get_args(NoiseModel) == NOISE_MODELS
 
 
 def auto_validate_every(steps: int) -> int:
@@ -281,6 +355,50 @@ def auto_validate_every(steps: int) -> int:
     validations per run (each costs a few steps' time), at least 5 and at most 100
     steps apart."""
     return min(100, max(5, steps // 20))
+
+
+@dataclass(frozen=True)
+class StemNoiseRanges:
+    """Where :func:`~napari_pinned.noise.synthesis.draw_recording` draws recording conditions.
+
+    Doses are log-uniform over ``dose`` (mean detected e⁻/px, 0.3–1000 covers a few
+    e⁻/Å² on a fine pixel to a long dwell on a coarse one); ``clean_fraction`` of the
+    images are recorded at ``clean_dose`` instead, so that a model learns to leave
+    noise-free data alone.  Each scan defect appears in its stated fraction of images,
+    with a size uniform in its range.  Line offsets are quoted relative to the shot
+    noise at the mean dose.
+    """
+
+    dose: tuple[float, float] = (0.3, 1000.0)
+    clean_fraction: float = 0.05
+    clean_dose: float = 1e5
+    read_noise: tuple[float, float] = (0.0, 1.0)
+    jitter_fraction: float = 0.5
+    row_jitter: tuple[float, float] = (0.0, 0.4)
+    line_fraction: float = 0.3
+    line_noise: tuple[float, float] = (0.0, 0.3)
+    drift_fraction: float = 0.5
+    drift: float = 1.5
+    quantum_fraction: float = 0.3
+    quantum: tuple[float, float] = (0.1, 1.0)
+    smear_fraction: float = 0.0
+    smear: tuple[float, float] = (0.0, 0.3)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.dose
+        if not 0 < lo <= hi:
+            raise ValueError("dose range must satisfy 0 < low <= high")
+        for name in (
+            "clean_fraction",
+            "jitter_fraction",
+            "line_fraction",
+            "drift_fraction",
+            "quantum_fraction",
+            "smear_fraction",
+        ):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be finite and [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -425,18 +543,59 @@ class TrainConfig:
         return config_from_dict(cls, d, what="training setting")
 
 
+# -- adaptation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """How an adaptation run trains.
+
+    The defaults fit about two minutes on two CPU cores for a 1024² image (measured in
+    ``benchmarks/adapt.py``).  ``learning_rate`` is a fifth of the default model's, so
+    a few hundred steps refine it rather than retrain it.
+    """
+
+    steps: int = 500
+    batch_size: int = 8
+    patch_size: int = 96
+    learning_rate: float = 2e-4
+    mask_fraction: float = 0.015
+    validate_every: int = 50
+    validation_patches: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "validate_every", "validation_patches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able dict of all settings."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AdaptSettings:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        return config_from_dict(cls, d, what="adaptation setting")
+
+
+# -- denoising ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class FrameOptions:
-    """How every frame of a file, stack or store is denoised (:mod:`napari_pinned.scale`).
+    """How every frame of a file, stack or store is denoised (:mod:`napari_pinned.denoising.files`).
 
-    The per-frame options of :func:`napari_pinned.inference.denoise`, with its defaults,
+    The per-frame options of :func:`napari_pinned.denoising.denoiser.denoise`, with its defaults,
     carried together through the file, zarr and cluster jobs; they are checked where
     the frames are denoised.
 
     Attributes
     ----------
     tile, overlap, device, strength, keep_lattice, orientations
-        As for :func:`napari_pinned.inference.denoise`.
+        As for :func:`napari_pinned.denoising.denoiser.denoise`.
     """
 
     tile: int = DEFAULT_TILE
@@ -447,5 +606,5 @@ class FrameOptions:
     orientations: int = 1
 
     def to_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~napari_pinned.inference.denoise`."""
+        """Keyword arguments of :func:`~napari_pinned.denoising.denoiser.denoise`."""
         return dataclasses.asdict(self)

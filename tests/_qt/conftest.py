@@ -9,7 +9,7 @@ import pytest
 from napari.components import ViewerModel
 from qtpy.QtCore import QThreadPool
 
-from napari_pinned._qt.model_registry import ModelRegistry, get_registry
+from napari_pinned._qt.shared.model_registry import ModelRegistry, get_registry
 
 #: Longest wait for a worker thread, in milliseconds.
 WAIT_MS = 60_000
@@ -55,9 +55,9 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> ModelRegistry:
     """An empty model registry, and no shipped models whatever is installed;
     afterwards, every worker thread must have ended (no leaked threads)."""
     monkeypatch.setattr(
-        "napari_pinned.model_files.default_model_path", lambda: tmp_path / "no-default.pt"
+        "napari_pinned.nn.model_files.default_model_path", lambda: tmp_path / "no-default.pt"
     )
-    monkeypatch.setattr("napari_pinned.model_files._models_folder", lambda: tmp_path)
+    monkeypatch.setattr("napari_pinned.nn.model_files._models_folder", lambda: tmp_path)
     registry = get_registry()
     registry.clear()
     yield registry

@@ -9,10 +9,10 @@ import pytest
 from qtpy.QtCore import Qt
 
 from _models import tiny_conditioned
-from napari_pinned._qt.denoise_widget import DenoiseWidget
-from napari_pinned._qt.train_widget import TrainWidget
-from napari_pinned.inference import denoise
-from napari_pinned.model import ModelBundle
+from napari_pinned._qt.denoise.widget import DenoiseWidget
+from napari_pinned._qt.train.widget import TrainWidget
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.nn.network import ModelBundle
 
 pytest.importorskip("bioimageio.core")
 
@@ -70,7 +70,7 @@ def test_train_dock_exports_a_package_the_denoise_dock_loads(
 
 def test_denoise_dock_runs_onnx_files(make_napari_viewer, qtbot, bundle, noisy, tmp_path):
     pytest.importorskip("onnxruntime")
-    from napari_pinned.backends import export_onnx
+    from napari_pinned.nn.runners import export_onnx
 
     viewer = make_napari_viewer()
     dock = DenoiseWidget(viewer)
@@ -78,7 +78,7 @@ def test_denoise_dock_runs_onnx_files(make_napari_viewer, qtbot, bundle, noisy, 
     dock.device_combo.setCurrentText("cpu")
     name = dock.load_model_file(export_onnx(bundle, tmp_path / "tiny.onnx"))
     assert "ONNX" in dock.model_label.text()
-    from napari_pinned._qt.model_registry import get_registry
+    from napari_pinned._qt.shared.model_registry import get_registry
 
     assert name not in get_registry().trainable_names()  # denoises, cannot be trained
     assert dock._adapt_start_model() == "default"

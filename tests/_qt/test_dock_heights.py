@@ -7,12 +7,12 @@ import pytest
 from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
 from superqt import QCollapsible
 
-from napari_pinned._qt._common import MAX_DOCK_HEIGHT, MAX_DOCK_WIDTH
-from napari_pinned._qt.denoise_widget import DenoiseWidget
-from napari_pinned._qt.frames_widget import FramesWidget
-from napari_pinned._qt.generator_widget import GeneratorWidget
-from napari_pinned._qt.noise_widget import NoiseWidget
-from napari_pinned._qt.train_widget import TrainWidget
+from napari_pinned._qt.denoise.widget import DenoiseWidget
+from napari_pinned._qt.frames.widget import FramesWidget
+from napari_pinned._qt.generate.widget import GeneratorWidget
+from napari_pinned._qt.noise.widget import NoiseWidget
+from napari_pinned._qt.shared.common import MAX_DOCK_HEIGHT, MAX_DOCK_WIDTH
+from napari_pinned._qt.train.widget import TrainWidget
 
 
 @pytest.mark.parametrize("dock", [TrainWidget, DenoiseWidget, FramesWidget])

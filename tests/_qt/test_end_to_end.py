@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Qt
 
-from napari_pinned._qt.denoise_widget import DenoiseWidget, format_gain, format_metric
-from napari_pinned._qt.generator_widget import GeneratorWidget
-from napari_pinned._qt.model_registry import get_registry
-from napari_pinned._qt.noise_widget import NoiseWidget
-from napari_pinned._qt.train_widget import NOISE_MODES, TrainWidget
-from napari_pinned.inference import denoise
-from napari_pinned.metrics import compute_metrics
+from napari_pinned._qt.denoise.widget import DenoiseWidget, format_gain, format_metric
+from napari_pinned._qt.generate.widget import GeneratorWidget
+from napari_pinned._qt.noise.widget import NoiseWidget
+from napari_pinned._qt.shared.model_registry import get_registry
+from napari_pinned._qt.train.widget import NOISE_MODES, TrainWidget
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.quality.metrics import compute_metrics
 
 WAIT_MS = 60_000
 

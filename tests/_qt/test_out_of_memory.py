@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from napari_pinned._qt._common import describe_error
-from napari_pinned._qt.generator_widget import WORKER_THRESHOLD, GeneratorWidget
+from napari_pinned._qt.generate.widget import WORKER_THRESHOLD, GeneratorWidget
+from napari_pinned._qt.shared.common import describe_error
 
 WAIT_MS = 60_000
 
@@ -16,7 +16,7 @@ def _no_memory(*args, **kwargs):
 
 @pytest.fixture
 def widget(viewer_model, qtbot, monkeypatch):
-    monkeypatch.setattr("napari_pinned._qt.generator_widget.simulate", _no_memory)
+    monkeypatch.setattr("napari_pinned._qt.generate.widget.simulate", _no_memory)
     gen = GeneratorWidget(viewer_model)
     qtbot.addWidget(gen.native)
     return gen

@@ -1,0 +1,105 @@
+"""The Denoise dock's noise readout: how noisy the input is, before denoising it.
+
+The Poisson–Gaussian fit of :func:`napari_pinned.noise.estimate.estimate_noise` runs on
+the input's current frame in a worker whenever the input or the frame changes (results
+are kept per frame) and is shown as one line, e.g. "≈ 12 e⁻/px (Poisson-equivalent),
+σ = 35 at the median intensity".  The strength spin box beside it scales the noise
+level the model is told about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtWidgets import QLabel, QWidget
+
+from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
+
+if TYPE_CHECKING:
+    from napari_pinned.noise.estimate import NoiseEstimate
+
+__all__ = ["NoiseReadout"]
+
+
+def _estimate(frame: np.ndarray) -> Iterator[None]:
+    from napari_pinned.noise.estimate import estimate_noise
+
+    yield from ()
+    return estimate_noise(frame)
+
+
+class NoiseReadout(QLabel):
+    """A label showing the estimated noise of one frame."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("", parent)
+        self.setWordWrap(True)
+        self.setToolTip(
+            "Poisson–Gaussian noise fitted to the current frame (variance = gain · "
+            "intensity + offset); e⁻/px is the Poisson-equivalent dose. The noise-aware "
+            "model is told this level, times the strength."
+        )
+        self._runner = JobRunner(self, "Noise estimate", progress_bar=False)
+        self._cache: dict[tuple[int, int], NoiseEstimate] = {}
+        self._key: tuple[int, int] | None = None
+        self._pending: tuple[tuple[int, int], np.ndarray] | None = None
+        self.estimate: NoiseEstimate | None = None
+
+    def show_for(self, data: np.ndarray | None, frame: int, units: str = "") -> None:
+        """Estimate (or recall) the noise of ``data[frame]`` (or ``data`` if 2D)."""
+        self._units = units
+        if data is None:
+            self._key = None
+            self.estimate = None
+            self.setText("")
+            return
+        key = (id(data), frame)
+        self._key = key
+        if key in self._cache:
+            self._show(self._cache[key])
+            return
+        image = np.asarray(data[frame] if np.ndim(data) == 3 else data)
+        if image.ndim != 2 or min(image.shape) < 8:
+            self.setText("")
+            return
+        if self._runner.running:
+            self._pending = (key, image)
+            return
+        self._start(key, image)
+
+    def clear_cache(self) -> None:
+        """Forget stored estimates (the data changed)."""
+        self._cache.clear()
+
+    def shutdown(self) -> None:
+        """Stop a running estimate (the dock is closing)."""
+        self._pending = None
+        self._runner.shutdown()
+
+    def _start(self, key: tuple[int, int], image: np.ndarray) -> None:
+        self.setText("Noise: estimating…")
+        self._runner.start(
+            _estimate,
+            image,
+            description="Estimating noise",
+            on_finish=lambda outcome, result: self._finished(key, outcome, result),
+        )
+
+    def _finished(self, key: tuple[int, int], outcome: Outcome, result: NoiseEstimate) -> None:
+        if outcome == "done" and result is not None:
+            self._cache[key] = result
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] != key:
+            self._start(*pending)
+            return
+        if key == self._key:
+            if outcome == "done" and result is not None:
+                self._show(result)
+            else:
+                self.setText("Noise: could not be estimated for this frame.")
+
+    def _show(self, estimate: NoiseEstimate) -> None:
+        self.estimate = estimate
+        self.setText(f"Noise: {estimate.describe(getattr(self, '_units', ''))}")

@@ -1,0 +1,428 @@
+"""Dock widget that denoises an Image layer with a PINNED model and scores the result.
+
+Denoising runs the core's tiled :func:`~napari_pinned.denoising.denoiser.iter_denoise` in a
+napari worker (cancellable between tile batches) and adds ``"<input> denoised"``; the
+input layer is never modified.  With a reference layer picked, a table shows PSNR, SSIM,
+FSC and EPI of the input and of the output against it, and the gain, from
+:mod:`napari_pinned.quality.metrics`; with a Points layer of ground-truth columns picked (the
+generator's ``"<image> columns"``), column recall, precision and RMS position error
+too.  "Compare" shows noisy / denoised / reference side by side, "Residual" adds
+input − output, and "Power spectrum" adds a layer's log power spectrum from
+:func:`napari_pinned.quality.spectra.power_spectrum`.
+
+For noise-aware models the dock shows the input's estimated noise and a strength
+factor; after every run a faithfulness check (no reference needed) says whether the
+denoiser kept the input's lattice reflections, and "Adapt to this image" fine-tunes the
+model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulness_panel`,
+:mod:`._qt.adapt_panel`).
+
+The dock only assembles panels, one file each (:mod:`._qt.input_panel`,
+:mod:`._qt.metrics_panel`, :mod:`._qt.compare_panel`, :mod:`._qt.stack_to_zarr_panel` and
+those above), runs the job, and wires them: :mod:`._qt.layer_watch` says when the
+readouts are stale and :mod:`._qt.output_layer` names and places the output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Points
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QWidget
+
+from napari_pinned._qt.denoise.adapt_panel import AdaptPanel
+from napari_pinned._qt.denoise.compare_panel import ComparePanel, residual_name, spectrum_name
+from napari_pinned._qt.denoise.faithfulness_panel import FaithfulnessPanel
+from napari_pinned._qt.denoise.input_panel import InputPanel
+from napari_pinned._qt.denoise.metrics_panel import (
+    METRIC_FORMATS,
+    MetricsPanel,
+    format_gain,
+    format_metric,
+)
+from napari_pinned._qt.denoise.model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
+from napari_pinned._qt.denoise.output_layer import OutputTarget, denoised_name
+from napari_pinned._qt.denoise.stack_to_zarr_panel import (
+    StackJob,
+    StackToZarrPanel,
+    is_lazy,
+    layer_array,
+    lazy_denoised,
+)
+from napari_pinned._qt.shared.common import (
+    call_or_notify,
+    find_layer,
+    image_layer_choices,
+    is_greyscale,
+    layer_pixel_size,
+    notify_error,
+    notify_warning,
+    scrolling_layout,
+)
+from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
+from napari_pinned._qt.shared.layer_combos import LayerCombos
+from napari_pinned._qt.shared.layer_watch import LayerWatch
+from napari_pinned._qt.shared.model_registry import get_registry
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_pinned.denoising.denoiser import DenoiseProgress
+    from napari_pinned.settings import FrameOptions
+
+__all__ = [
+    "LOAD_MODEL_ITEM",
+    "METRIC_FORMATS",
+    "NO_MODEL_ITEM",
+    "NO_MODEL_MESSAGE",
+    "DenoiseWidget",
+    "denoised_name",
+    "format_gain",
+    "format_metric",
+    "residual_name",
+    "spectrum_name",
+]
+
+NO_MODEL_MESSAGE = (
+    "Denoise: no model is available. The pretrained default model is missing from this "
+    "installation (reinstall napari-pinned) and none has been trained in this session: "
+    "train one in the 'Train PINNED' dock (Plugins menu), or load a model file."
+)
+
+
+def _denoise_frames(
+    data: np.ndarray, model: Any, options: FrameOptions
+) -> Generator[DenoiseProgress, None, np.ndarray | None]:
+    """The worker's job: one report per batch of tiles; returns the output.
+
+    The output travels by the worker's ``returned`` signal, which cannot be overtaken by
+    ``finished``.
+    """
+    from napari_pinned.denoising.denoiser import iter_denoise
+
+    return (yield from iter_denoise(data, model, **options.to_kwargs()))
+
+
+class DenoiseWidget(QWidget):
+    """Denoise an Image layer (2D or stack) and compare it with a reference.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        Viewer whose Image layers are offered and that receives the output layers.
+    """
+
+    #: Emitted when a denoising job ends, with the output layer (None if cancelled/failed).
+    denoise_finished = Signal(object)
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._viewer = napari_viewer
+        self._registry = get_registry()
+        self._target: OutputTarget | None = None
+
+        layout = scrolling_layout(self)
+        self.input_panel = InputPanel(self._image_choices, self)
+        layout.addWidget(self.input_panel)
+        self._expose_input_panel()
+        self.faithfulness_panel = FaithfulnessPanel()
+        layout.addWidget(self.faithfulness_panel)
+        self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
+        layout.addWidget(self.stack_panel)
+        self.metrics_panel = MetricsPanel(
+            napari_viewer, self._layers, denoised_name, self._image_choices, self._points_choices
+        )
+        layout.addWidget(self.metrics_panel)
+        # The panel's controls and actions, under the names the dock has always had.
+        metrics = self.metrics_panel
+        self.reference_layer, self.columns_layer = metrics.reference_layer, metrics.columns_layer
+        self.metrics_label, self.metrics_table = metrics.metrics_label, metrics.metrics_table
+        self.copy_button, self.export_button = metrics.copy_button, metrics.export_button
+        self.update_metrics, self.table_text = metrics.update_metrics, metrics.table_text
+        self.copy_metrics, self.export_csv = metrics.copy_metrics, metrics.export_csv
+        self.compare_panel = ComparePanel(napari_viewer, self._layers, self._image_choices)
+        layout.addWidget(self.compare_panel)
+        # The panel's controls and actions, under the names the dock has always had.
+        panel = self.compare_panel
+        self.compare_button, self.residual_button = panel.compare_button, panel.residual_button
+        self.fft_layer, self.fft_button = panel.fft_layer, panel.fft_button
+        self.set_compare, self.add_residual = panel.set_compare, panel.add_residual
+        self.add_spectrum = panel.add_spectrum
+        self.adapt_panel = AdaptPanel(
+            lambda: self.input_layer.value, self._adapt_start_model, self._update_device_label
+        )
+        self.adapt_panel.adapted.connect(self.select_model)
+        layout.addWidget(self.adapt_panel)
+        layout.addStretch(1)
+
+        self._layer_choices = LayerCombos(
+            napari_viewer,
+            [self.input_layer, self.reference_layer, self.fft_layer, self.columns_layer],
+        )
+        self._runner = JobRunner(
+            self,
+            "Denoise",
+            cancel_button=self.cancel_button,
+            status_label=self.status_label,
+            cancelled="no layer was added",
+        )
+        self._watch: LayerWatch | None = LayerWatch(
+            napari_viewer,
+            self,
+            lambda: [*self._layers(), self.columns_layer.value],
+            self.update_metrics,
+            self.update_noise,
+            self._forget,
+        )
+        self.schedule_metrics_update = self._watch.schedule_metrics
+        self._schedule_noise_update = self._watch.schedule_noise
+        self._on_layers_changed = self._watch.layers_changed
+
+        self.model_picker.selected.connect(self._on_model_selected)
+        self.denoise_button.clicked.connect(self.denoise)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.input_layer.changed.connect(self._on_layers_changed)
+        self.reference_layer.changed.connect(self._on_reference_changed)
+        self.columns_layer.changed.connect(self._on_layers_changed)
+        self.model_picker.refresh()
+        self._update_device_label()
+        self._set_running(False)
+        self._on_layers_changed()
+
+    # -- construction --------------------------------------------------------------------
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(n, layer) for n, layer in image_layer_choices(self._viewer) if is_greyscale(layer)]
+
+    def _points_choices(self, _widget: Any = None) -> list[tuple[str, Points]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Points)]
+
+    def _expose_input_panel(self) -> None:
+        """The input panel's controls, under the names the dock has always had."""
+        panel = self.input_panel
+        self.input_layer, self.model_picker = panel.input_layer, panel.model_picker
+        self.model_combo = self.model_picker.model_combo
+        self.model_label = self.model_picker.model_label
+        self.noise_label, self.options = panel.noise_label, panel.options
+        options = self.options
+        self.strength_spin, self.keep_lattice_box = options.strength_spin, options.keep_lattice_box
+        self.tile_spin, self.overlap_spin = options.tile_spin, options.overlap_spin
+        self.device_combo, self.device_label = options.device_combo, options.device_label
+        self.denoise_button, self.cancel_button = panel.denoise_button, panel.cancel_button
+        self.status_label = panel.status_label
+
+    # -- models -----------------------------------------------------------------------------
+    def _on_model_selected(self, name: str) -> None:
+        # Strength and adaptation are for noise-aware models only.
+        conditioned = self.model_picker.available and self._registry.is_conditioned(name)
+        self.strength_spin.setEnabled(conditioned)
+        self.adapt_panel.setEnabled(conditioned)
+
+    def _adapt_start_model(self) -> Any:
+        """The selected model if it is noise-aware, else the shipped default."""
+        name = self.model_name
+        registry = self._registry
+        # An ONNX file or another tool's package denoises but cannot be adapted.
+        usable = name and name in registry and registry.is_trainable(name)
+        if usable and registry.is_conditioned(name):
+            return registry.model_source(name)
+        return "default"
+
+    @property
+    def model_name(self) -> str:
+        """Name of the selected model ("" when none is available)."""
+        return self.model_picker.name
+
+    def select_model(self, name: str) -> None:
+        """Select a registry model by name."""
+        self.model_picker.select(name)
+
+    def load_model_file(self, path: str | os.PathLike, *, trust: bool | None = None) -> str | None:
+        """Load a model file, ONNX file or BioImage Model Zoo package and select it (see
+        :meth:`ModelPicker.load_file`); None (and a notification) if it is not usable."""
+        return self.model_picker.load_file(path, trust=trust)
+
+    def _update_device_label(self, _text: str = "") -> str | None:
+        return self.options.device()
+
+    # -- denoising ----------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True while a denoising job runs."""
+        return self._runner.running
+
+    def _set_running(self, running: bool) -> None:
+        self.input_panel.set_running(running)
+
+    def denoise(self) -> bool:
+        """Start denoising the selected layer; returns whether a job started."""
+        if self.is_running:
+            notify_warning("Denoise: a denoising job is already running")
+            return False
+        job = self._job_inputs("Denoise")
+        if job is None:
+            return False
+        layer, device = job
+        self._target = self._target_for(layer)
+        if is_lazy(layer):
+            return self._denoise_lazily(layer, device)
+        started = self._runner.start(
+            _denoise_frames,
+            layer.data,
+            self._registry.model_source(self.model_name),
+            self.options.settings(device),
+            description=f"Denoising {layer.name}",
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
+        )
+        if not started:
+            return False
+        self.status_label.setText(f"Denoising {layer.name!r} with {self.model_name}…")
+        self._set_running(True)
+        return True
+
+    def _job_inputs(self, context: str) -> tuple[Image, str] | None:
+        """The input layer and device of a job; None, with a notification, when the
+        input, the model or the device is missing."""
+        layer = self.input_layer.value
+        if layer is None:
+            notify_error(f"{context}: add or choose an Image layer to denoise")
+            return None
+        if not self.model_name or self.model_name not in self._registry:
+            notify_error(NO_MODEL_MESSAGE)
+            return None
+        device = self._update_device_label()
+        if device is None:
+            notify_error(f"{context}: device {self.device_combo.currentText()!r} is not available")
+            return None
+        return layer, device
+
+    def _target_for(self, layer: Image) -> OutputTarget:
+        """Name, placement and provenance of the output layer of ``layer``."""
+        return OutputTarget.of(layer, self.model_name, self.strength_spin.value())
+
+    def _denoise_lazily(self, layer: Image, device: str) -> bool:
+        """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
+        model = self._registry.model_source(self.model_name)
+        output = call_or_notify(
+            lazy_denoised,
+            layer_array(layer),
+            model,
+            context="Denoise",
+            **self.options.settings(device).to_kwargs(),
+        )
+        if output is None:
+            return False
+        out = self._add_output(output)
+        self.status_label.setText(
+            f"Added {out.name!r}: frames are denoised when shown. 'Whole stack → zarr' "
+            "writes them all to disk."
+        )
+        self.denoise_finished.emit(out)
+        return True
+
+    def _stack_job(self) -> StackJob | None:
+        """What the 'Whole stack → zarr' panel runs: the input, model and options."""
+        job = self._job_inputs("Write zarr")
+        if job is None:
+            return None
+        layer, device = job
+        model = self._registry.model_source(self.model_name)
+        return StackJob(layer, model, self.options.settings(device), layer_pixel_size(layer))
+
+    def _show_written(self, layer: Image, path: Path) -> None:
+        """Show a written store as the output layer of ``layer`` (read lazily)."""
+        import dask.array as da
+
+        self._target = self._target_for(layer)
+        self._add_output(da.from_zarr(str(path)))
+
+    def cancel(self) -> None:
+        """Stop the job after the tile batch in progress; no layer is added."""
+        self._runner.cancel()
+
+    def _on_progress(self, report: DenoiseProgress) -> tuple[int, int]:
+        self.status_label.setText(
+            f"Frame {report.frame + 1}/{report.frames_total}: "
+            f"{report.tiles_done}/{report.tiles_total} tiles"
+        )
+        return report.tiles_done, report.tiles_total
+
+    def _on_finish(self, outcome: Outcome, output: np.ndarray | None) -> None:
+        self._set_running(False)
+        layer = None
+        if outcome == "done" and output is not None:
+            layer = self._add_output(output)
+        elif outcome != "cancelled":  # a cancel is reported by the runner
+            self.status_label.setText("Denoising failed; see the notification.")
+        self.denoise_finished.emit(layer)
+
+    def _add_output(self, output: np.ndarray) -> Image:
+        assert self._target is not None, "a job sets its target before it ends"
+        layer = self._target.add(self._viewer, output)
+        self.status_label.setText(f"Added {layer.name!r} ({self._target.model}).")
+        self._on_layers_changed()
+        self.check_faithfulness()
+        return layer
+
+    def check_faithfulness(self) -> bool:
+        """Check the current frame of the input against its denoised layer (in a
+        worker); returns whether a check started."""
+        inp, out, _ = self._layers()
+        if inp is None or out is None or tuple(inp.data.shape) != tuple(out.data.shape):
+            self.faithfulness_panel.clear("Denoise an image to check what the denoiser kept.")
+            return False
+        frames = inp.data.shape[0] if inp.ndim == 3 else 1
+        frame = self.metrics_panel.current_frame(inp, frames)
+        source = inp.data[frame] if inp.ndim == 3 else inp.data
+        output = out.data[frame] if out.ndim == 3 else out.data
+        self.faithfulness_panel.check(source, output, layer_pixel_size(inp))
+        return True
+
+    def update_noise(self) -> None:
+        """Show the estimated noise of the input's current frame."""
+        inp = self.input_layer.value
+        if inp is None:
+            self.noise_label.show_for(None, 0)
+            return
+        frames = inp.data.shape[0] if inp.ndim == 3 else 1
+        self.noise_label.show_for(inp.data, self.metrics_panel.current_frame(inp, frames))
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _layers(self) -> tuple[Image | None, Image | None, Image | None]:
+        """The input, its denoised output (by name) and the reference, where present."""
+        inp = self.input_layer.value
+        ref = self.reference_layer.value
+        out = None if inp is None else find_layer(self._viewer, denoised_name(inp.name), Image)
+        return inp, out, ref
+
+    def _on_reference_changed(self, _value: Any = None) -> None:
+        self.metrics_panel.pick_reference_columns()
+        self._on_layers_changed()
+
+    def _forget(self, data_changed: bool) -> None:
+        """Drop the scores (and, when the data changed, noise estimates) now stale."""
+        self.metrics_panel.clear_cache()
+        if data_changed:
+            self.noise_label.clear_cache()
+
+    # -- closing ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel running jobs and wait for their threads (the dock or viewer is closing)."""
+        self.faithfulness_panel.shutdown()
+        self.noise_label.shutdown()
+        self.adapt_panel.shutdown()
+        self.stack_panel.shutdown()
+        self._runner.shutdown()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+            self._layer_choices.disconnect()
+            self.model_picker.disconnect_registry()
+        super().closeEvent(event)

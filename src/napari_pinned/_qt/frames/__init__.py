@@ -1,0 +1,1 @@
+"""The Frame series dock: registering a stack and its drift-corrected mean."""

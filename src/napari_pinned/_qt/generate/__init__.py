@@ -1,0 +1,1 @@
+"""The Generate dock: a synthetic STEM image of a material, with its columns."""

@@ -1,0 +1,491 @@
+"""Big data and many machines: files denoised frame by frame, and on dask clusters.
+
+:func:`iter_denoise_file` streams one input (TIFF, zarr, OME-Zarr, microscope file)
+into one output (TIFF or zarr) frame by frame, so memory does not depend on the number
+of frames; a zarr output can be resumed after an interruption (:mod:`.zarr_io`).
+
+:func:`dask_client` connects to a dask.distributed scheduler (``tcp://host:port``) or
+starts a ``LocalCluster`` of worker processes; :func:`iter_denoise_file_on_cluster`
+sends the frames of one stack (or the chunks of one large image) to its workers as a
+dask array (:func:`napari_pinned.denoising.denoiser.denoise_dask`) and writes them into a zarr
+output as they finish; :func:`iter_denoise_files_on_cluster` sends whole files of a
+batch, one task each.  The model goes to every worker once (a
+:class:`~napari_pinned.denoising.denoiser.ModelSpec`, built once per worker process).  Workers
+read the inputs and write the outputs themselves: on a cluster both must be on a file
+system every worker sees (docs/scale.md).
+
+Every function here is a job (:mod:`napari_pinned._util.jobs`), like the rest of the core: it
+yields :class:`FileProgress` records and returns the written output's path; the last
+record of a file carries its summary and the path too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_pinned._util.jobs import Job
+from napari_pinned._version import __version__
+from napari_pinned.io.images import (
+    TiffStackWriter,
+    is_microscope_file,
+    open_frames,
+    read_pixel_size,
+)
+from napari_pinned.io.zarr_store import ZarrOutput, is_zarr_path, open_zarr
+from napari_pinned.settings import FrameOptions
+
+if TYPE_CHECKING:
+    from napari_pinned.denoising.denoiser import DenoiseProgress, ModelSpec
+
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "FileProgress",
+    "FrameOptions",
+    "check_scheduler_address",
+    "dask_client",
+    "iter_denoise_file",
+    "iter_denoise_file_on_cluster",
+    "iter_denoise_files_on_cluster",
+    "iter_denoise_to_zarr",
+]
+
+#: Seconds to wait for a scheduler before giving up with one line.
+CONNECT_TIMEOUT_S = 10.0
+#: Largest chunk edge of the dask arrays sent to workers: frames up to 4096² go whole.
+DASK_CHUNK_EDGE = 4096
+_ADDRESS = re.compile(
+    r"^(?:(tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$"
+)
+_INSTALL_HINT = "pip install 'napari-pinned[dask]'"
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """Progress of one file: ``done`` of ``total`` frames (or files, for a batch).
+
+    ``report`` is the core's last :class:`~napari_pinned.denoising.denoiser.DenoiseProgress`
+    (local runs; it carries the noise estimates on the last record), ``target`` the
+    output once it is complete, ``resumed`` the frames an earlier run had written.
+    """
+
+    source: Path
+    done: int
+    total: int
+    report: DenoiseProgress | None = None
+    target: Path | None = None
+    resumed: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """True on the last record of a file (its output is in place)."""
+        return self.target is not None
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the frames done, in [0, 1]."""
+        return self.done / max(self.total, 1)
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it looks like a scheduler address (``tcp://host:8786``, ``host:8786``).
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--scheduler`` and the expected form.
+    """
+    match = _ADDRESS.match(address.strip())
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise ValueError(
+            f"--scheduler {address!r}: expected a dask scheduler address such as tcp://host:8786"
+        )
+    return address.strip()
+
+
+def _run_record(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, spec: ModelSpec, options: FrameOptions
+) -> dict:
+    """What a resumed run must share with the run it continues: everything that changes
+    the output (tiling is exact, so the tile and overlap may change)."""
+    return {
+        "input": name,
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "model": spec.token,
+        "strength": float(options.strength),
+        "keep_lattice": bool(options.keep_lattice),
+        "orientations": int(options.orientations),
+    }
+
+
+def _attrs(source: Path, pixel_size: float | None, spec: ModelSpec, options: FrameOptions) -> dict:
+    attrs: dict[str, Any] = {
+        "napari_pinned": {
+            "version": __version__,
+            "source": str(source),
+            "model": str(spec.metadata.get("name") or spec.source),
+            "model_token": spec.token,
+            "strength": float(options.strength),
+            "keep_lattice": bool(options.keep_lattice),
+            "orientations": int(options.orientations),
+        }
+    }
+    if pixel_size is not None:
+        attrs["pixel_size_angstrom"] = float(pixel_size)
+    return attrs
+
+
+def _open_output(
+    source: Path,
+    target: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    spec: ModelSpec,
+    options: FrameOptions,
+    resume: bool,
+) -> tuple[Any, float | None]:
+    """The output for ``target``: a :class:`ZarrOutput` or a :class:`TiffStackWriter`."""
+    pixel_size = read_pixel_size(source)
+    if is_zarr_path(target):
+        ome = open_zarr(source).ome if is_zarr_path(source) else None
+        output = ZarrOutput(
+            target,
+            shape,
+            run=_run_record(str(source.resolve()), shape, dtype, spec, options),
+            attrs=_attrs(source, pixel_size, spec, options),
+            ome=ome,
+            resume=resume,
+        )
+        return output, pixel_size
+    if resume:
+        raise ValueError(f"{target}: --resume needs a zarr output (.zarr)")
+    return TiffStackWriter(target, shape, pixel_size=pixel_size), pixel_size
+
+
+def iter_denoise_file(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    model: Any,
+    options: FrameOptions | None = None,
+    *,
+    resume: bool = False,
+) -> Job[FileProgress, Path]:
+    """Denoise one file into another, frame by frame (see the module docstring).
+
+    Parameters
+    ----------
+    source : path-like
+        TIFF, zarr/OME-Zarr store or microscope file.
+    target : path-like
+        ``.tif``/``.tiff`` (written atomically) or ``.zarr`` (written under a
+        temporary name, resumable).
+    model : str, path, ModelBundle or ModelSpec
+        As for :func:`napari_pinned.denoising.denoiser.denoise`.
+    options : FrameOptions, optional
+        How each frame is denoised (default: :func:`~napari_pinned.denoising.denoiser.denoise`'s
+        defaults).
+    resume : bool
+        Continue the zarr output of an interrupted run (frames it finished are kept).
+
+    Yields
+    ------
+    FileProgress
+        After every batch of windows; the last one has ``target`` set.
+
+    Returns
+    -------
+    Path
+        The written output.
+    """
+    from napari_pinned.denoising.denoiser import ModelSpec, iter_denoise
+
+    options = options or FrameOptions()
+    src, dst = Path(source), Path(target)
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    frames = open_frames(src)
+    shape = tuple(int(n) for n in frames.shape)
+    dtype = np.dtype(frames.dtype)
+    output, _ = _open_output(src, dst, shape, dtype, spec, options, resume)
+    count = shape[0] if len(shape) == 3 else 1
+    if isinstance(output, ZarrOutput):
+        return (yield from _iter_into_zarr(src, frames, output, spec, options))
+    last = None
+    with output as writer:
+        for report in iter_denoise(frames, spec, out=writer, **options.to_kwargs()):
+            last = report
+            yield FileProgress(src, report.frames_done, count, report)
+    yield FileProgress(src, count, count, last, dst)
+    return dst
+
+
+def _iter_into_zarr(
+    source: Path, frames: Any, output: ZarrOutput, spec: ModelSpec, options: FrameOptions
+) -> Job[FileProgress, Path]:
+    """Denoise the frames an output still lacks into it, recording each finished one."""
+    from napari_pinned.denoising.denoiser import iter_denoise
+
+    count = output.shape[0] if len(output.shape) == 3 else 1
+    skip = sorted(output.done)
+    marked = set(output.done)
+    resumed = len(skip)
+    last = None
+    for report in iter_denoise(frames, spec, out=output.array, skip=skip, **options.to_kwargs()):
+        last = report
+        newly = _finished_frames(report, count, skip)
+        if newly - marked:
+            output.mark_done(newly - marked)
+            marked |= newly
+        yield FileProgress(source, resumed + report.frames_done, count, report, resumed=resumed)
+    output.mark_done(range(count))
+    target = output.finish()
+    yield FileProgress(source, count, count, last, target, resumed)
+    return target
+
+
+def iter_denoise_to_zarr(
+    image: Any,
+    target: str | os.PathLike,
+    model: Any,
+    options: FrameOptions | None = None,
+    *,
+    name: str,
+    pixel_size: float | None = None,
+    resume: bool = True,
+) -> Job[FileProgress, Path]:
+    """Denoise an array (numpy, zarr, dask: e.g. a napari layer's data) into a zarr
+    store, frame by frame, under a temporary name until complete; returns the store.
+
+    ``name`` identifies the input in the output's attributes and in the record a
+    resumed run must match; with ``resume`` an interrupted run into the same
+    ``target`` with the same input, model and output-changing options is continued.
+    """
+    from napari_pinned.denoising.denoiser import ModelSpec
+
+    options = options or FrameOptions()
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    shape = tuple(int(n) for n in image.shape)
+    dtype = np.dtype(image.dtype)
+    source = Path(name)
+    run = _run_record(name, shape, dtype, spec, options)
+    attrs = _attrs(source, pixel_size, spec, options)
+    output = ZarrOutput(target, shape, run=run, attrs=attrs, resume=resume)
+    return (yield from _iter_into_zarr(source, image, output, spec, options))
+
+
+def _finished_frames(report: DenoiseProgress, count: int, skip: Sequence[int]) -> set[int]:
+    """Frames written so far: the first ``frames_done`` of those not skipped."""
+    todo = [f for f in range(count) if f not in set(skip)]
+    return set(todo[: report.frames_done])
+
+
+# -- dask.distributed --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None, workers: int | None = None, *, timeout: float | None = None
+) -> Iterator[Any]:
+    """A ``distributed.Client`` of a running scheduler, or of a new ``LocalCluster``.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    workers : int, optional
+        Without ``scheduler``: start a LocalCluster of this many worker processes, one
+        thread each (torch then uses one core per worker, dask's default).
+    timeout : float, optional
+        Seconds to wait for the scheduler (default :data:`CONNECT_TIMEOUT_S`).
+
+    Raises
+    ------
+    ValueError
+        dask.distributed is not installed, or the scheduler cannot be reached (one
+        line, after at most ``timeout`` seconds).
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError(
+            f"--scheduler and --workers need dask.distributed: {_INSTALL_HINT}"
+        ) from None
+    cluster = None
+    timeout = CONNECT_TIMEOUT_S if timeout is None else float(timeout)
+    if scheduler is not None:
+        address = check_scheduler_address(scheduler)
+        try:
+            client = Client(address, timeout=f"{timeout}s")
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"--scheduler {address}: cannot reach the scheduler within {timeout:g} s ({reason})"
+            ) from None
+    else:
+        count = int(workers or 1)
+        cluster = LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+
+def _dask_input(source: Path) -> Any:
+    """The input as a dask array of whole frames (tiles of at most 4096² px)."""
+    import dask.array as da
+
+    if is_zarr_path(source):
+        store = open_zarr(source)
+        arr = da.from_zarr(store.zarr_array)
+        if store.zarr_array.ndim != len(store.shape):
+            arr = arr.reshape(store.shape)
+    else:
+        frames = open_frames(source)
+        if is_microscope_file(source):
+            arr = da.from_array(frames)
+        else:
+            chunks = (1, *frames.shape[1:]) if frames.ndim == 3 else frames.shape
+            arr = da.from_array(frames, chunks=chunks, asarray=True, fancy=False)
+    edges = tuple(min(int(n), DASK_CHUNK_EDGE) for n in arr.shape[-2:])
+    return arr.rechunk((1, *edges) if arr.ndim == 3 else edges)
+
+
+def iter_denoise_file_on_cluster(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    model: Any,
+    client: Any,
+    options: FrameOptions | None = None,
+    *,
+    resume: bool = False,
+) -> Job[FileProgress, Path]:
+    """Denoise one stack or large image on a dask cluster into a zarr output.
+
+    Every frame not yet written is one ``dask.array.store`` of the lazily denoised
+    frame into the output; their futures are collected as they complete, and each
+    finished frame is recorded (resumable).  Parameters are those of
+    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client` (the options'
+    ``device`` is the workers'); the output must be a zarr store.
+    """
+    import dask.array as da
+    from distributed import as_completed
+
+    from napari_pinned.denoising.denoiser import ModelSpec, denoise_dask
+
+    options = options or FrameOptions()
+    src, dst = Path(source), Path(target)
+    if not is_zarr_path(dst):
+        raise ValueError(f"{dst}: --scheduler and --workers write zarr outputs (.zarr)")
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    arr = _dask_input(src)
+    shape = tuple(int(n) for n in arr.shape)
+    output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, options, resume)
+    count = shape[0] if len(shape) == 3 else 1
+    result = denoise_dask(arr, spec, **options.to_kwargs())
+    result = result.rechunk(output.array.chunks)
+    resumed = len(output.done)
+    if len(shape) == 3:
+        pending = {}
+        for f in output.missing:
+            region = (slice(f, f + 1), slice(None), slice(None))
+            pending[f] = da.store(
+                result[f : f + 1], output.array, regions=region, lock=False, compute=False
+            )
+    else:
+        pending = (
+            {0: da.store(result, output.array, lock=False, compute=False)} if output.missing else {}
+        )
+    frames = list(pending)
+    futures = client.compute([pending[f] for f in frames])
+    which = {future.key: f for future, f in zip(futures, frames, strict=True)}
+    done = resumed
+    yield FileProgress(src, done, count, resumed=resumed)
+    try:
+        for future in as_completed(futures):
+            future.result()  # a worker's error is raised here
+            output.mark_done([which[future.key]])
+            done += 1
+            yield FileProgress(src, done, count, resumed=resumed)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    written = output.finish()
+    yield FileProgress(src, count, count, target=written, resumed=resumed)
+    return written
+
+
+def _denoise_file_task(
+    source: str, target: str, spec: ModelSpec, options: FrameOptions, resume: bool
+) -> tuple[str, int]:
+    """A worker's task of a batch: one file, streamed as :func:`iter_denoise_file`."""
+    last = None
+    for record in iter_denoise_file(source, target, spec, options, resume=resume):
+        last = record
+    assert last is not None and last.target is not None
+    return str(last.target), last.total
+
+
+def iter_denoise_files_on_cluster(
+    pairs: Sequence[tuple[Path, Path]],
+    model: Any,
+    client: Any,
+    options: FrameOptions | None = None,
+    *,
+    resume: bool = False,
+) -> Iterator[tuple[Path, Path | None, BaseException | None]]:
+    """Denoise a batch of files on a dask cluster, one task per file.
+
+    Yields ``(source, target, error)`` as files finish (``error`` None on success), in
+    the order they finish.  The model is scattered to every worker once.
+    """
+    from distributed import as_completed
+
+    from napari_pinned.denoising.denoiser import ModelSpec
+
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
+    # A key of its own (hash=False): a second batch must not share, and lose, the first's.
+    shared = client.scatter(spec, broadcast=True, hash=False)
+    options = options or FrameOptions()
+    futures = [
+        client.submit(_denoise_file_task, str(src), str(dst), shared, options, resume, pure=False)
+        for src, dst in pairs
+    ]
+    sources = {future.key: pair for future, pair in zip(futures, pairs, strict=True)}
+    try:
+        for future in as_completed(futures):
+            src, dst = sources[future.key]
+            try:
+                future.result()
+            except (ValueError, MemoryError, RuntimeError, OSError) as exc:
+                yield src, None, exc
+                continue
+            yield src, dst, None
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def frame_bytes(shape: Sequence[int]) -> int:
+    """Pixels of one frame of an image or stack."""
+    return math.prod(int(n) for n in shape[-2:])

@@ -1,0 +1,497 @@
+"""How an image becomes the network's input, and how its output becomes an image.
+
+Three steps, the same in training and in inference:
+
+1. **Outlier repair.**  A hot, dead or saturated pixel is one that lies far outside the
+   range of its eight neighbours — further than the noise and the neighbours' own
+   spread allow.  Band-limited STEM images cannot have such isolated pixels, so they
+   are replaced by the median of their neighbours (and stay repaired in the output).
+2. **Robust normalisation.**  The image is mapped linearly so that the 1st and 99th
+   percentiles of the frame's 3×3 median become 0 and 1 (model units).  Percentiles
+   ignore a few extreme pixels, and being order statistics they make the whole chain
+   equivariant to detector gain and offset: ``f(a·x + b) = a·f(x) + b`` for a > 0.
+3. **Noise map** (noise-conditioned models).  The Poisson–Gaussian model fitted by
+   :func:`napari_pinned.noise.estimate.estimate_noise` gives each pixel's noise standard
+   deviation, in model units, from its local mean.  The network gets it as a second
+   channel and returns ``x + σ · f(x, σ)``: with no noise it is the identity, and a
+   "strength" factor scales σ to denoise less or more.
+
+Models trained with the paper's protocol (``normalization="range"``) keep the paper's
+fixed 8-bit convention for images that already fit it; other images get the robust
+mapping onto the same scale, and their input is clipped to a margin around it so that
+an outlier cannot push the network far outside what it was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from napari_pinned._util.checks import check_strength
+from napari_pinned._util.intensity import PAPER_RANGE, UNIT_RANGE
+from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
+from napari_pinned.settings import NORMALIZATIONS
+
+__all__ = [
+    "NORMALIZATIONS",
+    "REGION_CONTEXT",
+    "FrameStats",
+    "NormState",
+    "Prepared",
+    "find_outliers",
+    "finish",
+    "frame_statistics",
+    "noise_map",
+    "normalization_range",
+    "prepare",
+    "prepare_region",
+    "repair_outliers",
+]
+
+#: Percentiles of the smoothed image that map to 0 and 1 in ``"robust"`` normalisation.
+ROBUST_PERCENTILES = (1.0, 99.0)
+#: The same for the robust fallback of ``"range"``: the paper's images span their
+#: columns' full height, so nearly the whole range is used.
+RANGE_PERCENTILES = (0.1, 99.9)
+#: Raw percentiles of ``"percentile"`` normalisation (models written before "robust").
+PERCENTILES = (0.5, 99.5)
+#: Percentiles are taken of the 3×3 median of the frame: it ignores isolated outliers
+#: and lowers the noise, so that neither sets the range.  Frames larger than this many
+#: pixels take the median at this many random pixels (fixed seed) instead of everywhere.
+MEDIAN_SAMPLES = 1 << 18
+#: Model-unit margin the input of a ``"range"`` model is clipped to, beyond [0, 1].
+RANGE_CLIP = (-0.1, 1.1)
+#: A pixel is an outlier beyond this many noise standard deviations outside the range
+#: of its neighbours (Poisson tails at 0.3 e⁻/px reach 10 σ with probability ~1e-6).
+OUTLIER_SIGMAS = 10.0
+#: A flagged pixel must also exceed its neighbours by this many times their own lift
+#: above the surrounding ring: ~1 for a column sampled at 2–3 px per probe FWHM, ~4 at
+#: 1.5 px, unbounded for a hot pixel.
+OUTLIER_LIFT = 8.0
+#: Smoothing (pixels) of the local mean from which the noise map is computed.
+NOISE_MAP_SMOOTHING = 1.5
+#: Floor of the noise map, as a fraction of its root-mean-square value, so that dark
+#: pixels of a Poisson image (variance near zero) are not left untouched.
+NOISE_MAP_FLOOR = 0.1
+
+#: Pixels of context :func:`prepare_region` needs beyond a region's inner edges to give
+#: the whole frame's values inside it: the outlier test reads a 5×5 neighbourhood (2 px),
+#: the repair its 3×3 neighbours' flags (1 px more), and the noise map smooths the
+#: repaired image with a Gaussian that scipy truncates at 4 σ (6 px more).
+REGION_CONTEXT = 2 + 1 + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
+
+#: Offsets of the eight neighbours, and of the 16 pixels of the ring around them.
+_NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+_RING5 = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2)
+
+
+@dataclass(frozen=True)
+class NormState:
+    """``image = low + (high − low) · model_units`` for one frame.
+
+    ``constant`` marks a frame without contrast: it is passed through unchanged.
+    """
+
+    mode: str
+    low: float
+    high: float
+    constant: bool = False
+
+    @property
+    def scale(self) -> float:
+        """Image units per model unit."""
+        return self.high - self.low
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One frame made ready for the network.
+
+    Attributes
+    ----------
+    channels : numpy.ndarray
+        ``(C, Y, X)`` float32 network input: the normalised image, and for
+        noise-conditioned models the noise map.
+    state : NormState
+        How to map the output back.
+    noise : NoiseEstimate or None
+        The frame's noise, in image units (before the strength factor), for
+        noise-conditioned models.
+    outliers : numpy.ndarray
+        Boolean ``(Y, X)`` mask of repaired pixels.
+    repaired : numpy.ndarray
+        The frame after outlier repair (float64), what a constant frame returns.
+    """
+
+    channels: np.ndarray
+    state: NormState
+    noise: NoiseEstimate | None
+    outliers: np.ndarray
+    repaired: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """What :func:`prepare` measures over a whole frame before it maps any pixel.
+
+    Measured once per frame by :func:`frame_statistics` and applied to any region of
+    it by :func:`prepare_region`, so that tiles, dask chunks and the whole frame all see
+    the same mapping.
+
+    Attributes
+    ----------
+    normalization : str
+        The model's normalisation.
+    conditioned : bool
+        Whether the model takes a noise map.
+    state : NormState
+        The frame's map to model units.
+    noise : NoiseEstimate or None
+        The frame's noise in image units (noise-conditioned models), after repair.
+    detection : NoiseEstimate
+        The noise the outlier test used (measured before repair, or given).
+    clip : bool
+        Whether model units are clipped to :data:`RANGE_CLIP`.
+    floor_variance : float
+        Floor of the noise map's variance in model units² (0 without a noise map).
+    fill : float
+        Repair value of an outlier none of whose neighbours is valid.
+    outliers : int
+        Outlier pixels repaired in the frame.
+    """
+
+    normalization: str
+    conditioned: bool
+    state: NormState
+    noise: NoiseEstimate | None
+    detection: NoiseEstimate
+    clip: bool
+    floor_variance: float
+    fill: float
+    outliers: int
+
+
+def find_outliers(
+    frame: np.ndarray, noise: NoiseEstimate, threshold: float = OUTLIER_SIGMAS
+) -> np.ndarray:
+    """Boolean mask of hot, dead or saturated single pixels of a 2D frame.
+
+    A pixel is flagged when it exceeds the largest of its eight neighbours (or falls
+    below the smallest) by more than ``threshold`` noise standard deviations plus the
+    neighbours' own spread, *and* by far more than the neighbours stand out from the
+    ring of pixels around them.  The second test keeps the columns of a coarsely
+    sampled image: a column one pixel wide still lifts its neighbours above the
+    background (the probe's tails), a hot pixel does not.  The noise is never taken
+    below one electron's worth (``gain``) nor a tenth of the noise at the median, so
+    that a few counts on a dark background of a low-dose image are not mistaken for
+    hot pixels.
+    """
+    x = np.asarray(frame, np.float64)
+    h, w = x.shape
+    # Edges mirrored as scipy's "reflect" does (the edge pixel repeated).
+    padded = np.pad(x, 2, mode="symmetric")
+    rings = [padded[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in _NEIGHBOURS]
+    high, low = rings[0].copy(), rings[0].copy()
+    for shifted in rings[1:]:
+        np.maximum(high, shifted, out=high)
+        np.minimum(low, shifted, out=low)
+    floor = max(noise.gain**2, (0.1 * noise.sigma) ** 2)
+    least = threshold * np.sqrt(floor)
+    # The margin is at least ``least``: only pixels beyond it need the full test.
+    ys, xs = np.nonzero((x > high + least) | (x < low - least))
+    mask = np.zeros(x.shape, bool)
+    if ys.size == 0:
+        return mask
+    value, top, bottom = x[ys, xs], high[ys, xs], low[ys, xs]
+    spread = top - bottom
+    sigma = np.sqrt(np.maximum(noise.variance(0.5 * (top + bottom)), floor))
+    margin = threshold * sigma + spread
+    py, px = ys + 2, xs + 2
+    neighbours = sum(padded[py + dy, px + dx] for dy, dx in _NEIGHBOURS) / 8.0
+    ring = sum(padded[py + dy, px + dx] for dy, dx in _RING5) / 16.0
+    lift = neighbours - ring  # how much the neighbours stand out from their surroundings
+    hot = (value > top + margin) & (value - neighbours > OUTLIER_LIFT * np.maximum(lift, 0.0))
+    dead = (value < bottom - margin) & (neighbours - value > OUTLIER_LIFT * np.maximum(-lift, 0.0))
+    flagged = hot | dead
+    mask[ys[flagged], xs[flagged]] = True
+    return mask
+
+
+def repair_outliers(frame: np.ndarray, mask: np.ndarray, fill: float | None = None) -> np.ndarray:
+    """Replace masked pixels by the median of their unmasked neighbours (float64).
+
+    A pixel none of whose neighbours is unmasked gets ``fill``, by default the median
+    of the unmasked pixels (give it when ``frame`` is only a region of the frame).
+    """
+    x = np.asarray(frame, np.float64).copy()
+    if not mask.any():
+        return x
+    filled = np.where(mask, np.nan, x)
+    ys, xs = np.nonzero(mask)
+    for y, c in zip(ys, xs, strict=True):
+        window = filled[max(y - 1, 0) : y + 2, max(c - 1, 0) : c + 2]
+        values = window[np.isfinite(window)]
+        if values.size:
+            x[y, c] = float(np.median(values))
+        else:
+            x[y, c] = _fill_value(filled) if fill is None else float(fill)
+    return x
+
+
+def _fill_value(filled: np.ndarray) -> float:
+    """Median of the unmasked (finite) pixels, or 0 when there are none."""
+    valid = filled[np.isfinite(filled)]
+    return float(np.median(valid)) if valid.size else 0.0
+
+
+def normalization_range(frame: np.ndarray, mode: str) -> NormState:
+    """The linear map of one frame to model units.
+
+    ``"robust"``: the 1st–99th percentiles of the frame's 3×3 median.
+    ``"range"``: the paper's 0–255 for uint8 frames and frames already inside [0, 255],
+    0–1 for float frames inside [0, 1], else the 0.1th–99.9th percentiles of the
+    3×3 median.  ``"percentile"``: the raw 0.5th–99.5th percentiles.
+    """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {mode!r}; use one of {list(NORMALIZATIONS)}")
+    x = np.asarray(frame)
+    if mode == "range":
+        fixed = _fixed_convention(x)
+        if fixed is not None:
+            return NormState(mode, *fixed)
+    if mode == "percentile":
+        low, high = (float(v) for v in np.percentile(x, PERCENTILES))
+    else:
+        q = ROBUST_PERCENTILES if mode == "robust" else RANGE_PERCENTILES
+        low, high = (float(v) for v in np.percentile(_median3(x), q))
+    if not high > low or not math.isfinite(high - low):
+        return _constant_state(x, mode)
+    return NormState(mode, low, high)
+
+
+def _median3(x: np.ndarray) -> np.ndarray:
+    """3×3 medians of a frame: everywhere, or at a fixed random subset of big frames."""
+    data = x.astype(np.float64, copy=False)
+    h, w = data.shape
+    if data.size <= MEDIAN_SAMPLES:
+        padded = np.pad(data, 1, mode="reflect")
+        shifted = [padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+        return np.median(np.stack(shifted), axis=0)
+    rng = np.random.default_rng(0)
+    ys = rng.integers(0, h, MEDIAN_SAMPLES)
+    xs = rng.integers(0, w, MEDIAN_SAMPLES)
+    neighbours = [
+        data[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ]
+    return np.median(np.stack(neighbours), axis=0)
+
+
+def _fixed_convention(x: np.ndarray) -> tuple[float, float] | None:
+    if x.dtype == np.uint8:
+        return PAPER_RANGE
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if np.issubdtype(x.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return UNIT_RANGE if hi > lo else None
+    if lo >= PAPER_RANGE[0] and hi <= PAPER_RANGE[1] and hi > lo:
+        return PAPER_RANGE
+    return None
+
+
+def _constant_state(x: np.ndarray, mode: str) -> NormState:
+    """A frame whose robust range is empty: (nearly) constant."""
+    level = float(np.median(x))
+    spread = float(np.max(x)) - float(np.min(x))
+    if spread > 0 and math.isfinite(spread):
+        # Constant apart from a few pixels: keep them in range, treat as contrast.
+        return NormState(mode, level - spread, level + spread)
+    return NormState(mode, level, level + max(1.0, abs(level)), constant=True)
+
+
+def noise_map(
+    normalised: np.ndarray,
+    noise: NoiseEstimate,
+    strength: float = 1.0,
+    *,
+    floor_variance: float | None = None,
+) -> np.ndarray:
+    """Per-pixel noise standard deviation (model units) of a normalised frame.
+
+    ``noise`` must already be in model units (:meth:`NoiseEstimate.scaled`).  The
+    variance is floored at ``floor_variance``, by default :data:`NOISE_MAP_FLOOR`² times
+    its mean over ``normalised`` (give the frame's when ``normalised`` is a region).
+    """
+    variance = _local_variance(normalised, noise)
+    if floor_variance is None:
+        floor_variance = _floor(variance)
+    return _noise_channel(variance, floor_variance, strength)
+
+
+def _local_variance(normalised: np.ndarray, noise: NoiseEstimate) -> np.ndarray:
+    local = ndimage.gaussian_filter(
+        np.asarray(normalised, np.float64), NOISE_MAP_SMOOTHING, mode="reflect"
+    )
+    return np.asarray(noise.variance(local), np.float64)
+
+
+def _floor(variance: np.ndarray) -> float:
+    return (NOISE_MAP_FLOOR**2) * float(np.mean(variance))
+
+
+def _noise_channel(variance: np.ndarray, floor_variance: float, strength: float) -> np.ndarray:
+    return (float(strength) * np.sqrt(np.maximum(variance, floor_variance))).astype(np.float32)
+
+
+def _to_units(x: np.ndarray, state: NormState, clip: bool) -> np.ndarray:
+    units = ((x - state.low) / state.scale).astype(np.float32)
+    if clip:
+        np.clip(units, *RANGE_CLIP, out=units)
+    return units
+
+
+def _measure(
+    frame: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
+) -> tuple[FrameStats, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frame statistics and the whole frame's intermediate results:
+    ``(stats, repaired, outlier mask, model units, noise-map variance)``."""
+    raw = np.asarray(frame)
+    x = raw.astype(np.float64)
+    # Every model gets hot and dead pixels repaired (a model never saw such values);
+    # only noise-conditioned ones use the noise estimate beyond that.
+    detection = noise if noise is not None else estimate_noise(x)
+    outliers = find_outliers(x, detection)
+    estimate = detection
+    fill = 0.0
+    if outliers.any():
+        fill = _fill_value(np.where(outliers, np.nan, x))
+        x = repair_outliers(x, outliers, fill)
+        if noise is None and conditioned:
+            estimate = estimate_noise(x, mask=outliers)
+    state = normalization_range(x if outliers.any() else raw, normalization)
+    clip = normalization == "range" and not conditioned and _fixed_convention(raw) is None
+    units = _to_units(x, state, clip)
+    variance = None
+    floor = 0.0
+    if conditioned and not state.constant:
+        variance = _local_variance(units, estimate.scaled(state.scale, state.low))
+        floor = _floor(variance)
+    stats = FrameStats(
+        normalization=normalization,
+        conditioned=conditioned,
+        state=state,
+        noise=estimate if conditioned else None,
+        detection=detection,
+        clip=clip,
+        floor_variance=floor,
+        fill=fill,
+        outliers=int(outliers.sum()),
+    )
+    return stats, x, outliers, units, variance
+
+
+def _channels(
+    stats: FrameStats, units: np.ndarray, variance: np.ndarray | None, strength: float
+) -> np.ndarray:
+    channels = [units]
+    if stats.conditioned:
+        if variance is None:  # a constant frame
+            channels.append(np.zeros_like(units))
+        else:
+            channels.append(_noise_channel(variance, stats.floor_variance, strength))
+    return np.stack(channels)
+
+
+def frame_statistics(
+    frame: np.ndarray,
+    normalization: str,
+    *,
+    conditioned: bool,
+    noise: NoiseEstimate | None = None,
+) -> FrameStats:
+    """Measure what :func:`prepare` needs from a whole 2D frame (see :class:`FrameStats`).
+
+    Parameters are those of :func:`prepare`.  Apply the result to regions of the frame
+    with :func:`prepare_region`.
+    """
+    return _measure(frame, normalization, conditioned, noise)[0]
+
+
+def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1.0) -> Prepared:
+    """Make a region of a frame ready for a network, with the frame's statistics.
+
+    Inside the region, at least :data:`REGION_CONTEXT` pixels from every edge that is
+    not an edge of the frame, the result equals that of :func:`prepare` on the whole
+    frame (``prepare_region(frame, frame_statistics(frame, …))`` is ``prepare(frame,
+    …)``).
+
+    Parameters
+    ----------
+    region : numpy.ndarray
+        2D part of the frame ``stats`` were measured on.
+    stats : FrameStats
+        From :func:`frame_statistics`.
+    strength : float
+        Factor on the noise standard deviation given to a conditioned model.
+    """
+    check_strength(strength)
+    x = np.asarray(region).astype(np.float64)
+    outliers = find_outliers(x, stats.detection)
+    if outliers.any():
+        x = repair_outliers(x, outliers, stats.fill)
+    state = stats.state
+    units = _to_units(x, state, stats.clip)
+    variance = None
+    if stats.conditioned and not state.constant:
+        assert stats.noise is not None
+        variance = _local_variance(units, stats.noise.scaled(state.scale, state.low))
+    return Prepared(_channels(stats, units, variance, strength), state, stats.noise, outliers, x)
+
+
+def prepare(
+    frame: np.ndarray,
+    normalization: str,
+    *,
+    conditioned: bool,
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
+) -> Prepared:
+    """Make one 2D frame ready for a network (see the module docstring).
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        2D frame, any real dtype, finite.
+    normalization : {"range", "percentile", "robust"}
+        The model's normalisation.
+    conditioned : bool
+        Whether the model takes a noise map.
+    strength : float
+        Factor on the noise standard deviation given to a conditioned model.
+    noise : NoiseEstimate, optional
+        The frame's noise in image units, if known; estimated from the frame otherwise.
+    """
+    check_strength(strength)
+    stats, x, outliers, units, variance = _measure(frame, normalization, conditioned, noise)
+    return Prepared(
+        _channels(stats, units, variance, strength), stats.state, stats.noise, outliers, x
+    )
+
+
+def finish(output: np.ndarray, prepared: Prepared, dtype: np.dtype | None = None) -> np.ndarray:
+    """Map a network output (model units) back to the frame's intensity scale.
+
+    A constant frame comes back unchanged; frames of unsigned integer ``dtype`` (raw
+    detector counts) come back non-negative.
+    """
+    state = prepared.state
+    if state.constant:
+        out = prepared.repaired.astype(np.float32)
+    else:
+        out = (np.asarray(output, np.float64) * state.scale + state.low).astype(np.float32)
+    if dtype is not None and np.issubdtype(dtype, np.unsignedinteger):
+        np.maximum(out, 0.0, out=out)
+    return out

@@ -1,0 +1,86 @@
+"""The lattice guard: strong reflections the denoiser weakened come back, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.faithfulness import faithfulness
+from napari_pinned.quality.lattice_guard import keep_lattice
+from napari_pinned.quality.metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def recording():
+    clean = simulate("SrTiO3", shape=256, pixel_size=0.1, seed=3).image.astype(np.float64)
+    truth = clean / clean.mean() * 20.0
+    noisy = np.random.default_rng(0).poisson(truth).astype(np.float32)
+    return noisy, truth
+
+
+def test_a_blurred_lattice_gets_its_reflections_back(recording):
+    noisy, truth = recording
+    blurred = ndimage.gaussian_filter(noisy, 2.5)
+    assert not faithfulness(noisy, blurred).faithful
+    guarded = keep_lattice(noisy, blurred)
+    assert faithfulness(noisy, guarded).faithful
+    span = float(np.ptp(truth))
+    assert psnr(guarded, truth, data_range=span) > psnr(blurred, truth, data_range=span)
+
+
+def test_a_good_output_stays_good(recording):
+    noisy, truth = recording
+    guarded = keep_lattice(noisy, truth)
+    span = float(np.ptp(truth))
+    # A residual of pure noise is given back only at the strong reflections' bins (a
+    # few per cent of all) and only where it happens to stand above its own floor,
+    # Wiener-weighted: a few per cent of the noise power at most.
+    assert psnr(guarded, truth, data_range=span) > psnr(noisy, truth, data_range=span) + 10
+    added = np.mean((guarded - truth) ** 2) / np.mean((noisy - truth) ** 2)
+    assert added < 0.04
+
+
+def test_no_lattice_nothing_to_keep():
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:128, 0:128]
+    smooth = 50 + 20 * np.sin(x / 40.0) + 10 * np.cos(y / 30.0)
+    noisy = rng.poisson(smooth).astype(np.float32)
+    out = ndimage.gaussian_filter(noisy, 3).astype(np.float32)
+    guarded = keep_lattice(noisy, out)
+    assert np.abs(guarded - out).max() < 0.02 * np.ptp(smooth)
+
+
+def test_gain_and_offset_change_nothing(recording):
+    noisy, _ = recording
+    out = ndimage.gaussian_filter(noisy, 2.0)
+    a, b = 13.0, -250.0
+    base = keep_lattice(noisy, out)
+    scaled = keep_lattice(a * noisy + b, a * out + b)
+    np.testing.assert_allclose((scaled - b) / a, base, atol=1e-3 * np.ptp(base))
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="one shape"):
+        keep_lattice(np.zeros((64, 64)), np.zeros((64, 32)))
+    small = np.ones((8, 8), np.float32)
+    np.testing.assert_array_equal(keep_lattice(small, small * 2), small * 2)
+
+
+def test_an_invented_texture_is_taken_back(recording):
+    noisy, truth = recording
+    # A checkerboard-like texture at a period the image does not have, as a denoiser
+    # that paints detail finer than the probe would add.
+    yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
+    texture = sum(
+        0.2 * float(np.std(truth)) * np.cos(2 * np.pi * (yy / py + xx / px))
+        for py, px in ((2.9, 3.7), (-3.3, 2.7), (5.1, -2.6))
+    )
+    invented = (truth + texture).astype(np.float32)
+    assert faithfulness(noisy, invented).n_invented >= 3
+    guarded = keep_lattice(noisy, invented)
+    assert faithfulness(noisy, guarded).n_invented == 0
+    # Whatever stays of the texture is below the noise the input has there.
+    left = np.std(guarded - truth)
+    assert left < 0.5 * np.std(texture)

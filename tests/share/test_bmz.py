@@ -1,0 +1,395 @@
+"""BioImage Model Zoo packages: the self-contained denoiser equals the numpy pipeline,
+exported packages pass bioimageio.core's own test and load back exactly, packages from
+other tools run through bioimageio.core, and nothing from a package runs unasked."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("bioimageio.core")
+
+from _bmz_packages import box_filter as _box
+from _bmz_packages import foreign_package as _foreign
+from _models import random_bundle as _random_bundle
+from napari_pinned.denoising import denoiser as inference
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.nn import bmz, conditioning
+from napari_pinned.nn.bmz import PackageError, export_bioimageio, load_package
+from napari_pinned.nn.model_files import ModelFileError, load_model
+from napari_pinned.nn.network import ModelBundle, build_model
+from napari_pinned.noise import estimate as noise_level
+from napari_pinned.settings import ModelConfig
+from napari_pinned.share import bmz_denoiser
+from napari_pinned.share.bmz_denoiser import PinnedDenoiser
+
+
+def _counts(shape=(96, 112), seed=0) -> np.ndarray:
+    """Shot noise on a lattice in detector counts (offset 100, gain 3), two hot pixels."""
+    from _lattice import lattice
+
+    rng = np.random.default_rng(seed)
+    clean = lattice(max(shape))[: shape[0], : shape[1]] / 255.0
+    counts = rng.poisson(clean * 20).astype(np.float32) * 3 + 100
+    counts[20, 30] = 5000
+    counts[0, 7] = 0
+    return counts
+
+
+def _cdn_like(shape=(96, 112), seed=0) -> np.ndarray:
+    from _lattice import lattice
+
+    rng = np.random.default_rng(seed)
+    img = lattice(max(shape))[: shape[0], : shape[1]] + rng.normal(0, 20, shape)
+    return np.clip(img, 0, 255).astype(np.float32)
+
+
+def _sharp_columns(size=160, seed=0) -> np.ndarray:
+    """Single-pixel columns (their edges leak into the pixel residual, so the noise
+    estimate's spectral check scales the fit down) beside an exactly flat vacuum."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size))
+    img[::5, ::5], img[2::5, 2::5] = 200.0, 80.0
+    counts = rng.poisson(img + 2.0).astype(np.float32) * 3 + 100
+    counts[:, :30] = 100
+    return counts
+
+
+CASES = [
+    ("noise-map", "robust", _sharp_columns),
+    ("noise-map", "robust", _counts),
+    ("noise-map", "range", _counts),
+    ("none", "range", _cdn_like),  # the paper's fixed 0–255 convention
+    ("none", "range", lambda: _counts() * 7.0),  # percentile fallback, clipped input
+    ("none", "percentile", _counts),
+]
+
+
+@pytest.mark.parametrize(("conditioning_", "normalization", "make"), CASES)
+def test_the_package_model_equals_napari_pinneds_denoise(conditioning_, normalization, make):
+    config = ModelConfig.preset("tiny", conditioning=conditioning_, normalization=normalization)
+    bundle = _random_bundle(config)
+    image = make()
+    expected = denoise(image, bundle, device="cpu")
+    wrapper = bmz._wrapper(bundle, 1.0)
+    with torch.inference_mode():
+        got = wrapper(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
+    span = float(np.ptp(expected))
+    assert np.max(np.abs(got - expected)) <= 1e-3 * span
+    # The network does something: the output is not the input.
+    assert np.max(np.abs(expected - image)) > 1e-2 * span
+
+
+@pytest.mark.parametrize("make", [_counts, _sharp_columns, _cdn_like])
+def test_the_package_noise_estimate_is_napari_pinneds(make):
+    image = make().astype(np.float64)
+    mask = np.zeros(image.shape, bool)
+    mask[10:12, 40:43] = True
+    for given in (None, mask):
+        expected = noise_level.estimate_noise(image, mask=given)
+        flags = torch.from_numpy(mask if given is not None else np.zeros_like(mask))
+        gain, offset, median = bmz_denoiser.estimate_noise(torch.from_numpy(image), flags)
+        assert gain == pytest.approx(expected.gain, rel=1e-9, abs=1e-12)
+        assert offset == pytest.approx(expected.offset, rel=1e-9, abs=1e-9)
+        assert median == expected.median_intensity
+
+
+def test_torchscript_of_the_package_model_equals_the_module():
+    config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
+    wrapper = bmz._wrapper(_random_bundle(config), 0.7)
+    scripted = torch.jit.script(wrapper)
+    x = torch.from_numpy(np.stack([_counts(), _counts(seed=1)]))
+    with torch.inference_mode():
+        np.testing.assert_allclose(scripted(x).numpy(), wrapper(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_the_package_model_uses_napari_pinneds_constants():
+    from napari_pinned._util import intensity
+    from napari_pinned import settings
+    from napari_pinned.nn import network as model
+
+    assert bmz_denoiser.CONTEXT == inference.CONTEXT
+    assert bmz_denoiser.MAX_WIDTH_FACTOR == settings.MAX_WIDTH_FACTOR
+    assert bmz_denoiser.LOG_FLOOR == model._LOG_FLOOR
+    assert bmz_denoiser.PAPER_RANGE == intensity.PAPER_RANGE
+    assert bmz_denoiser.UNIT_RANGE == intensity.UNIT_RANGE
+    for name in (
+        "ROBUST_PERCENTILES",
+        "RANGE_PERCENTILES",
+        "PERCENTILES",
+        "RANGE_CLIP",
+        "OUTLIER_SIGMAS",
+        "OUTLIER_LIFT",
+        "NOISE_MAP_SMOOTHING",
+        "NOISE_MAP_FLOOR",
+    ):
+        assert getattr(bmz_denoiser, name) == getattr(conditioning, name), name
+    assert bmz_denoiser.NOISE_BINS == noise_level._BINS
+    assert bmz_denoiser.NOISE_OUTLIER_SIGMAS == noise_level._OUTLIER_SIGMAS
+    assert bmz_denoiser.NOISE_TRIM == noise_level._TRIM
+    assert bmz_denoiser.SPECTRAL_EDGE == noise_level._SPECTRAL_EDGE
+    assert bmz_denoiser.SPECTRAL_MARGIN == noise_level._SPECTRAL_MARGIN
+    from napari_pinned.quality import lattice_guard
+
+    assert bmz_denoiser.GUARD_SNR == lattice_guard.GUARD_SNR
+    assert bmz_denoiser.GUARD_FLOOR_BLOCK == lattice_guard._FLOOR_BLOCK
+    assert bmz_denoiser.GUARD_DC_RADIUS == lattice_guard._DC_RADIUS
+    assert bmz_denoiser.GUARD_INVENTION_MARGIN == lattice_guard.INVENTION_MARGIN
+
+
+def test_the_architecture_file_is_one_napari_pinned_recognises():
+    # Editing bmz_denoiser.py changes its hash: add the new one to
+    # bmz.KNOWN_ARCHITECTURE_SHA256 (old packages keep loading with theirs).
+    assert bmz.architecture_sha256() in bmz.KNOWN_ARCHITECTURE_SHA256
+
+
+def test_the_package_model_has_the_networks_parameter_names():
+    config = ModelConfig.preset("unet", depth=4, conditioning="noise-map")
+    wrapper = PinnedDenoiser(**config.to_dict())
+    names = {f"network.{k}": tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in wrapper.state_dict().items()} == names
+
+
+# -- exported packages ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cdn_package(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bmz") / "cdn.zip"
+    return export_bioimageio("cdn", path, authors=["A. Microscopist"])
+
+
+@pytest.fixture(scope="module")
+def conditioned(tmp_path_factory):
+    """A tiny noise-conditioned model (the default model's kind) and its package."""
+    config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
+    bundle = _random_bundle(config, noise="stem")
+    path = tmp_path_factory.mktemp("bmz") / "conditioned.zip"
+    return bundle, export_bioimageio(bundle, path, pixel_size=0.08)
+
+
+def _rdf(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return yaml.safe_load(archive.read("rdf.yaml"))
+
+
+def test_exported_package_passes_bioimageio_test(cdn_package, conditioned):
+    from bioimageio.core import test_model
+
+    for path in (cdn_package, conditioned[1]):
+        summary = test_model(path)
+        failed = [d.name for d in summary.details if d.status == "failed"]
+        assert summary.status == "passed", failed
+        tested = {d.loc[1] for d in summary.details if len(d.loc) > 1 and d.loc[0] == "weights"}
+        assert {"pytorch_state_dict", "torchscript"} <= tested
+
+
+def test_exported_package_describes_the_model(cdn_package, conditioned):
+    rdf = _rdf(cdn_package)
+    assert rdf["format_version"].startswith("0.5.")
+    assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript"}
+    arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    assert arch["callable"] == "PinnedDenoiser" and arch["kwargs"]["depth"] == 3
+    y_axis = rdf["inputs"][0]["axes"][1]
+    assert [a["type"] for a in rdf["inputs"][0]["axes"]] == ["batch", "space", "space"]
+    assert y_axis["size"] == {"min": 64, "step": 8}  # 2**depth
+    assert y_axis["unit"] == "angstrom"
+    assert "Awan" in rdf["cite"][0]["text"]
+    assert rdf["license"] == "BSD-3-Clause"
+    assert rdf["authors"] == [{"name": "A. Microscopist"}]
+    assert "CDN" in rdf["training_data"]["description"]
+    with zipfile.ZipFile(cdn_package) as archive:
+        names = set(archive.namelist())
+        readme = archive.read("README.md").decode()
+    assert {"cover.png", "test_input.npy", "test_output.npy", "README.md"} <= names
+    assert "## Validation" in readme and "dB" in readme and "inside the model" in readme
+    quality = rdf["config"]["napari_pinned"]["quality"]
+    assert quality["denoised_psnr"] > quality["noisy_psnr"] + 5
+    assert quality["agreement"] <= 1e-3
+    # A conditioned tiny model: depth 2, the given pixel size.
+    crdf = _rdf(conditioned[1])
+    assert crdf["inputs"][0]["axes"][2]["size"] == {"min": 64, "step": 4}
+    assert crdf["inputs"][0]["axes"][2]["scale"] == 0.08
+
+
+def test_package_loads_back_as_the_same_model(cdn_package, conditioned):
+    original = load_model("cdn")
+    back = load_package(cdn_package)
+    assert isinstance(back, ModelBundle)
+    assert back.config == original.config and back.metadata == original.metadata
+    for name, tensor in original.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[name], tensor)
+    image = _cdn_like((80, 96))
+    np.testing.assert_array_equal(
+        denoise(image, str(cdn_package), device="cpu"), denoise(image, "cdn", device="cpu")
+    )
+    bundle, path = conditioned
+    counts = _counts()
+    expected = denoise(counts, bundle, device="cpu")
+    got = denoise(counts, load_model(path), device="cpu")
+    assert np.max(np.abs(got - expected)) <= 1e-3 * float(np.ptp(expected))
+
+
+def _rewrite(src, dst, change):
+    """Copy a package, letting ``change(name, data)`` replace entries (None drops one)."""
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w") as new:
+        for info in old.infolist():
+            data = change(info.filename, old.read(info.filename))
+            if data is not None:
+                new.writestr(info.filename, data)
+    return dst
+
+
+def test_tampered_weights_are_refused(conditioned, tmp_path):
+    def flip(name, data):
+        if name != "weights.pt":
+            return data
+        raw = bytearray(data)
+        raw[len(raw) // 2] ^= 1
+        return bytes(raw)
+
+    bad = _rewrite(conditioned[1], tmp_path / "bad.zip", flip)
+    with pytest.raises(PackageError, match="corrupted"):
+        load_package(bad)
+
+
+def test_pickled_code_in_our_package_is_refused_unrun(conditioned, tmp_path):
+    ran = []
+
+    class Payload:
+        def __reduce__(self):
+            return (list.append, (ran, "ran"))
+
+    buffer = io.BytesIO()
+    torch.save({"network.head.weight": Payload()}, buffer)
+    evil = buffer.getvalue()
+
+    def swap(name, data):
+        if name == "weights.pt":
+            return evil
+        if name == "rdf.yaml":
+            rdf = yaml.safe_load(data)
+            rdf["weights"]["pytorch_state_dict"]["sha256"] = hashlib.sha256(evil).hexdigest()
+            return yaml.safe_dump(rdf)
+        return data
+
+    bad = _rewrite(conditioned[1], tmp_path / "evil.zip", swap)
+    with pytest.raises(PackageError, match="refused"):
+        load_package(bad)
+    assert ran == []
+
+
+def test_a_changed_architecture_file_is_not_ours_and_needs_trust(conditioned, tmp_path):
+    def edit(name, data):
+        if name == bmz.ARCHITECTURE_FILE:
+            return data + b"\nprint('hello from the package')\n"
+        return data
+
+    other = _rewrite(conditioned[1], tmp_path / "other.zip", edit)
+    with pytest.raises(PackageError, match="trust"):
+        load_package(other)
+    with pytest.raises(ModelFileError, match="not one this"):
+        load_model(other)
+
+
+def test_yaml_aliases_are_refused_before_anything_is_walked(conditioned, tmp_path):
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefghi":
+        laughs += f"{level}: &{level} [" + ", ".join([f"*{chr(ord(level) - 1)}"] * 10) + "]\n"
+
+    def bomb(name, data):
+        return (data.decode() + laughs).encode() if name == "rdf.yaml" else data
+
+    with pytest.raises(PackageError, match="YAML aliases"):
+        load_package(_rewrite(conditioned[1], tmp_path / "laughs.zip", bomb))
+
+
+def test_oversized_and_remote_packages_are_refused(conditioned, tmp_path, monkeypatch):
+    monkeypatch.setattr(bmz, "MAX_PACKAGE_BYTES", 1000)
+    with pytest.raises(PackageError, match="unpacks to"):
+        load_package(conditioned[1])
+    monkeypatch.undo()
+
+    def remote(name, data):
+        if name == "rdf.yaml":
+            rdf = yaml.safe_load(data)
+            rdf["weights"]["torchscript"]["source"] = "https://example.com/w.pt"
+            return yaml.safe_dump(rdf)
+        return data
+
+    with pytest.raises(PackageError, match="outside it"):
+        load_package(_rewrite(conditioned[1], tmp_path / "remote.zip", remote))
+
+
+# -- packages from other tools -----------------------------------------------------------
+
+
+def test_foreign_onnx_package_runs_through_bioimageio_core(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = _foreign(tmp_path)
+    model = load_package(path)
+    assert isinstance(model, bmz.ForeignModel) and model.weight_format == "onnx"
+    image = np.random.default_rng(1).random((2, 40, 52)).astype(np.float32)
+    out = denoise(image, str(path), device="cpu")
+    expected = np.stack([_box(f) for f in image])
+    # bioimageio.core pads the input by the package's 1 px halo: the border differs
+    # from the graph's zero padding, the rest is the model's.
+    np.testing.assert_allclose(out[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], rtol=0, atol=1e-5)
+    with pytest.raises(ModelFileError, match="not made by napari-pinned"):
+        load_model(path)
+
+
+def test_large_frames_use_bioimageio_cores_blocking(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(bmz, "FOREIGN_BLOCK", 48)
+    calls = []
+    from bioimageio.core import PredictionPipeline
+
+    real = PredictionPipeline.predict_sample_with_blocking
+
+    def spy(self, sample, **kwargs):
+        calls.append(kwargs.get("ns"))
+        return real(self, sample, **kwargs)
+
+    monkeypatch.setattr(PredictionPipeline, "predict_sample_with_blocking", spy)
+    image = np.random.default_rng(2).random((100, 90)).astype(np.float32)
+    out = denoise(image, str(_foreign(tmp_path)), device="cpu")
+    assert calls == [32]  # blocks of 16 + 32 px, with the package's 1 px halo
+    np.testing.assert_allclose(out[1:-1, 1:-1], _box(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
+
+
+def test_foreign_code_runs_only_when_trusted(tmp_path):
+    path = _foreign(tmp_path, weights="torchscript")
+    with pytest.raises(PackageError, match="trust"):
+        load_package(path)
+    model = load_package(path, trust=True)
+    image = np.random.default_rng(3).random((30, 34)).astype(np.float32)
+    out = denoise(image, model, device="cpu")
+    np.testing.assert_allclose(out[1:-1, 1:-1], _box(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channels": 3}, "3 channels"),
+        ({"space": ("z", "y", "x")}, "axis 'z'"),
+        ({"weights": "keras"}, "keras_hdf5"),
+    ],
+)
+def test_unsupported_foreign_packages_say_why(tmp_path, kwargs, message):
+    path = _foreign(tmp_path, **kwargs)
+    with pytest.raises(PackageError, match=message) as info:
+        load_package(path, trust=True)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_package_json_metadata_is_plain(conditioned):
+    marker = _rdf(conditioned[1])["config"]["napari_pinned"]
+    assert json.loads(marker["metadata_json"])["noise"] == "stem"
