@@ -391,7 +391,7 @@ _LOADED: dict[str, object] = {}
 
 def load_spec(spec: ModelSpec):
     """Load (once per process) the model of ``spec``."""
-    from napari_pinned.nn.model_files import load_model
+    from napari_pinned.nn.resolve import load_model
 
     if spec.source not in _LOADED:
         _LOADED[spec.source] = load_model(spec.source, device="cpu")

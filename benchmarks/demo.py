@@ -4,7 +4,7 @@ The README and docs/benchmarks.md quote the demo's results; typed by hand they w
 stale (24.3 dB printed, 24.81 dB measured by the same deterministic run).  This script
 runs the demo with its defaults, keeps its ``metrics.json`` as ``benchmarks/demo.json``
 and rewrites the blocks between ``<!-- demo:begin -->`` and ``<!-- demo:end -->`` in
-both files from it; ``tests/core/test_docs.py`` checks that the blocks match the JSON.
+both files from it; ``tests/test_docs.py`` checks that the blocks match the JSON.
 
     python benchmarks/demo.py            # run the demo (≈ 2 min on 2 cores), update the docs
     python benchmarks/demo.py --no-run   # only rewrite the docs from benchmarks/demo.json

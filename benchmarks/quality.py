@@ -4,7 +4,7 @@ Validation split (never seen in training, as in the paper): BaTiO3, Al and ZnMgT
 simulated at 256² px and 0.1 Å/px along their first listed zone axis, degraded with CDN
 levels 1–5 (one fixed noise draw per image and level).  Every method is scored with
 :func:`napari_pinned.quality.metrics.compute_metrics` (PSNR, SSIM, FSC, EPI) and, for the
-learned models, :func:`napari_pinned.quality.metrics.column_accuracy`.
+learned models, :func:`napari_pinned.quality.columns.column_accuracy`.
 
 Methods:
 
@@ -44,10 +44,12 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.io.safe_write import write_text
-from napari_pinned.nn.model_files import default_model_path, load_model, save_model
+from napari_pinned.nn.model_files import default_model_path, save_model
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.noise.synthesis import add_cdn_noise
 from napari_pinned.physics.simulate import SimulationResult, simulate
-from napari_pinned.quality.metrics import Metrics, column_accuracy, compute_metrics
+from napari_pinned.quality.columns import column_accuracy
+from napari_pinned.quality.metrics import Metrics, compute_metrics
 from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 from napari_pinned.training.run import train
 

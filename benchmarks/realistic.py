@@ -33,7 +33,7 @@ for training:
   (:func:`napari_pinned.training.adapt.adapt`, blind-spot fine-tuning): slow, about 2 min each.
 * **Metrics** per image × dose × method: PSNR, SSIM, FSC, EPI
   (:func:`napari_pinned.quality.metrics.compute_metrics`), column recall / precision / RMS
-  error in pm (:func:`napari_pinned.quality.metrics.column_accuracy`; columns lighter than 30 %
+  error in pm (:func:`napari_pinned.quality.columns.column_accuracy`; columns lighter than 30 %
   of the heaviest are "don't care"), the
   faithfulness readout (:func:`napari_pinned.quality.faithfulness.faithfulness`, reference-free,
   when the module exists) and runtime.
@@ -90,7 +90,8 @@ from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.noise.estimate import estimate_noise
 from napari_pinned.noise.synthesis import StemRecording, record_stem_image
 from napari_pinned.physics.simulate import simulate
-from napari_pinned.quality.metrics import column_accuracy, compute_metrics
+from napari_pinned.quality.columns import column_accuracy
+from napari_pinned.quality.metrics import compute_metrics
 
 try:
     from napari_pinned.physics import specimens as _specimens
@@ -165,7 +166,8 @@ def held_out_materials() -> tuple[str, ...]:
 
 def held_out_set(quick: bool = False) -> list[ImageSpec]:
     """The benchmark's images, in a fixed order."""
-    from napari_pinned.physics.crystal import get_material, zone_label
+    from napari_pinned.physics.materials import get_material
+    from napari_pinned.physics.zones import zone_label
 
     crystals = []
     for name in held_out_materials():
@@ -209,7 +211,7 @@ def _accept(specimen, condition: str) -> bool:
 def make_clean(spec: ImageSpec) -> Clean:
     """The clean image and its ground truth (cached per process)."""
     if spec.source == "simulate":
-        from napari_pinned.physics.crystal import get_material
+        from napari_pinned.physics.materials import get_material
 
         seed = _seed(spec.id)
         rotation = float(np.random.default_rng(seed).uniform(0.0, 90.0))

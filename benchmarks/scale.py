@@ -43,8 +43,8 @@ def _bundle(model: str):
     noise-conditioned, robust normalisation, like the default model)."""
     import torch
 
-    from napari_pinned.nn.model_files import load_model
     from napari_pinned.nn.network import ModelBundle, build_model
+    from napari_pinned.nn.resolve import load_model
     from napari_pinned.settings import ModelConfig
 
     if not model.startswith("unet:"):
@@ -85,12 +85,8 @@ def _counts(shape, seed=0) -> np.ndarray:
 
 
 def tiling(model: str, timing: bool, quick: bool) -> None:
-    from napari_pinned.denoising.denoiser import (
-        _axis_windows,
-        _frame_padding,
-        denoise,
-        minimum_overlap,
-    )
+    from napari_pinned.denoising.denoiser import denoise
+    from napari_pinned.denoising.tiling import axis_windows, frame_padding, minimum_overlap
 
     bundle = _bundle(model)
     config = bundle.config
@@ -104,10 +100,10 @@ def tiling(model: str, timing: bool, quick: bool) -> None:
     frames = [1024, 2048] if quick else [1024, 2048, 4096]
     tiles = [256, 512, 1024, 2048] if not quick else [512, 2048]
     for edge in frames:
-        before, after = _frame_padding(edge, config.alignment)
+        before, after = frame_padding(edge, config.alignment)
         length = edge + before + after
         for tile in tiles:
-            size, starts, _ = _axis_windows(
+            size, starts, _ = axis_windows(
                 0, length, length, (before, before + edge), tile, halo, config.alignment
             )
             work = (len(starts) * size) ** 2
@@ -205,11 +201,11 @@ def workers(model: str, quick: bool) -> None:
 
     from distributed import Client, LocalCluster
 
-    from napari_pinned.denoising.denoiser import ModelSpec
     from napari_pinned.denoising.files import (
         iter_denoise_file_on_cluster,
         iter_denoise_files_on_cluster,
     )
+    from napari_pinned.denoising.model_spec import ModelSpec
     from napari_pinned.io.images import write_tiff
 
     edge = 512 if quick else 1024

@@ -45,10 +45,12 @@ from napari_pinned.denoising.registration import (
     noise2noise_pairs,
 )
 from napari_pinned.io.safe_write import write_text
-from napari_pinned.nn.model_files import default_model_path, load_model
+from napari_pinned.nn.model_files import default_model_path
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.noise.synthesis import add_dose_noise
-from napari_pinned.physics.simulate import SpecimenRanges, random_specimen, simulate
-from napari_pinned.quality.metrics import column_accuracy, compute_metrics
+from napari_pinned.physics.simulate import random_simulation, simulate
+from napari_pinned.quality.columns import column_accuracy
+from napari_pinned.quality.metrics import compute_metrics
 from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 from napari_pinned.training.run import train
 
@@ -159,8 +161,7 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
 
     rng = np.random.default_rng(seed + 7)
     matched = [
-        random_specimen(rng, [MATERIAL], SHAPE, SpecimenRanges(), pixel_size=PIXEL_SIZE).image
-        for _ in range(40)
+        random_simulation(rng, SHAPE, [MATERIAL], pixel_size=PIXEL_SIZE).image for _ in range(40)
     ]
     counts = dose * PIXEL_SIZE**2
     supervised = fit(

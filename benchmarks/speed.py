@@ -45,8 +45,8 @@ def _fresh_config(model: str):
 
 
 def _load(model: str):
-    from napari_pinned.nn.model_files import load_model
     from napari_pinned.nn.network import ModelBundle, build_model
+    from napari_pinned.nn.resolve import load_model
 
     if model == "default" or model.endswith(".pt"):
         return load_model(model)
@@ -127,7 +127,7 @@ def measure_training(model: str, device: str, steps: int) -> dict:
     init = model if model == "default" or model.endswith(".pt") else None
     fresh = _fresh_config("fresh" if init else model)
     if init is not None:
-        from napari_pinned.nn.model_files import load_model
+        from napari_pinned.nn.resolve import load_model
 
         fresh = load_model(init).config
     config = TrainConfig(

@@ -140,7 +140,8 @@ TRAIN_SETTINGS = {"width": 8, "depth": 3, "steps": 1500, "batch": 8, "patch": 64
 
 def shoot_train(viewer: napari.Viewer) -> None:
     """Training on two simulated lattices with on-the-fly CDN noise; the loss curve live."""
-    from napari_pinned._qt.train.widget import NOISE_MODES, TrainWidget
+    from napari_pinned._qt.train.data_panel import NOISE_MODES
+    from napari_pinned._qt.train.widget import TrainWidget
 
     layers = [
         add_clean_image(viewer, "InN", (1, 1, -2, 0), size=256),

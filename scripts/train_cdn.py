@@ -22,8 +22,8 @@ Training data: ``--images`` clean images of ``--shape``² px, each a random bund
 material (the paper's validation materials BaTiO3, Al and ZnMgTe, and the tetragonal
 BaTiO3, are excluded so that ``benchmarks/quality.py`` scores unseen materials) along
 one of its zone axes, under random optics and specimen conditions
-(:class:`napari_pinned.physics.simulate.SpecimenRanges`); CDN noise of a level uniform in 1–5
-is drawn afresh for every patch.
+(:class:`napari_pinned.physics.ranges.SimulationRanges`); CDN noise of a level uniform in
+1–5 is drawn afresh for every patch.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 
 from napari_pinned.nn.model_files import save_model, shipped_model
 from napari_pinned.nn.network import count_parameters
-from napari_pinned.physics.simulate import random_specimen
+from napari_pinned.physics.simulate import random_simulation
 from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 from napari_pinned.training.run import train
 
@@ -67,10 +67,10 @@ def training_materials() -> list[str]:
 
 
 def training_images(count: int, shape: int, seed: int) -> list[np.ndarray]:
-    """The clean training pool: ``count`` random specimens, reproducible from ``seed``."""
+    """The clean training pool: ``count`` random simulations, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
     materials = training_materials()
-    return [random_specimen(rng, materials, shape).image for _ in range(count)]
+    return [random_simulation(rng, shape, materials).image for _ in range(count)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,7 +40,9 @@ import torch
 
 from napari_pinned.nn.model_files import default_model_path, save_model
 from napari_pinned.nn.network import count_parameters
-from napari_pinned.physics.specimens import HELD_OUT_MATERIALS, StructureRanges, structure_pool
+from napari_pinned.physics.materials import HELD_OUT_MATERIALS
+from napari_pinned.physics.ranges import StructureRanges
+from napari_pinned.physics.specimens import structure_pool
 from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 from napari_pinned.training.run import train
 

@@ -9,6 +9,8 @@ import textwrap
 import types
 from pathlib import Path
 
+import pytest
+
 import napari_pinned
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -48,6 +50,7 @@ def test_every_documented_name_is_the_api_object_whatever_was_imported_first():
         assert not isinstance(getattr(napari_pinned, name), types.ModuleType), name
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_as_written(tmp_path):
     text = README.read_text(encoding="utf-8")
     section = text.split("## Python", 1)[1]

@@ -63,7 +63,10 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in sorted(_PACKAGE.rglob("*.py"))}
-CORE_MODULES = sorted(m for m in MODULES if not m.startswith("napari_pinned._qt"))
+#: Imported by the GUI check; a ``__main__`` module is a script (importing it runs it).
+CORE_MODULES = sorted(
+    m for m in MODULES if not m.startswith("napari_pinned._qt") and not m.endswith(".__main__")
+)
 
 
 def _imports(name: str) -> set[str]:

@@ -36,7 +36,7 @@ class _Code:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> SimpleNamespace:
+def files(tmp_path_factory, onnx_box_filter) -> SimpleNamespace:
     """Inputs of every kind in one folder; the rows must leave it exactly as it is."""
     d = tmp_path_factory.mktemp("bad-inputs")
     y, x = np.mgrid[0:96, 0:96]
@@ -70,18 +70,16 @@ def files(tmp_path_factory) -> SimpleNamespace:
         ModelBundle(model=build_model(config), config=config, metadata={"name": "tiny"}),
         d / "tiny.pt",
     )
-    payload = model_files._file_payload(
+    payload = model_files.file_payload(
         ModelBundle(model=build_model(config), config=config, metadata={})
     )
     payload["config"] = ModelConfig.preset("unet", width=1024, depth=8).to_dict()
     payload["state_dict"] = {}
-    payload["sha256"] = model_files._checksum(payload["config"], payload["metadata_json"], {})
+    payload["sha256"] = model_files.checksum(payload["config"], payload["metadata_json"], {})
     p.huge_model = d / "huge.pt"
     torch.save(payload, p.huge_model)
     p.evil = d / "evil.pt"
     torch.save({"format": model_files.FILE_FORMAT, "x": _Code()}, p.evil)
-    from _bmz_packages import onnx_box_filter
-
     p.foreign_onnx = d / "foreign.onnx"  # a valid ONNX graph, not napari-pinned's
     p.foreign_onnx.write_bytes(onnx_box_filter())
     p.out = d / "out.tif"  # never created

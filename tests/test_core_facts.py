@@ -6,7 +6,7 @@ import pytest
 
 from napari_pinned._util.jobs import run_job
 from napari_pinned._util.units import angstrom_per
-from napari_pinned.physics.crystal import parse_zone
+from napari_pinned.physics.zones import parse_zone
 from napari_pinned.training.data import check_pairs
 
 

@@ -17,8 +17,8 @@ from napari_pinned._version import __version__
 _LAZY = {
     "simulate": "napari_pinned.physics.simulate",
     "SimulationResult": "napari_pinned.physics.simulate",
-    "list_materials": "napari_pinned.physics.crystal",
-    "read_cif": "napari_pinned.physics.crystal",
+    "list_materials": "napari_pinned.physics.materials",
+    "read_cif": "napari_pinned.physics.cif",
     "add_cdn_noise": "napari_pinned.noise.synthesis",
     "cdn_params": "napari_pinned.noise.synthesis",
     "add_dose_noise": "napari_pinned.noise.synthesis",
@@ -39,12 +39,12 @@ _LAZY = {
     "record_stem_image": "napari_pinned.noise.synthesis",
     "StemRecording": "napari_pinned.noise.synthesis",
     "SHIPPED_MODELS": "napari_pinned.nn.model_files",
-    "load_model": "napari_pinned.nn.model_files",
+    "load_model": "napari_pinned.nn.resolve",
     "save_model": "napari_pinned.nn.model_files",
     "ModelConfig": "napari_pinned.settings",
-    "export_bioimageio": "napari_pinned.nn.bmz",
-    "load_package": "napari_pinned.nn.bmz",
-    "export_onnx": "napari_pinned.nn.runners",
+    "export_bioimageio": "napari_pinned.share.bmz_export",
+    "load_package": "napari_pinned.nn.resolve",
+    "export_onnx": "napari_pinned.share.onnx_export",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -53,14 +53,13 @@ __all__ = ["__version__", *_LAZY]
 class _Package(types.ModuleType):
     """The package module, keeping its public names bound to the API objects.
 
-    Importing a submodule binds it as an attribute of its package, so once
-    ``napari_pinned.simulate`` (the module) is imported, ``napari_pinned.simulate``
-    would be the module rather than the function, and ``from napari_pinned import
-    simulate`` would hand out a module that cannot be called.  A documented name
-    is never rebound to a module; submodules stay reachable as ``sys.modules`` entries
-    and with ``from napari_pinned.simulate import ...`` (``importlib.import_module``
-    for the module object: a dotted ``"napari_pinned.physics.simulate.x"`` string given to
-    pytest's ``monkeypatch.setattr`` now reaches the function, not the module).
+    Importing a submodule binds it as an attribute of its package.  The old module
+    paths of 0.1 (:mod:`napari_pinned._moved`) share names with the API: once
+    ``napari_pinned.simulate`` (the old path of the module) is imported,
+    ``napari_pinned.simulate`` would be the module rather than the function, and ``from
+    napari_pinned import simulate`` would hand out a module that cannot be called.  A
+    documented name is never rebound to a module; the modules stay reachable at their
+    paths (``napari_pinned.physics.simulate``).
     """
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from _models import tiny_conditioned
 from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.train.widget import TrainWidget
 from napari_pinned.denoising.denoiser import denoise
@@ -20,7 +19,7 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
+def bundle(tiny_conditioned) -> ModelBundle:
     return tiny_conditioned(0, name="tiny", noise="stem")
 
 
@@ -41,6 +40,7 @@ def _denoise_in_dock(viewer, qtbot, widget: DenoiseWidget, image: np.ndarray) ->
     return np.asarray(finished.args[0].data)
 
 
+@pytest.mark.slow
 def test_train_dock_exports_a_package_the_denoise_dock_loads(
     make_napari_viewer, qtbot, notifications, bundle, noisy, tmp_path
 ):
@@ -70,7 +70,7 @@ def test_train_dock_exports_a_package_the_denoise_dock_loads(
 
 def test_denoise_dock_runs_onnx_files(make_napari_viewer, qtbot, bundle, noisy, tmp_path):
     pytest.importorskip("onnxruntime")
-    from napari_pinned.nn.runners import export_onnx
+    from napari_pinned.share.onnx_export import export_onnx
 
     viewer = make_napari_viewer()
     dock = DenoiseWidget(viewer)
@@ -88,11 +88,9 @@ def test_denoise_dock_runs_onnx_files(make_napari_viewer, qtbot, bundle, noisy, 
 
 
 def test_packages_that_run_code_ask_first(
-    viewer_model, qtbot, notifications, monkeypatch, tmp_path
+    viewer_model, qtbot, notifications, monkeypatch, tmp_path, foreign_package
 ):
     from qtpy.QtWidgets import QMessageBox
-
-    from _bmz_packages import foreign_package
 
     path = foreign_package(tmp_path, weights="torchscript")
     dock = DenoiseWidget(viewer_model)

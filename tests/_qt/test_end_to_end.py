@@ -4,19 +4,23 @@ noise, train a tiny model on the pair, denoise the noisy layer, read the metrics
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from qtpy.QtCore import Qt
 
-from napari_pinned._qt.denoise.widget import DenoiseWidget, format_gain, format_metric
+from napari_pinned._qt.denoise.metrics_panel import format_gain, format_metric
+from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.generate.widget import GeneratorWidget
 from napari_pinned._qt.noise.widget import NoiseWidget
 from napari_pinned._qt.shared.model_registry import get_registry
-from napari_pinned._qt.train.widget import NOISE_MODES, TrainWidget
+from napari_pinned._qt.train.data_panel import NOISE_MODES
+from napari_pinned._qt.train.widget import TrainWidget
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.quality.metrics import compute_metrics
 
 WAIT_MS = 60_000
 
 
+@pytest.mark.slow
 def test_generate_noise_train_denoise_and_score(make_napari_viewer, qtbot, notifications):
     viewer = make_napari_viewer()
     generator, noise = GeneratorWidget(viewer), NoiseWidget(viewer)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _microscope_files import write_berkeley_emd, write_mrc
 from napari_pinned._qt.reader import get_reader
 
 
-def test_open_an_mrc_stack_in_napari(make_napari_viewer, tmp_path):
+def test_open_an_mrc_stack_in_napari(make_napari_viewer, tmp_path, write_mrc):
     stack = np.random.default_rng(0).random((3, 24, 32)).astype(np.float32)
     path = write_mrc(tmp_path / "series.mrc", stack, 0.25)
     viewer = make_napari_viewer()
@@ -21,7 +20,7 @@ def test_open_an_mrc_stack_in_napari(make_napari_viewer, tmp_path):
     assert layer.metadata["format"] == "mrc"
 
 
-def test_skipped_datasets_are_reported(tmp_path, notifications):
+def test_skipped_datasets_are_reported(tmp_path, notifications, write_berkeley_emd):
     path = tmp_path / "s.emd"
     image = np.ones((16, 16), np.float32)
     write_berkeley_emd(

@@ -143,7 +143,7 @@ def test_corrupt_model_file_is_a_one_line_error(tmp_path, capsys):
 
 def test_console_script_help_runs():
     out = subprocess.run(
-        [sys.executable, "-m", "napari_pinned.cli.entry", "--help"],
+        [sys.executable, "-m", "napari_pinned.cli", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -206,10 +206,10 @@ class _Stream:
 
 
 def test_progress_bar_redraws_in_a_terminal_and_prints_deciles_in_a_log():
-    from napari_pinned.cli.entry import _ProgressBar
+    from napari_pinned.cli.progress import ProgressBar
 
     log = _Stream(tty=False)
-    bar = _ProgressBar(1000, "train", stream=log)
+    bar = ProgressBar(1000, "train", stream=log)
     for step in range(1, 1001):
         bar.update(step, f"loss {1 / step:.3f}")
     bar.close()
@@ -218,7 +218,7 @@ def test_progress_bar_redraws_in_a_terminal_and_prints_deciles_in_a_log():
     assert lines[-1].startswith("train [" + "#" * 28 + "] 1000/1000 loss 0.001")
 
     term = _Stream(tty=True)
-    bar = _ProgressBar(3, "denoise", stream=term)
+    bar = ProgressBar(3, "denoise", stream=term)
     for step in (1, 2, 3):
         bar.update(step, force=True)
     bar.close()

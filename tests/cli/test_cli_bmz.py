@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import tiny_conditioned
 from napari_pinned.cli.entry import main
 from napari_pinned.io.images import read_image, write_tiff
 from napari_pinned.nn.model_files import save_model
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_conditioned):
     """A tiny noise-conditioned model file and a noisy image."""
     folder = tmp_path_factory.mktemp("cli-bmz")
     model = save_model(tiny_conditioned(0, name="tiny", noise="stem"), folder / "m.pt")
@@ -99,18 +98,17 @@ def test_onnx_model_with_torch_backend_is_refused(files, capsys):
     assert "--backend onnx" in capsys.readouterr().err
 
 
-def test_foreign_code_package_needs_trust_package(files, tmp_path, capsys):
+def test_foreign_code_package_needs_trust_package(
+    files, tmp_path, capsys, foreign_package, box_filter
+):
     pytest.importorskip("bioimageio.core")
-    from _bmz_packages import box_filter as _box
-    from _bmz_packages import foreign_package as _foreign
-
     _, _, noisy, _ = files
-    package = _foreign(tmp_path, weights="torchscript")
+    package = foreign_package(tmp_path, weights="torchscript")
     out = tmp_path / "out.tif"
     assert main(["denoise", str(noisy), "--model", str(package), "-o", str(out)]) == 2
     assert "--trust-package" in capsys.readouterr().err and not out.exists()
     args = ["denoise", str(noisy), "--model", str(package), "--trust-package", "-o", str(out)]
     assert main(args) == 0
     np.testing.assert_allclose(
-        read_image(out)[1:-1, 1:-1], _box(read_image(noisy))[1:-1, 1:-1], rtol=1e-5, atol=1e-4
+        read_image(out)[1:-1, 1:-1], box_filter(read_image(noisy))[1:-1, 1:-1], rtol=1e-5, atol=1e-4
     )

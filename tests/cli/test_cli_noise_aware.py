@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import tiny_conditioned
 from napari_pinned.cli.entry import main
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.io.images import read_image, write_tiff
-from napari_pinned.nn.model_files import SHIPPED_MODELS, load_model, save_model
+from napari_pinned.nn.model_files import SHIPPED_MODELS, save_model
+from napari_pinned.nn.resolve import load_model
 
 
 @pytest.fixture(scope="module")
-def aware_model(tmp_path_factory) -> str:
+def aware_model(tmp_path_factory, tiny_conditioned) -> str:
     path = tmp_path_factory.mktemp("models") / "aware.pt"
     save_model(tiny_conditioned(0, name="aware"), path)
     return str(path)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_pinned.cli.entry import _ProgressBar, build_parser, main
+from napari_pinned.cli.entry import build_parser, main
+from napari_pinned.cli.progress import ProgressBar
 from napari_pinned.io.images import read_image, write_tiff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +47,17 @@ TINY_TRAIN = ["--architecture", "tiny", "--batch-size", "2", "--patch-size", "32
 
 
 # -- signals -------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_during_training_saves_the_best_model_and_exits_128_plus_it(
     lattice, tmp_path, signum, status
 ):
-    from napari_pinned.nn.model_files import load_model
+    from napari_pinned.nn.resolve import load_model
 
     model = tmp_path / "m.pt"
     argv = ["train", "--clean", str(lattice), *TINY_TRAIN, "--steps", "100000", "--device", "cpu"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "napari_pinned.cli.entry", *argv, "-o", str(model)],
+        [sys.executable, "-m", "napari_pinned.cli", *argv, "-o", str(model)],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -88,7 +90,7 @@ def test_ctrl_c_before_training_starts_is_one_line_and_130(lattice, tmp_path, ca
         raise KeyboardInterrupt
 
     # Where a Ctrl-C in the first seconds lands: imports and data loading.
-    monkeypatch.setattr("napari_pinned.cli.entry._load_training_images", interrupted)
+    monkeypatch.setattr("napari_pinned.cli.train._load_training_images", interrupted)
     argv = ["train", "--clean", str(lattice), *TINY_TRAIN, "-o", str(tmp_path / "m.pt")]
     assert main(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()
@@ -230,12 +232,19 @@ def test_help_has_a_description_examples_and_defaults_for_every_command(capsys):
 def test_train_defaults_are_the_shipped_models_and_the_core_s():
     import torch
 
-    from napari_pinned.cli import entry as cli
+    from napari_pinned.cli.train import _model_config
     from napari_pinned.nn.model_files import shipped_model
-    from napari_pinned.settings import TrainConfig
+    from napari_pinned.settings import ModelConfig, TrainConfig
 
+    # One source: the CLI trains the default ModelConfig, which is the shipped models'.
     shipped = torch.load(shipped_model("cdn").path, weights_only=True)["config"]
-    assert (shipped["width"], shipped["depth"]) == (cli.TRAIN_WIDTH, cli.TRAIN_DEPTH)
+    default = ModelConfig()
+    assert (shipped["architecture"], shipped["width"], shipped["depth"]) == (
+        default.architecture,
+        default.width,
+        default.depth,
+    )
+    assert _model_config(build_parser().parse_args(["train", "-o", "m.pt"])) == default
     args = build_parser().parse_args(["train", "-o", "m.pt"])
     core = TrainConfig()
     assert (args.steps, args.batch_size, args.patch_size, args.lr) == (
@@ -264,7 +273,7 @@ class _Log:
 def test_a_log_gets_a_progress_line_at_least_every_30_seconds():
     now = [0.0]
     log = _Log()
-    bar = _ProgressBar(10_000, "train", stream=log, clock=lambda: now[0])
+    bar = ProgressBar(10_000, "train", stream=log, clock=lambda: now[0])
     for step in range(1, 200):  # 2 % of the run, one step every 7 s
         now[0] += 7.0
         bar.update(step)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from napari_pinned.denoising.denoiser import denoise
-from napari_pinned.nn.model_files import SHIPPED_MODELS, load_model
+from napari_pinned.nn.model_files import SHIPPED_MODELS
 from napari_pinned.nn.network import count_parameters
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.noise.synthesis import StemRecording, add_cdn_noise, record_stem_image
 from napari_pinned.physics.simulate import simulate
 from napari_pinned.quality.faithfulness import faithfulness

@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from _models import tiny_conditioned
-from napari_pinned.denoising.denoiser import (
-    DenoiseProgress,
-    denoise,
-    iter_denoise,
-    tile_layout,
-    tile_starts,
-)
+from napari_pinned._util import memory
+from napari_pinned.denoising.denoiser import DenoiseProgress, denoise, iter_denoise
+from napari_pinned.denoising.tiling import tile_layout, tile_starts
 from napari_pinned.nn.network import ModelBundle, build_model
-from napari_pinned.settings import ModelConfig
+from napari_pinned.settings import DEFAULT_TILE, FrameOptions, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +128,8 @@ def test_progress_reports_every_batch_and_ends_with_output(bundle):
 
 
 def test_stopping_the_generator_cancels(bundle):
-    gen = iter_denoise(np.stack([_image((64, 64))] * 4), bundle, tile=32, device="cpu")
+    stack = np.stack([_image((64, 64))] * 4)
+    gen = iter_denoise(stack, bundle, FrameOptions(tile=32, device="cpu"))
     first = next(gen)
     assert first.output is None and first.tiles_done < first.tiles_total
     gen.close()  # the caller stops; nothing else runs
@@ -157,11 +153,37 @@ def test_rgb_input_is_rejected(bundle):
         denoise(np.zeros((32, 32, 3), np.float32), bundle, device="cpu")
 
 
+class _UnreadStack:
+    """A lazily read stack (zarr-like) whose frames must not be read."""
+
+    shape = (20, 1024, 1024)
+    dtype = np.dtype(np.uint16)
+
+    def __getitem__(self, index):
+        raise AssertionError("a frame was read")
+
+
+def test_a_request_beyond_the_available_memory_is_refused_before_any_work(monkeypatch):
+    shape = _UnreadStack.shape
+    streamed = memory.denoise_bytes(shape, DEFAULT_TILE, in_memory=False)
+    # Enough to stream the stack frame by frame, not to hold it and its output.
+    monkeypatch.setattr(memory, "available_bytes", lambda: streamed + 1)
+    reports = []
+    with pytest.raises(ValueError, match=r"^denoising the 20×1024×1024 px image needs about") as e:
+        # The model is not even looked for: the refusal comes first.
+        denoise(np.zeros(shape, np.uint8), "no-such-model.pt", progress=reports.append)
+    assert "\n" not in str(e.value) and reports == []
+    # Streamed from a lazy array into ``out``, it fits: the model is looked for next.
+    with pytest.raises(ValueError) as e:
+        denoise(_UnreadStack(), "no-such-model.pt", out=np.empty((0,)))
+    assert "memory" not in str(e.value)
+
+
 # -- noise-conditioned models ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def conditioned_bundle() -> ModelBundle:
+def conditioned_bundle(tiny_conditioned) -> ModelBundle:
     """A conditioned network with random (non-zero) weights everywhere."""
     return tiny_conditioned(2, name="conditioned")
 
@@ -211,7 +233,7 @@ def test_one_hot_pixel_changes_nothing_elsewhere(conditioned_bundle):
     out = denoise(counts, conditioned_bundle, device="cpu")
     spoiled = counts.copy()
     spoiled[40, 50] = 65535
-    report = list(iter_denoise(spoiled, conditioned_bundle, device="cpu"))[-1]
+    report = list(iter_denoise(spoiled, conditioned_bundle, FrameOptions(device="cpu")))[-1]
     assert report.repaired == 1
     assert report.noise[0] is not None and report.noise[0].mean_counts > 5
     away = np.ones(counts.shape, bool)
@@ -232,7 +254,7 @@ def test_a_hot_pixel_is_repaired_for_models_without_a_noise_map(bundle):
     out = denoise(image, bundle, device="cpu")
     spoiled = image.copy()
     spoiled[30, 40] = 2550.0  # ten times the range, in a float image on the paper's scale
-    report = list(iter_denoise(spoiled, bundle, device="cpu"))[-1]
+    report = list(iter_denoise(spoiled, bundle, FrameOptions(device="cpu")))[-1]
     assert report.repaired == 1 and report.noise == (None,)
     # The repaired pixel takes its neighbours' median, which only its close
     # surroundings can tell; everywhere else the output is unchanged.

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _models import tiny_conditioned
 from napari_pinned.cli.entry import main
 from napari_pinned.denoising import denoiser as inference
 from napari_pinned.denoising import files as scale
-from napari_pinned.denoising.denoiser import ModelSpec, denoise
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.denoising.model_spec import ModelSpec
 from napari_pinned.io.images import read_image, read_pixel_size, write_tiff
 from napari_pinned.nn.model_files import save_model
 from napari_pinned.nn.network import ModelBundle, build_model
@@ -27,7 +27,7 @@ pytest.importorskip("dask.array")
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
+def model_file(tmp_path_factory, tiny_conditioned) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     return save_model(tiny_conditioned(3, name="tiny"), path)
 
@@ -210,25 +210,39 @@ def cluster():
         yield local, client
 
 
-def _loads() -> int:
-    from napari_pinned.denoising.denoiser import SPEC_LOADS
+def _count_builds() -> None:
+    """In a worker: count the networks built from specs (wraps ``ModelSpec.bundle``)."""
+    if hasattr(ModelSpec.bundle, "builds"):
+        return
+    build = ModelSpec.bundle
 
-    return SPEC_LOADS["count"]
+    def counted(self: ModelSpec):
+        counted.builds += 1
+        return build(self)
+
+    counted.builds = 0
+    ModelSpec.bundle = counted
 
 
+def _builds() -> int:
+    return ModelSpec.bundle.builds
+
+
+@pytest.mark.slow
 def test_dask_arrays_under_a_client_are_denoised_by_worker_processes(cluster, model_file):
     import dask.array as da
 
     _local, client = cluster
     stack = _stack(frames=6, shape=(140, 120))
     lazy = da.from_array(stack, chunks=(1, 70, 120))
-    before = client.run(_loads)
+    client.run(_count_builds)
+    before = client.run(_builds)
     result = denoise(lazy, ModelSpec.of(model_file), device="cpu")
     computed = client.compute(result).result()
     expected = denoise(stack, model_file, device="cpu")
     assert np.abs(computed - expected).max() <= 1e-3 * np.ptp(expected)
     # Twelve chunks, two processes: the model was built at most once in each.
-    after = client.run(_loads)
+    after = client.run(_builds)
     built = {worker: after[worker] - before.get(worker, 0) for worker in after}
     assert len(built) == 2 and all(n <= 1 for n in built.values()) and sum(built.values()) >= 1
 
@@ -251,6 +265,7 @@ def test_the_cli_on_a_scheduler_gives_the_local_result(cluster, tmp_path, model_
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_batch_on_two_local_workers(tmp_path, model_file, capsys):
     pytest.importorskip("distributed")
     sources = [write_tiff(tmp_path / f"s{i}.tif", _stack(frames=2, seed=i)) for i in range(3)]

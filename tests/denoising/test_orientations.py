@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import random_bundle
-from napari_pinned.denoising.denoiser import ORIENTATIONS, denoise
+from napari_pinned.denoising.denoiser import denoise
+from napari_pinned.denoising.engine import ORIENTATIONS
 from napari_pinned.nn.network import ModelBundle
 from napari_pinned.settings import ModelConfig
 
@@ -14,7 +14,7 @@ da = pytest.importorskip("dask.array")
 
 
 @pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
+def bundle(random_bundle) -> ModelBundle:
     # Random weights: a function with no symmetry of its own.
     config = ModelConfig.preset("tiny", depth=2, normalization="robust")
     return random_bundle(config, 4, name="orientations test")

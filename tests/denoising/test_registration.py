@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
+from napari_pinned._util import memory
 from napari_pinned._util.jobs import run_job
 from napari_pinned.denoising.registration import (
     REFERENCES,
@@ -259,3 +260,14 @@ def test_bad_shifts_and_order_are_refused():
         align_frames(frames, np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="spline order"):
         align_frames(frames, np.zeros((3, 2)), order=7)
+
+
+def test_a_series_beyond_the_available_memory_is_refused_before_any_work(monkeypatch):
+    frames = np.zeros((4, 32, 48), np.float32)
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.registration_bytes(frames.shape))
+    run_job(register_frames(frames))  # just fits
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1024)
+    reports = []
+    with pytest.raises(ValueError, match=r"^registering 4 frames of 32×48 px needs about") as e:
+        run_job(register_frames(frames), reports.append)
+    assert "\n" not in str(e.value) and reports == []

@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import random_bundle
-from napari_pinned.denoising.denoiser import (
-    DenoiseProgress,
-    ModelSpec,
-    denoise,
-    iter_denoise,
-    minimum_overlap,
-    windows_per_frame,
-)
+from napari_pinned.denoising.denoiser import DenoiseProgress, denoise, iter_denoise
+from napari_pinned.denoising.model_spec import ModelSpec
+from napari_pinned.denoising.tiling import minimum_overlap, windows_per_frame
 from napari_pinned.nn.conditioning import (
     REGION_CONTEXT,
     frame_statistics,
@@ -21,25 +15,22 @@ from napari_pinned.nn.conditioning import (
     prepare_region,
 )
 from napari_pinned.nn.network import ModelBundle
-from napari_pinned.settings import ModelConfig
+from napari_pinned.settings import FrameOptions, ModelConfig
 
 da = pytest.importorskip("dask.array")
 
 
-def _bundle(seed: int, **overrides) -> ModelBundle:
+@pytest.fixture(scope="module")
+def plain(random_bundle) -> ModelBundle:
     # Random weights everywhere: a strongly varying function.
-    return random_bundle(ModelConfig.preset("tiny", **overrides), seed, name=f"test {seed}")
+    return random_bundle(ModelConfig.preset("tiny"), 0, name="test 0")
 
 
 @pytest.fixture(scope="module")
-def plain() -> ModelBundle:
-    return _bundle(0)
-
-
-@pytest.fixture(scope="module")
-def conditioned() -> ModelBundle:
+def conditioned(random_bundle) -> ModelBundle:
     """Depth 3 (halo 80 px), noise-conditioned: the shipped models' kind of network."""
-    return _bundle(1, depth=3, normalization="robust", conditioning="noise-map")
+    config = ModelConfig.preset("tiny", depth=3, normalization="robust", conditioning="noise-map")
+    return random_bundle(config, 1, name="test 1")
 
 
 def _counts(shape=(512, 512), seed=0, dose=20.0) -> np.ndarray:
@@ -118,7 +109,7 @@ def test_stack_streams_into_out_and_resumes_with_skip(conditioned):
     expected = denoise(stack, conditioned, device="cpu")
     out = np.full(stack.shape, -1.0, np.float32)
     reports: list[DenoiseProgress] = list(
-        iter_denoise(stack, conditioned, device="cpu", out=out, skip=[1, 2])
+        iter_denoise(stack, conditioned, FrameOptions(device="cpu"), out=out, skip=[1, 2])
     )
     assert reports[-1].output is out
     assert [r.frames_done for r in reports] == sorted(r.frames_done for r in reports)

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from _microscope_files import write_berkeley_emd, write_mrc, write_ser
 from napari_pinned.cli.entry import main
 from napari_pinned.io.images import (
     MICROSCOPE_FORMATS,
@@ -19,7 +18,7 @@ from napari_pinned.io.images import (
 )
 
 
-def test_mrc_image_and_stack_have_their_pixel_size_in_angstrom(tmp_path):
+def test_mrc_image_and_stack_have_their_pixel_size_in_angstrom(tmp_path, write_mrc):
     image = np.random.default_rng(0).random((20, 30)).astype(np.float32)
     images, notes = read_microscope_file(write_mrc(tmp_path / "one.mrc", image, 0.5))
     assert notes == [] and len(images) == 1
@@ -35,7 +34,7 @@ def test_mrc_image_and_stack_have_their_pixel_size_in_angstrom(tmp_path):
     assert series.metadata["format"] == "mrc" and "original_metadata" in series.metadata
 
 
-def test_emd_datasets_give_one_image_each_and_spectra_are_skipped(tmp_path):
+def test_emd_datasets_give_one_image_each_and_spectra_are_skipped(tmp_path, write_berkeley_emd):
     path = tmp_path / "session.emd"
     image = np.random.default_rng(2).random((24, 24)).astype(np.float32)
     write_berkeley_emd(
@@ -53,7 +52,7 @@ def test_emd_datasets_give_one_image_each_and_spectra_are_skipped(tmp_path):
     assert len(notes) == 1 and "EELS" in notes[0] and "spectrum" in notes[0]
 
 
-def test_ser_image_and_series_in_metres_become_angstrom(tmp_path):
+def test_ser_image_and_series_in_metres_become_angstrom(tmp_path, write_ser):
     image = np.arange(24, dtype=np.float32).reshape(6, 4)
     (single,), notes = read_microscope_file(write_ser(tmp_path / "one.ser", image, 2e-11))
     np.testing.assert_array_equal(single.data, image)
@@ -64,7 +63,7 @@ def test_ser_image_and_series_in_metres_become_angstrom(tmp_path):
     assert series.scale == pytest.approx((1.0, 0.2, 0.2))
 
 
-def test_cli_and_read_image_take_the_first_image(tmp_path, capsys):
+def test_cli_and_read_image_take_the_first_image(tmp_path, capsys, write_mrc):
     image = np.random.default_rng(3).random((32, 32)).astype(np.float32)
     path = write_mrc(tmp_path / "scan.mrc", image, 0.1)
     np.testing.assert_array_equal(read_image(path), image)
@@ -81,7 +80,7 @@ def test_corrupt_files_give_one_clear_error(tmp_path, suffix):
         read_microscope_file(path)
 
 
-def test_missing_rosettasciio_names_the_extra(tmp_path, monkeypatch):
+def test_missing_rosettasciio_names_the_extra(tmp_path, monkeypatch, write_mrc):
     path = write_mrc(tmp_path / "a.mrc", np.zeros((8, 8)), 1.0)
     monkeypatch.setitem(sys.modules, "rsciio", None)
     monkeypatch.setitem(sys.modules, "rsciio.mrc", None)

@@ -17,10 +17,10 @@ from napari_pinned.nn.model_files import (
     MAX_WIDTH,
     ModelFileError,
     check_model_size,
-    load_model,
     save_model,
 )
 from napari_pinned.nn.network import ModelBundle, build_model
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.settings import ModelConfig
 
 TINY = ModelConfig.preset("tiny")
@@ -31,7 +31,7 @@ def _bundle(config: ModelConfig = TINY) -> ModelBundle:
 
 
 def _rehashed(payload: dict) -> dict:
-    payload["sha256"] = model_files._checksum(
+    payload["sha256"] = model_files.checksum(
         payload["config"], payload["metadata_json"], payload["state_dict"]
     )
     return payload
@@ -55,7 +55,7 @@ def builds(monkeypatch):
 def test_a_config_asking_for_a_huge_network_is_refused_before_building(tmp_path, builds):
     # The sweep's 9.8 KB file: width 1024, depth 8 would have allocated ~95 GiB.  Width
     # 200 is enough to show it (113 M parameters, 450 MB if it were built).
-    payload = model_files._file_payload(_bundle())
+    payload = model_files.file_payload(_bundle())
     payload["config"] = ModelConfig.preset("unet", width=200, depth=3).to_dict()
     payload["state_dict"] = {}
     path = tmp_path / "huge.pt"
@@ -66,7 +66,7 @@ def test_a_config_asking_for_a_huge_network_is_refused_before_building(tmp_path,
 
 
 def test_parameter_count_bounds_widths_and_depths_together(tmp_path, builds):
-    payload = model_files._file_payload(_bundle())
+    payload = model_files.file_payload(_bundle())
     payload["config"] = ModelConfig.preset("unet", width=MAX_WIDTH, depth=MAX_DEPTH).to_dict()
     payload["state_dict"] = {}
     path = tmp_path / "deep.pt"
@@ -77,7 +77,7 @@ def test_parameter_count_bounds_widths_and_depths_together(tmp_path, builds):
 
 
 def test_weights_of_the_wrong_shape_are_found_before_the_network_is_built(tmp_path, builds):
-    payload = model_files._file_payload(_bundle())
+    payload = model_files.file_payload(_bundle())
     payload["state_dict"] = build_model(ModelConfig.preset("tiny", width=5)).state_dict()
     path = tmp_path / "shapes.pt"
     torch.save(_rehashed(payload), path)

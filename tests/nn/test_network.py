@@ -19,7 +19,6 @@ from napari_pinned.nn.model_files import (
     FORMAT_VERSION,
     ModelFileError,
     default_model_path,
-    load_model,
     save_model,
 )
 from napari_pinned.nn.network import (
@@ -29,6 +28,7 @@ from napari_pinned.nn.network import (
     count_parameters,
     receptive_field,
 )
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.settings import ModelConfig
 
 TINY = ModelConfig.preset("tiny")
@@ -353,7 +353,7 @@ class _Payload:
 
 
 def _valid_payload() -> dict:
-    return model_files._file_payload(_bundle())
+    return model_files.file_payload(_bundle())
 
 
 def _write_tampered(kind: str, path, tmp_path) -> None:
@@ -396,7 +396,7 @@ def _write_tampered(kind: str, path, tmp_path) -> None:
             payload["metadata_json"] = "{not json"
         else:
             raise AssertionError(kind)
-        payload["sha256"] = model_files._checksum(
+        payload["sha256"] = model_files.checksum(
             payload["config"], payload["metadata_json"], payload["state_dict"]
         )
         torch.save(payload, path)

@@ -18,8 +18,10 @@ import onnx
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.nn import runners as backends
 from napari_pinned.nn.network import ModelBundle, build_model
-from napari_pinned.nn.runners import export_onnx, load_onnx_model, make_runner
+from napari_pinned.nn.onnx_files import load_onnx_model
+from napari_pinned.nn.runners import make_runner
 from napari_pinned.settings import ModelConfig
+from napari_pinned.share.onnx_export import export_onnx
 
 
 def _bundle(**overrides) -> ModelBundle:
@@ -105,7 +107,9 @@ print("torch" in sys.modules)
     assert out.is_file()
 
 
-def test_altered_foreign_and_external_onnx_files_are_refused(conditioned, tmp_path):
+def test_altered_foreign_and_external_onnx_files_are_refused(
+    conditioned, tmp_path, onnx_box_filter
+):
     _, path = conditioned
     proto = onnx.load(path)
     weights = proto.graph.initializer[0]
@@ -113,8 +117,6 @@ def test_altered_foreign_and_external_onnx_files_are_refused(conditioned, tmp_pa
     onnx.save(proto, tmp_path / "altered.onnx")
     with pytest.raises(ValueError, match="corrupted"):
         load_onnx_model(tmp_path / "altered.onnx")
-
-    from _bmz_packages import onnx_box_filter
 
     (tmp_path / "box.onnx").write_bytes(onnx_box_filter())
     with pytest.raises(ValueError, match="not a napari-pinned ONNX model"):

@@ -1,4 +1,5 @@
-"""Tests for napari_pinned.crystal: CIF reading, zone-axis projection and tiling."""
+"""Tests for the crystal modules of napari_pinned.physics: CIF reading (cif), the bundled
+materials, zone axes, projection and tiling."""
 
 from __future__ import annotations
 
@@ -9,20 +10,12 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from napari_pinned.physics.crystal import (
-    Z_EXPONENT_HAADF,
-    CIFError,
-    Crystal,
-    get_material,
-    list_materials,
-    load_material,
-    project,
-    read_cif,
-    read_cif_text,
-    tile_columns,
-    zone_label,
-    zone_to_three_index,
-)
+from napari_pinned.physics.cif import CIFError, read_cif, read_cif_text
+from napari_pinned.physics.materials import get_material, list_materials, load_material
+from napari_pinned.physics.projection import Z_EXPONENT_HAADF, project
+from napari_pinned.physics.structure import Crystal
+from napari_pinned.physics.tiling import tile_columns
+from napari_pinned.physics.zones import zone_label, zone_to_three_index
 
 EXPECTED_MATERIALS = {
     "Si", "GaN", "InN", "AlN", "AlGaN", "SrTiO3", "BaTiO3", "BaTiO3-P4mm", "graphene",

@@ -1,4 +1,4 @@
-"""Periodic clustering of atoms (`crystal._cluster_periodic`): same result as the greedy
+"""Periodic clustering of atoms (`structure.cluster_periodic`): same result as the greedy
 reference, and a large P1 cell in seconds rather than minutes."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from napari_pinned.physics.crystal import _cluster_periodic, _lattice_matrix, project, read_cif_text
+from napari_pinned.physics.cif import read_cif_text
+from napari_pinned.physics.projection import project
+from napari_pinned.physics.structure import cluster_periodic, lattice_matrix
 
 
 def _reference_greedy(frac: np.ndarray, lattice: np.ndarray, tol: float) -> np.ndarray:
@@ -35,7 +37,7 @@ def _reference_greedy(frac: np.ndarray, lattice: np.ndarray, tol: float) -> np.n
 @pytest.mark.parametrize("cell", [(5.0, 5.0, 5.0, 90, 90, 90), (3.2, 3.2, 5.2, 90, 90, 120)])
 def test_matches_the_greedy_reference_with_duplicates_across_cell_edges(cell):
     rng = np.random.default_rng(1)
-    lattice = _lattice_matrix(cell)
+    lattice = lattice_matrix(cell)
     base = rng.random((150, 3))
     # Near-duplicates, some shifted by a whole cell or straddling a face (0.999 vs 0.001).
     dup = base[rng.integers(0, 150, 200)] + rng.normal(0, 4e-4, (200, 3))
@@ -44,9 +46,9 @@ def test_matches_the_greedy_reference_with_duplicates_across_cell_edges(cell):
     frac = np.vstack([base, dup, edge])[rng.permutation(353)]
     for tol in (0.01, 0.3):
         np.testing.assert_array_equal(
-            _cluster_periodic(frac, lattice, tol), _reference_greedy(frac, lattice, tol)
+            cluster_periodic(frac, lattice, tol), _reference_greedy(frac, lattice, tol)
         )
-    assert _cluster_periodic(frac, lattice, 0.0).tolist() == list(range(len(frac)))
+    assert cluster_periodic(frac, lattice, 0.0).tolist() == list(range(len(frac)))
 
 
 def test_ten_thousand_atom_p1_cif_projects_in_seconds():

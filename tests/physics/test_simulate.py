@@ -8,17 +8,28 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize, special
 
-from napari_pinned.physics.crystal import ColumnSet, get_material, load_material
-from napari_pinned.physics.simulate import (
+from napari_pinned.physics.materials import get_material, load_material
+from napari_pinned.physics.probe import (
     AberratedProbe,
     GaussianProbe,
-    SimulationResult,
     electron_wavelength,
     probe_fwhm,
     probe_image,
+)
+from napari_pinned.physics.ranges import SimulationRanges, SpecimenRanges
+from napari_pinned.physics.rendering import (
     render_columns,
+    render_margin,
+    simulation_canvas_pixels,
+)
+from napari_pinned.physics.simulate import (
+    SimulationResult,
+    matched_specimens,
+    random_simulation,
+    random_specimen,
     simulate,
 )
+from napari_pinned.physics.tiling import ColumnSet
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -357,33 +368,67 @@ def test_unknown_material_is_a_value_error():
         simulate("unobtainium", shape=32)
 
 
-def test_random_specimen_is_reproducible_and_varied():
-    from napari_pinned.physics.simulate import SpecimenRanges, random_specimen
-
+def test_random_simulation_is_reproducible_and_varied():
     materials = ["SrTiO3", "GaN", "graphene"]
-    first = random_specimen(np.random.default_rng(5), materials, 48)
-    again = random_specimen(np.random.default_rng(5), materials, 48)
+    first = random_simulation(np.random.default_rng(5), 48, materials)
+    again = random_simulation(np.random.default_rng(5), 48, materials)
     np.testing.assert_array_equal(first.image, again.image)
 
     rng = np.random.default_rng(6)
-    results = [random_specimen(rng, materials, 48) for _ in range(12)]
-    low, high = SpecimenRanges().pixel_size
+    results = [random_simulation(rng, 48, materials) for _ in range(12)]
+    low, high = SimulationRanges().pixel_size
     assert all(low <= r.pixel_size <= high for r in results)
     assert len({r.material for r in results}) > 1
     assert len({round(r.pixel_size, 6) for r in results}) == len(results)
     assert all(r.image.shape == (48, 48) and np.isfinite(r.image).all() for r in results)
 
-    fixed = random_specimen(rng, materials, 32, pixel_size=0.123)
+    fixed = random_simulation(rng, 32, materials, pixel_size=0.123)
     assert fixed.pixel_size == 0.123
     with pytest.raises(ValueError, match="at least one material"):
-        random_specimen(rng, [], 32)
+        random_simulation(rng, 32, [])
     with pytest.raises(ValueError, match="pixel_size"):
-        SpecimenRanges(pixel_size=(0.2, 0.1))
+        SimulationRanges(pixel_size=(0.2, 0.1))
+
+
+def test_random_simulation_defaults_to_the_training_materials():
+    from napari_pinned.physics.materials import HELD_OUT_MATERIALS
+
+    rng = np.random.default_rng(3)
+    shown = {random_simulation(rng, 16).material for _ in range(12)}
+    assert shown and not shown & set(HELD_OUT_MATERIALS)
+
+
+def test_random_specimen_is_the_old_order_of_random_simulation_and_warns():
+    assert SpecimenRanges is SimulationRanges
+    with pytest.warns(DeprecationWarning, match="random_simulation"):
+        old = random_specimen(np.random.default_rng(5), ["GaN"], 32, None, pixel_size=0.1)
+    new = random_simulation(np.random.default_rng(5), 32, ["GaN"], pixel_size=0.1)
+    np.testing.assert_array_equal(old.image, new.image)
+
+
+def test_simulate_refuses_an_image_the_memory_cannot_hold_before_any_work(monkeypatch):
+    import napari_pinned.physics.simulate as module
+    from napari_pinned._util import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * 1024**2)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("tiled columns before the memory check")
+
+    monkeypatch.setattr(module, "tile_columns", no_work)
+    with pytest.raises(ValueError) as caught:
+        simulate("Si", shape=(3000, 2000))
+    message = str(caught.value)
+    assert message.startswith("simulating a 3000×2000 px image needs about ")
+    assert "64.0 MiB available" in message and "\n" not in message
+    # What the CLI prices too: the field plus the render margin on every side.
+    pad = render_margin(AberratedProbe(), 0.1, 0.05) / 0.1
+    assert 50 < pad < 200
+    canvas = simulation_canvas_pixels((3000, 2000), 0.1, AberratedProbe(), 0.05)
+    assert canvas == pytest.approx((3000 + 2 * pad) * (2000 + 2 * pad))
 
 
 def test_matched_specimens_are_reproducible_and_vary():
-    from napari_pinned.physics.simulate import matched_specimens
-
     a = matched_specimens("SrTiO3", 0.08, count=3, shape=64, seed=4)
     b = matched_specimens("SrTiO3", 0.08, count=3, shape=64, seed=4)
     assert a.shape == (3, 64, 64) and a.dtype == np.float32

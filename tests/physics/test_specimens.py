@@ -1,4 +1,4 @@
-"""Tests for napari_pinned.specimens: realistic clean HAADF specimens with ground truth."""
+"""Tests for napari_pinned.physics.specimens: realistic clean HAADF specimens with ground truth."""
 
 from __future__ import annotations
 
@@ -12,24 +12,23 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from napari_pinned.physics.crystal import Z_EXPONENT_HAADF, ColumnSet, list_materials
-from napari_pinned.physics.simulate import (
-    AberratedProbe,
-    GaussianProbe,
-    render_columns,
-    render_margin,
-)
-from napari_pinned.physics.specimens import (
-    BENCHMARK_SEED_START,
+from napari_pinned.physics.materials import (
     HELD_OUT_MATERIALS,
-    KINDS,
-    Specimen,
-    StructureRanges,
     held_out_materials,
-    random_structure,
-    structure_pool,
+    list_materials,
     training_materials,
 )
+from napari_pinned.physics.probe import AberratedProbe, GaussianProbe
+from napari_pinned.physics.projection import Z_EXPONENT_HAADF
+from napari_pinned.physics.ranges import KINDS, StructureRanges
+from napari_pinned.physics.rendering import render_columns, render_margin
+from napari_pinned.physics.specimens import (
+    BENCHMARK_SEED_START,
+    Specimen,
+    random_structure,
+    structure_pool,
+)
+from napari_pinned.physics.tiling import ColumnSet
 
 #: Ranges with nothing drawn on top of the requested structure.
 PLAIN = StructureRanges(

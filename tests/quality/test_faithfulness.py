@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_pinned.physics.crystal import ColumnSet
-from napari_pinned.physics.simulate import AberratedProbe, render_columns, simulate
-from napari_pinned.quality import metrics
+from napari_pinned.physics.probe import AberratedProbe
+from napari_pinned.physics.rendering import render_columns
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.physics.tiling import ColumnSet
 from napari_pinned.quality.faithfulness import (
-    INVENTED_RATIO,
-    KEPT_TOLERANCE,
     MIN_KEPT_FRACTION,
     Faithfulness,
     faithfulness,
     faithfulness_stack,
 )
+from napari_pinned.quality.reflections import INVENTED_RATIO, KEPT_TOLERANCE
 
 PIXEL = 0.1  # Å
 SIZE = 256
@@ -329,11 +329,6 @@ def test_stack_is_checked_frame_by_frame(lattice):
     results = faithfulness_stack(stack_in, stack_out, pixel_size=PIXEL)
     assert [r.faithful for r in results] == [True, False]
     assert len(faithfulness_stack(noisy, clean)) == 1
-
-
-def test_metrics_exports_the_check():
-    assert metrics.faithfulness is faithfulness
-    assert "faithfulness" in metrics.__all__
 
 
 @pytest.mark.parametrize(

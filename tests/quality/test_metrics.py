@@ -10,13 +10,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from napari_pinned.physics.simulate import simulate
+from napari_pinned.quality.columns import column_accuracy, find_columns
 from napari_pinned.quality.metrics import (
     Metrics,
-    column_accuracy,
     compute_metrics,
     compute_metrics_stack,
     epi,
-    find_columns,
     format_metrics_table,
     fsc,
     mean_metrics,

@@ -1,11 +1,19 @@
-"""Power spectra: peak positions, shapes, the Hann window's effect, input checks."""
+"""Power spectra: peak positions, shapes, the Hann window's effect, input checks; the
+noise floor and the thresholds the faithfulness readout and the lattice guard share."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_pinned.quality.spectra import hann_window, power_spectrum
+from napari_pinned.quality import faithfulness, lattice_guard
+from napari_pinned.quality.spectra import (
+    STRONG_REFLECTION_SNR,
+    hann_window,
+    power_spectrum,
+    tile_floor,
+)
+from napari_pinned.quality.subpixel import parabola_vertex
 
 
 def _cosine(shape: tuple[int, int], ky: int, kx: int, offset: float = 2.0) -> np.ndarray:
@@ -113,3 +121,50 @@ def test_hann_window_shape_and_edges():
 def test_rejects_bad_images(bad, message):
     with pytest.raises(ValueError, match=message):
         power_spectrum(bad)
+
+
+# -- what stands above the noise: shared by the readout and the guard --------------------
+
+
+def _white_power(shape: tuple[int, int], mean: float, seed: int = 0) -> np.ndarray:
+    """Power spectrum of white noise: exponentially distributed bins of this mean."""
+    return np.random.default_rng(seed).exponential(mean, shape)
+
+
+@pytest.mark.parametrize(("step", "smooth"), [(1, True), (2, False)])
+def test_tile_floor_is_the_mean_noise_power(step, smooth):
+    power = _white_power((256, 129), 3.0)
+    floor = tile_floor(power, step=step, smooth=smooth)
+    assert floor.shape == power.shape and floor.dtype == np.float64
+    # The floors are unbiased; one tile's median of 16 exponential bins over ln 2 scatters
+    # by 36 % of the mean, the smoothed median of nine tiles of 64 by about 8 %.
+    assert float(np.mean(floor)) == pytest.approx(3.0, rel=0.05)
+    assert float(np.std(floor)) < (0.12 if smooth else 0.45) * 3.0
+
+
+def test_tile_floor_ignores_a_lattices_reflections():
+    power = _white_power((128, 128), 1.0, seed=1)
+    power[::8, ::8] = 1e6  # one reflection per tile
+    np.testing.assert_allclose(
+        tile_floor(power), tile_floor(_white_power((128, 128), 1.0, 1)), rtol=0.2
+    )
+
+
+def test_tile_floor_smoothing_outvotes_one_crowded_tile():
+    power = _white_power((64, 64), 1.0, seed=2)
+    power[24:32, 24:32] = 50.0  # a tile full of reflections
+    assert tile_floor(power, smooth=False)[28, 28] == pytest.approx(50.0 / np.log(2.0))
+    assert tile_floor(power)[28, 28] < 2.0
+
+
+def test_the_readout_and_the_guard_share_what_a_strong_reflection_is():
+    assert faithfulness.STRONG_PEAK_SNR == lattice_guard.GUARD_SNR == STRONG_REFLECTION_SNR
+
+
+def test_parabola_vertex_is_exact_for_a_gaussian():
+    x0, sigma = 0.3, 1.7
+    log = [-((x - x0) ** 2) / (2 * sigma**2) for x in (-1.0, 0.0, 1.0)]
+    assert float(parabola_vertex(*(np.array(v) for v in log))) == pytest.approx(x0)
+    # No maximum to refine: a flat, rising or undefined run gives 0.
+    assert float(parabola_vertex(np.array(1.0), np.array(1.0), np.array(1.0))) == 0.0
+    assert float(parabola_vertex(np.array(-np.inf), np.array(0.0), np.array(0.0))) == 0.0

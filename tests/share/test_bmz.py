@@ -16,25 +16,24 @@ import yaml
 
 pytest.importorskip("bioimageio.core")
 
-from _bmz_packages import box_filter as _box
-from _bmz_packages import foreign_package as _foreign
-from _models import random_bundle as _random_bundle
-from napari_pinned.denoising import denoiser as inference
+from napari_pinned.denoising import tiling
 from napari_pinned.denoising.denoiser import denoise
-from napari_pinned.nn import bmz, conditioning
-from napari_pinned.nn.bmz import PackageError, export_bioimageio, load_package
-from napari_pinned.nn.model_files import ModelFileError, load_model
+from napari_pinned.nn import conditioning, foreign, packages
+from napari_pinned.nn.model_files import ModelFileError
 from napari_pinned.nn.network import ModelBundle, build_model
+from napari_pinned.nn.packages import PackageError
+from napari_pinned.nn.resolve import load_model, load_package
 from napari_pinned.noise import estimate as noise_level
 from napari_pinned.settings import ModelConfig
 from napari_pinned.share import bmz_denoiser
 from napari_pinned.share.bmz_denoiser import PinnedDenoiser
+from napari_pinned.share.bmz_export import architecture_sha256, export_bioimageio
+from napari_pinned.share.bmz_test_run import package_model
 
 
-def _counts(shape=(96, 112), seed=0) -> np.ndarray:
-    """Shot noise on a lattice in detector counts (offset 100, gain 3), two hot pixels."""
-    from _lattice import lattice
-
+def _counts(lattice, shape=(96, 112), seed=0) -> np.ndarray:
+    """Shot noise on a ``lattice`` (the fixture ``lattice_image``) in detector counts
+    (offset 100, gain 3), two hot pixels."""
     rng = np.random.default_rng(seed)
     clean = lattice(max(shape))[: shape[0], : shape[1]] / 255.0
     counts = rng.poisson(clean * 20).astype(np.float32) * 3 + 100
@@ -43,9 +42,7 @@ def _counts(shape=(96, 112), seed=0) -> np.ndarray:
     return counts
 
 
-def _cdn_like(shape=(96, 112), seed=0) -> np.ndarray:
-    from _lattice import lattice
-
+def _cdn_like(lattice, shape=(96, 112), seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = lattice(max(shape))[: shape[0], : shape[1]] + rng.normal(0, 20, shape)
     return np.clip(img, 0, 255).astype(np.float32)
@@ -62,23 +59,26 @@ def _sharp_columns(size=160, seed=0) -> np.ndarray:
     return counts
 
 
+# Each ``make`` takes the ``lattice_image`` factory.
 CASES = [
-    ("noise-map", "robust", _sharp_columns),
+    ("noise-map", "robust", lambda lattice: _sharp_columns()),
     ("noise-map", "robust", _counts),
     ("noise-map", "range", _counts),
     ("none", "range", _cdn_like),  # the paper's fixed 0–255 convention
-    ("none", "range", lambda: _counts() * 7.0),  # percentile fallback, clipped input
+    ("none", "range", lambda lattice: _counts(lattice) * 7.0),  # percentile fallback, clipped input
     ("none", "percentile", _counts),
 ]
 
 
 @pytest.mark.parametrize(("conditioning_", "normalization", "make"), CASES)
-def test_the_package_model_equals_napari_pinneds_denoise(conditioning_, normalization, make):
+def test_the_package_model_equals_napari_pinneds_denoise(
+    conditioning_, normalization, make, random_bundle, lattice_image
+):
     config = ModelConfig.preset("tiny", conditioning=conditioning_, normalization=normalization)
-    bundle = _random_bundle(config)
-    image = make()
+    bundle = random_bundle(config)
+    image = make(lattice_image)
     expected = denoise(image, bundle, device="cpu")
-    wrapper = bmz._wrapper(bundle, 1.0)
+    wrapper = package_model(bundle, 1.0)
     with torch.inference_mode():
         got = wrapper(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
     span = float(np.ptp(expected))
@@ -87,9 +87,9 @@ def test_the_package_model_equals_napari_pinneds_denoise(conditioning_, normaliz
     assert np.max(np.abs(expected - image)) > 1e-2 * span
 
 
-@pytest.mark.parametrize("make", [_counts, _sharp_columns, _cdn_like])
-def test_the_package_noise_estimate_is_napari_pinneds(make):
-    image = make().astype(np.float64)
+@pytest.mark.parametrize("make", [_counts, lambda lattice: _sharp_columns(), _cdn_like])
+def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
+    image = make(lattice_image).astype(np.float64)
     mask = np.zeros(image.shape, bool)
     mask[10:12, 40:43] = True
     for given in (None, mask):
@@ -101,21 +101,21 @@ def test_the_package_noise_estimate_is_napari_pinneds(make):
         assert median == expected.median_intensity
 
 
-def test_torchscript_of_the_package_model_equals_the_module():
+def test_torchscript_of_the_package_model_equals_the_module(random_bundle, lattice_image):
     config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
-    wrapper = bmz._wrapper(_random_bundle(config), 0.7)
+    wrapper = package_model(random_bundle(config), 0.7)
     scripted = torch.jit.script(wrapper)
-    x = torch.from_numpy(np.stack([_counts(), _counts(seed=1)]))
+    x = torch.from_numpy(np.stack([_counts(lattice_image), _counts(lattice_image, seed=1)]))
     with torch.inference_mode():
         np.testing.assert_allclose(scripted(x).numpy(), wrapper(x).numpy(), rtol=0, atol=1e-5)
 
 
 def test_the_package_model_uses_napari_pinneds_constants():
-    from napari_pinned._util import intensity
     from napari_pinned import settings
+    from napari_pinned._util import intensity
     from napari_pinned.nn import network as model
 
-    assert bmz_denoiser.CONTEXT == inference.CONTEXT
+    assert bmz_denoiser.CONTEXT == tiling.CONTEXT
     assert bmz_denoiser.MAX_WIDTH_FACTOR == settings.MAX_WIDTH_FACTOR
     assert bmz_denoiser.LOG_FLOOR == model._LOG_FLOOR
     assert bmz_denoiser.PAPER_RANGE == intensity.PAPER_RANGE
@@ -146,8 +146,8 @@ def test_the_package_model_uses_napari_pinneds_constants():
 
 def test_the_architecture_file_is_one_napari_pinned_recognises():
     # Editing bmz_denoiser.py changes its hash: add the new one to
-    # bmz.KNOWN_ARCHITECTURE_SHA256 (old packages keep loading with theirs).
-    assert bmz.architecture_sha256() in bmz.KNOWN_ARCHITECTURE_SHA256
+    # packages.KNOWN_ARCHITECTURE_SHA256 (old packages keep loading with theirs).
+    assert architecture_sha256() in packages.KNOWN_ARCHITECTURE_SHA256
 
 
 def test_the_package_model_has_the_networks_parameter_names():
@@ -167,10 +167,10 @@ def cdn_package(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def conditioned(tmp_path_factory):
+def conditioned(tmp_path_factory, random_bundle):
     """A tiny noise-conditioned model (the default model's kind) and its package."""
     config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
-    bundle = _random_bundle(config, noise="stem")
+    bundle = random_bundle(config, noise="stem")
     path = tmp_path_factory.mktemp("bmz") / "conditioned.zip"
     return bundle, export_bioimageio(bundle, path, pixel_size=0.08)
 
@@ -180,6 +180,7 @@ def _rdf(path) -> dict:
         return yaml.safe_load(archive.read("rdf.yaml"))
 
 
+@pytest.mark.slow
 def test_exported_package_passes_bioimageio_test(cdn_package, conditioned):
     from bioimageio.core import test_model
 
@@ -219,19 +220,19 @@ def test_exported_package_describes_the_model(cdn_package, conditioned):
     assert crdf["inputs"][0]["axes"][2]["scale"] == 0.08
 
 
-def test_package_loads_back_as_the_same_model(cdn_package, conditioned):
+def test_package_loads_back_as_the_same_model(cdn_package, conditioned, lattice_image):
     original = load_model("cdn")
     back = load_package(cdn_package)
     assert isinstance(back, ModelBundle)
     assert back.config == original.config and back.metadata == original.metadata
     for name, tensor in original.model.state_dict().items():
         assert torch.equal(back.model.state_dict()[name], tensor)
-    image = _cdn_like((80, 96))
+    image = _cdn_like(lattice_image, (80, 96))
     np.testing.assert_array_equal(
         denoise(image, str(cdn_package), device="cpu"), denoise(image, "cdn", device="cpu")
     )
     bundle, path = conditioned
-    counts = _counts()
+    counts = _counts(lattice_image)
     expected = denoise(counts, bundle, device="cpu")
     got = denoise(counts, load_model(path), device="cpu")
     assert np.max(np.abs(got - expected)) <= 1e-3 * float(np.ptp(expected))
@@ -288,7 +289,7 @@ def test_pickled_code_in_our_package_is_refused_unrun(conditioned, tmp_path):
 
 def test_a_changed_architecture_file_is_not_ours_and_needs_trust(conditioned, tmp_path):
     def edit(name, data):
-        if name == bmz.ARCHITECTURE_FILE:
+        if name == packages.ARCHITECTURE_FILE:
             return data + b"\nprint('hello from the package')\n"
         return data
 
@@ -312,7 +313,7 @@ def test_yaml_aliases_are_refused_before_anything_is_walked(conditioned, tmp_pat
 
 
 def test_oversized_and_remote_packages_are_refused(conditioned, tmp_path, monkeypatch):
-    monkeypatch.setattr(bmz, "MAX_PACKAGE_BYTES", 1000)
+    monkeypatch.setattr(packages, "MAX_PACKAGE_BYTES", 1000)
     with pytest.raises(PackageError, match="unpacks to"):
         load_package(conditioned[1])
     monkeypatch.undo()
@@ -331,14 +332,14 @@ def test_oversized_and_remote_packages_are_refused(conditioned, tmp_path, monkey
 # -- packages from other tools -----------------------------------------------------------
 
 
-def test_foreign_onnx_package_runs_through_bioimageio_core(tmp_path):
+def test_foreign_onnx_package_runs_through_bioimageio_core(tmp_path, foreign_package, box_filter):
     pytest.importorskip("onnxruntime")
-    path = _foreign(tmp_path)
+    path = foreign_package(tmp_path)
     model = load_package(path)
-    assert isinstance(model, bmz.ForeignModel) and model.weight_format == "onnx"
+    assert isinstance(model, foreign.ForeignModel) and model.weight_format == "onnx"
     image = np.random.default_rng(1).random((2, 40, 52)).astype(np.float32)
     out = denoise(image, str(path), device="cpu")
-    expected = np.stack([_box(f) for f in image])
+    expected = np.stack([box_filter(f) for f in image])
     # bioimageio.core pads the input by the package's 1 px halo: the border differs
     # from the graph's zero padding, the rest is the model's.
     np.testing.assert_allclose(out[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], rtol=0, atol=1e-5)
@@ -346,9 +347,11 @@ def test_foreign_onnx_package_runs_through_bioimageio_core(tmp_path):
         load_model(path)
 
 
-def test_large_frames_use_bioimageio_cores_blocking(tmp_path, monkeypatch):
+def test_large_frames_use_bioimageio_cores_blocking(
+    tmp_path, monkeypatch, foreign_package, box_filter
+):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setattr(bmz, "FOREIGN_BLOCK", 48)
+    monkeypatch.setattr(foreign, "FOREIGN_BLOCK", 48)
     calls = []
     from bioimageio.core import PredictionPipeline
 
@@ -360,19 +363,19 @@ def test_large_frames_use_bioimageio_cores_blocking(tmp_path, monkeypatch):
 
     monkeypatch.setattr(PredictionPipeline, "predict_sample_with_blocking", spy)
     image = np.random.default_rng(2).random((100, 90)).astype(np.float32)
-    out = denoise(image, str(_foreign(tmp_path)), device="cpu")
+    out = denoise(image, str(foreign_package(tmp_path)), device="cpu")
     assert calls == [32]  # blocks of 16 + 32 px, with the package's 1 px halo
-    np.testing.assert_allclose(out[1:-1, 1:-1], _box(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out[1:-1, 1:-1], box_filter(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
 
 
-def test_foreign_code_runs_only_when_trusted(tmp_path):
-    path = _foreign(tmp_path, weights="torchscript")
+def test_foreign_code_runs_only_when_trusted(tmp_path, foreign_package, box_filter):
+    path = foreign_package(tmp_path, weights="torchscript")
     with pytest.raises(PackageError, match="trust"):
         load_package(path)
     model = load_package(path, trust=True)
     image = np.random.default_rng(3).random((30, 34)).astype(np.float32)
     out = denoise(image, model, device="cpu")
-    np.testing.assert_allclose(out[1:-1, 1:-1], _box(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out[1:-1, 1:-1], box_filter(image)[1:-1, 1:-1], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -383,8 +386,8 @@ def test_foreign_code_runs_only_when_trusted(tmp_path):
         ({"weights": "keras"}, "keras_hdf5"),
     ],
 )
-def test_unsupported_foreign_packages_say_why(tmp_path, kwargs, message):
-    path = _foreign(tmp_path, **kwargs)
+def test_unsupported_foreign_packages_say_why(tmp_path, kwargs, message, foreign_package):
+    path = foreign_package(tmp_path, **kwargs)
     with pytest.raises(PackageError, match=message) as info:
         load_package(path, trust=True)
     assert str(path) in str(info.value) and "\n" not in str(info.value)

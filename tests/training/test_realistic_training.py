@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,8 @@ from napari_pinned.noise.synthesis import StemRecording, draw_recording, record_
 from napari_pinned.quality.metrics import psnr
 from napari_pinned.settings import (
     AdaptSettings,
-    LossWeights,
     ModelConfig,
     StemNoiseRanges,
-    TrainConfig,
 )
 from napari_pinned.training.adapt import adapt
 from napari_pinned.training.data import FRAME_MARGIN, BatchSampler, prepare_pairs
@@ -39,21 +39,18 @@ def _pool(count: int = 12, size: int = 96) -> list[np.ndarray]:
     return images
 
 
-def _config(**overrides) -> TrainConfig:
-    base = {
-        "model": CONDITIONED,
-        "loss_weights": LossWeights.none(),
-        "noise_model": "stem",
-        "steps": 60,
-        "batch_size": 4,
-        "patch_size": 32,
-        "learning_rate": 3e-3,
-        "validation_patches": 6,
-        "validate_every": 20,
-        "warmup_steps": 5,
-    }
-    base.update(overrides)
-    return TrainConfig(**base)
+@pytest.fixture(scope="module")
+def tiny_train_config(tiny_train_config):
+    """The shared tiny run, noise-conditioned on realistic recordings: 60 steps,
+    validated every 20 on 6 patches."""
+    return partial(
+        tiny_train_config,
+        model=CONDITIONED,
+        noise_model="stem",
+        steps=60,
+        validation_patches=6,
+        validate_every=20,
+    )
 
 
 def test_recordings_have_the_requested_dose_and_keep_the_geometry():
@@ -88,8 +85,8 @@ def test_drawn_recordings_span_the_configured_ranges():
     assert any(r.row_jitter > 0 for r in drawn) and any(r.quantum > 0 for r in drawn)
 
 
-def test_frame_batches_carry_the_noise_map_and_its_scale():
-    config = _config()
+def test_frame_batches_carry_the_noise_map_and_its_scale(tiny_train_config):
+    config = tiny_train_config()
     pairs = prepare_pairs(_pool(), None, config, CONDITIONED)
     # A pool of 12 images: whole images are held out for validation.
     assert sum(p.validation_only for p in pairs) == 2
@@ -100,8 +97,9 @@ def test_frame_batches_carry_the_noise_map_and_its_scale():
     np.testing.assert_allclose(batch.noise_scale, expected_scale, rtol=1e-5)
 
 
-def test_stem_training_learns_to_denoise_at_every_dose():
-    run = train(_config(steps=150), _pool(), seed=0, device="cpu")
+@pytest.mark.slow
+def test_stem_training_learns_to_denoise_at_every_dose(tiny_train_config):
+    run = train(tiny_train_config(steps=150), _pool(), seed=0, device="cpu")
     bundle = run.run_to_end()
     assert bundle.config.conditioned and bundle.metadata["noise"] == "stem"
     rng = np.random.default_rng(5)
@@ -114,29 +112,30 @@ def test_stem_training_learns_to_denoise_at_every_dose():
         assert psnr(out, expected, data_range=span) > psnr(noisy, expected, data_range=span) + 1
 
 
-def test_conditioned_models_refuse_noise_they_cannot_learn_from():
+def test_conditioned_models_refuse_noise_they_cannot_learn_from(tiny_train_config):
     with pytest.raises(ValueError, match="noise-conditioned"):
-        train(_config(noise_model="cdn"), _pool(), seed=0, device="cpu")
+        train(tiny_train_config(noise_model="cdn"), _pool(), seed=0, device="cpu")
 
 
-def test_stem_pool_images_must_be_signals():
+def test_stem_pool_images_must_be_signals(tiny_train_config):
     images = _pool()
     images[3] = images[3] - 1.0
     with pytest.raises(ValueError, match="clean image 3 has negative values"):
-        train(_config(), images, seed=0, device="cpu")
+        train(tiny_train_config(), images, seed=0, device="cpu")
 
 
-def test_frames_need_room_for_their_margin():
+def test_frames_need_room_for_their_margin(tiny_train_config):
     with pytest.raises(ValueError, match=f"{FRAME_MARGIN} px of context"):
-        train(_config(patch_size=96), _pool(size=64), seed=0, device="cpu")
+        train(tiny_train_config(patch_size=96), _pool(size=64), seed=0, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def trained() -> ModelBundle:
+def trained(tiny_train_config) -> ModelBundle:
     torch.manual_seed(0)
-    return train(_config(steps=100), _pool(), seed=1, device="cpu").run_to_end()
+    return train(tiny_train_config(steps=100), _pool(), seed=1, device="cpu").run_to_end()
 
 
+@pytest.mark.slow
 def test_adaptation_keeps_the_starting_model_when_it_is_best(trained):
     rng = np.random.default_rng(6)
     clean = np.tile(_pool(1, 96)[0], (2, 2))

@@ -3,33 +3,24 @@ masked loss they rely on."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
-from _lattice import lattice as _lattice
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.nn.losses import pinned_loss
 from napari_pinned.quality.metrics import psnr
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.settings import LossWeights, ModelConfig
 from napari_pinned.training.data import blind_spot as _blind_spot
 from napari_pinned.training.run import train
 
 
-def _config(**overrides) -> TrainConfig:
-    base = {
-        "model": ModelConfig.preset("tiny", residual=False),
-        "loss_weights": LossWeights.none(),
-        "steps": 20,
-        "batch_size": 4,
-        "patch_size": 32,
-        "learning_rate": 3e-3,
-        "validation_patches": 4,
-        "validate_every": 10,
-        "warmup_steps": 5,
-    }
-    base.update(overrides)
-    return TrainConfig(**base)
+@pytest.fixture(scope="module")
+def tiny_train_config(tiny_train_config):
+    """The shared tiny run, with a plain (non-residual) network and 20 steps."""
+    return partial(tiny_train_config, model=ModelConfig.preset("tiny", residual=False), steps=20)
 
 
 def test_blind_spot_hides_pixels_behind_a_neighbour():
@@ -59,18 +50,19 @@ def test_masked_loss_counts_only_hidden_pixels_and_uses_the_reference():
     assert float(total) == pytest.approx(9.5)
 
 
-def test_blind_spot_training_denoises_without_a_clean_image():
+@pytest.mark.slow
+def test_blind_spot_training_denoises_without_a_clean_image(lattice_image, tiny_train_config):
     """Gaussian noise of σ = 30 on a lattice: the network never sees the clean image,
     yet its output is closer to it than the noisy input by far more than the ≈ 0.1 dB
     that separates noise draws at this size (measured: 18.8 → 23.5 dB; after 150 steps
     the network still outputs a nearly flat image, so fewer steps would not test it)."""
-    clean = [_lattice(seed=s) for s in range(2)]
+    clean = [lattice_image(seed=s) for s in range(2)]
     rng = np.random.default_rng(5)
     noisy = [np.clip(c + rng.normal(0, 30, c.shape), 0, 255).astype(np.float32) for c in clean]
-    config = _config(self_supervised="blind-spot", steps=400, mask_fraction=0.05)
+    config = tiny_train_config(self_supervised="blind-spot", steps=400, mask_fraction=0.05)
     bundle = train(config, noisy, seed=0, device="cpu").run_to_end()
     assert bundle.metadata["noise"] == "blind-spot"
-    test_clean = _lattice(seed=9)
+    test_clean = lattice_image(seed=9)
     test_noisy = np.clip(test_clean + rng.normal(0, 30, test_clean.shape), 0, 255)
     out = denoise(test_noisy.astype(np.float32), bundle, device="cpu")
     before = psnr(test_noisy, test_clean, data_range=255)
@@ -79,18 +71,20 @@ def test_blind_spot_training_denoises_without_a_clean_image():
 
 
 @pytest.mark.parametrize("model", ["dose", "mix"])
-def test_dose_noise_models_train_and_are_recorded(model):
-    run = train(_config(noise_model=model, steps=4), [_lattice()], seed=0, device="cpu")
+def test_dose_noise_models_train_and_are_recorded(model, lattice_image, tiny_train_config):
+    run = train(
+        tiny_train_config(noise_model=model, steps=4), [lattice_image()], seed=0, device="cpu"
+    )
     bundle = run.run_to_end()
     assert bundle.metadata["noise"] == model
     assert bundle.metadata["dose_counts"] == [5.0, 500.0]
     assert np.isfinite(bundle.metadata["val_psnr"])
 
 
-def test_dose_validation_spans_strong_to_weak_noise():
+def test_dose_validation_spans_strong_to_weak_noise(lattice_image, tiny_train_config):
     """Validation patches go from the most electrons (weakest noise) to the fewest."""
-    config = _config(noise_model="dose", validation_patches=6, dose_counts=(2.0, 2000.0))
-    run = train(config, [_lattice(size=160)], seed=0, device="cpu")
+    config = tiny_train_config(noise_model="dose", validation_patches=6, dose_counts=(2.0, 2000.0))
+    run = train(config, [lattice_image(size=160)], seed=0, device="cpu")
     err = np.abs(run._val_inputs.numpy() - run._val_targets).mean(axis=(1, 2, 3))
     assert err[-1] > 5 * err[0]
 
@@ -104,11 +98,16 @@ def test_dose_validation_spans_strong_to_weak_noise():
         ({"mask_fraction": 0.5}, "mask_fraction"),
     ],
 )
-def test_bad_self_supervised_settings_are_refused(overrides, message):
+def test_bad_self_supervised_settings_are_refused(overrides, message, tiny_train_config):
     with pytest.raises(ValueError, match=message):
-        _config(**overrides)
+        tiny_train_config(**overrides)
 
 
-def test_blind_spot_refuses_a_second_image_set():
+def test_blind_spot_refuses_a_second_image_set(lattice_image, tiny_train_config):
     with pytest.raises(ValueError, match="noisy images alone"):
-        train(_config(self_supervised="blind-spot"), [_lattice()], [_lattice()], device="cpu")
+        train(
+            tiny_train_config(self_supervised="blind-spot"),
+            [lattice_image()],
+            [lattice_image()],
+            device="cpu",
+        )

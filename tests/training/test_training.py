@@ -6,31 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from _lattice import lattice as _lattice
 from napari_pinned.nn.network import ModelBundle
 from napari_pinned.physics.simulate import simulate
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.settings import ModelConfig
 from napari_pinned.training.run import TrainProgress, train
 
 
-def _config(**overrides) -> TrainConfig:
-    base = {
-        "model": ModelConfig.preset("tiny"),
-        "loss_weights": LossWeights.none(),
-        "steps": 30,
-        "batch_size": 4,
-        "patch_size": 32,
-        "learning_rate": 3e-3,
-        "validation_patches": 4,
-        "validate_every": 10,
-        "warmup_steps": 5,
-    }
-    base.update(overrides)
-    return TrainConfig(**base)
-
-
-def test_progress_records_every_step_and_fields():
-    run = train(_config(steps=12), [_lattice()], seed=0, device="cpu")
+def test_progress_records_every_step_and_fields(lattice_image, tiny_train_config):
+    run = train(tiny_train_config(steps=12), [lattice_image()], seed=0, device="cpu")
     records = list(run)
     assert [p.step for p in records] == list(range(1, 13))
     assert all(isinstance(p, TrainProgress) and p.total_steps == 12 for p in records)
@@ -41,9 +24,10 @@ def test_progress_records_every_step_and_fields():
     assert all(np.isfinite(p.loss.total) and p.learning_rate > 0 for p in records)
 
 
-def test_training_reduces_loss_and_raises_validation_psnr():
-    clean = [_lattice(seed=s) for s in range(2)]
-    config = _config(
+@pytest.mark.slow
+def test_training_reduces_loss_and_raises_validation_psnr(lattice_image, tiny_train_config):
+    clean = [lattice_image(seed=s) for s in range(2)]
+    config = tiny_train_config(
         model=ModelConfig.preset("tiny", residual=False), steps=80, noise_levels=(1.0, 1.0)
     )
     run = train(config, clean, seed=1, device="cpu")
@@ -60,16 +44,20 @@ def test_training_reduces_loss_and_raises_validation_psnr():
     assert bundle.metadata["val_psnr"] == pytest.approx(max(validated))
 
 
-def test_paired_mode_uses_given_noisy_images():
-    clean = _lattice()
+def test_paired_mode_uses_given_noisy_images(lattice_image, tiny_train_config):
+    clean = lattice_image()
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20, clean.shape), 0, 255)
-    run = train(_config(steps=5), [clean], [noisy.astype(np.float32)], seed=0, device="cpu")
+    run = train(
+        tiny_train_config(steps=5), [clean], [noisy.astype(np.float32)], seed=0, device="cpu"
+    )
     list(run)
     assert run.result().metadata["noise"] == "paired"
 
 
-def test_stop_between_steps_ends_the_run_and_keeps_best():
-    run = train(_config(steps=1000, validate_every=5), [_lattice()], seed=0, device="cpu")
+def test_stop_between_steps_ends_the_run_and_keeps_best(lattice_image, tiny_train_config):
+    run = train(
+        tiny_train_config(steps=1000, validate_every=5), [lattice_image()], seed=0, device="cpu"
+    )
     for progress in run:
         if progress.step == 7:
             run.stop()
@@ -81,9 +69,11 @@ def test_stop_between_steps_ends_the_run_and_keeps_best():
     assert bundle.metadata["val_psnr"] >= max(validated)
 
 
-def test_stop_during_a_step_finishes_it_and_validates():
+def test_stop_during_a_step_finishes_it_and_validates(lattice_image, tiny_train_config):
     """A GUI calls stop() from another thread while a step runs."""
-    run = train(_config(steps=1000, validate_every=50), [_lattice()], seed=0, device="cpu")
+    run = train(
+        tiny_train_config(steps=1000, validate_every=50), [lattice_image()], seed=0, device="cpu"
+    )
     next(run)
     original = run._train_step
 
@@ -99,8 +89,8 @@ def test_stop_during_a_step_finishes_it_and_validates():
     assert run.result().metadata["best_step"] == 2
 
 
-def test_breaking_out_of_the_loop_still_gives_a_model():
-    run = train(_config(steps=100), [_lattice()], seed=0, device="cpu")
+def test_breaking_out_of_the_loop_still_gives_a_model(lattice_image, tiny_train_config):
+    run = train(tiny_train_config(steps=100), [lattice_image()], seed=0, device="cpu")
     for progress in run:
         if progress.step == 3:
             break
@@ -110,9 +100,9 @@ def test_breaking_out_of_the_loop_still_gives_a_model():
     assert out.shape == (1, 1, 32, 32)
 
 
-def test_same_seed_same_weights_on_cpu():
+def test_same_seed_same_weights_on_cpu(lattice_image, tiny_train_config):
     def final_weights(seed: int) -> torch.Tensor:
-        run = train(_config(steps=4), [_lattice()], seed=seed, device="cpu")
+        run = train(tiny_train_config(steps=4), [lattice_image()], seed=seed, device="cpu")
         bundle = run.run_to_end()
         return torch.cat([p.detach().flatten() for p in bundle.model.parameters()])
 
@@ -121,17 +111,19 @@ def test_same_seed_same_weights_on_cpu():
     assert not torch.equal(a, c)
 
 
-def test_fine_tune_starts_from_given_model():
-    first = train(_config(steps=3), [_lattice()], seed=0, device="cpu").run_to_end()
-    run = train(_config(steps=2), [_lattice()], seed=5, device="cpu", init_model=first)
+def test_fine_tune_starts_from_given_model(lattice_image, tiny_train_config):
+    first = train(tiny_train_config(steps=3), [lattice_image()], seed=0, device="cpu").run_to_end()
+    run = train(
+        tiny_train_config(steps=2), [lattice_image()], seed=5, device="cpu", init_model=first
+    )
     assert run.model_config == first.config
     before = torch.cat([p.flatten() for p in run.model.parameters()])
     reference = torch.cat([p.flatten() for p in first.model.parameters()])
     assert torch.equal(before, reference)
 
 
-def test_result_before_any_step_is_an_error():
-    run = train(_config(), [_lattice()], seed=0, device="cpu")
+def test_result_before_any_step_is_an_error(lattice_image, tiny_train_config):
+    run = train(tiny_train_config(), [lattice_image()], seed=0, device="cpu")
     with pytest.raises(RuntimeError, match="no training step"):
         run.result()
 
@@ -147,9 +139,9 @@ def test_result_before_any_step_is_an_error():
         ([], None, "no clean"),
     ],
 )
-def test_bad_training_data_is_rejected_clearly(clean, noisy, message):
+def test_bad_training_data_is_rejected_clearly(clean, noisy, message, tiny_train_config):
     with pytest.raises(ValueError, match=message):
-        train(_config(), clean, noisy, seed=0, device="cpu")
+        train(tiny_train_config(), clean, noisy, seed=0, device="cpu")
 
 
 @pytest.mark.parametrize(
@@ -161,18 +153,16 @@ def test_bad_training_data_is_rejected_clearly(clean, noisy, message):
         ({"learning_rate": -1.0}, "learning_rate"),
     ],
 )
-def test_bad_config_is_rejected(overrides, message):
+def test_bad_config_is_rejected(overrides, message, tiny_train_config):
     with pytest.raises(ValueError, match=message):
-        _config(**overrides)
+        tiny_train_config(**overrides)
 
 
-def test_checkpoint_resume_takes_the_same_steps(tmp_path):
+def test_checkpoint_resume_takes_the_same_steps(tmp_path, tiny_train_config):
     """A run interrupted after 3 steps and resumed from its checkpoint ends with exactly
     the weights of an uninterrupted 6-step run (optimiser moments and RNG restored)."""
     clean = [simulate("SrTiO3", shape=64, pixel_size=0.2, seed=0).image]
-    config = TrainConfig(
-        model=ModelConfig.preset("tiny"), steps=6, batch_size=2, patch_size=32, validate_every=2
-    )
+    config = tiny_train_config(steps=6, batch_size=2, validate_every=2)
     straight = train(config, clean, seed=3, device="cpu")
     straight.run_to_end()
 
@@ -189,9 +179,9 @@ def test_checkpoint_resume_takes_the_same_steps(tmp_path):
     assert resumed.result().metadata["val_psnr"] == straight.result().metadata["val_psnr"]
 
 
-def test_checkpoint_from_other_settings_is_refused(tmp_path):
+def test_checkpoint_from_other_settings_is_refused(tmp_path, tiny_train_config):
     clean = [simulate("SrTiO3", shape=64, pixel_size=0.2, seed=0).image]
-    config = TrainConfig(model=ModelConfig.preset("tiny"), steps=4, batch_size=2, patch_size=32)
+    config = tiny_train_config(steps=4, batch_size=2)
     run = train(config, clean, seed=3, device="cpu")
     next(run)
     checkpoint = run.save_checkpoint(tmp_path / "run.ckpt")

@@ -1,8 +1,8 @@
 """Argument checks shared by the API, the CLI and the docks: one check per kind of value.
 
-Each raises ``ValueError`` with one line naming the argument and what was wrong, and
-returns the value in the type the caller computes with.  (Images are checked by
-:func:`napari_pinned._util.intensity.check_image`.)
+Each raises ``ValueError`` with one line naming the argument and what was wrong; the
+shape and strength checks return the value in the type the caller computes with.
+(Images are checked by :func:`napari_pinned._util.intensity.check_image`.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import numpy as np
 
 from napari_pinned.settings import MAX_STRENGTH
 
-__all__ = ["check_shape", "check_strength"]
+__all__ = [
+    "check_finite",
+    "check_fraction",
+    "check_non_negative",
+    "check_positive",
+    "check_shape",
+    "check_strength",
+]
 
 
 def _is_integer(value: Any) -> bool:
@@ -42,3 +49,35 @@ def check_strength(strength: Any) -> float:
     if not (math.isfinite(strength) and 0 <= strength <= MAX_STRENGTH):
         raise ValueError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength!r}")
     return float(strength)
+
+
+def check_finite(name: str, value: float) -> None:
+    """``value`` must be a finite number."""
+    try:
+        ok = math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """``value`` must be a finite number above 0."""
+    check_finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    """``value`` must be a finite number of at least 0."""
+    check_finite(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+
+
+def check_fraction(name: str, value: float, *, closed: bool) -> None:
+    """``value`` must lie in [0, 1] (``closed``) or [0, 1)."""
+    check_finite(name, value)
+    if value < 0 or value > 1 or (not closed and value == 1):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")

@@ -2,15 +2,16 @@
 
 :func:`iter_denoise_file` streams one input (TIFF, zarr, OME-Zarr, microscope file)
 into one output (TIFF or zarr) frame by frame, so memory does not depend on the number
-of frames; a zarr output can be resumed after an interruption (:mod:`.zarr_io`).
+of frames; a zarr output can be resumed after an interruption
+(:mod:`napari_pinned.io.zarr_store`).
 
 :func:`dask_client` connects to a dask.distributed scheduler (``tcp://host:port``) or
 starts a ``LocalCluster`` of worker processes; :func:`iter_denoise_file_on_cluster`
 sends the frames of one stack (or the chunks of one large image) to its workers as a
-dask array (:func:`napari_pinned.denoising.denoiser.denoise_dask`) and writes them into a zarr
-output as they finish; :func:`iter_denoise_files_on_cluster` sends whole files of a
+dask array (:func:`napari_pinned.denoising.dask_arrays.denoise_dask`) and writes them into
+a zarr output as they finish; :func:`iter_denoise_files_on_cluster` sends whole files of a
 batch, one task each.  The model goes to every worker once (a
-:class:`~napari_pinned.denoising.denoiser.ModelSpec`, built once per worker process).  Workers
+:class:`~napari_pinned.denoising.model_spec.ModelSpec`, built once per worker process).  Workers
 read the inputs and write the outputs themselves: on a cluster both must be on a file
 system every worker sees (docs/scale.md).
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -45,13 +45,13 @@ from napari_pinned.io.zarr_store import ZarrOutput, is_zarr_path, open_zarr
 from napari_pinned.settings import FrameOptions
 
 if TYPE_CHECKING:
-    from napari_pinned.denoising.denoiser import DenoiseProgress, ModelSpec
+    from napari_pinned.denoising.denoiser import DenoiseProgress
+    from napari_pinned.denoising.model_spec import ModelSpec
 
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "FileProgress",
-    "FrameOptions",
     "check_scheduler_address",
     "dask_client",
     "iter_denoise_file",
@@ -208,7 +208,8 @@ def iter_denoise_file(
     Path
         The written output.
     """
-    from napari_pinned.denoising.denoiser import ModelSpec, iter_denoise
+    from napari_pinned.denoising.denoiser import iter_denoise
+    from napari_pinned.denoising.model_spec import ModelSpec
 
     options = options or FrameOptions()
     src, dst = Path(source), Path(target)
@@ -222,7 +223,7 @@ def iter_denoise_file(
         return (yield from _iter_into_zarr(src, frames, output, spec, options))
     last = None
     with output as writer:
-        for report in iter_denoise(frames, spec, out=writer, **options.to_kwargs()):
+        for report in iter_denoise(frames, spec, options, out=writer):
             last = report
             yield FileProgress(src, report.frames_done, count, report)
     yield FileProgress(src, count, count, last, dst)
@@ -240,7 +241,7 @@ def _iter_into_zarr(
     marked = set(output.done)
     resumed = len(skip)
     last = None
-    for report in iter_denoise(frames, spec, out=output.array, skip=skip, **options.to_kwargs()):
+    for report in iter_denoise(frames, spec, options, out=output.array, skip=skip):
         last = report
         newly = _finished_frames(report, count, skip)
         if newly - marked:
@@ -270,7 +271,7 @@ def iter_denoise_to_zarr(
     resumed run must match; with ``resume`` an interrupted run into the same
     ``target`` with the same input, model and output-changing options is continued.
     """
-    from napari_pinned.denoising.denoiser import ModelSpec
+    from napari_pinned.denoising.model_spec import ModelSpec
 
     options = options or FrameOptions()
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
@@ -391,7 +392,8 @@ def iter_denoise_file_on_cluster(
     import dask.array as da
     from distributed import as_completed
 
-    from napari_pinned.denoising.denoiser import ModelSpec, denoise_dask
+    from napari_pinned.denoising.dask_arrays import denoise_dask
+    from napari_pinned.denoising.model_spec import ModelSpec
 
     options = options or FrameOptions()
     src, dst = Path(source), Path(target)
@@ -402,7 +404,7 @@ def iter_denoise_file_on_cluster(
     shape = tuple(int(n) for n in arr.shape)
     output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, options, resume)
     count = shape[0] if len(shape) == 3 else 1
-    result = denoise_dask(arr, spec, **options.to_kwargs())
+    result = denoise_dask(arr, spec, options)
     result = result.rechunk(output.array.chunks)
     resumed = len(output.done)
     if len(shape) == 3:
@@ -461,7 +463,7 @@ def iter_denoise_files_on_cluster(
     """
     from distributed import as_completed
 
-    from napari_pinned.denoising.denoiser import ModelSpec
+    from napari_pinned.denoising.model_spec import ModelSpec
 
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     # A key of its own (hash=False): a second batch must not share, and lose, the first's.
@@ -484,8 +486,3 @@ def iter_denoise_files_on_cluster(
     except BaseException:
         client.cancel(futures)
         raise
-
-
-def frame_bytes(shape: Sequence[int]) -> int:
-    """Pixels of one frame of an image or stack."""
-    return math.prod(int(n) for n in shape[-2:])

@@ -60,6 +60,7 @@ from scipy.signal import windows
 
 from napari_pinned._util.intensity import check_image
 from napari_pinned._util.jobs import Job, run_job
+from napari_pinned._util.memory import check_memory, registration_bytes
 
 __all__ = [
     "REFERENCES",
@@ -492,11 +493,13 @@ def register_frames(
     Raises
     ------
     ValueError
-        At the first ``next()``, for the inputs :func:`estimate_drift` rejects.
+        At the first ``next()``, for the inputs :func:`estimate_drift` rejects, and
+        for a series whose registration needs more memory than is available.
     """
     stack = _checked(frames, reference, upsample, max_shift, smooth)
     _check_order(order)
-    n = len(stack)
+    n, h, w = stack.shape
+    check_memory(registration_bytes(stack.shape), f"registering {n} frames of {h}×{w} px")
     total = (n - 1) + (n if reference == "mean" else 0) + n
     done = 0
     steps = _drift_steps(stack, reference, upsample, max_shift, smooth)

@@ -36,7 +36,6 @@ from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.settings import NORMALIZATIONS
 
 __all__ = [
-    "NORMALIZATIONS",
     "REGION_CONTEXT",
     "FrameStats",
     "NormState",

@@ -10,12 +10,19 @@ beyond :data:`MAX_ARCHIVE_BYTES` (a zip bomb is refused before ``torch.load`` re
 the stored configuration may not ask for a network beyond :data:`MAX_WIDTH`,
 :data:`MAX_DEPTH` and :data:`MAX_PARAMETERS`, and every stored tensor must have the
 shape that configuration gives it; only then is the network built.
+
+The checks of a stored model (:func:`load_torch_weights`, :func:`bundle_from_payload`,
+:func:`checksum`) serve napari-pinned's BioImage Model Zoo packages too
+(:mod:`napari_pinned.nn.packages`), whose weights are a model's in another container.
+What a model *reference* means (a shipped model's name, a file, a package) is decided in
+:func:`napari_pinned.nn.resolve.load_model`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -30,7 +37,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_pinned._util.devices import resolve_device
 from napari_pinned._util.errors import summary
 from napari_pinned._version import __version__
 from napari_pinned.io.safe_write import atomic_write
@@ -102,6 +108,7 @@ def shipped_model(name: str) -> ShippedModel | None:
 
 
 def _json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for model metadata: numpy values, paths, devices."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -111,7 +118,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def _file_payload(bundle: ModelBundle) -> dict[str, Any]:
+def file_payload(bundle: ModelBundle) -> dict[str, Any]:
+    """What :func:`save_model` writes: the format marker, configuration, metadata JSON,
+    CPU weights and their :func:`checksum`."""
     if not isinstance(bundle, ModelBundle):
         raise ValueError(f"save_model expects a ModelBundle, got {type(bundle).__name__}")
     if bundle.model.config != bundle.config:
@@ -120,10 +129,10 @@ def _file_payload(bundle: ModelBundle) -> dict[str, Any]:
             "build the model from bundle.config"
         )
     try:
-        metadata_json = json.dumps(bundle.metadata, default=_json_default, allow_nan=True)
+        metadata_json = metadata_text(bundle.metadata)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model metadata must be plain JSON-able data: {exc}") from None
-    state = {k: v.detach().to("cpu") for k, v in bundle.model.state_dict().items()}
+    state = cpu_state(bundle)
     config = bundle.config.to_dict()
     return {
         "format": FILE_FORMAT,
@@ -132,11 +141,27 @@ def _file_payload(bundle: ModelBundle) -> dict[str, Any]:
         "config": config,
         "metadata_json": metadata_json,
         "state_dict": state,
-        "sha256": _checksum(config, metadata_json, state),
+        "sha256": checksum(config, metadata_json, state),
     }
 
 
-def _checksum(config: dict, metadata_json: str, state: Mapping[str, torch.Tensor]) -> str:
+def metadata_text(metadata: Mapping[str, Any]) -> str:
+    """A model's metadata as the JSON text that model files, packages and ONNX files
+    store (and :func:`checksum` covers)."""
+    return json.dumps(metadata, default=_json_default, allow_nan=True)
+
+
+def cpu_state(bundle: ModelBundle) -> dict[str, torch.Tensor]:
+    """The network's weights, detached, on the CPU."""
+    return {k: v.detach().to("cpu") for k, v in bundle.model.state_dict().items()}
+
+
+def bundle_checksum(bundle: ModelBundle) -> str:
+    """:func:`checksum` of a model in memory: what its file would record."""
+    return checksum(bundle.config.to_dict(), metadata_text(bundle.metadata), cpu_state(bundle))
+
+
+def checksum(config: dict, metadata_json: str, state: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over config, metadata and every tensor's name, dtype, shape and bytes.
 
     torch's archive reader does not verify its CRCs, so a flipped bit inside the
@@ -170,7 +195,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> pathlib.Path:
         raise ValueError(f"{target}: is a folder; give a file name for the model")
     if not target.parent.is_dir():
         raise ValueError(f"{target}: folder {target.parent} does not exist")
-    return atomic_torch_save(_file_payload(bundle), target)
+    return atomic_torch_save(file_payload(bundle), target)
 
 
 def atomic_torch_save(payload: Any, target: str | os.PathLike) -> pathlib.Path:
@@ -182,8 +207,8 @@ def atomic_torch_save(payload: Any, target: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
-    """Turn torch's long unpickling messages into one line naming the file."""
+def _load_error(where: object, exc: Exception) -> ModelFileError:
+    """Turn torch's long unpickling messages into one line naming the file (``where``)."""
     text = str(exc)
     # torch names the refused callable or class as "GLOBAL module.name" (both spellings
     # occur across versions); that is code, or an object, a model file may not contain.
@@ -191,7 +216,7 @@ def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
     refused = refused or re.search(r"unsupported GLOBAL ([\w.]+)", text)
     if refused:
         return ModelFileError(
-            f"{path}: refused: the file contains code or Python objects that a model file "
+            f"{where}: refused: the file contains code or Python objects that a model file "
             f"may not contain ({refused.group(1)}); nothing from it was run"
         )
     if "WeightsUnpickler error:" in text:
@@ -206,47 +231,69 @@ def _load_error(path: pathlib.Path, exc: Exception) -> ModelFileError:
     else:
         reason = summary(exc)
     return ModelFileError(
-        f"{path}: not a napari-pinned model file, or the file is truncated or corrupted ({reason})"
+        f"{where}: not a napari-pinned model file, or the file is truncated or corrupted ({reason})"
     )
 
 
-def _check_archive(path: pathlib.Path) -> None:
-    """Bound what ``torch.load`` will unpack, before it unpacks anything.
+def _opened(source: pathlib.Path | bytes) -> Any:
+    """Something ``zipfile`` and ``torch.load`` read: the file, or its bytes in memory."""
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _check_archive(source: pathlib.Path | bytes, where: object) -> None:
+    """Bound what ``torch.load`` will unpack from a file (or its bytes), before it unpacks
+    anything.
 
     ``torch.save`` writes an uncompressed zip archive, so a compressed entry (a zip
     bomb: megabytes that inflate to gigabytes) is not from it; the entries' total size
-    is bounded too.  A file that is not a zip archive (torch's legacy format, or not a
+    is bounded too.  Data that is not a zip archive (torch's legacy format, or not a
     model at all) is read as it is, so its size on disk is its size in memory.
     """
     from napari_pinned._util.memory import format_bytes
 
-    size = path.stat().st_size
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
     limit = format_bytes(MAX_ARCHIVE_BYTES)
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(_opened(source)):
         if size > MAX_ARCHIVE_BYTES:
             raise ModelFileError(
-                f"{path}: {format_bytes(size)}, larger than a model file may be ({limit})"
+                f"{where}: {format_bytes(size)}, larger than a model file may be ({limit})"
             )
         return
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(_opened(source)) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ModelFileError(
-            f"{path}: not a napari-pinned model file, or the file is truncated or corrupted "
+            f"{where}: not a napari-pinned model file, or the file is truncated or corrupted "
             f"({summary(exc)})"
         ) from None
     packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     if packed:
         raise ModelFileError(
-            f"{path}: refused: the archive holds compressed entries ({packed[0]}), which "
+            f"{where}: refused: the archive holds compressed entries ({packed[0]}), which "
             "torch.save never writes"
         )
     total = sum(e.file_size for e in entries)
     if total > MAX_ARCHIVE_BYTES:
         raise ModelFileError(
-            f"{path}: unpacks to {format_bytes(total)}, more than a model file may hold ({limit})"
+            f"{where}: unpacks to {format_bytes(total)}, more than a model file may hold ({limit})"
         )
+
+
+def load_torch_weights(source: pathlib.Path | bytes, where: object) -> Any:
+    """``torch.load`` of a file (or its bytes) that can run no code: bounded first (no
+    compressed entry, at most :data:`MAX_ARCHIVE_BYTES`), then read with
+    ``weights_only=True``, so that the unpickler only rebuilds tensors and plain
+    containers; a file carrying code (a custom class, a ``__reduce__`` payload) is
+    refused unrun, in one line naming ``where``."""
+    _check_archive(source, where)
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise for a file we are about to reject.
+            warnings.simplefilter("ignore")
+            return torch.load(_opened(source), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise _load_error(where, exc) from None
 
 
 def _read_payload(path: pathlib.Path) -> dict[str, Any]:
@@ -254,16 +301,7 @@ def _read_payload(path: pathlib.Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: model file not found")
     if not path.is_file():
         raise ModelFileError(f"{path}: is not a file")
-    _check_archive(path)
-    try:
-        # weights_only: the unpickler only rebuilds tensors and plain containers, so a
-        # file carrying code (a custom class, a __reduce__ payload) is refused unrun.
-        with warnings.catch_warnings():
-            # e.g. "Detected pickle protocol 4": noise for a file we are about to reject.
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise _load_error(path, exc) from None
+    payload = load_torch_weights(path, path)
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ModelFileError(f"{path}: not a napari-pinned model file")
     version = payload.get("format_version")
@@ -323,28 +361,35 @@ def check_model_size(config: ModelConfig, *, source: str = "the model") -> int:
     return count
 
 
-def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBundle:
+def bundle_from_payload(payload: Mapping[str, Any], where: object) -> ModelBundle:
+    """A stored model (configuration, metadata JSON, weights, checksum) as a checked
+    :class:`~napari_pinned.nn.network.ModelBundle` on the CPU, in evaluation mode.
+
+    The size the configuration asks for, the checksum and every tensor's shape are
+    checked before the network is built; its weights must be finite.  ``where`` names
+    the file in the one-line :class:`ModelFileError`.
+    """
     try:
         config = ModelConfig.from_dict(payload.get("config"))
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid model configuration: {exc}") from None
+        raise ModelFileError(f"{where}: invalid model configuration: {exc}") from None
     try:
-        check_model_size(config, source=str(path))
+        check_model_size(config, source=str(where))
     except ValueError as exc:
         raise ModelFileError(str(exc)) from None
     metadata_json = payload.get("metadata_json")
     try:
         metadata = json.loads(metadata_json)
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid metadata: {summary(exc)}") from None
+        raise ModelFileError(f"{where}: invalid metadata: {summary(exc)}") from None
     if not isinstance(metadata, dict):
-        raise ModelFileError(f"{path}: invalid metadata: not a dict")
+        raise ModelFileError(f"{where}: invalid metadata: not a dict")
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFileError(f"{path}: weights missing or not tensors")
-    if payload.get("sha256") != _checksum(payload["config"], metadata_json, state):
+        raise ModelFileError(f"{where}: weights missing or not tensors")
+    if payload.get("sha256") != checksum(payload["config"], metadata_json, state):
         raise ModelFileError(
-            f"{path}: the file is corrupted (its checksum does not match its contents)"
+            f"{where}: the file is corrupted (its checksum does not match its contents)"
         )
     # Every tensor must be what the configuration says, before the network is built.
     expected = expected_shapes(config)
@@ -354,13 +399,13 @@ def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBu
         what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
         count = len(missing) + len(extra)
         raise ModelFileError(
-            f"{path}: weights do not match the stored architecture ({what}"
+            f"{where}: weights do not match the stored architecture ({what}"
             f"{f' and {count - 1} more' if count > 1 else ''})"
         )
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             raise ModelFileError(
-                f"{path}: weights do not match the stored architecture ({name!r} has shape "
+                f"{where}: weights do not match the stored architecture ({name!r} has shape "
                 f"{tuple(state[name].shape)}, the configuration needs {shape})"
             )
     model = PINNED(config)
@@ -368,26 +413,16 @@ def _bundle_from_payload(payload: dict[str, Any], path: pathlib.Path) -> ModelBu
         model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise ModelFileError(
-            f"{path}: weights do not match the stored architecture: {summary(exc)}"
+            f"{where}: weights do not match the stored architecture: {summary(exc)}"
         ) from None
     if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise ModelFileError(f"{path}: weights contain NaN or infinite values")
-    return ModelBundle(model=model.eval(), config=config, metadata=metadata, source=str(path))
+        raise ModelFileError(f"{where}: weights contain NaN or infinite values")
+    return ModelBundle(model=model.eval(), config=config, metadata=metadata, source=str(where))
 
 
-def load_model(
-    model: str | os.PathLike | ModelBundle = "default",
-    *,
-    device: str | torch.device = "cpu",
-) -> ModelBundle:
-    """Load a model: a shipped one by name (``"default"``, ``"cdn"``), a file, or a bundle.
-
-    A file may also be a BioImage Model Zoo package written by napari-pinned
-    (:func:`napari_pinned.nn.bmz.export_bioimageio`); packages from other tools run through
-    :func:`napari_pinned.denoising.denoiser.denoise` but are not napari-pinned models.
-
-    A bundle is returned as is, with its network moved to ``device``.  Models read
-    from files are in evaluation mode.
+def read_model_file(path: str | os.PathLike) -> ModelBundle:
+    """A napari-pinned model file as a :class:`~napari_pinned.nn.network.ModelBundle` on
+    the CPU, in evaluation mode (any model reference: :func:`napari_pinned.nn.resolve.load_model`).
 
     Raises
     ------
@@ -395,39 +430,6 @@ def load_model(
         If the file is missing, truncated, corrupted, of another format version, not
         a model file, or carries Python objects other than tensors and plain data
         (such files are refused without running anything from them).
-    ValueError
-        If ``device`` is unknown or unavailable.
     """
-    dev = resolve_device(device)
-    if isinstance(model, ModelBundle):
-        model.model.to(dev)
-        return model
-    shipped = shipped_model(model) if isinstance(model, str) else None
-    if shipped is not None:
-        path = shipped.path
-        if not path.is_file():
-            raise ModelFileError(
-                f"the {shipped.name!r} model is missing (expected {path}); reinstall "
-                "napari-pinned, or train one with `napari-pinned train ... -o my-model.pt` "
-                "and pass that file"
-            )
-    elif isinstance(model, (str, os.PathLike)):
-        path = pathlib.Path(model).expanduser()
-    else:
-        raise ValueError(
-            f"model must be a shipped model's name ({', '.join(m.name for m in SHIPPED_MODELS)}), "
-            f"a file path or a ModelBundle, got {type(model).__name__}"
-        )
-    if path.suffix.lower() == ".zip" and path.is_file():
-        from napari_pinned.nn import bmz
-
-        if bmz.is_package(path):
-            # A BioImage Model Zoo package written by napari-pinned; its weights are
-            # read without running anything from it (see napari_pinned.bmz).
-            try:
-                return bmz.load_own_package(path, device=str(dev))
-            except bmz.PackageError as exc:
-                raise ModelFileError(str(exc)) from None
-    bundle = _bundle_from_payload(_read_payload(path), path)
-    bundle.model.to(dev)
-    return bundle
+    p = pathlib.Path(path).expanduser()
+    return bundle_from_payload(_read_payload(p), p)

@@ -32,15 +32,13 @@ from napari_pinned._util.intensity import (
     infer_data_range,
     to_paper_scale,
 )
-from napari_pinned.settings import NOISE_MODELS, StemNoiseRanges
+from napari_pinned.settings import StemNoiseRanges
 
 __all__ = [
     "CDN_TABLE",
     "MAX_LEVEL",
-    "NOISE_MODELS",
     "CDNParams",
     "DoseParams",
-    "StemNoiseRanges",
     "StemRecording",
     "add_cdn_noise",
     "add_dose_noise",

@@ -1,2 +1,14 @@
-"""How good and how faithful a denoised image is: PSNR/SSIM/FSC/EPI, atom columns, power
-spectra, the faithfulness readout and the lattice guard (numpy and scipy only)."""
+"""How good and how faithful a denoised image is (numpy and scipy only).
+
+- :mod:`~napari_pinned.quality.metrics`: the paper's PSNR, SSIM, FSC and EPI against a
+  reference (and, for its callers, column accuracy and the faithfulness readout).
+- :mod:`~napari_pinned.quality.columns`: atom columns found and scored against the truth.
+- :mod:`~napari_pinned.quality.spectra`: power spectra, and what stands above their noise
+  (the floor estimator and thresholds the readout and the guard share).
+- :mod:`~napari_pinned.quality.faithfulness`: the reference-free readout, on
+  :mod:`~napari_pinned.quality.half_plane` (spectra, box power, floors) and
+  :mod:`~napari_pinned.quality.reflections` (reflections kept, lost, invented).
+- :mod:`~napari_pinned.quality.lattice_guard`: gives back the strong reflections a
+  denoiser weakened and takes back what it invented.
+- :mod:`~napari_pinned.quality.subpixel`: sub-bin peak positions.
+"""

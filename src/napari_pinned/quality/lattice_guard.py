@@ -38,39 +38,32 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, ndimage
 
+from napari_pinned.quality.spectra import (
+    FLOOR_BLOCK,
+    STRONG_REFLECTION_SNR,
+    UNWINDOWED_DC_HALF_WIDTH,
+    tile_floor,
+)
+
 __all__ = ["GUARD_SNR", "INVENTION_MARGIN", "keep_lattice"]
 
 #: A reflection is "strong" where the input's power exceeds its local floor this many
-#: times (the faithfulness readout's threshold, :mod:`napari_pinned.quality.faithfulness`).
-GUARD_SNR = 10.0
+#: times: :data:`napari_pinned.quality.spectra.STRONG_REFLECTION_SNR`, the readout's
+#: threshold too.
+GUARD_SNR = STRONG_REFLECTION_SNR
 #: The output's amplitude may exceed the input's by at most this many times the input's
 #: local noise amplitude (square root of the floor); noise alone exceeds it in exp(−4) ≈ 2 %
 #: of the bins, by little.
 INVENTION_MARGIN = 2.0
-#: Bins per side of the blocks whose median is the local floor (a lattice's
-#: reflections are too few to move a block's median).
-_FLOOR_BLOCK = 8
-#: Bins around zero frequency left alone (the image's slow background).
-_DC_RADIUS = 2
+# The shipped BMZ architecture file mirrors these two (tests/share/test_bmz.py checks).
+_FLOOR_BLOCK = FLOOR_BLOCK
+_DC_RADIUS = UNWINDOWED_DC_HALF_WIDTH
 
 
 def _floor(power: np.ndarray) -> np.ndarray:
-    """The local noise floor of a power spectrum: block medians, divided by ln 2
-    (exponentially distributed powers have median = ln 2 · mean), smoothed and brought
-    back to the spectrum's shape."""
-    h, w = power.shape
-    b = _FLOOR_BLOCK
-    ph, pw = -(-h // b) * b, -(-w // b) * b
-    padded = np.pad(power, ((0, ph - h), (0, pw - w)), mode="edge")
-    blocks = (
-        padded.reshape(ph // b, b, pw // b, b)
-        .transpose(0, 2, 1, 3)
-        .reshape(ph // b, pw // b, b * b)
-    )
-    medians = np.median(blocks, axis=2) / np.log(2.0)
-    medians = ndimage.median_filter(medians, size=3, mode="nearest")
-    full = np.repeat(np.repeat(medians, b, axis=0), b, axis=1)[:h, :w]
-    return np.maximum(full, np.finfo(np.float64).tiny)
+    """The local noise floor of a power spectrum, smoothed (see
+    :func:`~napari_pinned.quality.spectra.tile_floor`) and never zero: it divides."""
+    return np.maximum(tile_floor(power, block=_FLOOR_BLOCK), np.finfo(np.float64).tiny)
 
 
 def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_SNR) -> np.ndarray:

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 # torch is imported inside the functions, so that the CLI can read AdaptSettings'
 # defaults (and check its arguments) without loading it.
 
-__all__ = ["AdaptSettings", "adapt", "adapt_config"]
+__all__ = [
+    "adapt",
+    "adapt_config",
+]
 
 #: Share of each image's rows held out to score the models (as in training).
 VALIDATION_FRACTION = 0.15
@@ -93,7 +96,7 @@ def adapt(
         steps); it returns the best model, the starting one included, which
         ``run.result()`` also gives.
     """
-    from napari_pinned.nn.model_files import load_model
+    from napari_pinned.nn.resolve import load_model
     from napari_pinned.training.run import train
 
     frames = images if not isinstance(images, np.ndarray) else [images]

@@ -49,8 +49,9 @@ from napari_pinned._util.intensity import PAPER_RANGE
 from napari_pinned._util.jobs import Job, run_job
 from napari_pinned._version import __version__
 from napari_pinned.nn.losses import LossTerms, pinned_loss
-from napari_pinned.nn.model_files import atomic_torch_save, check_model_size, load_model
+from napari_pinned.nn.model_files import atomic_torch_save, check_model_size
 from napari_pinned.nn.network import ModelBundle, build_model
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.quality.metrics import psnr, ssim
 
 # The settings live in the torch-free settings module; they are also importable here.

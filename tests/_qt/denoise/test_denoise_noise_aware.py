@@ -7,7 +7,6 @@ import pytest
 import torch
 from qtpy.QtCore import Qt
 
-from _models import tiny_conditioned
 from napari_pinned._qt.denoise.adapt_panel import adapted_name
 from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import get_registry
@@ -26,7 +25,7 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture(scope="module")
-def conditioned() -> ModelBundle:
+def conditioned(tiny_conditioned) -> ModelBundle:
     """A tiny noise-aware network with non-zero weights everywhere (not the identity)."""
     return tiny_conditioned(0, name="tiny aware")
 
@@ -84,6 +83,7 @@ def test_strength_is_off_for_models_without_a_noise_map(qtbot, viewer):
     assert not widget.adapt_panel.isEnabled()
 
 
+@pytest.mark.slow
 def test_adapting_adds_a_model_and_selects_it(qtbot, viewer, conditioned, notifications):
     viewer.add_image(_counts(size=192, seed=3), name="scan")
     widget = _dock(viewer, conditioned)

@@ -10,26 +10,17 @@ import pytest
 from qtpy.QtCore import Qt, QThreadPool
 from qtpy.QtWidgets import QApplication
 
-from napari_pinned._qt.denoise.widget import (
-    LOAD_MODEL_ITEM,
-    NO_MODEL_ITEM,
-    DenoiseWidget,
-    format_gain,
-    format_metric,
-)
+from napari_pinned._qt.denoise.metrics_panel import format_gain, format_metric
+from napari_pinned._qt.denoise.model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
+from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, ModelRegistry, get_registry
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.nn.model_files import save_model
 from napari_pinned.noise.synthesis import add_cdn_noise
 from napari_pinned.physics.simulate import simulate
-from napari_pinned.quality.metrics import (
-    column_accuracy,
-    compute_metrics,
-    compute_metrics_stack,
-    mean_metrics,
-)
+from napari_pinned.quality.columns import column_accuracy
+from napari_pinned.quality.metrics import compute_metrics, compute_metrics_stack, mean_metrics
 from napari_pinned.quality.spectra import power_spectrum
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 from napari_pinned.training.run import train
 
 WAIT_MS = 60_000
@@ -43,17 +34,9 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture(scope="module")
-def bundle():
+def bundle(tiny_train_config):
     """A tiny model after a few steps: fast, deterministic, and not the identity."""
-    config = TrainConfig(
-        model=ModelConfig.preset("tiny"),
-        loss_weights=LossWeights.none(),
-        steps=4,
-        batch_size=2,
-        patch_size=32,
-        validation_patches=2,
-        validate_every=4,
-    )
+    config = tiny_train_config(steps=4, batch_size=2, validation_patches=2, validate_every=4)
     clean = simulate("SrTiO3", shape=80, seed=0).image
     return train(config, [clean], seed=0, device="cpu").run_to_end()
 

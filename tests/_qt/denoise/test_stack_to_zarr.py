@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import tiny_conditioned
 from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import get_registry
 from napari_pinned.denoising.denoiser import denoise
@@ -19,7 +18,7 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
+def bundle(tiny_conditioned) -> ModelBundle:
     return tiny_conditioned(4, name="tiny conditioned")
 
 

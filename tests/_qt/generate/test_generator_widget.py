@@ -11,16 +11,15 @@ from npe2 import PluginManifest
 from npe2.manifest.utils import import_python_name
 from qtpy.QtCore import Qt
 
-from napari_pinned._qt.generate.widget import (
-    CIF_CHOICE,
-    WORKER_THRESHOLD,
-    GeneratorWidget,
-    parse_zone,
-)
-from napari_pinned.physics.crystal import get_material
-from napari_pinned.physics.simulate import AberratedProbe, GaussianProbe, probe_fwhm, simulate
+from napari_pinned._qt.generate.widget import CIF_CHOICE, WORKER_THRESHOLD, GeneratorWidget
+from napari_pinned.physics.materials import get_material
+from napari_pinned.physics.probe import AberratedProbe, GaussianProbe, probe_fwhm
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.physics.zones import parse_zone
 
 SIZE = 96
+#: Longest wait for a simulation in a worker (ms): generous, for a loaded machine.
+WORKER_WAIT_MS = 60_000
 
 
 @pytest.fixture
@@ -245,6 +244,31 @@ def test_probe_controls_and_fwhm_readout(widget):
     assert widget.fwhm_readout.value == f"{probe_fwhm(GaussianProbe(1.25)):.3f} Å"
 
 
+def test_the_probe_controls_start_at_the_probes_defaults(widget):
+    assert widget.probe() == AberratedProbe()
+    widget.probe_kind.value = "Gaussian"
+    assert widget.probe() == GaussianProbe()
+
+
+def test_an_image_the_memory_cannot_hold_is_refused_in_one_line(
+    widget, viewer, qtbot, notifications, monkeypatch
+):
+    from napari_pinned._util import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * 1024**2)
+    widget.image_size.value = 4096
+    assert widget.generate() is None
+    # The worker may end before a signal blocker could connect: wait for its outcome.
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_WAIT_MS)
+    assert len(viewer.layers) == 0
+    assert len(notifications.errors) == 1
+    error = notifications.errors[0]
+    assert error.startswith("Generate: simulating a 4096×4096 px image needs about ")
+    assert "\n" not in error
+    assert widget.generate_button.enabled
+
+
+@pytest.mark.slow
 def test_impossible_probe_is_flagged_before_generate(widget, viewer, qtbot, notifications):
     # Cs = 1.2 mm without a corrector, slightly defocused, spreads the probe over
     # ~140 Å, beyond what the simulator computes.
@@ -276,8 +300,7 @@ def test_large_images_are_simulated_in_a_worker(widget, viewer, qtbot):
     worker = widget.worker
     assert worker is not None
     assert not widget.generate_button.enabled
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WORKER_WAIT_MS)
     layer = viewer.layers["SrTiO3 [001]"]
     assert layer.data.shape == (WORKER_THRESHOLD + 32,) * 2
     assert widget.generate_button.enabled

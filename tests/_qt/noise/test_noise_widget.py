@@ -10,7 +10,8 @@ from qtpy.QtCore import Qt
 
 from napari_pinned._qt.noise.widget import MODELS, NoiseWidget, output_name
 from napari_pinned.noise.synthesis import add_cdn_noise, add_dose_noise, cdn_params
-from napari_pinned.physics.simulate import GaussianProbe, simulate
+from napari_pinned.physics.probe import GaussianProbe
+from napari_pinned.physics.simulate import simulate
 
 SIZE = 96
 

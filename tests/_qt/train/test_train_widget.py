@@ -13,10 +13,12 @@ import torch
 from qtpy.QtCore import Qt, QThreadPool, QTimer
 
 from napari_pinned._qt.shared.model_registry import get_registry
+from napari_pinned._qt.shared.train_run import format_duration
+from napari_pinned._qt.train.data_panel import NOISE_MODES
 from napari_pinned._qt.train.loss_plot import LOSS_TERMS
-from napari_pinned._qt.train.widget import NOISE_MODES, TrainWidget, format_duration
-from napari_pinned.nn.model_files import load_model
+from napari_pinned._qt.train.widget import TrainWidget
 from napari_pinned.nn.network import ModelBundle
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.physics.simulate import simulate
 from napari_pinned.training.run import TrainingRun
 
@@ -268,6 +270,7 @@ def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notification
     assert any("noisy Image layer" in m for m in notifications.errors)
 
 
+@pytest.mark.slow
 def test_gui_stays_responsive_and_stop_keeps_best(viewer, qtbot, clean_image, no_threads_left):
     widget = _dock(viewer, qtbot)
     layer = viewer.add_image(clean_image, name="clean")

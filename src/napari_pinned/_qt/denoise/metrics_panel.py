@@ -41,7 +41,8 @@ from napari_pinned.quality.metrics import METRIC_COLUMNS
 if TYPE_CHECKING:
     import napari
 
-    from napari_pinned.quality.metrics import ColumnAccuracy, Metrics
+    from napari_pinned.quality.columns import ColumnAccuracy
+    from napari_pinned.quality.metrics import Metrics
 
 __all__ = [
     "COLUMN_ROWS",
@@ -224,7 +225,7 @@ class MetricsPanel(QGroupBox):
         self._show_rows(f"{note}{missing}Against {ref.name!r}.{columns_note}")
 
     def _column_accuracy(self, image: Image, frame: int, points: Points) -> ColumnAccuracy:
-        from napari_pinned.quality.metrics import column_accuracy
+        from napari_pinned.quality.columns import column_accuracy
 
         key = (id(image.data), frame, id(points.data))
         if key not in self._columns_cache:

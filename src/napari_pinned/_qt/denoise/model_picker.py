@@ -123,8 +123,8 @@ class ModelPicker(QObject):
         A package from another tool whose weights are code (torchscript,
         pytorch_state_dict) is loaded only when ``trust`` is True; None asks the user.
         """
-        from napari_pinned.nn.bmz import PackageNeedsTrust
         from napari_pinned.nn.model_files import ModelFileError
+        from napari_pinned.nn.packages import PackageNeedsTrust
 
         errors = (ModelFileError, OSError)
         add: Any = self._registry.add_file

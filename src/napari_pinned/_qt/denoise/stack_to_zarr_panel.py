@@ -2,13 +2,14 @@
 
 Layers backed by dask or zarr (napari's zarr reader, OME-Zarr plugins, a dask array
 from a script) are never read whole by the dock.  Denoising one gives a *lazy* output
-layer (:func:`lazy_denoised`, the core's :func:`~napari_pinned.denoising.denoiser.denoise` of
-a dask array): napari computes the frame on screen when it is shown, a quick look at
-any frame without waiting for the stack.  :class:`StackToZarrPanel` writes the whole
-denoised stack into a zarr store on disk, frame by frame in a worker
-(:func:`napari_pinned.denoising.files.iter_denoise_to_zarr`) with a progress bar and Cancel,
-then shows the store as the output layer (read lazily from disk).  A cancelled run
-keeps its finished frames; writing to the same store again continues it.
+layer (:func:`lazy_denoised`, the core's
+:func:`~napari_pinned.denoising.dask_arrays.denoise_dask`): napari computes the frame on
+screen when it is shown, a quick look at any frame without waiting for the stack.
+:class:`StackToZarrPanel` writes the whole denoised stack into a zarr store on disk,
+frame by frame in a worker (:func:`napari_pinned.denoising.files.iter_denoise_to_zarr`)
+with a progress bar and Cancel, then shows the store as the output layer (read lazily
+from disk).  A cancelled run keeps its finished frames; writing to the same store again
+continues it.
 """
 
 from __future__ import annotations
@@ -49,15 +50,16 @@ def is_lazy(layer: Any) -> bool:
     return not isinstance(layer_array(layer), np.ndarray)
 
 
-def lazy_denoised(data: Any, model: Any, **settings: Any) -> Any:
+def lazy_denoised(data: Any, model: Any, options: FrameOptions) -> Any:
     """The denoised ``data`` as a lazy dask array of whole frames."""
     import dask.array as da
 
-    from napari_pinned.denoising.denoiser import ModelSpec, denoise
+    from napari_pinned.denoising.dask_arrays import denoise_dask
+    from napari_pinned.denoising.model_spec import ModelSpec
 
     arr = data if isinstance(data, da.Array) else da.from_array(data, asarray=True)
     frames = (1, *arr.shape[1:]) if arr.ndim == 3 else arr.shape
-    return denoise(arr.rechunk(frames), ModelSpec.of(model), **settings)
+    return denoise_dask(arr.rechunk(frames), ModelSpec.of(model), options)
 
 
 class StackJob(NamedTuple):

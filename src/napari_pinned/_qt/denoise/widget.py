@@ -35,16 +35,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QWidget
 
 from napari_pinned._qt.denoise.adapt_panel import AdaptPanel
-from napari_pinned._qt.denoise.compare_panel import ComparePanel, residual_name, spectrum_name
+from napari_pinned._qt.denoise.compare_panel import ComparePanel
 from napari_pinned._qt.denoise.faithfulness_panel import FaithfulnessPanel
 from napari_pinned._qt.denoise.input_panel import InputPanel
 from napari_pinned._qt.denoise.metrics_panel import (
-    METRIC_FORMATS,
     MetricsPanel,
-    format_gain,
-    format_metric,
 )
-from napari_pinned._qt.denoise.model_picker import LOAD_MODEL_ITEM, NO_MODEL_ITEM
 from napari_pinned._qt.denoise.output_layer import OutputTarget, denoised_name
 from napari_pinned._qt.denoise.stack_to_zarr_panel import (
     StackJob,
@@ -75,16 +71,8 @@ if TYPE_CHECKING:
     from napari_pinned.settings import FrameOptions
 
 __all__ = [
-    "LOAD_MODEL_ITEM",
-    "METRIC_FORMATS",
-    "NO_MODEL_ITEM",
     "NO_MODEL_MESSAGE",
     "DenoiseWidget",
-    "denoised_name",
-    "format_gain",
-    "format_metric",
-    "residual_name",
-    "spectrum_name",
 ]
 
 NO_MODEL_MESSAGE = (
@@ -104,7 +92,7 @@ def _denoise_frames(
     """
     from napari_pinned.denoising.denoiser import iter_denoise
 
-    return (yield from iter_denoise(data, model, **options.to_kwargs()))
+    return (yield from iter_denoise(data, model, options))
 
 
 class DenoiseWidget(QWidget):
@@ -311,8 +299,8 @@ class DenoiseWidget(QWidget):
             lazy_denoised,
             layer_array(layer),
             model,
+            self.options.settings(device),
             context="Denoise",
-            **self.options.settings(device).to_kwargs(),
         )
         if output is None:
             return False

@@ -33,15 +33,18 @@ from napari_pinned._qt.shared.common import (
 )
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 from napari_pinned._qt.shared.sections import collapsed_magicgui
-from napari_pinned.physics.crystal import list_materials, parse_zone, read_cif, zone_label
-from napari_pinned.physics.simulate import (
-    AberratedProbe,
-    GaussianProbe,
-    SimulationResult,
-    column_points,
-    probe_fwhm,
-    simulate,
+from napari_pinned.physics.cif import read_cif
+from napari_pinned.physics.defaults import (
+    DEFAULT_MATERIAL,
+    DEFAULT_PIXEL_SIZE,
+    DEFAULT_SIZE,
+    DEFAULT_THICKNESS,
 )
+from napari_pinned.physics.materials import list_materials
+from napari_pinned.physics.probe import AberratedProbe, GaussianProbe, probe_fwhm
+from napari_pinned.physics.projection import Z_EXPONENT_HAADF
+from napari_pinned.physics.simulate import SimulationResult, column_points, simulate
+from napari_pinned.physics.zones import parse_zone, zone_label
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -49,7 +52,11 @@ if TYPE_CHECKING:
     import napari
     from napari.qt.threading import GeneratorWorker
 
-__all__ = ["CIF_CHOICE", "WORKER_THRESHOLD", "GeneratorWidget", "parse_zone"]
+__all__ = [
+    "CIF_CHOICE",
+    "WORKER_THRESHOLD",
+    "GeneratorWidget",
+]
 
 #: Entry of the material combo that switches to a user CIF file.
 CIF_CHOICE = "CIF file…"
@@ -58,8 +65,6 @@ CIF_CHOICE = "CIF file…"
 WORKER_THRESHOLD = 1024
 #: A user CIF has no listed axes; [001] is the simulator's default for it too.
 _CIF_ZONES: tuple[tuple[int, ...], ...] = ((0, 0, 1),)
-#: Radius of the ground-truth markers in Å, about half a column's apparent size.
-#: One signed index of the compact notation "[11-20]".
 
 
 def _simulate_job(kwargs: dict[str, Any]) -> Generator[None, None, SimulationResult]:
@@ -110,7 +115,7 @@ class GeneratorWidget(Container):
         self.material = ComboBox(
             label="Material",
             choices=[*self._materials, CIF_CHOICE],
-            value="SrTiO3",
+            value=DEFAULT_MATERIAL,
             tooltip="Bundled crystal structure, or a CIF file of your own",
         )
         self.cif_file = FileEdit(label="CIF file", mode="r", filter="*.cif")
@@ -132,19 +137,23 @@ class GeneratorWidget(Container):
             tooltip="Take pixel size and image size from an experimental layer, so that "
             "training data is sampled like your micrograph",
         )
-        self.image_size = SpinBox(label="Image size (px)", value=512, min=32, max=4096, step=32)
+        self.image_size = SpinBox(
+            label="Image size (px)", value=DEFAULT_SIZE, min=32, max=4096, step=32
+        )
         # A step of 0.001 gives three decimals: micrograph pixel sizes such as 0.079 Å.
         self.pixel_size = FloatSpinBox(
-            label="Pixel size (Å)", value=0.1, min=0.01, max=2.0, step=0.001
+            label="Pixel size (Å)", value=DEFAULT_PIXEL_SIZE, min=0.01, max=2.0, step=0.001
         )
         probe = probe_controls()
         self.probe_kind, self.fwhm = probe.probe_kind, probe.fwhm
         self.fwhm_readout = probe.fwhm_readout
         self.voltage, self.convergence = probe.voltage, probe.convergence
         self.defocus, self.cs, self.source_size = probe.defocus, probe.cs, probe.source_size
-        self.z_exponent = FloatSpinBox(label="Z exponent", value=1.7, min=0.5, max=3.0, step=0.05)
+        self.z_exponent = FloatSpinBox(
+            label="Z exponent", value=Z_EXPONENT_HAADF, min=0.5, max=3.0, step=0.05
+        )
         self.thickness = FloatSpinBox(
-            label="Thickness (Å)", value=200.0, min=1.0, max=5000.0, step=10.0
+            label="Thickness (Å)", value=DEFAULT_THICKNESS, min=1.0, max=5000.0, step=10.0
         )
         self.vacancy = FloatSpinBox(
             label="Vacancy fraction", value=0.0, min=0.0, max=1.0, step=0.01

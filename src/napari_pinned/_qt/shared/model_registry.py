@@ -9,8 +9,9 @@ Three kinds of entry:
   ``"trained 1 (unet, 1200 steps, 24.3 dB)"`` or ``"adapted to <layer>"``;
 * models loaded from files, named ``"file: <stem>"``: model files, napari-pinned's
   BioImage Model Zoo packages (models like any other), ONNX files and packages from
-  other tools (run as they are: :class:`napari_pinned.nn.runners.OnnxModel`,
-  :class:`napari_pinned.nn.bmz.ForeignModel`).
+  other tools (run as they are: :class:`napari_pinned.nn.onnx_files.OnnxModel`,
+  :class:`napari_pinned.nn.foreign.ForeignModel`); what a file is decides
+  :func:`napari_pinned.nn.resolve.resolve_model`.
 
 The registry is plain Python (no Qt); it announces every change through the psygnal
 signal :attr:`ModelRegistry.changed` so that model combo boxes can refresh.  Use it from
@@ -162,7 +163,7 @@ class ModelRegistry:
             model = shipped_model(entry.shipped)
             return model.purpose if model is not None else ""
         if entry.runtime is not None:
-            from napari_pinned.nn.bmz import ForeignModel
+            from napari_pinned.nn.foreign import ForeignModel
 
             if isinstance(entry.runtime, ForeignModel):
                 what = (
@@ -211,35 +212,28 @@ class ModelRegistry:
         ------
         napari_pinned.nn.model_files.ModelFileError
             If the file is missing or not a readable model.
-        napari_pinned.nn.bmz.PackageNeedsTrust
+        napari_pinned.nn.packages.PackageNeedsTrust
             If the package would run code from it and ``trust`` is False.
         """
-        from napari_pinned.nn import bmz
-        from napari_pinned.nn import runners as backends
-        from napari_pinned.nn.model_files import ModelFileError, load_model
+        from napari_pinned.nn.model_files import ModelFileError
+        from napari_pinned.nn.network import ModelBundle
+        from napari_pinned.nn.packages import PackageNeedsTrust
+        from napari_pinned.nn.resolve import resolve_model
 
         resolved = Path(path).expanduser().resolve()
         for entry in self._entries.values():
             if entry.kind == "file" and entry.path == resolved:
                 return entry.name
-        name = self._unique(f"file: {resolved.stem}")
         try:
-            if backends.is_onnx_file(resolved):
-                runtime = backends.load_onnx_model(resolved)
-                return self._add(RegistryEntry(name, "file", None, resolved, runtime=runtime))
-            if bmz.is_package(resolved):
-                loaded = bmz.load_package(resolved, trust=trust, device="cpu")
-                if isinstance(loaded, bmz.ForeignModel):
-                    return self._add(RegistryEntry(name, "file", None, resolved, runtime=loaded))
-                return self._add(RegistryEntry(name, "file", loaded, resolved))
-        except bmz.PackageNeedsTrust:
-            raise
-        except ModelFileError:
+            model = resolve_model(resolved, device="cpu", trust=trust)
+        except (PackageNeedsTrust, ModelFileError):
             raise
         except ValueError as exc:
             raise ModelFileError(str(exc)) from None
-        bundle = load_model(resolved, device="cpu")
-        return self._add(RegistryEntry(name, "file", bundle, resolved))
+        name = self._unique(f"file: {resolved.stem}")
+        if isinstance(model, ModelBundle):
+            return self._add(RegistryEntry(name, "file", model, resolved))
+        return self._add(RegistryEntry(name, "file", None, resolved, runtime=model))
 
     def remove(self, name: str) -> None:
         """Remove a trained or file model (the shipped default cannot be removed)."""

@@ -50,7 +50,7 @@ class MatchPanel(QGroupBox):
         on_click: Callable[[], object],
         parent: QWidget | None = None,
     ) -> None:
-        from napari_pinned.physics.crystal import list_materials
+        from napari_pinned.physics.materials import list_materials
 
         super().__init__(_CONTEXT, parent)
         self._viewer = viewer

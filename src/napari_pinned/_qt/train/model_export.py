@@ -63,7 +63,7 @@ def export_package_file(
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
-    from napari_pinned.nn.bmz import export_bioimageio
+    from napari_pinned.share.bmz_export import export_bioimageio
 
     target = _target(
         parent,

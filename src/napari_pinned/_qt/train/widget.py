@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pinned._qt.shared.common import (
-    DEVICES,
     ImageLayerChoices,
     call_or_notify,
     describe_device,
@@ -38,7 +37,6 @@ from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, get_registry
 from napari_pinned._qt.shared.train_run import (
     RunHandle,
     dock_training_threads,
-    format_duration,
     progress_text,
     train_steps,
 )
@@ -46,7 +44,7 @@ from napari_pinned._qt.train.data_panel import NOISE_MODES, TrainDataPanel
 from napari_pinned._qt.train.loss_plot import LossPlot, theme_colours
 from napari_pinned._qt.train.match_panel import MatchPanel
 from napari_pinned._qt.train.model_export import export_package_file, save_model_file
-from napari_pinned._qt.train.model_panel import NO_INIT_MODEL, TrainModelPanel
+from napari_pinned._qt.train.model_panel import TrainModelPanel
 from napari_pinned._qt.train.settings_panel import TrainSettingsPanel
 
 if TYPE_CHECKING:
@@ -59,12 +57,7 @@ if TYPE_CHECKING:
     from napari_pinned.training.run import TrainingRun, TrainProgress
 
 __all__ = [
-    "DEVICES",
-    "NOISE_MODES",
-    "NO_INIT_MODEL",
     "TrainWidget",
-    "describe_device",
-    "format_duration",
 ]
 
 

@@ -1,0 +1,283 @@
+"""The :class:`Denoiser`: a model made ready to denoise whole frames and regions of
+frames exactly, window by window (:mod:`.tiling`).
+
+**Statistics once per frame.**  Outlier repair, normalisation and the noise estimate
+are measured over the whole frame (:func:`napari_pinned.nn.conditioning.frame_statistics`)
+and applied to every window and every region of it
+(:func:`~napari_pinned.nn.conditioning.prepare_region`), never per tile.  A region (a
+dask chunk) is denoised from a block that reaches :func:`block_margin` px beyond it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_pinned._util.checks import check_strength
+from napari_pinned._util.jobs import run_job
+from napari_pinned.denoising.tiling import (
+    axis_windows,
+    check_tile,
+    frame_padding,
+    resolve_tiling,
+    windows_per_frame,
+)
+from napari_pinned.nn.conditioning import (
+    REGION_CONTEXT,
+    FrameStats,
+    Prepared,
+    finish,
+    frame_statistics,
+    prepare,
+    prepare_region,
+)
+from napari_pinned.nn.runners import make_runner
+from napari_pinned.quality.lattice_guard import keep_lattice
+from napari_pinned.settings import ORIENTATION_COUNTS, FrameOptions
+
+if TYPE_CHECKING:
+    from napari_pinned.noise.estimate import NoiseEstimate
+
+__all__ = [
+    "BATCH_PIXELS",
+    "ORIENTATIONS",
+    "Denoiser",
+    "block_margin",
+    "check_batch_size",
+    "check_orientations",
+    "guard_frame",
+]
+
+#: Input pixels per forward pass at most: small windows are batched up to ``batch_size``
+#: and this, big ones go one at a time (activations of the width-8 depth-4 network take
+#: about 280 bytes per input pixel).
+BATCH_PIXELS = 1 << 22
+
+#: The orientations :func:`~napari_pinned.denoising.denoiser.denoise` averages over, in
+#: the order they are added, each as (quarter turns, then mirror left-right): the
+#: identity and the anti-transpose, then the half-turn and the transpose (the first 2
+#: and the first 4 are groups, so an average over them treats the axes alike), then the
+#: other four of the square's symmetries.
+ORIENTATIONS = (
+    (0, False),
+    (1, True),
+    (2, False),
+    (3, True),
+    (1, False),
+    (0, True),
+    (3, False),
+    (2, True),
+)
+
+Target = tuple[tuple[int, int], tuple[int, int]]
+
+
+def check_orientations(orientations: Any) -> int:
+    """The number of orientations as an int: one of ``ORIENTATION_COUNTS``."""
+    integer = isinstance(orientations, (int, np.integer)) and not isinstance(orientations, bool)
+    if not integer or orientations not in ORIENTATION_COUNTS:
+        raise ValueError(f"orientations must be one of {ORIENTATION_COUNTS}, got {orientations!r}")
+    return int(orientations)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """The batch size as an int: a whole number of at least 1 window."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return batch_size
+
+
+def block_margin(overlap: int, align: int) -> int:
+    """Pixels of neighbouring input a region needs around it to be denoised as in the
+    whole frame: the windows' halo, their alignment and the conditioning's context."""
+    return overlap + align - 1 + REGION_CONTEXT
+
+
+def guard_frame(source: np.ndarray, result: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """:func:`napari_pinned.quality.lattice_guard.keep_lattice` on one whole frame, keeping
+    raw counts non-negative."""
+    kept = keep_lattice(source, result)
+    if np.issubdtype(dtype, np.unsignedinteger):
+        np.maximum(kept, 0.0, out=kept)
+    return kept
+
+
+class Denoiser:
+    """A model made ready to denoise frames, windows and dask chunks exactly.
+
+    ``options`` are the per-frame options and ``batch_size``, ``noise`` and
+    ``backend`` the rest of :func:`~napari_pinned.denoising.denoiser.denoise`'s
+    parameters.  The network is loaded and moved to the device once;
+    :meth:`iter_frame` denoises one frame, :meth:`denoise_block` one region of a frame
+    from its surroundings (a dask chunk).
+    """
+
+    def __init__(
+        self,
+        model: Any = "default",
+        options: FrameOptions | None = None,
+        *,
+        batch_size: int = 4,
+        noise: NoiseEstimate | None = None,
+        backend: str = "auto",
+    ) -> None:
+        options = options or FrameOptions()
+        self.strength = check_strength(options.strength)
+        self.keep_lattice = bool(options.keep_lattice)
+        self.orientations = check_orientations(options.orientations)
+        self.batch_size = check_batch_size(batch_size)
+        check_tile(options.tile)
+        # The network call: torch (channels-last on CPUs) or ONNX Runtime
+        # (napari_pinned.nn.runners); an ONNX file never imports torch.
+        self.runner = make_runner(model, backend=backend, device=options.device)
+        self.device = getattr(self.runner, "device", "cpu")
+        self.bundle = getattr(self.runner, "bundle", None)
+        self.config = self.runner.config
+        self.tile, self.overlap = resolve_tiling(self.config, options.tile, options.overlap)
+        self.noise = noise
+
+    @property
+    def align(self) -> int:
+        """The network's alignment, ``2**depth``."""
+        return self.config.alignment
+
+    def windows(self, shape: tuple[int, int]) -> int:
+        """Network windows one frame of ``shape`` takes."""
+        return windows_per_frame(shape, self.config, self.tile, self.overlap)
+
+    def statistics(self, frame: np.ndarray) -> FrameStats:
+        """The frame statistics :meth:`denoise_block` needs (whole frame)."""
+        config = self.config
+        return frame_statistics(
+            frame, config.normalization, conditioned=config.conditioned, noise=self.noise
+        )
+
+    def _run(
+        self,
+        channels: np.ndarray,
+        origin: tuple[int, int],
+        length: tuple[int, int],
+        target: Target,
+    ) -> Generator[int, None, np.ndarray]:
+        """Network output (model units) for ``target`` of a padded frame of ``length``;
+        ``channels`` hold the padded frame from ``origin`` on.  Yields windows done."""
+        h, w = channels.shape[1:]
+        sy, ys, keep_y = axis_windows(
+            origin[0], origin[0] + h, length[0], target[0], self.tile, self.overlap, self.align
+        )
+        sx, xs, keep_x = axis_windows(
+            origin[1], origin[1] + w, length[1], target[1], self.tile, self.overlap, self.align
+        )
+        (t0, t1), (u0, u1) = target
+        out = np.empty((t1 - t0, u1 - u0), np.float32)
+        jobs = [
+            (y, x, ky, kx)
+            for y, ky in zip(ys, keep_y, strict=True)
+            for x, kx in zip(xs, keep_x, strict=True)
+            if ky[1] > ky[0] and kx[1] > kx[0]
+        ]
+        batch = max(1, min(self.batch_size, BATCH_PIXELS // (sy * sx)))
+        oy, ox = origin
+        for start in range(0, len(jobs), batch):
+            group = jobs[start : start + batch]
+            stacked = np.stack(
+                [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
+            )
+            pred_np = self._predict(stacked)[:, 0]
+            for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
+                out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
+            yield len(group)
+        return out
+
+    def _predict(self, stacked: np.ndarray) -> np.ndarray:
+        """The network on a batch of windows, averaged over :attr:`orientations` of
+        them.  A window is turned or mirrored as a whole, halo included, and its output
+        turned back, so each average is that of the whole frame turned: exact tiling
+        still holds."""
+        if self.orientations == 1:
+            return self.runner(stacked)
+        total = None
+        for turns, mirror in ORIENTATIONS[: self.orientations]:
+            view = np.rot90(stacked, turns, axes=(2, 3))
+            view = view[..., ::-1] if mirror else view
+            pred = self.runner(np.ascontiguousarray(view))
+            pred = pred[..., ::-1] if mirror else pred
+            pred = np.rot90(pred, -turns, axes=(2, 3))
+            total = pred.astype(np.float32) if total is None else total + pred
+        return total / np.float32(self.orientations)
+
+    def iter_frame(self, frame: np.ndarray) -> Generator[int, None, tuple[np.ndarray, Prepared]]:
+        """Denoise one 2D frame; yields windows done, returns ``(output, prepared)``."""
+        config = self.config
+        prepared = prepare(
+            frame,
+            config.normalization,
+            conditioned=config.conditioned,
+            strength=self.strength,
+            noise=self.noise,
+        )
+        if prepared.state.constant:
+            yield self.windows(frame.shape)
+            return finish(prepared.repaired, prepared, frame.dtype), prepared
+        pads = [frame_padding(n, self.align) for n in frame.shape]
+        channels = np.pad(prepared.channels, [(0, 0), *pads], mode="reflect")
+        target = tuple(
+            (before, before + n) for n, (before, _) in zip(frame.shape, pads, strict=True)
+        )
+        units = yield from self._run(channels, (0, 0), channels.shape[1:], target)
+        if not self.keep_lattice:
+            return finish(units, prepared, frame.dtype), prepared
+        # Guarded before raw counts are clipped at zero, as the dask path does.
+        result = guard_frame(prepared.repaired, finish(units, prepared), frame.dtype)
+        return result, prepared
+
+    def denoise_block(
+        self,
+        block: np.ndarray,
+        stats: FrameStats,
+        *,
+        origin: tuple[int, int],
+        frame_shape: tuple[int, int],
+        target: Target,
+        dtype: np.dtype,
+    ) -> np.ndarray:
+        """Denoise ``target`` (frame coordinates) of a frame from a block of it.
+
+        ``block`` holds the frame from ``origin`` on and must reach at least
+        :meth:`block_margin` px beyond ``target`` on every side inside the frame;
+        ``stats`` are the whole frame's (:meth:`statistics`), ``dtype`` the input's.
+        """
+        prepared = prepare_region(block, stats, strength=self.strength)
+        (t0, t1), (u0, u1) = target
+        oy, ox = origin
+        if stats.state.constant:
+            crop = prepared.repaired[t0 - oy : t1 - oy, u0 - ox : u1 - ox]
+            return finish(crop, dataclasses.replace(prepared, repaired=crop), dtype)
+        slices, pads, padded_origin, length = [], [], [], []
+        for start, size, n in zip(origin, block.shape, frame_shape, strict=True):
+            before, after = frame_padding(n, self.align)
+            # Pixels near an inner edge of the block lack the conditioning's context.
+            lo = 0 if start == 0 else REGION_CONTEXT
+            hi = size if start + size == n else size - REGION_CONTEXT
+            slices.append(slice(lo, hi))
+            pads.append((before if start == 0 else 0, after if start + size == n else 0))
+            padded_origin.append(start + lo + before - pads[-1][0])
+            length.append(n + before + after)
+        channels = prepared.channels[:, slices[0], slices[1]]
+        if any(p for pair in pads for p in pair):
+            channels = np.pad(channels, [(0, 0), *pads], mode="reflect")
+        py, px = (frame_padding(n, self.align)[0] for n in frame_shape)
+        run = self._run(
+            channels,
+            (padded_origin[0], padded_origin[1]),
+            (length[0], length[1]),
+            ((t0 + py, t1 + py), (u0 + px, u1 + px)),
+        )
+        return finish(run_job(run), prepared, dtype)
+
+    def block_margin(self) -> int:
+        """Pixels of neighbouring input :meth:`denoise_block` needs around a target."""
+        return block_margin(self.overlap, self.align)
