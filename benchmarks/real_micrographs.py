@@ -78,12 +78,8 @@ from _bench import (
 
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.noise.estimate import estimate_noise
+from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 from napari_pinned.quality.metrics import compute_metrics
-
-try:
-    from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
-except ImportError:
-    _faithfulness = None
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE, VERSION = "tk-r-em", "1.0.4"
@@ -153,8 +149,6 @@ def load_data(sdist: pathlib.Path) -> tuple[list[tuple[str, np.ndarray]], np.nda
 
 
 def _faithful(image: np.ndarray, out: np.ndarray, noise) -> dict:
-    if _faithfulness is None:
-        return {}
     f = _faithfulness(image, out, noise=noise)
     return {
         "faithful": bool(f.faithful),
@@ -457,8 +451,6 @@ def main() -> None:
     if args.bm3d and not bm3d_available():
         print("# bm3d not installed (pip install -e '.[benchmarks]'): VST + BM3D left out")
         args.bm3d = False
-    if _faithfulness is None:
-        print("# napari_pinned.faithfulness missing: no faithfulness readout")
     models = parse_model_specs(args.model, ["default", "cdn"])
     sdist = fetch_sdist(cache_dir(args.cache))
     real, xs, ys = load_data(sdist)

@@ -6,14 +6,13 @@ for training:
 
 * **Held-out set** (256² px, fixed seeds).  Crystals from
   :func:`napari_pinned.physics.simulate.simulate` of the held-out materials (BaTiO3, BaTiO3-P4mm,
-  Al, ZnMgTe, monolayer WSe2; :data:`napari_pinned.physics.specimens.HELD_OUT_MATERIALS`) along
+  Al, ZnMgTe, monolayer WSe2; :data:`napari_pinned.physics.materials.HELD_OUT_MATERIALS`) along
   every listed zone axis at 0.1 Å/px and along the first one at 0.05 and 0.2 Å/px, each
   rotated by a seeded angle, on a weak smooth background (5 % of the range, varying by
   half).  Plus structures from :func:`napari_pinned.physics.specimens.random_structure` drawn
   with held-out seeds (≥ ``BENCHMARK_SEED_START``) and held-out materials only:
   weak/strong column mixtures, an amorphous film, a particle on an amorphous support, a
-  grain boundary, vacancies, a dopant, a surface.  When ``napari_pinned.specimens`` is
-  missing, the structures are left out with a note.
+  grain boundary, vacancies, a dopant, a surface.
 * **Recording**: :func:`napari_pinned.noise.synthesis.record_stem_image` at mean doses 1, 3, 10,
   30, 100 detected e⁻/px with Gaussian read noise σ = 0.5 e⁻ (Poisson shot noise, no scan
   distortion); one noise draw per image and dose, seeded from the image's name.  The
@@ -89,18 +88,12 @@ from _bench import (
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.noise.estimate import estimate_noise
 from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+from napari_pinned.physics import specimens as _specimens
+from napari_pinned.physics.materials import HELD_OUT_MATERIALS
 from napari_pinned.physics.simulate import simulate
 from napari_pinned.quality.columns import column_accuracy
+from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 from napari_pinned.quality.metrics import compute_metrics
-
-try:
-    from napari_pinned.physics import specimens as _specimens
-except ImportError:  # being written; the crystals alone still make a benchmark
-    _specimens = None
-try:
-    from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
-except ImportError:
-    _faithfulness = None
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOSES = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -108,8 +101,6 @@ QUICK_DOSES = (1.0, 10.0)
 READ_NOISE = 0.5  # e⁻
 SHAPE = 256
 PIXEL_SIZES = (0.05, 0.1, 0.2)  # Å/px
-#: Used when napari_pinned.specimens is missing (it defines the split).
-_HELD_OUT_FALLBACK = ("BaTiO3", "BaTiO3-P4mm", "Al", "ZnMgTe", "WSe2")
 #: Held-out structures: (kind, pixel size, what the draw must show).  The first draw (seed
 #: BENCHMARK_SEED_START + 1000·slot + attempt) that satisfies the condition is used.
 STRUCTURES: tuple[tuple[str, float, str], ...] = (
@@ -161,7 +152,7 @@ def _seed(text: str) -> int:
 
 
 def held_out_materials() -> tuple[str, ...]:
-    return _specimens.HELD_OUT_MATERIALS if _specimens is not None else _HELD_OUT_FALLBACK
+    return HELD_OUT_MATERIALS
 
 
 def held_out_set(quick: bool = False) -> list[ImageSpec]:
@@ -179,12 +170,11 @@ def held_out_set(quick: bool = False) -> list[ImageSpec]:
                     ImageSpec(ident, f"crystal {px:g} Å/px", "simulate", px, name, zone)
                 )
     structures = []
-    if _specimens is not None:
-        for slot, (kind, px, cond) in enumerate(STRUCTURES):
-            ident = f"{kind} #{slot} {px:g} Å/px"
-            structures.append(
-                ImageSpec(ident, kind, "specimen", px, kind=kind, slot=slot, condition=cond)
-            )
+    for slot, (kind, px, cond) in enumerate(STRUCTURES):
+        ident = f"{kind} #{slot} {px:g} Å/px"
+        structures.append(
+            ImageSpec(ident, kind, "specimen", px, kind=kind, slot=slot, condition=cond)
+        )
     if quick:
         first = [s for s in crystals if s.pixel_size == 0.1][:1]
         return first + (structures[:1] if structures else crystals[1:2])
@@ -293,8 +283,6 @@ def _columns(out: np.ndarray, clean: Clean, spec: ImageSpec) -> dict:
 
 
 def _faithful(noisy: np.ndarray, out: np.ndarray, noise, spec: ImageSpec) -> dict:
-    if _faithfulness is None:
-        return {}
     f = _faithfulness(noisy, out, noise=noise, pixel_size=spec.pixel_size)
     return {
         "faithful": bool(f.faithful),
@@ -888,10 +876,6 @@ def main() -> None:
 
     models = parse_model_specs(args.model, ["default", "cdn"])
     notes = []
-    if _specimens is None:
-        notes.append("napari_pinned.specimens missing: held-out structures left out")
-    if _faithfulness is None:
-        notes.append("napari_pinned.faithfulness missing: no faithfulness readout")
     classical = [] if args.no_classical else [m.name for m in CLASSICAL]
     if "VST + BM3D" in classical and not bm3d_available():
         classical.remove("VST + BM3D")

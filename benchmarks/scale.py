@@ -206,7 +206,7 @@ def workers(model: str, quick: bool) -> None:
         iter_denoise_files_on_cluster,
     )
     from napari_pinned.denoising.model_spec import ModelSpec
-    from napari_pinned.io.images import write_tiff
+    from napari_pinned.io.tiff import write_tiff
 
     edge = 512 if quick else 1024
     files, frames = (4, 2) if quick else (8, 2)

@@ -22,7 +22,7 @@ import torch
 
 import napari_pinned.nn.model_files as model_files
 from napari_pinned.cli.entry import main
-from napari_pinned.io.images import write_tiff
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.nn.model_files import save_model
 from napari_pinned.nn.network import ModelBundle, build_model
 from napari_pinned.settings import ModelConfig

@@ -1,4 +1,4 @@
-"""The job protocol (napari_pinned.jobs) and the facts kept once in the core."""
+"""The job protocol (napari_pinned._util.jobs) and the facts kept once in the core."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 #: How many orientations ``denoise(..., orientations=)`` may average the network over
-#: (:data:`napari_pinned.denoising.denoiser.ORIENTATIONS`).
+#: (:data:`napari_pinned.denoising.engine.ORIENTATIONS`).
 ORIENTATION_COUNTS = (1, 2, 4, 8)
 #: Largest denoising strength: the noise level the network is told is this many times
 #: the measured one (noise-conditioned models); beyond it the output is a smooth blur.
@@ -35,10 +35,13 @@ MAX_STRENGTH = 10.0
 #: px (2368 px for the depth-4 default model, 15–25 % of the work in halos).  Measured
 #: in docs/scale.md.
 DEFAULT_TILE = 2048
+#: Smallest tile edge (pixels) accepted.
+MIN_TILE = 16
 
 __all__ = [
     "DEFAULT_TILE",
     "MAX_STRENGTH",
+    "MIN_TILE",
     "NOISE_MODELS",
     "NORMALIZATIONS",
     "ORIENTATION_COUNTS",
@@ -586,11 +589,12 @@ class AdaptSettings:
 
 @dataclass(frozen=True)
 class FrameOptions:
-    """How every frame of a file, stack or store is denoised (:mod:`napari_pinned.denoising.files`).
+    """How every frame of an image, stack, file or store is denoised.
 
-    The per-frame options of :func:`napari_pinned.denoising.denoiser.denoise`, with its defaults,
-    carried together through the file, zarr and cluster jobs; they are checked where
-    the frames are denoised.
+    The per-frame options of :func:`napari_pinned.denoising.denoiser.denoise`, with its
+    defaults: the ``options`` of ``iter_denoise``, ``denoise_dask`` and ``Denoiser``,
+    carried together through the file, zarr and cluster jobs
+    (:mod:`napari_pinned.denoising.files`); they are checked where the frames are denoised.
 
     Attributes
     ----------
@@ -604,7 +608,3 @@ class FrameOptions:
     strength: float = 1.0
     keep_lattice: bool = True
     orientations: int = 1
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~napari_pinned.denoising.denoiser.denoise`."""
-        return dataclasses.asdict(self)

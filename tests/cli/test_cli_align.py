@@ -10,7 +10,8 @@ from scipy import ndimage
 from napari_pinned._util.jobs import run_job
 from napari_pinned.cli.entry import main
 from napari_pinned.denoising.registration import register_frames
-from napari_pinned.io.images import read_image, read_pixel_size, write_tiff
+from napari_pinned.io.images import read_image, read_pixel_size
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.physics.simulate import simulate
 
 

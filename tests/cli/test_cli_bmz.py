@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_pinned.cli.entry import main
-from napari_pinned.io.images import read_image, write_tiff
+from napari_pinned.io.images import read_image
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.nn.model_files import save_model
 
 

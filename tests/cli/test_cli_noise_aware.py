@@ -7,7 +7,8 @@ import pytest
 
 from napari_pinned.cli.entry import main
 from napari_pinned.denoising.denoiser import denoise
-from napari_pinned.io.images import read_image, write_tiff
+from napari_pinned.io.images import read_image
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.nn.model_files import SHIPPED_MODELS, save_model
 from napari_pinned.nn.resolve import load_model
 

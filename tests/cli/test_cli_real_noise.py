@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_pinned.cli.entry import main
-from napari_pinned.io.images import read_image, read_pixel_size, write_tiff
+from napari_pinned.io.images import read_image, read_pixel_size
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.noise.synthesis import add_dose_noise
 
 

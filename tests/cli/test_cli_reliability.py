@@ -16,7 +16,8 @@ import pytest
 
 from napari_pinned.cli.entry import build_parser, main
 from napari_pinned.cli.progress import ProgressBar
-from napari_pinned.io.images import read_image, write_tiff
+from napari_pinned.io.images import read_image
+from napari_pinned.io.tiff import write_tiff
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,8 @@ from napari_pinned.denoising import denoiser as inference
 from napari_pinned.denoising import files as scale
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.denoising.model_spec import ModelSpec
-from napari_pinned.io.images import read_image, read_pixel_size, write_tiff
+from napari_pinned.io.images import read_image, read_pixel_size
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.nn.model_files import save_model
 from napari_pinned.nn.network import ModelBundle, build_model
 from napari_pinned.settings import ModelConfig
@@ -285,7 +286,7 @@ def test_a_batch_on_two_local_workers(tmp_path, model_file, capsys):
 def test_tiff_frames_read_one_frame_at_a_time_like_the_array(tmp_path):
     import tifffile
 
-    from napari_pinned.io.images import TiffFrames
+    from napari_pinned.io.tiff import TiffFrames
 
     stack = _stack(frames=4, shape=(20, 24))
     write_tiff(tmp_path / "contiguous.tif", stack)
@@ -298,7 +299,7 @@ def test_tiff_frames_read_one_frame_at_a_time_like_the_array(tmp_path):
 
 
 def test_a_tiff_stack_written_frame_by_frame_appears_only_when_complete(tmp_path):
-    from napari_pinned.io.images import TiffStackWriter
+    from napari_pinned.io.tiff import TiffStackWriter
 
     stack = _stack(frames=3, shape=(20, 24)).astype(np.float32)
     target = tmp_path / "out.tif"

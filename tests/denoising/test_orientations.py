@@ -83,7 +83,8 @@ def test_other_counts_are_refused(bundle, image, bad):
 
 def test_the_command_line_averages_orientations_too(bundle, image, tmp_path):
     from napari_pinned.cli.entry import main
-    from napari_pinned.io.images import read_image, write_tiff
+    from napari_pinned.io.images import read_image
+    from napari_pinned.io.tiff import write_tiff
     from napari_pinned.nn.model_files import save_model
 
     source = write_tiff(tmp_path / "in.tif", image)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_pinned.io.images import read_image, read_pixel_size, write_tiff
+from napari_pinned.io.images import read_image, read_pixel_size
+from napari_pinned.io.tiff import write_tiff
 
 
 def test_float32_round_trip_keeps_values_and_pixel_size(tmp_path):
@@ -28,7 +29,7 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("napari_pinned.io.images.tifffile.imwrite", boom)
+    monkeypatch.setattr("napari_pinned.io.tiff.tifffile.imwrite", boom)
     with pytest.raises(RuntimeError):
         write_tiff(target, np.zeros((4, 4)))
     assert target.read_bytes() == before

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from napari_pinned.cli.entry import main
-from napari_pinned.io.images import (
-    MICROSCOPE_FORMATS,
-    is_microscope_file,
-    read_image,
-    read_microscope_file,
-    read_pixel_size,
-)
+from napari_pinned.io.images import read_image, read_pixel_size
+from napari_pinned.io.microscope import MICROSCOPE_FORMATS, is_microscope_file, read_microscope_file
 
 
 def test_mrc_image_and_stack_have_their_pixel_size_in_angstrom(tmp_path, write_mrc):
@@ -117,7 +112,7 @@ def _axis(index, name, size, scale, units, navigate):
 def test_dm_style_calibrations_stacks_and_4d_data(tmp_path, monkeypatch):
     """What RosettaSciIO returns for a DigitalMicrograph file (nm and pm axes), a Velox
     frame series (frames as the navigation axis, last in the array) and a 4D-STEM scan."""
-    import napari_pinned.io.images as io
+    import napari_pinned.io.microscope as io
 
     rng = np.random.default_rng(5)
     frames = rng.random((16, 12, 5)).astype(np.float32)  # (y, x, frame), frame navigates

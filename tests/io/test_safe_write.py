@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from napari_pinned.io.images import read_image, write_csv, write_png, write_tiff
+from napari_pinned.io.images import read_image, write_csv, write_png
 from napari_pinned.io.safe_write import (
     atomic_write,
     check_outputs,
@@ -17,6 +17,7 @@ from napari_pinned.io.safe_write import (
     write_text,
     write_together,
 )
+from napari_pinned.io.tiff import write_tiff
 
 
 def _mode(path) -> int:

@@ -93,7 +93,7 @@ sys.meta_path.insert(0, NotInstalled())
 import numpy as np
 from napari_pinned import denoise
 from napari_pinned.cli.entry import main
-from napari_pinned.io.images import write_tiff
+from napari_pinned.io.tiff import write_tiff
 image = np.random.default_rng(0).poisson(5.0, (80, 90)).astype(np.float32)
 out = denoise(image, {str(path)!r})
 assert out.shape == image.shape and np.isfinite(out).all()

@@ -1,7 +1,7 @@
 """The napari reader for microscope files (.dm3, .dm4, .emd, .ser, .mrc).
 
 It lives beside the widgets because it talks to napari (notifications); the reading
-itself is the core's :func:`napari_pinned.io.images.read_microscope_file`.  napari asks
+itself is the core's :func:`napari_pinned.io.microscope.read_microscope_file`.  napari asks
 :func:`get_reader` whether we can read a path.  We answer only for our suffixes, and only
 once the file has actually been read: a file that RosettaSciIO cannot read (or a missing
 RosettaSciIO) gives a warning naming the problem and ``None``, so that napari can still
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from napari_pinned.io.images import MicroscopeImage, is_microscope_file, read_microscope_file
+from napari_pinned.io.microscope import MicroscopeImage, is_microscope_file, read_microscope_file
 
 LayerData = tuple[Any, dict[str, Any], str]
 

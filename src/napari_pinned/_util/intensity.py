@@ -8,6 +8,8 @@ make "CDN level 3" or "PSNR 20 dB" mean the same thing whatever the dtype.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: The paper's intensity scale: CDN parameters and PSNR are quoted in these units.
@@ -89,27 +91,41 @@ def from_paper_scale(image: np.ndarray, data_range: tuple[float, float]) -> np.n
     )
 
 
+def check_header(
+    shape: tuple[int, ...], dtype: np.dtype, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)
+) -> None:
+    """Check what an image's shape and dtype say, without reading its values.
+
+    The part of :func:`check_image` that lazy arrays (zarr, TIFF frames, dask) get before
+    their values are read; ``ValueError`` naming ``name`` for RGB images, wrong
+    dimensionality, non-real dtypes and empty arrays.
+    """
+    dtype = np.dtype(dtype)
+    real = np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+    if dtype == np.bool_ or not real:
+        raise ValueError(f"{name} has dtype {dtype}; expected real-valued intensities")
+    if len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4:
+        raise ValueError(
+            f"{name} looks like an RGB(A) image (shape {shape}); convert it to greyscale first"
+        )
+    if len(shape) not in ndim:
+        allowed = " or ".join(f"{d}D" for d in ndim)
+        raise ValueError(f"{name} must be {allowed}, got shape {shape}")
+    if math.prod(shape) == 0:
+        raise ValueError(f"{name} is empty (shape {shape})")
+
+
 def check_image(
     image: np.ndarray, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)
 ) -> np.ndarray:
     """Validate a greyscale image or stack and return it as a numpy array.
 
     Raises ``ValueError`` with a message naming ``name`` and the problem for RGB
-    images, wrong dimensionality, non-real dtypes, empty arrays, NaN/inf and values
-    beyond ±:data:`MAX_ABS_INTENSITY`.
+    images, wrong dimensionality, non-real dtypes, empty arrays (:func:`check_header`),
+    NaN/inf and values beyond ±:data:`MAX_ABS_INTENSITY`.
     """
     arr = np.asarray(image)
-    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} has dtype {arr.dtype}; expected real-valued intensities")
-    if arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.shape[-2] > 4:
-        raise ValueError(
-            f"{name} looks like an RGB(A) image (shape {arr.shape}); convert it to greyscale first"
-        )
-    if arr.ndim not in ndim:
-        allowed = " or ".join(f"{d}D" for d in ndim)
-        raise ValueError(f"{name} must be {allowed}, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    check_header(arr.shape, arr.dtype, name=name, ndim=ndim)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinite values")

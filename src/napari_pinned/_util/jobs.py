@@ -17,7 +17,7 @@ consume jobs through it or through the same loop.
 
 Examples
 --------
->>> from napari_pinned.frames import register_frames            # doctest: +SKIP
+>>> from napari_pinned.denoising.registration import register_frames  # doctest: +SKIP
 >>> result = run_job(register_frames(stack), on_progress=print)  # doctest: +SKIP
 """
 

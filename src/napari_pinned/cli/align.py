@@ -70,7 +70,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def _write(args: argparse.Namespace, result: RegistrationResult, pixel_size: float | None) -> list:
     """Write the mean and the outputs asked for, all or none; returns what was written."""
-    from napari_pinned.io.images import write_csv, write_tiff
+    from napari_pinned.io.images import write_csv
+    from napari_pinned.io.tiff import write_tiff
 
     written = [args.output]
     with write_together():

@@ -265,8 +265,9 @@ def _write_files(
     summary: dict[str, Any],
 ) -> None:
     """Write the model, images, summary figure and metrics together (all or none)."""
-    from napari_pinned.io.images import write_csv, write_png, write_tiff
+    from napari_pinned.io.images import write_csv, write_png
     from napari_pinned.io.safe_write import write_text
+    from napari_pinned.io.tiff import write_tiff
     from napari_pinned.nn.model_files import save_model
 
     table = np.array(

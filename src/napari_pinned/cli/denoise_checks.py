@@ -41,7 +41,7 @@ def denoise_targets(args: argparse.Namespace) -> list[Path]:
 
 def _check_options(args: argparse.Namespace) -> None:
     """The options on their own and together: one destination, tiles, cluster."""
-    from napari_pinned.denoising.tiling import MIN_TILE
+    from napari_pinned.settings import MIN_TILE
 
     if (args.output is None) == (args.output_dir is None):
         raise ValueError("give exactly one of -o/--output or --output-dir")
@@ -115,7 +115,8 @@ def precheck_inputs(
     A bad file of a batch is reported at the end and the others are denoised, so its
     problem is collected (path → message); a single input's problem is raised instead.
     """
-    from napari_pinned.io.images import image_shape, is_microscope_file
+    from napari_pinned.io.images import image_shape
+    from napari_pinned.io.microscope import is_microscope_file
 
     problems: dict[Path, str] = {}
     for path in args.inputs:

@@ -84,7 +84,8 @@ def denoise_other_runtime(
 ) -> int:
     """Denoise whole files with an ONNX model or another tool's BMZ package; print
     metrics against ``reference``; return the exit status."""
-    from napari_pinned.io.images import read_pixel_size, write_tiff
+    from napari_pinned.io.images import read_pixel_size
+    from napari_pinned.io.tiff import write_tiff
 
     rows = {}
     for path, target in pairs:

@@ -88,7 +88,8 @@ def _check(args: argparse.Namespace) -> tuple[tuple[int, ...], float | None, flo
 
 def run(args: argparse.Namespace) -> int:
     """Add the noise, write the result; print the noise added."""
-    from napari_pinned.io.images import read_image, write_tiff
+    from napari_pinned.io.images import read_image
+    from napari_pinned.io.tiff import write_tiff
 
     shape, pixel_size, size = _check(args)
     check_memory(noise_bytes(shape), f"{args.input}: adding noise")

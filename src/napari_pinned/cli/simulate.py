@@ -94,7 +94,8 @@ def _probe(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, write the image (and the columns as CSV); print what was made."""
-    from napari_pinned.io.images import write_csv, write_tiff
+    from napari_pinned.io.images import write_csv
+    from napari_pinned.io.tiff import write_tiff
     from napari_pinned.physics.materials import get_material
     from napari_pinned.physics.rendering import check_simulation_memory
 

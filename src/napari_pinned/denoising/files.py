@@ -35,12 +35,9 @@ import numpy as np
 
 from napari_pinned._util.jobs import Job
 from napari_pinned._version import __version__
-from napari_pinned.io.images import (
-    TiffStackWriter,
-    is_microscope_file,
-    open_frames,
-    read_pixel_size,
-)
+from napari_pinned.io.images import open_frames, read_pixel_size
+from napari_pinned.io.microscope import is_microscope_file
+from napari_pinned.io.tiff import TiffStackWriter
 from napari_pinned.io.zarr_store import ZarrOutput, is_zarr_path, open_zarr
 from napari_pinned.settings import FrameOptions
 

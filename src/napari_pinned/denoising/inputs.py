@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_pinned._util.intensity import check_image
+from napari_pinned._util.intensity import check_header, check_image
 
 __all__ = ["check_array", "is_dask_array"]
 
@@ -29,18 +29,5 @@ def check_array(image: Any) -> tuple[tuple[int, ...], np.dtype, bool]:
         return arr.shape, arr.dtype, True
     shape = tuple(int(n) for n in shape)
     dtype = np.dtype(dtype)
-    if (
-        dtype == np.bool_
-        or not np.issubdtype(dtype, np.number)
-        or np.issubdtype(dtype, np.complexfloating)
-    ):
-        raise ValueError(f"image has dtype {dtype}; expected real-valued intensities")
-    if len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4:
-        raise ValueError(
-            f"image looks like an RGB(A) image (shape {shape}); convert it to greyscale first"
-        )
-    if len(shape) not in (2, 3):
-        raise ValueError(f"image must be 2D or 3D, got shape {shape}")
-    if 0 in shape:
-        raise ValueError(f"image is empty (shape {shape})")
+    check_header(shape, dtype, name="image", ndim=(2, 3))
     return shape, dtype, False

@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_pinned.settings import DEFAULT_TILE
+from napari_pinned.settings import DEFAULT_TILE, MIN_TILE
 
 if TYPE_CHECKING:
     from napari_pinned.settings import ModelConfig
 
 __all__ = [
     "CONTEXT",
-    "MIN_TILE",
     "axis_windows",
     "check_tile",
     "frame_padding",
@@ -43,8 +42,6 @@ __all__ = [
 
 #: Mirrored context (pixels) added around every frame before tiling.
 CONTEXT = 32
-#: Smallest tile edge (pixels) accepted.
-MIN_TILE = 16
 
 
 def _receptive_reach(config: Any) -> int:

@@ -298,7 +298,8 @@ def _write_files(folder: pathlib.Path, test: TestRun) -> None:
     """Architecture, state-dict weights, test/sample tensors and cover, into ``folder``."""
     import torch
 
-    from napari_pinned.io.images import write_png, write_tiff
+    from napari_pinned.io.images import write_png
+    from napari_pinned.io.tiff import write_tiff
 
     shutil.copyfile(architecture_path(), folder / ARCHITECTURE_FILE)
     torch.save(test.wrapper.state_dict(), folder / "weights.pt")

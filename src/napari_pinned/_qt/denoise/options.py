@@ -24,7 +24,7 @@ class DenoiseOptions(QObject):
     """The option controls (the dock places them with :meth:`add_rows`)."""
 
     def __init__(self, parent: QWidget) -> None:
-        from napari_pinned.settings import ORIENTATION_COUNTS, FrameOptions
+        from napari_pinned.settings import MIN_TILE, ORIENTATION_COUNTS, FrameOptions
 
         super().__init__(parent)
         defaults = FrameOptions()
@@ -56,7 +56,7 @@ class DenoiseOptions(QObject):
             "Average the network over this many turned and mirrored copies of the image: "
             "a better estimate of the same result, at about that many times the time"
         )
-        self.tile_spin = int_spin_box(16, 8192, defaults.tile, 32)
+        self.tile_spin = int_spin_box(MIN_TILE, 8192, defaults.tile, 32)
         # 0 = the core's default (None): the model's minimum halo for exact tiling.
         self.overlap_spin = int_spin_box(0, 1024, defaults.overlap or 0, 8)
         self.overlap_spin.setSpecialValueText("auto (the model's minimum)")
