@@ -42,13 +42,13 @@ def builds(monkeypatch):
     """The devices networks are built on while loading: the file's weights must be
     checked on the meta device (no memory) before a real network exists on the CPU."""
     devices: list[str] = []
-    real = model_files.PINNED
+    real = model_files.PinnedNetwork
 
     def recording(config):
         devices.append(torch.empty(0).device.type)
         return real(config)
 
-    monkeypatch.setattr(model_files, "PINNED", recording)
+    monkeypatch.setattr(model_files, "PinnedNetwork", recording)
     return devices
 
 

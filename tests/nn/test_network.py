@@ -22,8 +22,8 @@ from napari_pinned.nn.model_files import (
     save_model,
 )
 from napari_pinned.nn.network import (
-    PINNED,
     ModelBundle,
+    PinnedNetwork,
     build_model,
     count_parameters,
     receptive_field,
@@ -487,6 +487,6 @@ def test_default_model_is_loaded_when_present(tmp_path, monkeypatch):
 def test_load_model_passes_bundles_through():
     bundle = _bundle()
     assert load_model(bundle, device="cpu") is bundle
-    assert isinstance(bundle.model, PINNED)
+    assert isinstance(bundle.model, PinnedNetwork)
     with pytest.raises(ValueError):
         load_model(42)

@@ -40,7 +40,7 @@ import torch
 from napari_pinned._util.errors import summary
 from napari_pinned._version import __version__
 from napari_pinned.io.safe_write import atomic_write
-from napari_pinned.nn.network import PINNED, ModelBundle
+from napari_pinned.nn.network import ModelBundle, PinnedNetwork
 from napari_pinned.settings import ModelConfig
 
 #: Version of the model-file layout written by :func:`save_model`.
@@ -326,7 +326,7 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 @functools.lru_cache(maxsize=32)
 def _expected_shapes(config: ModelConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
     with torch.device("meta"):
-        network = PINNED(config)
+        network = PinnedNetwork(config)
     return tuple((name, tuple(t.shape)) for name, t in network.state_dict().items())
 
 
@@ -408,7 +408,7 @@ def bundle_from_payload(payload: Mapping[str, Any], where: object) -> ModelBundl
                 f"{where}: weights do not match the stored architecture ({name!r} has shape "
                 f"{tuple(state[name].shape)}, the configuration needs {shape})"
             )
-    model = PINNED(config)
+    model = PinnedNetwork(config)
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:

@@ -1,4 +1,4 @@
-"""The PINNED network and its configuration.
+"""The PINNED network (:class:`PinnedNetwork`) and a trained model (:class:`ModelBundle`).
 
 Architecture (Awan et al., "Physics Informed Neural Network Enhanced Denoising for
 Atomic Resolution STEM Imaging" (PINNED), Methods): a convolutional
@@ -20,6 +20,10 @@ second channel holding each pixel's noise standard deviation σ (see
 :mod:`napari_pinned.nn.conditioning`) and it returns ``x + σ · f(x, σ, log σ)``.  One
 network then serves every dose, a clean image (σ = 0) passes through unchanged, and
 scaling σ sets the denoising strength.
+
+The configuration (:class:`~napari_pinned.settings.ModelConfig`) is torch-free and lives
+in :mod:`napari_pinned.settings`.  The same network, written with torch alone, travels in
+BioImage Model Zoo packages as ``PinnedNetwork`` of :mod:`napari_pinned.share.bmz_denoiser`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The configuration lives in the torch-free settings module; it is also importable here.
 from napari_pinned.settings import ModelConfig
 
 #: Smallest σ inside ``log σ`` (model units), so that σ = 0 stays finite.
@@ -53,7 +56,7 @@ def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-class PINNED(nn.Module):
+class PinnedNetwork(nn.Module):
     """The PINNED encoder–decoder.
 
     Takes ``(B, C, H, W)`` inputs of any size in model units (C = 1, or 2 for a
@@ -169,11 +172,11 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
-def build_model(config: ModelConfig) -> PINNED:
+def build_model(config: ModelConfig) -> PinnedNetwork:
     """A freshly initialised PINNED network for ``config``."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    return PINNED(config)
+    return PinnedNetwork(config)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -232,7 +235,7 @@ class ModelBundle:
     bundle came from (a file path, or ``"<memory>"``).
     """
 
-    model: PINNED
+    model: PinnedNetwork
     config: ModelConfig
     metadata: dict = field(default_factory=dict)
     source: str = "<memory>"

@@ -2,7 +2,7 @@
 
 An ONNX model file (:func:`napari_pinned.share.onnx_export.export_onnx`) holds the bare
 network, for inputs whose height and width are multiples of ``2**depth`` (the runner pads
-others like :class:`napari_pinned.nn.network.PINNED` does), with napari-pinned's
+others like :class:`napari_pinned.nn.network.PinnedNetwork` does), with napari-pinned's
 configuration, metadata and checksum in the model's ``metadata_props`` under
 ``"napari_pinned"``.  Files are bounded (:data:`MAX_ONNX_BYTES`) and refused when they
 keep tensors in external files, so loading one reads nothing but the file itself.  ONNX

@@ -11,7 +11,7 @@ napari-pinned's own packages (written by
 :func:`napari_pinned.share.bmz_export.export_bioimageio`) are recognised by a marker in
 the RDF *and* the SHA-256 of their architecture file being one of
 :data:`KNOWN_ARCHITECTURE_SHA256`.  Their ``pytorch_state_dict`` weights load with
-``torch.load(weights_only=True)`` into :class:`napari_pinned.nn.network.PINNED`, through
+``torch.load(weights_only=True)`` into :class:`napari_pinned.nn.network.PinnedNetwork`, through
 the same checks as a model file (configuration bounds, tensor shapes, checksum, finite
 weights; :mod:`napari_pinned.nn.model_files`).  Nothing from the package is run, not
 even its architecture file: we know what it does because its hash says it is ours.
