@@ -12,31 +12,22 @@ from __future__ import annotations
 from napari_pinned._util.lazy import lazy_attributes
 
 _NAMES = {
-    **{
-        name: "napari_pinned.io.images"
-        for name in (
-            "image_shape",
-            "open_frames",
-            "read_image",
-            "read_pixel_size",
-            "write_csv",
-            "write_png",
-        )
-    },
-    **{
-        name: "napari_pinned.io.tiff"
-        for name in ("IMAGEJ_MAX_BYTES", "TiffFrames", "TiffStackWriter", "write_tiff")
-    },
-    **{
-        name: "napari_pinned.io.microscope"
-        for name in (
-            "MICROSCOPE_FORMATS",
-            "MicroscopeImage",
-            "is_microscope_file",
-            "read_microscope_file",
-        )
-    },
-    **{name: "napari_pinned.io.zarr_store" for name in ("is_zarr_path", "open_zarr")},
+    "image_shape": "napari_pinned.io.images",
+    "open_frames": "napari_pinned.io.images",
+    "read_image": "napari_pinned.io.images",
+    "read_pixel_size": "napari_pinned.io.images",
+    "write_csv": "napari_pinned.io.images",
+    "write_png": "napari_pinned.io.images",
+    "IMAGEJ_MAX_BYTES": "napari_pinned.io.tiff",
+    "TiffFrames": "napari_pinned.io.tiff",
+    "TiffStackWriter": "napari_pinned.io.tiff",
+    "write_tiff": "napari_pinned.io.tiff",
+    "MICROSCOPE_FORMATS": "napari_pinned.io.microscope",
+    "MicroscopeImage": "napari_pinned.io.microscope",
+    "is_microscope_file": "napari_pinned.io.microscope",
+    "read_microscope_file": "napari_pinned.io.microscope",
+    "is_zarr_path": "napari_pinned.io.zarr_store",
+    "open_zarr": "napari_pinned.io.zarr_store",
 }
 
 __all__ = sorted(_NAMES)
