@@ -114,8 +114,9 @@ def shoot_noise(viewer: napari.Viewer) -> None:
     camera(viewer).zoom *= 1.8
 
 
-def wait_for(signal, timeout_ms: int = 600_000) -> tuple:
-    """Run the event loop until ``signal`` fires; return its arguments."""
+def wait_for(signal, timeout_ms: int = 1_800_000) -> tuple:
+    """Run the event loop until ``signal`` fires; return its arguments (the train scene's
+    1500 steps took over 10 minutes on 2 busy cores)."""
     from qtpy.QtCore import QEventLoop, QTimer
 
     loop, received = QEventLoop(), []

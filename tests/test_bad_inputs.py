@@ -82,6 +82,43 @@ def files(tmp_path_factory, onnx_box_filter) -> SimpleNamespace:
     torch.save({"format": model_files.FILE_FORMAT, "x": _Code()}, p.evil)
     p.foreign_onnx = d / "foreign.onnx"  # a valid ONNX graph, not napari-pinned's
     p.foreign_onnx.write_bytes(onnx_box_filter())
+    # -- checks that came too late (issue 21: early checks, types, export)
+    import tifffile as _tifffile
+
+    p.rgb = d / "rgb.tif"
+    _tifffile.imwrite(p.rgb, np.stack([lattice] * 3, axis=-1).astype(np.uint8), photometric="rgb")
+    p.loop = d / "loop.tif"
+    p.loop.symlink_to("loop.tif")
+    mrc = np.zeros(256, "<i4")
+    mrc[0:4] = (100_000, 100_000, 100_000, 2)  # 10¹⁵ float32 voxels in a 5 KB file
+    p.huge_mrc = d / "huge.mrc"
+    p.huge_mrc.write_bytes(mrc.tobytes() + bytes(4000))
+    p.tiny_cell = d / "tiny-cell.cif"
+    p.tiny_cell.write_text(
+        "data_x\n_cell_length_a 0.001\n_cell_length_b 5\n_cell_length_c 5\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+        "_atom_site_fract_y\n_atom_site_fract_z\nSi1 Si 0 0 0\n"
+    )
+    # -- TIFF files (issue 21: reading files): damaged headers, a 100000×1 strip
+    import struct as _struct
+
+    for name, entry, value in (
+        ("first_page", None, 10**8),  # the first page's offset: beyond the file
+        ("offsets", 273, 0),  # StripOffsets: of no known data type
+    ):
+        path = d / f"{name}.tif"
+        _tifffile.imwrite(path, lattice)
+        data = bytearray(path.read_bytes())
+        ifd = _struct.unpack("<I", data[4:8])[0]
+        if entry is None:
+            data[4:8] = _struct.pack("<I", value)
+        for k in range(_struct.unpack("<H", data[ifd : ifd + 2])[0]):
+            at = ifd + 2 + 12 * k
+            if _struct.unpack("<H", data[at : at + 2])[0] == entry:
+                data[at + 2 : at + 4] = _struct.pack("<H", value)
+        path.write_bytes(bytes(data))
+        setattr(p, name, path)
+    p.strip = write_tiff(d / "strip.tif", np.linspace(1, 100, 100_000, dtype=np.float32)[:, None])
     p.out = d / "out.tif"  # never created
     return p
 
@@ -408,6 +445,150 @@ ROWS = [
         lambda p: ["train", "--materials", "Si", "--sim-size", "60000", "-o", p.dir / "m.pt"],
         "needs about",
         8 * 1024 * MiB,
+    ),
+]
+
+
+# -- checks that came too late (issue 21): before torch or any work
+ROWS += [
+    (
+        "an RGB image to denoise",
+        lambda p: ["denoise", p.rgb, "--model", p.model, "-o", p.out],
+        "rgb.tif: image looks like an RGB(A) image",
+        None,
+    ),
+    (
+        "an RGB image to train on",
+        lambda p: ["train", "--clean", p.rgb, "-o", p.dir / "m.pt"],
+        "rgb.tif: image looks like an RGB(A) image",
+        None,
+    ),
+    (
+        "a training image smaller than a patch and its validation strip",
+        lambda p: ["train", "--clean", p.small, "-o", p.dir / "m.pt"],
+        "small.tif is 64×64 pixels, too small for 64-pixel patches",
+        None,
+    ),
+    (
+        "a device that is not one",
+        lambda p: ["denoise", p.noisy, "--device", "gpu", "-o", p.out],
+        "argument --device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'",
+        None,
+    ),
+    (
+        "more threads than a machine has",
+        lambda p: ["train", "--clean", p.clean, "--threads", "100000", "-o", p.dir / "m.pt"],
+        "argument --threads: expected a number of threads from 1 to",
+        None,
+    ),
+    (
+        "more workers than a machine has",
+        lambda p: ["denoise", p.noisy, "--workers", "100000", "-o", p.dir / "o.zarr"],
+        "argument --workers: expected a number of worker processes from 1 to",
+        None,
+    ),
+    (
+        "a training batch beyond the memory",
+        lambda p: ["train", "--clean", p.clean, "--batch-size", "1000000", "-o", p.dir / "m.pt"],
+        "1000000 patches of 64² px needs about",
+        8 * 1024 * MiB,
+    ),
+    (
+        "simulating more columns than the memory holds",
+        lambda p: ["simulate", "--size", "2000", "--pixel-size", "20", "-o", p.out],
+        "columns needs about",
+        8 * 1024 * MiB,
+    ),
+    (
+        "a CIF with a = 0.001 Å",
+        lambda p: ["simulate", "--cif", p.tiny_cell, "-o", p.out],
+        "tiny-cell.cif: a = 0.001 Å",
+        None,
+    ),
+    (
+        "an .mrc header claiming 10¹⁵ voxels",
+        lambda p: ["noise", p.huge_mrc, "-o", p.out],
+        "huge.mrc: cannot read this .mrc file (its header claims 100000×100000×100000",
+        None,
+    ),
+    (
+        "a symbolic link loop as input",
+        lambda p: ["denoise", p.loop, "--model", p.model, "-o", p.out],
+        "loop.tif: a symbolic link loop",
+        None,
+    ),
+    (
+        "a symbolic link loop as output",
+        lambda p: ["noise", p.clean, "-o", p.loop],
+        "loop.tif: a symbolic link loop",
+        None,
+    ),
+    (
+        "export with a licence that is not an SPDX identifier",
+        lambda p: ["export", p.model, "-o", p.dir / "p.zip", "--license", "NOT-A-LICENSE"],
+        "--license NOT-A-LICENSE: not an SPDX licence identifier",
+        None,
+    ),
+    (
+        "export with an empty author",
+        lambda p: ["export", p.model, "-o", p.dir / "p.zip", "--author", ""],
+        "--author '': an author needs a name",
+        None,
+    ),
+]
+
+
+# -- outputs that are not files to write (issue 21: outputs, zarr runs, disks)
+ROWS += [
+    (
+        "noise onto a device",  # as root, /dev/null itself was replaced by a file
+        lambda p: ["noise", p.clean, "-o", "/dev/null"],
+        "/dev/null: exists and is not a regular file",
+        None,
+    ),
+    (
+        "noise to a file name ending in a slash",
+        lambda p: ["noise", p.clean, "-o", f"{p.out}/"],
+        "out.tif/: ends with '/'",
+        None,
+    ),
+    (
+        "denoise to a file name ending in a slash",
+        lambda p: ["denoise", p.noisy, "--model", p.model, "-o", f"{p.out}/"],
+        "out.tif/: ends with '/'",
+        None,
+    ),
+    (
+        "train to a file name ending in a slash",
+        lambda p: [
+            *("train", "--clean", p.clean, "--steps", "1", "--architecture", "tiny"),
+            *("-o", f"{p.dir / 'm.pt'}/"),
+        ],
+        "m.pt/: ends with '/'",
+        None,
+    ),
+]
+
+
+# -- TIFF files read frame by frame (issue 21: reading files)
+ROWS += [
+    (
+        "a TIFF whose first page lies beyond its end",
+        lambda p: ["denoise", p.first_page, "--model", p.model, "-o", p.out],
+        "first_page.tif: not a readable TIFF image (invalid offset to first page 100000000)",
+        None,
+    ),
+    (
+        "a TIFF whose strip offsets are damaged",
+        lambda p: ["denoise", p.offsets, "--model", p.model, "-o", p.out],
+        "offsets.tif: not a readable TIFF image (tag 273: invalid data type 0)",
+        None,
+    ),
+    (
+        "a 100000×1 strip (read once: it took 19 GB, a frame per row)",
+        lambda p: ["denoise", p.strip, "--model", p.model, "-o", p.out],
+        "strip.tif: image is 100000×1 px, too small to estimate its noise",
+        None,
     ),
 ]
 

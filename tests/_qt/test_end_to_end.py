@@ -72,7 +72,7 @@ def test_generate_noise_train_denoise_and_score(make_napari_viewer, qtbot, notif
     with qtbot.waitSignal(denoiser.denoise_finished, timeout=WAIT_MS) as done:
         qtbot.mouseClick(denoiser.denoise_button, Qt.MouseButton.LeftButton)
     out = done.args[0]
-    assert out.name == "SrTiO3 [001] CDN denoised"
+    assert out.name == "SrTiO3 [001] CDN denoised (trained 1)"
     assert out.data.dtype == np.float32 and out.data.shape == noisy.data.shape
     np.testing.assert_array_equal(tuple(out.scale), tuple(noisy.scale))
     bundle = get_registry().model_source(model_name)

@@ -153,9 +153,63 @@ def test_console_script_help_runs():
         assert command in out.stdout
 
 
+def _read_png(path) -> np.ndarray:
+    """The pixels of a greyscale PNG as ``io.images.write_png`` writes it (one IDAT chunk,
+    no filtering)."""
+    import struct
+    import zlib
+
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    assert (depth, colour) == (8, 0)
+    start = png.index(b"IDAT")
+    (length,) = struct.unpack(">I", png[start - 4 : start])
+    raw = zlib.decompress(png[start + 4 : start + 4 + length])
+    return np.frombuffer(raw, np.uint8).reshape(height, width + 1)[:, 1:]
+
+
+def _ink(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cut to the box around its True pixels."""
+    ys, xs = np.nonzero(mask)
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if ys.size else mask[:0, :0]
+
+
+def _says(region: np.ndarray, text: str) -> bool:
+    """True when the black pixels of ``region`` (of a white band) are ``text``, alone, in the
+    figure font at some whole scale."""
+    from napari_pinned.io.bitmap_text import GLYPH_HEIGHT, render_text
+
+    ink = _ink(region == 0)
+    scale = max(1, ink.shape[0] // GLYPH_HEIGHT)
+    return np.array_equal(ink, _ink(render_text(text, scale)))
+
+
+def test_the_summary_figure_names_its_columns_and_rows():
+    from napari_pinned.cli.demo import _summary_figure
+
+    reference = np.linspace(0.0, 1.0, 256 * 256).reshape(256, 256)
+    grey = np.full_like(reference, 0.5)  # a panel of 128, never taken for ink (0)
+    titles = ["clean", "noisy", "demo model", "cdn model"]
+    figure = _summary_figure([[grey] * 4] * 5, reference, titles)
+    panels = figure == 128
+    columns = np.flatnonzero(panels.any(axis=0))
+    rows = np.flatnonzero(panels.any(axis=1))
+    top, left = rows[0], columns[0]
+    starts_x = columns[np.r_[0, np.flatnonzero(np.diff(columns) > 1) + 1]]
+    starts_y = rows[np.r_[0, np.flatnonzero(np.diff(rows) > 1) + 1]]
+    assert len(starts_x) == 4 and len(starts_y) == 5
+    for x, title in zip(starts_x, titles, strict=True):
+        assert _says(figure[:top, x : x + 256], title), title
+    for i, y in enumerate(starts_y):
+        assert _says(figure[y : y + 256, :left], f"level {i + 1}")
+    assert _says(figure[:top, :left], "CDN")  # what the row labels count
+    # 256-px panels: two pixels per dot, seven dots high.
+    assert _ink(figure[:top, starts_x[0] : starts_x[0] + 256] == 0).shape[0] == 14
+
+
 def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
     import json
-    import struct
 
     out = tmp_path / "demo"
     args = ["demo", "--output-dir", str(out), "--size", "64", "--steps", "3", "--width", "4"]
@@ -175,11 +229,15 @@ def test_demo_runs_the_whole_path_on_tiny_settings(tmp_path, capsys):
         assert denoised.shape == (64, 64) and denoised.dtype == np.float32
         assert np.isfinite(denoised).all()
     assert (out / "reference.tif").is_file() and (out / "demo-model.pt").is_file()
-    # summary.png: a PNG of 5 rows (levels) × 4 panels (clean, noisy, demo, cdn) of 64 px.
-    png = (out / "summary.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (4 * 64 + 3 * 4, 5 * 64 + 4 * 4)
+    # summary.png: 5 rows (levels) × 4 panels (clean, noisy, demo, cdn) of 64 px, 4 px
+    # apart, below a band of column titles and right of a column of level labels.
+    figure = _read_png(out / "summary.png")
+    top, left = figure.shape[0] - (5 * 64 + 4 * 4), figure.shape[1] - (4 * 64 + 3 * 4)
+    assert top > 0 and left > 0
+    for j, title in enumerate(["clean", "noisy", "demo model", "cdn model"]):
+        assert _says(figure[:top, left + j * 68 : left + j * 68 + 64], title), title
+    for i in range(5):
+        assert _says(figure[top + i * 68 : top + i * 68 + 64, :left], f"level {i + 1}")
     lines = (out / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "level,method,psnr,ssim,fsc,epi" and len(lines) == 1 + 5 * len(methods)
     assert lines[2].startswith("1,flat image (true mean),")

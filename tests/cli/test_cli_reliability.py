@@ -79,7 +79,7 @@ def test_a_signal_during_training_saves_the_best_model_and_exits_128_plus_it(
     assert proc.returncode == status, "".join(lines)
     name = signal.Signals(signum).name
     last = lines[-1]
-    assert last.startswith(f"napari-pinned: interrupted by {name} after "), last
+    assert last.startswith(f"napari-pinned: interrupted by {name}: stopped after "), last
     assert "Traceback" not in "".join(lines)
     bundle = load_model(model)
     assert 1 <= bundle.metadata["steps"] < 100000
@@ -182,7 +182,8 @@ def test_a_failing_csv_leaves_neither_output(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("napari_pinned.io.images.np.savetxt", cut)
     argv = ["simulate", "--material", "Si", "--size", "64", "-o", str(tif), "--columns", str(csv)]
     assert main(argv) == 2
-    assert "No space left" in capsys.readouterr().err
+    # One line naming the file (was "[Errno 28] No space left on device", no file named).
+    assert capsys.readouterr().err == f"napari-pinned: error: {csv}: no space left on device\n"
     assert tif.read_bytes() == b"previous run" and not csv.exists()
     assert _no_temporaries(tmp_path)
 
@@ -298,3 +299,102 @@ def test_running_out_of_memory_during_work_is_one_line(tmp_path, capsys, monkeyp
         "shape (100000, 100000)); use a smaller size"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+# -- full disks and interrupted runs: what is kept, what is said (issue 21) -----------------
+@pytest.mark.slow
+def test_a_full_disk_when_train_saves_keeps_the_model_elsewhere(
+    lattice, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import tempfile
+
+    import torch
+
+    from napari_pinned.nn.resolve import load_model
+
+    full, spare, here = tmp_path / "full", tmp_path / "tmp", tmp_path / "here"
+    for folder in (full, spare, here):
+        folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    monkeypatch.chdir(here)
+    real = torch.save
+    no_room = {full}
+
+    def save(obj, f, *args, **kwargs):
+        if Path(f.name).parent in no_room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    out = full / "m.pt"
+    argv = ["train", "--clean", str(lattice), *TINY_TRAIN, "--steps", "2", "--device", "cpu"]
+    assert main([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"napari-pinned: error: {out}: no space left on device; the trained model was "
+        f"written to {spare / 'm.pt'} instead"
+    )
+    assert load_model(spare / "m.pt").metadata["steps"] == 2
+    assert list(full.iterdir()) == [] and _no_temporaries(tmp_path)
+
+    no_room.add(spare)  # the temporary folder full too: the current folder
+    assert main([*argv, "-o", str(out)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(f"written to {here / 'm.pt'} instead")
+    )
+    no_room.add(here)  # nowhere: one line that says so
+    assert main([*argv, "-o", str(out)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"napari-pinned: error: {out}: no space left on device; ")
+    assert "could not be written" in last and str(spare) in last and str(here) in last
+
+
+@pytest.mark.parametrize("planned", [100000, 6], ids=["mid-run", "after the last step"])
+def test_an_interrupted_train_says_how_far_it_got_and_how_long_it_took(
+    lattice, tmp_path, capsys, monkeypatch, planned
+):
+    import re
+    import time
+
+    from napari_pinned.cli import training_job
+    from napari_pinned.nn.resolve import load_model
+
+    real = training_job.run_job
+
+    def run_job(job, show):
+        def shown(record):
+            show(record)
+            if record.step == 6:
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C: stop after this step
+
+        return real(job, shown)
+
+    monkeypatch.setattr(training_job, "run_job", run_job)
+    model = tmp_path / "m.pt"
+    argv = ["train", "--clean", str(lattice), *TINY_TRAIN, "--device", "cpu", "-o", str(model)]
+    started = time.monotonic()
+    assert main([*argv, "--steps", str(planned)]) == 130
+    wall = time.monotonic() - started
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert load_model(model).metadata["steps"] == 6
+    took = r"(?:(?P<s>\d+\.\d) s|(?P<m>\d+)m(?P<ms>\d\d)s)"
+    assert "0m00s" not in last  # was "6 steps in 0m00s"
+    if planned > 6:
+        pattern = (
+            r"napari-pinned: interrupted by SIGINT: stopped after 6 of 100000 steps "
+            rf"\({took} of training\); saved the best model so far to {re.escape(str(model))}"
+            r" \(best validation .* at step \d\)"
+        )
+    else:  # the run had finished: nothing was cut short
+        pattern = (
+            r"napari-pinned: SIGINT arrived after the last step; saved the finished "
+            rf"model to {re.escape(str(model))} \(6 steps in {took}, best validation .*\)"
+        )
+    found = re.fullmatch(pattern, last)
+    assert found is not None, last
+    seconds = float(found["s"]) if found["s"] else 60 * int(found["m"]) + int(found["ms"])
+    assert 0 < seconds <= wall + 0.5  # the time it took, rounded

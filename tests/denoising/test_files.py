@@ -6,7 +6,11 @@ each) and denoise with a tiny model.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -298,6 +302,60 @@ def test_tiff_frames_read_one_frame_at_a_time_like_the_array(tmp_path):
             np.testing.assert_array_equal(frames[key], stack.astype(np.float32)[key], err_msg=name)
 
 
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("frames", [0, 3], ids=["image", "stack"])
+def test_denoise_of_open_frames_reads_each_frame_once_and_matches_the_array(
+    tmp_path, monkeypatch, model_file, byteorder, frames
+):
+    # A 2-D TiffFrames went through np.asarray as a sequence of rows, each reading the
+    # whole frame: memory quadratic in the height.  Big-endian files (ImageJ's) were
+    # read byte-swapped.
+    import tifffile
+
+    from napari_pinned.io.images import open_frames
+    from napari_pinned.io.tiff import TiffFrames
+
+    data = _stack(frames=max(frames, 1), shape=(70, 52))
+    data = data[0] if frames == 0 else data
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, data, byteorder=byteorder, imagej=True)
+    reads: list[int] = []
+    original = TiffFrames._frame
+
+    def counted(self, index):
+        reads.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(TiffFrames, "_frame", counted)
+    lazy = denoise(open_frames(path), model_file)
+    assert reads == list(range(max(frames, 1)))
+    np.testing.assert_array_equal(lazy, denoise(read_image(path), model_file))
+    np.testing.assert_array_equal(lazy, denoise(data, model_file))
+
+
+def test_denoise_reads_a_lazy_image_without_array_once(model_file):
+    # The API's promise is "any array with shape, dtype and indexing": one read of the
+    # frame, not one per row as numpy's sequence protocol would make.
+    image = _stack(frames=1, shape=(64, 48))[0]
+
+    class Lazy:
+        shape, dtype, ndim = image.shape, image.dtype, 2
+
+        def __init__(self):
+            self.reads = 0
+
+        def __len__(self):
+            return self.shape[0]
+
+        def __getitem__(self, key):
+            self.reads += 1
+            return image[key]
+
+    lazy = Lazy()
+    np.testing.assert_array_equal(denoise(lazy, model_file), denoise(image, model_file))
+    assert lazy.reads == 1
+
+
 def test_a_tiff_stack_written_frame_by_frame_appears_only_when_complete(tmp_path):
     from napari_pinned.io.tiff import TiffStackWriter
 
@@ -318,3 +376,212 @@ def test_a_tiff_stack_written_frame_by_frame_appears_only_when_complete(tmp_path
             writer[i] = frame
     np.testing.assert_array_equal(read_image(target), stack)
     assert read_pixel_size(target) == 0.5
+
+
+# -- zarr runs: one at a time, resumes that check what they keep, full disks (issue 21) -----
+
+
+def _cli(source: Path, target: Path, model: Path, *extra: str) -> list[str]:
+    cpu = ["--model", str(model), "--device", "cpu"]
+    return ["denoise", str(source), "-o", str(target), *cpu, *extra]
+
+
+def _errors(capsys) -> list[str]:
+    return [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_zarr_output_in_progress_is_one_line_and_exit_2(
+    tmp_path, model_file, capsys
+):
+    stack = _stack(frames=4)
+    source = write_tiff(tmp_path / "in.tif", stack)
+    target = tmp_path / "out.zarr"
+    first = scale.iter_denoise_file(source, target, model_file, scale.FrameOptions(device="cpu"))
+    for record in first:
+        if record.done >= 1:
+            break  # the first run is under way, and goes on below
+    for extra in ([], ["--resume"]):
+        capsys.readouterr()
+        assert main(_cli(source, target, model_file, *extra)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another run (process" in err[0], err
+    for _record in first:
+        pass
+    assert (target / "zarr.json").exists()
+    expected = denoise(stack, model_file, device="cpu")
+    np.testing.assert_allclose(read_image(target), expected, atol=1e-4)
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_resume_after_the_input_changed_is_refused(tmp_path, model_file, capsys):
+    source = write_tiff(tmp_path / "in.tif", _stack(frames=5))
+    target = tmp_path / "out.zarr"
+    _interrupt_after(source, target, model_file, 2)
+    before = os.stat(source)
+    write_tiff(source, _stack(frames=5, seed=1))  # the same name, shape and type
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # and even its time
+    assert os.stat(source).st_size == before.st_size
+    assert main(_cli(source, target, model_file, "--resume")) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "in.tif changed since the interrupted run" in errors[0], errors
+    assert not target.exists() and (tmp_path / ".out.zarr.partial").is_dir()
+
+
+@pytest.mark.slow
+def test_a_resume_computes_a_finished_frame_whose_chunk_was_deleted_again(
+    tmp_path, model_file, capsys
+):
+    import shutil
+
+    stack = _stack(frames=4)
+    source = write_tiff(tmp_path / "in.tif", stack)
+    target = tmp_path / "out.zarr"
+    _interrupt_after(source, target, model_file, 2)
+    chunk = tmp_path / ".out.zarr.partial" / "c" / "1"  # frame 1's chunk, finished
+    assert chunk.exists()
+    shutil.rmtree(chunk)
+    assert main(_cli(source, target, model_file, "--resume")) == 0
+    result = read_image(target)
+    assert not np.isnan(result).any()  # was: frame 1 all NaN, exit 0
+    assert "1 frames from the interrupted run" in capsys.readouterr().out
+    np.testing.assert_allclose(result, denoise(stack, model_file, device="cpu"), atol=1e-4)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_full_disk_while_writing_a_zarr_output_is_one_line_naming_it(
+    tmp_path, model_file, capsys, monkeypatch, written
+):
+    from zarr.storage import LocalStore
+
+    stack = _stack(frames=3)
+    source = write_tiff(tmp_path / "in.tif", stack)
+    target = tmp_path / "out.zarr"
+    real = LocalStore.set
+
+    async def full(self, key, value):
+        if key.startswith("c/") and int(key.split("/")[1]) >= written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await real(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", full)
+    assert main(_cli(source, target, model_file)) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"napari-pinned: error: {target}: no space left on device; ")
+    assert not target.exists()
+    if written == 0:  # nothing to keep: no temporary store
+        assert "nothing was written" in errors[0] and _leftovers(tmp_path) == []
+        return
+    assert "1 of 3 frames are kept" in errors[0] and "--resume" in errors[0]
+    assert _leftovers(tmp_path) == [".out.zarr.partial"]
+    monkeypatch.undo()  # space freed: the kept frame is used
+    assert main(_cli(source, target, model_file, "--resume")) == 0
+    np.testing.assert_allclose(read_image(target), denoise(stack, model_file), atol=1e-4)
+
+
+# -- schedulers that are not dask's, small frames on workers (issue 21) ---------------------
+
+
+@contextlib.contextmanager
+def _service(kind: str) -> Iterator[int]:
+    """A local server of another kind than dask's on a free port: an HTTP server (it
+    waits for a request and says nothing) or one greeting like SSH."""
+    import http.server
+    import socket
+    import threading
+
+    if kind == "http":
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 300.0  # waits for a request line, as web servers do
+
+            def log_message(self, *args) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            server.server_close()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n")
+            clients.append(conn)  # held open, as sshd waits for the client's banner
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for conn in clients:
+            conn.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "ssh"])
+def test_a_scheduler_address_of_another_service_is_one_line_and_exit_2(
+    tmp_path, model_file, capsys, monkeypatch, kind
+):
+    import threading
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", 2.0)
+    source = write_tiff(tmp_path / "in.tif", _stack(frames=2))
+    outcome: dict[str, int] = {}
+    with _service(kind) as port:
+        argv = _cli(source, tmp_path / "o.zarr", model_file, "--scheduler", f"127.0.0.1:{port}")
+        # In a thread, so that a hang (> 120 s in Client() before) fails instead of waiting.
+        thread = threading.Thread(target=lambda: outcome.update(status=main(argv)), daemon=True)
+        thread.start()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "denoise --scheduler hung"
+    assert outcome["status"] == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "not a dask scheduler" in lines[0], lines
+    assert "out of memory" not in lines[0]
+    assert not (tmp_path / "o.zarr").exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_frames_smaller_than_the_halo_on_local_workers(tmp_path, model_file):
+    pytest.importorskip("distributed")
+    stack = _stack(frames=2, shape=(40, 44))  # the tiny model's halo is 48 px
+    source = write_tiff(tmp_path / "in.tif", stack)
+    target = tmp_path / "out.zarr"
+    assert main(_cli(source, target, model_file, "--workers", "1")) == 0
+    expected = denoise(stack, model_file, device="cpu")
+    np.testing.assert_allclose(read_image(target), expected, atol=1e-3 * np.ptp(expected))
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_resume_on_a_cluster_checks_the_frames_it_keeps(cluster, tmp_path, model_file, capsys):
+    import shutil
+
+    local, _client = cluster
+    stack = _stack(frames=4)
+    source = write_tiff(tmp_path / "in.tif", stack)
+    target = tmp_path / "out.zarr"
+    _interrupt_after(source, target, model_file, 2)
+    shutil.rmtree(tmp_path / ".out.zarr.partial" / "c" / "1")  # frame 1, finished
+    argv = _cli(source, target, model_file, "--resume", "--scheduler", local.scheduler_address)
+    write_tiff(source, _stack(frames=4, seed=1))
+    assert main(argv) == 2
+    assert "in.tif changed since the interrupted run" in _errors(capsys)[0]
+    write_tiff(source, stack)  # the input as it was: its frames are kept
+    assert main(argv) == 0
+    result = read_image(target)
+    np.testing.assert_allclose(result, denoise(stack, model_file, device="cpu"), atol=1e-3)
+    assert _leftovers(tmp_path) == []

@@ -152,6 +152,22 @@ def test_dask_in_gives_lazy_dask_out_with_the_same_chunks(conditioned):
     assert np.abs(flat.compute() - expected[0]).max() <= 1e-3 * _span(expected)
 
 
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [((2, 64, 80), (1, 64, 80)), ((2, 64, 80), (1, 32, 40)), ((1, 64, 300), (1, 64, 100))],
+    ids=["whole frames", "small chunks", "one short axis"],
+)
+def test_dask_frames_smaller_than_the_halo_are_denoised_as_numpy_does(conditioned, shape, chunks):
+    # The halo is 96 px: dask's overlap refused these ("overlapping depth 96 is larger
+    # than your array 64").
+    stack = np.stack([_counts(shape[1:], seed=s) for s in range(shape[0])])
+    result = denoise(da.from_array(stack, chunks=chunks), conditioned, device="cpu")
+    assert result.chunks == da.from_array(stack, chunks=chunks).chunks
+    expected = denoise(stack, conditioned, device="cpu")
+    computed = result.compute(scheduler="threads")
+    assert np.abs(computed - expected).max() <= 1e-3 * _span(expected)
+
+
 def test_dask_input_errors_are_one_line_before_any_work(conditioned):
     with pytest.raises(ValueError, match="RGB"):
         denoise(da.zeros((3, 64, 64, 3), chunks=16), conditioned)

@@ -3,6 +3,7 @@ errors, and the CLI reading them."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -158,3 +159,48 @@ def test_dm_style_calibrations_stacks_and_4d_data(tmp_path, monkeypatch):
     assert images[2].pixel_size is None and images[2].units == ("pixel", "pixel")
     assert any("'4D'" in n and "4-D data" in n for n in notes)
     assert any("'raw'" in n and "no length calibration" in n for n in notes)
+
+
+def _mrc_header(nx: int, ny: int, nz: int, mode: int, extended: int = 0) -> bytes:
+    header = np.zeros(256, dtype="<i4")
+    header[0:4] = (nx, ny, nz, mode)
+    header[23] = extended  # NEXT: bytes of extended header after the 1024
+    return header.tobytes()
+
+
+def _not_read(*args, **kwargs):
+    raise AssertionError("the reader ran before the header was checked")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_mrc_header(100_000, 100_000, 100_000, 2) + bytes(4000), "claims 100000×100000×100000"),
+        (_mrc_header(64, 64, 2, 2) + bytes(64 * 64 * 4), "needs 33792 bytes; the file has 17408"),
+        (_mrc_header(64, 64, 1, 2, extended=1024) + bytes(64 * 64 * 4), "needs 18432 bytes"),
+        (_mrc_header(8, 8, 1, 101) + bytes(64), "data mode 101"),
+        (bytes(500), "shorter than the 1024-byte MRC header"),
+    ],
+)
+def test_an_mrc_header_that_disagrees_with_the_file_is_refused_before_reading(
+    tmp_path, monkeypatch, content, message
+):
+    path = tmp_path / "claims.mrc"
+    path.write_bytes(content)
+    monkeypatch.setattr("napari_pinned.io.microscope._rsciio_reader", _not_read)
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        read_microscope_file(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: cannot read this .mrc file") and "\n" not in text
+
+
+def test_an_mrc_header_that_agrees_is_read(tmp_path, write_mrc):
+    from napari_pinned.io.microscope import check_mrc_header
+
+    image = np.arange(12 * 10, dtype=np.float32).reshape(12, 10)
+    path = write_mrc(tmp_path / "fine.mrc", image, 0.5)
+    check_mrc_header(path)
+    path.write_bytes(path.read_bytes() + bytes(100))  # trailing bytes are not a problem
+    check_mrc_header(path)
+    (found,), _ = read_microscope_file(path)
+    np.testing.assert_array_equal(found.data, image)

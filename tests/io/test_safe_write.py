@@ -3,12 +3,15 @@ stale temporary files cleaned, destinations checked before work."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import stat
 
 import numpy as np
 import pytest
 
+from napari_pinned.io import safe_write
 from napari_pinned.io.images import read_image, write_csv, write_png
 from napari_pinned.io.safe_write import (
     atomic_write,
@@ -147,3 +150,133 @@ def test_an_unwritable_folder_is_found_before_work(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(ValueError, match=r"cannot write in folder .*Permission denied"):
         check_outputs([tmp_path / "model.pt"])
+
+
+# -- outputs that are not regular files, names, full disks, locks (issue 21) ------------------
+
+
+def test_outputs_that_exist_and_are_not_regular_files_are_refused(tmp_path):
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)
+    null = "/dev/null"
+    for target in (fifo, null):
+        with pytest.raises(ValueError, match="not a regular file"):
+            check_outputs([target])
+        # Every path that writes refuses it too, not only the command's checks.
+        with pytest.raises(ValueError, match="not a regular file"):
+            write_tiff(target, np.zeros((4, 4)))
+        with pytest.raises(ValueError, match="not a regular file"):
+            write_text(target, "x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert stat.S_ISCHR(os.stat(null).st_mode)  # still the device, not a file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.tif"]
+
+
+def test_a_file_output_ending_in_a_slash_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="ends with '/'"):
+        check_outputs([f"{tmp_path}/out.tif/"])
+    with pytest.raises(ValueError, match="ends with '/'"):
+        write_text(f"{tmp_path}/out.txt/", "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_longest_legal_names_can_be_written(tmp_path):
+    # 254 + the temporary's ".<name>.<pid>.<random>.tmp" went past NAME_MAX (255 bytes).
+    names = ["a" * 250 + ".tif", "b" * 250 + ".tif", "é" * 123 + ".tif"]
+    for name in names:
+        assert len(os.fsencode(name)) <= 255
+        target = tmp_path / name
+        assert check_outputs([target]) == [target]
+        write_tiff(target, np.ones((4, 4)))
+        np.testing.assert_array_equal(read_image(target), np.ones((4, 4)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    # Temporaries of two long names that differ only at their end are told apart.
+    a, b = (safe_write._temporary_path(tmp_path / n) for n in names[:2])
+    assert len(os.fsencode(a.name)) <= 255 and a.name != b.name
+    stale = safe_write._temporary_path(tmp_path / names[0])
+    stale = stale.with_name(stale.name.replace(f".{os.getpid()}.", f".{_dead_pid()}."))
+    stale.write_bytes(b"left by kill -9")
+    write_tiff(tmp_path / names[0], np.zeros((4, 4)))
+    assert not stale.exists()
+
+
+def _fill_the_disk(monkeypatch, module, name: str, error: BaseException) -> None:
+    """Make ``module.name`` (a writer) fail as on a full disk."""
+
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(module, name, full)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        # numpy's tofile (tifffile's writes) on a full disk: no errno, no word of space.
+        OSError("16384 requested and 1960 written"),
+    ],
+    ids=["ENOSPC", "short write"],
+)
+def test_a_full_disk_is_one_line_naming_the_file_for_every_writer(tmp_path, monkeypatch, error):
+    import tifffile
+
+    from napari_pinned.io import images
+
+    # A short write leaves the file system without free space; ENOSPC says it itself.
+    monkeypatch.setattr(safe_write, "_free_bytes", lambda folder: 0, raising=False)
+    _fill_the_disk(monkeypatch, tifffile, "imwrite", error)
+    _fill_the_disk(monkeypatch, images.np, "savetxt", error)
+    cases = [
+        (tmp_path / "a.tif", lambda p: write_tiff(p, np.zeros((4, 4)))),
+        (tmp_path / "a.csv", lambda p: write_csv(p, np.zeros((2, 2)), ["x", "y"])),
+    ]
+    for target, write in cases:
+        with pytest.raises(OSError) as caught:
+            write(target)
+        text = str(caught.value)
+        assert len(text.splitlines()) == 1
+        assert text.startswith(f"{target}: no space left on device"), text
+        assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_a_model_names_the_file(tmp_path, monkeypatch):
+    import torch
+
+    from napari_pinned.nn.model_files import save_model
+    from napari_pinned.nn.network import ModelBundle, build_model
+    from napari_pinned.settings import ModelConfig
+
+    config = ModelConfig.preset("tiny")
+    bundle = ModelBundle(model=build_model(config), config=config, metadata={})
+    # What torch.save raises when the disk fills under it: its own error, not ENOSPC.
+    torch_full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704")
+    monkeypatch.setattr(safe_write, "_free_bytes", lambda folder: 0, raising=False)
+    for error in (OSError(errno.ENOSPC, "No space left on device"), torch_full):
+        _fill_the_disk(monkeypatch, torch, "save", error)
+        with pytest.raises(OSError, match=r"m\.pt: no space left on device"):
+            save_model(bundle, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
+    # With free space a library's own error is left as it is.
+    monkeypatch.setattr(safe_write, "_free_bytes", lambda folder: 10**12, raising=False)
+    with pytest.raises(RuntimeError, match="enforce fail"):
+        save_model(bundle, tmp_path / "m.pt")
+
+
+def test_an_output_lock_is_held_by_one_run_and_a_dead_run_s_lock_is_removed(tmp_path):
+    target = tmp_path / "out.zarr"
+    with safe_write.OutputLock(target) as lock:
+        assert lock.path.exists()
+        with pytest.raises(ValueError, match=rf"out\.zarr: another run \(process {os.getpid()}"):
+            safe_write.OutputLock(target).acquire()
+        with pytest.raises(ValueError, match="another run"):
+            safe_write.check_unlocked(target)
+    assert list(tmp_path.iterdir()) == []
+    # A lock whose process is gone (kill -9) is taken over.
+    lock_file = safe_write.OutputLock(target).path
+    lock_file.write_text(f"{_dead_pid()} {socket.gethostname()}\n")
+    safe_write.check_unlocked(target)
+    with safe_write.OutputLock(target):
+        assert lock_file.read_text().split()[0] == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []

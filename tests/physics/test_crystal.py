@@ -492,3 +492,58 @@ def test_bad_tiling_arguments(kwargs) -> None:
     shape, pixel = args.pop("shape"), args.pop("pixel_size")
     with pytest.raises(ValueError):
         tile_columns(cell, shape, pixel, **args)
+
+
+# --------------------------------------------------------------------------- impossible cells
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            "_cell_length_a 0.001\n_cell_length_b 5\n_cell_length_c 5\n",
+            "a = 0.001 Å",
+        ),
+        (  # silicon written in nm
+            "_cell_length_a 0.5431\n_cell_length_b 0.5431\n_cell_length_c 0.5431\n",
+            "in Å, not nm",
+        ),
+        (  # a flat cell: long edges, but b almost along a
+            "_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\n_cell_angle_gamma 0.01\n",
+            "volume is 0.0218 Å³",
+        ),
+    ],
+)
+def test_a_physically_impossible_cell_is_refused_on_reading(tmp_path, cell, message) -> None:
+    path = tmp_path / "impossible.cif"
+    path.write_text(_cif(cell=cell))
+    with pytest.raises(CIFError, match=re.escape(message)) as info:
+        read_cif(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(CIFError, match="no crystal has"):
+        read_cif_text(_cif(cell=cell))
+
+
+def test_every_bundled_cell_is_well_inside_the_limits() -> None:
+    from napari_pinned.physics.structure import MIN_CELL_VOLUME, MIN_LATTICE_CONSTANT
+
+    crystals = [load_material(m.name) for m in list_materials()]
+    assert min(min(c.cell[:3]) for c in crystals) > 2 * MIN_LATTICE_CONSTANT
+    assert min(c.volume() for c in crystals) > 10 * MIN_CELL_VOLUME
+
+
+def _not_tiled(*args, **kwargs):
+    raise AssertionError("the columns were generated before the memory check")
+
+
+def test_a_field_with_more_columns_than_the_memory_holds_is_refused_first(monkeypatch) -> None:
+    # 2000 px at 20 Å/px: 4 µm of Si [001], 1.7e9 columns (the OOM kill).
+    from napari_pinned._util.memory import columns_bytes
+
+    monkeypatch.setattr("napari_pinned._util.memory.available_bytes", lambda: 8 * 1024**3)
+    monkeypatch.setattr("napari_pinned.physics.tiling._lattice_points", _not_tiled)
+    cell = project(load_material("Si"), (0, 0, 1))
+    with pytest.raises(ValueError, match=r"columns needs about") as info:
+        tile_columns(cell, (2000, 2000), 20.0)
+    assert "\n" not in str(info.value)
+    assert columns_bytes(1_000_000) == pytest.approx(1e6 * 1024, rel=0.1)

@@ -84,3 +84,24 @@ def test_an_invented_texture_is_taken_back(recording):
     # Whatever stays of the texture is below the noise the input has there.
     left = np.std(guarded - truth)
     assert left < 0.5 * np.std(texture)
+
+
+@pytest.mark.parametrize("gain", [1e-20, 1e20, 3e30])
+def test_extreme_scales_change_nothing(recording, gain):
+    # Squared float32 amplitudes overflow beyond ~1e19 (and underflow below ~1e-19): the
+    # guard works on the frame normalised by a power of two, so any gain gives the same
+    # result up to float precision (issue 21: 2.1 % off equivariance at 1e20).
+    noisy, _ = recording
+    out = ndimage.gaussian_filter(noisy, 2.0)
+    base = keep_lattice(noisy, out)
+    scaled = keep_lattice(gain * noisy.astype(np.float64), gain * out.astype(np.float64))
+    assert np.all(np.isfinite(scaled))
+    np.testing.assert_allclose(scaled / gain, base, rtol=0, atol=1e-5 * np.ptp(base))
+
+
+def test_the_guard_is_not_for_models_trained_on_cdn():
+    from napari_pinned.quality.lattice_guard import guard_applies
+
+    assert not guard_applies("cdn") and not guard_applies("mix")
+    for noise in ("stem", "dose", "paired", None, ["odd"]):
+        assert guard_applies(noise)

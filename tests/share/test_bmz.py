@@ -396,3 +396,39 @@ def test_unsupported_foreign_packages_say_why(tmp_path, kwargs, message, foreign
 def test_package_json_metadata_is_plain(conditioned):
     marker = _rdf(conditioned[1])["config"]["napari_pinned"]
     assert json.loads(marker["metadata_json"])["noise"] == "stem"
+
+
+# -- what export checks before any work (issue 21) -------------------------------------
+
+
+def _not_loaded(*args, **kwargs):
+    raise AssertionError("the model was loaded before the package's fields were checked")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"license": "NOT-A-LICENSE"}, "license NOT-A-LICENSE: not an SPDX licence identifier"),
+        ({"license": "bsd-3-clause"}, "did you mean 'BSD-3-Clause'"),
+        ({"authors": [""]}, "an author needs a name"),
+        ({"authors": [{"affiliation": "EMBL"}]}, "an author needs a name"),
+        ({"authors": ["A/B"]}, "no '/' or '\\'"),
+        ({"authors": [{"name": "A", "phone": "1"}]}, "unknown author field 'phone'"),
+        ({"name": "ab"}, "name 'ab': a package name has 5 to 128"),
+        ({"description": "x" * 1025}, "description: at most 1024 characters"),
+    ],
+)
+def test_export_checks_its_fields_before_loading_the_model(tmp_path, monkeypatch, kwargs, message):
+    monkeypatch.setattr("napari_pinned.nn.resolve.load_model", _not_loaded)
+    with pytest.raises(ValueError) as info:
+        export_bioimageio("cdn", tmp_path / "p.zip", **kwargs)
+    text = str(info.value)
+    assert message in text and "\n" not in text and len(text) < 200, text
+    assert not (tmp_path / "p.zip").exists()
+
+
+def test_deprecated_spdx_identifiers_are_accepted_as_the_spec_does():
+    from napari_pinned.share.bmz_export import check_package_fields
+
+    check_package_fields(license="GPL-3.0")  # deprecated in SPDX, accepted with a warning
+    check_package_fields(license="CC-BY-4.0", authors=["A. Microscopist"], name="PINNED model")

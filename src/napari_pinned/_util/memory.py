@@ -37,6 +37,18 @@ _DENOISE_HALO = 320
 # a side) and the padding to the network's alignment (at most 47 px).
 _DENOISE_WHOLE_FRAME_MARGIN = 2 * 32 + 47
 _DENOISE_FIXED_BYTES = 512 * 1024**2
+# A simulation's atomic columns: the tiling's cells and positions and the rendering's
+# deposit (16 Lagrange weights and indices per column), 980–1010 B per column of
+# simulate() at 4–8 Å/px where the columns outweigh the image (tracemalloc, Si, SrTiO3,
+# graphene, rotated and not).
+_COLUMN_BYTES = 1024
+# Training on the CPU, per pixel of a step's batch (batch × patch²): the network's
+# activations and their gradients grow with its width, the patches and their noise do
+# not; measured with peak RSS over batches of 8–256 patches of 64² px (the U-Net of
+# depth 3–4 at widths 8, 16, 32: 770, 1370, 2470 B/px), plus the process.
+_TRAIN_BYTES_PER_PX = 320
+_TRAIN_BYTES_PER_PX_PER_WIDTH = 72
+_TRAIN_FIXED_BYTES = 512 * 1024**2
 
 
 def format_bytes(count: float) -> str:
@@ -136,7 +148,7 @@ def available_bytes() -> int | None:
     return min(known) if known else None
 
 
-def check_memory(needed: float, what: str) -> None:
+def check_memory(needed: float, what: str, advice: str = "use a smaller size") -> None:
     """Refuse a request that needs more memory than is available.
 
     Parameters
@@ -145,6 +157,8 @@ def check_memory(needed: float, what: str) -> None:
         Estimated bytes the request allocates.
     what : str
         What needs it, for the message (e.g. ``"simulating a 100000×100000 px image"``).
+    advice : str
+        What to do instead, ending the message.
 
     Raises
     ------
@@ -155,7 +169,7 @@ def check_memory(needed: float, what: str) -> None:
     if available is not None and needed > available:
         raise ValueError(
             f"{what} needs about {format_bytes(needed)} of memory, more than the "
-            f"{format_bytes(available)} available; use a smaller size"
+            f"{format_bytes(available)} available; {advice}"
         )
 
 
@@ -179,6 +193,24 @@ def out_of_memory_message(exc: BaseException) -> str | None:
 def simulation_bytes(canvas_pixels: float) -> float:
     """Peak bytes of simulating an image whose padded canvas has ``canvas_pixels``."""
     return _SIMULATE_BYTES_PER_PX * canvas_pixels
+
+
+def columns_bytes(count: float) -> float:
+    """Peak bytes of simulating ``count`` atomic columns (tiling and rendering them)."""
+    return _COLUMN_BYTES * count
+
+
+def training_bytes(batch_size: int, patch_size: int, width: int) -> int:
+    """Peak bytes of training a network of base ``width`` on batches of ``batch_size``
+    patches of ``patch_size``² px (the training images are counted where they are made)."""
+    per_px = _TRAIN_BYTES_PER_PX + _TRAIN_BYTES_PER_PX_PER_WIDTH * int(width)
+    return _TRAIN_FIXED_BYTES + per_px * int(batch_size) * int(patch_size) ** 2
+
+
+def local_cluster_bytes(workers: int, frame_shape: Sequence[int], tile: int) -> int:
+    """Peak bytes of ``workers`` local worker processes, each with its own torch and model
+    (:data:`_DENOISE_FIXED_BYTES`) denoising one ``(Y, X)`` frame at a time."""
+    return int(workers) * denoise_bytes(frame_shape[-2:], tile, in_memory=False)
 
 
 def noise_bytes(shape: Sequence[int]) -> int:

@@ -16,9 +16,17 @@ from napari_pinned.cli.checks import (
     model_inputs,
     shipped_name_or_file,
 )
-from napari_pinned.cli.options import add_device, add_overwrite, add_seed, positive_int, subparser
+from napari_pinned.cli.options import (
+    add_device,
+    add_overwrite,
+    add_seed,
+    add_threads,
+    output_file,
+    positive_int,
+    subparser,
+)
 from napari_pinned.cli.progress import duration
-from napari_pinned.cli.training_job import saved_status, training_to_end
+from napari_pinned.cli.training_job import save_best_model, saved_status, training_to_end
 from napari_pinned.io.safe_write import check_outputs, check_writable_folder
 from napari_pinned.settings import AdaptSettings
 
@@ -37,12 +45,12 @@ def add_parser(sub: Any) -> None:
         "  napari-pinned denoise scan.dm4 -o denoised.tif --model mine.pt",
     )
     p.add_argument("inputs", nargs="+", type=Path, help="noisy images or stacks")
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="model file to write")
     p.add_argument("--model", default="default", help="model to start from")
     p.add_argument(
         "--steps", type=positive_int, default=AdaptSettings().steps, help="training steps"
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    add_threads(p)
     add_seed(p)
     add_device(p)
     add_overwrite(p)
@@ -77,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_pinned.nn.model_files import save_model
     from napari_pinned.training.adapt import adapt
 
     if args.threads is not None:
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     with training_to_end(job, args.steps, "adapt", "best", "adaptation") as (bundle, received):
         bundle.metadata["name"] = f"adapted to {', '.join(p.name for p in args.inputs)}"
-        save_model(bundle, out)
+        out, problem = save_best_model(bundle, out)
     best = bundle.metadata["best_step"]
     kept = (
         "the starting model scored best on the held-out strip, so it was kept unchanged"
@@ -105,4 +112,12 @@ def run(args: argparse.Namespace) -> int:
         else f"best hidden-pixel score {bundle.metadata['val_psnr']:.2f} dB at step {best}"
     )
     done = f"{job.step} steps in {duration(bundle.metadata['elapsed_s'])}; {kept}"
-    return saved_status(out, received, after=f"{job.step} steps", so_far=kept, done=done)
+    return saved_status(
+        out,
+        received,
+        after=f"{job.step} steps",
+        so_far=kept,
+        done=done,
+        finished=job.step >= args.steps,
+        problem=problem,
+    )

@@ -12,7 +12,7 @@ from napari_pinned._util.jobs import run_job
 from napari_pinned._util.memory import check_memory, registration_bytes
 from napari_pinned.cli.checks import about, check_inputs_exist, input_shape
 from napari_pinned.cli.exits import EXIT_OK
-from napari_pinned.cli.options import add_overwrite, positive, positive_int, subparser
+from napari_pinned.cli.options import add_overwrite, output_file, positive, positive_int, subparser
 from napari_pinned.cli.progress import ProgressBar
 from napari_pinned.io.safe_write import check_outputs, write_together
 
@@ -32,8 +32,10 @@ def add_parser(sub: Any) -> None:
         "  napari-pinned align series.emd -o mean.tif --halves even.tif odd.tif",
     )
     p.add_argument("input", type=Path, help="frame series (a TIFF stack or a microscope file)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="drift-corrected mean (TIFF)")
-    p.add_argument("--aligned", type=Path, help="also write the aligned stack")
+    p.add_argument(
+        "-o", "--output", type=output_file, required=True, help="drift-corrected mean (TIFF)"
+    )
+    p.add_argument("--aligned", type=output_file, help="also write the aligned stack")
     p.add_argument(
         "--halves",
         nargs=2,
@@ -41,7 +43,9 @@ def add_parser(sub: Any) -> None:
         metavar=("EVEN", "ODD"),
         help="also write the means of the even and odd frames (Noise2Noise pairs)",
     )
-    p.add_argument("--shifts", type=Path, help="also write the shifts as CSV (frame, dy, dx)")
+    p.add_argument(
+        "--shifts", type=output_file, help="also write the shifts as CSV (frame, dy, dx)"
+    )
     p.add_argument(
         "--reference",
         default="mean",

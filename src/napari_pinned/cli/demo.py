@@ -32,6 +32,12 @@ DEMO_SHIPPED = "cdn"
 DEMO_LEVELS = range(1, 6)
 #: The smallest image edge the demo's patches and network need.
 DEMO_MIN_SIZE = 64
+#: The summary figure's columns, but for the shipped model's ("<name> model").
+DEMO_COLUMNS = ("clean", "noisy", "demo model")
+# The summary figure: pixels between panels, around a label; the title of the row labels.
+_GAP = 4
+_LABEL_PAD = 6
+_LEVELS_TITLE = "CDN"
 
 
 def add_parser(sub: Any) -> None:
@@ -90,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         "methods": methods,
         "levels": {str(level): values for level, values in results.items()},
     }
-    _write_files(out, bundle, images, _summary_figure(panels, truth), results, summary)
-    print(format_metrics_table(rows))
-    columns = "clean | noisy | demo model"
+    titles = list(DEMO_COLUMNS)
     if comparison is not None:
-        columns += f" | {DEMO_SHIPPED} model"
+        titles.append(f"{DEMO_SHIPPED} model")
+    figure = _summary_figure(panels, truth, titles)
+    _write_files(out, bundle, images, figure, results, summary)
+    print(format_metrics_table(rows))
+    columns = " | ".join(titles)
     print(f"files in {out}/: summary.png (rows: levels 1–5; columns: {columns}),")
     print("  metrics.csv, metrics.json, the images and demo-model.pt")
     return EXIT_OK
@@ -232,28 +240,57 @@ def _compare(
             results[level][method] = metrics.as_dict()
         images[f"noisy_L{level}.tif"] = noisy
         images[f"denoised_L{level}.tif"] = output
-        shown = [truth, noisy, output]
+        shown = [truth, noisy, output]  # in the order of DEMO_COLUMNS
         if comparison is not None:
             shown.append(outputs[methods[-1]])
         panels.append(shown)
     return rows, results, images, panels
 
 
-def _summary_figure(rows: list[list[np.ndarray]], reference: np.ndarray) -> np.ndarray:
+def _summary_figure(
+    rows: list[list[np.ndarray]], reference: np.ndarray, titles: list[str]
+) -> np.ndarray:
     """One 8-bit greyscale mosaic: a row per CDN level, panels side by side, all on
-    the reference's intensity range (so brightness compares across panels)."""
+    the reference's intensity range (so brightness compares across panels); each column's
+    title above it and each row's level on its left, in :mod:`~napari_pinned.io.bitmap_text`.
+    """
+    from napari_pinned.io.bitmap_text import GLYPH_HEIGHT, text_width
+
     lo, hi = float(reference.min()), float(reference.max())
     span = hi - lo if hi > lo else 1.0
-    gap = 4
     h, w = reference.shape
+    levels = [f"level {level}" for level in DEMO_LEVELS][: len(rows)]
+    # Dots of 2 px where the longest title fits a panel (256-px images), else 1 px.
+    scale = 2 if max(text_width(t, 2) for t in titles) <= w else 1
+    left = max(text_width(t, scale) for t in [*levels, _LEVELS_TITLE]) + 2 * _LABEL_PAD
+    top = GLYPH_HEIGHT * scale + 2 * _LABEL_PAD
     cols = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap), 255, np.uint8)
+    canvas = np.full(
+        (top + len(rows) * (h + _GAP) - _GAP, left + cols * (w + _GAP) - _GAP), 255, np.uint8
+    )
+    _stamp(canvas, _LEVELS_TITLE, scale, _LABEL_PAD, _LABEL_PAD, left - 2 * _LABEL_PAD)
+    for j, title in enumerate(titles[:cols]):
+        x = left + j * (w + _GAP)
+        x += max(0, (w - text_width(title, scale)) // 2)  # centred over the panel
+        _stamp(canvas, title, scale, _LABEL_PAD, x, left + j * (w + _GAP) + w - x)
     for i, row in enumerate(rows):
+        y = top + i * (h + _GAP)
+        label_y = y + max(0, (h - GLYPH_HEIGHT * scale) // 2)
+        _stamp(canvas, levels[i], scale, label_y, _LABEL_PAD, left - 2 * _LABEL_PAD)
         for j, panel in enumerate(row):
             scaled = np.clip((np.asarray(panel, np.float64) - lo) / span, 0.0, 1.0)
-            y, x = i * (h + gap), j * (w + gap)
+            x = left + j * (w + _GAP)
             canvas[y : y + h, x : x + w] = np.round(scaled * 255).astype(np.uint8)
     return canvas
+
+
+def _stamp(canvas: np.ndarray, text: str, scale: int, y: int, x: int, room: int) -> None:
+    """Draw ``text`` in black with its top-left corner at ``(y, x)``, cut at ``room`` px."""
+    from napari_pinned.io.bitmap_text import render_text
+
+    mask = render_text(text, scale)[:, : max(room, 0)]
+    region = canvas[y : y + mask.shape[0], x : x + mask.shape[1]]
+    region[mask[: region.shape[0], : region.shape[1]]] = 0
 
 
 def _write_files(

@@ -21,9 +21,11 @@ from napari_pinned.cli.options import (
     add_device,
     add_overwrite,
     non_negative_int,
+    output_file,
     positive_int,
     strength,
     subparser,
+    workers,
 )
 from napari_pinned.settings import DEFAULT_TILE, ORIENTATION_COUNTS, FrameOptions
 
@@ -51,7 +53,7 @@ def add_parser(sub: Any) -> None:
         "  napari-pinned denoise big.zarr -o out.zarr --scheduler tcp://head-node:8786",
     )
     p.add_argument("inputs", nargs="+", type=Path, help="noisy images or stacks (files, .zarr)")
-    p.add_argument("-o", "--output", type=Path, help="output .tif or .zarr (one input)")
+    p.add_argument("-o", "--output", type=output_file, help="output .tif or .zarr (one input)")
     p.add_argument(
         "--output-dir", type=Path, help="folder for <input>_denoised.tif (several inputs)"
     )
@@ -139,8 +141,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=positive_int,
-        help="run on a local dask cluster of this many worker processes (one core each)",
+        type=workers,
+        help="run on a local dask cluster of this many worker processes (one core each; at "
+        "most one per CPU, and as many as the memory holds)",
     )
     p.add_argument(
         "--backend",

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pinned._util.memory import check_memory, denoise_bytes
+from napari_pinned._util.memory import check_memory, denoise_bytes, local_cluster_bytes
 from napari_pinned.cli.checks import (
     about,
     check_reference_shape,
+    check_torch_device,
     model_inputs,
+    not_a_file,
     shipped_name_or_file,
 )
 from napari_pinned.io.safe_write import check_outputs, unique_names
@@ -60,6 +62,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
         check_scheduler_address(args.scheduler)
     shipped_name_or_file(args.model, "--model")
+    other_runtime = args.backend == "onnx" or Path(args.model).suffix.lower() in (".onnx", ".zip")
+    if args.scheduler is None and not other_runtime:
+        # torch runs here (or in local workers): its build must have what --device names.
+        check_torch_device(args.device)
 
 
 def _check_targets(args: argparse.Namespace, targets: list[Path]) -> None:
@@ -115,23 +121,27 @@ def precheck_inputs(
     A bad file of a batch is reported at the end and the others are denoised, so its
     problem is collected (path → message); a single input's problem is raised instead.
     """
+    from napari_pinned._util.intensity import check_header
+    from napari_pinned.denoising.inputs import check_noise_fit
     from napari_pinned.io.images import image_shape
     from napari_pinned.io.microscope import is_microscope_file
 
     problems: dict[Path, str] = {}
+    frames: list[tuple[int, ...]] = []
     for path in args.inputs:
         try:
             if not (path.is_file() or (path.is_dir() and is_zarr(path))):
                 raise ValueError(
-                    f"{path}: is a folder, not a zarr store"
-                    if path.is_dir()
-                    else f"{path}: no such file"
+                    f"{path}: is a folder, not a zarr store" if path.is_dir() else not_a_file(path)
                 )
-            shape, _ = image_shape(path)
+            shape, dtype = image_shape(path)
             if len(shape) not in (2, 3):
                 raise ValueError(
                     f"{path}: holds a {len(shape)}-D array; expected an image or a stack"
                 )
+            with about(path):
+                check_header(shape, dtype)  # RGB, not a number, empty: before torch
+                check_noise_fit(shape)  # a 100000×1 strip: before torch too
             if reference_shape is not None:
                 check_reference_shape(path, shape, args.reference, reference_shape)
             whole = is_microscope_file(path) or args.reference is not None or args.check
@@ -139,11 +149,24 @@ def precheck_inputs(
                 denoise_bytes(shape, tile, in_memory=whole),
                 f"{path}: denoising its {'×'.join(map(str, shape))} px",
             )
+            frames.append(shape[-2:])
         except ValueError as exc:
             if single:
                 raise
             problems[path] = str(exc)
+    if args.workers is not None and frames:
+        _check_workers_memory(args.workers, max(frames, key=lambda f: f[0] * f[1]), tile)
     return problems
+
+
+def _check_workers_memory(workers: int, frame: tuple[int, ...], tile: int) -> None:
+    """``--workers``: every worker process holds torch, the model and one frame's work."""
+    check_memory(
+        local_cluster_bytes(workers, frame, tile),
+        f"--workers {workers}: {workers} worker processes denoising {frame[0]}×{frame[1]} px "
+        "frames (each with its own torch and model)",
+        advice="use fewer --workers",
+    )
 
 
 def precheck_frames(path: Path) -> None:

@@ -17,6 +17,7 @@ from napari_pinned.cli.denoise_shared import (
     report_problems,
     run_file_job,
 )
+from napari_pinned.cli.signals import signals_held
 from napari_pinned.settings import FrameOptions
 
 
@@ -28,11 +29,12 @@ def load_denoise_model(args: argparse.Namespace) -> Any:
     ValueError
         If ``--overlap`` is below the halo the model's receptive field needs.
     """
-    from napari_pinned.denoising.model_spec import ModelSpec
-    from napari_pinned.denoising.tiling import minimum_overlap
-    from napari_pinned.nn.resolve import load_model
+    with signals_held():  # torch's import must not be interrupted half-way
+        from napari_pinned.denoising.model_spec import ModelSpec
+        from napari_pinned.denoising.tiling import minimum_overlap
+        from napari_pinned.nn.resolve import load_model
 
-    bundle = load_model(args.model, device="cpu")
+        bundle = load_model(args.model, device="cpu")
     needed = minimum_overlap(bundle.config)
     if args.overlap is not None and args.overlap < needed:
         raise ValueError(

@@ -23,9 +23,14 @@ Outputs never replace an input (the same file, also through a link) unless
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
 
 from napari_pinned._util.errors import first_line
 from napari_pinned._util.memory import out_of_memory_message
@@ -72,11 +77,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(debug: bool) -> Iterator[None]:
+    """napari-pinned's warnings (a TIFF's other series ignored, …) as one line each,
+    ``napari-pinned: warning: …``, once per text; tifffile's own warnings unshown (its
+    log records are kept off stderr by :mod:`napari_pinned.io.tiff`); others as usual."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="<tifffile")
+        if debug:
+            yield
+            return
+        shown: set[str] = set()
+        usual = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if not str(filename).startswith(_PACKAGE):
+                usual(message, category, filename, lineno, file, line)
+                return
+            text = first_line(message) if isinstance(message, Warning) else str(message)
+            if text not in shown:
+                shown.add(text)
+                print(f"napari-pinned: warning: {text}", file=sys.stderr)
+
+        warnings.showwarning = show
+        yield
+
+
+def _link_loop_message(exc: BaseException) -> str | None:
+    """One line for the RuntimeError ``Path.resolve`` raises on a loop of symbolic links
+    (Python < 3.13), naming the link; None for any other error."""
+    found = re.fullmatch(r"Symlink loop from '(.*)'", str(exc))
+    if not isinstance(exc, RuntimeError) or found is None:
+        return None
+    return f"{found.group(1)}: a symbolic link loop (it leads back to itself)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-pinned`` console script; returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        with signals_raise():
+        with signals_raise(), _warnings_as_lines(debug):
             parser = build_parser()
             try:
                 args = parser.parse_args(argv)
@@ -95,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return signal_status(signum)
     except (MemoryError, RuntimeError) as exc:
-        message = out_of_memory_message(exc)
+        message = out_of_memory_message(exc) or _link_loop_message(exc)
         if message is None or debug:
             raise
         print(f"napari-pinned: error: {message}", file=sys.stderr)

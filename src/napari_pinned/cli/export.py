@@ -8,7 +8,7 @@ from typing import Any
 
 from napari_pinned.cli.checks import model_inputs, shipped_name_or_file
 from napari_pinned.cli.exits import EXIT_OK
-from napari_pinned.cli.options import add_overwrite, positive, strength, subparser
+from napari_pinned.cli.options import add_overwrite, output_file, positive, strength, subparser
 from napari_pinned.io.safe_write import check_outputs
 from napari_pinned.settings import FrameOptions
 
@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> None:
         "  napari-pinned export default --format onnx -o default.onnx",
     )
     p.add_argument("model", help="a shipped model ('default', 'cdn') or a model file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="package .zip or .onnx file")
+    p.add_argument(
+        "-o", "--output", type=output_file, required=True, help="package .zip or .onnx file"
+    )
     p.add_argument(
         "--format",
         choices=["bioimageio", "onnx"],
@@ -82,6 +84,13 @@ def _check(args: argparse.Namespace) -> tuple[str, Path]:
                 f"(pip install 'napari-pinned[{extra}]')"
             )
     check_outputs([out], model_inputs(args.model), overwrite=args.overwrite)
+    if fmt == "bioimageio":
+        # The package's fields before the seconds of loading, testing and packing.
+        from napari_pinned.share.bmz_export import check_package_fields
+
+        check_package_fields(
+            name=args.name, description=args.description, authors=args.author, license=args.license
+        )
     return fmt, out
 
 

@@ -16,6 +16,7 @@ from napari_pinned.cli.options import (
     fraction,
     level,
     non_negative,
+    output_file,
     positive,
     subparser,
 )
@@ -62,7 +63,7 @@ def add_parser(sub: Any) -> None:
         help="dose model: drift in px per frame",
     )
     add_seed(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF (float32)")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="output TIFF (float32)")
     add_overwrite(p)
     p.set_defaults(func=run)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from napari_pinned.cli.exits import EXIT_USAGE
@@ -88,6 +92,60 @@ def level(text: str) -> float:
 strength = _number(float, lambda v: 0 <= v <= MAX_STRENGTH, f"a strength in [0, {MAX_STRENGTH:g}]")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: taskset, SLURM, a container's
+    cpuset), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads(text: str) -> int:
+    """``--threads``: 1 to :func:`usable_cpus`.  More threads than CPUs never speeds
+    torch up, and a huge count makes OpenMP (libgomp) abort the process."""
+    cpus = usable_cpus()
+    return _number(int, lambda v: 1 <= v <= cpus, f"a number of threads from 1 to {cpus}")(text)
+
+
+def workers(text: str) -> int:
+    """``--workers``: 1 to :func:`usable_cpus` local worker processes (one thread each;
+    their memory is checked against the frames' size before the cluster starts)."""
+    cpus = usable_cpus()
+    wanted = f"a number of worker processes from 1 to {cpus} (one per CPU)"
+    return _number(int, lambda v: 1 <= v <= cpus, wanted)(text)
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device(text: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps, as :func:`napari_pinned._util.devices.
+    resolve_device` takes them; mps only on macOS.  Whether a GPU is there is checked by
+    the command (:func:`napari_pinned.cli.checks.check_torch_device`), without torch."""
+    name = text.strip().lower()
+    if not _DEVICE.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    if name == "mps" and sys.platform != "darwin":
+        raise argparse.ArgumentTypeError("mps (Apple's GPUs) exists only on macOS; use auto or cpu")
+    return name
+
+
+def output_file(text: str) -> Path:
+    """A file to write (``-o``): refused when it ends with a folder separator, which
+    ``Path`` drops (``-o out.tif/`` wrote ``out.tif``); a ``.zarr`` store is a folder and
+    may end with one."""
+    from napari_pinned.io.safe_write import check_file_name
+
+    path = Path(text)
+    if path.suffix.lower() != ".zarr":
+        try:
+            check_file_name(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return path
+
+
 def add_overwrite(p: argparse.ArgumentParser) -> None:
     """``--overwrite``: without it no output may replace an input."""
     p.add_argument(
@@ -101,8 +159,18 @@ def add_device(p: argparse.ArgumentParser) -> None:
     """``--device``: where torch runs."""
     p.add_argument(
         "--device",
+        type=device,
         default=FrameOptions().device,
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps",
+    )
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's CPU threads, at most the CPUs this process may use."""
+    p.add_argument(
+        "--threads",
+        type=threads,
+        help="CPU threads for torch, at most the CPUs this process may use (default: torch's)",
     )
 
 

@@ -37,6 +37,35 @@ def signals_raise() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while torch is imported (and a model loaded), then
+    acted on the moment the block ends.
+
+    Raised from a handler in the middle of ``import torch``, the exception cannot
+    unwind through torch's C++ set-up: pybind11 terminates the process (SIGABRT,
+    "terminate called after throwing an instance of 'pybind11::error_already_set'",
+    no line of ours; seen with SIGTERM about 1 s into ``denoise``).  Held, a signal
+    waits the second or two the import takes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])  # to the handlers of before, at once
+
+
+@contextlib.contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[list[int]]:
     """During a training loop: the first SIGINT/SIGTERM asks the run to stop after the
     step in progress (the best model is then saved); a second one leaves at once."""

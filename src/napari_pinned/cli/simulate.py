@@ -16,6 +16,7 @@ from napari_pinned.cli.options import (
     finite,
     fraction,
     non_negative,
+    output_file,
     positive,
     positive_int,
     subparser,
@@ -72,8 +73,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rotation", type=finite, default=0.0, help="degrees")
     p.add_argument("--vacancies", type=fraction, default=0.0, help="column vacancy fraction")
     add_seed(p)
-    p.add_argument("--columns", type=Path, help="also write ground-truth columns as CSV")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output TIFF")
+    p.add_argument("--columns", type=output_file, help="also write ground-truth columns as CSV")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="output TIFF")
     add_overwrite(p)
     p.set_defaults(func=run)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_pinned.cli.checks import (
     check_inputs_exist,
+    check_torch_device,
     input_shape,
     shipped_name_or_file,
 )
@@ -18,14 +19,15 @@ from napari_pinned.cli.options import (
     add_device,
     add_overwrite,
     add_seed,
+    add_threads,
     level,
     non_negative,
+    output_file,
     positive,
     positive_int,
     subparser,
 )
-from napari_pinned.cli.progress import duration
-from napari_pinned.cli.training_job import saved_status, training_to_end
+from napari_pinned.cli.training_job import save_best_model, saved_status, took, training_to_end
 from napari_pinned.io.safe_write import check_outputs
 from napari_pinned.physics.defaults import DEFAULT_PIXEL_SIZE
 from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
@@ -75,9 +77,9 @@ def add_parser(sub: Any) -> None:
         "--init", help="fine-tune from a model: a shipped one ('default', 'cdn') or a file"
     )
     add_device(p)
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's)")
+    add_threads(p)
     add_seed(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="model file to write")
     add_overwrite(p)
     p.set_defaults(func=run)
 
@@ -210,6 +212,8 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     inputs = [*files] + ([Path(args.init)] if args.init is not None else [])
     check_outputs([args.output], inputs, overwrite=args.overwrite)
+    _check_sizes(args, shapes)
+    check_torch_device(args.device)
     if args.materials:
         from napari_pinned.physics.probe import AberratedProbe
         from napari_pinned.physics.rendering import check_simulation_memory
@@ -220,6 +224,37 @@ def _check_args(args: argparse.Namespace) -> None:
             AberratedProbe(),
             f"simulating {args.sim_size}² px training images",
         )
+
+
+def _check_sizes(args: argparse.Namespace, shapes: dict[Path, tuple[int, ...]]) -> None:
+    """Every training frame large enough for the patches, and a batch of them within
+    the memory, from the headers (the core checks both again with the model known)."""
+    from napari_pinned._util.memory import check_memory, training_bytes
+    from napari_pinned.training.data import check_training_shapes
+
+    frames: list[tuple[int, ...]] = []
+    names: list[str] = []
+    for path in args.noisy if args.blind_spot else (args.clean or []):
+        shape = shapes[path]
+        count = shape[0] if len(shape) == 3 else 1
+        frames += [shape[-2:]] * count
+        names += [str(path) if count == 1 else f"{path} (frame {k})" for k in range(count)]
+    for name in args.materials or []:
+        frames.append((args.sim_size, args.sim_size))
+        names.append(f"the simulated {name} image (--sim-size)")
+    config = _settings(args)
+    # A model to fine-tune is read with torch: until then, either kind of patch may do.
+    model = None if args.init is not None else config.model
+    paired = bool(args.noisy) and not args.blind_spot
+    check_training_shapes(frames, config, model, paired=paired, names=names)
+    # The shipped models, the usual start of fine-tuning, have the default width.
+    width = config.model.width if args.init is None else ModelConfig().width
+    check_memory(
+        training_bytes(args.batch_size, args.patch_size, width),
+        f"training a width-{width} network on batches of {args.batch_size} patches of "
+        f"{args.patch_size}² px",
+        advice="use a smaller --batch-size or --patch-size",
+    )
 
 
 def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], list | None]:
@@ -259,9 +294,18 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's settings from the options; unset loss weights are the core's."""
+    """The run's settings from the options, with the network's size checked."""
     from napari_pinned.nn.model_files import check_model_size
 
+    config = _settings(args)
+    if args.init is None:
+        check_model_size(config.model, source="--width/--depth")
+    return config
+
+
+def _settings(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings from the options, without torch; unset loss weights are the
+    core's."""
     defaults = LossWeights()
     weights = LossWeights(
         tv=defaults.tv if args.lambda_tv is None else args.lambda_tv,
@@ -269,11 +313,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         brightness=defaults.brightness if args.lambda_b is None else args.lambda_b,
         contrast=defaults.contrast if args.lambda_c is None else args.lambda_c,
     )
-    model_config = _model_config(args)
-    if args.init is None:
-        check_model_size(model_config, source="--width/--depth")
     return TrainConfig(
-        model=model_config,
+        model=_model_config(args),
         loss_weights=weights,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -309,25 +350,28 @@ def run(args: argparse.Namespace) -> int:
     """Check, load the data, train with a progress bar, save the best model."""
     _check_args(args)
 
-    from napari_pinned.nn.model_files import save_model
     from napari_pinned.training.run import train
 
     config = _train_config(args)
     clean, noisy = _load_training_images(args)
     job = train(config, clean, noisy, seed=args.seed, device=args.device)
     print(_describe_run(args, job, clean, noisy), file=sys.stderr)
-    out = Path(args.output)
     with training_to_end(job, config.steps, "train", "val", "training") as (bundle, received):
-        save_model(bundle, out)
+        out, problem = save_best_model(bundle, Path(args.output))
     meta = bundle.metadata
     if args.blind_spot:
         # No clean target: the score is the prediction of hidden pixels vs their noisy values.
         score = f"blind-spot PSNR {meta['val_psnr']:.2f} dB"
     else:
         score = f"PSNR {meta['val_psnr']:.2f} dB / SSIM {meta['val_ssim']:.3f}"
-    summary = (
-        f"{meta['steps']} steps in {duration(meta['elapsed_s'])}, best validation {score} at "
-        f"step {meta['best_step']}"
+    best = f"best validation {score} at step {meta['best_step']}"
+    steps, elapsed = meta["steps"], took(meta["elapsed_s"])
+    return saved_status(
+        out,
+        received,
+        after=f"{steps} of {config.steps} steps ({elapsed} of training)",
+        so_far=best,
+        done=f"{steps} steps in {elapsed}, {best}",
+        finished=steps >= config.steps,
+        problem=problem,
     )
-    after = f"{meta['steps']} of {config.steps} steps"
-    return saved_status(out, received, after=after, so_far=summary, done=summary)

@@ -22,6 +22,7 @@ from napari_pinned.denoising.inputs import check_array
 from napari_pinned.denoising.model_spec import ModelSpec, cached_denoiser
 from napari_pinned.denoising.tiling import resolve_tiling
 from napari_pinned.nn.conditioning import find_outliers, frame_statistics, repair_outliers
+from napari_pinned.quality.lattice_guard import guard_applies
 from napari_pinned.settings import FrameOptions
 
 if TYPE_CHECKING:
@@ -86,10 +87,12 @@ def denoise_dask(
         meta=np.empty((0, 0, 0), object),
         name="pinned-statistics",
     )
-    # With the guard, raw counts are clipped after it, as in the numpy path.
-    chunk_dtype = np.dtype(np.float32) if options.keep_lattice else dtype
+    # With the guard, raw counts are clipped after it, as in the numpy path; not for
+    # models trained on CDN (quality.lattice_guard.guard_applies).
+    guard = options.keep_lattice and guard_applies(spec.metadata.get("noise"))
+    chunk_dtype = np.dtype(np.float32) if guard else dtype
     result = _denoised_chunks(stack, stats, spec, resolved, batch_size, noise, chunk_dtype)
-    if options.keep_lattice:
+    if guard:
         result = _guarded(stack, result, stats, dtype)
     if result.chunks != stack.chunks:
         result = result.rechunk(stack.chunks)
@@ -108,18 +111,14 @@ def _denoised_chunks(
     """Every chunk of ``stack`` denoised from its halo (chunks at least the halo deep)."""
     import dask
     import dask.array as da
-    from dask.array.overlap import ensure_minimum_chunksize
     from dask.array.overlap import overlap as add_overlap
 
     margin = block_margin(options.overlap, spec.config.alignment)
-    # Every chunk must be at least the halo deep, so that a halo comes from one neighbour.
-    work = stack.rechunk(
-        {
-            1: ensure_minimum_chunksize(margin, stack.chunks[1]),
-            2: ensure_minimum_chunksize(margin, stack.chunks[2]),
-        }
-    )
-    halo = add_overlap(work, depth={0: 0, 1: margin, 2: margin}, boundary="none")
+    chunks, depth = {}, {0: 0}
+    for axis in (1, 2):
+        chunks[axis], depth[axis] = _halo_chunks(stack.chunks[axis], margin)
+    work = stack.rechunk(chunks)
+    halo = add_overlap(work, depth=depth, boundary="none")
     starts = tuple(tuple(int(v) for v in np.cumsum((0, *c))) for c in work.chunks)
     return da.map_blocks(
         _denoise_chunk,
@@ -138,6 +137,18 @@ def _denoised_chunks(
         meta=np.empty((0, 0, 0), np.float32),
         name="pinned-denoise",
     )
+
+
+def _halo_chunks(chunks: tuple[int, ...], margin: int) -> tuple[tuple[int, ...], int]:
+    """The chunks of one axis and the halo depth they need: chunks at least ``margin``
+    deep (a halo then comes from one neighbour), or the whole axis as one chunk with no
+    halo when the axis is no longer than ``margin`` (a frame smaller than the halo,
+    which dask's ``overlap`` refuses)."""
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    if len(chunks) == 1 or sum(chunks) <= margin:
+        return (sum(chunks),), 0
+    return ensure_minimum_chunksize(margin, chunks), margin
 
 
 def _guarded(stack: Any, result: Any, stats: Any, input_dtype: np.dtype) -> Any:
@@ -217,7 +228,7 @@ def _guard_block(
     for k, (frame, denoised) in enumerate(zip(source, result, strict=True)):
         frame_stats = stats[k, 0, 0]
         x = np.asarray(frame, np.float64)
-        mask = find_outliers(x, frame_stats.detection)
+        mask = find_outliers(x, frame_stats.detection, limits=frame_stats.limits)
         if mask.any():
             x = repair_outliers(x, mask, frame_stats.fill)
         out[k] = guard_frame(x, denoised, input_dtype)

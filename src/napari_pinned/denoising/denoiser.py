@@ -1,7 +1,7 @@
 """Denoising images and stacks of any size with a trained PINNED model: the API.
 
 :func:`denoise` is the one-call API; :func:`iter_denoise` is the job the GUI and the
-CLI use (:mod:`napari_pinned._util.jobs`: stoppable between batches of windows).  Both
+CLI use (:mod:`napari_pinned._util.jobs`: stoppable after every network pass).  Both
 read one frame at a time from any array (numpy, a memory-mapped TIFF, zarr) and can
 write each result into ``out`` (a zarr array, a memory map, a TIFF writer), so memory
 does not grow with the stack; a request that cannot fit in memory is refused before any
@@ -26,7 +26,13 @@ from napari_pinned._util.intensity import check_image
 from napari_pinned._util.jobs import Job, run_job
 from napari_pinned._util.memory import check_memory, denoise_bytes
 from napari_pinned.denoising.dask_arrays import denoise_dask
-from napari_pinned.denoising.inputs import check_array, is_dask_array
+from napari_pinned.denoising.inputs import (
+    as_array,
+    check_array,
+    check_noise,
+    check_noise_fit,
+    is_dask_array,
+)
 from napari_pinned.denoising.model_spec import make_denoiser
 from napari_pinned.denoising.tiling import check_tile
 from napari_pinned.nn.resolve import foreign_model
@@ -138,6 +144,8 @@ def iter_denoise(
         Indices of frames not to process (already in ``out``, for resuming).
     """
     options = options or FrameOptions()
+    image = as_array(image)
+    check_noise(noise)
     shape, _, in_memory = check_array(image)
     foreign = foreign_model(model, device=str(options.device))
     if foreign is not None:
@@ -147,6 +155,8 @@ def iter_denoise(
     # (TIFF frames, zarr) into an ``out`` stream; a numpy input, or the new output
     # made without ``out``, is whole in memory.
     _check_fits(shape, options.tile, whole=in_memory or out is None)
+    if noise is None:
+        check_noise_fit(shape)
     denoiser = make_denoiser(model, options, batch_size=batch_size, noise=noise, backend=backend)
     count = shape[0] if len(shape) == 3 else 1
     skipped = {int(i) for i in skip}
@@ -175,6 +185,8 @@ def _denoise_frames(
     estimates: list[NoiseEstimate | None] = [None] * count
     repaired = 0
     done = 0
+    # The model is loaded: a stop request need not wait for the first frame's statistics.
+    yield DenoiseProgress(0, total, todo[0] if todo else count - 1, count)
     for k, f in enumerate(todo):
         run = denoiser.iter_frame(_read_frame(image, f if stack else None, in_memory))
         while True:
@@ -206,9 +218,11 @@ def _denoise_frames(
 def _read_frame(image: Any, index: int | None, in_memory: bool) -> np.ndarray:
     """Frame ``index`` of a stack (None: the image itself), checked as it is read unless
     the whole input was checked in memory."""
-    raw = np.asarray(image if index is None else image[index])
     if in_memory:
-        return raw
+        return np.asarray(image if index is None else image[index])
+    # A lazy array is read by indexing, its protocol: numpy would take one without
+    # ``__array__`` for a sequence of rows, each read with the whole frame.
+    raw = np.asarray(image[...] if index is None else image[index])
     return check_image(raw, name="image" if index is None else f"image frame {index}", ndim=(2,))
 
 
@@ -283,7 +297,8 @@ def denoise(
     keep_lattice : bool
         Keep the input's strong lattice reflections, which the network may take,
         and drop what it adds where the input has only noise
-        (:func:`napari_pinned.quality.lattice_guard.keep_lattice`).
+        (:func:`napari_pinned.quality.lattice_guard.keep_lattice`); never for models
+        trained on CDN, whose noise weakens the input's reflections (``guard_applies``).
     orientations : {1, 2, 4, 8}
         Average the network over this many turns and mirrors of the image
         (:data:`~napari_pinned.denoising.engine.ORIENTATIONS`), at that many times
@@ -296,6 +311,7 @@ def denoise(
     """
     per_frame = {"tile": tile, "overlap": overlap, "device": device, "strength": strength}
     options = FrameOptions(**per_frame, keep_lattice=keep_lattice, orientations=orientations)
+    check_noise(noise)
     if is_dask_array(image):
         if out is not None:
             raise ValueError("out is for numpy and zarr inputs; store a dask result with to_zarr")

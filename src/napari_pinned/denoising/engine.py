@@ -35,7 +35,7 @@ from napari_pinned.nn.conditioning import (
     prepare_region,
 )
 from napari_pinned.nn.runners import make_runner
-from napari_pinned.quality.lattice_guard import keep_lattice
+from napari_pinned.quality.lattice_guard import guard_applies, keep_lattice
 from napari_pinned.settings import ORIENTATION_COUNTS, FrameOptions
 
 if TYPE_CHECKING:
@@ -96,6 +96,13 @@ def block_margin(overlap: int, align: int) -> int:
     return overlap + align - 1 + REGION_CONTEXT
 
 
+def _metadata(runner: Any) -> dict:
+    """The metadata of a runner's model (a torch bundle's or an ONNX file's)."""
+    holder = getattr(runner, "bundle", None) or getattr(runner, "model", None)
+    metadata = getattr(holder, "metadata", None)
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def guard_frame(source: np.ndarray, result: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """:func:`napari_pinned.quality.lattice_guard.keep_lattice` on one whole frame, keeping
     raw counts non-negative."""
@@ -126,13 +133,16 @@ class Denoiser:
     ) -> None:
         options = options or FrameOptions()
         self.strength = check_strength(options.strength)
-        self.keep_lattice = bool(options.keep_lattice)
         self.orientations = check_orientations(options.orientations)
         self.batch_size = check_batch_size(batch_size)
         check_tile(options.tile)
         # The network call: torch (channels-last on CPUs) or ONNX Runtime
         # (napari_pinned.nn.runners); an ONNX file never imports torch.
         self.runner = make_runner(model, backend=backend, device=options.device)
+        # Not for models trained on CDN (quality.lattice_guard.guard_applies).
+        self.keep_lattice = bool(options.keep_lattice) and guard_applies(
+            _metadata(self.runner).get("noise")
+        )
         self.device = getattr(self.runner, "device", "cpu")
         self.bundle = getattr(self.runner, "bundle", None)
         self.config = self.runner.config
@@ -163,7 +173,8 @@ class Denoiser:
         target: Target,
     ) -> Generator[int, None, np.ndarray]:
         """Network output (model units) for ``target`` of a padded frame of ``length``;
-        ``channels`` hold the padded frame from ``origin`` on.  Yields windows done."""
+        ``channels`` hold the padded frame from ``origin`` on.  Yields windows done
+        after each batch, 0 between its network passes."""
         h, w = channels.shape[1:]
         sy, ys, keep_y = axis_windows(
             origin[0], origin[0] + h, length[0], target[0], self.tile, self.overlap, self.align
@@ -186,21 +197,26 @@ class Denoiser:
             stacked = np.stack(
                 [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
             )
-            pred_np = self._predict(stacked)[:, 0]
+            pred_np = (yield from self._predict(stacked))[:, 0]
             for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
                 out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
             yield len(group)
         return out
 
-    def _predict(self, stacked: np.ndarray) -> np.ndarray:
+    def _predict(self, stacked: np.ndarray) -> Generator[int, None, np.ndarray]:
         """The network on a batch of windows, averaged over :attr:`orientations` of
         them.  A window is turned or mirrored as a whole, halo included, and its output
         turned back, so each average is that of the whole frame turned: exact tiling
-        still holds."""
+        still holds.  Yields 0 (no window finished yet) between two orientations: a job
+        can stop after every network pass, not only after a batch's ``orientations``
+        passes (8 passes of 4 windows of 576² px took 11.5 s on two CPU cores;
+        ``benchmarks/cancel_latency.py``)."""
         if self.orientations == 1:
             return self.runner(stacked)
         total = None
-        for turns, mirror in ORIENTATIONS[: self.orientations]:
+        for k, (turns, mirror) in enumerate(ORIENTATIONS[: self.orientations]):
+            if k:
+                yield 0
             view = np.rot90(stacked, turns, axes=(2, 3))
             view = view[..., ::-1] if mirror else view
             pred = self.runner(np.ascontiguousarray(view))
@@ -210,7 +226,8 @@ class Denoiser:
         return total / np.float32(self.orientations)
 
     def iter_frame(self, frame: np.ndarray) -> Generator[int, None, tuple[np.ndarray, Prepared]]:
-        """Denoise one 2D frame; yields windows done, returns ``(output, prepared)``."""
+        """Denoise one 2D frame; yields windows done (0 between network passes and after
+        the frame statistics), returns ``(output, prepared)``."""
         config = self.config
         prepared = prepare(
             frame,
@@ -222,6 +239,9 @@ class Denoiser:
         if prepared.state.constant:
             yield self.windows(frame.shape)
             return finish(prepared.repaired, prepared, frame.dtype), prepared
+        # The frame's statistics (the noise fit takes about a second at 2048²) and its
+        # first network pass are two waits for a stop request, not one.
+        yield 0
         pads = [frame_padding(n, self.align) for n in frame.shape]
         channels = np.pad(prepared.channels, [(0, 0), *pads], mode="reflect")
         target = tuple(

@@ -26,19 +26,23 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+import socket
+import struct
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_pinned._util.errors import first_line
 from napari_pinned._util.jobs import Job
 from napari_pinned._version import __version__
 from napari_pinned.io.images import open_frames, read_pixel_size
 from napari_pinned.io.microscope import is_microscope_file
 from napari_pinned.io.tiff import TiffStackWriter
-from napari_pinned.io.zarr_store import ZarrOutput, is_zarr_path, open_zarr
+from napari_pinned.io.zarr_store import ZarrOutput, frame_digest, is_zarr_path, open_zarr
 from napari_pinned.settings import FrameOptions
 
 if TYPE_CHECKING:
@@ -59,6 +63,8 @@ __all__ = [
 
 #: Seconds to wait for a scheduler before giving up with one line.
 CONNECT_TIMEOUT_S = 10.0
+#: Largest handshake a scheduler greets with (it is a few hundred bytes).
+_GREETING_MAX_BYTES = 1 << 20
 #: Largest chunk edge of the dask arrays sent to workers: frames up to 4096² go whole.
 DASK_CHUNK_EDGE = 4096
 _ADDRESS = re.compile(
@@ -227,26 +233,49 @@ def iter_denoise_file(
     return dst
 
 
+def _frame(frames: Any, index: int, stack: bool) -> np.ndarray:
+    return np.asarray(frames[index] if stack else frames[...])
+
+
+def _input_digests(frames: Any, which: Iterable[int], stack: bool) -> dict[int, str]:
+    """:func:`~napari_pinned.io.zarr_store.frame_digest` of the input frames ``which``."""
+    return {f: frame_digest(_frame(frames, f, stack)) for f in which}
+
+
 def _iter_into_zarr(
     source: Path, frames: Any, output: ZarrOutput, spec: ModelSpec, options: FrameOptions
 ) -> Job[FileProgress, Path]:
-    """Denoise the frames an output still lacks into it, recording each finished one."""
+    """Denoise the frames an output still lacks into it, recording each finished one
+    with its input's digest; a resumed output's frames are checked first
+    (:meth:`~napari_pinned.io.zarr_store.ZarrOutput.check_resumed`)."""
     from napari_pinned.denoising.denoiser import iter_denoise
 
-    count = output.shape[0] if len(output.shape) == 3 else 1
-    skip = sorted(output.done)
-    marked = set(output.done)
-    resumed = len(skip)
-    last = None
-    for report in iter_denoise(frames, spec, options, out=output.array, skip=skip):
-        last = report
-        newly = _finished_frames(report, count, skip)
-        if newly - marked:
-            output.mark_done(newly - marked)
-            marked |= newly
-        yield FileProgress(source, resumed + report.frames_done, count, report, resumed=resumed)
-    output.mark_done(range(count))
-    target = output.finish()
+    stack = len(output.shape) == 3
+    count = output.shape[0] if stack else 1
+    try:
+        output.check_resumed(_input_digests(frames, output.digests, stack), source)
+        skip = sorted(output.done)
+        marked = set(output.done)
+        resumed = len(skip)
+        last = None
+        for report in iter_denoise(frames, spec, options, out=output.array, skip=skip):
+            last = report
+            newly = _finished_frames(report, count, skip) - marked
+            if newly:
+                output.mark_done(newly, _input_digests(frames, newly, stack))
+                marked |= newly
+            yield FileProgress(source, resumed + report.frames_done, count, report, resumed=resumed)
+        rest = [f for f in range(count) if f not in marked]
+        output.mark_done(rest, _input_digests(frames, rest, stack))
+        target = output.finish()
+    except Exception as exc:
+        failure = output.fail(exc)
+        if failure is not None:
+            raise failure from None
+        raise
+    except BaseException:  # a signal, or the job closed: frames kept for --resume
+        output.close()
+        raise
     yield FileProgress(source, count, count, last, target, resumed)
     return target
 
@@ -309,8 +338,8 @@ def dask_client(
     Raises
     ------
     ValueError
-        dask.distributed is not installed, or the scheduler cannot be reached (one
-        line, after at most ``timeout`` seconds).
+        dask.distributed is not installed, or the scheduler cannot be reached or is not
+        a dask scheduler (one line, within about twice ``timeout`` seconds).
     """
     try:
         from distributed import Client, LocalCluster
@@ -322,12 +351,13 @@ def dask_client(
     timeout = CONNECT_TIMEOUT_S if timeout is None else float(timeout)
     if scheduler is not None:
         address = check_scheduler_address(scheduler)
+        _probe_scheduler(address, timeout)
         try:
             client = Client(address, timeout=f"{timeout}s")
-        except (OSError, TimeoutError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception as exc:  # distributed raises many kinds; MemoryError included
             raise ValueError(
-                f"--scheduler {address}: cannot reach the scheduler within {timeout:g} s ({reason})"
+                f"--scheduler {address}: cannot reach the scheduler within {timeout:g} s "
+                f"({first_line(exc)})"
             ) from None
     else:
         count = int(workers or 1)
@@ -347,6 +377,53 @@ def dask_client(
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Check that a dask scheduler answers at a ``tcp://`` ``address`` before
+    ``distributed.Client`` connects: the Client waits without end on a service that
+    says nothing (a web server) and reads another's greeting (SSH's) as a frame length
+    of exabytes.  A scheduler greets every connection with a little-endian 8-byte
+    length of its handshake (``distributed.comm.tcp``), a few hundred bytes.  Other
+    protocols (``tls://``, ``ucx://``, ``ws://``) are left to the Client.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--scheduler``: nothing listens there, or what does is not a
+        dask scheduler.
+    """
+    match = _ADDRESS.match(address)
+    if match is None or (match.group(1) or "tcp") != "tcp":
+        return
+    host, port = match.group(2).strip("[]"), int(match.group(3))
+    deadline = time.monotonic() + timeout
+    greeting = b""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            while len(greeting) < 8 and (left := deadline - time.monotonic()) > 0:
+                conn.settimeout(left)
+                chunk = conn.recv(8 - len(greeting))
+                if not chunk:
+                    break
+                greeting += chunk
+    except TimeoutError:
+        pass  # judged below by what arrived
+    except OSError as exc:
+        raise ValueError(
+            f"--scheduler {address}: cannot reach the scheduler within {timeout:g} s "
+            f"({exc.strerror or first_line(exc)})"
+        ) from None
+    if len(greeting) == 8 and 0 < struct.unpack("<Q", greeting)[0] <= _GREETING_MAX_BYTES:
+        return
+    if greeting:
+        said = f"it answered {greeting.decode('ascii', 'replace')!r}…"
+    else:
+        said = f"it said nothing within {timeout:g} s, as a web server does"
+    raise ValueError(
+        f"--scheduler {address}: not a dask scheduler ({said}); give the scheduler's "
+        "address (port 8786 unless it was started with another)"
+    )
 
 
 def _dask_input(source: Path) -> Any:
@@ -381,14 +458,13 @@ def iter_denoise_file_on_cluster(
     """Denoise one stack or large image on a dask cluster into a zarr output.
 
     Every frame not yet written is one ``dask.array.store`` of the lazily denoised
-    frame into the output; their futures are collected as they complete, and each
-    finished frame is recorded (resumable).  Parameters are those of
-    :func:`iter_denoise_file` plus the ``client`` of :func:`dask_client` (the options'
-    ``device`` is the workers'); the output must be a zarr store.
+    frame into the output, followed by the digest of its input frame; their futures are
+    collected as they complete, and each finished frame is recorded (resumable).  The
+    graph is built before the output exists, so a graph that cannot be built leaves no
+    temporary store.  Parameters are those of :func:`iter_denoise_file` plus the
+    ``client`` of :func:`dask_client` (the options' ``device`` is the workers'); the
+    output must be a zarr store.
     """
-    import dask.array as da
-    from distributed import as_completed
-
     from napari_pinned.denoising.dask_arrays import denoise_dask
     from napari_pinned.denoising.model_spec import ModelSpec
 
@@ -399,39 +475,74 @@ def iter_denoise_file_on_cluster(
     spec = model if isinstance(model, ModelSpec) else ModelSpec.of(model)
     arr = _dask_input(src)
     shape = tuple(int(n) for n in arr.shape)
+    result = denoise_dask(arr, spec, options)
     output, _ = _open_output(src, dst, shape, np.dtype(arr.dtype), spec, options, resume)
     count = shape[0] if len(shape) == 3 else 1
-    result = denoise_dask(arr, spec, options)
-    result = result.rechunk(output.array.chunks)
-    resumed = len(output.done)
-    if len(shape) == 3:
-        pending = {}
-        for f in output.missing:
-            region = (slice(f, f + 1), slice(None), slice(None))
-            pending[f] = da.store(
-                result[f : f + 1], output.array, regions=region, lock=False, compute=False
-            )
-    else:
-        pending = (
-            {0: da.store(result, output.array, lock=False, compute=False)} if output.missing else {}
-        )
-    frames = list(pending)
-    futures = client.compute([pending[f] for f in frames])
-    which = {future.key: f for future, f in zip(futures, frames, strict=True)}
-    done = resumed
-    yield FileProgress(src, done, count, resumed=resumed)
+    futures: list[Any] = []
     try:
-        for future in as_completed(futures):
-            future.result()  # a worker's error is raised here
-            output.mark_done([which[future.key]])
-            done += 1
+        if output.digests:
+            now = client.gather(client.compute([_digest_task(arr[f]) for f in output.digests]))
+            output.check_resumed(dict(zip(output.digests, now, strict=True)), src)
+        resumed = len(output.done)
+        frames, futures = _store_frames(result.rechunk(output.array.chunks), arr, output, client)
+        which = {future.key: f for future, f in zip(futures, frames, strict=True)}
+        yield FileProgress(src, resumed, count, resumed=resumed)
+        for done, future in enumerate(_as_completed(futures), start=resumed + 1):
+            digest = future.result()  # a worker's error is raised here
+            frame = which[future.key]
+            output.mark_done([frame], {frame: digest} if digest is not None else None)
             yield FileProgress(src, done, count, resumed=resumed)
-    except BaseException:
+        written = output.finish()
+    except Exception as exc:
         client.cancel(futures)
+        failure = output.fail(exc)
+        if failure is not None:
+            raise failure from None
         raise
-    written = output.finish()
+    except BaseException:  # a signal, or the job closed: frames kept for --resume
+        client.cancel(futures)
+        output.close()
+        raise
     yield FileProgress(src, count, count, target=written, resumed=resumed)
     return written
+
+
+def _as_completed(futures: list[Any]) -> Iterator[Any]:
+    from distributed import as_completed
+
+    return iter(as_completed(futures)) if futures else iter(())
+
+
+def _digest_task(frame: Any) -> Any:
+    """A delayed :func:`~napari_pinned.io.zarr_store.frame_digest` of a dask frame."""
+    import dask
+
+    return dask.delayed(frame_digest, pure=True)(frame)
+
+
+def _digest_after(_stored: None, frame: np.ndarray) -> str:
+    """The input frame's digest, once its denoised frame is stored."""
+    return frame_digest(frame)
+
+
+def _store_frames(result: Any, arr: Any, output: ZarrOutput, client: Any) -> tuple[list, list]:
+    """Start storing the frames ``output`` lacks; returns the frames and their futures
+    (each gives the input frame's digest, or None for a single image)."""
+    import dask
+    import dask.array as da
+
+    if len(output.shape) != 3:
+        if not output.missing:
+            return [], []
+        return [0], [client.compute(da.store(result, output.array, lock=False, compute=False))]
+    tasks = []
+    for f in output.missing:
+        region = (slice(f, f + 1), slice(None), slice(None))
+        stored = da.store(
+            result[f : f + 1], output.array, regions=region, lock=False, compute=False
+        )
+        tasks.append(dask.delayed(_digest_after, pure=True)(stored, arr[f]))
+    return list(output.missing), client.compute(tasks)
 
 
 def _denoise_file_task(

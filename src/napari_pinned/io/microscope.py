@@ -22,6 +22,7 @@ from napari_pinned._util.units import angstrom_per
 __all__ = [
     "MICROSCOPE_FORMATS",
     "MicroscopeImage",
+    "check_mrc_header",
     "first_image",
     "is_microscope_file",
     "read_microscope_file",
@@ -127,6 +128,8 @@ def read_microscope_file(path: str | os.PathLike) -> tuple[list[MicroscopeImage]
         raise ValueError(f"{p}: not a microscope file napari-pinned reads ({known})")
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
+    if suffix == ".mrc":
+        check_mrc_header(p)
     reader = _rsciio_reader(suffix)
     # Velox files sum their frames unless told not to; a series must stay a series.
     kwargs = {"sum_frames": False} if suffix == ".emd" else {}
@@ -146,6 +149,44 @@ def read_microscope_file(path: str | os.PathLike) -> tuple[list[MicroscopeImage]
         if note:
             notes.append(f"{p.name}, {title!r}: {note}")
     return images, notes
+
+
+# MRC2014 (https://www.ccpem.ac.uk/mrc_format/mrc2014.php): a 1024-byte header of 32-bit
+# words, nx, ny, nz and mode first, the extended header's length (NEXT) at byte 92; the
+# modes RosettaSciIO reads (rsciio.mrc.get_data_type) and their bytes per voxel; it
+# reads the header little-endian.
+_MRC_HEADER_BYTES = 1024
+_MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 4: 8, 6: 2, 12: 2}
+
+
+def check_mrc_header(path: Path) -> None:
+    """Refuse an .mrc file whose header disagrees with its size, before it is read.
+
+    RosettaSciIO maps the data the header describes: a corrupt header claiming 10¹⁵
+    voxels in a 5 KB file would make it hang or exhaust the memory.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and what its header claims.
+    """
+    size = path.stat().st_size
+    what = f"{path}: cannot read this .mrc file"
+    if size < _MRC_HEADER_BYTES:
+        raise ValueError(f"{what} ({size} bytes, shorter than the 1024-byte MRC header)")
+    with open(path, "rb") as handle:
+        header = handle.read(_MRC_HEADER_BYTES)
+    nx, ny, nz, mode = (int(v) for v in np.frombuffer(header, "<u4", count=4))
+    extended = int(np.frombuffer(header, "<u4", count=1, offset=92)[0])
+    if mode not in _MRC_MODE_BYTES:
+        known = ", ".join(str(m) for m in _MRC_MODE_BYTES)
+        raise ValueError(f"{what} (data mode {mode}; napari-pinned reads modes {known})")
+    needed = _MRC_HEADER_BYTES + extended + nx * ny * nz * _MRC_MODE_BYTES[mode]
+    if size < needed:
+        raise ValueError(
+            f"{what} (its header claims {nx}×{ny}×{nz} voxels of mode {mode}, which needs "
+            f"{needed} bytes; the file has {size}: truncated or not an MRC file)"
+        )
 
 
 def _as_image(

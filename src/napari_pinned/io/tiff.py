@@ -5,12 +5,22 @@ float32 is kept as float32 (no 8-bit rounding of quantitative data) and the pixe
 beyond ImageJ's 4 GiB are BigTIFF with the pixel size in tifffile's JSON.  Writes go
 through :mod:`napari_pinned.io.safe_write`; :class:`TiffFrames` and
 :class:`TiffStackWriter` read and write one frame at a time.
+
+Reading: files of either byte order (ImageJ writes big-endian ones); the first series of
+a file that holds several, with one warning naming the others; what tifffile logs about
+a damaged file is kept off stderr and, if the read fails, named in its one-line error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +44,82 @@ __all__ = [
 _IMAGEJ_ANGSTROM = "\\u00C5"
 _ANGSTROM_UNITS = (_IMAGEJ_ANGSTROM, "Å", "A", "angstrom")
 
+# tifffile logs what it finds wrong in a file (to stderr, through logging's last resort,
+# when nothing else handles it) and then goes on or fails with a message of its own:
+# two or three lines before ours.  During our reads this thread's records are kept here
+# instead, to name the cause when the read fails.
+_HEARD = threading.local()
+
+
+class _KeepComplaints(logging.Filter):
+    """Keeps tifffile's records of this thread's read in progress, instead of letting
+    them through (reads by others than napari-pinned log as before)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        heard = getattr(_HEARD, "records", None)
+        if heard is None:
+            return True
+        heard.append(record.getMessage())
+        return False
+
+
+logging.getLogger("tifffile").addFilter(_KeepComplaints())
+
+
+def _complaint(message: str) -> str:
+    """tifffile's log message without its object prefixes: "<tifffile.TiffTag 273 @82>
+    invalid data type 0" (also wrapped in "raised TiffFileError('…')") → "tag 273:
+    invalid data type 0"."""
+    raised = re.search(r"raised \w+\('(.*)'\)$", message)
+    text = raised.group(1) if raised else message
+    tag = re.match(r"<tifffile\.TiffTag (\d+)", text)
+    text = re.sub(r"^(<[^>]*>\s*)+", "", text)
+    return f"tag {tag.group(1)}: {text}" if tag else text
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """tifffile's reads of ``path``: its log records kept off stderr, and a failure
+    turned into one ``ValueError`` naming the file and the first problem tifffile
+    reported (its exception is often a consequence: "list index out of range")."""
+    outer = getattr(_HEARD, "records", None)
+    heard: list[str] = []
+    _HEARD.records = heard
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        if isinstance(exc, ValueError) and str(exc).startswith(f"{path}: "):
+            raise  # ours already
+        cause = _complaint(heard[0]) if heard else first_line(exc)
+        raise ValueError(f"{path}: not a readable TIFF image ({cause})") from None
+    finally:
+        _HEARD.records = outer
+
+
+def _first_series(tif: tifffile.TiffFile, path: Path) -> Any:
+    """The file's first series, with a warning when others are left unread."""
+    series = tif.series
+    if not series:
+        raise ValueError("no image series")
+    first = series[0]
+    if len(series) > 1:
+        dims = "×".join(str(int(n)) for n in first.shape)
+        warnings.warn(
+            f"{path}: holds {len(series)} image series; read the first ({dims} "
+            f"{np.dtype(first.dtype)}), ignored the others",
+            UserWarning,
+            stacklevel=3,
+        )
+    return first
+
 
 def tiff_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a TIFF's first series, from its header."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return tuple(int(n) for n in series.shape), np.dtype(series.dtype)
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ValueError(f"{path}: not a readable TIFF image ({first_line(exc)})") from None
+    with _reading(path), tifffile.TiffFile(path) as tif:
+        series = _first_series(tif, path)
+        return tuple(int(n) for n in series.shape), np.dtype(series.dtype)
 
 
 def read_tiff(path: Path) -> np.ndarray:
@@ -53,13 +130,8 @@ def read_tiff(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: the file holds no image data")
     dims = "×".join(str(n) for n in shape)
     check_memory(size * dtype.itemsize, f"{path}: reading its {dims} {dtype} image")
-    try:
-        data = tifffile.imread(path)
-    except MemoryError:
-        raise
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ValueError(f"{path}: not a readable TIFF image ({first_line(exc)})") from None
-    data = np.asarray(data)
+    with _reading(path):
+        data = np.asarray(tifffile.imread(path))
     if data.size == 0:
         raise ValueError(f"{path}: the file holds no image data")
     return data
@@ -68,7 +140,7 @@ def read_tiff(path: Path) -> np.ndarray:
 def tiff_pixel_size(path: str | os.PathLike) -> float | None:
     """Pixel size in Å of a TIFF written by :func:`write_tiff` (or Fiji), else None."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _reading(Path(path)), tifffile.TiffFile(path) as tif:
             meta = tif.imagej_metadata or {}
             tag = tif.pages[0].tags.get("XResolution")
             if tag is not None and meta.get("unit") in _ANGSTROM_UNITS:
@@ -121,23 +193,22 @@ class TiffFrames:
 
     An array-like with ``shape``, ``dtype``, ``ndim`` and ``frames[i]`` (or
     ``frames[...]`` for a 2D image): contiguous data (ImageJ stacks, what
-    :func:`write_tiff` writes) are read at their offset; other files page by page.
+    :func:`write_tiff` writes) are read at their offset, in the file's byte order;
+    other files page by page.  ``numpy.asarray(frames)`` reads each frame once.
     Picklable (it holds the path, not an open file), so dask workers can read it.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        try:
-            with tifffile.TiffFile(self.path) as tif:
-                series = tif.series[0]
-                self.shape = tuple(int(n) for n in series.shape)
-                self.dtype = np.dtype(series.dtype)
-                self._offset = series.dataoffset
-                pages = len(series.pages) if self._offset is None else 0
-        except Exception as exc:  # tifffile raises many types for corrupt files
-            raise ValueError(
-                f"{self.path}: not a readable TIFF image ({first_line(exc)})"
-            ) from None
+        with _reading(self.path), tifffile.TiffFile(self.path) as tif:
+            series = _first_series(tif, self.path)
+            self.shape = tuple(int(n) for n in series.shape)
+            self.dtype = np.dtype(series.dtype).newbyteorder("=")
+            # tifffile reports the values' type in native order; the bytes at the
+            # offset are in the file's ("<" or ">": ImageJ writes big-endian).
+            self._stored = self.dtype.newbyteorder(tif.byteorder)
+            self._offset = series.dataoffset
+            pages = len(series.pages) if self._offset is None else 0
         self.ndim = len(self.shape)
         frames = self.shape[0] if self.ndim == 3 else 1
         # Neither contiguous nor a page per frame (e.g. a compressed volume in one page):
@@ -151,20 +222,35 @@ class TiffFrames:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        # Without it numpy takes a 2D image for a sequence of rows and reads the whole
+        # frame once per row, keeping every copy (memory quadratic in the height).
+        if copy is False:
+            raise ValueError(
+                f"{self.path}: the image is in a file; it cannot be read without a copy"
+            )
+        dims = "×".join(str(n) for n in self.shape)
+        size = math.prod(self.shape) * self.dtype.itemsize
+        check_memory(size, f"{self.path}: reading its {dims} {self.dtype} image")
+        data = self._frame(0) if self.ndim == 2 else self[:]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
     def _frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (0 for a 2D image), in native byte order."""
         frame_shape = self.shape[-2:]
-        if self._offset is not None:
-            count = frame_shape[0] * frame_shape[1]
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset + index * count * self.dtype.itemsize)
-                data = np.fromfile(handle, self.dtype, count)
-            if data.size != count:
-                raise ValueError(f"{self.path}: the file is truncated (frame {index})")
-            return data.reshape(frame_shape).astype(self.dtype.newbyteorder("="), copy=False)
-        if self._whole:
-            return np.asarray(self._zarr_view()[index])
-        with tifffile.TiffFile(self.path) as tif:
-            return np.asarray(tif.series[0].pages[index].asarray())
+        if self._offset is None:
+            with _reading(self.path):
+                if self._whole:
+                    return np.asarray(self._zarr_view()[index])
+                with tifffile.TiffFile(self.path) as tif:
+                    return np.asarray(tif.series[0].pages[index].asarray())
+        count = frame_shape[0] * frame_shape[1]
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset + index * count * self._stored.itemsize)
+            data = np.fromfile(handle, self._stored, count)
+        if data.size != count:
+            raise ValueError(f"{self.path}: the file is truncated (frame {index})")
+        return data.reshape(frame_shape).astype(self.dtype, copy=False)
 
     def _zarr_view(self) -> Any:
         if self._store is None:
@@ -179,24 +265,36 @@ class TiffFrames:
     def __getitem__(self, index: Any) -> np.ndarray:
         if self.ndim == 2:
             frame = self._frame(0)
-            return frame if index is Ellipsis else frame[index]
+            return frame if index is Ellipsis else _part(frame, index)
         if isinstance(index, (int, np.integer)):
-            if not -self.shape[0] <= index < self.shape[0]:
-                raise IndexError(f"frame {index} of {self.shape[0]}")
-            return self._frame(int(index) % self.shape[0])
+            return self._frame(self._index(index))
         key = index if isinstance(index, tuple) else (index,)
         if key and key[0] is Ellipsis:
             key = (slice(None),) * (self.ndim - len(key) + 1) + key[1:]
         first, rest = (key[0], key[1:]) if key else (slice(None), ())
         if isinstance(first, (int, np.integer)):
-            return self._frame(int(first) % self.shape[0])[rest]
+            return _part(self._frame(self._index(first)), rest)
         if not isinstance(first, slice):
             raise IndexError(f"{self.path}: frames are indexed by integers or slices")
         frames = range(self.shape[0])[first]
-        stack = np.empty((len(frames), *self.shape[1:]), self.dtype.newbyteorder("="))
+        stack = np.empty((len(frames), *self.shape[1:]), self.dtype)
         for k, i in enumerate(frames):
             stack[k] = self._frame(i)
-        return stack[(slice(None), *rest)]
+        return _part(stack, (slice(None), *rest))
+
+    def _index(self, index: int) -> int:
+        if not -self.shape[0] <= index < self.shape[0]:
+            raise IndexError(f"frame {index} of {self.shape[0]}")
+        return int(index) % self.shape[0]
+
+
+def _part(array: np.ndarray, key: Any) -> np.ndarray:
+    """``array[key]``, copied when it is a smaller view: a view would keep the whole
+    frame (or stack) in memory for as long as the part is kept."""
+    part = array[key]
+    if isinstance(part, np.ndarray) and part.base is not None and part.size < array.size:
+        return part.copy()
+    return part
 
 
 class TiffStackWriter:

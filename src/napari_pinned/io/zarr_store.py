@@ -12,19 +12,23 @@ is written, so a half-written store never carries the final name.  The temporary
 is the exception to "temporary files are removed": it is kept when a run is
 interrupted, so that ``--resume`` can continue it.  A file inside it,
 ``pinned-progress.json`` (written atomically after each frame's chunks), lists the
-frames that are complete and the settings of the run; a frame not listed — half
-written when the run stopped — is computed again.  Frames are chunked one per chunk
-along the stack axis, so no chunk holds pixels of two frames.
+frames that are complete, a digest of each one's input frame, and the settings of the
+run; a frame not listed — half written when the run stopped — is computed again.  A
+resumed run checks the frames it keeps: their input must be unchanged (else it is
+refused), and a frame with a chunk missing (NaN, the fill value) is computed again.
+Frames are chunked one per chunk along the stack axis, so no chunk holds pixels of two
+frames.  One run at a time writes an output (:class:`~napari_pinned.io.safe_write.OutputLock`).
 
 Requires the ``[zarr]`` extra (``pip install "napari-pinned[zarr]"``: zarr ≥ 3).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,12 @@ import numpy as np
 
 from napari_pinned._util.errors import first_line
 from napari_pinned.io.safe_write import (
+    OutputLock,
+    check_regular,
+    check_unlocked,
     check_writable_folder,
+    hidden_sibling,
+    no_space_error,
     remove_directory,
     replace_directory,
     write_text,
@@ -44,6 +53,7 @@ __all__ = [
     "PROGRESS_FILE",
     "ZarrInput",
     "ZarrOutput",
+    "frame_digest",
     "is_zarr_path",
     "open_zarr",
     "output_chunks",
@@ -87,8 +97,17 @@ def _zarr() -> Any:
 
 def partial_path(target: str | os.PathLike) -> Path:
     """Where the output ``target`` is written until it is complete."""
-    p = Path(target).expanduser()
-    return p.parent / f".{p.name}{PARTIAL_SUFFIX}"
+    return hidden_sibling(Path(target).expanduser(), PARTIAL_SUFFIX)
+
+
+def frame_digest(frame: Any) -> str:
+    """A digest of one input frame's values, shape and type (byte order aside), by which
+    a resumed run knows its input is the one the frames it keeps came from."""
+    data = np.asarray(frame)
+    data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+    digest = hashlib.sha256(f"{data.dtype.str}{data.shape}".encode())
+    digest.update(memoryview(data).cast("B"))
+    return digest.hexdigest()
 
 
 class _Squeezed:
@@ -155,10 +174,21 @@ def _multiscales(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
     return found if isinstance(found, list) else None
 
 
-def _scale_of(dataset: dict[str, Any]) -> list[float] | None:
+def _scale_of(dataset: dict[str, Any], store: Path) -> list[float] | None:
+    """The level's ``scale`` transform, or None; one line naming the store and the field
+    if it holds something other than numbers."""
     for transform in dataset.get("coordinateTransformations") or []:
-        if transform.get("type") == "scale" and isinstance(transform.get("scale"), list):
-            return [float(v) for v in transform["scale"]]
+        if not isinstance(transform, dict) or transform.get("type") != "scale":
+            continue
+        values = transform.get("scale")
+        if not isinstance(values, list):
+            continue
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(
+                f"{store}: OME-Zarr multiscales datasets[0] coordinateTransformations "
+                f"scale {values!r} is not a number for every axis"
+            )
+        return [float(v) for v in values]
     return None
 
 
@@ -199,7 +229,7 @@ def open_zarr(path: str | os.PathLike) -> ZarrInput:
         except KeyError:
             raise ValueError(f"{p}: OME-Zarr level {level!r} is missing") from None
         axes = first.get("axes") or []
-        scale = _scale_of(datasets[0])
+        scale = _scale_of(datasets[0], p)
         ome = {"axes": axes, "scale": scale, "name": first.get("name")}
         if scale and axes and len(axes) == len(scale):
             unit = axes[-1].get("unit") if isinstance(axes[-1], dict) else None
@@ -236,9 +266,12 @@ def check_zarr_output(
     target: str | os.PathLike, inputs: Iterable[str | os.PathLike], *, overwrite: bool
 ) -> Path:
     """Check a zarr destination before any work (as :func:`atomic.check_outputs` does
-    for files): its folder is writable, it is not a folder of other data, and it is
-    not an input unless ``overwrite``."""
+    for files): its folder is writable, it is not a folder of other data nor a device,
+    pipe or socket, no other run is writing it, and it is not an input unless
+    ``overwrite``."""
     p = Path(target).expanduser()
+    check_regular(p)
+    check_unlocked(p)
     if p.exists() and not is_zarr_path(p):
         raise ValueError(f"{p}: exists and is not a zarr store; choose another output name")
     if p.exists() and not p.is_dir():
@@ -270,6 +303,10 @@ class ZarrOutput:
     """A zarr output written frame by frame under a temporary name (see the module
     docstring); :meth:`finish` renames it into place.
 
+    The output is locked for this object's run: :meth:`finish`, :meth:`fail`,
+    :meth:`discard` or :meth:`close` (an interrupted run, its frames kept for
+    ``--resume``) ends it.
+
     Parameters
     ----------
     target : path-like
@@ -290,8 +327,11 @@ class ZarrOutput:
     Raises
     ------
     ValueError
-        A temporary store of an interrupted run exists and ``resume`` is False, or it
-        belongs to a different run.
+        Another run is writing ``target``; a temporary store of an interrupted run
+        exists and ``resume`` is False, or it belongs to a different run; ``target`` is
+        a device, pipe or socket.
+    NoSpaceError
+        The file system is full (nothing is left behind).
     """
 
     def __init__(
@@ -312,34 +352,55 @@ class ZarrOutput:
         self.attrs = dict(attrs or {})
         self.ome = ome
         self.done: set[int] = set()
-        progress = self.partial / PROGRESS_FILE
-        level = "0" if ome is not None else None
-        if self.partial.exists():
-            record = _read_progress(progress)
-            if not resume:
-                count = len(record.get("done", [])) if record else 0
-                raise ValueError(
-                    f"{self.target}: an interrupted run left {self.partial.name} ({count} of "
-                    f"{self._frames} frames done); add --resume to continue it, or delete it "
-                    "to start again"
-                )
-            if record is None or record.get("run") != self.run:
-                raise ValueError(
-                    f"{self.target}: {self.partial.name} was written by a run with another "
-                    "input, model or settings; delete it, or resume with the same ones"
-                )
-            self.done = {int(i) for i in record.get("done", [])}
-            node = zarr.open(str(self.partial), mode="r+")
-            self.array = node[level] if level is not None else node
-            if tuple(self.array.shape) != self.shape:
-                raise ValueError(f"{self.target}: {self.partial.name} has another shape")
-        else:
-            self._create(zarr, level)
-            self._save_progress()
+        #: Frame → digest of the input frame it was denoised from (:func:`frame_digest`).
+        self.digests: dict[int, str] = {}
+        check_regular(self.target)
+        if self.target.exists() and not self.target.is_dir():
+            raise ValueError(f"{self.target}: exists and is a file, not a zarr store")
+        self._lock = OutputLock(self.target).acquire()
+        created = not self.partial.exists()
+        try:
+            if created:
+                self._create(zarr, "0" if ome is not None else None)
+                self._save_progress()
+            else:
+                self._reopen(zarr, resume)
+        except BaseException as exc:
+            full = no_space_error(exc, self.target, "; nothing was written")
+            if created:
+                remove_directory(self.partial)
+            self._lock.release()
+            if full is not None:
+                raise full from None
+            raise
 
     @property
     def _frames(self) -> int:
         return self.shape[0] if len(self.shape) == 3 else 1
+
+    def _reopen(self, zarr: Any, resume: bool) -> None:
+        """Continue the temporary store of an interrupted run of the same ``run``."""
+        record = _read_progress(self.partial / PROGRESS_FILE)
+        if not resume:
+            count = len(record.get("done", [])) if record else 0
+            raise ValueError(
+                f"{self.target}: an interrupted run left {self.partial.name} ({count} of "
+                f"{self._frames} frames done); add --resume to continue it, or delete it "
+                "to start again"
+            )
+        if record is None or record.get("run") != self.run:
+            raise ValueError(
+                f"{self.target}: {self.partial.name} was written by a run with another "
+                "input, model or settings; delete it, or resume with the same ones"
+            )
+        self.done = {int(i) for i in record.get("done", [])}
+        digests = record.get("inputs")
+        if isinstance(digests, dict):
+            self.digests = {int(k): str(v) for k, v in digests.items() if int(k) in self.done}
+        node = zarr.open(str(self.partial), mode="r+")
+        self.array = node["0"] if self.ome is not None else node
+        if tuple(self.array.shape) != self.shape:
+            raise ValueError(f"{self.target}: {self.partial.name} has another shape")
 
     def _create(self, zarr: Any, level: str | None) -> None:
         chunks = output_chunks(self.shape)
@@ -360,13 +421,62 @@ class ZarrOutput:
         self.array.attrs.update(self.attrs)
 
     def _save_progress(self) -> None:
-        record = {"run": self.run, "done": sorted(self.done), "frames": self._frames}
+        record = {
+            "run": self.run,
+            "done": sorted(self.done),
+            "frames": self._frames,
+            "inputs": {str(f): self.digests[f] for f in sorted(self.digests)},
+        }
         write_text(self.partial / PROGRESS_FILE, json.dumps(record, indent=1) + "\n")
 
-    def mark_done(self, frames: Iterable[int]) -> None:
-        """Record frames whose chunks are written (after writing them)."""
+    def mark_done(self, frames: Iterable[int], digests: Mapping[int, str] | None = None) -> None:
+        """Record frames whose chunks are written (after writing them), with the
+        :func:`frame_digest` of each one's input frame when known."""
         self.done.update(int(f) for f in frames)
+        self.digests.update({int(f): str(d) for f, d in (digests or {}).items()})
         self._save_progress()
+
+    def check_resumed(self, digests: Mapping[int, str], source: object) -> list[int]:
+        """Check the frames an interrupted run finished, before they are kept.
+
+        Parameters
+        ----------
+        digests : mapping
+            Frame → :func:`frame_digest` of the input frame now, for the frames of
+            :attr:`digests`.
+        source : object
+            The input, for the message.
+
+        Returns
+        -------
+        list of int
+            Frames to compute again: those with no recorded digest or with a chunk
+            missing (read as NaN, the fill value); they are no longer :attr:`done`.
+
+        Raises
+        ------
+        ValueError
+            If the input of a finished frame changed since the interrupted run.
+        """
+        for frame in sorted(self.done):
+            recorded, now = self.digests.get(frame), digests.get(frame)
+            if recorded is not None and now is not None and now != recorded:
+                raise ValueError(
+                    f"{self.target}: the input {source} changed since the interrupted run "
+                    f"(frame {frame} differs); delete {self.partial.name} to start again"
+                )
+        again = [f for f in sorted(self.done) if f not in self.digests or self._has_hole(f)]
+        if again:
+            self.done.difference_update(again)
+            for frame in again:
+                self.digests.pop(frame, None)
+            self._save_progress()
+        return again
+
+    def _has_hole(self, frame: int) -> bool:
+        """Whether a chunk of ``frame`` is missing (it reads as NaN, the fill value)."""
+        data = self.array[frame] if len(self.shape) == 3 else self.array[...]
+        return bool(np.isnan(np.asarray(data)).any())
 
     @property
     def missing(self) -> list[int]:
@@ -374,19 +484,57 @@ class ZarrOutput:
         return [f for f in range(self._frames) if f not in self.done]
 
     def finish(self) -> Path:
-        """Write the final metadata and rename the store into place."""
+        """Write the final metadata and rename the store into place (the lock ends).
+
+        Raises
+        ------
+        ValueError
+            A frame is not written, or a chunk of one is missing from the temporary store
+            (deleted under the run): nothing is renamed, ``--resume`` writes them.
+        """
         if self.missing:
             raise ValueError(f"{self.target}: frames {self.missing[:5]} are not written yet")
+        if self.array.nchunks_initialized < self.array.nchunks:
+            raise ValueError(
+                f"{self.target}: chunks are missing from {self.partial.name} (deleted while "
+                "it was written); run again with --resume to write them"
+            )
         if self.ome is not None:
             group = _zarr().open_group(str(self.partial), mode="r+")
             group.attrs.update(_ome_attrs(self.ome, len(self.shape), self.attrs))
         (self.partial / PROGRESS_FILE).unlink(missing_ok=True)
         replace_directory(self.partial, self.target)
+        self.close()
         return self.target
+
+    def fail(self, exc: BaseException) -> BaseException | None:
+        """End a run that ``exc`` stopped (an error, not a signal): the temporary store
+        is removed unless it holds finished frames, which a run with ``--resume``
+        continues.  Returns what to raise instead of ``exc`` (a full disk, named with
+        what was kept), or None to raise ``exc``."""
+        kept = len(self.done)
+        detail = (
+            f"; {kept} of {self._frames} frames are kept in {self.partial.name}: free some "
+            "space and run again with --resume"
+            if kept
+            else "; nothing was written"
+        )
+        full = no_space_error(exc, self.target, detail)
+        if kept:
+            self.close()
+        else:
+            self.discard()
+        return full
 
     def discard(self) -> None:
         """Remove the temporary store (a run that failed rather than stopped)."""
         remove_directory(self.partial)
+        self.close()
+
+    def close(self) -> None:
+        """End this run's hold on the output (the temporary store stays, for
+        ``--resume``)."""
+        self._lock.release()
 
 
 def _read_progress(path: Path) -> dict[str, Any] | None:

@@ -6,6 +6,9 @@ Three steps, the same in training and in inference:
    range of its eight neighbours — further than the noise and the neighbours' own
    spread allow.  Band-limited STEM images cannot have such isolated pixels, so they
    are replaced by the median of their neighbours (and stay repaired in the output).
+   Pixels far beyond the whole frame's range are found in pairs, lines, small blocks
+   and on the frame's edge too, unless their surroundings rise towards them as a real
+   bright feature's do.
 2. **Robust normalisation.**  The image is mapped linearly so that the 1st and 99th
    percentiles of the frame's 3×3 median become 0 and 1 (model units).  Percentiles
    ignore a few extreme pixels, and being order statistics they make the whole chain
@@ -17,9 +20,12 @@ Three steps, the same in training and in inference:
    "strength" factor scales σ to denoise less or more.
 
 Models trained with the paper's protocol (``normalization="range"``) keep the paper's
-fixed 8-bit convention for images that already fit it; other images get the robust
-mapping onto the same scale, and their input is clipped to a margin around it so that
-an outlier cannot push the network far outside what it was trained on.
+fixed 8-bit convention (or the unit range) for images recorded in it — clipped at both
+of its ends, as 8-bit recordings and CDN images are; other images, whatever their
+dtype, get the robust mapping onto the same scale, so that the same data as uint16
+counts, as float electrons or normalised to [0, 1] give outputs in their own scale.
+Their input is clipped to a margin around it so that an outlier cannot push the network
+far outside what it was trained on.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ __all__ = [
     "FrameStats",
     "NormState",
     "Prepared",
+    "defect_limits",
     "find_outliers",
     "finish",
     "frame_statistics",
+    "measure_noise",
     "noise_map",
     "normalization_range",
     "prepare",
@@ -61,6 +69,13 @@ PERCENTILES = (0.5, 99.5)
 #: and lowers the noise, so that neither sets the range.  Frames larger than this many
 #: pixels take the median at this many random pixels (fixed seed) instead of everywhere.
 MEDIAN_SAMPLES = 1 << 18
+#: A frame is in a fixed convention of ``"range"`` (the paper's 0–255, or 0–1) when at
+#: least this fraction of its pixels lies exactly at each end of it: clipped, as 8-bit
+#: recordings and CDN images (clipped to [0, 255]; ≥ 12 % at 0 and ≥ 2.5 % at 255 on
+#: every bundled material from level 0.5 on) are.  Clipping repeats the end values;
+#: unclipped data reach their extremes at one or a few pixels, and a dim image inside
+#: [0, 255] is not in the paper's convention.
+CONVENTION_CLIPPED = 5e-4
 #: Model-unit margin the input of a ``"range"`` model is clipped to, beyond [0, 1].
 RANGE_CLIP = (-0.1, 1.1)
 #: A pixel is an outlier beyond this many noise standard deviations outside the range
@@ -70,6 +85,34 @@ OUTLIER_SIGMAS = 10.0
 #: above the surrounding ring: ~1 for a column sampled at 2–3 px per probe FWHM, ~4 at
 #: 1.5 px, unbounded for a hot pixel.
 OUTLIER_LIFT = 8.0
+#: A pixel is far above the frame's range ("gross": a detector defect, not an electron
+#: count) when it lies more than this many times the frame's robust range (the
+#: 0.1th–99.9th percentiles of its 3×3 median) plus ``OUTLIER_SIGMAS`` noise standard
+#: deviations above that range.  Such pixels are tested in groups (pairs, lines,
+#: blocks) and on the frame's edge, where the test of single pixels cannot see them.
+#: (Not below: a dead pixel reads what vacuum and holes read, near the detector's zero.)
+GROSS_SPAN = 1.0
+#: Gross pixels are tested so only while they are rare, at most this fraction of the
+#: frame not counting saturated pixels (a hot line across 256² px is 0.4 %): many pixels
+#: that far above the 3×3 median are a lattice of columns narrower than a pixel.
+GROSS_SPARSE = 0.01
+#: A frame is saturated when at least this fraction of its pixels holds exactly its
+#: largest value (a detector's ceiling repeats; a real maximum is one or a few pixels):
+#: those pixels are tested in groups too, and left out of the noise fit that sets the
+#: tests' noise level (they carry none) ...
+SATURATED = 0.01
+#: ... but not when more than this fraction does: that is the image itself clipped (a
+#: low-count image at its top count, a bright area), not scattered defects.
+SATURATED_MOST = 0.1
+#: A saturated pixel is tested only with at most this many saturated neighbours (of
+#: eight): scattered ones, not the inside or the straight edge of a clipped area.
+SATURATED_NEIGHBOURS = 3
+#: How far (pixels) the group test looks for surroundings that are neither gross nor
+#: saturated: the centre of a 5×5 block of them still finds some.
+GROUP_REACH = 3
+#: Rounds of the repair: each fills the flagged pixels that have a valid or repaired
+#: neighbour (a 5×5 block takes three); the rest get the frame's median.
+REPAIR_ROUNDS = 3
 #: Smoothing (pixels) of the local mean from which the noise map is computed.
 NOISE_MAP_SMOOTHING = 1.5
 #: Floor of the noise map, as a fraction of its root-mean-square value, so that dark
@@ -77,10 +120,11 @@ NOISE_MAP_SMOOTHING = 1.5
 NOISE_MAP_FLOOR = 0.1
 
 #: Pixels of context :func:`prepare_region` needs beyond a region's inner edges to give
-#: the whole frame's values inside it: the outlier test reads a 5×5 neighbourhood (2 px),
-#: the repair its 3×3 neighbours' flags (1 px more), and the noise map smooths the
+#: the whole frame's values inside it: the outlier tests read up to ``GROUP_REACH + 1``
+#: px around a pixel (and whether a saturated pixel there is scattered, 1 px more), each
+#: round of the repair its 3×3 neighbours (1 px a round), and the noise map smooths the
 #: repaired image with a Gaussian that scipy truncates at 4 σ (6 px more).
-REGION_CONTEXT = 2 + 1 + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
+REGION_CONTEXT = GROUP_REACH + 2 + REPAIR_ROUNDS + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
 
 #: Offsets of the eight neighbours, and of the 16 pixels of the ring around them.
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
@@ -152,6 +196,8 @@ class FrameStats:
         The frame's noise in image units (noise-conditioned models), after repair.
     detection : NoiseEstimate
         The noise the outlier test used (measured before repair, or given).
+    limits : tuple of float
+        :func:`defect_limits` of the frame.
     clip : bool
         Whether model units are clipped to :data:`RANGE_CLIP`.
     floor_variance : float
@@ -167,6 +213,7 @@ class FrameStats:
     state: NormState
     noise: NoiseEstimate | None
     detection: NoiseEstimate
+    limits: tuple[float, float]
     clip: bool
     floor_variance: float
     fill: float
@@ -174,9 +221,13 @@ class FrameStats:
 
 
 def find_outliers(
-    frame: np.ndarray, noise: NoiseEstimate, threshold: float = OUTLIER_SIGMAS
+    frame: np.ndarray,
+    noise: NoiseEstimate,
+    threshold: float = OUTLIER_SIGMAS,
+    *,
+    limits: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Boolean mask of hot, dead or saturated single pixels of a 2D frame.
+    """Boolean mask of hot, dead or saturated pixels of a 2D frame.
 
     A pixel is flagged when it exceeds the largest of its eight neighbours (or falls
     below the smallest) by more than ``threshold`` noise standard deviations plus the
@@ -187,17 +238,82 @@ def find_outliers(
     below one electron's worth (``gain``) nor a tenth of the noise at the median, so
     that a few counts on a dark background of a low-dose image are not mistaken for
     hot pixels.
+
+    Pixels far above the frame's range or at its saturation level (``limits``, by
+    default :func:`defect_limits` of the frame; give the whole frame's when ``frame``
+    is a region of it) are also found in pairs, lines, blocks and on the frame's edge
+    (:func:`_group_defects`).
     """
     x = np.asarray(frame, np.float64)
+    mask = _isolated(x, noise, threshold)
+    gross, saturated = defect_limits(x, noise, threshold) if limits is None else limits
+    suspect = x > gross
+    if math.isfinite(saturated):
+        suspect |= _scattered(x >= saturated)
+    if suspect.any():
+        mask |= _group_defects(x, suspect, noise, threshold)
+    return mask
+
+
+def defect_limits(
+    frame: np.ndarray, noise: NoiseEstimate, threshold: float = OUTLIER_SIGMAS
+) -> tuple[float, float]:
+    """``(gross, saturated)``: above ``gross`` a pixel of ``frame`` is far outside its
+    range (:data:`GROSS_SPAN`; infinite when more than :data:`GROSS_SPARSE` of the frame
+    lies above), at ``saturated`` the frame is saturated (:data:`SATURATED`; infinite
+    when it is not) and its scattered saturated pixels are tested."""
+    x = np.asarray(frame, np.float64)
+    return _limits(x, noise, threshold, _median3(x))
+
+
+def _limits(
+    x: np.ndarray, noise: NoiseEstimate, threshold: float, medians: np.ndarray
+) -> tuple[float, float]:
+    """:func:`defect_limits` of ``x`` (float64), given its :func:`_median3`."""
+    low, high = (float(v) for v in np.percentile(medians, RANGE_PERCENTILES))
+    above = threshold * math.sqrt(max(float(noise.variance(high)), _noise_floor(noise)))
+    gross = high + GROSS_SPAN * (high - low) + above
+    saturated = _saturation(x)
+    # Rare, not counting the saturated pixels (a ceiling far above the image's range
+    # makes every one of them gross, however many).
+    if np.count_nonzero((x > gross) & (x < saturated)) > GROSS_SPARSE * x.size:
+        gross = math.inf
+    return gross, saturated
+
+
+def _saturation(x: np.ndarray) -> float:
+    """The frame's largest value if :data:`SATURATED` to :data:`SATURATED_MOST` of it
+    holds it, else inf."""
+    top = float(np.max(x))
+    count = np.count_nonzero(x == top)
+    return top if SATURATED * x.size <= count <= SATURATED_MOST * x.size else math.inf
+
+
+def _scattered(saturated: np.ndarray) -> np.ndarray:
+    """Saturated pixels with at most :data:`SATURATED_NEIGHBOURS` saturated neighbours."""
+    h, w = saturated.shape
+    padded = np.pad(saturated, 1).astype(np.uint8)
+    count = sum(padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _NEIGHBOURS)
+    return saturated & (count <= SATURATED_NEIGHBOURS)
+
+
+def _noise_floor(noise: NoiseEstimate) -> float:
+    """The least noise variance the tests assume: one electron's worth, or a tenth of
+    the noise at the median (see :func:`find_outliers`)."""
+    return max(noise.gain**2, (0.1 * noise.sigma) ** 2)
+
+
+def _isolated(x: np.ndarray, noise: NoiseEstimate, threshold: float) -> np.ndarray:
+    """The test of single pixels against their eight neighbours (:func:`find_outliers`);
+    edges mirrored as scipy's "reflect" does (the edge pixel repeated)."""
     h, w = x.shape
-    # Edges mirrored as scipy's "reflect" does (the edge pixel repeated).
     padded = np.pad(x, 2, mode="symmetric")
     rings = [padded[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in _NEIGHBOURS]
     high, low = rings[0].copy(), rings[0].copy()
     for shifted in rings[1:]:
         np.maximum(high, shifted, out=high)
         np.minimum(low, shifted, out=low)
-    floor = max(noise.gain**2, (0.1 * noise.sigma) ** 2)
+    floor = _noise_floor(noise)
     least = threshold * np.sqrt(floor)
     # The margin is at least ``least``: only pixels beyond it need the full test.
     ys, xs = np.nonzero((x > high + least) | (x < low - least))
@@ -219,25 +335,98 @@ def find_outliers(
     return mask
 
 
+def _group_defects(
+    x: np.ndarray, suspect: np.ndarray, noise: NoiseEstimate, threshold: float
+) -> np.ndarray:
+    """Which of the ``suspect`` pixels are defects.
+
+    For each, the nearest square ring around it (at most :data:`GROUP_REACH` px away)
+    that holds pixels inside the frame and not suspect is its surroundings ``B``, the
+    next ring out ``O``.  A real bright feature rises towards its core: its
+    surroundings stand out from the ring beyond (``B − O``, the probe's tails).  The
+    pixel is a defect when it exceeds ``B`` by more than ``threshold`` noise standard
+    deviations and by more than :data:`OUTLIER_LIFT` times that rise per pixel of
+    distance; a pixel with no such surroundings within reach (the core of a large
+    bright feature, or of a saturated one) is kept.
+    """
+    reach = GROUP_REACH + 1
+    padded = np.pad(np.where(suspect, np.nan, x), reach, constant_values=np.nan)
+    ys, xs = np.nonzero(suspect)
+    value = x[ys, xs]
+    floor = _noise_floor(noise)
+    flagged = np.zeros(ys.size, bool)
+    todo = np.ones(ys.size, bool)
+    outer = _ring_means(padded, ys + reach, xs + reach, 1)
+    for d in range(1, GROUP_REACH + 1):
+        inner, outer = outer, _ring_means(padded, ys + reach, xs + reach, d + 1)
+        found = todo & np.isfinite(inner)
+        rise = inner - np.where(np.isfinite(outer), outer, inner)
+        excess = value - inner
+        sigma = np.sqrt(np.maximum(noise.variance(np.nan_to_num(inner)), floor))
+        flagged |= (
+            found
+            & (excess > threshold * sigma)
+            & (excess / d > OUTLIER_LIFT * np.maximum(rise, 0.0))
+        )
+        todo &= ~found
+    mask = np.zeros(x.shape, bool)
+    mask[ys[flagged], xs[flagged]] = True
+    return mask
+
+
+def _ring_means(padded: np.ndarray, py: np.ndarray, px: np.ndarray, d: int) -> np.ndarray:
+    """Mean of the finite pixels on the square ring at distance ``d`` (NaN: none)."""
+    total = np.zeros(py.size)
+    count = np.zeros(py.size)
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            if max(abs(dy), abs(dx)) != d:
+                continue
+            values = padded[py + dy, px + dx]
+            finite = np.isfinite(values)
+            total += np.where(finite, values, 0.0)
+            count += finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def repair_outliers(frame: np.ndarray, mask: np.ndarray, fill: float | None = None) -> np.ndarray:
     """Replace masked pixels by the median of their unmasked neighbours (float64).
 
-    A pixel none of whose neighbours is unmasked gets ``fill``, by default the median
-    of the unmasked pixels (give it when ``frame`` is only a region of the frame).
+    A block of masked pixels is filled from its edge inwards: each of
+    :data:`REPAIR_ROUNDS` rounds fills the pixels that have an unmasked or already
+    repaired neighbour.  A pixel left over gets ``fill``, by default the median of the
+    unmasked pixels (give it when ``frame`` is only a region of the frame).
     """
     x = np.asarray(frame, np.float64).copy()
     if not mask.any():
         return x
     filled = np.where(mask, np.nan, x)
-    ys, xs = np.nonzero(mask)
-    for y, c in zip(ys, xs, strict=True):
-        window = filled[max(y - 1, 0) : y + 2, max(c - 1, 0) : c + 2]
-        values = window[np.isfinite(window)]
-        if values.size:
-            x[y, c] = float(np.median(values))
-        else:
-            x[y, c] = _fill_value(filled) if fill is None else float(fill)
+    todo = np.asarray(mask, bool).copy()
+    for _ in range(REPAIR_ROUNDS):
+        ys, xs = np.nonzero(todo)
+        padded = np.pad(filled, 1, constant_values=np.nan)
+        near = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1)
+        median, ok = _row_medians(near)
+        if not ok.any():
+            break
+        ys, xs = ys[ok], xs[ok]
+        x[ys, xs] = filled[ys, xs] = median[ok]
+        todo[ys, xs] = False
+        if not todo.any():
+            return x
+    x[todo] = _fill_value(np.where(mask, np.nan, x)) if fill is None else float(fill)
     return x
+
+
+def _row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's median of each row's finite values, and which rows have any."""
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = np.count_nonzero(np.isfinite(ordered), axis=1)
+    rows = np.arange(values.shape[0])
+    lower = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    upper = ordered[rows, count // 2]
+    return 0.5 * (lower + upper), count > 0
 
 
 def _fill_value(filled: np.ndarray) -> float:
@@ -250,13 +439,17 @@ def normalization_range(frame: np.ndarray, mode: str) -> NormState:
     """The linear map of one frame to model units.
 
     ``"robust"``: the 1st–99th percentiles of the frame's 3×3 median.
-    ``"range"``: the paper's 0–255 for uint8 frames and frames already inside [0, 255],
-    0–1 for float frames inside [0, 1], else the 0.1th–99.9th percentiles of the
-    3×3 median.  ``"percentile"``: the raw 0.5th–99.5th percentiles.
+    ``"range"``: the paper's 0–255 (or 0–1) for frames clipped at both of its ends
+    (:data:`CONVENTION_CLIPPED`), else the 0.1th–99.9th percentiles of the 3×3 median;
+    the dtype does not matter.  ``"percentile"``: the raw 0.5th–99.5th percentiles.
     """
+    return _state(np.asarray(frame), mode)
+
+
+def _state(x: np.ndarray, mode: str, medians: np.ndarray | None = None) -> NormState:
+    """:func:`normalization_range`, given the frame's :func:`_median3` if known."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {mode!r}; use one of {list(NORMALIZATIONS)}")
-    x = np.asarray(frame)
     if mode == "range":
         fixed = _fixed_convention(x)
         if fixed is not None:
@@ -265,40 +458,45 @@ def normalization_range(frame: np.ndarray, mode: str) -> NormState:
         low, high = (float(v) for v in np.percentile(x, PERCENTILES))
     else:
         q = ROBUST_PERCENTILES if mode == "robust" else RANGE_PERCENTILES
-        low, high = (float(v) for v in np.percentile(_median3(x), q))
+        medians = _median3(x) if medians is None else medians
+        low, high = (float(v) for v in np.percentile(medians, q))
     if not high > low or not math.isfinite(high - low):
         return _constant_state(x, mode)
     return NormState(mode, low, high)
 
 
 def _median3(x: np.ndarray) -> np.ndarray:
-    """3×3 medians of a frame: everywhere, or at a fixed random subset of big frames."""
+    """3×3 medians of a frame: everywhere, or at a fixed random subset of big frames (in
+    no particular order: only their percentiles are used)."""
     data = x.astype(np.float64, copy=False)
     h, w = data.shape
     if data.size <= MEDIAN_SAMPLES:
         padded = np.pad(data, 1, mode="reflect")
         shifted = [padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
-        return np.median(np.stack(shifted), axis=0)
+        return _middle(shifted)
     rng = np.random.default_rng(0)
     ys = rng.integers(0, h, MEDIAN_SAMPLES)
     xs = rng.integers(0, w, MEDIAN_SAMPLES)
-    neighbours = [
-        data[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-    ]
-    return np.median(np.stack(neighbours), axis=0)
+    # Edges repeated; the samples read in memory order (the same pixels, faster).
+    flat = np.pad(data, 1, mode="edge").ravel()
+    base = np.sort((ys + 1) * (w + 2) + xs + 1)
+    return _middle([flat[base + dy * (w + 2) + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+
+
+def _middle(nine: list[np.ndarray]) -> np.ndarray:
+    """The median of nine arrays, element by element (the fifth smallest: exact)."""
+    return np.partition(np.stack(nine), 4, axis=0)[4]
 
 
 def _fixed_convention(x: np.ndarray) -> tuple[float, float] | None:
-    if x.dtype == np.uint8:
-        return PAPER_RANGE
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if np.issubdtype(x.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        return UNIT_RANGE if hi > lo else None
-    if lo >= PAPER_RANGE[0] and hi <= PAPER_RANGE[1] and hi > lo:
-        return PAPER_RANGE
-    return None
+    """The convention (0–1 or the paper's 0–255) a frame is clipped to at both ends."""
+    ends = (float(np.min(x)), float(np.max(x)))
+    if ends not in (UNIT_RANGE, PAPER_RANGE):
+        return None
+    least = CONVENTION_CLIPPED * x.size
+    if np.count_nonzero(x == ends[0]) < least or np.count_nonzero(x == ends[1]) < least:
+        return None
+    return ends
 
 
 def _constant_state(x: np.ndarray, mode: str) -> NormState:
@@ -361,8 +559,15 @@ def _measure(
     x = raw.astype(np.float64)
     # Every model gets hot and dead pixels repaired (a model never saw such values);
     # only noise-conditioned ones use the noise estimate beyond that.
-    detection = noise if noise is not None else estimate_noise(x)
-    outliers = find_outliers(x, detection)
+    if noise is not None:
+        detection = noise
+    else:
+        # Saturated pixels carry no noise: left out of the fit, as repaired pixels are.
+        saturated = x >= _saturation(x)
+        detection = estimate_noise(x, mask=saturated if saturated.any() else None)
+    medians = _median3(x)  # for the defect limits and, without defects, the mapping
+    limits = _limits(x, detection, OUTLIER_SIGMAS, medians)
+    outliers = find_outliers(x, detection, limits=limits)
     estimate = detection
     fill = 0.0
     if outliers.any():
@@ -370,7 +575,10 @@ def _measure(
         x = repair_outliers(x, outliers, fill)
         if noise is None and conditioned:
             estimate = estimate_noise(x, mask=outliers)
-    state = normalization_range(x if outliers.any() else raw, normalization)
+    if outliers.any():
+        state = normalization_range(x, normalization)
+    else:
+        state = _state(raw, normalization, None if normalization == "percentile" else medians)
     clip = normalization == "range" and not conditioned and _fixed_convention(raw) is None
     units = _to_units(x, state, clip)
     variance = None
@@ -384,12 +592,22 @@ def _measure(
         state=state,
         noise=estimate if conditioned else None,
         detection=detection,
+        limits=limits,
         clip=clip,
         floor_variance=floor,
         fill=fill,
         outliers=int(outliers.sum()),
     )
     return stats, x, outliers, units, variance
+
+
+def measure_noise(frame: np.ndarray) -> NoiseEstimate:
+    """The noise of a 2D frame as a noise-aware model is told it: fitted after the
+    frame's hot, dead and saturated pixels are repaired, and without them (what the
+    Denoise dock and the CLI report)."""
+    stats = _measure(frame, "robust", True, None)[0]
+    assert stats.noise is not None
+    return stats.noise
 
 
 def _channels(
@@ -438,7 +656,7 @@ def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1
     """
     check_strength(strength)
     x = np.asarray(region).astype(np.float64)
-    outliers = find_outliers(x, stats.detection)
+    outliers = find_outliers(x, stats.detection, limits=stats.limits)
     if outliers.any():
         x = repair_outliers(x, outliers, stats.fill)
     state = stats.state

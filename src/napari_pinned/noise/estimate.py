@@ -43,7 +43,10 @@ from scipy import ndimage
 
 from napari_pinned._util.intensity import check_image
 
-__all__ = ["NoiseEstimate", "estimate_noise", "noise_variance_map"]
+__all__ = ["MIN_EDGE", "NoiseEstimate", "estimate_noise", "noise_variance_map"]
+
+#: The smallest frame edge (px) the fit works on.
+MIN_EDGE = 8
 
 _KERNEL_1D = np.array([1.0, -2.0, 1.0])
 _KERNEL = np.outer(_KERNEL_1D, _KERNEL_1D) / 6.0  # unit L2 norm
@@ -225,7 +228,7 @@ def estimate_noise(image: np.ndarray, *, mask: np.ndarray | None = None) -> Nois
     """
     arr = check_image(image, name="image", ndim=(2, 3))
     frames = arr[None] if arr.ndim == 2 else arr
-    if min(frames.shape[1:]) < 8:
+    if min(frames.shape[1:]) < MIN_EDGE:
         raise ValueError(f"image is too small to estimate its noise (shape {arr.shape})")
     if mask is not None and np.shape(mask) != arr.shape:
         raise ValueError(f"mask shape {np.shape(mask)} does not match image {arr.shape}")

@@ -22,6 +22,7 @@ from napari_pinned.physics.structure import (
     DEDUP_TOLERANCE,
     Atom,
     Crystal,
+    check_cell,
     cluster_periodic,
     lattice_matrix,
     wrap_fractional,
@@ -147,6 +148,10 @@ def _read_cell(block: gemmi.cif.Block, source: str) -> tuple[float, ...]:
         lattice_matrix(values)
     except ValueError as exc:
         raise CIFError(f"{source}: invalid unit cell: {exc}") from exc
+    try:
+        check_cell(values, source)  # a cell no crystal has, before it is tiled
+    except ValueError as exc:
+        raise CIFError(str(exc)) from None
     return tuple(values)
 
 

@@ -16,6 +16,13 @@ __all__ = ["Atom", "Crystal"]
 
 #: Symmetry images closer than this (Å, periodic) are the same atom.
 DEDUP_TOLERANCE = 0.01
+#: No crystal repeats itself over less than this (Å): atoms are at least ~0.74 Å apart
+#: (the H–H bond), and the shortest lattice constants of real crystals exceed 2 Å
+#: (graphene's 2.46 Å is among the shortest of the bundled ones).
+MIN_LATTICE_CONSTANT = 1.0
+#: Nor holds an atom in less than this (Å³): the densest solids take over 5 Å³ per atom
+#: (diamond 5.7 Å³), and a cell holds at least one atom.
+MIN_CELL_VOLUME = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,34 @@ class Crystal:
 
 
 # --------------------------------------------------------------------------- lattice
+
+
+def check_cell(cell: Sequence[float], source: str) -> None:
+    """Refuse a unit cell no crystal has, before anything is built from it.
+
+    A cell edge below :data:`MIN_LATTICE_CONSTANT` (often lengths written in nm) or a
+    volume below :data:`MIN_CELL_VOLUME` (a nearly flat cell) would tile a field of
+    view with millions of columns per Å² and exhaust the memory.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``source`` and the offending length or volume.
+    """
+    a, b, c, alpha, beta, gamma = (float(v) for v in cell)
+    for label, length in (("a", a), ("b", b), ("c", c)):
+        if length < MIN_LATTICE_CONSTANT:
+            raise ValueError(
+                f"{source}: {label} = {length:g} Å, but no crystal has a lattice constant "
+                f"below {MIN_LATTICE_CONSTANT:g} Å (are the lengths in Å, not nm?)"
+            )
+    volume = float(abs(np.linalg.det(lattice_matrix(cell))))
+    if volume < MIN_CELL_VOLUME:
+        raise ValueError(
+            f"{source}: the unit cell's volume is {volume:.3g} Å³ (angles {alpha:g}°, "
+            f"{beta:g}°, {gamma:g}°), but no crystal has a cell below "
+            f"{MIN_CELL_VOLUME:g} Å³; check the cell angles"
+        )
 
 
 def lattice_matrix(cell: Sequence[float]) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_pinned._util.checks import check_shape
+from napari_pinned._util.memory import check_memory, columns_bytes
 from napari_pinned.physics.defaults import DEFAULT_THICKNESS
 from napari_pinned.physics.projection import ProjectedCell
 
@@ -99,6 +100,7 @@ def tile_columns(
     """
     rows, cols = check_shape(shape)
     _check_tiling_numbers(pixel_size, thickness, vacancy_fraction, margin, rotation, shift)
+    _check_column_memory(cell, rows, cols, pixel_size, margin)
     rng = np.random.default_rng(rng)
     repeats = repeat_count(thickness, cell.repeat)
 
@@ -114,6 +116,20 @@ def tile_columns(
         positions=positions.astype(np.float64),
         weights=np.asarray(weights, dtype=np.float64),
         column_type=column_type,
+    )
+
+
+def _check_column_memory(
+    cell: ProjectedCell, rows: int, cols: int, pixel_size: float, margin: float
+) -> None:
+    """Refuse, before any is made, more columns than the memory holds: their number is
+    the field (with its margin) over the cell's area, times the columns per cell."""
+    field = (cols * pixel_size + 2 * margin) * (rows * pixel_size + 2 * margin)
+    count = field / cell.area * len(cell.positions)
+    check_memory(
+        columns_bytes(count),
+        f"a field of {rows}×{cols} px at {pixel_size:g} Å/px with {count:.3g} atomic columns",
+        advice="use a smaller size or pixel size",
     )
 
 

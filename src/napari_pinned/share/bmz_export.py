@@ -30,6 +30,7 @@ import math
 import os
 import pathlib
 import shutil
+import string
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from napari_pinned.nn.packages import (
     PACKAGE_FORMAT,
     PACKAGE_FORMAT_VERSION,
 )
+from napari_pinned.quality.lattice_guard import guard_applies
 from napari_pinned.share.bmz_docs import PAPER, PAPER_URL, default_description, documentation
 from napari_pinned.share.bmz_test_run import TEST_PIXEL_SIZE, TestRun, cover, run_test
 
@@ -103,7 +105,8 @@ def export_bioimageio(
     torchscript : bool
         Also include ``torchscript`` weights (for deepImageJ and others without Python).
     keep_lattice : bool
-        Build in the lattice guard, as ``denoise`` applies it by default.
+        Build in the lattice guard, as ``denoise`` applies it by default (never for
+        models trained on CDN, as in ``denoise``).
 
     Returns
     -------
@@ -126,9 +129,12 @@ def export_bioimageio(
     from napari_pinned.io.safe_write import check_outputs
     from napari_pinned.nn.resolve import load_model
 
+    check_package_fields(name=name, description=description, authors=authors, license=license)
     target = check_outputs([path])[0]
     strength = check_strength(strength)
     bundle = load_model(model, device="cpu")
+    # As denoise does: no guard for models trained on CDN (lattice_guard.guard_applies).
+    keep_lattice = bool(keep_lattice) and guard_applies(bundle.metadata.get("noise"))
     label = str(bundle.metadata.get("name") or "napari-pinned model")
     axis = _pixel_axis(bundle, model, pixel_size)
     test = run_test(bundle, strength, bool(keep_lattice))
@@ -146,6 +152,71 @@ def export_bioimageio(
         torchscript=torchscript,
     )
     return target
+
+
+# What the model RDF 0.5 accepts (bioimageio.spec: ModelDescr.name, .description,
+# generic.v0_3.Author, LicenseId/DeprecatedLicenseId), checked before any work.
+_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_+- ()")
+_NAME_LENGTH = (5, 128)
+_DESCRIPTION_LENGTH = 1024
+_AUTHOR_FIELDS = ("name", "affiliation", "email", "orcid", "github_user")
+
+
+def spdx_licence_ids() -> frozenset[str]:
+    """The SPDX licence identifiers bioimageio.spec accepts (deprecated ones included),
+    from the list it ships, read without importing it (a second of imports)."""
+    import importlib.util
+    import json
+
+    try:
+        spec = importlib.util.find_spec("bioimageio.spec")
+    except ImportError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"exporting a BioImage Model Zoo package needs bioimageio.spec ({INSTALL_HINT})"
+        )
+    listing = pathlib.Path(spec.submodule_search_locations[0]) / "static" / "spdx_licenses.json"
+    licences = json.loads(listing.read_text(encoding="utf-8"))["licenses"]
+    return frozenset(entry["licenseId"] for entry in licences)
+
+
+def check_package_fields(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    authors: Sequence[str | Mapping[str, Any]] | None = None,
+    license: str = "BSD-3-Clause",
+) -> None:
+    """Check the package's name, description, authors and licence as the model RDF
+    requires them, before the model is loaded, tested and packed (seconds of work that
+    bioimageio.spec's validation would otherwise undo at the end).
+
+    Raises
+    ------
+    ValueError
+        One short line naming the field (as the command line spells it) and the rule.
+    """
+    if not isinstance(license, str) or license not in spdx_licence_ids():
+        close = [i for i in spdx_licence_ids() if i.lower() == str(license).lower()]
+        hint = f"did you mean {close[0]!r}?" if close else "e.g. BSD-3-Clause, MIT, CC-BY-4.0"
+        raise ValueError(
+            f"--license {license}: not an SPDX licence identifier ({hint}; the list: "
+            "https://spdx.org/licenses/)"
+        )
+    if name is not None:
+        kept = "".join(c for c in name if c in _NAME_CHARACTERS).strip()
+        low, high = _NAME_LENGTH
+        if not low <= len(kept) <= high:
+            raise ValueError(
+                f"--name {name!r}: a package name has {low} to {high} letters, digits, "
+                "spaces or _+-()"
+            )
+    if description is not None and len(description) > _DESCRIPTION_LENGTH:
+        raise ValueError(
+            f"--description: at most {_DESCRIPTION_LENGTH} characters, got {len(description)}"
+        )
+    _author_list(authors)
 
 
 def _package_name(name: str | None, label: str) -> str:
@@ -281,16 +352,27 @@ def _valid_size(alignment: int) -> tuple[int, int]:
 
 
 def _author_list(authors: Sequence[str | Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    if not authors:
+    """The RDF's authors: each a non-empty name without '/' or '\\' (bioimageio.spec's
+    rule), or a dict of the fields an author has."""
+    if authors is None or (not isinstance(authors, str) and len(authors) == 0):
         return [{"name": "napari-pinned developers"}]
+    if isinstance(authors, str):
+        raise ValueError(f"authors must be a list of names, got the string {authors!r}")
     out = []
     for a in authors:
-        if isinstance(a, Mapping):
-            out.append(dict(a))
-        elif isinstance(a, str) and a.strip():
-            out.append({"name": a.strip()})
-        else:
-            raise ValueError(f"authors must be names or dicts with a 'name', got {a!r}")
+        entry = dict(a) if isinstance(a, Mapping) else {"name": a}
+        unknown = [k for k in entry if k not in _AUTHOR_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"--author {a!r}: unknown author field {unknown[0]!r} (known: "
+                f"{', '.join(_AUTHOR_FIELDS)})"
+            )
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"--author {a!r}: an author needs a name")
+        if "/" in name or "\\" in name:
+            raise ValueError(f"--author {a!r}: a name has no '/' or '\\'")
+        out.append({**entry, "name": name.strip()})
     return out
 
 

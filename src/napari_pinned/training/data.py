@@ -151,19 +151,97 @@ def prepare_pairs(
     return _patch_pairs(clean_frames, noisy_frames, config)
 
 
-def _patch_pairs(
-    clean_frames: list[np.ndarray], noisy_frames: list[np.ndarray] | None, config: TrainConfig
-) -> list[_Pair]:
+def check_training_shapes(
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    model: ModelConfig | None,
+    *,
+    paired: bool,
+    names: Sequence[str] | None = None,
+) -> None:
+    """The size rule of :func:`prepare_pairs` from the images' shapes alone, so that the
+    command line and the docks check it before any data is read or torch is loaded.
+
+    Parameters
+    ----------
+    shapes : sequence of tuple
+        ``(Y, X)`` of every training frame (a stack's frames one by one).
+    config : TrainConfig
+    model : ModelConfig or None
+        The network trained; None while it is not known (a model file to fine-tune):
+        the shapes pass if either way of making patches takes them.
+    paired : bool
+        Whether noisy partners are given (paired training).
+    names : sequence of str, optional
+        How to name each frame in a message (default: ``"image <index>"``).
+
+    Raises
+    ------
+    ValueError
+        Naming the first image too small for the patches and their validation strip.
+    """
+    stem_pool = not paired and not config.self_supervised
+    image_split = stem_pool and len(shapes) >= MIN_IMAGES_FOR_IMAGE_SPLIT
+    modes = [uses_frames(config, model)] if model is not None else [False, True]
+    if config.noise_model == "stem":
+        modes = [True]
+    errors = []
+    for frames in modes:
+        try:
+            if frames:
+                _check_frame_sizes(shapes, config, image_split, names)
+            else:
+                _check_patch_sizes(shapes, config, names)
+            return
+        except ValueError as exc:
+            errors.append(exc)
+    raise errors[0]
+
+
+def _check_patch_sizes(
+    shapes: Sequence[tuple[int, ...]], config: TrainConfig, names: Sequence[str] | None = None
+) -> None:
     min_height = config.patch_size + max(8, math.ceil(config.patch_size * 0.25))
-    pairs = []
-    for i, c in enumerate(clean_frames):
-        h, w = c.shape
+    for i, (h, w) in enumerate(shapes):
         if w < config.patch_size or h < min_height:
+            name = names[i] if names else f"clean image {i}"
             raise ValueError(
-                f"clean image {i} is {h}×{w} pixels, too small for {config.patch_size}-pixel "
+                f"{name} is {h}×{w} pixels, too small for {config.patch_size}-pixel "
                 f"patches plus a validation strip (needs at least {min_height}×"
                 f"{config.patch_size}); lower patch_size"
             )
+
+
+def _check_frame_sizes(
+    shapes: Sequence[tuple[int, ...]],
+    config: TrainConfig,
+    image_split: bool,
+    names: Sequence[str] | None = None,
+) -> None:
+    frame = config.patch_size + 2 * FRAME_MARGIN
+    for i, (h, w) in enumerate(shapes):
+        val_rows = (
+            0
+            if image_split
+            else max(math.ceil(h * config.validation_fraction), MIN_VALIDATION_ROWS)
+        )
+        if w < frame or h - val_rows < frame:
+            name = names[i] if names else f"image {i}"
+            raise ValueError(
+                f"{name} is {h}×{w} pixels, too small for {config.patch_size}-pixel "
+                f"patches with {FRAME_MARGIN} px of context"
+                + ("" if image_split else " plus a validation strip")
+                + f" (needs at least {frame + val_rows}×{frame}); lower patch_size"
+            )
+
+
+def _patch_pairs(
+    clean_frames: list[np.ndarray], noisy_frames: list[np.ndarray] | None, config: TrainConfig
+) -> list[_Pair]:
+    _check_patch_sizes([c.shape for c in clean_frames], config)
+    pairs = []
+    for i, c in enumerate(clean_frames):
+        h = c.shape[0]
         val_rows = max(math.ceil(h * config.validation_fraction), 8)
         train_rows = max(h - val_rows, config.patch_size)
         data_range = infer_data_range(c)
@@ -183,14 +261,14 @@ def _patch_pairs(
 def _frame_pairs(
     clean_frames: list[np.ndarray], noisy_frames: list[np.ndarray] | None, config: TrainConfig
 ) -> list[_Pair]:
-    frame = config.patch_size + 2 * FRAME_MARGIN
     stem_pool = noisy_frames is None and not config.self_supervised
     # A large pool of simulated images: whole images validate, the others train whole.
     image_split = stem_pool and len(clean_frames) >= MIN_IMAGES_FOR_IMAGE_SPLIT
     n_val = max(1, round(len(clean_frames) * config.validation_fraction)) if image_split else 0
+    _check_frame_sizes([c.shape for c in clean_frames], config, image_split)
     pairs = []
     for i, c in enumerate(clean_frames):
-        h, w = c.shape
+        h = c.shape[0]
         image = np.asarray(c, np.float32)
         if stem_pool and float(image.min()) < 0:
             raise ValueError(
@@ -203,14 +281,6 @@ def _frame_pairs(
             else max(math.ceil(h * config.validation_fraction), MIN_VALIDATION_ROWS)
         )
         train_rows = h - val_rows
-        if w < frame or train_rows < frame:
-            need = frame + val_rows
-            raise ValueError(
-                f"image {i} is {h}×{w} pixels, too small for {config.patch_size}-pixel "
-                f"patches with {FRAME_MARGIN} px of context"
-                + ("" if image_split else " plus a validation strip")
-                + f" (needs at least {need}×{frame}); lower patch_size"
-            )
         noisy = None if noisy_frames is None else np.asarray(noisy_frames[i], np.float32)
         noise = estimate_noise(image) if config.self_supervised else None
         pairs.append(

@@ -47,6 +47,7 @@ import torch
 from napari_pinned._util.devices import resolve_device
 from napari_pinned._util.intensity import PAPER_RANGE
 from napari_pinned._util.jobs import Job, run_job
+from napari_pinned._util.memory import check_memory, training_bytes
 from napari_pinned._version import __version__
 from napari_pinned.nn.losses import LossTerms, pinned_loss
 from napari_pinned.nn.model_files import atomic_torch_save, check_model_size
@@ -147,6 +148,13 @@ class TrainingRun:
             self.model_config = config.model
             self.model = build_model(config.model).to(self.device)
             self._init_source = None
+        width = self.model_config.width
+        check_memory(
+            training_bytes(config.batch_size, config.patch_size, width),
+            f"training a width-{width} network on batches of {config.batch_size} patches of "
+            f"{config.patch_size}² px",
+            advice="use a smaller batch_size or patch_size",
+        )
         if self.model_config.conditioned and not (
             noisy is not None or config.self_supervised or config.noise_model == "stem"
         ):

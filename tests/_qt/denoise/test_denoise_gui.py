@@ -1,6 +1,6 @@
 """Denoise dock on a person's screen: what the Compare grid shows and in which order,
-readable metric tables and layer names, a rename that keeps the input, and spectra in
-the images' units (issue 15's GUI defects, each on a real viewer)."""
+readable metric tables and layer names, a rename that keeps the input (issue 15's GUI
+defects, each on a real viewer), and spectra in reciprocal units (issue 21)."""
 
 from __future__ import annotations
 
@@ -117,12 +117,16 @@ def test_long_layer_names_are_readable(make_napari_viewer):
     assert combo.toolTip() == name
 
 
-def test_spectrum_keeps_units_and_extent(make_napari_viewer, notifications):
+def test_the_spectrum_is_in_reciprocal_units_and_the_images_keep_theirs(make_napari_viewer):
+    """Issue 21 puts the spectrum in 1/Å (issue 15 had given it the image's Å, which
+    labelled frequencies as lengths).  napari draws without units while lengths and
+    inverse lengths share the viewer, and in Å again once the spectrum is deleted; the
+    images keep their units throughout."""
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     inp, _, _ = _images(viewer, scale=0.1)
     spectrum = widget.add_spectrum(inp)
-    assert viewer.layers.extent.units is not None
-    np.testing.assert_allclose(spectrum.extent.world, inp.extent.world)
-    viewer.window._qt_viewer.canvas._update_world_units()
-    assert not [w for w in notifications.warnings if "Inconsistent units" in w]
+    assert [str(u) for u in spectrum.units] == ["1 / angstrom", "1 / angstrom"]
+    assert [str(u) for u in inp.units] == ["angstrom", "angstrom"]
+    viewer.layers.remove(spectrum)
+    assert [str(u) for u in viewer.layers.extent.units] == ["angstrom", "angstrom"]

@@ -100,7 +100,8 @@ def test_denoise_2d_adds_float32_layer_and_leaves_input_alone(viewer, qtbot, bun
     widget.overlap_spin.setValue(0)  # auto: the model's minimum halo (exact tiling)
 
     out = _run(qtbot, widget)
-    assert out is viewer.layers["scan denoised"]
+    # Named after the model (and the strength, for noise-aware models): issue 21.
+    assert out is viewer.layers["scan denoised (trained 1)"]
     assert out.data.dtype == np.float32 and out.data.shape == data.shape
     assert tuple(out.scale) == (0.5, 0.25) and tuple(out.translate) == (3.0, 4.0)
     assert tuple(out.units) == tuple(layer.units)
@@ -248,13 +249,13 @@ def test_compare_residual_and_spectrum(viewer, qtbot, notifications, bundle, pai
     qtbot.mouseClick(widget.compare_button, Qt.MouseButton.LeftButton)
     assert viewer.canvas.grid.enabled and tuple(viewer.canvas.grid.shape) == (1, 3)
     shown = {lyr.name for lyr in viewer.layers if lyr.visible}
-    assert shown == {"noisy", "noisy denoised", "clean"}
+    assert shown == {"noisy", "noisy denoised (trained 1)", "clean"}
     qtbot.mouseClick(widget.compare_button, Qt.MouseButton.LeftButton)
     assert not viewer.canvas.grid.enabled and other.visible
     assert tuple(viewer.canvas.grid.shape) == shape_before
 
     residual = widget.add_residual()
-    assert residual.name == "noisy residual" and residual.data.dtype == np.float32
+    assert residual.name == "noisy residual (trained 1)" and residual.data.dtype == np.float32
     np.testing.assert_allclose(residual.data, noisy - out.data, rtol=0, atol=1e-4)
     assert tuple(residual.scale) == (0.2, 0.2)
     low, high = residual.contrast_limits

@@ -43,7 +43,7 @@ def test_a_dask_layer_gets_a_lazy_output_computed_frame_by_frame(viewer_model, q
     widget = _dock(viewer_model, qtbot, bundle)
     widget.input_layer.value = layer
     assert widget.denoise()  # no worker: the layer is added at once
-    out = viewer_model.layers["series denoised"]
+    out = viewer_model.layers["series denoised (trained 1, ×1)"]
     assert isinstance(out.data, da.Array) and out.data.shape == stack.shape
     assert not widget.is_running
     np.testing.assert_allclose(
@@ -67,7 +67,7 @@ def test_whole_stack_to_zarr_runs_in_a_worker_and_opens_lazily(
     with qtbot.waitSignal(widget.stack_panel.written, timeout=WAIT_MS) as done:
         assert widget.stack_panel.start(str(target))
     assert done.args[0] == target
-    out = viewer_model.layers["series denoised"]
+    out = viewer_model.layers["series denoised (trained 1, ×1)"]
     assert isinstance(out.data, da.Array) and tuple(out.scale) == (1, 0.3, 0.3)
     expected = denoise(stack, bundle, device="cpu")
     np.testing.assert_allclose(read_image(target), expected, atol=1e-4)

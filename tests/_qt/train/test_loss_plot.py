@@ -4,13 +4,21 @@ values, and empty, single-point, diverged (NaN/inf) and long runs are handled.""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QPointF
+from qtpy.QtCore import QPointF, QRectF
+from qtpy.QtGui import QImage, QPainter
 
-from napari_pinned._qt.train.loss_plot import LOSS_TERMS, LossPlot, downsample, theme_colours
+from napari_pinned._qt.train.loss_plot import (
+    LOSS_TERMS,
+    LossPlot,
+    downsample,
+    log_ticks,
+    theme_colours,
+)
 from napari_pinned.nn.losses import LossTerms
 from napari_pinned.training.run import TrainProgress
 
@@ -182,3 +190,48 @@ def test_the_wheel_over_the_plot_leaves_its_range_alone(plot, qtbot):
     )
     QApplication.sendEvent(view, event)
     np.testing.assert_allclose(box.viewRange(), before)
+
+
+def _drawn_labels(axis) -> list[tuple[QRectF, str]]:
+    """The tick labels ``axis`` draws now: where, and what (pyqtgraph's own draw specs)."""
+    image = QImage(axis.boundingRect().size().toSize(), QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        _line, _ticks, texts = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [(rect, text) for rect, _flags, text in texts]
+
+
+@pytest.mark.parametrize("height", [320, 400, 600])
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.05, 0.1), (0.03, 0.2), (0.02, 1.0), (0.005, 0.5), (1e-4, 1.0)]
+)
+def test_the_log_axis_labels_never_overlap(plot, qtbot, height, low, high):
+    from qtpy.QtWidgets import QApplication
+
+    plot.resize(480, height)
+    plot.loss_item.setYRange(math.log10(low), math.log10(high), padding=0)
+    for _ in range(5):
+        QApplication.processEvents()
+    labels = sorted(_drawn_labels(plot.loss_item.getAxis("left")), key=lambda lr: lr[0].top())
+    # At least two labelled ticks: the axis can be read.
+    assert len(labels) >= 2, labels
+    for (above, text), (below, next_text) in itertools.pairwise(labels):
+        assert not above.intersects(below), (text, next_text)
+
+
+@pytest.mark.parametrize("pixels", [40, 150, 400, 2000])
+def test_log_ticks_label_what_fits_and_tick_the_rest(pixels):
+    low, high = math.log10(0.003), math.log10(0.7)
+    labelled, minor = log_ticks(low, high, pixels, label=15)
+    gaps = np.diff(sorted(labelled)) * pixels / (high - low)
+    assert len(labelled) >= 2 and np.all(gaps >= 15)
+    assert not set(labelled) & set(minor)
+    # Every 1…9 × 10ⁿ in range has a tick, labelled or not, while the ticks stay apart.
+    every = {round(d + math.log10(m), 9) for d in range(-3, 0) for m in range(1, 10)}
+    every = {v for v in every if low <= v <= high}
+    if pixels >= 400:
+        assert {round(v, 9) for v in labelled + minor} == every
+    if pixels >= 2000:
+        assert {round(v, 9) for v in labelled} == every  # room to label them all

@@ -2,8 +2,8 @@
 
 Runs :func:`napari_pinned.training.adapt.adapt` (blind-spot fine-tuning, no clean image) in a
 worker with progress and Stop; Stop keeps the best model so far.  The result joins the
-session's model list as ``"adapted to <layer>"`` and :attr:`AdaptPanel.adapted` tells
-the Denoise dock to select it.
+session's model list as ``"adapted to <layer>"``, made for that layer, and
+:attr:`AdaptPanel.adapted` tells the Denoise dock to select it.
 """
 
 from __future__ import annotations
@@ -152,7 +152,10 @@ class AdaptPanel(QGroupBox):
             return
         best = bundle.metadata.get("best_step", 0)
         bundle.metadata["name"] = adapted_name(self._layer_name)
-        name = get_registry().add_trained(bundle, name=adapted_name(self._layer_name))
+        # Made for this layer: the Denoise dock does not carry it over to others unsaid.
+        name = get_registry().add_trained(
+            bundle, name=adapted_name(self._layer_name), made_for=(self._layer_name,)
+        )
         note = (
             "the starting model scored best, so it is kept unchanged"
             if best == 0

@@ -1,7 +1,11 @@
 """The Denoise dock's "Compare" group: side-by-side grid, residual and power spectrum.
 
 The panel only reads layers: the dock tells it, through a callable, which layers are the
-input, its denoised output and the reference at the moment a button is pressed.
+input, its newest denoised output and the reference at the moment a button is pressed.
+
+The power spectrum is drawn in spatial frequency, 1/Å with zero at its centre, so that
+napari's cursor readout gives a reflection's (ky, kx) and its lattice spacing is
+d = 1/√(ky² + kx²) (:func:`spectrum_axes`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox
 from napari.layers import Image
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QWidget
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from napari_pinned._qt.shared.common import (
     add_or_update_image,
     call_or_notify,
+    layer_pixel_size,
     notify_error,
     notify_warning,
 )
@@ -24,20 +29,45 @@ from napari_pinned._qt.shared.common import (
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ComparePanel", "residual_name", "spectrum_name"]
+__all__ = ["ComparePanel", "residual_name", "spectrum_axes", "spectrum_name"]
 
 #: The input, its denoised output and the reference (each None when absent).
 Layers = tuple[Image | None, Image | None, Image | None]
 
 
-def residual_name(name: str) -> str:
-    """Name of the residual (input − output) layer for input layer ``name``."""
-    return f"{name} residual"
+def residual_name(name: str, output: str = "") -> str:
+    """Name of the residual (input − output) layer for input layer ``name`` and output
+    layer ``output``: ``"<name> residual (<setting>)"`` for ``"<name> denoised (<setting>)"``,
+    so that the residuals of two settings are two layers."""
+    prefix = f"{name} denoised"
+    setting = output[len(prefix) :] if output.startswith(prefix) else ""
+    return f"{name} residual{setting}"
 
 
 def spectrum_name(name: str) -> str:
     """Name of the power-spectrum layer of layer ``name``."""
     return f"{name} FFT"
+
+
+def spectrum_axes(layer: Image) -> dict[str, tuple[Any, ...]]:
+    """``scale``, ``translate`` and ``units`` of the power spectrum of ``layer``.
+
+    Pixel ``k`` of an ``N``-pixel axis is the spatial frequency ``k/(N·a)`` for pixels of
+    ``a`` Å, so the spectrum's step is ``1/(N·a)`` 1/Å and the zero frequency, at index
+    ``N // 2`` (``numpy.fft.fftshift``), sits at 0.  Without a pixel size
+    (:func:`~napari_pinned._qt.shared.common.layer_pixel_size`) the unit is 1/pixel.  A
+    stack's frame axis keeps the layer's.
+    """
+    scale, translate, units = list(layer.scale), list(layer.translate), list(layer.units)
+    pixel_x = layer_pixel_size(layer)
+    # Both axes in the layer's one length unit: y's pixel size in Å by the scales' ratio.
+    sizes = (None, None) if pixel_x is None else (pixel_x * scale[-2] / scale[-1], pixel_x)
+    for axis, size in zip((-2, -1), sizes, strict=True):
+        n = layer.data.shape[axis]
+        step = 1.0 / (n * (size or 1.0))
+        scale[axis], translate[axis] = step, -(n // 2) * step
+        units[axis] = "1/pixel" if size is None else "1/Å"
+    return {"scale": tuple(scale), "translate": tuple(translate), "units": tuple(units)}
 
 
 def _grid(viewer: napari.viewer.Viewer) -> Any:
@@ -83,12 +113,19 @@ class ComparePanel(QGroupBox):
         self.fft_layer = ComboBox(choices=image_choices)
         self.fft_button = QPushButton("Power spectrum")
         self.fft_button.clicked.connect(lambda: self.add_spectrum())
+        self.fft_button.setToolTip(
+            "Log power spectrum in spatial frequency (1/Å, zero at the centre): the cursor "
+            "position (ky, kx) of a reflection gives its lattice spacing d = 1/√(ky² + kx²)"
+        )
         fft_row = QHBoxLayout()
         fft_row.addWidget(self.fft_layer.native, 1)
         fft_row.addWidget(self.fft_button)
+        self.spectrum_label = QLabel("")
+        self.spectrum_label.setWordWrap(True)
         form.addRow(self.compare_button)
         form.addRow(self.residual_button)
         form.addRow("FFT of", fft_row)
+        form.addRow(self.spectrum_label)
 
     def set_compare(self, enabled: bool) -> None:
         """Grid view of noisy / denoised / reference with only those visible, or back."""
@@ -165,7 +202,7 @@ class ComparePanel(QGroupBox):
         return add_or_update_image(
             self._viewer,
             residual,
-            residual_name(inp.name),
+            residual_name(inp.name, out.name),
             scale=tuple(inp.scale),
             translate=tuple(inp.translate),
             units=tuple(inp.units),
@@ -173,12 +210,8 @@ class ComparePanel(QGroupBox):
         )
 
     def add_spectrum(self, layer: Image | None = None, *, window: bool = True) -> Image | None:
-        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks).
-
-        Its axes are spatial frequency, 1/(N·pixel size) per pixel, zero at the centre;
-        it is placed with the source's scale and units so that it covers the same
-        extent and keeps the viewer's units consistent (see the comment below).
-        """
+        """Add ``"<layer> FFT"``: the log power spectrum (per frame for stacks), its axes
+        in spatial frequency (:func:`spectrum_axes`)."""
         from napari_pinned.quality.spectra import power_spectrum
 
         layer = self.fft_layer.value if layer is None else layer
@@ -190,19 +223,18 @@ class ComparePanel(QGroupBox):
         )
         if spectrum is None:
             return None
-        # Spatial frequency: pixel k of an N-pixel axis is k/(N·a) for pixel size a, so
-        # the true step is 1/(N·a) Å⁻¹.  napari draws every layer in one world, and a
-        # layer in other units (or none) makes it drop units altogether ("Inconsistent
-        # units across layers", no "Å" on the scale bar) and draws the spectrum at a
-        # different size from its image (1/a times larger for 0.1-Å pixels).  The
-        # spectrum therefore takes the source's scale, translate and units: it covers
-        # the image's extent, as in a grid cell.
-        return add_or_update_image(
-            self._viewer,
-            spectrum,
-            spectrum_name(layer.name),
-            colormap="magma",
-            scale=tuple(layer.scale),
-            translate=tuple(layer.translate),
-            units=tuple(layer.units),
+        # In 1/Å, so that d-spacings can be read off (issue 21).  The price: napari
+        # draws all layers in one world, and with lengths and inverse lengths in it, it
+        # drops units from the drawing ("Inconsistent units across layers": no Å on the
+        # scale bar) while the spectrum is in the viewer.  Issue 15 had kept the image's
+        # Å instead, which labelled frequencies as lengths.
+        axes = spectrum_axes(layer)
+        name = spectrum_name(layer.name)
+        added = add_or_update_image(self._viewer, spectrum, name, colormap="magma", **axes)
+        unit = axes["units"][-1]
+        self.spectrum_label.setText(
+            f"{name!r}: spatial frequency in {unit}, zero at the centre. A reflection at "
+            f"(ky, kx) in the status bar is a spacing d = 1/√(ky² + kx²)"
+            f"{' Å' if unit == '1/Å' else ' px'}."
         )
+        return added

@@ -1,5 +1,6 @@
-"""The Denoise dock's "Denoise" group: input layer, model, noise readout, options and
-the Denoise/Cancel buttons with the job's status line.
+"""The Denoise dock's "Denoise" group: input layer, model, noise readout, options, the
+line saying which model runs on which layer, and the Denoise/Cancel buttons with the
+job's status line.
 
 The panel only holds the controls; the dock connects the buttons and runs the job.
 """
@@ -41,6 +42,9 @@ class InputPanel(QGroupBox):
         self.model_picker = ModelPicker(dialogs)
         self.noise_label = NoiseReadout()
         self.options = DenoiseOptions(dialogs)
+        # Which model runs on which layer (model_picker.plan_text), above the button.
+        self.run_label = QLabel("")
+        self.run_label.setWordWrap(True)
         self.denoise_button = QPushButton("Denoise")
         self.cancel_button = QPushButton("Cancel")
         self.status_label = QLabel("")
@@ -54,6 +58,7 @@ class InputPanel(QGroupBox):
         form.addRow(self.model_picker.model_label)
         form.addRow(self.noise_label)
         self.options.add_rows(form)
+        form.addRow(self.run_label)
         form.addRow(buttons)
         form.addRow(self.status_label)
 

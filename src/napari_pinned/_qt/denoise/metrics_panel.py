@@ -5,6 +5,10 @@ The panel scores the dock's input and its denoised output against a reference la
 that moving the frame slider recomputes nothing twice; it copies the table to the
 clipboard or writes it to CSV at full precision.  The dock tells it which layers are the
 input, the output and the reference through a callable, and when to forget its caches.
+
+Ground-truth columns belong to the reference they were picked with (by hand, or found as
+the reference's ``"<name> columns"``): when the reference changes they follow it, to the
+new reference's own columns or to none, never scoring one image against another's.
 """
 
 from __future__ import annotations
@@ -95,8 +99,6 @@ class MetricsPanel(QGroupBox):
         Its dims give the frame shown.
     layers : callable
         Gives the input, its denoised output and the reference (each None when absent).
-    output_name : callable
-        The output layer's name for an input layer's name (for the "no output" note).
     image_choices, points_choices : callables
         Choices of the reference and column combos.
     """
@@ -105,7 +107,6 @@ class MetricsPanel(QGroupBox):
         self,
         viewer: napari.viewer.Viewer,
         layers: Callable[[], tuple[Image | None, Image | None, Image | None]],
-        output_name: Callable[[str], str],
         image_choices: Callable[..., list[tuple[str, Image]]],
         points_choices: Callable[..., list[tuple[str, Points]]],
         parent: QWidget | None = None,
@@ -113,7 +114,8 @@ class MetricsPanel(QGroupBox):
         super().__init__("Metrics against a reference", parent)
         self._viewer = viewer
         self._layers = layers
-        self._output_name = output_name
+        # The reference the chosen columns belong to (None: chosen without one).
+        self._columns_for: Image | None = None
         self._metrics_cache: dict[tuple[int, int], list[Metrics]] = {}
         self._columns_cache: dict[tuple[int, int, int], ColumnAccuracy] = {}
         self._rows: list[tuple[str, str, float | None, float | None]] = []
@@ -158,16 +160,25 @@ class MetricsPanel(QGroupBox):
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.export_button)
+        self.columns_layer.changed.connect(self._columns_chosen)
         form.addRow("Reference", self.reference_layer.native)
         form.addRow("Ground-truth columns", self.columns_layer.native)
         form.addRow(self.metrics_label)
         form.addRow(self.metrics_table)
         form.addRow(buttons)
 
+    def _columns_chosen(self, _value: Any = None) -> None:
+        self._columns_for = self.reference_layer.value
+
     def pick_reference_columns(self) -> None:
-        """Pick the reference's ground-truth columns when the generator made them and
-        none are picked yet."""
+        """The reference changed: drop the columns of another reference, and pick the
+        new one's ground-truth columns when the generator made them."""
         ref = self.reference_layer.value
+        current = self.columns_layer.value
+        if current is not None and self._columns_for is not None and self._columns_for is not ref:
+            self.columns_layer.value = None
+        elif current is not None:
+            self._columns_for = ref  # chosen before any reference: now this one's
         if ref is None or self.columns_layer.value is not None:
             return
         # "<label> columns" goes with "<label>" (generator) and "<label> clean" (sample).
@@ -220,9 +231,9 @@ class MetricsPanel(QGroupBox):
             self._add_rows(f"frame {frame}", before[frame], current)
             self._add_rows(f"mean of {len(before)}", mean_metrics(before), mean_after)
             note = f"Frame {frame} of {len(before)} and the mean over all frames. "
-        missing = "" if out is not None else f"No {self._output_name(inp.name)!r} layer yet. "
+        scored = f"{inp.name!r} not denoised yet" if out is None else f"{out.name!r}"
         columns_note = self._add_column_rows(inp, out, frame)
-        self._show_rows(f"{note}{missing}Against {ref.name!r}.{columns_note}")
+        self._show_rows(f"{note}{scored} against {ref.name!r}.{columns_note}")
 
     def _column_accuracy(self, image: Image, frame: int, points: Points) -> ColumnAccuracy:
         from napari_pinned.quality.columns import column_accuracy

@@ -1,8 +1,11 @@
 """The Denoise dock's model choice: the session's models, a file loader and a description.
 
 The combo lists the session's model registry (the shipped default first, then trained,
-adapted and loaded models) and a last "Load model file…" entry; a model that just
-appeared in the registry is selected, since it is the one the user wants next.
+adapted and loaded models) and a last "Load model file…" entry.  It starts on the
+shipped default model, the one for real STEM data; a model trained, adapted or loaded
+later is selected when it appears, since it is the one the user wants next (shipped
+models appearing, e.g. on the first fill, are not "new": the CDN model must not win).
+:func:`plan_text` says which model will run on which layer.
 """
 
 from __future__ import annotations
@@ -14,14 +17,46 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QWidget
 
 from napari_pinned._qt.shared.common import call_or_notify, notify_error
-from napari_pinned._qt.shared.model_registry import get_registry
+from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, get_registry
 
-__all__ = ["LOAD_MODEL_ITEM", "NO_MODEL_ITEM", "ModelPicker"]
+__all__ = ["LOAD_MODEL_ITEM", "NO_MODEL_ITEM", "ModelPicker", "plan_text"]
 
 #: Last entry of the model combo: pick a model file.
 LOAD_MODEL_ITEM = "Load model file…"
 #: Shown in the model combo while no model is available.
 NO_MODEL_ITEM = "(no model yet: train one in the Train dock)"
+
+
+def _layers(names: tuple[str, ...]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def plan_text(
+    model: str,
+    layer: str | None,
+    made_for: tuple[str, ...] = (),
+    replaced: tuple[str, tuple[str, ...]] | None = None,
+) -> str:
+    """One line saying which model Denoise will run on which layer.
+
+    ``made_for`` are the layers ``model`` was made for (empty: any image); ``replaced``
+    is the model the dock just went back from, and its layers, when the input changed.
+    """
+    if not model:
+        return ""
+    if layer is None:
+        return f"Denoise runs {model!r}: choose an input layer."
+    text = f"Denoise runs {model!r} on {layer!r}"
+    if made_for and layer not in made_for:
+        text += f", although it was made for {_layers(made_for)}"
+    text += "."
+    if replaced is not None:
+        other, layers = replaced
+        text += (
+            f" {other!r} was made for {_layers(layers)}, not this layer: pick it again to "
+            "use it here anyway."
+        )
+    return text
 
 
 class ModelPicker(QObject):
@@ -41,7 +76,7 @@ class ModelPicker(QObject):
         self._parent = parent
         self._registry = get_registry()
         self._name = ""
-        self._known: list[str] = []
+        self._known: list[str] | None = None  # None: the combo was never filled
         self.model_combo = QComboBox()
         self.model_combo.activated.connect(self._on_activated)
         self.model_label = QLabel("")
@@ -71,14 +106,16 @@ class ModelPicker(QObject):
 
     def refresh(self) -> None:
         """Fill the combo from the registry, keeping (or newly choosing) the selection."""
-        names = self._registry.names()
-        added = [n for n in names if n not in self._known]
-        self._known = names
-        # A model that just appeared (trained or loaded) is the one the user wants next.
-        if added:
+        registry = self._registry
+        names = registry.names()
+        known, self._known = self._known, names
+        # A model that just appeared (trained, adapted or loaded) is the one the user
+        # wants next; shipped models are not news (on the first fill all of them are).
+        added = [n for n in names if n not in (known or ()) and registry.entry(n).shipped is None]
+        if known is not None and added:
             self._name = added[-1]
-        elif self._name not in names:
-            self._name = names[0] if names else ""
+        elif known is None or self._name not in names:
+            self._name = DEFAULT_NAME if DEFAULT_NAME in names else (names[0] if names else "")
         combo = self.model_combo
         combo.blockSignals(True)
         combo.clear()

@@ -1,10 +1,15 @@
 """The Denoise dock's noise readout: how noisy the input is, before denoising it.
 
-The Poisson–Gaussian fit of :func:`napari_pinned.noise.estimate.estimate_noise` runs on
+The Poisson–Gaussian fit of :func:`napari_pinned.nn.conditioning.measure_noise` (the
+noise a noise-aware model is told, without the frame's hot and saturated pixels) runs on
 the input's current frame in a worker whenever the input or the frame changes (results
 are kept per frame) and is shown as one line, e.g. "≈ 12 e⁻/px (Poisson-equivalent),
 σ = 35 at the median intensity".  The strength spin box beside it scales the noise
 level the model is told about.
+
+An input that cannot be estimated (NaN, a constant frame) is said once: one notification
+naming the layer per problem, the reason in the label, and no new attempt on that frame
+when other layers come and go (every layer event re-reads the readouts).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qtpy.QtWidgets import QLabel, QWidget
 
+from napari_pinned._qt.shared.common import notify_error
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
@@ -24,10 +30,16 @@ __all__ = ["NoiseReadout"]
 
 
 def _estimate(frame: np.ndarray) -> Iterator[None]:
-    from napari_pinned.noise.estimate import estimate_noise
+    """The worker's job: the estimate, or the reason (a ``ValueError``'s line) it cannot
+    be made, which the readout reports itself, once."""
+    # The noise the model is told: fitted without the frame's hot and saturated pixels.
+    from napari_pinned.nn.conditioning import measure_noise
 
     yield from ()
-    return estimate_noise(frame)
+    try:
+        return measure_noise(frame)
+    except ValueError as exc:
+        return str(exc)
 
 
 class NoiseReadout(QLabel):
@@ -42,13 +54,24 @@ class NoiseReadout(QLabel):
             "model is told this level, times the strength."
         )
         self._runner = JobRunner(self, "Noise estimate", progress_bar=False)
-        self._cache: dict[tuple[int, int], NoiseEstimate] = {}
+        # Per (data, frame): the estimate, or why there is none.
+        self._cache: dict[tuple[int, int], NoiseEstimate | str] = {}
+        self._reported: set[tuple[int, str]] = set()  # (data, reason) already notified
         self._key: tuple[int, int] | None = None
+        self._names: dict[tuple[int, int], str] = {}  # the layer each key was asked for
         self._pending: tuple[tuple[int, int], np.ndarray] | None = None
         self.estimate: NoiseEstimate | None = None
 
-    def show_for(self, data: np.ndarray | None, frame: int, units: str = "") -> None:
-        """Estimate (or recall) the noise of ``data[frame]`` (or ``data`` if 2D)."""
+    @property
+    def running(self) -> bool:
+        """True while an estimate runs."""
+        return self._runner.running
+
+    def show_for(
+        self, data: np.ndarray | None, frame: int, units: str = "", *, name: str = ""
+    ) -> None:
+        """Estimate (or recall) the noise of ``data[frame]`` (or ``data`` if 2D), the data
+        of layer ``name``."""
         self._units = units
         if data is None:
             self._key = None
@@ -57,6 +80,7 @@ class NoiseReadout(QLabel):
             return
         key = (id(data), frame)
         self._key = key
+        self._names[key] = name
         if key in self._cache:
             self._show(self._cache[key])
             return
@@ -72,6 +96,8 @@ class NoiseReadout(QLabel):
     def clear_cache(self) -> None:
         """Forget stored estimates (the data changed)."""
         self._cache.clear()
+        self._reported.clear()
+        self._names.clear()
 
     def shutdown(self) -> None:
         """Stop a running estimate (the dock is closing)."""
@@ -87,9 +113,17 @@ class NoiseReadout(QLabel):
             on_finish=lambda outcome, result: self._finished(key, outcome, result),
         )
 
-    def _finished(self, key: tuple[int, int], outcome: Outcome, result: NoiseEstimate) -> None:
+    def _finished(
+        self, key: tuple[int, int], outcome: Outcome, result: NoiseEstimate | str | None
+    ) -> None:
         if outcome == "done" and result is not None:
             self._cache[key] = result
+            if isinstance(result, str) and (key[0], result) not in self._reported:
+                # Once per layer data and problem, not per frame or layer event.
+                self._reported.add((key[0], result))
+                name = self._names.get(key, "")
+                layer = f" of {name!r}" if name else ""
+                notify_error(f"Noise estimate{layer}: {result}")
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] != key:
             self._start(*pending)
@@ -100,6 +134,10 @@ class NoiseReadout(QLabel):
             else:
                 self.setText("Noise: could not be estimated for this frame.")
 
-    def _show(self, estimate: NoiseEstimate) -> None:
+    def _show(self, estimate: NoiseEstimate | str) -> None:
+        if isinstance(estimate, str):
+            self.estimate = None
+            self.setText(f"Noise: cannot be estimated: {estimate}.")
+            return
         self.estimate = estimate
         self.setText(f"Noise: {estimate.describe(getattr(self, '_units', ''))}")

@@ -1,9 +1,13 @@
 """Dock widget that denoises an Image layer with a PINNED model and scores the result.
 
 Denoising runs the core's tiled :func:`~napari_pinned.denoising.denoiser.iter_denoise` in a
-napari worker (cancellable between tile batches) and adds ``"<input> denoised"``; the
-input layer is never modified.  With a reference layer picked, a table shows PSNR, SSIM,
-FSC and EPI of the input and of the output against it, and the gain, from
+napari worker (cancellable after every network pass) and adds
+``"<input> denoised (<model>, ×<strength>)"``, one layer per setting
+(:mod:`._qt.output_layer`); the input layer is never modified.  The dock starts on the
+shipped default model and says which model runs on which layer; a model made for one
+layer (adapted to it) is not carried over to another: when the input changes, the dock
+goes back to the default model and says so.  With a reference layer picked, a table
+shows PSNR, SSIM, FSC and EPI of the input and of the output against it, and the gain, from
 :mod:`napari_pinned.quality.metrics`; with a Points layer of ground-truth columns picked (the
 generator's ``"<image> columns"``), column recall, precision and RMS position error
 too.  "Compare" shows noisy / denoised / reference side by side, "Residual" adds
@@ -19,7 +23,7 @@ model on the input's own noise (:mod:`._qt.noise_readout`, :mod:`._qt.faithfulne
 The dock only assembles panels, one file each (:mod:`._qt.input_panel`,
 :mod:`._qt.metrics_panel`, :mod:`._qt.compare_panel`, :mod:`._qt.stack_to_zarr_panel` and
 those above), runs the job, and wires them: :mod:`._qt.layer_watch` says when the
-readouts are stale and :mod:`._qt.output_layer` names and places the output.
+readouts are stale and :mod:`._qt.output_layer` names and places the outputs.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from napari_pinned._qt.denoise.input_panel import InputPanel
 from napari_pinned._qt.denoise.metrics_panel import (
     MetricsPanel,
 )
-from napari_pinned._qt.denoise.output_layer import OutputTarget, denoised_name
+from napari_pinned._qt.denoise.model_picker import plan_text
+from napari_pinned._qt.denoise.output_layer import Outputs, OutputTarget, setting_label
 from napari_pinned._qt.denoise.stack_to_zarr_panel import (
     StackJob,
     StackToZarrPanel,
@@ -51,7 +56,6 @@ from napari_pinned._qt.denoise.stack_to_zarr_panel import (
 )
 from napari_pinned._qt.shared.common import (
     call_or_notify,
-    find_layer,
     image_layer_choices,
     is_greyscale,
     layer_pixel_size,
@@ -62,7 +66,7 @@ from napari_pinned._qt.shared.common import (
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 from napari_pinned._qt.shared.layer_combos import LayerCombos
 from napari_pinned._qt.shared.layer_watch import LayerWatch
-from napari_pinned._qt.shared.model_registry import get_registry
+from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, get_registry
 
 if TYPE_CHECKING:
     import napari
@@ -85,7 +89,7 @@ NO_MODEL_MESSAGE = (
 def _denoise_frames(
     data: np.ndarray, model: Any, options: FrameOptions
 ) -> Generator[DenoiseProgress, None, np.ndarray | None]:
-    """The worker's job: one report per batch of tiles; returns the output.
+    """The worker's job: reports after every network pass; returns the output.
 
     The output travels by the worker's ``returned`` signal, which cannot be overtaken by
     ``finished``.
@@ -112,6 +116,10 @@ class DenoiseWidget(QWidget):
         self._viewer = napari_viewer
         self._registry = get_registry()
         self._target: OutputTarget | None = None
+        self._stack_target: OutputTarget | None = None
+        self._outputs = Outputs(napari_viewer)
+        # The model the dock went back from when the input changed, and its layers.
+        self._replaced: tuple[str, tuple[str, ...]] | None = None
 
         layout = scrolling_layout(self)
         self.input_panel = InputPanel(self._image_choices, self)
@@ -122,7 +130,7 @@ class DenoiseWidget(QWidget):
         self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
         layout.addWidget(self.stack_panel)
         self.metrics_panel = MetricsPanel(
-            napari_viewer, self._layers, denoised_name, self._image_choices, self._points_choices
+            napari_viewer, self._layers, self._image_choices, self._points_choices
         )
         layout.addWidget(self.metrics_panel)
         # The panel's controls and actions, under the names the dock has always had.
@@ -143,7 +151,7 @@ class DenoiseWidget(QWidget):
         self.adapt_panel = AdaptPanel(
             lambda: self.input_layer.value, self._adapt_start_model, self._update_device_label
         )
-        self.adapt_panel.adapted.connect(self.select_model)
+        self.adapt_panel.adapted.connect(self._on_adapted)
         layout.addWidget(self.adapt_panel)
         layout.addStretch(1)
 
@@ -165,6 +173,7 @@ class DenoiseWidget(QWidget):
             self.update_metrics,
             self.update_noise,
             self._forget,
+            self._show_plan,
         )
         self.schedule_metrics_update = self._watch.schedule_metrics
         self._schedule_noise_update = self._watch.schedule_noise
@@ -173,6 +182,7 @@ class DenoiseWidget(QWidget):
         self.model_picker.selected.connect(self._on_model_selected)
         self.denoise_button.clicked.connect(self.denoise)
         self.cancel_button.clicked.connect(self.cancel)
+        self.input_layer.changed.connect(self._on_input_changed)
         self.input_layer.changed.connect(self._on_layers_changed)
         self.reference_layer.changed.connect(self._on_reference_changed)
         self.columns_layer.changed.connect(self._on_layers_changed)
@@ -200,7 +210,7 @@ class DenoiseWidget(QWidget):
         self.tile_spin, self.overlap_spin = options.tile_spin, options.overlap_spin
         self.device_combo, self.device_label = options.device_combo, options.device_label
         self.denoise_button, self.cancel_button = panel.denoise_button, panel.cancel_button
-        self.status_label = panel.status_label
+        self.status_label, self.run_label = panel.status_label, panel.run_label
 
     # -- models -----------------------------------------------------------------------------
     def _on_model_selected(self, name: str) -> None:
@@ -208,6 +218,41 @@ class DenoiseWidget(QWidget):
         conditioned = self.model_picker.available and self._registry.is_conditioned(name)
         self.strength_spin.setEnabled(conditioned)
         self.adapt_panel.setEnabled(conditioned)
+        if name != DEFAULT_NAME:
+            self._replaced = None
+        self._show_plan()
+
+    def _made_for(self, name: str) -> tuple[str, ...]:
+        """The layers model ``name`` was made for (empty: any image, or no such model)."""
+        return self._registry.made_for(name) if name in self._registry else ()
+
+    def _on_input_changed(self, _value: Any = None) -> None:
+        """A model made for other layers is not carried over to the new input: back to
+        the default model, with a word (when there is no default, the line says so)."""
+        self._replaced = None
+        layer, name = self.input_layer.value, self.model_name
+        made_for = self._made_for(name)
+        elsewhere = layer is not None and made_for and layer.name not in made_for
+        if elsewhere and DEFAULT_NAME in self._registry:
+            self.select_model(DEFAULT_NAME)
+            self._replaced = (name, made_for)
+        self._show_plan()
+
+    def _on_adapted(self, name: str) -> None:
+        """Select a newly adapted model, unless the input is no longer its layer."""
+        layer = self.input_layer.value
+        if layer is None or layer.name in self._made_for(name):
+            self.select_model(name)
+
+    def _show_plan(self) -> None:
+        """Say which model runs on which layer."""
+        layer = self.input_layer.value
+        name = self.model_name if self.model_picker.available else ""
+        self.run_label.setText(
+            plan_text(
+                name, None if layer is None else layer.name, self._made_for(name), self._replaced
+            )
+        )
 
     def _adapt_start_model(self) -> Any:
         """The selected model if it is noise-aware, else the shipped default."""
@@ -289,8 +334,17 @@ class DenoiseWidget(QWidget):
         return layer, device
 
     def _target_for(self, layer: Image) -> OutputTarget:
-        """Name, placement and provenance of the output layer of ``layer``."""
-        return OutputTarget.of(layer, self.model_name, self.strength_spin.value())
+        """Name, placement and provenance of the output layer of ``layer`` with the
+        current model and options (one layer per distinct setting)."""
+        name, options = self.model_name, self.options
+        strength = self.strength_spin.value()
+        setting = setting_label(
+            self._registry.label(name),
+            strength if self._registry.is_conditioned(name) else None,
+            int(options.orientations_combo.currentData()),
+            self.keep_lattice_box.isChecked(),
+        )
+        return OutputTarget.of(layer, name, strength, setting)
 
     def _denoise_lazily(self, layer: Image, device: str) -> bool:
         """A dask/zarr layer: add a lazy output whose frames napari computes when shown."""
@@ -319,13 +373,16 @@ class DenoiseWidget(QWidget):
             return None
         layer, device = job
         model = self._registry.model_source(self.model_name)
+        # Named after the setting the store is written with, whatever is chosen later.
+        self._stack_target = self._target_for(layer)
         return StackJob(layer, model, self.options.settings(device), layer_pixel_size(layer))
 
     def _show_written(self, layer: Image, path: Path) -> None:
         """Show a written store as the output layer of ``layer`` (read lazily)."""
         import dask.array as da
 
-        self._target = self._target_for(layer)
+        target = self._stack_target
+        self._target = target if target is not None else self._target_for(layer)
         self._add_output(da.from_zarr(str(path)))
 
     def cancel(self) -> None:
@@ -351,6 +408,7 @@ class DenoiseWidget(QWidget):
     def _add_output(self, output: np.ndarray) -> Image:
         assert self._target is not None, "a job sets its target before it ends"
         layer = self._target.add(self._viewer, output)
+        self._outputs.made(self._target.input_layer, layer)
         self.status_label.setText(f"Added {layer.name!r} ({self._target.model}).")
         self._on_layers_changed()
         self.check_faithfulness()
@@ -377,14 +435,15 @@ class DenoiseWidget(QWidget):
             self.noise_label.show_for(None, 0)
             return
         frames = inp.data.shape[0] if inp.ndim == 3 else 1
-        self.noise_label.show_for(inp.data, self.metrics_panel.current_frame(inp, frames))
+        frame = self.metrics_panel.current_frame(inp, frames)
+        self.noise_label.show_for(inp.data, frame, name=inp.name)
 
     # -- metrics ------------------------------------------------------------------------------
     def _layers(self) -> tuple[Image | None, Image | None, Image | None]:
-        """The input, its denoised output (by name) and the reference, where present."""
+        """The input, its newest denoised output and the reference, where present."""
         inp = self.input_layer.value
         ref = self.reference_layer.value
-        out = None if inp is None else find_layer(self._viewer, denoised_name(inp.name), Image)
+        out = None if inp is None else self._outputs.newest(inp)
         return inp, out, ref
 
     def _on_reference_changed(self, _value: Any = None) -> None:
@@ -393,6 +452,7 @@ class DenoiseWidget(QWidget):
 
     def _forget(self, data_changed: bool) -> None:
         """Drop the scores (and, when the data changed, noise estimates) now stale."""
+        self._outputs.forget_removed()
         self.metrics_panel.clear_cache()
         if data_changed:
             self.noise_label.clear_cache()

@@ -38,6 +38,7 @@ from napari_pinned._qt.shared.common import (
     notify_error,
     notify_warning,
 )
+from napari_pinned._qt.shared.docking import keep_docks_together
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 from napari_pinned.denoising.registration import REFERENCES
 
@@ -123,6 +124,7 @@ class FramesWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        keep_docks_together(self)
         self._viewer = napari_viewer
         self._target: dict[str, Any] = {}
         self._closed = False
@@ -133,8 +135,9 @@ class FramesWidget(QWidget):
         self.reference_combo.addItems(list(REFERENCE_LABELS))
         self.reference_combo.setToolTip(
             "What each frame is matched against.  'mean': chain frame to frame, then refine "
-            "every frame against the mean of the series (recommended).  'first' confuses "
-            "lattice sites once the drift exceeds half a unit cell."
+            "every frame against the mean of the series (recommended).  In frames of a "
+            "crystal every match stays within less than half a unit cell of the drift the "
+            "frames before predict, so no frame jumps to a neighbouring lattice site."
         )
         self.halves_check = QCheckBox("Add even/odd halves for Noise2Noise")
         self.halves_check.setToolTip(

@@ -31,6 +31,7 @@ from napari_pinned._qt.shared.common import (
     layer_pixel_size,
     notify_warning,
 )
+from napari_pinned._qt.shared.docking import keep_docks_together
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 from napari_pinned._qt.shared.sections import collapsed_magicgui
 from napari_pinned.physics.cif import read_cif
@@ -97,6 +98,7 @@ class GeneratorWidget(Container):
         self._materials = {m.name: m for m in list_materials()}
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        keep_docks_together(self.native)
         # Aberrations (0: a corrected microscope), specimen details and the seed: most
         # images keep their defaults, so they wait collapsed above Generate.
         self.advanced_section, self._advanced = collapsed_magicgui(

@@ -24,6 +24,7 @@ from napari_pinned._qt.shared.common import (
     layer_pixel_size,
     notify_error,
 )
+from napari_pinned._qt.shared.docking import keep_docks_together
 from napari_pinned._qt.shared.sections import collapsed_magicgui
 from napari_pinned.noise.synthesis import CDNParams, add_cdn_noise, add_dose_noise, cdn_params
 
@@ -66,6 +67,7 @@ class NoiseWidget(Container):
         self._last_error: str | None = None
         self._build_widgets()
         super().__init__(widgets=self._all_widgets(), labels=True)
+        keep_docks_together(self.native)
         # Component overrides, detector and scan faults, and the seed: most runs keep
         # their defaults, so they wait collapsed above Apply.
         self.advanced_section, self._advanced = collapsed_magicgui(

@@ -237,11 +237,24 @@ class _VerticalScrollArea(QScrollArea):
         return QSize(max(hint.width(), width), hint.height())
 
 
-def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+def scrolling_layout(dock: QWidget, footer: QWidget | None = None) -> QVBoxLayout:
     """The layout to fill ``dock`` with, inside a scroll area filling the dock.
 
     A dock taller than the screen would grow napari's window past it (Start/Stop and
     the plot off-screen); in a scroll area it asks for little height and scrolls.
+
+    Parameters
+    ----------
+    dock : QWidget
+        The dock to fill.
+    footer : QWidget, optional
+        Placed below the scroll area, outside it: what must stay in view however long
+        the settings above are (the primary action, the status, a plot).
+
+    Returns
+    -------
+    QVBoxLayout
+        The layout of the scrolling contents.
     """
     inner = QWidget()
     layout = QVBoxLayout(inner)
@@ -251,7 +264,11 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     area.setWidget(inner)
     outer = QVBoxLayout(dock)
     outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(area)
+    outer.addWidget(area, 1)
+    if footer is not None:
+        # The scroll area's own margins, so that the footer lines up with the settings.
+        footer.setContentsMargins(layout.contentsMargins())
+        outer.addWidget(footer)
     return layout
 
 

@@ -2,8 +2,8 @@
 
 The dock's metrics and noise readouts follow the input, its output, the reference and
 the column Points.  This watcher listens to the viewer (layers added or removed, the
-frame slider) and to those layers' data, tells the dock to forget cached scores, and
-runs the (slow) updates once a burst of events has settled.
+frame slider) and to those layers' data and names, tells the dock to forget cached
+scores, and runs the (slow) updates once a burst of events has settled.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class LayerWatch(QObject):
     forget : callable
         Called with ``data_changed`` (bool) before an update is scheduled: drop the
         caches that the change makes stale.
+    renamed : callable, optional
+        Called at once when a watched layer is renamed (lines that name layers); the
+        metrics, which name them too, are scheduled.
     """
 
     def __init__(
@@ -51,11 +54,13 @@ class LayerWatch(QObject):
         update_metrics: Callable[[], None],
         update_noise: Callable[[], None],
         forget: Callable[[bool], None],
+        renamed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(parent)
         self._viewer = viewer
         self._watched_layers = watched
         self._forget = forget
+        self._renamed = renamed
         self._watched: list[Layer] = []
         self._closed = False
         # Debounced: a burst of calls runs the update once, _DELAY_MS after the last.
@@ -78,11 +83,23 @@ class LayerWatch(QObject):
         self.schedule_noise()
 
     def _rewatch(self) -> None:
-        for layer in self._watched:
-            layer.events.data.disconnect(self._on_data_changed)
+        self._unwatch()
         self._watched = [layer for layer in self._watched_layers() if layer is not None]
         for layer in self._watched:
             layer.events.data.connect(self._on_data_changed)
+            layer.events.name.connect(self._on_renamed)
+
+    def _unwatch(self) -> None:
+        for layer in self._watched:
+            layer.events.data.disconnect(self._on_data_changed)
+            layer.events.name.disconnect(self._on_renamed)
+        self._watched = []
+
+    def _on_renamed(self, _event: Any = None) -> None:
+        if self._renamed is not None:
+            with contextlib.suppress(RuntimeError):  # Qt side gone with the viewer
+                self._renamed()
+        self.schedule_metrics()
 
     def _on_data_changed(self, _event: Any = None) -> None:
         self._forget(True)
@@ -112,6 +129,4 @@ class LayerWatch(QObject):
         layers.removed.disconnect(self.layers_changed)
         self._viewer.dims.events.current_step.disconnect(self.schedule_metrics)
         self._viewer.dims.events.current_step.disconnect(self.schedule_noise)
-        for layer in self._watched:
-            layer.events.data.disconnect(self._on_data_changed)
-        self._watched = []
+        self._unwatch()

@@ -6,7 +6,9 @@ Three kinds of entry:
   ``"default (pretrained)"`` for real STEM data and ``"cdn (pretrained)"`` for the
   paper's CDN benchmark, each listed only while its file exists;
 * models trained or adapted since napari started, named like
-  ``"trained 1 (unet, 1200 steps, 24.3 dB)"`` or ``"adapted to <layer>"``;
+  ``"trained 1 (unet, 1200 steps, 24.3 dB)"`` or ``"adapted to <layer>"``; a model made
+  for particular layers (adapted to one) records their names (:meth:`ModelRegistry.made_for`),
+  so that the Denoise dock does not carry it over to other layers without a word;
 * models loaded from files, named ``"file: <stem>"``: model files, napari-pinned's
   BioImage Model Zoo packages (models like any other), ONNX files and packages from
   other tools (run as they are: :class:`napari_pinned.nn.onnx_files.OnnxModel`,
@@ -21,6 +23,8 @@ the GUI thread only.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,6 +66,9 @@ class RegistryEntry:
     runtime : OnnxModel or ForeignModel or None
         A model that runs outside napari-pinned's torch network (an ONNX file, another
         tool's BMZ package); ``bundle`` is then None.
+    made_for : tuple of str
+        Names of the layers the model was made for (the layer it was adapted to); empty
+        for models meant for any image.
     """
 
     name: str
@@ -70,6 +77,7 @@ class RegistryEntry:
     path: Path | None = None
     shipped: str | None = None
     runtime: Any = None
+    made_for: tuple[str, ...] = ()
 
 
 def _installed_shipped() -> list[str]:
@@ -83,6 +91,10 @@ def _installed_shipped() -> list[str]:
         if path.is_file():
             names.append(model.name)
     return names
+
+
+#: A trained model's automatic name: "trained 3 (unet, 1200 steps, 24.3 dB)".
+_TRAINED_NAME = re.compile(r"(trained \d+) \(.*\)$")
 
 
 def trained_name(index: int, bundle: ModelBundle) -> str:
@@ -179,8 +191,27 @@ class ModelRegistry:
         noise = meta.get("noise")
         aware = "noise-aware" if entry.bundle.config.conditioned else "fixed noise"
         where = f"from {entry.path}" if entry.path is not None else "made in this session"
-        parts = [aware, f"trained on {noise} noise" if noise else "", where]
+        made_for = ", ".join(repr(n) for n in entry.made_for)
+        parts = [
+            aware,
+            f"trained on {noise} noise" if noise else "",
+            where,
+            f"for {made_for}" if made_for else "",
+        ]
         return ", ".join(p for p in parts if p)
+
+    def made_for(self, name: str) -> tuple[str, ...]:
+        """Names of the layers the model was made for; empty when it is for any image."""
+        return self.entry(name).made_for
+
+    def label(self, name: str) -> str:
+        """A short name for layer names: ``"default"`` for ``"default (pretrained)"``,
+        ``"trained 3"`` for ``"trained 3 (unet, 1200 steps, 24.3 dB)"``, else the name."""
+        entry = self.entry(name)
+        if entry.shipped is not None:
+            return entry.shipped
+        automatic = _TRAINED_NAME.match(name) if entry.kind == "trained" else None
+        return automatic.group(1) if automatic else name
 
     def is_conditioned(self, name: str) -> bool:
         """Whether the model takes a noise map (has a noise estimate and a strength)."""
@@ -194,12 +225,16 @@ class ModelRegistry:
         return entry.bundle.config.conditioned
 
     # -- changes ---------------------------------------------------------------------
-    def add_trained(self, bundle: ModelBundle, name: str | None = None) -> str:
-        """Add a model trained (or adapted) in this session and return its new name."""
+    def add_trained(
+        self, bundle: ModelBundle, name: str | None = None, *, made_for: Iterable[str] = ()
+    ) -> str:
+        """Add a model trained (or adapted) in this session and return its new name;
+        ``made_for`` names the layers it was made for (the layer it was adapted to)."""
         if name is None:
             self._trained_count += 1
             name = trained_name(self._trained_count, bundle)
-        return self._add(RegistryEntry(self._unique(name), "trained", bundle))
+        entry = RegistryEntry(self._unique(name), "trained", bundle, made_for=tuple(made_for))
+        return self._add(entry)
 
     def add_file(self, path: str | os.PathLike, *, trust: bool = False) -> str:
         """Load a model file, ONNX file or BioImage Model Zoo package and add it; returns

@@ -21,13 +21,13 @@ import numpy as np
 import pyqtgraph as pg
 import qtpy
 from qtpy.QtCore import QPointF, QSize, Qt
-from qtpy.QtGui import QResizeEvent
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtGui import QFontMetricsF, QResizeEvent
+from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from napari_pinned.training.run import TrainProgress
 
-__all__ = ["LOSS_TERMS", "LossPlot", "downsample", "theme_colours"]
+__all__ = ["LOSS_TERMS", "LogAxis", "LossPlot", "downsample", "log_ticks", "theme_colours"]
 
 # pyqtgraph picks its Qt binding by itself (PyQt6 first among those imported); widgets of
 # two bindings cannot share a layout, so say so plainly instead of a TypeError later.
@@ -106,6 +106,81 @@ def theme_colours(theme: str) -> tuple[str, str]:
     return colours.background.as_hex(), colours.text.as_hex()
 
 
+#: Tick values labelled in each decade of the log axis, most first: each set is used when
+#: its closest two labels (10/9, 10/8, … of a decade apart) leave room for a label.
+_MANTISSAS: tuple[tuple[int, ...], ...] = (
+    tuple(range(1, 10)),
+    (1, 2, 3, 5),
+    (1, 2, 5),
+    (1, 3),
+    (1,),
+)
+#: Every how many decades a label goes when even one per decade is too many.
+_DECADE_STEPS = (1, 2, 3, 5, 10, 20)
+
+
+def _closest_gap(mantissas: tuple[int, ...]) -> float:
+    """Smallest distance (decades) between two labels of ``mantissas`` repeated each decade."""
+    logs = np.log10([*mantissas, 10])
+    return float(np.min(np.diff(logs)))
+
+
+def log_ticks(low: float, high: float, pixels: float, label: float) -> list[list[float]]:
+    """Tick positions (log10 of the values) of a log axis: the labelled, then the others.
+
+    pyqtgraph labels all of 1…9 in every decade when the axis spans under about three
+    decades, and 0.08, 0.09 and 0.1 lie a few pixels apart.  Here only as many values per
+    decade are labelled as the axis has room for (1, 2, 5 ×10ⁿ and so on) and the rest of
+    1…9 are ticks without a label.
+
+    Parameters
+    ----------
+    low, high : float
+        The axis range, in decades (log10 of the values).
+    pixels : float
+        Length of the axis on screen.
+    label : float
+        Least distance (px) between two labels' centres: the height of a label.
+
+    Returns
+    -------
+    list of list of float
+        The labelled ticks, then the unlabelled ones (pyqtgraph's tick levels).
+    """
+    low, high = min(low, high), max(low, high)
+    span = high - low
+    if span <= 0 or pixels <= 0:
+        return [[], []]
+    per_decade = pixels / span
+    first, last = math.floor(low), math.ceil(high)
+    everything = [d + math.log10(m) for d in range(first, last) for m in range(1, 10)]
+    inside = [v for v in everything if low <= v <= high]
+    for mantissas in _MANTISSAS:
+        if _closest_gap(mantissas) * per_decade >= label:
+            chosen = {d + math.log10(m) for d in range(first, last) for m in mantissas}
+            labelled = [v for v in inside if v in chosen]
+            return [labelled, [v for v in inside if v not in chosen]]
+    step = next((k for k in _DECADE_STEPS if k * per_decade >= label), _DECADE_STEPS[-1])
+    labelled = [float(d) for d in range(first, last + 1) if d % step == 0 and low <= d <= high]
+    # Unlabelled decades only while they stay apart; 2…9 would be a smear.
+    minor = [float(d) for d in range(first, last + 1) if low <= d <= high and d % step]
+    return [labelled, minor if per_decade >= 4 else []]
+
+
+class LogAxis(pg.AxisItem):
+    """pyqtgraph's axis with :func:`log_ticks` in log mode: labels that never overlap."""
+
+    def __init__(self, orientation: str = "left") -> None:
+        super().__init__(orientation)
+        self.setStyle(maxTextLevel=0)  # the unlabelled level stays unlabelled
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        font = self.style["tickFont"] or QApplication.font()
+        height = QFontMetricsF(font).height()
+        labelled, minor = log_ticks(minVal, maxVal, size, height)
+        return [(None, labelled), (None, minor)]
+
+
 def _format(value: float) -> str:
     # "nan" and "inf" as they are: a diverged run should read as one.
     return f"{value:.3g}"
@@ -148,7 +223,7 @@ class LossPlot(QWidget):
         # The legend has a row of its own above the plots: inside, it would hide curves.
         self.legend = pg.LegendItem(colCount=3, horSpacing=4, labelTextSize="8pt")
         self.graphics.addItem(self.legend, row=0, col=0)
-        self.loss_item = self.graphics.addPlot(row=1, col=0)
+        self.loss_item = self.graphics.addPlot(row=1, col=0, axisItems={"left": LogAxis()})
         self.psnr_item = self.graphics.addPlot(row=2, col=0)
         # The loss plot gets most of the height; the PSNR changes slowly.
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
@@ -158,6 +233,8 @@ class LossPlot(QWidget):
         self.psnr_item.setLabel("left", "PSNR", units="dB")
         self.psnr_item.setLabel("bottom", "step")
         self.psnr_item.setXLink(self.loss_item)
+        # The PSNR plot below numbers the shared step axis; the loss plot keeps the height.
+        self.loss_item.getAxis("bottom").setStyle(showValues=False)
         for item in (self.loss_item, self.psnr_item):
             item.showGrid(x=True, y=True, alpha=0.25)
             # Both y axes equally wide, so that the linked x axes line up.
@@ -304,7 +381,12 @@ class LossPlot(QWidget):
         self._fill_legend()  # the entries' text takes the new colour
 
     def sizeHint(self) -> QSize:
-        return QSize(320, 320)
+        return QSize(320, 380)
+
+    def hasHeightForWidth(self) -> bool:
+        # The wrapped readout would make layouts ask the height for a width instead of
+        # the hint, and the plot would take ~520 px of the dock from its settings.
+        return False
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QLabel,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -32,6 +33,7 @@ from napari_pinned._qt.shared.common import (
     scrolling_layout,
     show_device,
 )
+from napari_pinned._qt.shared.docking import keep_docks_together
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, get_registry
 from napari_pinned._qt.shared.train_run import (
@@ -83,6 +85,7 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        keep_docks_together(self)
         from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
 
         self._viewer = napari_viewer
@@ -97,7 +100,9 @@ class TrainWidget(QWidget):
         model_defaults = ModelConfig()
         weight_defaults = LossWeights().to_dict()
 
-        layout = scrolling_layout(self)
+        # Settings scroll; Start/Stop, the status and the curves stay in view below them.
+        results = QWidget()
+        layout = scrolling_layout(self, footer=results)
         self.data_panel = TrainDataPanel(
             self._image_choices, defaults.noise_levels, defaults.dose_counts
         )
@@ -131,17 +136,19 @@ class TrainWidget(QWidget):
         self.batch_spin, self.patch_spin = settings.batch_spin, settings.patch_spin
         self.lr_spin, self.weight_spins = settings.lr_spin, settings.weight_spins
         self.seed_spin, self.advanced_section = settings.seed_spin, settings.advanced_section
-        layout.addLayout(self._build_buttons())
+        layout.addStretch(1)
         self.status_label = QLabel("Not trained yet.")
         self.status_label.setWordWrap(True)
         self.device_label = QLabel()
         self.loss_plot = LossPlot()
         self._follow_theme()
         napari_viewer.events.theme.connect(self._follow_theme)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.device_label)
-        layout.addWidget(self.loss_plot)
-        layout.addStretch(1)
+        footer = QVBoxLayout(results)
+        footer.setContentsMargins(0, 0, 0, 0)
+        footer.addLayout(self._build_buttons())
+        footer.addWidget(self.status_label)
+        footer.addWidget(self.device_label)
+        footer.addWidget(self.loss_plot)
 
         self._layer_choices = ImageLayerChoices(
             napari_viewer, [self.clean_layers, self.noisy_layers, self.match_layer]
