@@ -9,6 +9,10 @@ Prints a Markdown table: the gaps' maximum, median and count, and the whole run'
     python benchmarks/cancel_latency.py --size 1024 --orientations 1 4 8 --tile 256 512
     python benchmarks/cancel_latency.py --model fresh          # default ModelConfig, random weights
     python benchmarks/cancel_latency.py --seconds 60           # stop each job after a minute
+    python benchmarks/cancel_latency.py --orientations 1 8 --tile 256 2048 --write-docs
+
+``--write-docs`` writes the table into the ``cancel-latency`` block of
+docs/benchmarks.md, as printed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=0.0, help="stop each job after this long (0: never)"
     )
+    parser.add_argument("--write-docs", action="store_true", help="into docs/benchmarks.md")
     args = parser.parse_args()
 
     import torch
@@ -81,20 +87,28 @@ def main() -> None:
     lattice = 2.0 + np.cos(2 * np.pi * x / 9.0) + np.cos(2 * np.pi * (x + y) / 7.0)
     image = rng.poisson(lattice * 15.0).astype(np.float32)
     denoise(image[:64, :64], model, device=args.device)  # warm-up: load the model once
-    print(
-        f"# cancel latency — {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads, model {args.model}, {args.size}² px"
-    )
-    print()
-    print("| tile | orientations | longest wait (s) | median gap (s) | records | run (s) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    lines = [
+        f"`python benchmarks/cancel_latency.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"({platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, model {args.model}, {args.size}² px; {time.strftime('%Y-%m-%d')}).",
+        "",
+        "| tile | orientations | longest wait (s) | median gap (s) | records | run (s) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for line in lines:
+        print(line, flush=True)
     for tile in args.tile:
         for count in args.orientations:
             r = measure(image, model, tile, count, args.device, args.seconds)
-            print(
+            lines.append(
                 f"| {tile} | {count} | {r['max']:.2f} | {r['median']:.3f} | {r['records']} "
                 f"| {r['total']:.1f} |"
             )
+            print(lines[-1], flush=True)
+    if args.write_docs:
+        from _docs_block import write_docs_block
+
+        write_docs_block(lines, "cancel-latency")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ import sys
 import tempfile
 import time
 
+from _docs_block import write_docs_block
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 MB = 1024**2
 
 _BASELINE = """
@@ -186,20 +187,6 @@ def header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def write_docs(lines: list[str], name: str) -> None:
-    """Replace the block between the markers ``name`` in docs/benchmarks.md."""
-    from napari_pinned.io.safe_write import write_text
-
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = DOCS.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        raise SystemExit(f"{DOCS}: no {begin} … {end} block")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    write_text(DOCS, head + begin + "\n" + "\n".join(lines) + "\n\n" + end + tail)
-    print(f"wrote {DOCS}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
@@ -218,7 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pinned-memory-") as folder:
         lines += measure(args, pathlib.Path(folder))
     if args.write_docs:
-        write_docs(lines, args.docs_block)
+        write_docs_block(lines, args.docs_block)
 
 
 if __name__ == "__main__":

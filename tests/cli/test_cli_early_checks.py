@@ -127,6 +127,19 @@ def test_cuda_on_a_cpu_only_torch_build_is_refused_before_training(inputs, monke
     assert "--device cuda:1: this PyTorch build has no CUDA" in _one_line(capsys)
 
 
+def test_cuda_on_a_cpu_only_torch_build_is_refused_before_adapt_and_demo(
+    inputs, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("napari_pinned.cli.checks.torch_cuda_build", lambda: False)
+    monkeypatch.setattr("napari_pinned.cli.adapt.import_torch", _must_not_run)
+    monkeypatch.setattr("napari_pinned.cli.demo.import_torch", _must_not_run)
+    argv = ["adapt", str(inputs / "clean.tif"), "--device", "cuda", "-o"]
+    assert main([*argv, str(tmp_path / "a.pt")]) == 2
+    assert "--device cuda: this PyTorch build has no CUDA" in _one_line(capsys)
+    assert main(["demo", "--device", "cuda:0", "--output-dir", str(tmp_path / "demo")]) == 2
+    assert "--device cuda:0: this PyTorch build has no CUDA" in _one_line(capsys)
+
+
 def test_cuda_with_the_onnx_backend_is_left_to_onnx_runtime(inputs, monkeypatch):
     # ONNX Runtime may run on CUDA with a CPU-only torch: the torch build is no reason.
     from napari_pinned.cli.checks import check_torch_device

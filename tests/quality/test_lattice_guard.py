@@ -99,9 +99,18 @@ def test_extreme_scales_change_nothing(recording, gain):
     np.testing.assert_allclose(scaled / gain, base, rtol=0, atol=1e-5 * np.ptp(base))
 
 
-def test_the_guard_is_not_for_models_trained_on_cdn():
+def test_the_guard_is_not_for_models_trained_on_cdn_on_cdn_like_frames():
+    from napari_pinned.noise.synthesis import add_cdn_noise, add_dose_noise
+    from napari_pinned.physics.simulate import simulate
     from napari_pinned.quality.lattice_guard import guard_applies
 
-    assert not guard_applies("cdn") and not guard_applies("mix")
+    clean = simulate("SrTiO3", shape=96, pixel_size=0.1, seed=3).image
+    counts = add_dose_noise(clean, 3000.0, pixel_size=0.1, seed=4)
+    for level in (0.5, 1, 5):  # CDN clips: many pixels at both ends of the range
+        cdn = add_cdn_noise(clean * 1e3, level, seed=5)
+        assert not guard_applies("cdn", cdn) and not guard_applies("mix", cdn)
+    # A recording (not clipped at both ends) is guarded whatever the model.
+    assert guard_applies("cdn", counts) and guard_applies("mix", counts)
+    assert not guard_applies("cdn")  # no frame: not
     for noise in ("stem", "dose", "paired", None, ["odd"]):
-        assert guard_applies(noise)
+        assert guard_applies(noise) and guard_applies(noise, add_cdn_noise(clean, 1, seed=5))

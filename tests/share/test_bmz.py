@@ -87,6 +87,138 @@ def test_the_package_model_equals_napari_pinneds_denoise(
     assert np.max(np.abs(expected - image)) > 1e-2 * span
 
 
+# -- the conditioning of issue 21: defects in groups, the range convention, the guard -----
+
+
+def _with(lattice, rows, cols, value=5000.0) -> np.ndarray:
+    """:func:`_counts` (before its two hot pixels) with ``[rows, cols]`` set to ``value``."""
+    rng = np.random.default_rng(0)
+    clean = lattice(112)[:96, :112] / 255.0
+    counts = rng.poisson(clean * 20).astype(np.float32) * 3 + 100
+    counts[rows, cols] = value
+    return counts
+
+
+def _scattered_saturation(lattice) -> np.ndarray:
+    """A 12-bit frame with 5 % of its pixels, scattered, at the ceiling 4095."""
+    counts = _with(lattice, 0, 0, 100.0)
+    counts[np.random.default_rng(5).random(counts.shape) < 0.05] = 4095
+    return counts
+
+
+def _dim_uint16(lattice) -> np.ndarray:
+    """Raw uint16 counts inside [0, 255] but not clipped there (not the paper's 8 bits)."""
+    clean = lattice(112)[:96, :112] / 255.0
+    return np.random.default_rng(1).poisson(clean * 30).astype(np.uint16)
+
+
+def _eight_bit(lattice, floor=0.0) -> np.ndarray:
+    """An 8-bit recording's values clipped at 255 (≈ 2 % of the pixels) and at ``floor``
+    (0: ≈ 3 %, the paper's convention)."""
+    rng = np.random.default_rng(2)
+    img = lattice(112)[:96, :112] * 1.3 - 30 + rng.normal(0, 20, (96, 112))
+    return np.clip(np.round(img), floor, 255).astype(np.float32)
+
+
+GROUP_CASES = {
+    "hot pair": lambda lattice: _with(lattice, 40, slice(50, 52)),
+    "edge and corner": lambda lattice: _with(lattice, [0, 0, 95, 47], [0, 60, 111, 0]),
+    "3x3 hot cluster": lambda lattice: _with(lattice, slice(50, 53), slice(70, 73)),
+    "hot column": lambda lattice: _with(lattice, slice(None), 80),
+    "5 % scattered saturated": _scattered_saturation,
+}
+CONVENTION_CASES = {
+    "dim unclipped uint16": _dim_uint16,
+    "8-bit clipped at both ends": _eight_bit,
+    "8-bit clipped only at 255": lambda lattice: _eight_bit(lattice, floor=3.0),
+}
+
+
+def _package_and_denoise(bundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The package model's output (float32 in, as BMZ consumers give it) and ``denoise``'s.
+
+    The package sees float32, so it cannot clip raw unsigned counts at zero as ``denoise``
+    does (a documented difference): that clip is applied here."""
+    expected = denoise(image, bundle, device="cpu")
+    wrapper = package_model(bundle, 1.0)
+    with torch.inference_mode():
+        got = wrapper(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
+    if np.issubdtype(image.dtype, np.unsignedinteger):
+        got = np.maximum(got, 0.0)
+    return got, expected
+
+
+@pytest.mark.parametrize(
+    ("conditioning_", "normalization"),
+    [("noise-map", "robust"), ("none", "range"), ("none", "percentile")],
+)
+@pytest.mark.parametrize("case", list(GROUP_CASES))
+def test_the_package_repairs_defects_in_groups_as_napari_pinned_does(
+    case, conditioning_, normalization, random_bundle, lattice_image
+):
+    config = ModelConfig.preset("tiny", conditioning=conditioning_, normalization=normalization)
+    image = GROUP_CASES[case](lattice_image)
+    got, expected = _package_and_denoise(random_bundle(config), image)
+    span = float(np.ptp(expected))
+    assert np.max(np.abs(got - expected)) <= 1e-3 * span
+    # The defects were repaired: nothing is left near their values.
+    assert expected.max() < 0.5 * image.max()
+
+
+@pytest.mark.parametrize("conditioning_", ["none", "noise-map"])
+@pytest.mark.parametrize("case", list(CONVENTION_CASES))
+def test_the_package_takes_the_range_convention_only_for_clipped_frames(
+    case, conditioning_, random_bundle, lattice_image
+):
+    config = ModelConfig.preset("tiny", conditioning=conditioning_, normalization="range")
+    image = CONVENTION_CASES[case](lattice_image)
+    got, expected = _package_and_denoise(random_bundle(config), image)
+    assert np.max(np.abs(got - expected)) <= 1e-3 * float(np.ptp(expected))
+
+
+@pytest.mark.parametrize("gain", [1e-20, 1e20])
+def test_the_package_guard_is_scale_safe(gain, random_bundle, lattice_image):
+    """At every gain the package's guard gives ``denoise``'s result (issue 21: the numpy
+    guard's float32 transforms overflowed at 1e20)."""
+    config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
+    bundle = random_bundle(config)
+    image = _counts(lattice_image) * np.float32(gain)
+    got, expected = _package_and_denoise(bundle, image)
+    assert np.isfinite(got).all()
+    assert np.max(np.abs(got - expected)) <= 1e-3 * float(np.ptp(expected))
+
+
+@pytest.fixture(scope="module")
+def cdn_trained(tmp_path_factory, random_bundle):
+    """A tiny model trained (by its metadata) on CDN, and its package."""
+    config = ModelConfig.preset("tiny", normalization="range")
+    bundle = random_bundle(config, seed=3, noise="cdn")
+    path = tmp_path_factory.mktemp("bmz") / "cdn-tiny.zip"
+    return bundle, export_bioimageio(bundle, path, torchscript=True)
+
+
+def test_a_package_of_a_cdn_trained_model_guards_only_recordings(cdn_trained, lattice_image):
+    """As ``denoise``: no guard on CDN-like (clipped) frames, the guard on recordings."""
+    bundle, path = cdn_trained
+    rdf = _rdf(path)
+    kwargs = rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    assert kwargs["keep_lattice"] is True and kwargs["guard_clipped"] is False
+    with zipfile.ZipFile(path) as archive:
+        scripted = torch.jit.load(io.BytesIO(archive.read(rdf["weights"]["torchscript"]["source"])))
+    for image, guarded in (
+        (_cdn_like(lattice_image, (128, 128), seed=4), False),
+        (_counts(lattice_image), True),
+    ):
+        expected = denoise(image, bundle, device="cpu")
+        with torch.inference_mode():
+            got = scripted(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
+        span = float(np.ptp(expected))
+        assert np.max(np.abs(got - expected)) <= 1e-3 * span
+        bare = denoise(image, bundle, device="cpu", keep_lattice=False)
+        # Guarded or not as said; the guard changes these outputs, so the test can tell.
+        assert (np.max(np.abs(expected - bare)) > 1e-2 * span) == guarded
+
+
 @pytest.mark.parametrize("make", [_counts, lambda lattice: _sharp_columns(), _cdn_like])
 def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
     image = make(lattice_image).astype(np.float64)
@@ -105,7 +237,13 @@ def test_torchscript_of_the_package_model_equals_the_module(random_bundle, latti
     config = ModelConfig.preset("tiny", conditioning="noise-map", normalization="robust")
     wrapper = package_model(random_bundle(config), 0.7)
     scripted = torch.jit.script(wrapper)
-    x = torch.from_numpy(np.stack([_counts(lattice_image), _counts(lattice_image, seed=1)]))
+    # Every path of the conditioning: single hot and dead pixels, a hot block, a hot
+    # column on the edge, scattered saturated pixels.
+    frames = [_counts(lattice_image), _counts(lattice_image, seed=1)]
+    frames.append(_with(lattice_image, slice(50, 53), slice(70, 73)))
+    frames.append(_with(lattice_image, slice(None), 0))
+    frames.append(_scattered_saturation(lattice_image))
+    x = torch.from_numpy(np.stack(frames))
     with torch.inference_mode():
         np.testing.assert_allclose(scripted(x).numpy(), wrapper(x).numpy(), rtol=0, atol=1e-5)
 
@@ -127,6 +265,14 @@ def test_the_package_model_uses_napari_pinneds_constants():
         "RANGE_CLIP",
         "OUTLIER_SIGMAS",
         "OUTLIER_LIFT",
+        "GROSS_SPAN",
+        "GROSS_SPARSE",
+        "SATURATED",
+        "SATURATED_MOST",
+        "SATURATED_NEIGHBOURS",
+        "GROUP_REACH",
+        "REPAIR_ROUNDS",
+        "CONVENTION_CLIPPED",
         "NOISE_MAP_SMOOTHING",
         "NOISE_MAP_FLOOR",
     ):

@@ -12,6 +12,7 @@ import numpy as np
 from napari_pinned.cli.checks import (
     about,
     check_inputs_exist,
+    check_torch_device,
     input_shape,
     model_inputs,
     shipped_name_or_file,
@@ -26,6 +27,7 @@ from napari_pinned.cli.options import (
     subparser,
 )
 from napari_pinned.cli.progress import duration
+from napari_pinned.cli.signals import import_torch
 from napari_pinned.cli.training_job import save_best_model, saved_status, training_to_end
 from napari_pinned.io.safe_write import check_outputs, check_writable_folder
 from napari_pinned.settings import AdaptSettings
@@ -82,6 +84,8 @@ def _read_inputs(args: argparse.Namespace) -> list[np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     """Adapt with a progress bar, SIGINT/SIGTERM meaning Stop; save the best model."""
     images = _read_inputs(args)
+    check_torch_device(args.device)
+    import_torch()
 
     import torch
 

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from napari_pinned._util.jobs import run_job
-from napari_pinned.cli.checks import check_finite_output
+from napari_pinned.cli.checks import check_finite_output, check_torch_device
 from napari_pinned.cli.exits import EXIT_OK
 from napari_pinned.cli.options import add_device, positive_int, subparser
 from napari_pinned.cli.progress import ProgressBar, duration
+from napari_pinned.cli.signals import import_torch
 from napari_pinned.io.safe_write import check_writable_folder, write_together
 from napari_pinned.physics.defaults import DEFAULT_PIXEL_SIZE
 
@@ -66,6 +67,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Simulate → noise → short training → denoise → metrics; write the files."""
     out = _prepare(args)
+    check_torch_device(args.device)
+    import_torch()
     size, px = args.size, DEFAULT_PIXEL_SIZE
 
     from napari_pinned.nn.model_files import shipped_model

@@ -12,6 +12,7 @@ from napari_pinned._util.memory import out_of_memory_message
 from napari_pinned.cli.denoise_shared import report_problems, run_file_job
 from napari_pinned.cli.exits import EXIT_OK
 from napari_pinned.cli.progress import ProgressBar
+from napari_pinned.cli.signals import import_torch
 from napari_pinned.settings import FrameOptions
 
 
@@ -23,6 +24,8 @@ def denoise_on_cluster(
     problems: dict[Path, str],
 ) -> int:
     """Connect to (or start) the cluster, denoise; return the exit status."""
+    import_torch()
+
     from napari_pinned.denoising.files import dask_client, iter_denoise_file_on_cluster
 
     where = args.scheduler or f"a local cluster of {args.workers} worker processes"

@@ -9,6 +9,7 @@ from typing import Any
 from napari_pinned.cli.checks import model_inputs, shipped_name_or_file
 from napari_pinned.cli.exits import EXIT_OK
 from napari_pinned.cli.options import add_overwrite, output_file, positive, strength, subparser
+from napari_pinned.cli.signals import import_torch
 from napari_pinned.io.safe_write import check_outputs
 from napari_pinned.settings import FrameOptions
 
@@ -97,6 +98,7 @@ def _check(args: argparse.Namespace) -> tuple[str, Path]:
 def run(args: argparse.Namespace) -> int:
     """Export; print where the file went and how to use or check it."""
     fmt, out = _check(args)
+    import_torch()
     if fmt == "onnx":
         from napari_pinned.share.onnx_export import export_onnx
 

@@ -65,6 +65,13 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(received[0])  # to the handlers of before, at once
 
 
+def import_torch() -> None:
+    """Import torch with SIGINT and SIGTERM held (:func:`signals_held`): the first thing
+    every command that trains or runs a torch model does once its checks have passed."""
+    with signals_held():
+        import torch  # noqa: F401
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[list[int]]:
     """During a training loop: the first SIGINT/SIGTERM asks the run to stop after the

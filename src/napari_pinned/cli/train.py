@@ -27,6 +27,7 @@ from napari_pinned.cli.options import (
     positive_int,
     subparser,
 )
+from napari_pinned.cli.signals import import_torch
 from napari_pinned.cli.training_job import save_best_model, saved_status, took, training_to_end
 from napari_pinned.io.safe_write import check_outputs
 from napari_pinned.physics.defaults import DEFAULT_PIXEL_SIZE
@@ -349,6 +350,7 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
 def run(args: argparse.Namespace) -> int:
     """Check, load the data, train with a progress bar, save the best model."""
     _check_args(args)
+    import_torch()
 
     from napari_pinned.training.run import train
 

@@ -87,13 +87,13 @@ def denoise_dask(
         meta=np.empty((0, 0, 0), object),
         name="pinned-statistics",
     )
-    # With the guard, raw counts are clipped after it, as in the numpy path; not for
-    # models trained on CDN (quality.lattice_guard.guard_applies).
-    guard = options.keep_lattice and guard_applies(spec.metadata.get("noise"))
+    # With the guard, raw counts are clipped after it, as in the numpy path (which
+    # frames it applies to: quality.lattice_guard.guard_applies).
+    guard = bool(options.keep_lattice)
     chunk_dtype = np.dtype(np.float32) if guard else dtype
     result = _denoised_chunks(stack, stats, spec, resolved, batch_size, noise, chunk_dtype)
     if guard:
-        result = _guarded(stack, result, stats, dtype)
+        result = _guarded(stack, result, stats, dtype, spec.metadata.get("noise"))
     if result.chunks != stack.chunks:
         result = result.rechunk(stack.chunks)
     return result if arr.ndim == 3 else result[0]
@@ -151,7 +151,9 @@ def _halo_chunks(chunks: tuple[int, ...], margin: int) -> tuple[tuple[int, ...],
     return ensure_minimum_chunksize(margin, chunks), margin
 
 
-def _guarded(stack: Any, result: Any, stats: Any, input_dtype: np.dtype) -> Any:
+def _guarded(
+    stack: Any, result: Any, stats: Any, input_dtype: np.dtype, training_noise: object
+) -> Any:
     """The lattice guard on ``result``: it looks at a whole frame's spectrum, so one
     task per frame, as the statistics (chunks of whole frames)."""
     import dask.array as da
@@ -162,6 +164,7 @@ def _guarded(stack: Any, result: Any, stats: Any, input_dtype: np.dtype) -> Any:
         result.rechunk(_WHOLE_FRAMES),
         stats,
         input_dtype=input_dtype,
+        training_noise=training_noise,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
         name="pinned-keep-lattice",
@@ -219,13 +222,23 @@ def _denoise_chunk(
 
 
 def _guard_block(
-    source: np.ndarray, result: np.ndarray, stats: np.ndarray, *, input_dtype: np.dtype
+    source: np.ndarray,
+    result: np.ndarray,
+    stats: np.ndarray,
+    *,
+    input_dtype: np.dtype,
+    training_noise: object,
 ) -> np.ndarray:
-    """:func:`~napari_pinned.denoising.engine.guard_frame` on a block of whole frames,
-    each repaired as :meth:`~napari_pinned.denoising.engine.Denoiser.iter_frame`
-    repairs it."""
+    """:func:`~napari_pinned.denoising.engine.guard_frame` on a block of whole frames
+    it applies to, each repaired as
+    :meth:`~napari_pinned.denoising.engine.Denoiser.iter_frame` repairs it."""
     out = np.empty(result.shape, np.float32)
     for k, (frame, denoised) in enumerate(zip(source, result, strict=True)):
+        if not guard_applies(training_noise, frame):
+            out[k] = denoised
+            if np.issubdtype(input_dtype, np.unsignedinteger):
+                np.maximum(out[k], 0.0, out=out[k])
+            continue
         frame_stats = stats[k, 0, 0]
         x = np.asarray(frame, np.float64)
         mask = find_outliers(x, frame_stats.detection, limits=frame_stats.limits)

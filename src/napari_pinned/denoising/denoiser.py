@@ -278,7 +278,8 @@ def denoise(
         :func:`~napari_pinned.denoising.tiling.minimum_overlap` of the model.
     batch_size : int
         Windows per forward pass at most (and at most
-        :data:`~napari_pinned.denoising.engine.BATCH_PIXELS` input pixels).
+        :data:`~napari_pinned.denoising.engine.BATCH_PIXELS` input pixels, on a CPU
+        :data:`~napari_pinned.denoising.engine.CPU_BATCH_PIXELS`).
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU) or an explicit device.
     strength : float
@@ -297,8 +298,9 @@ def denoise(
     keep_lattice : bool
         Keep the input's strong lattice reflections, which the network may take,
         and drop what it adds where the input has only noise
-        (:func:`napari_pinned.quality.lattice_guard.keep_lattice`); never for models
-        trained on CDN, whose noise weakens the input's reflections (``guard_applies``).
+        (:func:`napari_pinned.quality.lattice_guard.keep_lattice`); not for models
+        trained on CDN on CDN-like frames (clipped at both ends), whose noise weakens
+        the input's reflections (``guard_applies``).
     orientations : {1, 2, 4, 8}
         Average the network over this many turns and mirrors of the image
         (:data:`~napari_pinned.denoising.engine.ORIENTATIONS`), at that many times

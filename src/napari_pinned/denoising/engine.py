@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_PIXELS",
+    "CPU_BATCH_PIXELS",
     "ORIENTATIONS",
     "Denoiser",
     "block_margin",
@@ -55,6 +56,10 @@ __all__ = [
 #: and this, big ones go one at a time (activations of the width-8 depth-4 network take
 #: about 280 bytes per input pixel).
 BATCH_PIXELS = 1 << 22
+#: The same on a CPU, where batching windows gains no speed: one pass of about half a
+#: million pixels takes a few tenths of a second on two cores, so a stop request waits
+#: no longer than that between passes, and the activations stay near 120 MB.
+CPU_BATCH_PIXELS = 1 << 19
 
 #: The orientations :func:`~napari_pinned.denoising.denoiser.denoise` averages over, in
 #: the order they are added, each as (quarter turns, then mirror left-right): the
@@ -139,10 +144,9 @@ class Denoiser:
         # The network call: torch (channels-last on CPUs) or ONNX Runtime
         # (napari_pinned.nn.runners); an ONNX file never imports torch.
         self.runner = make_runner(model, backend=backend, device=options.device)
-        # Not for models trained on CDN (quality.lattice_guard.guard_applies).
-        self.keep_lattice = bool(options.keep_lattice) and guard_applies(
-            _metadata(self.runner).get("noise")
-        )
+        self.keep_lattice = bool(options.keep_lattice)
+        # Not for models trained on CDN on CDN-like frames (lattice_guard.guard_applies).
+        self.training_noise = _metadata(self.runner).get("noise")
         self.device = getattr(self.runner, "device", "cpu")
         self.bundle = getattr(self.runner, "bundle", None)
         self.config = self.runner.config
@@ -190,7 +194,8 @@ class Denoiser:
             for x, kx in zip(xs, keep_x, strict=True)
             if ky[1] > ky[0] and kx[1] > kx[0]
         ]
-        batch = max(1, min(self.batch_size, BATCH_PIXELS // (sy * sx)))
+        most = CPU_BATCH_PIXELS if str(self.device).startswith("cpu") else BATCH_PIXELS
+        batch = max(1, min(self.batch_size, most // (sy * sx)))
         oy, ox = origin
         for start in range(0, len(jobs), batch):
             group = jobs[start : start + batch]
@@ -244,11 +249,16 @@ class Denoiser:
         yield 0
         pads = [frame_padding(n, self.align) for n in frame.shape]
         channels = np.pad(prepared.channels, [(0, 0), *pads], mode="reflect")
+        # The network reads the padded copy: the unpadded one is let go (a view would
+        # keep it alive).
+        empty = np.empty((len(prepared.channels), 0, 0), np.float32)
+        prepared = dataclasses.replace(prepared, channels=empty)
         target = tuple(
             (before, before + n) for n, (before, _) in zip(frame.shape, pads, strict=True)
         )
         units = yield from self._run(channels, (0, 0), channels.shape[1:], target)
-        if not self.keep_lattice:
+        del channels
+        if not (self.keep_lattice and guard_applies(self.training_noise, frame)):
             return finish(units, prepared, frame.dtype), prepared
         # Guarded before raw counts are clipped at zero, as the dask path does.
         result = guard_frame(prepared.repaired, finish(units, prepared), frame.dtype)

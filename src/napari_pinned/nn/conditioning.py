@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_pinned._util.checks import check_strength
-from napari_pinned._util.intensity import PAPER_RANGE, UNIT_RANGE
+from napari_pinned._util.intensity import CLIPPED_FRACTION, PAPER_RANGE, UNIT_RANGE, clipped_ends
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.settings import NORMALIZATIONS
 
@@ -69,13 +69,11 @@ PERCENTILES = (0.5, 99.5)
 #: and lowers the noise, so that neither sets the range.  Frames larger than this many
 #: pixels take the median at this many random pixels (fixed seed) instead of everywhere.
 MEDIAN_SAMPLES = 1 << 18
-#: A frame is in a fixed convention of ``"range"`` (the paper's 0–255, or 0–1) when at
-#: least this fraction of its pixels lies exactly at each end of it: clipped, as 8-bit
-#: recordings and CDN images (clipped to [0, 255]; ≥ 12 % at 0 and ≥ 2.5 % at 255 on
-#: every bundled material from level 0.5 on) are.  Clipping repeats the end values;
-#: unclipped data reach their extremes at one or a few pixels, and a dim image inside
-#: [0, 255] is not in the paper's convention.
-CONVENTION_CLIPPED = 5e-4
+#: A frame is in a fixed convention of ``"range"`` (the paper's 0–255, or 0–1) when it
+#: is clipped at both ends of it (:func:`napari_pinned._util.intensity.clipped_ends`:
+#: this fraction of its pixels exactly at each), as 8-bit recordings and CDN images
+#: are; a dim image inside [0, 255] is not in the paper's convention.
+CONVENTION_CLIPPED = CLIPPED_FRACTION
 #: Model-unit margin the input of a ``"range"`` model is clipped to, beyond [0, 1].
 RANGE_CLIP = (-0.1, 1.1)
 #: A pixel is an outlier beyond this many noise standard deviations outside the range
@@ -126,6 +124,9 @@ NOISE_MAP_FLOOR = 0.1
 #: repaired image with a Gaussian that scipy truncates at 4 σ (6 px more).
 REGION_CONTEXT = GROUP_REACH + 2 + REPAIR_ROUNDS + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
 
+#: Pixels per band of rows in the whole-frame tests and maps: their temporary arrays are
+#: this size, not the frame's.
+_BAND_PIXELS = 1 << 18
 #: Offsets of the eight neighbours, and of the 16 pixels of the ring around them.
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 _RING5 = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2)
@@ -305,9 +306,30 @@ def _noise_floor(noise: NoiseEstimate) -> float:
 
 def _isolated(x: np.ndarray, noise: NoiseEstimate, threshold: float) -> np.ndarray:
     """The test of single pixels against their eight neighbours (:func:`find_outliers`);
-    edges mirrored as scipy's "reflect" does (the edge pixel repeated)."""
-    h, w = x.shape
-    padded = np.pad(x, 2, mode="symmetric")
+    edges mirrored as scipy's "reflect" does (the edge pixel repeated).  Run over bands
+    of rows, so that its temporary arrays stay small however large the frame."""
+    h = x.shape[0]
+    mask = np.zeros(x.shape, bool)
+    for band in _bands(x.shape):
+        # Rows start − 2 … stop + 1, mirrored at the frame's edges ("symmetric").
+        rows = np.arange(band.start - 2, band.stop + 2)
+        rows = np.where(rows < 0, -rows - 1, np.where(rows >= h, 2 * h - 1 - rows, rows))
+        padded = np.pad(x[rows], ((0, 0), (2, 2)), mode="symmetric")
+        mask[band] = _isolated_band(padded, noise, threshold)
+    return mask
+
+
+def _bands(shape: tuple[int, ...]) -> list[slice]:
+    """Bands of rows of about :data:`_BAND_PIXELS` pixels covering a frame."""
+    height, width = shape[0], shape[-1] if len(shape) > 1 else 1
+    step = max(1, _BAND_PIXELS // max(1, width))
+    return [slice(start, min(height, start + step)) for start in range(0, height, step)]
+
+
+def _isolated_band(padded: np.ndarray, noise: NoiseEstimate, threshold: float) -> np.ndarray:
+    """:func:`_isolated` of the rows of ``padded`` without its 2-px border."""
+    h, w = padded.shape[0] - 4, padded.shape[1] - 4
+    x = padded[2:-2, 2:-2]
     rings = [padded[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in _NEIGHBOURS]
     high, low = rings[0].copy(), rings[0].copy()
     for shifted in rings[1:]:
@@ -399,24 +421,36 @@ def repair_outliers(frame: np.ndarray, mask: np.ndarray, fill: float | None = No
     unmasked pixels (give it when ``frame`` is only a region of the frame).
     """
     x = np.asarray(frame, np.float64).copy()
+    mask = np.asarray(mask, bool)
     if not mask.any():
         return x
-    filled = np.where(mask, np.nan, x)
-    todo = np.asarray(mask, bool).copy()
+    return _repair_in_place(x, mask, _fill_value(x, mask) if fill is None else float(fill))
+
+
+def _repair_in_place(x: np.ndarray, mask: np.ndarray, fill: float) -> np.ndarray:
+    """:func:`repair_outliers` writing into ``x`` (float64); returns ``x``."""
+    todo = mask.copy()
     for _ in range(REPAIR_ROUNDS):
         ys, xs = np.nonzero(todo)
-        padded = np.pad(filled, 1, constant_values=np.nan)
-        near = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1)
+        near = np.stack([_valid_at(x, todo, ys + dy, xs + dx) for dy, dx in _NEIGHBOURS], axis=1)
         median, ok = _row_medians(near)
         if not ok.any():
             break
         ys, xs = ys[ok], xs[ok]
-        x[ys, xs] = filled[ys, xs] = median[ok]
+        x[ys, xs] = median[ok]
         todo[ys, xs] = False
         if not todo.any():
             return x
-    x[todo] = _fill_value(np.where(mask, np.nan, x)) if fill is None else float(fill)
+    x[todo] = fill
     return x
+
+
+def _valid_at(x: np.ndarray, todo: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``x`` at ``(ys, xs)``, NaN outside the frame and where a pixel awaits repair."""
+    h, w = x.shape
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    cy, cx = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+    return np.where(inside & ~todo[cy, cx], x[cy, cx], np.nan)
 
 
 def _row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -429,9 +463,9 @@ def _row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (lower + upper), count > 0
 
 
-def _fill_value(filled: np.ndarray) -> float:
-    """Median of the unmasked (finite) pixels, or 0 when there are none."""
-    valid = filled[np.isfinite(filled)]
+def _fill_value(x: np.ndarray, mask: np.ndarray) -> float:
+    """Median of the unmasked pixels, or 0 when there are none."""
+    valid = x[~mask]
     return float(np.median(valid)) if valid.size else 0.0
 
 
@@ -477,10 +511,12 @@ def _median3(x: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(0)
     ys = rng.integers(0, h, MEDIAN_SAMPLES)
     xs = rng.integers(0, w, MEDIAN_SAMPLES)
-    # Edges repeated; the samples read in memory order (the same pixels, faster).
-    flat = np.pad(data, 1, mode="edge").ravel()
-    base = np.sort((ys + 1) * (w + 2) + xs + 1)
-    return _middle([flat[base + dy * (w + 2) + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    # Edges repeated (indices clipped: no padded copy of the frame); the samples read in
+    # memory order (the same pixels, faster).
+    ys, xs = np.divmod(np.sort(ys * w + xs), w)
+    rows = [np.clip(ys + d, 0, h - 1) for d in (-1, 0, 1)]
+    cols = [np.clip(xs + d, 0, w - 1) for d in (-1, 0, 1)]
+    return _middle([data[r, c] for r in rows for c in cols])
 
 
 def _middle(nine: list[np.ndarray]) -> np.ndarray:
@@ -490,13 +526,8 @@ def _middle(nine: list[np.ndarray]) -> np.ndarray:
 
 def _fixed_convention(x: np.ndarray) -> tuple[float, float] | None:
     """The convention (0–1 or the paper's 0–255) a frame is clipped to at both ends."""
-    ends = (float(np.min(x)), float(np.max(x)))
-    if ends not in (UNIT_RANGE, PAPER_RANGE):
-        return None
-    least = CONVENTION_CLIPPED * x.size
-    if np.count_nonzero(x == ends[0]) < least or np.count_nonzero(x == ends[1]) < least:
-        return None
-    return ends
+    ends = clipped_ends(x)
+    return ends if ends in (UNIT_RANGE, PAPER_RANGE) else None
 
 
 def _constant_state(x: np.ndarray, mode: str) -> NormState:
@@ -529,32 +560,50 @@ def noise_map(
 
 
 def _local_variance(normalised: np.ndarray, noise: NoiseEstimate) -> np.ndarray:
+    """:meth:`NoiseEstimate.variance` of the smoothed frame, computed in place."""
+    # scipy filters in float64 whatever the input's dtype: no float64 copy needed.
     local = ndimage.gaussian_filter(
-        np.asarray(normalised, np.float64), NOISE_MAP_SMOOTHING, mode="reflect"
+        np.asarray(normalised), NOISE_MAP_SMOOTHING, output=np.float64, mode="reflect"
     )
-    return np.asarray(noise.variance(local), np.float64)
+    local *= noise.gain
+    local += noise.offset
+    return np.maximum(local, 0.0, out=local)
 
 
 def _floor(variance: np.ndarray) -> float:
     return (NOISE_MAP_FLOOR**2) * float(np.mean(variance))
 
 
-def _noise_channel(variance: np.ndarray, floor_variance: float, strength: float) -> np.ndarray:
-    return (float(strength) * np.sqrt(np.maximum(variance, floor_variance))).astype(np.float32)
+def _noise_channel(
+    variance: np.ndarray, floor_variance: float, strength: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The noise map's standard deviations (float32, into ``out`` if given), computed
+    in bands of rows: no float64 copy of the frame."""
+    out = np.empty(variance.shape, np.float32) if out is None else out
+    for rows in _bands(variance.shape):
+        part = np.maximum(variance[rows], floor_variance)
+        out[rows] = float(strength) * np.sqrt(part, out=part)
+    return out
 
 
-def _to_units(x: np.ndarray, state: NormState, clip: bool) -> np.ndarray:
-    units = ((x - state.low) / state.scale).astype(np.float32)
+def _input_channels(x: np.ndarray, state: NormState, clip: bool, conditioned: bool) -> np.ndarray:
+    """The network's input: ``x`` in model units (float32, mapped in bands of rows) as
+    the first channel, and room for the noise map when ``conditioned``."""
+    channels = np.zeros((2 if conditioned else 1, *x.shape), np.float32)
+    units = channels[0]
+    for rows in _bands(x.shape):
+        units[rows] = (x[rows] - state.low) / state.scale
     if clip:
         np.clip(units, *RANGE_CLIP, out=units)
-    return units
+    return channels
 
 
 def _measure(
     frame: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
 ) -> tuple[FrameStats, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Frame statistics and the whole frame's intermediate results:
-    ``(stats, repaired, outlier mask, model units, noise-map variance)``."""
+    ``(stats, repaired, outlier mask, input channels without the noise map, noise-map
+    variance)``."""
     raw = np.asarray(frame)
     x = raw.astype(np.float64)
     # Every model gets hot and dead pixels repaired (a model never saw such values);
@@ -571,8 +620,8 @@ def _measure(
     estimate = detection
     fill = 0.0
     if outliers.any():
-        fill = _fill_value(np.where(outliers, np.nan, x))
-        x = repair_outliers(x, outliers, fill)
+        fill = _fill_value(x, outliers)
+        x = _repair_in_place(x, outliers, fill)  # x is this function's own copy
         if noise is None and conditioned:
             estimate = estimate_noise(x, mask=outliers)
     if outliers.any():
@@ -580,11 +629,11 @@ def _measure(
     else:
         state = _state(raw, normalization, None if normalization == "percentile" else medians)
     clip = normalization == "range" and not conditioned and _fixed_convention(raw) is None
-    units = _to_units(x, state, clip)
+    channels = _input_channels(x, state, clip, conditioned)
     variance = None
     floor = 0.0
     if conditioned and not state.constant:
-        variance = _local_variance(units, estimate.scaled(state.scale, state.low))
+        variance = _local_variance(channels[0], estimate.scaled(state.scale, state.low))
         floor = _floor(variance)
     stats = FrameStats(
         normalization=normalization,
@@ -598,7 +647,7 @@ def _measure(
         fill=fill,
         outliers=int(outliers.sum()),
     )
-    return stats, x, outliers, units, variance
+    return stats, x, outliers, channels, variance
 
 
 def measure_noise(frame: np.ndarray) -> NoiseEstimate:
@@ -610,16 +659,13 @@ def measure_noise(frame: np.ndarray) -> NoiseEstimate:
     return stats.noise
 
 
-def _channels(
-    stats: FrameStats, units: np.ndarray, variance: np.ndarray | None, strength: float
+def _with_noise_map(
+    stats: FrameStats, channels: np.ndarray, variance: np.ndarray | None, strength: float
 ) -> np.ndarray:
-    channels = [units]
-    if stats.conditioned:
-        if variance is None:  # a constant frame
-            channels.append(np.zeros_like(units))
-        else:
-            channels.append(_noise_channel(variance, stats.floor_variance, strength))
-    return np.stack(channels)
+    """``channels`` (:func:`_input_channels`) with the noise map written in."""
+    if stats.conditioned and variance is not None:  # (a constant frame's map is zero)
+        _noise_channel(variance, stats.floor_variance, strength, out=channels[1])
+    return channels
 
 
 def frame_statistics(
@@ -658,14 +704,15 @@ def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1
     x = np.asarray(region).astype(np.float64)
     outliers = find_outliers(x, stats.detection, limits=stats.limits)
     if outliers.any():
-        x = repair_outliers(x, outliers, stats.fill)
+        x = _repair_in_place(x, outliers, stats.fill)  # x is this function's own copy
     state = stats.state
-    units = _to_units(x, state, stats.clip)
+    channels = _input_channels(x, state, stats.clip, stats.conditioned)
     variance = None
     if stats.conditioned and not state.constant:
         assert stats.noise is not None
-        variance = _local_variance(units, stats.noise.scaled(state.scale, state.low))
-    return Prepared(_channels(stats, units, variance, strength), state, stats.noise, outliers, x)
+        variance = _local_variance(channels[0], stats.noise.scaled(state.scale, state.low))
+    channels = _with_noise_map(stats, channels, variance, strength)
+    return Prepared(channels, state, stats.noise, outliers, x)
 
 
 def prepare(
@@ -692,10 +739,9 @@ def prepare(
         The frame's noise in image units, if known; estimated from the frame otherwise.
     """
     check_strength(strength)
-    stats, x, outliers, units, variance = _measure(frame, normalization, conditioned, noise)
-    return Prepared(
-        _channels(stats, units, variance, strength), stats.state, stats.noise, outliers, x
-    )
+    stats, x, outliers, channels, variance = _measure(frame, normalization, conditioned, noise)
+    channels = _with_noise_map(stats, channels, variance, strength)
+    return Prepared(channels, stats.state, stats.noise, outliers, x)
 
 
 def finish(output: np.ndarray, prepared: Prepared, dtype: np.dtype | None = None) -> np.ndarray:
@@ -708,7 +754,10 @@ def finish(output: np.ndarray, prepared: Prepared, dtype: np.dtype | None = None
     if state.constant:
         out = prepared.repaired.astype(np.float32)
     else:
-        out = (np.asarray(output, np.float64) * state.scale + state.low).astype(np.float32)
+        output = np.asarray(output)
+        out = np.empty(output.shape, np.float32)
+        for rows in _bands(output.shape):
+            out[rows] = np.asarray(output[rows], np.float64) * state.scale + state.low
     if dtype is not None and np.issubdtype(dtype, np.unsignedinteger):
         np.maximum(out, 0.0, out=out)
     return out

@@ -145,11 +145,26 @@ class PinnedNetwork(nn.Module):
             x = self.pool(x)
         x = self.latent(x)
         for level in reversed(range(self.config.depth)):
-            x = self.up[level](x)
+            # Each skip is let go once used, and each decoder block lets go of its
+            # input after its first layer: at full resolution the concatenated input
+            # alone is 2 × width × 4 bytes per pixel (inference holds about a third
+            # less this way; training keeps what autograd needs anyway).
+            parts = [self.up[level](x)]
             if self.config.skip_connections:
-                x = torch.cat([skips[level], x], dim=1)
-            x = self.decoder[level](x)
+                parts.insert(0, skips.pop())
+            held = [torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]]
+            del parts
+            x = _through(self.decoder[level], held)
         return self.head(x)
+
+
+def _through(block: nn.Sequential, held: list[torch.Tensor]) -> torch.Tensor:
+    """``block`` applied to the one tensor in ``held``, which no caller's name keeps
+    alive: it is freed as soon as the first layer has read it."""
+    x = held.pop()
+    for layer in block:
+        x = layer(x)
+    return x
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -65,6 +65,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "4d6fc8f3d0cfb98610c10acc19c6d33d3bb27fec3f2ed33821ffc347a28a44aa",
         "d80d261f44d6c76781b8cb54b8647e70f9619fb98c07d1466c380b6d174d4f27",
         "dc2f7e537c88918eb24e9637dbbe8a4641afe967efeeb74c0ce9b882eaf1c01c",
+        "51a7e8e628a3e286ce877675de515c4db86417279813f9201722d1cafe0371fb",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

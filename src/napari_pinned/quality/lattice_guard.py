@@ -33,7 +33,12 @@ breaks it: it replaces 50–90 % of the pixels by values drawn uniformly from th
 (Table 1), which weakens every reflection of the input by that fraction, and a model
 trained on it rightly restores them.  The guard would take that back (the shipped
 ``cdn`` model on the demo's BaTiO3 at CDN level 1: 24.72 dB without it, 22.10 dB with
-it), so it is not applied to models trained on CDN (:func:`guard_applies`).
+it).  So a model trained on CDN is not guarded on frames that look like CDN: clipped at
+both ends of their range (:func:`napari_pinned._util.intensity.clipped_ends`; CDN
+clips, ≥ 2.5 % of the pixels at each end from level 0.5 on), which a real recording
+is not.  On real scans it is guarded like any model: without the guard the ``cdn``
+model erased lattice reflections on all six of tk-r-em's real HAADF micrographs
+(``benchmarks/real_micrographs.py``).  See :func:`guard_applies`.
 
 Measured: on the real micrographs of ``benchmarks/real_micrographs.py`` it turns
 lost reflections into kept ones without inventing any, and on the held-out
@@ -48,6 +53,7 @@ import math
 import numpy as np
 from scipy import fft, ndimage
 
+from napari_pinned._util.intensity import clipped_ends
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
     STRONG_REFLECTION_SNR,
@@ -80,11 +86,17 @@ def _floor(power: np.ndarray) -> np.ndarray:
     return np.maximum(tile_floor(power, block=_FLOOR_BLOCK), np.finfo(np.float64).tiny)
 
 
-def guard_applies(training_noise: object) -> bool:
+def guard_applies(training_noise: object, frame: np.ndarray | None = None) -> bool:
     """Whether the guard suits a model trained on ``training_noise`` (its metadata's
-    ``"noise"``; None or unknown: yes).  Not for models trained on CDN, whose inputs'
-    reflections are weakened by the noise itself (see the module docstring)."""
-    return not (isinstance(training_noise, str) and training_noise in NOT_ADDITIVE_NOISES)
+    ``"noise"``; None or unknown: additive) denoising ``frame``.
+
+    Always for models trained on additive noise.  For models trained on CDN, whose
+    inputs' reflections are weakened by the noise itself, only on frames not clipped at
+    both ends (not CDN-like, see the module docstring); without a frame, not.
+    """
+    if not (isinstance(training_noise, str) and training_noise in NOT_ADDITIVE_NOISES):
+        return True
+    return frame is not None and clipped_ends(frame) is None
 
 
 def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_SNR) -> np.ndarray:
@@ -102,8 +114,8 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
     numpy.ndarray
         float32 array of the output's shape.
     """
-    x = np.asarray(source, np.float64)
-    y = np.asarray(output, np.float64)
+    x = np.asarray(source)
+    y = np.asarray(output)
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError(f"source {x.shape} and output {y.shape} must be 2D of one shape")
     if min(x.shape) < 4 * _FLOOR_BLOCK:
@@ -112,11 +124,58 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
     # the time), whose squared amplitudes overflow beyond ~1e19 and underflow below
     # ~1e-19: the guard works on the frame's deviation from its mean divided by a power
     # of two near its largest magnitude, which is exact, so that every gain gives the
-    # same result (every step is a ratio).
-    mean = float(x.mean())
-    scale = _power_of_two(float(np.max(np.abs(x - mean))))
-    kept = _keep((x - mean) / scale, (y - mean) / scale, snr)
-    return (kept * scale + mean).astype(np.float32)
+    # same result (every step is a ratio).  The frame is mapped in bands of rows, and
+    # only the float32 corrections are kept whole: the guard holds a few float32 copies
+    # of the frame, not float64 ones.
+    mean = float(np.mean(x, dtype=np.float64))
+    scale = _power_of_two(max(float(np.max(np.abs(x[rows] - mean))) for rows in _bands(x)))
+    frame = _Centred(x, y, mean, scale)
+    corrections = _keep(frame, snr)
+    return frame.result(corrections)
+
+
+class _Centred:
+    """``source`` and ``output`` about ``mean`` in units of ``scale`` (float64, a band
+    of rows at a time), and the output with float32 corrections added."""
+
+    def __init__(self, source: np.ndarray, output: np.ndarray, mean: float, scale: float):
+        self.source, self.output, self.mean, self.scale = source, output, mean, scale
+        self.shape = source.shape
+
+    def _map(self, a: np.ndarray) -> np.ndarray:
+        return (np.asarray(a, np.float64) - self.mean) / self.scale
+
+    def float32(self, what: str, corrections: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        """``"source"``, ``"residual"`` (source − output) or ``"output"`` plus
+        ``corrections``, in float32."""
+        out = np.empty(self.shape, np.float32)
+        for rows in _bands(out):
+            if what == "source":
+                out[rows] = self._map(self.source[rows])
+            elif what == "residual":
+                out[rows] = self._map(self.source[rows]) - self._map(self.output[rows])
+            else:
+                out[rows] = self._output(rows, corrections)
+        return out
+
+    def _output(self, rows: slice, corrections: tuple[np.ndarray, ...]) -> np.ndarray:
+        y = self._map(self.output[rows])
+        for correction in corrections:
+            y = y + correction[rows]
+        return y
+
+    def result(self, corrections: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The corrected output back in the input's units (float32)."""
+        out = np.empty(self.shape, np.float32)
+        for rows in _bands(out):
+            out[rows] = self._output(rows, corrections) * self.scale + self.mean
+        return out
+
+
+def _bands(a: np.ndarray) -> list[slice]:
+    """Bands of rows of about 2¹⁸ pixels covering ``a``."""
+    step = max(1, (1 << 18) // max(1, a.shape[1]))
+    return [slice(start, min(a.shape[0], start + step)) for start in range(0, a.shape[0], step)]
 
 
 def _power_of_two(magnitude: float) -> float:
@@ -124,38 +183,54 @@ def _power_of_two(magnitude: float) -> float:
     return math.ldexp(1.0, math.frexp(magnitude)[1]) if magnitude > 0 else 1.0
 
 
-def _keep(x: np.ndarray, y: np.ndarray, snr: float) -> np.ndarray:
-    """:func:`keep_lattice` of a zero-mean frame ``x`` of magnitude about 1 (float64)."""
-    spectrum = fft.rfft2(x.astype(np.float32))
+def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
+    """The float32 corrections :func:`keep_lattice` adds to the centred output."""
+    spectrum = fft.rfft2(frame.float32("source"))
     power = spectrum.real**2 + spectrum.imag**2
+    del spectrum
     floor = _floor(power)
     strong = power > snr * floor
-    h = x.shape[0]
+    h = frame.shape[0]
     ky = np.minimum(np.arange(h), h - np.arange(h))[:, None]
     kx = np.arange(power.shape[1])[None, :]
     away_from_dc = (ky > _DC_RADIUS) | (kx > _DC_RADIUS)
     strong &= away_from_dc
+    corrections: tuple[np.ndarray, ...] = ()
     if strong.any():
-        residual = fft.rfft2((x - y).astype(np.float32))
+        residual = fft.rfft2(frame.float32("residual"))
         strong = ndimage.binary_dilation(strong, np.ones((3, 3), bool))
         residual_power = residual.real**2 + residual.imag**2
+        residual_floor = _floor(residual_power)
         tiny = np.finfo(residual_power.dtype).tiny
-        weight = 1.0 - _floor(residual_power) / np.maximum(residual_power, tiny)
-        weight = np.where(strong, np.clip(weight, 0.0, 1.0), 0.0).astype(np.float32)
-        y = y + fft.irfft2(weight * residual, s=x.shape)
-    return _take_back_inventions(y, np.sqrt(power), floor, away_from_dc)
+        for rows in _bands(residual):
+            weight = 1.0 - residual_floor[rows] / np.maximum(residual_power[rows], tiny)
+            weight = np.where(strong[rows], np.clip(weight, 0.0, 1.0), 0.0).astype(np.float32)
+            residual[rows] *= weight
+        del residual_power, residual_floor
+        corrections = (fft.irfft2(residual, s=frame.shape),)
+        del residual
+    return corrections + _take_back_inventions(frame, corrections, power, floor, away_from_dc)
 
 
 def _take_back_inventions(
-    y: np.ndarray, amplitude: np.ndarray, floor: np.ndarray, where: np.ndarray
-) -> np.ndarray:
-    """``y`` (about a zero mean) with every frequency bounded by the input's amplitude
-    plus :data:`INVENTION_MARGIN` of its noise amplitude (see the module docstring)."""
-    out = fft.rfft2(y.astype(np.float32))
-    size = np.abs(out)
-    limit = amplitude + INVENTION_MARGIN * np.sqrt(floor)
-    over = where & (size > limit)
-    if not over.any():
-        return y
-    scale = np.where(over, limit / np.maximum(size, np.finfo(np.float32).tiny) - 1.0, 0.0)
-    return y + fft.irfft2(scale.astype(np.float32) * out, s=y.shape)
+    frame: _Centred,
+    corrections: tuple[np.ndarray, ...],
+    power: np.ndarray,
+    floor: np.ndarray,
+    where: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The correction that bounds every frequency of the corrected output by the
+    input's amplitude plus :data:`INVENTION_MARGIN` of its noise amplitude (see the
+    module docstring); none when nothing exceeds it."""
+    out = fft.rfft2(frame.float32("output", corrections))
+    changed = False
+    for rows in _bands(out):
+        size = np.abs(out[rows])
+        limit = np.sqrt(power[rows]) + INVENTION_MARGIN * np.sqrt(floor[rows])
+        over = where[rows] & (size > limit)
+        changed |= bool(over.any())
+        scale = np.where(over, limit / np.maximum(size, np.finfo(np.float32).tiny) - 1.0, 0.0)
+        out[rows] *= scale.astype(np.float32)
+    if not changed:
+        return ()
+    return (fft.irfft2(out, s=frame.shape),)

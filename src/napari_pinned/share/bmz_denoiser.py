@@ -4,7 +4,7 @@
 """A self-contained PINNED denoiser: raw image in, denoised image out, torch only.
 
 This file is copied verbatim into BioImage Model Zoo packages written by
-:func:`napari_pinned.bmz.export_bioimageio` as the architecture of their
+:func:`napari_pinned.share.bmz_export.export_bioimageio` as the architecture of their
 ``pytorch_state_dict`` weights (and scripted into their ``torchscript`` weights), so
 that any BMZ consumer (bioimageio.core, deepImageJ, ...) gets napari-pinned's result
 without napari-pinned.  It therefore imports nothing but ``torch`` and ``math``, and
@@ -14,29 +14,35 @@ stays TorchScript-compatible (``typing`` annotations, no ``from __future__``).
 around the network, frame by frame:
 
 1. the Poisson–Gaussian noise estimate of
-   :func:`napari_pinned.noise_level.estimate_noise`, the hot/dead pixel repair of
-   :func:`napari_pinned.conditioning.find_outliers` / ``repair_outliers``, and for
-   noise-conditioned models the per-pixel noise map of
-   :func:`napari_pinned.conditioning.noise_map`;
-2. the frame's normalisation (:func:`napari_pinned.conditioning.normalization_range`);
-3. mirrored context around the frame (:data:`napari_pinned.inference.CONTEXT`), the
-   network (the same layers and parameter names as :class:`napari_pinned.model.PINNED`,
-   under ``network.``), and the map back to the frame's intensities
-   (:func:`napari_pinned.conditioning.finish`);
-4. the lattice guard (:func:`napari_pinned.lattice_guard.keep_lattice`): what the
-   network took from the input's strong Bragg reflections is given back.
+   :func:`napari_pinned.noise.estimate.estimate_noise` (saturated pixels left out), the
+   hot/dead/saturated pixel repair of :func:`napari_pinned.nn.conditioning.find_outliers`
+   (single pixels, and pixels far above the frame's range or at its ceiling in groups
+   and on the edge) and ``repair_outliers`` (blocks filled from the edge inwards), and
+   for noise-conditioned models the per-pixel noise map of
+   :func:`napari_pinned.nn.conditioning.noise_map`;
+2. the frame's normalisation (:func:`napari_pinned.nn.conditioning.normalization_range`;
+   the paper's fixed range only for frames clipped at both of its ends);
+3. mirrored context around the frame (:data:`napari_pinned.denoising.tiling.CONTEXT`),
+   the network (the same layers and parameter names as
+   :class:`napari_pinned.nn.network.PinnedNetwork`, under ``network.``), and the map back
+   to the frame's intensities (:func:`napari_pinned.nn.conditioning.finish`);
+4. the lattice guard (:func:`napari_pinned.quality.lattice_guard.keep_lattice`, in
+   float64 here, so any gain up to 1e30 is safe): what the network took from the input's
+   strong Bragg reflections is given back.  Models trained on CDN are not guarded on
+   frames clipped at both ends (CDN-like; ``lattice_guard.guard_applies``), as in
+   ``denoise``.
 
 These are frame-level statistics that the BMZ pre/post-processing steps cannot express
-(see docs/model.md).  ``tests/core/test_bmz.py`` checks this file against the numpy
+(see docs/model.md).  ``tests/share/test_bmz.py`` checks this file against the numpy
 pipeline to 1e-3 of the image range (napari-pinned's tiling is exact, so a frame run
 whole here equals napari-pinned's tiled result).  Known differences, all documented:
-large frames (beyond 512² px napari-pinned takes its percentiles from a seeded random
-subset of pixels, beyond 1024² px its noise fit from regions of the frame; this module
-uses every pixel), and the dtype of the input (this module sees float32, so uint8 frames are
-treated by their values and unsigned outputs are not clipped at zero).
+large frames (beyond 512² px napari-pinned takes its percentiles and defect limits from
+a seeded random subset of pixels, beyond 1024² px its noise fit from regions of the
+frame; this module uses every pixel), and the dtype of the input (this module sees
+float32, so unsigned outputs are not clipped at zero).
 
 Changing this file changes its SHA-256, by which napari-pinned recognises its own
-packages: add the new hash to ``napari_pinned.bmz.KNOWN_ARCHITECTURE_SHA256``.
+packages: add the new hash to ``napari_pinned.nn.packages.KNOWN_ARCHITECTURE_SHA256``.
 """
 
 import math
@@ -46,8 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The constants of napari_pinned.conditioning, noise_level, model and inference
-# (tests/core/test_bmz.py checks that they agree).
+# The constants of napari_pinned.nn.conditioning, noise.estimate, nn.network,
+# denoising.tiling and quality.lattice_guard (tests/share/test_bmz.py checks that they
+# agree).
 LOG_FLOOR = 1e-3
 CONTEXT = 32
 MAX_WIDTH_FACTOR = 8
@@ -59,6 +66,14 @@ PERCENTILES = (0.5, 99.5)
 RANGE_CLIP = (-0.1, 1.1)
 OUTLIER_SIGMAS = 10.0
 OUTLIER_LIFT = 8.0
+GROSS_SPAN = 1.0
+GROSS_SPARSE = 0.01
+SATURATED = 0.01
+SATURATED_MOST = 0.1
+SATURATED_NEIGHBOURS = 3
+GROUP_REACH = 3
+REPAIR_ROUNDS = 3
+CONVENTION_CLIPPED = 5e-4
 NOISE_MAP_SMOOTHING = 1.5
 NOISE_MAP_FLOOR = 0.1
 NOISE_BINS = 16
@@ -98,7 +113,7 @@ def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequent
 
 class PinnedNetwork(nn.Module):
     """The PINNED encoder–decoder on inputs whose height and width are multiples of
-    ``2**depth`` (:class:`napari_pinned.model.PINNED` without its own padding)."""
+    ``2**depth`` (:class:`napari_pinned.nn.network.PinnedNetwork` without its own padding)."""
 
     # No defaults: PinnedDenoiser passes every value, and its defaults are the ones.
     def __init__(
@@ -285,7 +300,7 @@ def _fit_line(
 
 
 def estimate_noise(x: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float, float]:
-    """``(gain, offset, median)`` of :func:`napari_pinned.noise_level.estimate_noise`."""
+    """``(gain, offset, median)`` of :func:`napari_pinned.noise.estimate.estimate_noise`."""
     k1 = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
     kernel = torch.outer(k1, k1) / 6.0
     r = _correlate(x, kernel)[1:-1, 1:-1]
@@ -343,7 +358,7 @@ def _spectral_check(
     edge: int = SPECTRAL_EDGE,
     margin: float = SPECTRAL_MARGIN,
 ) -> Tuple[float, float]:
-    """napari_pinned.noise_level._spectral_check: the fit scaled down to the median
+    """napari_pinned.noise.estimate._spectral_check: the fit scaled down to the median
     power of the frequencies high along both axes when it lies clearly above it."""
     if gain <= 0 and offset <= 0:
         return gain, offset
@@ -377,21 +392,63 @@ def _spectral_check(
     return gain * factor, offset * factor
 
 
-def find_outliers(
+def _noise_floor(gain: float, offset: float, median: float) -> float:
+    """napari_pinned.nn.conditioning._noise_floor: one electron's worth (the gain) or a
+    tenth of the noise at the median, whichever is larger."""
+    sigma_median = math.sqrt(max(gain * median + offset, 0.0))
+    return max(gain**2, (0.1 * sigma_median) ** 2)
+
+
+def saturation(x: torch.Tensor, least: float = SATURATED, most: float = SATURATED_MOST) -> float:
+    """napari_pinned.nn.conditioning._saturation: the frame's largest value when
+    ``least`` to ``most`` of its pixels hold it exactly (a detector's ceiling), else inf."""
+    top = float(x.max())
+    count = int((x == top).sum())
+    n = x.numel()
+    if least * n <= count and count <= most * n:
+        return top
+    return float("inf")
+
+
+def defect_limits(
     x: torch.Tensor,
     gain: float,
     offset: float,
     median: float,
+    ordered_medians: torch.Tensor,
+    sigmas: float = OUTLIER_SIGMAS,
+    span: float = GROSS_SPAN,
+    sparse: float = GROSS_SPARSE,
+    percentiles: Tuple[float, float] = RANGE_PERCENTILES,
+) -> Tuple[float, float]:
+    """``(gross, saturated)`` of :func:`napari_pinned.nn.conditioning.defect_limits`,
+    given the frame's sorted 3×3 medians."""
+    low = _quantile(ordered_medians, percentiles[0] / 100.0)
+    high = _quantile(ordered_medians, percentiles[1] / 100.0)
+    variance = max(gain * high + offset, 0.0)
+    above = sigmas * math.sqrt(max(variance, _noise_floor(gain, offset, median)))
+    gross = high + span * (high - low) + above
+    ceiling = saturation(x)
+    # Rare, not counting the saturated pixels.
+    if int(((x > gross) & (x < ceiling)).sum()) > sparse * x.numel():
+        gross = float("inf")
+    return gross, ceiling
+
+
+def _isolated(
+    x: torch.Tensor,
+    gain: float,
+    offset: float,
+    floor: float,
     sigmas: float = OUTLIER_SIGMAS,
     lift_factor: float = OUTLIER_LIFT,
 ) -> torch.Tensor:
-    """Boolean mask of :func:`napari_pinned.conditioning.find_outliers`."""
+    """napari_pinned.nn.conditioning._isolated: single pixels against their eight
+    neighbours."""
     ring = _shifts(x, _symmetric_pad(x, 1), True)
     high = ring.amax(0)
     low = ring.amin(0)
     spread = high - low
-    sigma_median = math.sqrt(max(gain * median + offset, 0.0))
-    floor = max(gain**2, (0.1 * sigma_median) ** 2)
     variance = (gain * (0.5 * (high + low)) + offset).clamp_min(0.0)
     sigma = variance.clamp_min(floor).sqrt()
     margin = sigmas * sigma + spread
@@ -403,19 +460,127 @@ def find_outliers(
     return hot | dead
 
 
-def repair_outliers(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked pixels replaced by the median of their unmasked 3×3 neighbours."""
-    filled = torch.where(mask, torch.full_like(x, float("nan")), x)
-    padded = F.pad(filled[None, None], (1, 1, 1, 1), value=float("nan"))[0, 0]
-    window = torch.sort(_shifts(x, padded, False), dim=0).values  # NaN sorts last
-    count = (~torch.isnan(window)).sum(0)
-    low = ((count - 1).clamp_min(0) // 2)[None]
-    high = (count // 2)[None]
-    median = 0.5 * (window.gather(0, low)[0] + window.gather(0, high)[0])
-    finite = filled[~torch.isnan(filled)]
-    fallback = _median(finite) if finite.numel() > 0 else 0.0
-    median = torch.where(count > 0, median, torch.full_like(x, fallback))
-    return torch.where(mask, median, x)
+def _scattered(saturated: torch.Tensor, most: int = SATURATED_NEIGHBOURS) -> torch.Tensor:
+    """Saturated pixels with at most ``most`` saturated neighbours (of eight)."""
+    ring = torch.ones(3, 3, dtype=torch.float64, device=saturated.device)
+    ring[1, 1] = 0.0
+    padded = F.pad(saturated.to(torch.float64)[None, None], (1, 1, 1, 1))[0, 0]
+    return saturated & (_correlate(padded, ring) <= most)
+
+
+def _ring_means(padded: torch.Tensor, py: torch.Tensor, px: torch.Tensor, d: int) -> torch.Tensor:
+    """Mean of the finite pixels on the square ring at distance ``d`` (NaN: none), summed
+    in napari_pinned.nn.conditioning._ring_means' order."""
+    total = torch.zeros(py.shape, dtype=torch.float64, device=padded.device)
+    count = torch.zeros(py.shape, dtype=torch.float64, device=padded.device)
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            if max(abs(dy), abs(dx)) != d:
+                continue
+            values = padded[py + dy, px + dx]
+            finite = torch.isfinite(values)
+            total = total + torch.where(finite, values, torch.zeros_like(values))
+            count = count + finite.to(torch.float64)
+    return torch.where(count > 0, total / count.clamp_min(1.0), torch.full_like(total, math.nan))
+
+
+def _group_defects(
+    x: torch.Tensor,
+    suspect: torch.Tensor,
+    gain: float,
+    offset: float,
+    floor: float,
+    sigmas: float = OUTLIER_SIGMAS,
+    lift_factor: float = OUTLIER_LIFT,
+    reach: int = GROUP_REACH,
+) -> torch.Tensor:
+    """napari_pinned.nn.conditioning._group_defects: each suspect pixel against the
+    nearest ring of ordinary pixels around it (within ``reach``), a defect unless that
+    ring rises towards it as a real bright feature's tails do."""
+    pad = reach + 1
+    masked = torch.where(suspect, torch.full_like(x, math.nan), x)
+    padded = F.pad(masked[None, None], (pad, pad, pad, pad), value=math.nan)[0, 0]
+    where = torch.nonzero(suspect)
+    ys = where[:, 0]
+    xs = where[:, 1]
+    value = x[ys, xs]
+    flagged = torch.zeros(ys.shape, dtype=torch.bool, device=x.device)
+    todo = torch.ones(ys.shape, dtype=torch.bool, device=x.device)
+    outer = _ring_means(padded, ys + pad, xs + pad, 1)
+    for d in range(1, reach + 1):
+        inner = outer
+        outer = _ring_means(padded, ys + pad, xs + pad, d + 1)
+        found = todo & torch.isfinite(inner)
+        rise = inner - torch.where(torch.isfinite(outer), outer, inner)
+        excess = value - inner
+        variance = (gain * torch.nan_to_num(inner) + offset).clamp_min(0.0)
+        sigma = variance.clamp_min(floor).sqrt()
+        flagged = flagged | (
+            found
+            & (excess > sigmas * sigma)
+            & (excess / float(d) > lift_factor * rise.clamp_min(0.0))
+        )
+        todo = todo & ~found
+    mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    mask[ys[flagged], xs[flagged]] = True
+    return mask
+
+
+def find_outliers(
+    x: torch.Tensor,
+    gain: float,
+    offset: float,
+    median: float,
+    gross: float,
+    ceiling: float,
+) -> torch.Tensor:
+    """Boolean mask of :func:`napari_pinned.nn.conditioning.find_outliers` with the
+    frame's :func:`defect_limits` ``(gross, ceiling)``."""
+    floor = _noise_floor(gain, offset, median)
+    mask = _isolated(x, gain, offset, floor)
+    suspect = x > gross
+    if math.isfinite(ceiling):
+        suspect = suspect | _scattered(x >= ceiling)
+    if bool(suspect.any()):
+        mask = mask | _group_defects(x, suspect, gain, offset, floor)
+    return mask
+
+
+def repair_outliers(
+    x: torch.Tensor, mask: torch.Tensor, fill: float, rounds: int = REPAIR_ROUNDS
+) -> torch.Tensor:
+    """napari_pinned.nn.conditioning.repair_outliers: each round gives the masked pixels
+    that have unmasked or repaired neighbours the median of those (blocks fill from their
+    edge inwards); what is left after ``rounds`` gets ``fill``."""
+    out = x.clone()
+    filled = torch.where(mask, torch.full_like(x, math.nan), x)
+    todo = mask.clone()
+    for _ in range(rounds):
+        where = torch.nonzero(todo)
+        ys = where[:, 0] + 1
+        xs = where[:, 1] + 1
+        padded = F.pad(filled[None, None], (1, 1, 1, 1), value=math.nan)[0, 0]
+        near: List[torch.Tensor] = []
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                if dy != 0 or dx != 0:
+                    near.append(padded[ys + dy, xs + dx])
+        ordered = torch.sort(torch.stack(near, 1), dim=1).values  # NaN sorts last
+        count = torch.isfinite(ordered).sum(1)
+        lower = ordered.gather(1, ((count - 1).clamp_min(0) // 2)[:, None])[:, 0]
+        upper = ordered.gather(1, (count // 2)[:, None])[:, 0]
+        ok = count > 0
+        if not bool(ok.any()):
+            break
+        ys = ys[ok] - 1
+        xs = xs[ok] - 1
+        median = (0.5 * (lower + upper))[ok]
+        out[ys, xs] = median
+        filled[ys, xs] = median
+        todo[ys, xs] = False
+        if not bool(todo.any()):
+            return out
+    return torch.where(todo, torch.full_like(out, fill), out)
 
 
 def _median3(x: torch.Tensor) -> torch.Tensor:
@@ -424,28 +589,48 @@ def _median3(x: torch.Tensor) -> torch.Tensor:
 
 
 def _fixed_convention(
-    x: torch.Tensor, paper_high: float = PAPER_RANGE[1], unit_high: float = UNIT_RANGE[1]
+    x: torch.Tensor,
+    paper_range: Tuple[float, float] = PAPER_RANGE,
+    unit_range: Tuple[float, float] = UNIT_RANGE,
+    clipped: float = CONVENTION_CLIPPED,
 ) -> Tuple[bool, float, float]:
-    """The paper's 0–255 or the unit range when the frame's values fit it (both start at 0)."""
+    """napari_pinned.nn.conditioning._fixed_convention: the paper's 0–255 or the unit
+    range when the frame is clipped at both of its ends (``clipped`` of its pixels
+    exactly at each)."""
     lo = float(x.min())
     hi = float(x.max())
-    if lo >= 0.0 and hi <= unit_high:
-        if hi > lo:
-            return True, 0.0, unit_high
+    unit = lo == unit_range[0] and hi == unit_range[1]
+    if not (unit or (lo == paper_range[0] and hi == paper_range[1])):
         return False, 0.0, 0.0
-    if lo >= 0.0 and hi <= paper_high and hi > lo:
-        return True, 0.0, paper_high
-    return False, 0.0, 0.0
+    if not clipped_ends(x, clipped):
+        return False, 0.0, 0.0
+    return True, lo, hi
+
+
+def clipped_ends(x: torch.Tensor, clipped: float = CONVENTION_CLIPPED) -> bool:
+    """napari_pinned._util.intensity.clipped_ends: whether ``clipped`` of the frame's
+    pixels lie exactly at each of its extremes."""
+    least = clipped * x.numel()
+    low = int((x == x.min()).sum())
+    high = int((x == x.max()).sum())
+    return float(low) >= least and float(high) >= least
+
+
+def sorted_medians(x: torch.Tensor) -> torch.Tensor:
+    """The frame's 3×3 medians, sorted (for :func:`defect_limits` and the mapping)."""
+    return torch.sort(_median3(x).reshape(-1)).values
 
 
 def normalization_range(
     x: torch.Tensor,
     mode: str,
+    ordered_medians: Optional[torch.Tensor] = None,
     raw_percentiles: Tuple[float, float] = PERCENTILES,
     robust_percentiles: Tuple[float, float] = ROBUST_PERCENTILES,
     range_percentiles: Tuple[float, float] = RANGE_PERCENTILES,
 ) -> Tuple[float, float, bool]:
-    """``(low, high, constant)`` of :func:`napari_pinned.conditioning.normalization_range`."""
+    """``(low, high, constant)`` of :func:`napari_pinned.nn.conditioning.normalization_range`
+    (``ordered_medians``: the frame's :func:`sorted_medians`, if known)."""
     if mode == "range":
         fixed, low, high = _fixed_convention(x)
         if fixed:
@@ -454,7 +639,7 @@ def normalization_range(
         ordered = torch.sort(x.reshape(-1)).values
         q = raw_percentiles
     else:
-        ordered = torch.sort(_median3(x).reshape(-1)).values
+        ordered = sorted_medians(x) if ordered_medians is None else ordered_medians
         q = robust_percentiles if mode == "robust" else range_percentiles
     low = _quantile(ordered, q[0] / 100.0)
     high = _quantile(ordered, q[1] / 100.0)
@@ -481,7 +666,7 @@ def _gaussian_smooth(x: torch.Tensor, sigma: float = NOISE_MAP_SMOOTHING) -> tor
 def _spectrum_floor(
     power: torch.Tensor, block: int = GUARD_FLOOR_BLOCK, tiny: float = _TINY
 ) -> torch.Tensor:
-    """napari_pinned.lattice_guard._floor: block medians / ln 2, a 3×3 median filter of
+    """napari_pinned.quality.lattice_guard._floor: block medians / ln 2, a 3×3 median filter of
     them, brought back to the spectrum's shape."""
     h = power.shape[0]
     w = power.shape[1]
@@ -507,7 +692,7 @@ def keep_lattice(
     dc_radius: int = GUARD_DC_RADIUS,
     margin: float = GUARD_INVENTION_MARGIN,
 ) -> torch.Tensor:
-    """:func:`napari_pinned.lattice_guard.keep_lattice` of a (float64) frame ``x`` and
+    """:func:`napari_pinned.quality.lattice_guard.keep_lattice` of a (float64) frame ``x`` and
     its denoised ``y``: the residual's part above its floor at ``x``'s strong
     reflections is given back, then every frequency of the result is bounded by ``x``'s
     amplitude plus ``margin`` times its noise amplitude."""
@@ -553,13 +738,17 @@ class PinnedDenoiser(nn.Module):
     Parameters
     ----------
     width, depth, negative_slope, skip_connections, residual, normalization, conditioning
-        The network's :class:`napari_pinned.model.ModelConfig`.
+        The network's :class:`napari_pinned.settings.ModelConfig`.
     architecture : str
         Descriptive name of the configuration (unused).
     strength : float
         Noise-conditioned models: factor on the estimated noise (1 = as measured).
     keep_lattice : bool
         Apply the lattice guard (``denoise(..., keep_lattice=True)``, the default).
+    guard_clipped : bool
+        Guard frames clipped at both ends of their range too (:func:`clipped_ends`);
+        False for models trained on CDN, whose CDN-like (clipped) inputs are not
+        guarded (``napari_pinned.quality.lattice_guard.guard_applies``).
     """
 
     def __init__(
@@ -574,6 +763,7 @@ class PinnedDenoiser(nn.Module):
         architecture: str = "unet",
         strength: float = 1.0,
         keep_lattice: bool = True,
+        guard_clipped: bool = True,
     ):
         super().__init__()
         if normalization not in ("range", "percentile", "robust"):
@@ -588,6 +778,7 @@ class PinnedDenoiser(nn.Module):
         self.normalization = normalization
         self.strength = float(strength)
         self.keep_lattice = bool(keep_lattice)
+        self.guard_clipped = bool(guard_clipped)
         self.alignment = 2**depth
         self.network = PinnedNetwork(
             width, depth, negative_slope, skip_connections, residual, self.conditioned
@@ -604,16 +795,22 @@ class PinnedDenoiser(nn.Module):
     def denoise_frame(self, frame: torch.Tensor) -> torch.Tensor:
         """One ``(H, W)`` frame, as napari-pinned's ``denoise`` does it (float32)."""
         x = frame.to(torch.float64)
-        # Every model gets hot and dead pixels repaired; only noise-conditioned ones use
-        # the noise estimate beyond that (napari_pinned.conditioning._measure).
-        none = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-        gain, offset, median = estimate_noise(x, none)
-        outliers = find_outliers(x, gain, offset, median)
+        # napari_pinned.nn.conditioning._measure: every model gets hot, dead and saturated
+        # pixels repaired; only noise-conditioned ones use the noise estimate beyond that.
+        # Saturated pixels carry no noise: left out of the fit, as repaired pixels are.
+        gain, offset, median = estimate_noise(x, x >= saturation(x))
+        ordered = sorted_medians(x)
+        gross, ceiling = defect_limits(x, gain, offset, median, ordered)
+        outliers = find_outliers(x, gain, offset, median, gross, ceiling)
         if bool(outliers.any()):
-            x = repair_outliers(x, outliers)
+            kept = x[~outliers]
+            fill = _median(kept) if kept.numel() > 0 else 0.0
+            x = repair_outliers(x, outliers, fill)
             if self.conditioned:
                 gain, offset, median = estimate_noise(x, outliers)
-        low, high, constant = normalization_range(x, self.normalization)
+            low, high, constant = normalization_range(x, self.normalization)
+        else:
+            low, high, constant = normalization_range(x, self.normalization, ordered)
         if constant:
             return x.to(torch.float32)
         scale = high - low
@@ -635,14 +832,14 @@ class PinnedDenoiser(nn.Module):
         h = stack.shape[1]
         w = stack.shape[2]
         align = self.alignment
-        # napari_pinned.inference._frame_padding, in non-negative integer arithmetic.
+        # napari_pinned.denoising.tiling.frame_padding, in non-negative integer arithmetic.
         before = (self.context + align - 1) // align * align
         after_rows = before + (align - (h + 2 * before) % align) % align
         after_cols = before + (align - (w + 2 * before) % align) % align
         padded = _mirror(stack, before, after_rows, after_cols)
         out = self.network(padded[None])[0, 0, before : before + h, before : before + w]
         result = (out.to(torch.float64) * scale + low).to(torch.float32)
-        if self.keep_lattice:
-            # napari_pinned.inference.guard_frame: the input's strong reflections kept.
+        if self.keep_lattice and (self.guard_clipped or not clipped_ends(frame)):
+            # napari_pinned.denoising.engine.guard_frame: the input's strong reflections kept.
             result = keep_lattice(x, result.to(torch.float64)).to(torch.float32)
         return result

@@ -46,13 +46,15 @@ def _processing_steps(config: ModelConfig, strength: float, keep_lattice: bool) 
     """The numbered steps the package's model takes per frame."""
     conditioned = config.conditioned
     steps = [
-        "1. **Hot/dead pixel repair**: pixels far outside their eight neighbours' range "
-        "(beyond 10 noise standard deviations and their neighbours' own lift) are replaced "
-        "by the median of their neighbours.",
+        "1. **Hot, dead and saturated pixel repair**: pixels far outside their eight "
+        "neighbours' range (beyond 10 noise standard deviations and their neighbours' own "
+        "lift), and pixels far above the frame's range or at its ceiling in pairs, "
+        "clusters, columns or on the edge (tested against the nearest ring of ordinary "
+        "pixels), are filled from their neighbours' median, blocks from the edge inwards.",
         "2. **Normalisation** to model units, once per frame: "
         + {
-            "range": "the paper's 0–255 for frames already inside it, 0–1 for frames inside "
-            "[0, 1], otherwise the 0.1st–99.9th percentiles of the frame's 3×3 median"
+            "range": "the paper's 0–255 (or 0–1) for frames clipped at both of its ends, "
+            "otherwise the 0.1st–99.9th percentiles of the frame's 3×3 median"
             + ("" if conditioned else ", with the input clipped to [−0.1, 1.1]"),
             "robust": "the 1st–99th percentiles of the frame's 3×3 median map to 0 and 1",
             "percentile": "the raw 0.5th–99.5th percentiles map to 0 and 1",

@@ -45,9 +45,14 @@ from napari_pinned.nn.packages import (
     PACKAGE_FORMAT,
     PACKAGE_FORMAT_VERSION,
 )
-from napari_pinned.quality.lattice_guard import guard_applies
 from napari_pinned.share.bmz_docs import PAPER, PAPER_URL, default_description, documentation
-from napari_pinned.share.bmz_test_run import TEST_PIXEL_SIZE, TestRun, cover, run_test
+from napari_pinned.share.bmz_test_run import (
+    TEST_PIXEL_SIZE,
+    TestRun,
+    architecture_kwargs,
+    cover,
+    run_test,
+)
 
 if TYPE_CHECKING:
     from napari_pinned.nn.network import ModelBundle
@@ -133,8 +138,6 @@ def export_bioimageio(
     target = check_outputs([path])[0]
     strength = check_strength(strength)
     bundle = load_model(model, device="cpu")
-    # As denoise does: no guard for models trained on CDN (lattice_guard.guard_applies).
-    keep_lattice = bool(keep_lattice) and guard_applies(bundle.metadata.get("noise"))
     label = str(bundle.metadata.get("name") or "napari-pinned model")
     axis = _pixel_axis(bundle, model, pixel_size)
     test = run_test(bundle, strength, bool(keep_lattice))
@@ -434,7 +437,7 @@ def _weights_description(
     import torch
 
     torch_version = torch.__version__.split("+")[0]
-    kwargs = {**bundle.config.to_dict(), "strength": strength, "keep_lattice": keep_lattice}
+    kwargs = architecture_kwargs(bundle, strength, keep_lattice)
     weights: dict[str, Any] = {
         "pytorch_state_dict": {
             "source": str(folder / "weights.pt"),

@@ -16,14 +16,36 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_pinned.quality.lattice_guard import guard_applies
+
 if TYPE_CHECKING:
     from napari_pinned.nn.network import ModelBundle
 
-__all__ = ["TEST_IMAGE_SIZE", "TEST_PIXEL_SIZE", "TestRun", "cover", "package_model", "run_test"]
+__all__ = [
+    "TEST_IMAGE_SIZE",
+    "TEST_PIXEL_SIZE",
+    "TestRun",
+    "architecture_kwargs",
+    "cover",
+    "package_model",
+    "run_test",
+]
 
 #: Edge (px) and pixel size (Å) of the synthetic test image of exported packages.
 TEST_IMAGE_SIZE = 256
 TEST_PIXEL_SIZE = 0.1
+
+
+def architecture_kwargs(bundle: ModelBundle, strength: float, keep_lattice: bool) -> dict:
+    """The ``PinnedDenoiser`` arguments of a package of ``bundle`` (the RDF's
+    architecture kwargs): its configuration, strength and lattice guard, which for a
+    model trained on CDN leaves CDN-like (clipped) frames alone, as ``denoise`` does."""
+    return {
+        **bundle.config.to_dict(),
+        "strength": strength,
+        "keep_lattice": bool(keep_lattice),
+        "guard_clipped": guard_applies(bundle.metadata.get("noise")),
+    }
 
 
 def package_model(bundle: ModelBundle, strength: float, keep_lattice: bool = True) -> Any:
@@ -32,9 +54,7 @@ def package_model(bundle: ModelBundle, strength: float, keep_lattice: bool = Tru
     from napari_pinned.nn.model_files import cpu_state
     from napari_pinned.share.bmz_denoiser import PinnedDenoiser
 
-    wrapper = PinnedDenoiser(
-        **bundle.config.to_dict(), strength=strength, keep_lattice=keep_lattice
-    )
+    wrapper = PinnedDenoiser(**architecture_kwargs(bundle, strength, keep_lattice))
     wrapper.network.load_state_dict(cpu_state(bundle))
     return wrapper.eval()
 
