@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from napari_pinned._util.machine import usable_cpus
 from napari_pinned.cli.exits import EXIT_USAGE
 from napari_pinned.settings import MAX_STRENGTH, FrameOptions
 
@@ -90,15 +90,6 @@ def level(text: str) -> float:
 
 
 strength = _number(float, lambda v: 0 <= v <= MAX_STRENGTH, f"a strength in [0, {MAX_STRENGTH:g}]")
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity: taskset, SLURM, a container's
-    cpuset), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def threads(text: str) -> int:

@@ -47,6 +47,7 @@ import torch
 from napari_pinned._util.devices import resolve_device
 from napari_pinned._util.intensity import PAPER_RANGE
 from napari_pinned._util.jobs import Job, run_job
+from napari_pinned._util.machine import check_threads
 from napari_pinned._util.memory import check_memory, training_bytes
 from napari_pinned._version import __version__
 from napari_pinned.nn.losses import LossTerms, pinned_loss
@@ -131,7 +132,7 @@ class TrainingRun:
         self._rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         if config.num_threads is not None:
-            torch.set_num_threads(max(1, int(config.num_threads)))
+            torch.set_num_threads(check_threads(config.num_threads, "TrainConfig.num_threads"))
         if init_model is not None and config.init_model is not None:
             raise ValueError("give the starting model once: in the config or to train()")
         start_from = init_model if init_model is not None else config.init_model
