@@ -54,7 +54,7 @@ __all__ = [
 
 #: Input pixels per forward pass at most: small windows are batched up to ``batch_size``
 #: and this, big ones go one at a time (activations of the width-8 depth-4 network take
-#: about 280 bytes per input pixel).
+#: about 220 bytes per input pixel on the CPU, ``benchmarks/memory.py``).
 BATCH_PIXELS = 1 << 22
 #: The same on a CPU, where batching windows gains no speed: one pass of about half a
 #: million pixels takes a few tenths of a second on two cores, so a stop request waits
