@@ -140,13 +140,15 @@ def test_line_noise_is_not_taken_for_a_lattice(lattice):
     assert result.n_invented == 0
 
 
-@pytest.mark.parametrize("kind", ["flat", "amorphous"])
-def test_no_lattice_smooth_output_has_nothing_to_check(kind, amorphous):
+@pytest.mark.parametrize(("kind", "blur"), [("flat", 2.0), ("amorphous", 1.0)])
+def test_no_lattice_smooth_output_has_nothing_to_check(kind, blur, amorphous):
+    """(A 2 px blur of the amorphous image removes its atoms, over twice the noise's
+    variance: tests/quality/test_local_faithfulness.py fails it.)"""
     if kind == "flat":
         noisy = np.random.default_rng(5).poisson(np.full((SIZE, SIZE), 10.0)).astype(float)
     else:
         noisy, _ = amorphous
-    result = faithfulness(noisy, ndimage.gaussian_filter(noisy, 2.0), pixel_size=PIXEL)
+    result = faithfulness(noisy, ndimage.gaussian_filter(noisy, blur), pixel_size=PIXEL)
     assert result.faithful
     assert result.n_peaks == 0
     assert result.kept_fraction is None
@@ -164,8 +166,8 @@ def test_heavy_blur_is_not_faithful(lattice):
     # A Gaussian of 3 px keeps exp(−2π²σ²f²) of a reflection: under 75 % beyond
     # f = 0.043 cycles/px (d = 2.3 Å), where most of the lattice's reflections lie.
     assert result.kept_fraction < 0.5
-    assert result.warnings[0].startswith(f"{result.n_peaks - result.n_kept} of ")
-    assert "lost more than 25 % of their amplitude" in result.warnings[0]
+    lost = [w for w in result.warnings if "lost more than 25 % of their amplitude" in w]
+    assert lost[0].startswith(f"{result.n_peaks - result.n_kept} of ")
     assert result.n_in_residual >= result.n_peaks // 2
     assert result.residual_noise_ratio > 1.5
     assert result.summary().startswith("NOT faithful: ")

@@ -17,6 +17,11 @@ from napari_pinned.cli.denoise_checks import check_args, precheck_frames, preche
 from napari_pinned.cli.denoise_cluster import denoise_on_cluster
 from napari_pinned.cli.denoise_local import denoise_locally, load_denoise_model
 from napari_pinned.cli.denoise_other import denoise_other_runtime, other_runtime_model
+from napari_pinned.cli.denoise_uncertainty import (
+    add_uncertainty_option,
+    check_uncertainty_args,
+    check_uncertainty_model,
+)
 from napari_pinned.cli.options import (
     add_device,
     add_overwrite,
@@ -48,6 +53,7 @@ def add_parser(sub: Any) -> None:
         "  napari-pinned denoise a.tif b.dm4 --output-dir out/ --model mine.pt\n"
         "  napari-pinned denoise noisy.tif -o denoised.tif --reference clean.tif\n"
         "  napari-pinned denoise scan.dm4 -o out.tif --strength 0.7 --check\n"
+        "  napari-pinned denoise scan.tif -o out.tif --orientations 8 --uncertainty\n"
         "  napari-pinned denoise series.zarr -o series_denoised.zarr --resume\n"
         "  napari-pinned denoise series.tif -o series.zarr --workers 2\n"
         "  napari-pinned denoise big.zarr -o out.zarr --scheduler tcp://head-node:8786",
@@ -95,6 +101,7 @@ def _add_output_options(p: argparse.ArgumentParser, defaults: FrameOptions) -> N
         help="average the network over this many turned and mirrored copies of each image "
         "(a better estimate at that many times the network's time)",
     )
+    add_uncertainty_option(p)
     p.add_argument(
         "--check",
         action="store_true",
@@ -178,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     """Check everything, then denoise in this process, on a cluster, or with another
     runtime; the exit status is 2 if any file of a batch failed."""
     targets = check_args(args)
+    references = [args.reference] if args.reference is not None else []
+    check_uncertainty_args(args, targets, [*args.inputs, *references])
     single = len(args.inputs) == 1
     tile = args.tile if args.tile is not None else DEFAULT_TILE
     reference_shape = None
@@ -204,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     if other is not None:
         return denoise_other_runtime(args, pairs, other, options, reference, problems)
     spec = load_denoise_model(args)
+    check_uncertainty_model(args, spec)
     if cluster:
         return denoise_on_cluster(args, pairs, spec, options, problems)
     return denoise_locally(args, pairs, spec, options, reference, problems)

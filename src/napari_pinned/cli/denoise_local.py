@@ -85,16 +85,21 @@ def _denoise_one(
     path: Path, target: Path, spec: Any, options: FrameOptions, args: argparse.Namespace
 ) -> Any:
     """One input → one output, frame by frame, with a progress bar; prints the result."""
+    from napari_pinned.cli.denoise_uncertainty import uncertain_file_job, uncertainty_target
     from napari_pinned.denoising.files import iter_denoise_file
 
-    last = run_file_job(
-        path,
-        target,
-        lambda: iter_denoise_file(path, target, spec, options, resume=args.resume),
-        tiles=True,
-    )
+    uncertain = bool(getattr(args, "uncertainty", False))
+
+    def start() -> Any:
+        if uncertain:  # the output and its uncertainty (cli.denoise_uncertainty)
+            return uncertain_file_job(path, target, spec, options)
+        return iter_denoise_file(path, target, spec, options, resume=args.resume)
+
+    last = run_file_job(path, target, start, tiles=True)
     resumed = f" ({last.resumed} frames from the interrupted run)" if last and last.resumed else ""
     print(f"{path} → {target}{resumed}")
+    if uncertain:
+        print(f"{path} → {uncertainty_target(target)} (uncertainty, σ)")
     return last
 
 
@@ -122,11 +127,17 @@ def _check_denoised(
 
 
 def _report_noise(path: Path, report: Any) -> None:
-    """One line with the noise the model was told about (noise-aware models)."""
+    """One line with the noise the model was told about (noise-aware models), read for
+    the user (:func:`napari_pinned.noise.readout.read_noise`)."""
     estimates = [] if report is None else [e for e in report.noise if e is not None]
     if estimates:
+        from napari_pinned.io.images import read_image
+        from napari_pinned.noise.readout import read_noise
+
+        image = read_image(path)
+        frame = image if np.ndim(image) == 2 else image[0]
         which = "" if len(estimates) == 1 else f" (frame 0 of {len(estimates)})"
-        print(f"{path}: noise{which}: {estimates[0].describe()}")
+        print(f"{path}: noise{which}: {read_noise(frame, estimate=estimates[0]).line()}")
     if report is not None and report.repaired:
         print(f"{path}: {report.repaired} hot/dead pixel(s) repaired")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from napari_pinned._util.intensity import check_image
 from napari_pinned._util.jobs import Job, run_job
 from napari_pinned._util.memory import check_memory, denoise_bytes
 from napari_pinned.denoising.dask_arrays import denoise_dask
+from napari_pinned.denoising.engine import Denoiser
 from napari_pinned.denoising.inputs import (
     as_array,
     check_array,
@@ -33,7 +34,7 @@ from napari_pinned.denoising.inputs import (
     check_noise_fit,
     is_dask_array,
 )
-from napari_pinned.denoising.model_spec import make_denoiser
+from napari_pinned.denoising.model_spec import ModelSpec, make_denoiser
 from napari_pinned.denoising.tiling import check_tile
 from napari_pinned.nn.resolve import foreign_model
 from napari_pinned.settings import DEFAULT_TILE, FrameOptions
@@ -41,11 +42,10 @@ from napari_pinned.settings import DEFAULT_TILE, FrameOptions
 if TYPE_CHECKING:
     import torch
 
-    from napari_pinned.denoising.engine import Denoiser
     from napari_pinned.nn.foreign import ForeignModel
     from napari_pinned.noise.estimate import NoiseEstimate
 
-__all__ = ["DenoiseProgress", "denoise", "iter_denoise"]
+__all__ = ["DenoiseProgress", "Denoised", "denoise", "denoise_with_uncertainty", "iter_denoise"]
 
 ModelLike = Any  # a shipped model's name, a path, a ModelBundle, an OnnxModel, a ForeignModel
 
@@ -104,13 +104,17 @@ def _denoise_foreign(foreign: ForeignModel, image: Any) -> Job[DenoiseProgress, 
     return result
 
 
-def _check_fits(shape: tuple[int, ...], tile: Any, whole: bool) -> None:
+def _check_fits(shape: tuple[int, ...], tile: Any, whole: bool, uncertain: bool = False) -> None:
     """Refuse, in one line, a request that cannot fit in the available memory
     (:func:`napari_pinned._util.memory.denoise_bytes`, the CLI's estimate).  ``whole``:
-    the input is in memory or the whole output is kept there."""
+    the input is in memory or the whole output is kept there.  ``uncertain``: a float32
+    uncertainty frame, and whole uncertainty when the output is whole, come on top."""
     dims = "×".join(str(n) for n in shape)
+    frame = 4 * shape[-1] * shape[-2]
+    extra = (4 * int(np.prod(shape)) if whole else 0) + frame if uncertain else 0
     check_memory(
-        denoise_bytes(shape, check_tile(tile), in_memory=whole), f"denoising the {dims} px image"
+        denoise_bytes(shape, check_tile(tile), in_memory=whole) + extra,
+        f"denoising the {dims} px image",
     )
 
 
@@ -124,6 +128,7 @@ def iter_denoise(
     out: Any = None,
     skip: Collection[int] = (),
     backend: str = "auto",
+    uncertainty: Any = None,
 ) -> Job[DenoiseProgress, Any]:
     """Denoise frame by frame, window by window, as a job (:mod:`napari_pinned._util.jobs`):
     yields :class:`DenoiseProgress`, returns the output (``out``, or a new float32
@@ -142,6 +147,10 @@ def iter_denoise(
         ``strength``, ``keep_lattice``, ``orientations``); its defaults when None.
     skip : collection of int
         Indices of frames not to process (already in ``out``, for resuming).
+    uncertainty : array, optional
+        Where to write each frame's uncertainty (the output's standard deviation,
+        :mod:`~napari_pinned.denoising.uncertainty`), frame by frame like ``out``; of
+        the image's shape.  Noise-aware models at strength above 0.
     """
     options = options or FrameOptions()
     image = as_array(image)
@@ -149,15 +158,26 @@ def iter_denoise(
     shape, _, in_memory = check_array(image)
     foreign = foreign_model(model, device=str(options.device))
     if foreign is not None:
+        if uncertainty is not None:
+            raise ValueError("the uncertainty needs one of napari-pinned's own models")
         # A BMZ package from another tool: bioimageio.core's pipeline and tiling.
         return (yield from _denoise_foreign(foreign, image))
+    if uncertainty is not None and tuple(uncertainty.shape) != shape:
+        raise ValueError(f"uncertainty has shape {tuple(uncertainty.shape)}, the image {shape}")
     # The estimate is of napari-pinned's own networks.  Arrays read frame by frame
     # (TIFF frames, zarr) into an ``out`` stream; a numpy input, or the new output
     # made without ``out``, is whole in memory.
-    _check_fits(shape, options.tile, whole=in_memory or out is None)
+    whole = in_memory or out is None
+    _check_fits(shape, options.tile, whole=whole, uncertain=uncertainty is not None)
     if noise is None:
         check_noise_fit(shape)
-    denoiser = make_denoiser(model, options, batch_size=batch_size, noise=noise, backend=backend)
+    settings = {"batch_size": batch_size, "noise": noise, "backend": backend}
+    if uncertainty is None:
+        denoiser = make_denoiser(model, options, **settings)
+    else:
+        # Its own Denoiser, not a process's shared one (model_spec.cached_denoiser).
+        source = model.bundle() if isinstance(model, ModelSpec) else model
+        denoiser = Denoiser(source, options, **settings, uncertainty=True)
     count = shape[0] if len(shape) == 3 else 1
     skipped = {int(i) for i in skip}
     if any(not 0 <= i < count for i in skipped):
@@ -167,18 +187,21 @@ def iter_denoise(
     elif tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, the image {shape}")
     todo = [f for f in range(count) if f not in skipped]
-    return (yield from _denoise_frames(image, shape, denoiser, out, todo, in_memory))
+    frames = _denoise_frames(image, shape, denoiser, (out, uncertainty), todo, in_memory)
+    return (yield from frames)
 
 
 def _denoise_frames(
     image: Any,
     shape: tuple[int, ...],
     denoiser: Denoiser,
-    out: Any,
+    outs: tuple[Any, Any],
     todo: list[int],
     in_memory: bool,
 ) -> Job[DenoiseProgress, Any]:
-    """The frames ``todo`` of ``image`` denoised into ``out``, with progress records."""
+    """The frames ``todo`` of ``image`` denoised into ``outs`` (the output, and the
+    uncertainty or None), with progress records."""
+    out, uncertainty = outs
     stack = len(shape) == 3
     count = shape[0] if stack else 1
     total = denoiser.windows(shape[-2:]) * len(todo)
@@ -188,16 +211,23 @@ def _denoise_frames(
     # The model is loaded: a stop request need not wait for the first frame's statistics.
     yield DenoiseProgress(0, total, todo[0] if todo else count - 1, count)
     for k, f in enumerate(todo):
-        run = denoiser.iter_frame(_read_frame(image, f if stack else None, in_memory))
+        frame = _read_frame(image, f if stack else None, in_memory)
+        run = (
+            denoiser.iter_frame(frame)
+            if uncertainty is None
+            else denoiser.iter_frame_uncertain(frame)
+        )
         while True:
             try:
                 done += next(run)
             except StopIteration as stop:
-                result, prepared = stop.value
+                result, *sigma, prepared = stop.value
                 break
             if done < total:
                 yield DenoiseProgress(done, total, f, count, frames_done=k)
         _store_frame(out, f if stack else None, result)
+        if uncertainty is not None:
+            _store_frame(uncertainty, f if stack else None, sigma[0])
         estimates[f] = prepared.noise
         repaired += int(prepared.outliers.sum())
         if k + 1 < len(todo):
@@ -322,3 +352,68 @@ def denoise(
         image, model, options, batch_size=batch_size, noise=noise, out=out, backend=backend
     )
     return run_job(job, progress)
+
+
+class Denoised(NamedTuple):
+    """:func:`denoise_with_uncertainty`'s result: the output and, per pixel, its standard
+    deviation in the output's units (both float32 of the input's shape)."""
+
+    output: np.ndarray
+    uncertainty: np.ndarray
+
+
+def denoise_with_uncertainty(
+    image: Any,
+    model: ModelLike = "default",
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    strength: float = 1.0,
+    noise: NoiseEstimate | None = None,
+    progress: Callable[[DenoiseProgress], None] | None = None,
+    backend: str = "auto",
+    keep_lattice: bool = True,
+    orientations: int = 8,
+) -> Denoised:
+    """:func:`denoise` (a 2D image or a stack in memory) with a per-pixel uncertainty.
+
+    The uncertainty is each output pixel's standard deviation in the output's units,
+    from the spread of the network over the ``orientations`` averaged, the noise map the
+    network is given and the output, with constants calibrated for the shipped default
+    model at strength 1: 96–97 % of true values lie within ±2σ on the held-out benchmark
+    at 1–100 e⁻/px (:mod:`napari_pinned.denoising.uncertainty`, docs/metrics.md).
+    Parameters are :func:`denoise`'s; ``orientations`` defaults to 8 here, the ensemble
+    whose spread shows where the network is unsure (1 gives the noise terms alone),
+    at 8 network passes instead of 1.
+
+    Returns
+    -------
+    Denoised
+        ``(output, uncertainty)``: float32 arrays of the input's shape.
+
+    Raises
+    ------
+    ValueError
+        As :func:`denoise`; also for a model without a noise map, strength 0, a dask
+        array or another tool's package.
+    """
+    if is_dask_array(image):
+        raise ValueError("the uncertainty is for numpy and zarr inputs, not dask arrays")
+    per_frame = {"tile": tile, "overlap": overlap, "device": device, "strength": strength}
+    options = FrameOptions(**per_frame, keep_lattice=keep_lattice, orientations=orientations)
+    check_noise(noise)
+    shape = tuple(int(n) for n in np.shape(image))
+    sigma = np.empty(shape, np.float32)
+    job = iter_denoise(
+        image,
+        model,
+        options,
+        batch_size=batch_size,
+        noise=noise,
+        backend=backend,
+        uncertainty=sigma,
+    )
+    output = run_job(job, progress)
+    return Denoised(output, sigma)

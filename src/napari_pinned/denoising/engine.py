@@ -6,6 +6,11 @@ are measured over the whole frame (:func:`napari_pinned.nn.conditioning.frame_st
 and applied to every window and every region of it
 (:func:`~napari_pinned.nn.conditioning.prepare_region`), never per tile.  A region (a
 dask chunk) is denoised from a block that reaches :func:`block_margin` px beyond it.
+
+**Uncertainty.**  With ``uncertainty`` on, :meth:`Denoiser.iter_frame_uncertain` also
+returns each pixel's standard deviation (:mod:`.uncertainty`), combined window by window
+from the spread of the orientations and the noise map the network was given, so it is
+tiled exactly as the output is.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from napari_pinned.denoising.tiling import (
     frame_padding,
     resolve_tiling,
     windows_per_frame,
+)
+from napari_pinned.denoising.uncertainty import (
+    UncertaintyWeights,
+    uncertainty_weights,
+    window_sigma,
 )
 from napari_pinned.nn.conditioning import (
     REGION_CONTEXT,
@@ -122,7 +132,8 @@ class Denoiser:
 
     ``options`` are the per-frame options and ``batch_size``, ``noise`` and
     ``backend`` the rest of :func:`~napari_pinned.denoising.denoiser.denoise`'s
-    parameters.  The network is loaded and moved to the device once;
+    parameters; ``uncertainty`` readies :meth:`iter_frame_uncertain` (noise-conditioned
+    models, strength above 0).  The network is loaded and moved to the device once;
     :meth:`iter_frame` denoises one frame, :meth:`denoise_block` one region of a frame
     from its surroundings (a dask chunk).
     """
@@ -135,6 +146,7 @@ class Denoiser:
         batch_size: int = 4,
         noise: NoiseEstimate | None = None,
         backend: str = "auto",
+        uncertainty: bool = False,
     ) -> None:
         options = options or FrameOptions()
         self.strength = check_strength(options.strength)
@@ -152,6 +164,12 @@ class Denoiser:
         self.config = self.runner.config
         self.tile, self.overlap = resolve_tiling(self.config, options.tile, options.overlap)
         self.noise = noise
+        #: The weights of the uncertainty (:mod:`.uncertainty`), None without it.
+        self.weights: UncertaintyWeights | None = None
+        if uncertainty:
+            self.weights = uncertainty_weights(
+                self.orientations, self.strength, bool(self.config.conditioned)
+            )
 
     @property
     def align(self) -> int:
@@ -175,10 +193,13 @@ class Denoiser:
         origin: tuple[int, int],
         length: tuple[int, int],
         target: Target,
+        sigma: np.ndarray | None = None,
     ) -> Generator[int, None, np.ndarray]:
         """Network output (model units) for ``target`` of a padded frame of ``length``;
         ``channels`` hold the padded frame from ``origin`` on.  Yields windows done
-        after each batch, 0 between its network passes."""
+        after each batch, 0 between its network passes.  With :attr:`weights` set,
+        each pixel's standard deviation (model units) is written into ``sigma`` (of the
+        target's shape) as well."""
         h, w = channels.shape[1:]
         sy, ys, keep_y = axis_windows(
             origin[0], origin[0] + h, length[0], target[0], self.tile, self.overlap, self.align
@@ -202,23 +223,33 @@ class Denoiser:
             stacked = np.stack(
                 [channels[:, y - oy : y - oy + sy, x - ox : x - ox + sx] for y, x, _, _ in group]
             )
-            pred_np = (yield from self._predict(stacked))[:, 0]
-            for (y, x, (a, b), (c, d)), window in zip(group, pred_np, strict=True):
-                out[a - t0 : b - t0, c - u0 : d - u0] = window[a - y : b - y, c - x : d - x]
+            pred_np, spread = yield from self._predict(stacked)
+            for i, (y, x, (a, b), (c, d)) in enumerate(group):
+                kept = np.s_[a - y : b - y, c - x : d - x]
+                out[a - t0 : b - t0, c - u0 : d - u0] = pred_np[i, 0][kept]
+                if sigma is not None and self.weights is not None and spread is not None:
+                    sigma[a - t0 : b - t0, c - u0 : d - u0] = window_sigma(
+                        spread[i, 0][kept], stacked[i, 1][kept], pred_np[i, 0][kept], self.weights
+                    )
             yield len(group)
         return out
 
-    def _predict(self, stacked: np.ndarray) -> Generator[int, None, np.ndarray]:
+    def _predict(
+        self, stacked: np.ndarray
+    ) -> Generator[int, None, tuple[np.ndarray, np.ndarray | None]]:
         """The network on a batch of windows, averaged over :attr:`orientations` of
-        them.  A window is turned or mirrored as a whole, halo included, and its output
-        turned back, so each average is that of the whole frame turned: exact tiling
-        still holds.  Yields 0 (no window finished yet) between two orientations: a job
-        can stop after every network pass, not only after a batch's ``orientations``
-        passes (8 passes of 4 windows of 576² px took 11.5 s on two CPU cores;
-        ``benchmarks/cancel_latency.py``)."""
+        them, and with :attr:`weights` set the variance of the orientations about that
+        average (else None).  A window is turned or mirrored as a whole, halo included,
+        and its output turned back, so each average is that of the whole frame turned:
+        exact tiling still holds.  Yields 0 (no window finished yet) between two
+        orientations: a job can stop after every network pass, not only after a batch's
+        ``orientations`` passes (8 passes of 4 windows of 576² px took 11.5 s on two
+        CPU cores; ``benchmarks/cancel_latency.py``)."""
+        spread = self.weights is not None
         if self.orientations == 1:
-            return self.runner(stacked)
-        total = None
+            pred = self.runner(stacked)
+            return pred, (np.zeros(pred.shape, np.float32) if spread else None)
+        total = mean = m2 = None
         for k, (turns, mirror) in enumerate(ORIENTATIONS[: self.orientations]):
             if k:
                 yield 0
@@ -228,11 +259,40 @@ class Denoiser:
             pred = pred[..., ::-1] if mirror else pred
             pred = np.rot90(pred, -turns, axes=(2, 3))
             total = pred.astype(np.float32) if total is None else total + pred
-        return total / np.float32(self.orientations)
+            if spread:
+                # Welford's running variance (its own mean: the output keeps the plain
+                # sum, so it is the same with the uncertainty on or off).
+                if mean is None:
+                    mean, m2 = pred.astype(np.float32), np.zeros(pred.shape, np.float32)
+                else:
+                    delta = pred - mean
+                    mean += delta / np.float32(k + 1)
+                    m2 += delta * (pred - mean)
+        variance = m2 / np.float32(self.orientations) if m2 is not None else None
+        return total / np.float32(self.orientations), variance
 
     def iter_frame(self, frame: np.ndarray) -> Generator[int, None, tuple[np.ndarray, Prepared]]:
         """Denoise one 2D frame; yields windows done (0 between network passes and after
         the frame statistics), returns ``(output, prepared)``."""
+        output, _, prepared = yield from self._frame(frame)
+        return output, prepared
+
+    def iter_frame_uncertain(
+        self, frame: np.ndarray
+    ) -> Generator[int, None, tuple[np.ndarray, np.ndarray, Prepared]]:
+        """:meth:`iter_frame` with each pixel's standard deviation (float32, the output's
+        units; :mod:`.uncertainty`): returns ``(output, sigma, prepared)``.  Needs a
+        Denoiser made with ``uncertainty=True``."""
+        if self.weights is None:
+            raise ValueError("this Denoiser was made without uncertainty=True")
+        output, sigma, prepared = yield from self._frame(frame)
+        assert sigma is not None
+        return output, sigma, prepared
+
+    def _frame(
+        self, frame: np.ndarray
+    ) -> Generator[int, None, tuple[np.ndarray, np.ndarray | None, Prepared]]:
+        """One 2D frame: ``(output, sigma or None, prepared)``."""
         config = self.config
         prepared = prepare(
             frame,
@@ -241,9 +301,11 @@ class Denoiser:
             strength=self.strength,
             noise=self.noise,
         )
+        uncertain = self.weights is not None
         if prepared.state.constant:
             yield self.windows(frame.shape)
-            return finish(prepared.repaired, prepared, frame.dtype), prepared
+            flat = np.zeros(frame.shape, np.float32) if uncertain else None
+            return finish(prepared.repaired, prepared, frame.dtype), flat, prepared
         # The frame's statistics (the noise fit takes about a second at 2048²) and its
         # first network pass are two waits for a stop request, not one.
         yield 0
@@ -256,13 +318,17 @@ class Denoiser:
         target = tuple(
             (before, before + n) for n, (before, _) in zip(frame.shape, pads, strict=True)
         )
-        units = yield from self._run(channels, (0, 0), channels.shape[1:], target)
+        sigma = np.empty(frame.shape, np.float32) if uncertain else None
+        units = yield from self._run(channels, (0, 0), channels.shape[1:], target, sigma)
         del channels
+        if sigma is not None:
+            # A standard deviation scales with the gain and ignores the offset.
+            sigma *= np.float32(prepared.state.scale)
         if not (self.keep_lattice and guard_applies(self.training_noise, frame)):
-            return finish(units, prepared, frame.dtype), prepared
+            return finish(units, prepared, frame.dtype), sigma, prepared
         # Guarded before raw counts are clipped at zero, as the dask path does.
         result = guard_frame(prepared.repaired, finish(units, prepared), frame.dtype)
-        return result, prepared
+        return result, sigma, prepared
 
     def denoise_block(
         self,

@@ -43,7 +43,14 @@ from scipy import ndimage
 
 from napari_pinned._util.intensity import check_image
 
-__all__ = ["MIN_EDGE", "NoiseEstimate", "estimate_noise", "noise_variance_map"]
+__all__ = [
+    "MIN_EDGE",
+    "NoiseEstimate",
+    "bin_stats",
+    "estimate_noise",
+    "noise_variance_map",
+    "weighted_line",
+]
 
 #: The smallest frame edge (px) the fit works on.
 MIN_EDGE = 8
@@ -339,14 +346,14 @@ def _spectral_check(
 
 def _fit_line(r: np.ndarray, m: np.ndarray, ring: np.ndarray) -> tuple[float, float]:
     """Weighted least-squares fit of bin variances against bin intensities, g ≥ 0."""
-    stats = _bin_stats(r, m, ring)
+    stats = bin_stats(r, m, ring)
     if stats is None:
         return 0.0, _robust_mean_square(r)
     x, v_mean, _v_low, n = stats
-    return _weighted_line(x, v_mean, n)
+    return weighted_line(x, v_mean, n)
 
 
-def _bin_stats(
+def bin_stats(
     r: np.ndarray, m: np.ndarray, ring: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Per intensity bin: mean intensity, robust mean square, low-quantile variance and
@@ -372,7 +379,7 @@ def _bin_stats(
     return x, v_mean, v_low, n
 
 
-def _weighted_line(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+def weighted_line(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     """Weighted least squares of y on x, slope ≥ 0; a variance estimated from n
     samples has a standard error ∝ y / sqrt(n)."""
     # 1e-150: its square is still a normal float64.

@@ -7,7 +7,8 @@
   (the floor estimator and thresholds the readout and the guard share).
 - :mod:`~napari_pinned.quality.faithfulness`: the reference-free readout, on
   :mod:`~napari_pinned.quality.half_plane` (spectra, box power, floors) and
-  :mod:`~napari_pinned.quality.reflections` (reflections kept, lost, invented).
+  :mod:`~napari_pinned.quality.reflections` (reflections kept, lost, invented), and
+  window by window in :mod:`~napari_pinned.quality.local_faithfulness` (where).
 - :mod:`~napari_pinned.quality.lattice_guard`: gives back the strong reflections a
   denoiser weakened and takes back what it invented.
 - :mod:`~napari_pinned.quality.subpixel`: sub-bin peak positions.

@@ -48,7 +48,12 @@ exactly that from the input and the output alone:
 
 The verdict :attr:`Faithfulness.faithful` follows the project's targets: at least
 :data:`MIN_KEPT_FRACTION` of the checked reflections kept and at most
-:data:`MAX_INVENTED` invented.  Every number is a ratio of powers of the same images, so
+:data:`MAX_INVENTED` invented; the residual at most
+:data:`~napari_pinned.quality.local_faithfulness.RESIDUAL_LIMIT` times the noise; and, the
+same comparison run window by window (:mod:`napari_pinned.quality.local_faithfulness`,
+unless ``local=False``), no region that lost or gained lattice beyond the noise or had
+structure removed — the whole field cannot see *where* a lattice is, so a lattice painted
+into vacuum passes it.  Every number is a ratio of powers of the same images, so
 the result does not change when the input and the output get the same detector gain and
 offset.
 
@@ -72,6 +77,11 @@ from scipy.special import ndtri
 from napari_pinned._util.intensity import check_image
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise, noise_variance_map
 from napari_pinned.quality.half_plane import HalfPlaneSpectra
+from napari_pinned.quality.local_faithfulness import (
+    RESIDUAL_LIMIT,
+    LocalFaithfulness,
+    local_faithfulness,
+)
 from napari_pinned.quality.reflections import (
     INVENTED_MARGIN,
     INVENTED_RATIO,
@@ -97,7 +107,9 @@ __all__ = [
 MIN_KEPT_FRACTION = 0.90
 #: ... and at most this many invented reflections.
 MAX_INVENTED = 1
-#: Residual variance over noise variance outside [low, high] earns a warning.
+#: Residual variance over noise variance outside [low, high] earns a warning; above
+#: :data:`napari_pinned.quality.local_faithfulness.RESIDUAL_LIMIT` the result is not
+#: faithful (structure removed).
 RESIDUAL_VARIANCE_HIGH = 1.5
 RESIDUAL_VARIANCE_LOW = 0.25
 #: Bins within this radius of the zero frequency are never reflections (the window's
@@ -131,14 +143,19 @@ class Faithfulness:
         ``residual_variance / noise_variance``; None when the input has no measurable
         noise.
     faithful : bool
-        ``kept_fraction ≥ MIN_KEPT_FRACTION`` (or no reflections to check) and at most
-        ``MAX_INVENTED`` invented reflections.
+        ``kept_fraction ≥ MIN_KEPT_FRACTION`` (or no reflections to check), at most
+        ``MAX_INVENTED`` invented reflections, the residual at most ``RESIDUAL_LIMIT``
+        times the noise, and no window of ``local`` that lost or gained lattice or had
+        structure removed.
     warnings : tuple of str
         Plain-language findings for the microscopist, most serious first.
     shape : tuple of int
         Image shape.
     pixel_size : float or None
         Å per pixel, when given.
+    local : LocalFaithfulness or None
+        The readout per window (:mod:`napari_pinned.quality.local_faithfulness`), None
+        when not asked for.
     """
 
     peaks: tuple[BraggPeak, ...]
@@ -151,6 +168,7 @@ class Faithfulness:
     warnings: tuple[str, ...]
     shape: tuple[int, int]
     pixel_size: float | None = field(default=None)
+    local: LocalFaithfulness | None = field(default=None)
 
     @property
     def n_peaks(self) -> int:
@@ -182,7 +200,15 @@ class Faithfulness:
             kept = "no reflections above the noise"
         ratio = self.residual_noise_ratio
         residual = "" if ratio is None else f", residual {ratio:.2f}× the noise variance"
-        return f"{verdict}: {kept}, {self.n_invented} invented{residual}"
+        where = ""
+        if self.local is not None:
+            loc = self.local
+            where = (
+                f"; windows: {int(loc.lattice_lost.sum())} lost lattice, "
+                f"{int(loc.lattice_gained.sum())} gained, "
+                f"{int(loc.structure_removed.sum())} structure removed of {loc.windows}"
+            )
+        return f"{verdict}: {kept}, {self.n_invented} invented{residual}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON (no NaN or infinity)."""
@@ -210,6 +236,7 @@ class Faithfulness:
             },
             "peaks": [p.to_dict() for p in self.peaks],
             "invented": [p.to_dict() for p in self.invented],
+            "local": None if self.local is None else self.local.to_dict(),
         }
 
 
@@ -226,6 +253,7 @@ def faithfulness(
     *,
     noise: NoiseEstimate | float | None = None,
     pixel_size: float | None = None,
+    local: bool = True,
 ) -> Faithfulness:
     """Check whether ``output`` (a denoised ``input``) removed or invented lattice
     structure, without a reference image.
@@ -242,6 +270,9 @@ def faithfulness(
         on a central crop of at most 1024×1024 pixels of the input.
     pixel_size : float, optional
         Å per pixel; reflections then carry their d-spacing and the warnings quote it.
+    local : bool
+        Also check window by window (:mod:`napari_pinned.quality.local_faithfulness`):
+        the verdict then fails where any region lost or gained lattice beyond the noise.
 
     Returns
     -------
@@ -270,7 +301,7 @@ def faithfulness(
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size must be positive, got {pixel_size!r}")
     estimate = _noise_model(a, noise)
-    return _check(a, b, estimate, pixel_size)
+    return _check(a, b, estimate, pixel_size, local)
 
 
 def faithfulness_stack(
@@ -279,6 +310,7 @@ def faithfulness_stack(
     *,
     noise: NoiseEstimate | float | None = None,
     pixel_size: float | None = None,
+    local: bool = True,
 ) -> list[Faithfulness]:
     """:func:`faithfulness` of each frame of an ``(N, Y, X)`` stack (2D: one result).
 
@@ -290,7 +322,7 @@ def faithfulness_stack(
     if a.shape != b.shape:
         raise ValueError(f"inputs have shape {a.shape} but outputs have shape {b.shape}")
     if a.ndim == 2:
-        return [faithfulness(a, b, noise=noise, pixel_size=pixel_size)]
+        return [faithfulness(a, b, noise=noise, pixel_size=pixel_size, local=local)]
     if min(a.shape[1:]) < MIN_SIZE:
         raise ValueError(
             f"inputs are too small for a faithfulness check (shape {a.shape}); frames "
@@ -298,7 +330,8 @@ def faithfulness_stack(
         )
     estimate = _noise_model(a, noise)
     return [
-        faithfulness(x, y, noise=estimate, pixel_size=pixel_size) for x, y in zip(a, b, strict=True)
+        faithfulness(x, y, noise=estimate, pixel_size=pixel_size, local=local)
+        for x, y in zip(a, b, strict=True)
     ]
 
 
@@ -320,7 +353,11 @@ def _noise_model(image: np.ndarray, noise: NoiseEstimate | float | None) -> Nois
 
 
 def _check(
-    a: np.ndarray, b: np.ndarray, estimate: NoiseEstimate, pixel_size: float | None
+    a: np.ndarray,
+    b: np.ndarray,
+    estimate: NoiseEstimate,
+    pixel_size: float | None,
+    local: bool,
 ) -> Faithfulness:
     spectra = HalfPlaneSpectra(a, b)
     peaks = input_reflections(spectra, pixel_size)
@@ -335,6 +372,10 @@ def _check(
     kept_fraction = (sum(p.kept for p in peaks) / len(peaks)) if peaks else None
     enough_kept = kept_fraction is None or kept_fraction >= MIN_KEPT_FRACTION
     faithful = enough_kept and len(invented) <= MAX_INVENTED
+    faithful &= ratio is None or ratio <= RESIDUAL_LIMIT
+    windows = local_faithfulness(a, b, estimate) if local else None
+    faithful &= windows is None or windows.passed
+    found = [] if windows is None else windows.warnings()
     return Faithfulness(
         peaks=tuple(peaks),
         invented=tuple(invented),
@@ -343,9 +384,10 @@ def _check(
         noise_variance=noise_variance,
         residual_noise_ratio=ratio,
         faithful=bool(faithful),
-        warnings=tuple(_warnings(peaks, invented, ratio)),
+        warnings=(*found, *_warnings(peaks, invented, ratio)),
         shape=(int(a.shape[0]), int(a.shape[1])),
         pixel_size=None if pixel_size is None else float(pixel_size),
+        local=windows,
     )
 
 
@@ -444,7 +486,13 @@ def _warnings(
             f"{_where(top.d_spacing, top.spatial_frequency)}): the denoiser removed or "
             "moved part of the lattice along with the noise"
         )
-    if ratio is not None and ratio > RESIDUAL_VARIANCE_HIGH:
+    if ratio is not None and ratio > RESIDUAL_LIMIT:
+        out.insert(
+            0,
+            f"the residual has {ratio:.1f}× the variance of the estimated noise (the limit "
+            f"is {RESIDUAL_LIMIT:g}×): the denoiser removed structure, not only noise",
+        )
+    elif ratio is not None and ratio > RESIDUAL_VARIANCE_HIGH:
         out.append(
             f"the residual has {ratio:.1f}× the variance of the estimated noise: the "
             "denoiser removed more than noise"

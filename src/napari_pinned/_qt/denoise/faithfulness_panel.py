@@ -4,7 +4,10 @@ After every denoising run, the current frame's input and output go through
 :func:`napari_pinned.quality.faithfulness.faithfulness` (no reference image needed) in a
 worker, and the verdict is shown in plain words: how many of the input's lattice
 reflections the output kept, reflections it invented, and whether the residual looks
-like noise.  Definitions: docs/metrics.md, "Faithfulness".
+like noise; the check also runs window by window, and where a region lost or gained
+lattice the warning names it and :mod:`._qt.denoise.faithfulness_map` shows it as a
+layer over the output.  Definitions: docs/metrics.md, "Faithfulness" and "Local
+faithfulness".
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
     from napari_pinned.quality.faithfulness import Faithfulness
 
 __all__ = ["FaithfulnessPanel", "verdict_text"]
@@ -36,22 +42,40 @@ def _check(source: np.ndarray, output: np.ndarray, pixel_size: float | None) -> 
 
 def verdict_text(result: Faithfulness) -> tuple[str, str]:
     """(headline, colour key) for a result."""
-    if result.kept_fraction is None:
+    if result.kept_fraction is None and result.faithful:
         return "No lattice reflections stand above the noise: nothing to check.", "warn"
-    headline = (
-        f"Kept {result.n_kept} of {result.n_peaks} lattice reflections within ±25 %; "
-        f"{result.n_invented} invented."
-    )
+    if result.kept_fraction is None:
+        headline = "No lattice reflections stand above the noise in the whole field."
+    else:
+        headline = (
+            f"Kept {result.n_kept} of {result.n_peaks} lattice reflections within ±25 %; "
+            f"{result.n_invented} invented."
+        )
+    local = result.local
+    if local is not None and not local.passed:
+        headline += (
+            f" Windows: lattice lost in {int(local.lattice_lost.sum())}, invented in "
+            f"{int(local.lattice_gained.sum())}, structure removed in "
+            f"{int(local.structure_removed.sum())} of {local.windows} (the map layer)."
+        )
     if result.faithful:
         return f"Faithful. {headline}", "warn" if result.warnings else "ok"
     return f"Not faithful. {headline}", "bad"
 
 
 class FaithfulnessPanel(QGroupBox):
-    """Shows the faithfulness of the latest result; :meth:`check` starts a check."""
+    """Shows the faithfulness of the latest result; :meth:`check` starts a check.
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    Given a viewer, each finished check of an output layer also shows its map
+    (:func:`napari_pinned._qt.denoise.faithfulness_map.show_map`).
+    """
+
+    def __init__(
+        self, viewer: napari.viewer.Viewer | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__("Faithfulness (no reference needed)", parent)
+        self._viewer = viewer
+        self._layer: Image | None = None
         layout = QVBoxLayout(self)
         self.verdict_label = QLabel("Denoise an image to check what the denoiser kept.")
         self.verdict_label.setWordWrap(True)
@@ -73,12 +97,20 @@ class FaithfulnessPanel(QGroupBox):
         """True while a check runs."""
         return self._runner.running
 
-    def check(self, source: np.ndarray, output: np.ndarray, pixel_size: float | None) -> None:
-        """Check one 2D frame pair (a newer request replaces one that waits)."""
+    def check(
+        self,
+        source: np.ndarray,
+        output: np.ndarray,
+        pixel_size: float | None,
+        layer: Image | None = None,
+    ) -> None:
+        """Check one 2D frame pair (a newer request replaces one that waits); ``layer``
+        is the output layer whose map the result updates."""
         request = (np.asarray(source), np.asarray(output), pixel_size)
         if self._runner.running:
-            self._pending = request
+            self._pending = (*request, layer)
             return
+        self._layer = layer
         self.verdict_label.setText("Checking faithfulness…")
         self.warnings_label.setText("")
         self._runner.start(
@@ -105,6 +137,14 @@ class FaithfulnessPanel(QGroupBox):
             self.clear("The faithfulness check did not finish.")
             return
         self.last_result = result
+        layer, self._layer = self._layer, None
+        viewer = self._viewer
+        if viewer is not None and layer in viewer.layers and result.local is not None:
+            from napari_pinned._qt.denoise.faithfulness_map import map_of, show_map
+
+            # A faithful result adds no layer; it clears the map an earlier check made.
+            if not result.local.passed or map_of(viewer, layer) is not None:
+                show_map(viewer, layer, result.local)
         headline, colour = verdict_text(result)
         self.verdict_label.setText(
             f'<span style="color:{_COLOURS[colour]}"><b>{html.escape(headline)}</b></span>'

@@ -3,8 +3,11 @@
 The Poisson–Gaussian fit of :func:`napari_pinned.nn.conditioning.measure_noise` (the
 noise a noise-aware model is told, without the frame's hot and saturated pixels) runs on
 the input's current frame in a worker whenever the input or the frame changes (results
-are kept per frame) and is shown as one line, e.g. "≈ 12 e⁻/px (Poisson-equivalent),
-σ = 35 at the median intensity".  The strength spin box beside it scales the noise
+are kept per frame) and is read for the user by :func:`napari_pinned.noise.readout.read_noise`
+in one line: the dose at the mean intensity ("≈ 12 e⁻/px at the mean intensity (σ = 35
+at the mean)", corrected for noise correlated along the scan), "no noise measurable (the
+image looks noise-free)", or why the values are not detector counts and what the model
+is told instead.  The strength spin box beside it scales the noise
 level the model is told about.
 
 An input that cannot be estimated (NaN, a constant frame) is said once: one notification
@@ -25,6 +28,7 @@ from napari_pinned._qt.shared.job_runner import JobRunner, Outcome
 
 if TYPE_CHECKING:
     from napari_pinned.noise.estimate import NoiseEstimate
+    from napari_pinned.noise.readout import NoiseReading
 
 __all__ = ["NoiseReadout"]
 
@@ -34,10 +38,11 @@ def _estimate(frame: np.ndarray) -> Iterator[None]:
     be made, which the readout reports itself, once."""
     # The noise the model is told: fitted without the frame's hot and saturated pixels.
     from napari_pinned.nn.conditioning import measure_noise
+    from napari_pinned.noise.readout import read_noise
 
     yield from ()
     try:
-        return measure_noise(frame)
+        return read_noise(frame, estimate=measure_noise(frame))
     except ValueError as exc:
         return str(exc)
 
@@ -50,17 +55,19 @@ class NoiseReadout(QLabel):
         self.setWordWrap(True)
         self.setToolTip(
             "Poisson–Gaussian noise fitted to the current frame (variance = gain · "
-            "intensity + offset); e⁻/px is the Poisson-equivalent dose. The noise-aware "
-            "model is told this level, times the strength."
+            "intensity + offset); e⁻/px is the detected dose at the mean intensity, read "
+            "from the noise at zero frequency. The noise-aware model is told the fitted "
+            "level, times the strength."
         )
         self._runner = JobRunner(self, "Noise estimate", progress_bar=False)
         # Per (data, frame): the estimate, or why there is none.
-        self._cache: dict[tuple[int, int], NoiseEstimate | str] = {}
+        self._cache: dict[tuple[int, int], NoiseReading | str] = {}
         self._reported: set[tuple[int, str]] = set()  # (data, reason) already notified
         self._key: tuple[int, int] | None = None
         self._names: dict[tuple[int, int], str] = {}  # the layer each key was asked for
         self._pending: tuple[tuple[int, int], np.ndarray] | None = None
-        self.estimate: NoiseEstimate | None = None
+        self.estimate: NoiseEstimate | None = None  # what a model is told
+        self.reading: NoiseReading | None = None  # what the label says
 
     @property
     def running(self) -> bool:
@@ -76,6 +83,7 @@ class NoiseReadout(QLabel):
         if data is None:
             self._key = None
             self.estimate = None
+            self.reading = None
             self.setText("")
             return
         key = (id(data), frame)
@@ -114,7 +122,7 @@ class NoiseReadout(QLabel):
         )
 
     def _finished(
-        self, key: tuple[int, int], outcome: Outcome, result: NoiseEstimate | str | None
+        self, key: tuple[int, int], outcome: Outcome, result: NoiseReading | str | None
     ) -> None:
         if outcome == "done" and result is not None:
             self._cache[key] = result
@@ -134,10 +142,10 @@ class NoiseReadout(QLabel):
             else:
                 self.setText("Noise: could not be estimated for this frame.")
 
-    def _show(self, estimate: NoiseEstimate | str) -> None:
-        if isinstance(estimate, str):
-            self.estimate = None
-            self.setText(f"Noise: cannot be estimated: {estimate}.")
+    def _show(self, reading: NoiseReading | str) -> None:
+        if isinstance(reading, str):
+            self.estimate = self.reading = None
+            self.setText(f"Noise: cannot be estimated: {reading}.")
             return
-        self.estimate = estimate
-        self.setText(f"Noise: {estimate.describe(getattr(self, '_units', ''))}")
+        self.estimate, self.reading = reading.estimate, reading
+        self.setText(f"Noise: {reading.line(getattr(self, '_units', ''))}")

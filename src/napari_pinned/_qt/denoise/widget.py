@@ -54,6 +54,11 @@ from napari_pinned._qt.denoise.stack_to_zarr_panel import (
     layer_array,
     lazy_denoised,
 )
+from napari_pinned._qt.denoise.uncertainty_layer import (
+    UncertaintyView,
+    denoise_with_map,
+    split_result,
+)
 from napari_pinned._qt.shared.common import (
     call_or_notify,
     image_layer_choices,
@@ -125,8 +130,10 @@ class DenoiseWidget(QWidget):
         self.input_panel = InputPanel(self._image_choices, self)
         layout.addWidget(self.input_panel)
         self._expose_input_panel()
-        self.faithfulness_panel = FaithfulnessPanel()
+        self.faithfulness_panel = FaithfulnessPanel(napari_viewer)
         layout.addWidget(self.faithfulness_panel)
+        self.uncertainty_view = UncertaintyView(self)
+        layout.addWidget(self.uncertainty_view.label)
         self.stack_panel = StackToZarrPanel(self._stack_job, self._show_written)
         layout.addWidget(self.stack_panel)
         self.metrics_panel = MetricsPanel(
@@ -302,8 +309,9 @@ class DenoiseWidget(QWidget):
         self._target = self._target_for(layer)
         if is_lazy(layer):
             return self._denoise_lazily(layer, device)
+        job = denoise_with_map if self.options.uncertainty else _denoise_frames
         started = self._runner.start(
-            _denoise_frames,
+            job,
             layer.data,
             self._registry.model_source(self.model_name),
             self.options.settings(device),
@@ -396,11 +404,16 @@ class DenoiseWidget(QWidget):
         )
         return report.tiles_done, report.tiles_total
 
-    def _on_finish(self, outcome: Outcome, output: np.ndarray | None) -> None:
+    def _on_finish(self, outcome: Outcome, output: Any) -> None:
         self._set_running(False)
         layer = None
+        output, uncertain = split_result(output)
         if outcome == "done" and output is not None:
             layer = self._add_output(output)
+            if uncertain is not None and self._target is not None:
+                self.uncertainty_view.show(self._viewer, self._target, uncertain)
+            else:
+                self.uncertainty_view.clear()
         elif outcome != "cancelled":  # a cancel is reported by the runner
             self.status_label.setText("Denoising failed; see the notification.")
         self.denoise_finished.emit(layer)
@@ -425,7 +438,7 @@ class DenoiseWidget(QWidget):
         frame = self.metrics_panel.current_frame(inp, frames)
         source = inp.data[frame] if inp.ndim == 3 else inp.data
         output = out.data[frame] if out.ndim == 3 else out.data
-        self.faithfulness_panel.check(source, output, layer_pixel_size(inp))
+        self.faithfulness_panel.check(source, output, layer_pixel_size(inp), out)
         return True
 
     def update_noise(self) -> None:
