@@ -288,6 +288,8 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.GUARD_FLOOR_BLOCK == lattice_guard._FLOOR_BLOCK
     assert bmz_denoiser.GUARD_DC_RADIUS == lattice_guard._DC_RADIUS
     assert bmz_denoiser.GUARD_INVENTION_MARGIN == lattice_guard.INVENTION_MARGIN
+    assert bmz_denoiser.GUARD_GATE_NOISE_FACTOR == lattice_guard.GATE_NOISE_FACTOR
+    assert bmz_denoiser.GUARD_GATE_SMOOTHING == lattice_guard.GATE_SMOOTHING
 
 
 def test_the_architecture_file_is_one_napari_pinned_recognises():

@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.025, 0.0007438, 0.009949),
-    2: (0.5302, 0.01792, 0.0006818, 0.01012),
-    4: (0.6008, 0.01413, 0.00067, 0.009659),
-    8: (0.7736, 0.01082, 0.000645, 0.009703),
+    1: (0.0, 0.02473, 0.0006609, 0.01028),
+    2: (0.5263, 0.01757, 0.0006034, 0.01046),
+    4: (0.5878, 0.01391, 0.000592, 0.009958),
+    8: (0.7499, 0.01058, 0.0005705, 0.01004),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond

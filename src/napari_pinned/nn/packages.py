@@ -66,6 +66,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "d80d261f44d6c76781b8cb54b8647e70f9619fb98c07d1466c380b6d174d4f27",
         "dc2f7e537c88918eb24e9637dbbe8a4641afe967efeeb74c0ce9b882eaf1c01c",
         "51a7e8e628a3e286ce877675de515c4db86417279813f9201722d1cafe0371fb",
+        "5ca15b732595f9a351a58efde4e75041722933f998c4991f34fe68423813ada7",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -85,6 +85,8 @@ GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
 GUARD_INVENTION_MARGIN = 2.0
+GUARD_GATE_NOISE_FACTOR = 2.0
+GUARD_GATE_SMOOTHING = (4.0, 16.0)
 _TINY = 2.2250738585072014e-308  # numpy.finfo(float64).tiny
 
 
@@ -684,6 +686,56 @@ def _spectrum_floor(
     return full.clamp_min(tiny)
 
 
+def _reflected(n: int, radius: int, device: torch.device) -> torch.Tensor:
+    """Indices of scipy's ``mode="reflect"`` (d c b a | a b c d | d c b a) from
+    ``-radius`` to ``n - 1 + radius``, however many times they fold."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def _gaussian_filter(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter(x, sigma, mode="reflect") (truncate 4) of a 2D frame."""
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    weights = torch.exp(-0.5 * offsets**2 / (sigma * sigma))
+    weights = (weights / weights.sum())[None, None, :]
+    rows = x[_reflected(x.shape[0], radius, x.device)]
+    x = F.conv1d(rows.t()[:, None, :], weights)[:, 0, :].t()
+    cols = x[:, _reflected(x.shape[1], radius, x.device)]
+    return F.conv1d(cols[:, None, :], weights)[:, 0, :]
+
+
+def _gate(
+    spectrum: torch.Tensor,
+    power: torch.Tensor,
+    grown: torch.Tensor,
+    floor: torch.Tensor,
+    h: int,
+    w: int,
+    factor: float = GUARD_GATE_NOISE_FACTOR,
+    smoothing: Tuple[float, float] = GUARD_GATE_SMOOTHING,
+) -> torch.Tensor:
+    """napari_pinned.quality.lattice_guard._gate: where the input shows its strong
+    reflections (``grown``), ``clip(1 − factor·N/E, 0, 1)``."""
+    zero = torch.zeros_like(spectrum)
+    band = torch.fft.irfft2(torch.where(grown, spectrum, zero), s=[h, w])
+    double = torch.full([spectrum.shape[1]], 2.0, dtype=power.dtype, device=power.device)
+    double[0] = 1.0
+    if w % 2 == 0:
+        double[-1] = 1.0
+    in_band = torch.where(grown, floor, torch.zeros_like(floor))
+    noise = float((in_band * double[None, :]).sum()) / float(h * w) ** 2
+    rows = torch.arange(h, device=power.device)
+    ky = torch.minimum(rows, h - rows).to(power.dtype)[:, None] / h
+    kx = torch.arange(power.shape[1], device=power.device).to(power.dtype)[None, :] / w
+    ratio = torch.where(grown, power / floor, torch.zeros_like(power))
+    radial = torch.sqrt(ky * ky + kx * kx).reshape(-1)
+    frequency = float(radial[int(torch.argmax(ratio.reshape(-1)))])
+    sigma = min(max(0.5 / frequency, smoothing[0]), smoothing[1])
+    energy = _gaussian_filter(band * band, sigma)
+    return (1.0 - factor * noise / energy.clamp_min(1.1754943508222875e-38)).clamp(0.0, 1.0)
+
+
 def keep_lattice(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -694,8 +746,9 @@ def keep_lattice(
 ) -> torch.Tensor:
     """:func:`napari_pinned.quality.lattice_guard.keep_lattice` of a (float64) frame ``x`` and
     its denoised ``y``: the residual's part above its floor at ``x``'s strong
-    reflections is given back, then every frequency of the result is bounded by ``x``'s
-    amplitude plus ``margin`` times its noise amplitude."""
+    reflections is given back where ``x`` shows them (:func:`_gate`), then every
+    frequency of the result is bounded by ``x``'s amplitude plus ``margin`` times its
+    noise amplitude."""
     h = x.shape[0]
     w = x.shape[1]
     if min(h, w) < 4 * block:
@@ -712,11 +765,14 @@ def keep_lattice(
     strong = strong & away_from_dc
     if bool(strong.any()):
         residual = torch.fft.rfft2(x - y)
-        grown = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)
+        pooled = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)
+        grown = pooled[0, 0] > 0
+        gate = _gate(spectrum, power, grown, floor, h, w)
         residual_power = torch.real(residual) ** 2 + torch.imag(residual) ** 2
         weight = 1.0 - _spectrum_floor(residual_power, block) / residual_power.clamp_min(1e-300)
-        weight = torch.where(grown[0, 0] > 0, weight.clamp(0.0, 1.0), torch.zeros_like(weight))
-        y = y + torch.fft.irfft2(weight * residual, s=[h, w])
+        weight = torch.where(grown, weight.clamp(0.0, 1.0), torch.zeros_like(weight))
+        # Only where the input shows these reflections (napari_pinned: issue 22).
+        y = y + gate * torch.fft.irfft2(weight * residual, s=[h, w])
     out = torch.fft.rfft2(y - mean)
     size = torch.abs(out)
     limit = torch.sqrt(power) + margin * torch.sqrt(floor)
