@@ -18,9 +18,10 @@ network output: ``denoise(..., keep_lattice=False)``, then
   each guard changes the vacuum at each distance from the crystal's edge (painting), and
   the crystal's error after it.
 
-Guards: none, the shipped one, and the candidate of issue 22 §2 that restores only where
-the input shows the lattice (``benchmarks/_guard_gated.py``); ``--reference PATH`` adds
-another (a Python file with a ``keep_lattice(source, output)``).
+Guards: none, the shipped one (it restores only where the input shows the lattice,
+issue 22 §2), and the one before it, which restored over the whole frame
+(``benchmarks/_guard_ungated.py``); ``--reference PATH`` adds another (a Python file with
+a ``keep_lattice(source, output)``).
 
 Run::
 
@@ -52,9 +53,13 @@ DOSES = (1.0, 10.0, 100.0)
 
 
 def _guards(reference: pathlib.Path | None) -> dict:
-    import _guard_gated
+    import _guard_ungated
 
-    guards = {"none": None, "shipped": keep_lattice, "gated": _guard_gated.keep_lattice}
+    guards = {
+        "none": None,
+        "shipped": keep_lattice,
+        "ungated (before issue 22)": _guard_ungated.keep_lattice,
+    }
     if reference is not None:
         spec = importlib.util.spec_from_file_location("reference_guard", reference)
         module = importlib.util.module_from_spec(spec)

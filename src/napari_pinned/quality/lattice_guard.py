@@ -213,6 +213,7 @@ def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
     if strong.any():
         strong = ndimage.binary_dilation(strong, np.ones((3, 3), bool))
         gate = _gate(spectrum, power, strong, floor, frame.shape)
+        del spectrum
         residual = fft.rfft2(frame.float32("residual"))
         residual_power = residual.real**2 + residual.imag**2
         residual_floor = _floor(residual_power)
@@ -226,7 +227,6 @@ def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
         del residual
         restored *= gate  # only where the input shows these reflections
         corrections = (restored,)
-    del spectrum
     return corrections + _take_back_inventions(frame, corrections, power, floor, away_from_dc)
 
 
@@ -246,21 +246,30 @@ def _gate(
     width, stands for two bins of the full spectrum).  In vacuum beside a crystal the
     band holds only noise (``E ≈ N``: closed), in the crystal its lattice (open).
     """
-    band = fft.irfft2(np.where(strong, spectrum, 0), s=shape).astype(np.float32)
+    band = fft.irfft2(np.where(strong, spectrum, np.complex64(0)), s=shape).astype(np.float32)
     double = np.full(strong.shape[1], 2.0)
     double[0] = 1.0
     if shape[1] % 2 == 0:
         double[-1] = 1.0
     noise = float(np.sum(np.where(strong, floor, 0.0) * double)) / float(shape[0] * shape[1]) ** 2
-    ky = np.minimum(np.arange(shape[0]), shape[0] - np.arange(shape[0]))[:, None] / shape[0]
-    kx = np.arange(strong.shape[1])[None, :] / shape[1]
-    ratio = np.where(strong, power / floor, 0.0)
-    frequency = float(np.hypot(ky, kx).ravel()[np.argmax(ratio)])
+    # The strongest reflection (over its floor), found band by band (memory).
+    best, row, col = -1.0, 0, 0
+    for rows in _bands(power):
+        ratio = np.where(strong[rows], power[rows] / floor[rows], 0.0)
+        k = int(np.argmax(ratio))
+        if ratio.flat[k] > best:
+            best, (r, col) = float(ratio.flat[k]), np.unravel_index(k, ratio.shape)
+            row = rows.start + int(r)
+    ky = min(row, shape[0] - row) / shape[0]
+    frequency = math.hypot(ky, col / shape[1])
     sigma = float(np.clip(0.5 / frequency, GATE_SMOOTHING[0], GATE_SMOOTHING[1]))
     band *= band
     energy = ndimage.gaussian_filter(band, sigma, mode="reflect")
     del band
-    gate = 1.0 - GATE_NOISE_FACTOR * noise / np.maximum(energy, np.finfo(np.float32).tiny)
+    # 1 − 2N/E, in place (memory).
+    gate = np.maximum(energy, np.finfo(np.float32).tiny, out=energy)
+    np.divide(GATE_NOISE_FACTOR * noise, gate, out=gate)
+    np.subtract(1.0, gate, out=gate)
     return np.clip(gate, 0.0, 1.0, out=gate)
 
 
