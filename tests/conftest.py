@@ -8,6 +8,7 @@ whatever its own scope, may use them.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,18 @@ def _lattice_image(size: int = 96, period: float = 8.0, seed: int = 0) -> np.nda
     phase = rng.uniform(0, 2 * np.pi, 2)
     img = np.cos(2 * np.pi * x / period + phase[0]) + np.cos(2 * np.pi * y / period + phase[1])
     return ((img + 2) / 4 * 200 + 20).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def python_signal_handlers():
+    """Every test starts with Python's own SIGINT and SIGTERM handlers (KeyboardInterrupt,
+    the default) and leaves them so: a GUI test's event loop may replace them, and the
+    CLI's signal tests would then depend on the order the tests run in."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
