@@ -4,7 +4,6 @@ lost or invented, updated in place by each check, never touching the user's laye
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from napari.layers import Image, Labels
 
 from napari_pinned._qt.denoise.faithfulness_map import GAINED, LOST, map_name
@@ -12,11 +11,6 @@ from napari_pinned._qt.denoise.widget import DenoiseWidget
 
 WAIT_MS = 60_000
 SIZE = 256
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
 
 
 def _lattice(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

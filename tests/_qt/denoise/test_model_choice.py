@@ -13,7 +13,6 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_pinned._qt.denoise.adapt_panel import adapted_name
-from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, ModelRegistry, get_registry
 from napari_pinned.nn import model_files
 
@@ -33,28 +32,16 @@ def shipped(monkeypatch: pytest.MonkeyPatch, fresh_registry: ModelRegistry) -> M
     return fresh_registry
 
 
-@pytest.fixture(scope="module")
-def conditioned(tiny_conditioned):
-    return tiny_conditioned(0, name="tiny aware")
-
-
 def _counts(seed: int, size: int = 128) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size]
     lattice = 2.2 + np.cos(2 * np.pi * x / 8.0) + np.cos(2 * np.pi * y / 8.0)
     return np.random.default_rng(seed).poisson(lattice * 5.0).astype(np.uint16)
 
 
-def _dock(viewer) -> DenoiseWidget:
-    widget = DenoiseWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Denoise")
-    widget.device_combo.setCurrentText("cpu")
-    return widget
-
-
-def test_the_dock_starts_on_the_default_model(make_napari_viewer, shipped):
+def test_the_dock_starts_on_the_default_model(make_napari_viewer, shipped, denoise_dock):
     viewer = make_napari_viewer()
     viewer.add_image(_counts(0), name="SrTiO3 [110]", scale=(0.1, 0.1), units=("Å", "Å"))
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     assert widget.model_name == DEFAULT_NAME
     assert widget.model_combo.currentText() == DEFAULT_NAME
     # The default is noise-aware: strength and adaptation are on.
@@ -71,21 +58,23 @@ def test_the_dock_starts_on_the_default_model(make_napari_viewer, shipped):
 
 
 @pytest.mark.slow
-def test_a_model_from_a_file_is_still_selected_when_loaded(make_napari_viewer, shipped):
+def test_a_model_from_a_file_is_still_selected_when_loaded(
+    make_napari_viewer, shipped, denoise_dock
+):
     viewer = make_napari_viewer()
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     name = widget.load_model_file(model_files.SHIPPED_MODELS[1].path)
     assert name is not None and widget.model_name == name != DEFAULT_NAME
 
 
 @pytest.mark.slow
 def test_an_adapted_model_is_not_carried_to_another_layer(
-    make_napari_viewer, qtbot, shipped, conditioned
+    make_napari_viewer, qtbot, shipped, conditioned, denoise_dock
 ):
     viewer = make_napari_viewer()
     first = viewer.add_image(_counts(1, size=160), name="scan A")
     second = viewer.add_image(_counts(2, size=160), name="scan B")
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     widget.select_model(get_registry().add_trained(conditioned, name="tiny aware"))
     widget.input_layer.value = first
     panel = widget.adapt_panel
@@ -114,14 +103,14 @@ def test_an_adapted_model_is_not_carried_to_another_layer(
 
 
 def test_without_a_default_model_the_dock_says_the_model_was_made_elsewhere(
-    make_napari_viewer, conditioned
+    make_napari_viewer, conditioned, denoise_dock
 ):
     viewer = make_napari_viewer()
     viewer.add_image(_counts(3), name="scan A")
     other = viewer.add_image(_counts(4), name="scan B")
     registry = get_registry()
     name = registry.add_trained(conditioned, name=adapted_name("scan A"), made_for=("scan A",))
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     widget.input_layer.value = other
     # No shipped default to go back to: the model stays, and the dock says so.
     assert widget.model_name == name

@@ -8,15 +8,9 @@ import pytest
 from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import get_registry
 from napari_pinned.nn.conditioning import measure_noise
-from napari_pinned.nn.network import ModelBundle
 from napari_pinned.noise.readout import read_noise
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def conditioned(tiny_conditioned) -> ModelBundle:
-    return tiny_conditioned(0, name="tiny aware")
 
 
 def _lattice(size: int = 128) -> np.ndarray:

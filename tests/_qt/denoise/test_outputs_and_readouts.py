@@ -6,31 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from napari.layers import Image
-from qtpy.QtCore import Qt
 
-from napari_pinned._qt.denoise.widget import DenoiseWidget
 from napari_pinned._qt.shared.model_registry import get_registry
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.quality.spectra import power_spectrum
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture(scope="module")
-def conditioned(tiny_conditioned):
-    return tiny_conditioned(0, name="tiny aware")
-
-
-def _dock(viewer) -> DenoiseWidget:
-    widget = DenoiseWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Denoise")
-    widget.device_combo.setCurrentText("cpu")
-    return widget
 
 
 def _lattice(shape=(96, 96), seed=0) -> np.ndarray:
@@ -39,23 +20,19 @@ def _lattice(shape=(96, 96), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(lattice * 6.0).astype(np.float32)
 
 
-def _run(qtbot, widget: DenoiseWidget):
-    with qtbot.waitSignal(widget.denoise_finished, timeout=WAIT_MS) as finished:
-        qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    return finished.args[0]
-
-
-def test_each_strength_gets_its_own_output_layer(viewer, qtbot, conditioned):
+def test_each_strength_gets_its_own_output_layer(
+    viewer, qtbot, conditioned, denoise_dock, run_denoise
+):
     counts = _lattice()
     name = get_registry().add_trained(conditioned, name="tiny aware")
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     widget.select_model(name)
     widget.input_layer.value = viewer.add_image(counts, name="scan")
 
     widget.strength_spin.setValue(0.5)
-    half = _run(qtbot, widget)
+    half = run_denoise(widget)
     widget.strength_spin.setValue(1.5)
-    more = _run(qtbot, widget)
+    more = run_denoise(widget)
     assert half is not more and half in viewer.layers and more in viewer.layers
     assert half.name == "scan denoised (tiny aware, ×0.5)"
     assert more.name == "scan denoised (tiny aware, ×1.5)"
@@ -71,7 +48,7 @@ def test_each_strength_gets_its_own_output_layer(viewer, qtbot, conditioned):
     # (Image layers: the faithfulness check may add a map layer when it finishes.)
     layers = sum(isinstance(layer, Image) for layer in viewer.layers)
     widget.strength_spin.setValue(0.5)
-    assert _run(qtbot, widget) is half
+    assert run_denoise(widget) is half
     assert sum(isinstance(layer, Image) for layer in viewer.layers) == layers
     # The readouts follow the latest output; its residual is named after it.
     residual = widget.add_residual()
@@ -79,20 +56,22 @@ def test_each_strength_gets_its_own_output_layer(viewer, qtbot, conditioned):
     np.testing.assert_allclose(residual.data, counts - half.data, atol=1e-4)
 
 
-def test_orientations_and_the_lattice_guard_are_part_of_the_setting(viewer, qtbot, conditioned):
+def test_orientations_and_the_lattice_guard_are_part_of_the_setting(
+    viewer, qtbot, conditioned, denoise_dock, run_denoise
+):
     name = get_registry().add_trained(conditioned, name="tiny aware")
-    widget = _dock(viewer)
+    widget = denoise_dock(viewer)
     widget.select_model(name)
     widget.input_layer.value = viewer.add_image(_lattice(seed=1), name="scan")
     combo = widget.options.orientations_combo
     combo.setCurrentIndex(combo.findData(4))
     widget.keep_lattice_box.setChecked(False)
-    out = _run(qtbot, widget)
+    out = run_denoise(widget)
     assert out.name == "scan denoised (tiny aware, ×1, 4 orientations, lattice guard off)"
 
 
-def test_column_metrics_follow_the_reference(viewer):
-    widget = _dock(viewer)
+def test_column_metrics_follow_the_reference(viewer, denoise_dock):
+    widget = denoise_dock(viewer)
     widget.input_layer.value = viewer.add_image(_lattice(), name="noisy")
     positions = np.array([[10.0, 10.0], [20.0, 30.0]])
     gan = viewer.add_image(_lattice(seed=2), name="GaN [11-20]")
@@ -117,8 +96,8 @@ def test_column_metrics_follow_the_reference(viewer):
     assert widget.columns_layer.value is si_columns
 
 
-def test_a_nan_input_is_reported_once(viewer, qtbot, notifications):
-    widget = _dock(viewer)
+def test_a_nan_input_is_reported_once(viewer, qtbot, notifications, denoise_dock):
+    widget = denoise_dock(viewer)
     data = _lattice()
     data[5, 7] = np.nan
     widget.input_layer.value = viewer.add_image(data, name="spoiled scan")
@@ -134,8 +113,8 @@ def test_a_nan_input_is_reported_once(viewer, qtbot, notifications):
     assert "NaN" in widget.noise_label.text()
 
 
-def test_the_spectrum_is_in_reciprocal_angstroms(viewer):
-    widget = _dock(viewer)
+def test_the_spectrum_is_in_reciprocal_angstroms(viewer, denoise_dock):
+    widget = denoise_dock(viewer)
     # Spacings of 0.4 Å along y and 0.8 Å along x, on 0.1 Å pixels.
     y, x = np.mgrid[0:128, 0:160]
     image = 2.0 + np.cos(2 * np.pi * y / 4.0) + np.cos(2 * np.pi * x / 8.0)
@@ -163,8 +142,8 @@ def test_the_spectrum_is_in_reciprocal_angstroms(viewer):
     np.testing.assert_allclose(bare.scale, [1 / 128, 1 / 160])
 
 
-def test_the_spectrum_of_a_stack_keeps_its_frame_axis(viewer):
-    widget = _dock(viewer)
+def test_the_spectrum_of_a_stack_keeps_its_frame_axis(viewer, denoise_dock):
+    widget = denoise_dock(viewer)
     stack = np.stack([_lattice(seed=s) for s in range(3)])
     layer = viewer.add_image(
         stack, name="series", scale=(2.0, 0.5, 0.5), units=("pixel", "nm", "nm")

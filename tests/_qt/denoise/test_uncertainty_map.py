@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from qtpy.QtCore import Qt
 
 from napari_pinned._qt.denoise.uncertainty_layer import uncertainty_name
 from napari_pinned._qt.denoise.widget import DenoiseWidget
@@ -14,29 +12,15 @@ from napari_pinned.denoising.denoiser import denoise_with_uncertainty
 WAIT_MS = 60_000
 
 
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture(scope="module")
-def conditioned(tiny_conditioned):
-    return tiny_conditioned(0, name="tiny aware")
-
-
 def _counts(seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:64, 0:64]
     lattice = 2.2 + np.cos(2 * np.pi * x / 8.0) + np.cos(2 * np.pi * y / 8.0)
     return np.random.default_rng(seed).poisson(lattice * 6.0).astype(np.float32)
 
 
-def _run(qtbot, widget: DenoiseWidget):
-    with qtbot.waitSignal(widget.denoise_finished, timeout=WAIT_MS) as finished:
-        qtbot.mouseClick(widget.denoise_button, Qt.MouseButton.LeftButton)
-    return finished.args[0]
-
-
-def test_the_map_is_off_by_default_and_added_beside_the_output(viewer, qtbot, conditioned):
+def test_the_map_is_off_by_default_and_added_beside_the_output(
+    viewer, qtbot, conditioned, run_denoise
+):
     counts = _counts()
     name = get_registry().add_trained(conditioned, name="tiny aware")
     widget = DenoiseWidget(viewer)
@@ -47,7 +31,7 @@ def test_the_map_is_off_by_default_and_added_beside_the_output(viewer, qtbot, co
     options = widget.options
     assert not options.uncertainty_box.isChecked()
 
-    plain = _run(qtbot, widget)
+    plain = run_denoise(widget)
     assert [layer.name for layer in viewer.layers] == ["scan", plain.name]
     assert widget.uncertainty_view.label.isHidden()
 
@@ -55,7 +39,7 @@ def test_the_map_is_off_by_default_and_added_beside_the_output(viewer, qtbot, co
     options.uncertainty_box.setChecked(True)
     assert options.orientations_combo.currentData() == 8
     options.orientations_combo.setCurrentIndex(1)  # 2 orientations: quicker here
-    output = _run(qtbot, widget)
+    output = run_denoise(widget)
     sigma = viewer.layers[uncertainty_name(output.name)]
     expected = denoise_with_uncertainty(counts, conditioned, orientations=2, device="cpu")
     np.testing.assert_allclose(output.data, expected.output, atol=1e-4)
@@ -70,6 +54,6 @@ def test_the_map_is_off_by_default_and_added_beside_the_output(viewer, qtbot, co
 
     # A run without the map hides the line again and leaves the map layer alone.
     options.uncertainty_box.setChecked(False)
-    _run(qtbot, widget)
+    run_denoise(widget)
     assert widget.uncertainty_view.label.isHidden()
     assert sigma in viewer.layers
