@@ -51,6 +51,19 @@ _TRAIN_BYTES_PER_PX_PER_WIDTH = 72
 _TRAIN_FIXED_BYTES = 512 * 1024**2
 
 
+#: Pixels per band of rows when a whole-frame step works band by band, so that its
+#: temporary arrays are this size and not the frame's (the conditioning, the lattice guard).
+BAND_PIXELS = 1 << 18
+
+
+def row_bands(shape: tuple[int, ...]) -> list[slice]:
+    """Bands of rows of about :data:`BAND_PIXELS` pixels covering an array of ``shape``
+    (its first axis; a row is the product of nothing but its last axis)."""
+    height, width = shape[0], shape[-1] if len(shape) > 1 else 1
+    step = max(1, BAND_PIXELS // max(1, width))
+    return [slice(start, min(height, start + step)) for start in range(0, height, step)]
+
+
 def format_bytes(count: float) -> str:
     """``count`` bytes as a short human-readable size (``"1.5 GiB"``, ``"320 MiB"``)."""
     for unit, size in (("TiB", 1024**4), ("GiB", _GIB), ("MiB", 1024**2), ("KiB", 1024)):

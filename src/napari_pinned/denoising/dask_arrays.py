@@ -21,7 +21,12 @@ from napari_pinned.denoising.engine import block_margin, check_orientations, gua
 from napari_pinned.denoising.inputs import check_array
 from napari_pinned.denoising.model_spec import ModelSpec, cached_denoiser
 from napari_pinned.denoising.tiling import resolve_tiling
-from napari_pinned.nn.conditioning import find_outliers, frame_statistics, repair_outliers
+from napari_pinned.nn.conditioning import (
+    counts_non_negative,
+    find_outliers,
+    frame_statistics,
+    repair_outliers,
+)
 from napari_pinned.quality.lattice_guard import guard_applies
 from napari_pinned.settings import FrameOptions
 
@@ -236,8 +241,7 @@ def _guard_block(
     for k, (frame, denoised) in enumerate(zip(source, result, strict=True)):
         if not guard_applies(training_noise, frame):
             out[k] = denoised
-            if np.issubdtype(input_dtype, np.unsignedinteger):
-                np.maximum(out[k], 0.0, out=out[k])
+            counts_non_negative(out[k], input_dtype)  # a view: clipped in place
             continue
         frame_stats = stats[k, 0, 0]
         x = np.asarray(frame, np.float64)

@@ -39,6 +39,7 @@ from napari_pinned.nn.conditioning import (
     REGION_CONTEXT,
     FrameStats,
     Prepared,
+    counts_non_negative,
     finish,
     frame_statistics,
     prepare,
@@ -121,10 +122,7 @@ def _metadata(runner: Any) -> dict:
 def guard_frame(source: np.ndarray, result: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """:func:`napari_pinned.quality.lattice_guard.keep_lattice` on one whole frame, keeping
     raw counts non-negative."""
-    kept = keep_lattice(source, result)
-    if np.issubdtype(dtype, np.unsignedinteger):
-        np.maximum(kept, 0.0, out=kept)
-    return kept
+    return counts_non_negative(keep_lattice(source, result), dtype)
 
 
 class Denoiser:

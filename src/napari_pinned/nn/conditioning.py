@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from napari_pinned._util.checks import check_strength
 from napari_pinned._util.intensity import CLIPPED_FRACTION, PAPER_RANGE, UNIT_RANGE, clipped_ends
+from napari_pinned._util.memory import row_bands
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.settings import NORMALIZATIONS
 
@@ -46,6 +47,7 @@ __all__ = [
     "FrameStats",
     "NormState",
     "Prepared",
+    "counts_non_negative",
     "defect_limits",
     "find_outliers",
     "finish",
@@ -124,9 +126,6 @@ NOISE_MAP_FLOOR = 0.1
 #: repaired image with a Gaussian that scipy truncates at 4 σ (6 px more).
 REGION_CONTEXT = GROUP_REACH + 2 + REPAIR_ROUNDS + int(4.0 * NOISE_MAP_SMOOTHING + 0.5)
 
-#: Pixels per band of rows in the whole-frame tests and maps: their temporary arrays are
-#: this size, not the frame's.
-_BAND_PIXELS = 1 << 18
 #: Offsets of the eight neighbours, and of the 16 pixels of the ring around them.
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 _RING5 = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2)
@@ -310,20 +309,13 @@ def _isolated(x: np.ndarray, noise: NoiseEstimate, threshold: float) -> np.ndarr
     of rows, so that its temporary arrays stay small however large the frame."""
     h = x.shape[0]
     mask = np.zeros(x.shape, bool)
-    for band in _bands(x.shape):
+    for band in row_bands(x.shape):
         # Rows start − 2 … stop + 1, mirrored at the frame's edges ("symmetric").
         rows = np.arange(band.start - 2, band.stop + 2)
         rows = np.where(rows < 0, -rows - 1, np.where(rows >= h, 2 * h - 1 - rows, rows))
         padded = np.pad(x[rows], ((0, 0), (2, 2)), mode="symmetric")
         mask[band] = _isolated_band(padded, noise, threshold)
     return mask
-
-
-def _bands(shape: tuple[int, ...]) -> list[slice]:
-    """Bands of rows of about :data:`_BAND_PIXELS` pixels covering a frame."""
-    height, width = shape[0], shape[-1] if len(shape) > 1 else 1
-    step = max(1, _BAND_PIXELS // max(1, width))
-    return [slice(start, min(height, start + step)) for start in range(0, height, step)]
 
 
 def _isolated_band(padded: np.ndarray, noise: NoiseEstimate, threshold: float) -> np.ndarray:
@@ -580,7 +572,7 @@ def _noise_channel(
     """The noise map's standard deviations (float32, into ``out`` if given), computed
     in bands of rows: no float64 copy of the frame."""
     out = np.empty(variance.shape, np.float32) if out is None else out
-    for rows in _bands(variance.shape):
+    for rows in row_bands(variance.shape):
         part = np.maximum(variance[rows], floor_variance)
         out[rows] = float(strength) * np.sqrt(part, out=part)
     return out
@@ -591,7 +583,7 @@ def _input_channels(x: np.ndarray, state: NormState, clip: bool, conditioned: bo
     the first channel, and room for the noise map when ``conditioned``."""
     channels = np.zeros((2 if conditioned else 1, *x.shape), np.float32)
     units = channels[0]
-    for rows in _bands(x.shape):
+    for rows in row_bands(x.shape):
         units[rows] = (x[rows] - state.low) / state.scale
     if clip:
         np.clip(units, *RANGE_CLIP, out=units)
@@ -756,8 +748,14 @@ def finish(output: np.ndarray, prepared: Prepared, dtype: np.dtype | None = None
     else:
         output = np.asarray(output)
         out = np.empty(output.shape, np.float32)
-        for rows in _bands(output.shape):
+        for rows in row_bands(output.shape):
             out[rows] = np.asarray(output[rows], np.float64) * state.scale + state.low
+    return counts_non_negative(out, dtype)
+
+
+def counts_non_negative(out: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
+    """``out`` (float, changed in place) clipped at zero when the input's ``dtype`` is
+    an unsigned integer: raw detector counts come back non-negative."""
     if dtype is not None and np.issubdtype(dtype, np.unsignedinteger):
         np.maximum(out, 0.0, out=out)
     return out

@@ -62,6 +62,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from napari_pinned._util.intensity import clipped_ends
+from napari_pinned._util.memory import row_bands
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
     STRONG_REFLECTION_SNR,
@@ -143,7 +144,7 @@ def keep_lattice(source: np.ndarray, output: np.ndarray, *, snr: float = GUARD_S
     # only the float32 corrections are kept whole: the guard holds a few float32 copies
     # of the frame, not float64 ones.
     mean = float(np.mean(x, dtype=np.float64))
-    scale = _power_of_two(max(float(np.max(np.abs(x[rows] - mean))) for rows in _bands(x)))
+    scale = _power_of_two(max(float(np.max(np.abs(x[rows] - mean))) for rows in row_bands(x.shape)))
     frame = _Centred(x, y, mean, scale)
     corrections = _keep(frame, snr)
     return frame.result(corrections)
@@ -164,7 +165,7 @@ class _Centred:
         """``"source"``, ``"residual"`` (source − output) or ``"output"`` plus
         ``corrections``, in float32."""
         out = np.empty(self.shape, np.float32)
-        for rows in _bands(out):
+        for rows in row_bands(out.shape):
             if what == "source":
                 out[rows] = self._map(self.source[rows])
             elif what == "residual":
@@ -182,15 +183,9 @@ class _Centred:
     def result(self, corrections: tuple[np.ndarray, ...]) -> np.ndarray:
         """The corrected output back in the input's units (float32)."""
         out = np.empty(self.shape, np.float32)
-        for rows in _bands(out):
+        for rows in row_bands(out.shape):
             out[rows] = self._output(rows, corrections) * self.scale + self.mean
         return out
-
-
-def _bands(a: np.ndarray) -> list[slice]:
-    """Bands of rows of about 2¹⁸ pixels covering ``a``."""
-    step = max(1, (1 << 18) // max(1, a.shape[1]))
-    return [slice(start, min(a.shape[0], start + step)) for start in range(0, a.shape[0], step)]
 
 
 def _power_of_two(magnitude: float) -> float:
@@ -218,7 +213,7 @@ def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
         residual_power = residual.real**2 + residual.imag**2
         residual_floor = _floor(residual_power)
         tiny = np.finfo(residual_power.dtype).tiny
-        for rows in _bands(residual):
+        for rows in row_bands(residual.shape):
             weight = 1.0 - residual_floor[rows] / np.maximum(residual_power[rows], tiny)
             weight = np.where(strong[rows], np.clip(weight, 0.0, 1.0), 0.0).astype(np.float32)
             residual[rows] *= weight
@@ -254,7 +249,7 @@ def _gate(
     noise = float(np.sum(np.where(strong, floor, 0.0) * double)) / float(shape[0] * shape[1]) ** 2
     # The strongest reflection (over its floor), found band by band (memory).
     best, row, col = -1.0, 0, 0
-    for rows in _bands(power):
+    for rows in row_bands(power.shape):
         ratio = np.where(strong[rows], power[rows] / floor[rows], 0.0)
         k = int(np.argmax(ratio))
         if ratio.flat[k] > best:
@@ -285,7 +280,7 @@ def _take_back_inventions(
     module docstring); none when nothing exceeds it."""
     out = fft.rfft2(frame.float32("output", corrections))
     changed = False
-    for rows in _bands(out):
+    for rows in row_bands(out.shape):
         size = np.abs(out[rows])
         limit = np.sqrt(power[rows]) + INVENTION_MARGIN * np.sqrt(floor[rows])
         over = where[rows] & (size > limit)
