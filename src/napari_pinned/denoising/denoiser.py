@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     from napari_pinned.nn.foreign import ForeignModel
     from napari_pinned.noise.estimate import NoiseEstimate
 
-__all__ = ["DenoiseProgress", "Denoised", "denoise", "denoise_with_uncertainty", "iter_denoise"]
+__all__ = [
+    "DenoiseProgress",
+    "Denoised",
+    "denoise",
+    "denoise_with_uncertainty",
+    "iter_denoise",
+    "iter_denoise_with_uncertainty",
+]
 
 ModelLike = Any  # a shipped model's name, a path, a ModelBundle, an OnnxModel, a ForeignModel
 
@@ -399,14 +406,30 @@ def denoise_with_uncertainty(
         As :func:`denoise`; also for a model without a noise map, strength 0, a dask
         array or another tool's package.
     """
-    if is_dask_array(image):
-        raise ValueError("the uncertainty is for numpy and zarr inputs, not dask arrays")
     per_frame = {"tile": tile, "overlap": overlap, "device": device, "strength": strength}
     options = FrameOptions(**per_frame, keep_lattice=keep_lattice, orientations=orientations)
     check_noise(noise)
-    shape = tuple(int(n) for n in np.shape(image))
-    sigma = np.empty(shape, np.float32)
-    job = iter_denoise(
+    job = iter_denoise_with_uncertainty(
+        image, model, options, batch_size=batch_size, noise=noise, backend=backend
+    )
+    return run_job(job, progress)
+
+
+def iter_denoise_with_uncertainty(
+    image: Any,
+    model: ModelLike = "default",
+    options: FrameOptions | None = None,
+    *,
+    batch_size: int = 4,
+    noise: NoiseEstimate | None = None,
+    backend: str = "auto",
+) -> Job[DenoiseProgress, Denoised]:
+    """:func:`denoise_with_uncertainty` as a job (:mod:`napari_pinned._util.jobs`): yields
+    :class:`DenoiseProgress`, returns :class:`Denoised` (the Denoise dock's worker)."""
+    if is_dask_array(image):
+        raise ValueError("the uncertainty is for numpy and zarr inputs, not dask arrays")
+    sigma = np.empty(tuple(int(n) for n in np.shape(image)), np.float32)
+    output = yield from iter_denoise(
         image,
         model,
         options,
@@ -415,5 +438,4 @@ def denoise_with_uncertainty(
         backend=backend,
         uncertainty=sigma,
     )
-    output = run_job(job, progress)
     return Denoised(output, sigma)

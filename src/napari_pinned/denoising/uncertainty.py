@@ -45,7 +45,7 @@ __all__ = [
     "expected_sd",
     "fit_weights",
     "least_certain",
-    "summarize_frame",
+    "summarize",
     "uncertainty_summary",
     "uncertainty_weights",
     "window_sigma",
@@ -237,9 +237,11 @@ def expected_sd(frame: np.ndarray, output: np.ndarray, orientations: int) -> np.
     return sigma
 
 
-def summarize_frame(
-    sigma: np.ndarray, output: np.ndarray, frame: np.ndarray, orientations: int
-) -> str:
-    """:func:`uncertainty_summary` of one frame's map, its output and its input, with the
-    calibrated constants of ``orientations``."""
+def summarize(sigma: np.ndarray, output: np.ndarray, image: np.ndarray, orientations: int) -> str:
+    """:func:`uncertainty_summary` of a map, its output and its input (a 2D frame, or a
+    stack: its first frame, said so), with the calibrated constants of ``orientations``."""
+    if np.ndim(image) == 3:
+        line = summarize(sigma[0], output[0], np.asarray(image[0]), orientations)
+        return f"{line} (frame 1 of {len(image)})"
+    frame = np.asarray(image)
     return uncertainty_summary(sigma, output, expected_sd(frame, output, orientations))

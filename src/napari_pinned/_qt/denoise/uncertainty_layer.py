@@ -50,20 +50,14 @@ class Uncertain:
 def denoise_with_map(
     data: np.ndarray, model: Any, options: FrameOptions
 ) -> Generator[DenoiseProgress, None, Uncertain]:
-    """The worker's job with the map: reports after every network pass; returns an
-    :class:`Uncertain` (the summary of the first frame of a stack)."""
-    from napari_pinned.denoising.denoiser import iter_denoise
-    from napari_pinned.denoising.uncertainty import summarize_frame
+    """The worker's job with the map (the core's, plus its summary line): reports after
+    every network pass; returns an :class:`Uncertain`."""
+    from napari_pinned.denoising.denoiser import iter_denoise_with_uncertainty
+    from napari_pinned.denoising.uncertainty import summarize
 
-    sigma = np.empty(np.shape(data), np.float32)
-    output = yield from iter_denoise(data, model, options, uncertainty=sigma)
-    first = (lambda a: a[0]) if np.ndim(data) == 3 else (lambda a: a)
-    line = summarize_frame(
-        first(sigma), first(output), first(np.asarray(data)), options.orientations
-    )
-    if np.ndim(data) == 3:
-        line += f" (frame 1 of {len(data)})"
-    return Uncertain(output, sigma, line)
+    result = yield from iter_denoise_with_uncertainty(data, model, options)
+    line = summarize(result.uncertainty, result.output, data, options.orientations)
+    return Uncertain(result.output, result.uncertainty, line)
 
 
 def split_result(result: Any) -> tuple[Any, Uncertain | None]:
