@@ -131,11 +131,11 @@ def _report_noise(path: Path, report: Any) -> None:
     the user (:func:`napari_pinned.noise.readout.read_noise`)."""
     estimates = [] if report is None else [e for e in report.noise if e is not None]
     if estimates:
-        from napari_pinned.io.images import read_image
+        from napari_pinned.io.images import open_frames
         from napari_pinned.noise.readout import read_noise
 
-        image = read_image(path)
-        frame = image if np.ndim(image) == 2 else image[0]
+        frames = open_frames(path)  # frame 0 only is read, not the whole stack again
+        frame = np.asarray(frames if len(np.shape(frames)) == 2 else frames[0])
         which = "" if len(estimates) == 1 else f" (frame 0 of {len(estimates)})"
         print(f"{path}: noise{which}: {read_noise(frame, estimate=estimates[0]).line()}")
     if report is not None and report.repaired:
