@@ -2,7 +2,8 @@
 
 Every number in the README, the model cards and docs/benchmarks.md that comes from
 ``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py``,
-``benchmarks/peer_tk_r_em.py`` or (the ``cdn`` model's tables) ``benchmarks/quality.py``
+``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py`` or (the ``cdn`` model's tables)
+``benchmarks/quality.py``
 is written here, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so
 that the docs say what the last run measured and nothing typed by hand::
 
@@ -23,6 +24,7 @@ import adapt as adapt_bench
 import peer_tk_r_em
 import real_micrographs
 import realistic
+import scan_noise
 
 from napari_pinned.io.safe_write import write_text
 
@@ -237,6 +239,9 @@ def blocks() -> dict[str, str]:
     peer = _load("peer_tk_r_em.json")
     if peer is not None:
         out["peer"] = peer_tk_r_em.markdown(peer)
+    scan = _load("scan_noise.json")
+    if scan is not None:
+        out["scan-noise"] = "\n".join(scan_noise.markdown(scan))
     cdn = _load("quality.json")
     if cdn is not None:
         out["cdn-benchmark"] = cdn_benchmark(cdn)

@@ -43,7 +43,13 @@ from napari_pinned.nn.network import count_parameters
 from napari_pinned.physics.materials import HELD_OUT_MATERIALS
 from napari_pinned.physics.ranges import StructureRanges
 from napari_pinned.physics.specimens import structure_pool
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.settings import (
+    SCANNING_DETECTOR,
+    LossWeights,
+    ModelConfig,
+    StemNoiseRanges,
+    TrainConfig,
+)
 from napari_pinned.training.run import train
 
 
@@ -69,6 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("LOW", "HIGH"),
         help="pixel size range of the specimens, Å (log-uniform)",
     )
+    parser.add_argument(
+        "--scanning-detector",
+        action="store_true",
+        help="record patches with a scanning detector's noise too (settings.SCANNING_DETECTOR: "
+        "afterglow, line gains, dark counts, converter clipping, dropped lines)",
+    )
+    parser.add_argument(
+        "--init",
+        help="fine-tune this model (a shipped model's name or a file) instead of a new one",
+    )
+    parser.add_argument("--warmup", type=int, default=500, help="learning-rate warm-up steps")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -92,6 +109,12 @@ def export(run, args: argparse.Namespace, argv: list[str] | None) -> None:
             "lattices, weak/strong sublattices, amorphous films, particles, boundaries, "
             f"surfaces, defects; {', '.join(HELD_OUT_MATERIALS)} held out), recorded "
             "at 0.3–1000 e⁻/px with read noise and scan defects per patch"
+            + (
+                " and a scanning detector's afterglow (τ 0–3 px), line gains, dark counts, "
+                "converter clipping and dropped lines"
+                if args.scanning_detector
+                else ""
+            )
         ),
         script=f"scripts/train_default.py {' '.join(sys.argv[1:] if argv is None else argv)}",
     )
@@ -116,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",
+        stem_noise=SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
+        init_model=args.init,
         steps=args.steps,
         batch_size=args.batch,
         patch_size=args.patch,
         learning_rate=args.lr,
-        warmup_steps=500,
+        warmup_steps=args.warmup,
         validation_fraction=0.05,
         validation_patches=64,
         validate_every=500,

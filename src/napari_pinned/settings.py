@@ -369,7 +369,10 @@ class StemNoiseRanges:
     images are recorded at ``clean_dose`` instead, so that a model learns to leave
     noise-free data alone.  Each scan defect appears in its stated fraction of images,
     with a size uniform in its range.  Line offsets are quoted relative to the shot
-    noise at the mean dose.
+    noise at the mean dose, the converter's offset relative to the read noise (at least
+    0.5 e⁻).  The scanning detector's terms (afterglow τ in px, line gains, dark counts
+    in e⁻/px, the converter's offset and clipping, dropped lines) are off here; the
+    :data:`SCANNING_DETECTOR` ranges turn them on.
     """
 
     dose: tuple[float, float] = (0.3, 1000.0)
@@ -386,6 +389,16 @@ class StemNoiseRanges:
     quantum: tuple[float, float] = (0.1, 1.0)
     smear_fraction: float = 0.0
     smear: tuple[float, float] = (0.0, 0.3)
+    afterglow_fraction: float = 0.0
+    afterglow: tuple[float, float] = (0.0, 3.0)
+    line_gain_fraction: float = 0.0
+    line_gain: tuple[float, float] = (0.0, 0.05)
+    dark_fraction: float = 0.0
+    dark: tuple[float, float] = (0.0, 0.3)
+    adc_fraction: float = 0.0
+    adc_offset: tuple[float, float] = (-1.0, 3.0)
+    dropped_fraction: float = 0.0
+    dropped_lines: tuple[float, float] = (0.0, 0.01)
 
     def __post_init__(self) -> None:
         lo, hi = self.dose
@@ -398,10 +411,29 @@ class StemNoiseRanges:
             "drift_fraction",
             "quantum_fraction",
             "smear_fraction",
+            "afterglow_fraction",
+            "line_gain_fraction",
+            "dark_fraction",
+            "adc_fraction",
+            "dropped_fraction",
         ):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be finite and [0, 1], got {value!r}")
+
+
+#: Recording conditions with a scanning detector's own noise on top of shot and read
+#: noise (what the default model is trained on, and ``benchmarks/scan_noise.py``'s
+#: held-out set): an afterglow of up to 3 px in most recordings (scintillator detectors
+#: read at µs dwell times), line gains of up to 5 %, some dark counts, an unsigned
+#: converter that clips at zero, and an occasional dropped line.
+SCANNING_DETECTOR = StemNoiseRanges(
+    afterglow_fraction=0.6,
+    line_gain_fraction=0.3,
+    dark_fraction=0.2,
+    adc_fraction=0.2,
+    dropped_fraction=0.05,
+)
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,30 @@ def test_reading_keeps_the_models_estimate(lattice):
     reading = read_noise(image, estimate=estimate)
     assert reading.estimate is estimate
     assert reading.to_dict()["line"] == reading.line()
+
+
+def test_the_models_estimate_reads_as_the_fit_does(lattice):
+    from napari_pinned.nn.conditioning import measure_noise
+
+    image = _record(lattice, 20.0, seed=10, afterglow=0.5)
+    told = measure_noise(image)  # scaled to the noise a pixel carries
+    assert told.correlation > 1.5
+    # The readout reads the spectrum itself: the dock's estimate gives the same line.
+    assert read_noise(image, estimate=told).line() == read_noise(image).line()
+
+
+def test_subtracted_backgrounds_and_beam_fractions_read_the_detected_dose(lattice):
+    """Values that are counts minus a smooth background, or counts over the incident beam,
+    are not the detector's raw counts, but their noise still says how many electrons
+    were detected: the dose read is that one (±30 %, the scatter of one 256² image), so
+    the model is told the right noise."""
+    y, x = np.mgrid[0:256, 0:256]
+    background = 10.0 * (0.5 + 0.5 * np.sin(x / 60.0) * np.cos(y / 80.0))
+    expected = lattice / lattice.mean() * 20.0
+    expected[:, :50] = 0.0  # a strip of vacuum: the subtracted values go negative there
+    counts = np.random.default_rng(11).poisson(expected + background).astype(float)
+    detected = float(np.mean(expected + background))
+    for values in (counts - background, counts / 3.1e4):
+        reading = read_noise(values)
+        assert reading.kind == "counts"
+        assert reading.dose == pytest.approx(detected, rel=DOSE_TOLERANCE)

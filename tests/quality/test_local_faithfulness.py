@@ -33,9 +33,10 @@ from napari_pinned.quality.spectra import hann_window
 
 PIXEL = 0.1  # Å
 SIZE = 256
-# No detector smear: the noise fit of noise.estimate reads smeared (row-correlated) noise
-# too low (at smear 0.1 by 1.4×), which inflates every residual ratio.
 RECORDING = StemRecording(dose=20.0, read_noise=0.5)
+# A detector's afterglow of 2 px: the noise is correlated along x, and the residual
+# check compares with the noise per pixel (noise.correlation.pixel_equivalent).
+AFTERGLOW = StemRecording(dose=20.0, read_noise=0.5, afterglow=2.0)
 
 
 def _record(clean: np.ndarray, seed: int, recording: StemRecording = RECORDING):
@@ -214,6 +215,31 @@ def test_residual_far_above_the_noise_fails():
     assert result.residual_noise_ratio > RESIDUAL_LIMIT
     assert result.local.structure_removed.all()
     assert any(w.startswith("structure removed in ") for w in result.warnings)
+
+
+def test_afterglow_noise_removed_is_faithful_and_structure_removed_is_not():
+    """Under an afterglow the fit's high-pass kernel sees a third of the noise per pixel:
+    compared with it, removing all the noise read as 2–3× "structure removed" (issue
+    20).  Compared with the noise per pixel, the truth passes, and a structure-removing
+    blur still fails."""
+    rng = np.random.default_rng(8)
+    atoms = rng.uniform(-5, SIZE + 5, (int(SIZE * SIZE * PIXEL**2 / 1.5), 2))
+    clean = render_columns(
+        ColumnSet(atoms, rng.uniform(0.5, 1.5, len(atoms))), (SIZE, SIZE), PIXEL, AberratedProbe()
+    )
+    noisy, expected = _record(clean, 9, AFTERGLOW)
+    fitted = estimate_noise(noisy)
+    # The old comparison: the fit alone (its residual ratio), far above the limit.
+    residual = np.var(noisy - expected)
+    assert residual / float(np.mean(fitted.variance(noisy))) > RESIDUAL_LIMIT
+    clean_result = _check(noisy, expected)
+    assert clean_result.faithful, clean_result.warnings
+    # The residual is all noise: 1 within the variance estimate's scatter and the
+    # spectral fit's (±15 %, several standard errors of each on 256² px).
+    assert clean_result.residual_noise_ratio == pytest.approx(1.0, abs=0.15)
+    blurred = _check(noisy, ndimage.gaussian_filter(noisy, 2.0))
+    assert not blurred.faithful
+    assert blurred.residual_noise_ratio > RESIDUAL_LIMIT
 
 
 # ------------------------------------------------------------------------------ contract

@@ -180,3 +180,25 @@ def test_a_detector_of_finite_bandwidth_correlates_the_noise_along_rows():
     assert abs(across) < 5 / np.sqrt(n)
     with pytest.raises(ValueError, match="smear"):
         StemRecording(10.0, smear=0.4)
+
+
+def test_a_scanning_detector_run_validates_with_and_without_afterglow(tiny_train_config):
+    from napari_pinned.settings import SCANNING_DETECTOR
+    from napari_pinned.training.data import validation_set
+
+    plain = tiny_train_config()
+    scanning = tiny_train_config(stem_noise=SCANNING_DETECTOR)
+    pairs = prepare_pairs(_pool(), None, plain, CONDITIONED)
+    a = validation_set(pairs, plain, CONDITIONED, np.random.default_rng(6))
+    b = validation_set(pairs, scanning, CONDITIONED, np.random.default_rng(6))
+    # Every other patch is recorded with the middle of the afterglow range: the others
+    # are the plain run's, bit for bit.
+    np.testing.assert_array_equal(a.inputs[0::2], b.inputs[0::2])
+    assert not np.array_equal(a.inputs[1::2, 0], b.inputs[1::2, 0])
+    # The targets keep the afterglow's smear (the expected image as recorded).
+    assert not np.allclose(a.targets[1::2], b.targets[1::2])
+    run = train(scanning, _pool(), seed=0, device="cpu")
+    bundle = run.run_to_end()
+    assert np.isfinite(bundle.metadata["val_psnr"])
+    recorded = bundle.metadata["train_config"]["stem_noise"]
+    assert recorded["afterglow_fraction"] == SCANNING_DETECTOR.afterglow_fraction

@@ -14,8 +14,10 @@ Three steps, the same in training and in inference:
    ignore a few extreme pixels, and being order statistics they make the whole chain
    equivariant to detector gain and offset: ``f(a·x + b) = a·f(x) + b`` for a > 0.
 3. **Noise map** (noise-conditioned models).  The Poisson–Gaussian model fitted by
-   :func:`napari_pinned.noise.estimate.estimate_noise` gives each pixel's noise standard
-   deviation, in model units, from its local mean.  The network gets it as a second
+   :func:`napari_pinned.noise.estimate.estimate_noise`, scaled to the
+   noise one pixel carries when the noise is correlated along the scan
+   (:func:`napari_pinned.noise.correlation.pixel_equivalent`), gives each pixel's noise
+   standard deviation, in model units, from its local mean.  The network gets it as a second
    channel and returns ``x + σ · f(x, σ)``: with no noise it is the identity, and a
    "strength" factor scales σ to denoise less or more.
 
@@ -39,6 +41,7 @@ from scipy import ndimage
 from napari_pinned._util.checks import check_strength
 from napari_pinned._util.intensity import CLIPPED_FRACTION, PAPER_RANGE, UNIT_RANGE, clipped_ends
 from napari_pinned._util.memory import row_bands
+from napari_pinned.noise.correlation import pixel_equivalent
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.settings import NORMALIZATIONS
 
@@ -616,6 +619,11 @@ def _measure(
         x = _repair_in_place(x, outliers, fill)  # x is this function's own copy
         if noise is None and conditioned:
             estimate = estimate_noise(x, mask=outliers)
+    if noise is None and conditioned:
+        # Told the noise a pixel carries: the fit reads a detector's afterglow several
+        # times too weak, and the model then leaves most of it (the outlier search above
+        # keeps the fit, which is what single pixels stand out against).
+        estimate = pixel_equivalent(estimate, x)
     if outliers.any():
         state = normalization_range(x, normalization)
     else:

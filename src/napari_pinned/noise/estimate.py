@@ -96,6 +96,10 @@ class NoiseEstimate:
         Pixels the fit used.
     intensity_range : tuple of float
         5th and 95th percentiles of the image, over which the fit is meaningful.
+    correlation : float
+        The factor the fitted variance was scaled by to the noise one pixel carries
+        when it is correlated (:func:`napari_pinned.noise.correlation.pixel_equivalent`);
+        1 as fitted.
     """
 
     gain: float
@@ -104,6 +108,7 @@ class NoiseEstimate:
     mean_intensity: float
     pixels: int
     intensity_range: tuple[float, float] = (0.0, 0.0)
+    correlation: float = 1.0
 
     def variance(self, intensity: np.ndarray | float) -> np.ndarray | float:
         """Noise variance at ``intensity`` (clipped at zero)."""
@@ -153,12 +158,27 @@ class NoiseEstimate:
             mean_intensity=(self.mean_intensity - low) / scale,
             pixels=self.pixels,
             intensity_range=((lo - low) / scale, (hi - low) / scale),
+            correlation=self.correlation,
         )
 
     def times(self, factor: float) -> NoiseEstimate:
         """A model with ``factor`` times the noise standard deviation (the "strength")."""
         f2 = float(factor) ** 2
         return dataclasses.replace(self, gain=self.gain * f2, offset=self.offset * f2)
+
+    def correlated(self, factor: float) -> NoiseEstimate:
+        """The variance times ``factor`` (the zero-frequency over the high-frequency
+        power of correlated noise), recorded in :attr:`correlation`."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"correlation factor must be positive and finite, got {factor!r}")
+        f = float(factor)
+        return dataclasses.replace(
+            self, gain=self.gain * f, offset=self.offset * f, correlation=self.correlation * f
+        )
+
+    def as_fitted(self) -> NoiseEstimate:
+        """The fit before :meth:`correlated` scaled it (itself when it was not)."""
+        return self if self.correlation == 1.0 else self.correlated(1.0 / self.correlation)
 
     def describe(self, units: str = "") -> str:
         """One line for the user, e.g. ``"≈ 12 e⁻/px (σ = 3.5 at the median)"``."""
@@ -181,6 +201,7 @@ class NoiseEstimate:
             "median_intensity": self.median_intensity,
             "mean_intensity": self.mean_intensity,
             "pixels": self.pixels,
+            "correlation": self.correlation,
         }
 
 

@@ -1,24 +1,14 @@
 """The noise readout for the user: the dose in e⁻/px at the image's mean, or the truth
 about why there is none.
 
-:func:`~napari_pinned.noise.estimate.estimate_noise` fits the Poisson–Gaussian line a
-noise-aware model is told (its numbers must not change: the shipped models were trained
-with them).  :func:`read_noise` reads that fit for a person, and checks what the fit
-alone cannot:
+:func:`~napari_pinned.noise.estimate.estimate_noise` fits the Poisson–Gaussian line of
+an image's noise (a noise-aware model is told it scaled to white noise, see
+:mod:`napari_pinned.noise.correlation`).  :func:`read_noise` reads that fit for a person,
+and checks what the fit alone cannot:
 
-* **Correlated noise.**  The fit sees the noise through a kernel that passes only the
-  highest frequencies.  A detector's afterglow (each pixel keeps a share of the previous
-  pixels' signal) or a finite bandwidth correlates the noise along the fast scan: the
-  highest frequencies hold less of it, and the fitted gain reads a dose several times
-  too high.  The dose is set by the noise at zero frequency (the sum of the noise's
-  autocovariance: a linear filter ``h`` on counts of mean ``λ`` gives a mean ``λ·Σh``
-  and a zero-frequency power ``λ·(Σh)²``, so their ratio is ``λ`` whatever ``h`` is).
-  :func:`noise_correlation` measures the noise's power spectrum along each axis where
-  the other axis's frequency is high (above the probe's band, where a lattice has
-  little signal) and extrapolates it to zero frequency with an autoregressive
-  spectrum, exact for an exponential afterglow (Percival & Walden, "Spectral analysis
-  for physical applications", 1993, ch. 9: AR spectra ``1/|1 − Σ aₖ e^{−2πifk}|²``,
-  whose reciprocal is a polynomial in ``cos 2πf``).
+* **Correlated noise.**  A detector's afterglow correlates the noise along the fast
+  scan, and the fit reads a dose several times too high: the dose is read from the
+  noise at zero frequency instead (:mod:`napari_pinned.noise.correlation`).
 * **No noise.**  A simulated or already-denoised image has no detector noise; what the
   fit measures is rounding.  Below a relative noise of :data:`NOISE_FREE_RELATIVE`, or
   at the level of the values' own quantisation step, the readout says so.
@@ -36,10 +26,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import fft as sfft
 from scipy import ndimage
 
 from napari_pinned._util.intensity import check_image
+
+# The spectrum's level and the noise's correlation, shared with the model's noise.
+from napari_pinned.noise.correlation import afterglow_factor, noise_correlation, spectral_noise
 
 # The fit's binning and weighted line, shared with the model's estimate.
 from napari_pinned.noise.estimate import NoiseEstimate, bin_stats, estimate_noise, weighted_line
@@ -62,18 +54,6 @@ MAX_DOSE = 1e8
 # Shot noise is "signal-dependent" when the variance grows by this share over the
 # image's 5–95 % intensity range (NoiseEstimate.poisson_share, as mean_counts uses it).
 _POISSON_SHARE = 0.2
-# The spectrum: frames cut to tiles of at most this edge (Welch averaging), the band
-# "high along the other axis" starts here (cycles/px), the lowest frequency bins left
-# out (scan-line offsets and their window leakage), and the AR polynomial's degree.
-_TILE = 256
-_BAND = 0.25
-_SKIP_BINS = 3
-_AR_DEGREE = 1
-# A correlation correction within this factor of 1 counts as white noise: on white
-# noise over lattice images one 256² tile gives 1.05 ± 0.1 per axis (measured over 8
-# seeds at 0.3–1e5 e⁻/px; the lowest frequencies extrapolated from still hold some
-# signal), and an afterglow of 0.3 per pixel gives 3.
-_WHITE_TOLERANCE = 0.5
 # The quantisation check: values are quantised when at least this share lies on a grid.
 _GRID_SHARE = 0.99
 # Counts step by at most one electron; an export's steps exceed the fitted electron by
@@ -121,14 +101,14 @@ class NoiseReading:
         The image's mean.
     correlation : tuple of float
         ``(along y, along x)``: the noise power at zero frequency over the power the
-        fit's kernel sees, per axis (1 for white noise; the dose is divided by their
-        product).
+        fit's kernel sees, per axis (1 for white noise; when exactly one axis is
+        correlated, as an afterglow's noise is, the dose is divided by its factor).
     quantum : float
         The values' step (0 when continuous).
     reason : str
         Why the values are not counts, or an empty string.
     estimate : NoiseEstimate
-        The fit the model is told (unchanged).
+        The estimate read (given, or fitted here).
     """
 
     kind: Kind
@@ -142,8 +122,9 @@ class NoiseReading:
 
     @property
     def correlated(self) -> bool:
-        """True when the noise was found correlated and the dose corrected for it."""
-        return self.correlation != (1.0, 1.0)
+        """True when the noise was found correlated along one axis (an afterglow) and
+        the dose corrected for it."""
+        return afterglow_factor(self.correlation) != 1.0
 
     def line(self, units: str = "") -> str:
         """One line for the user (the dock's label, the CLI), e.g. ``"≈ 20 e⁻/px at the
@@ -158,6 +139,8 @@ class NoiseReading:
             if self.correlated:
                 axis = "x" if self.correlation[1] >= self.correlation[0] else "y"
                 note = f"; noise correlated along {axis} (afterglow?), dose corrected"
+            elif self.correlation != (1.0, 1.0):
+                note = "; noise correlated along both axes (smoothed or resampled?)"
             return f"≈ {_dose_text(self.dose)} e⁻/px at the mean intensity ({sigma}{note})"
         told = f"denoised with the measured noise ({sigma}, in the image's units), no dose"
         if self.kind == "gaussian":
@@ -196,84 +179,6 @@ def _dose_text(dose: float) -> str:
     return f"{round(dose, 2 - math.floor(math.log10(dose))):,.0f}"
 
 
-def noise_correlation(image: np.ndarray) -> tuple[float, float]:
-    """How much more noise power sits at zero frequency than at high frequencies, per
-    axis: ``(along y, along x)``, 1 for white noise.
-
-    The power spectrum is averaged over tiles (Welch); along x it is the median over the
-    frequencies where y's is high (``|f_y| > 0.25``: beyond a probe-limited image's
-    signal, and the median ignores a few Bragg peaks there), and likewise along y.  The
-    reciprocal of that profile is fitted as a polynomial in ``u = 1 − cos 2πf`` (an
-    autoregressive spectrum; exact for an exponential afterglow), evaluated at ``u = 0``
-    and divided by its mean over the high frequencies ``0.25 < |f| ≤ 0.5``, where the
-    noise level is measured.  Corrections within :data:`_WHITE_TOLERANCE` of 1, and
-    profiles the polynomial cannot describe, count as white.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2D image or ``(N, Y, X)`` stack (up to four frames are used).
-    """
-    return _spectral(check_image(image, name="image", ndim=(2, 3)))[2]
-
-
-def _spectral(arr: np.ndarray) -> tuple[float, float, tuple[float, float]]:
-    """``(noise variance, its intensity, (along y, along x))``: the white-equivalent
-    noise variance in the high band (the median power where both frequencies exceed
-    0.25, over ln 2 for exponentially distributed powers, per tile), the Hann²-weighted
-    mean intensity it belongs to (the variance is linear in the intensity), and
-    :func:`noise_correlation`'s factors; zeros and ones for frames too small."""
-    frames = arr[None] if arr.ndim == 2 else arr[:4]
-    h, w = frames.shape[1:]
-    th, tw = min(h, _TILE), min(w, _TILE)
-    if min(th, tw) < 32:
-        return 0.0, 0.0, (1.0, 1.0)
-    window = np.outer(np.hanning(th), np.hanning(tw))
-    weights = window**2 / np.sum(window**2)
-    fy, fx = np.abs(np.fft.fftfreq(th)), np.abs(np.fft.fftfreq(tw))
-    corner = np.ix_(fy > _BAND, fx > _BAND)
-    tops = np.unique(np.linspace(0, h - th, min(4, h // th)).astype(int))
-    lefts = np.unique(np.linspace(0, w - tw, min(4, w // tw)).astype(int))
-    total, levels, means = np.zeros((th, tw)), [], []
-    for frame in frames:
-        for top in tops:
-            for left in lefts:
-                tile = np.asarray(frame[top : top + th, left : left + tw], np.float64)
-                if np.ptp(tile) == 0:
-                    continue
-                centred = (tile - np.sum(tile * window) / np.sum(window)) * window
-                power = np.abs(sfft.fft2(centred)) ** 2 / np.sum(window**2)
-                total += power
-                levels.append(float(np.median(power[corner])) / math.log(2.0))
-                means.append(float(np.sum(tile * weights)))
-    if not levels:
-        return 0.0, 0.0, (1.0, 1.0)
-    along_x = np.median(total[fy > _BAND, :], axis=0)
-    along_y = np.median(total[:, fx > _BAND], axis=1)
-    factors = (_zero_over_band(along_y, th), _zero_over_band(along_x, tw))
-    return float(np.mean(levels)), float(np.mean(means)), factors
-
-
-def _zero_over_band(profile: np.ndarray, n: int) -> float:
-    """The zero-frequency power over the mean power at ``0.25 < |f| ≤ 0.5`` of one
-    axis's profile (full ``fftfreq`` order, length ``n``); 1 when indistinguishable
-    from white."""
-    k = np.arange(_SKIP_BINS, n // 2 + 1)
-    p = profile[k]
-    if not np.all(p > 0):
-        return 1.0
-    u = 1.0 - np.cos(2.0 * np.pi * k / n)
-    # Least squares of poly(u) · p ≈ 1: relative errors, as the median powers have.
-    design = p[:, None] * u[:, None] ** np.arange(_AR_DEGREE + 1)
-    coef = np.linalg.lstsq(design, np.ones_like(p), rcond=None)[0]
-    grid = np.linspace(0.0, 0.5, 513)
-    inverse = np.polynomial.polynomial.polyval(1.0 - np.cos(2.0 * np.pi * grid), coef)
-    if not np.all(inverse > 0):
-        return 1.0
-    ratio = float((1.0 / inverse[0]) / np.mean(1.0 / inverse[grid > _BAND]))
-    return 1.0 if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE) else ratio
-
-
 def read_noise(
     image: np.ndarray,
     *,
@@ -297,7 +202,8 @@ def read_noise(
     NoiseReading
     """
     arr = check_image(image, name="image", ndim=(2, 3))
-    est = estimate if estimate is not None else estimate_noise(arr, mask=mask)
+    given = estimate if estimate is not None else estimate_noise(arr, mask=mask)
+    est = given.as_fitted()  # the dose is read from the spectrum's own correlation
     mean, (low, high) = est.mean_intensity, est.intensity_range
     sigma = math.sqrt(float(est.variance(mean)))
     quantum = _quantum(arr)
@@ -312,9 +218,10 @@ def read_noise(
     if sigma <= NOISE_FREE_RELATIVE * max(abs(mean), high - low) or (
         sigma <= rounding and not counting
     ):
-        return NoiseReading("noise-free", None, sigma, mean, (1.0, 1.0), quantum, "", est)
-    variance, level_at, corr = _spectral(arr)
-    factor = corr[0] * corr[1]
+        return NoiseReading("noise-free", None, sigma, mean, (1.0, 1.0), quantum, "", given)
+    spectrum = spectral_noise(arr)
+    variance, level_at, corr = spectrum.variance, spectrum.level, spectrum.zero
+    factor = afterglow_factor(corr)  # noise correlated both ways is not an afterglow
     dose, reason = None, ""
     if not shot:
         if high - low <= _FLAT_SIGMAS * sigma:
@@ -334,12 +241,12 @@ def read_noise(
         dose = _dose(mean, zero, variance, level_at, factor, est.gain)
         reason = _not_counts(sample, zero, sigma, quantum, (mean - zero) / dose)
     if reason:
-        return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, est)
+        return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given)
     if dose is None:
-        return NoiseReading("gaussian", None, sigma, mean, corr, quantum, "", est)
+        return NoiseReading("gaussian", None, sigma, mean, corr, quantum, "", given)
     kind: Kind = "noise-free" if dose > MAX_DOSE else "counts"
     dose = None if kind == "noise-free" else dose
-    return NoiseReading(kind, dose, sigma, mean, corr, quantum, "", est)
+    return NoiseReading(kind, dose, sigma, mean, corr, quantum, "", given)
 
 
 def _dose(

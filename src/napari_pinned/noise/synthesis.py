@@ -32,6 +32,7 @@ from napari_pinned._util.intensity import (
     infer_data_range,
     to_paper_scale,
 )
+from napari_pinned.noise import scanning
 from napari_pinned.settings import StemNoiseRanges
 
 __all__ = [
@@ -411,15 +412,20 @@ def record_counts(
     read_noise: float = 0.0,
     line_noise: float = 0.0,
     quantum: float = 0.0,
+    afterglow: float = 0.0,
 ) -> np.ndarray:
     """What a counting detector records for ``expected`` electrons per pixel.
 
-    Poisson shot noise, then Gaussian read noise (``read_noise`` e⁻), then an offset
-    per scan line (``line_noise`` e⁻ standard deviation: the detector baseline wanders
-    between lines), then rounding to the converter's step (``quantum`` e⁻; 0 keeps
-    continuous values).  Works on ``(Y, X)`` or ``(N, Y, X)`` arrays; returns float32.
+    Poisson shot noise, smeared along the fast scan by the detector's afterglow
+    (``afterglow`` px, :func:`napari_pinned.noise.scanning.apply_afterglow`), then
+    Gaussian read noise (``read_noise`` e⁻), then an offset per scan line
+    (``line_noise`` e⁻ standard deviation: the detector baseline wanders between lines),
+    then rounding to the converter's step (``quantum`` e⁻; 0 keeps continuous values).
+    Works on ``(Y, X)`` or ``(N, Y, X)`` arrays; returns float32.
     """
     counts = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float32)
+    if afterglow > 0:
+        counts = scanning.apply_afterglow(counts, afterglow)
     if read_noise > 0:
         counts += rng.standard_normal(counts.shape, dtype=np.float32) * np.float32(read_noise)
     if line_noise > 0:
@@ -532,6 +538,23 @@ class StemRecording:
         ``1 − 2·smear`` of itself and gets ``smear`` of each horizontal neighbour (0 to
         0.3).  It blurs what is recorded, signal and noise alike, so the noise comes out
         correlated along the rows.
+    afterglow : float
+        Decay length τ (pixels) of the detector's causal exponential response along the
+        fast scan (:func:`napari_pinned.noise.scanning.apply_afterglow`), applied to the
+        counts and to the expected image alike.
+    line_gain : float
+        Relative standard deviation of a gain per scan line (beam current and detector
+        gain drifting between lines); it multiplies the signal, and the expected image
+        does not have it.
+    dark : float
+        Mean dark counts per pixel (Poisson), a uniform background that is part of the
+        expected image.
+    adc_offset : float or None
+        The converter's offset in e⁻, added after the read noise; values are then clipped
+        at zero, as an unsigned converter does.  None: no converter model (no clipping).
+    dropped_lines : float
+        Share of the scan lines recorded without signal (offset and read noise only);
+        the expected image has those lines without signal as well.
     """
 
     dose: float
@@ -541,13 +564,25 @@ class StemRecording:
     drift: tuple[float, float] = (0.0, 0.0)
     quantum: float = 0.0
     smear: float = 0.0
+    afterglow: float = 0.0
+    line_gain: float = 0.0
+    dark: float = 0.0
+    adc_offset: float | None = None
+    dropped_lines: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dose) and self.dose > 0):
             raise ValueError(f"dose must be positive and finite, got {self.dose!r}")
-        for name in ("read_noise", "row_jitter", "line_noise", "quantum"):
+        for name in ("read_noise", "row_jitter", "line_noise", "quantum", "afterglow"):
             _check_component(name, getattr(self, name))
         _check_component("smear", self.smear, upper=0.3)
+        _check_component("line_gain", self.line_gain, upper=1.0)
+        _check_component("dark", self.dark)
+        _check_component("dropped_lines", self.dropped_lines, upper=1.0)
+        if self.adc_offset is not None and not (
+            isinstance(self.adc_offset, (int, float)) and math.isfinite(self.adc_offset)
+        ):
+            raise ValueError(f"adc_offset must be a finite number or None, got {self.adc_offset!r}")
 
 
 def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRecording:
@@ -574,7 +609,18 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
     smear = 0.0
     if ranges.smear_fraction > 0 and rng.random() < ranges.smear_fraction:
         smear = float(rng.uniform(*ranges.smear))
-    return StemRecording(dose, read, jitter, line, drift, quantum, smear)
+    # The scanning detector's terms, each drawn only when its share is positive, so that
+    # ranges without them give the recordings they always gave.
+    scan: dict[str, float | None] = {}
+    terms = (("afterglow", "afterglow"), ("line_gain", "line_gain"), ("dark", "dark"))
+    for name, share in ((n, getattr(ranges, f"{r}_fraction")) for n, r in terms):
+        if share > 0 and rng.random() < share:
+            scan[name] = float(rng.uniform(*getattr(ranges, name)))
+    if ranges.adc_fraction > 0 and rng.random() < ranges.adc_fraction:
+        scan["adc_offset"] = float(rng.uniform(*ranges.adc_offset)) * max(read, 0.5)
+    if ranges.dropped_fraction > 0 and rng.random() < ranges.dropped_fraction:
+        scan["dropped_lines"] = float(rng.uniform(*ranges.dropped_lines))
+    return StemRecording(dose, read, jitter, line, drift, quantum, smear, **scan)
 
 
 def record_stem_image(
@@ -584,7 +630,9 @@ def record_stem_image(
 
     The scan first distorts the clean image (jitter, drift), which is then scaled so
     that its mean is ``recording.dose`` electrons per pixel and recorded with
-    :func:`record_counts`.
+    :func:`record_counts`, with the scanning detector's terms where the recording has
+    them (line gains, dark counts, dropped lines, afterglow, a clipping converter;
+    docs/physics.md lists which of them the expected image keeps).
 
     Returns
     -------
@@ -603,13 +651,32 @@ def record_stem_image(
     mean = float(np.mean(np.clip(distorted, 0.0, None)))
     scale = recording.dose / mean if mean > 0 else 0.0
     expected = np.clip(distorted, 0.0, None) * np.float32(scale)
+    rate = expected
+    if recording.line_gain > 0:
+        rate = expected * scanning.line_gains(expected.shape, recording.line_gain, rng)
+    if recording.dark > 0:
+        rate = rate + np.float32(recording.dark)
+        expected = expected + np.float32(recording.dark)
+    if recording.dropped_lines > 0:
+        dropped = scanning.dropped_rows(expected.shape[0], recording.dropped_lines, rng)
+        rate = rate.copy() if rate is expected else rate
+        rate[dropped] = 0.0
+        expected = expected.copy()
+        expected[dropped] = 0.0
     recorded = record_counts(
-        expected,
+        rate,
         rng,
         read_noise=recording.read_noise,
         line_noise=recording.line_noise,
         quantum=recording.quantum,
+        afterglow=recording.afterglow,
     )
+    if recording.afterglow > 0:
+        expected = scanning.apply_afterglow(expected, recording.afterglow)
+    if recording.adc_offset is not None:
+        offset = np.float32(recording.adc_offset)
+        recorded = np.clip(recorded + offset, 0.0, None)
+        expected = expected + offset
     if recording.smear > 0:
         from scipy.ndimage import correlate1d
 

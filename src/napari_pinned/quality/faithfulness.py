@@ -75,6 +75,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from napari_pinned._util.intensity import check_image
+from napari_pinned.noise.correlation import pixel_equivalent
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise, noise_variance_map
 from napari_pinned.quality.half_plane import HalfPlaneSpectra
 from napari_pinned.quality.local_faithfulness import (
@@ -336,8 +337,10 @@ def faithfulness_stack(
 
 
 def _noise_model(image: np.ndarray, noise: NoiseEstimate | float | None) -> NoiseEstimate:
+    """The noise a residual of pure noise has per pixel: a fitted model (given or
+    fitted here) corrected for noise correlated along the scan, or white noise of σ."""
     if isinstance(noise, NoiseEstimate):
-        return noise
+        return pixel_equivalent(noise, image)
     if noise is not None:
         sigma = float(noise)
         if not (math.isfinite(sigma) and sigma >= 0):
@@ -349,7 +352,7 @@ def _noise_model(image: np.ndarray, noise: NoiseEstimate | float | None) -> Nois
     ny, nx = image.shape[-2:]
     y0, x0 = max((ny - _NOISE_CROP) // 2, 0), max((nx - _NOISE_CROP) // 2, 0)
     crop = image[..., y0 : y0 + _NOISE_CROP, x0 : x0 + _NOISE_CROP]
-    return estimate_noise(crop)
+    return pixel_equivalent(estimate_noise(crop), crop)
 
 
 def _check(

@@ -97,7 +97,7 @@ _LOBE = 2  # maxima of 5×5 neighbourhoods (the Hann main lobe)
 _LEAKAGE_HALF = 4  # Hann side lobes within 4 bins ...
 _LEAKAGE = 300.0  # ... 31 dB below their peak (the whole-image readout's values)
 _PAD = _BOX + _LEAKAGE_HALF
-_STREAK_COLUMNS = 3  # kx = 0, 1, 2 hold a streak along kx = 0 (Hann spreads it by ±1) ...
+_STREAK_COLUMNS = 3  # kx = 0, 1, 2 (ky = 0, ±1, ±2) hold a streak along kx = 0 (ky = 0) ...
 _STREAK_HALF = 12  # ... measured by the median of 25 bins along the column
 _CHUNK = 64  # windows per batch: bounds the memory to ≈ 64 · 128² · 8 B · 10
 
@@ -499,6 +499,15 @@ class _Plan:
             base[:, :, :near], size=(1, 2 * _STREAK_HALF + 1, 1), mode="wrap"
         )
         np.maximum(floor[:, :, :near], column, out=floor[:, :, :near])
+        # Files whose fast scan runs along y put it along ky = 0: the rows ky = 0, ±1, ±2
+        # take the running median along their own row (mirrored at kx = 0, where the
+        # half plane folds onto itself).
+        rows = np.unique(np.r_[0:near, s - near + 1 : s] % s)
+        line = ndimage.median_filter(
+            base[:, rows, :], size=(1, 1, 2 * _STREAK_HALF + 1), mode="mirror"
+        )
+        np.maximum(floor[:, rows, :], line, out=line)
+        floor[:, rows, :] = line
         floor /= NOISE_MEDIAN_PER_MEAN
         if model is not None:
             np.maximum(floor, model[:, None, None], out=floor)

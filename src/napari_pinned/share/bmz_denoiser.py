@@ -14,7 +14,9 @@ stays TorchScript-compatible (``typing`` annotations, no ``from __future__``).
 around the network, frame by frame:
 
 1. the Poisson–Gaussian noise estimate of
-   :func:`napari_pinned.noise.estimate.estimate_noise` (saturated pixels left out), the
+   :func:`napari_pinned.noise.estimate.estimate_noise` (saturated pixels left out;
+   scaled to the noise a pixel carries as
+   :func:`napari_pinned.noise.correlation.pixel_equivalent` does), the
    hot/dead/saturated pixel repair of :func:`napari_pinned.nn.conditioning.find_outliers`
    (single pixels, and pixels far above the frame's range or at its ceiling in groups
    and on the edge) and ``repair_outliers`` (blocks filled from the edge inwards), and
@@ -81,6 +83,11 @@ NOISE_OUTLIER_SIGMAS = 6.0
 NOISE_TRIM = 0.001
 SPECTRAL_EDGE = 1024
 SPECTRAL_MARGIN = 1.2
+CORRELATION_TILE = 256
+CORRELATION_BAND = 0.25
+CORRELATION_SKIP_BINS = 3
+CORRELATION_WHITE_TOLERANCE = 0.5
+CORRELATION_FIT_SPREAD = 0.4
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -392,6 +399,97 @@ def _spectral_check(
         return gain, offset
     factor = floor / fit
     return gain * factor, offset * factor
+
+
+def _axis_ratios(
+    profile: torch.Tensor,
+    n: int,
+    skip: int = CORRELATION_SKIP_BINS,
+    band: float = CORRELATION_BAND,
+    tolerance: float = CORRELATION_WHITE_TOLERANCE,
+    spread: float = CORRELATION_FIT_SPREAD,
+) -> Tuple[float, float]:
+    """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
+    spectrum fitted by least squares (through its normal equations)."""
+    k = torch.arange(skip, n // 2 + 1)
+    p = profile[k]
+    if not bool((p > 0).all()):
+        return 1.0, 1.0
+    u = 1.0 - torch.cos(2.0 * math.pi * k.to(torch.float64) / n)
+    design = torch.stack([p, p * u], dim=1)
+    normal = design.T @ design
+    rhs = design.T @ torch.ones_like(p)
+    det = float(normal[0, 0] * normal[1, 1] - normal[0, 1] * normal[1, 0])
+    if det == 0.0:
+        return 1.0, 1.0
+    c0 = float(normal[1, 1] * rhs[0] - normal[0, 1] * rhs[1]) / det
+    c1 = float(normal[0, 0] * rhs[1] - normal[1, 0] * rhs[0]) / det
+    fitted = c0 * p + c1 * p * u
+    if not bool((fitted > 0).all()) or float(torch.log(fitted).std(unbiased=False)) > spread:
+        return 1.0, 1.0
+    grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
+    inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
+    if not bool((inverse > 0).all()):
+        return 1.0, 1.0
+    mean_band = float((1.0 / inverse[grid > band]).mean())
+    ratio = (1.0 / float(inverse[0])) / mean_band
+    if abs(math.log(ratio)) < math.log1p(tolerance):
+        return 1.0, 1.0
+    return ratio, float((1.0 / inverse).mean()) / mean_band
+
+
+def _median_rows(values: torch.Tensor) -> torch.Tensor:
+    """numpy's median over axis 0 (the mean of the two middle values of an even count)."""
+    ordered = torch.sort(values, dim=0).values
+    n = ordered.shape[0]
+    return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
+
+
+def _tile_starts(size: int, tile: int) -> List[int]:
+    count = min(4, size // tile)
+    starts: List[int] = []
+    for i in range(count):
+        start = int(math.floor(i * ((size - tile) / (count - 1)))) if count > 1 else 0
+        if start not in starts:
+            starts.append(start)
+    return starts
+
+
+def noise_correlation_factor(
+    x: torch.Tensor, tile: int = CORRELATION_TILE, band: float = CORRELATION_BAND
+) -> float:
+    """The factor napari_pinned.noise.correlation.pixel_equivalent scales the fit by:
+    the noise a pixel carries over what the fit sees, when the noise is correlated
+    along exactly one axis (1 otherwise)."""
+    h = x.shape[0]
+    w = x.shape[1]
+    th = min(h, tile)
+    tw = min(w, tile)
+    if min(th, tw) < 32:
+        return 1.0
+    window = torch.outer(
+        torch.hann_window(th, periodic=False, dtype=torch.float64),
+        torch.hann_window(tw, periodic=False, dtype=torch.float64),
+    )
+    fy = torch.fft.fftfreq(th, dtype=torch.float64).abs()
+    fx = torch.fft.fftfreq(tw, dtype=torch.float64).abs()
+    total = torch.zeros((th, tw), dtype=torch.float64)
+    used = 0
+    for top in _tile_starts(h, th):
+        for left in _tile_starts(w, tw):
+            block = x[top : top + th, left : left + tw]
+            if float(block.max() - block.min()) == 0.0:
+                continue
+            centred = (block - (block * window).sum() / window.sum()) * window
+            total = total + torch.fft.fft2(centred).abs() ** 2 / (window**2).sum()
+            used += 1
+    if used == 0:
+        return 1.0
+    zy, py = _axis_ratios(_median_rows(total[:, fx > band].T), th)
+    zx, px = _axis_ratios(_median_rows(total[fy > band, :]), tw)
+    if (zy == 1.0) == (zx == 1.0):
+        return 1.0
+    return py * px
 
 
 def _noise_floor(gain: float, offset: float, median: float) -> float:
@@ -867,6 +965,12 @@ class PinnedDenoiser(nn.Module):
             low, high, constant = normalization_range(x, self.normalization)
         else:
             low, high, constant = normalization_range(x, self.normalization, ordered)
+        if self.conditioned:
+            # napari_pinned.noise.correlation.pixel_equivalent: the noise a pixel carries
+            # (an afterglow's correlated noise reads too weak through the fit's kernel).
+            factor = noise_correlation_factor(x)
+            gain = gain * factor
+            offset = offset * factor
         if constant:
             return x.to(torch.float32)
         scale = high - low

@@ -569,7 +569,11 @@ def _frame_validation_set(
         window = np.s_[top : top + rows, left : left + cols]
         # From the highest dose to the lowest, evenly in log dose.
         dose = float(np.exp(hi - fractions[i] * (hi - lo)))
-        recording = StemRecording(dose, read_noise=_VALIDATION_READ_NOISE)
+        # Every other patch with the middle of the afterglow range when training draws
+        # afterglow (ranges without it validate as they always did).
+        scan = config.stem_noise
+        afterglow = float(np.mean(scan.afterglow)) if scan.afterglow_fraction > 0 and i % 2 else 0.0
+        recording = StemRecording(dose, read_noise=_VALIDATION_READ_NOISE, afterglow=afterglow)
         channels, target = _frame_sample(pair, window, margin, config, model, rng, recording)
         inputs[i] = channels
         targets[i, 0] = target

@@ -1,0 +1,185 @@
+"""A scanning detector's own noise: each term's statistics, the expected image (the
+denoiser's target) keeping what was recorded, and the dose read through the afterglow."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_pinned.nn.conditioning import measure_noise
+from napari_pinned.noise.readout import read_noise
+from napari_pinned.noise.scanning import (
+    afterglow_decay,
+    afterglow_response,
+    apply_afterglow,
+    dropped_rows,
+    line_gains,
+)
+from napari_pinned.noise.synthesis import StemRecording, draw_recording, record_stem_image
+from napari_pinned.physics.simulate import simulate
+from napari_pinned.settings import SCANNING_DETECTOR, StemNoiseRanges
+
+SHAPE = (512, 512)
+N = SHAPE[0] * SHAPE[1]
+
+
+@pytest.fixture(scope="module")
+def lattice() -> np.ndarray:
+    return simulate("SrTiO3", shape=(256, 256), pixel_size=0.1, seed=0).image.astype(np.float64)
+
+
+def _flat(dose: float, recording: StemRecording, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return record_stem_image(np.ones(SHAPE, np.float32), recording, rng)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 3.0])
+def test_the_afterglow_response_is_a_causal_exponential_that_keeps_the_mean(tau):
+    h = afterglow_response(tau)
+    a = afterglow_decay(tau)
+    assert a == pytest.approx(math.exp(-1.0 / tau))
+    assert h.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(h[1:] / h[:-1], a)
+    # Its centroid, the shift it gives the signal along x: a / (1 − a) px.
+    assert np.sum(np.arange(h.size) * h) == pytest.approx(a / (1 - a), rel=1e-4)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_afterglow_correlates_poisson_noise_as_its_response_says(tau):
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(20.0, SHAPE).astype(np.float32)
+    smeared = apply_afterglow(counts, tau)[:, 32:]  # past the rows' start
+    a = afterglow_decay(tau)
+    n = smeared.size
+    # Mean kept; the per-pixel variance falls to Σh² = (1 − a)/(1 + a) of 20; the lag-1
+    # correlation along x is a, along y 0.  Tolerances: 5 standard errors of each
+    # estimate, with the correlation's effective sample size n·(1 − a)/(1 + a).
+    n_eff = n * (1 - a) / (1 + a)
+    assert smeared.mean() == pytest.approx(20.0, abs=5 * math.sqrt(20.0 / n_eff))
+    assert smeared.var() == pytest.approx(20.0 * (1 - a) / (1 + a), rel=5 * math.sqrt(2 / n_eff))
+    centred = smeared - smeared.mean()
+    along_x = np.mean(centred[:, 1:] * centred[:, :-1]) / centred.var()
+    along_y = np.mean(centred[1:] * centred[:-1]) / centred.var()
+    assert along_x == pytest.approx(a, abs=5 / math.sqrt(n_eff))
+    assert along_y == pytest.approx(0.0, abs=5 / math.sqrt(n))
+
+
+def test_afterglow_leaves_a_uniform_row_uniform():
+    row = np.full((3, 64), 7.0, np.float32)
+    np.testing.assert_allclose(apply_afterglow(row, 2.5), row, rtol=1e-6)
+    with pytest.raises(ValueError, match="afterglow"):
+        afterglow_decay(-1.0)
+
+
+def test_line_gains_spread_as_asked():
+    spread = 0.04
+    gains = line_gains((20000, 8), spread, np.random.default_rng(2))
+    assert gains.shape == (20000, 1)
+    # The sample standard deviation's standard error is σ/√(2n).
+    assert gains.std() == pytest.approx(spread, abs=5 * spread / math.sqrt(2 * 20000))
+    assert gains.mean() == pytest.approx(1.0, abs=5 * spread / math.sqrt(20000))
+
+
+def test_dropped_rows_are_the_share_asked_and_at_least_one():
+    rng = np.random.default_rng(3)
+    assert dropped_rows(512, 0.01, rng).size == 5
+    assert dropped_rows(512, 1e-6, rng).size == 1
+    assert dropped_rows(512, 0.0, rng).size == 0
+    rows = dropped_rows(100, 0.05, rng)
+    assert np.unique(rows).size == rows.size
+
+
+def test_recorded_afterglow_is_in_the_target_too():
+    rng = np.random.default_rng(4)
+    clean = np.zeros((64, 128), np.float32)
+    clean[:, 60] = 1.0  # a line of columns: the afterglow drags it along x
+    recording = StemRecording(50.0, afterglow=2.0)
+    noisy, expected = record_stem_image(clean, recording, rng)
+    profile = expected.mean(axis=0)
+    a = afterglow_decay(2.0)
+    # The target is the smeared signal: a causal tail of ratio a after the line.
+    assert profile[59] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(profile[62:66] / profile[61:65], a, rtol=1e-3)
+    assert noisy.mean() == pytest.approx(expected.mean(), rel=0.05)
+
+
+def test_dark_counts_add_their_mean_and_poisson_noise():
+    dose, dark = 5.0, 0.3
+    noisy, expected = _flat(dose, StemRecording(dose, dark=dark))
+    assert expected.mean() == pytest.approx(dose + dark, rel=1e-6)
+    # Poisson: mean and variance both dose + dark (standard errors √(λ/N), λ√(2/N)).
+    lam = dose + dark
+    assert noisy.mean() == pytest.approx(lam, abs=5 * math.sqrt(lam / N))
+    assert noisy.var() == pytest.approx(lam, rel=5 * math.sqrt(2 / N))
+
+
+def test_line_gains_add_row_to_row_variance_that_the_target_lacks():
+    dose, spread = 200.0, 0.05
+    noisy, expected = _flat(dose, StemRecording(dose, line_gain=spread))
+    rows = noisy.mean(axis=1)
+    # Row means vary by the gain (dose·spread) and the shot noise averaged over a row.
+    want = (dose * spread) ** 2 + dose / SHAPE[1]
+    assert rows.var() == pytest.approx(want, rel=5 * math.sqrt(2 / SHAPE[0]))
+    assert np.ptp(expected.mean(axis=1)) == 0.0
+
+
+def test_an_unsigned_converter_clips_at_zero_after_its_offset():
+    dose, read, offset = 0.5, 1.0, 0.5
+    noisy, expected = _flat(dose, StemRecording(dose, read_noise=read, adc_offset=offset))
+    assert noisy.min() == 0.0 and np.mean(noisy == 0) > 0.05
+    assert expected.mean() == pytest.approx(dose + offset, rel=1e-6)
+    unclipped, _ = _flat(dose, StemRecording(dose, read_noise=read))
+    assert unclipped.min() < 0  # without the converter, read noise goes below zero
+
+
+def test_dropped_lines_carry_offset_and_read_noise_only():
+    dose, read = 30.0, 0.8
+    recording = StemRecording(dose, read_noise=read, dropped_lines=0.02)
+    noisy, expected = _flat(dose, recording)
+    dark_rows = np.flatnonzero(expected.mean(axis=1) == 0)
+    assert dark_rows.size == round(0.02 * SHAPE[0])
+    lines = noisy[dark_rows]
+    assert lines.mean() == pytest.approx(0.0, abs=5 * read / math.sqrt(lines.size))
+    assert lines.std() == pytest.approx(read, rel=5 * math.sqrt(2 / lines.size))
+
+
+def test_ranges_without_the_scanning_terms_draw_what_they_always_drew():
+    plain = [draw_recording(np.random.default_rng(s), StemNoiseRanges()) for s in range(50)]
+    assert all(
+        r.afterglow == r.line_gain == r.dark == r.dropped_lines == 0 and r.adc_offset is None
+        for r in plain
+    )
+
+
+def test_the_scanning_detector_ranges_draw_each_term_in_its_share():
+    n = 2000
+    rng = np.random.default_rng(5)
+    drawn = [draw_recording(rng, SCANNING_DETECTOR) for _ in range(n)]
+    shares = {
+        "afterglow": (np.mean([r.afterglow > 0 for r in drawn]), 0.6),
+        "line_gain": (np.mean([r.line_gain > 0 for r in drawn]), 0.3),
+        "dark": (np.mean([r.dark > 0 for r in drawn]), 0.2),
+        "adc": (np.mean([r.adc_offset is not None for r in drawn]), 0.2),
+        "dropped": (np.mean([r.dropped_lines > 0 for r in drawn]), 0.05),
+    }
+    for name, (got, want) in shares.items():
+        # Binomial: 5 standard errors.
+        assert got == pytest.approx(want, abs=5 * math.sqrt(want * (1 - want) / n)), name
+    assert max(r.afterglow for r in drawn) <= SCANNING_DETECTOR.afterglow[1]
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0, 2.0])
+def test_the_dose_is_read_through_the_afterglow(lattice, tau):
+    dose = 20.0
+    rng = np.random.default_rng(6)
+    recording = StemRecording(dose, read_noise=0.3, afterglow=tau)
+    noisy, _ = record_stem_image(lattice, recording, rng)
+    # The readout's 1σ scatter on one 256² lattice image is about 8 % (test_readout);
+    # 30 % is more than three of those.  Read noise counts as read² electrons.
+    want = dose + 0.3**2
+    assert read_noise(noisy).dose == pytest.approx(want, rel=0.3)
+    # What the model is told: the noise a pixel carries, more than the fit sees.
+    told = measure_noise(noisy)
+    assert (told.correlation > 1.5) == (tau > 0)
