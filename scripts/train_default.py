@@ -23,7 +23,13 @@ continues exactly where it stopped:
     python scripts/train_default.py --threads 1 --minutes 60    # continues from the checkpoint
 
 (``--threads`` is part of the run's settings, so give the same value when resuming; one
-thread is faster than two on a 2-core machine that does anything else.)  The defaults are
+thread is faster than two on a 2-core machine that does anything else.)  Fine-tuning the
+shipped model on a scanning detector's noise as well (``settings.SCANNING_DETECTOR``:
+afterglow, line gains, dark counts, converter clipping, dropped lines)::
+
+    python scripts/train_default.py --scanning-detector --init default --steps 6500 \
+        --lr 3e-4 --warmup 200 --threads 1 --out runs/default-scan.pt \
+        --checkpoint runs/default-scan.ckpt  The defaults are
 the shipped model's settings; docs/model-card.md says how its run went.
 When all steps are done (or ``--export-now``), the best model by validation PSNR is
 written atomically to ``--out`` with the training settings in its metadata.

@@ -17,12 +17,15 @@ spectra ``1/|1 − Σ aₖ e^{−2πifk}|²``, whose reciprocal is a polynomial 
 
 :func:`pixel_equivalent` scales a fit to the noise one pixel carries (the AR spectrum's
 mean over all frequencies over its mean where the fit looks): what a noise-aware model is
-told, and what the faithfulness readout's residual is compared with.  On the held-out
-realistic set with an afterglow of 1–2 px this gains the default model 0.6–3.3 dB over
-telling it the fit.  Telling it the white noise of the dose (the zero-frequency level)
-gained 0.15–0.4 dB more there, but on a real scan (tk-r-em's exp_hrstem #3) it took
-lattice reflections out of 4 of 121 windows: a model trained on white noise then smooths
-the high frequencies for noise they do not carry.  White noise is left exactly as fitted.
+told, and what the faithfulness readout's residual is compared with.  On held-out
+recordings with a scanning detector's noise it puts the default ahead of being told the
+fit at every dose (``benchmarks/scan_noise.py --variants``).  Telling it the white noise of
+the dose (the zero-frequency level) denoises a little more at low doses and less at high
+ones, and on a real scan (tk-r-em's exp_hrstem #3) it took lattice reflections out of 4
+of 121 windows: a model trained on white noise then smooths the high frequencies for
+noise they do not carry.  White noise is left exactly as fitted.  A symmetric smear (a
+detector's finite bandwidth, ``StemRecording.smear``) is not an AR spectrum and is not
+corrected.
 """
 
 from __future__ import annotations
