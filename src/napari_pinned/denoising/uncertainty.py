@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.02473, 0.0006609, 0.01028),
-    2: (0.5263, 0.01757, 0.0006034, 0.01046),
-    4: (0.5878, 0.01391, 0.000592, 0.009958),
-    8: (0.7499, 0.01058, 0.0005705, 0.01004),
+    1: (0.0, 0.02539, 0.0006268, 0.01012),
+    2: (0.4673, 0.01763, 0.0005596, 0.01047),
+    4: (0.4886, 0.01333, 0.0005549, 0.01011),
+    8: (0.566, 0.01034, 0.0005356, 0.01028),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
