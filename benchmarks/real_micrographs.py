@@ -80,6 +80,7 @@ from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.noise.estimate import estimate_noise
 from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 from napari_pinned.quality.metrics import compute_metrics
+from napari_pinned.quality.spectra import hann_window
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE, VERSION = "tk-r-em", "1.0.4"
@@ -172,7 +173,7 @@ def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
     """The output's power above :data:`HIGH_FREQUENCY` over the input's, in % (Hann
     window, so the frame's edges do not leak)."""
     h, w = image.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
+    window = hann_window((h, w))
     fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
     band = np.hypot(fy, fx) > HIGH_FREQUENCY
 

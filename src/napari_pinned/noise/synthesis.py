@@ -612,8 +612,8 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
     # The scanning detector's terms, each drawn only when its share is positive, so that
     # ranges without them give the recordings they always gave.
     scan: dict[str, float | None] = {}
-    terms = (("afterglow", "afterglow"), ("line_gain", "line_gain"), ("dark", "dark"))
-    for name, share in ((n, getattr(ranges, f"{r}_fraction")) for n, r in terms):
+    for name in ("afterglow", "line_gain", "dark"):
+        share = getattr(ranges, f"{name}_fraction")
         if share > 0 and rng.random() < share:
             scan[name] = float(rng.uniform(*getattr(ranges, name)))
     if ranges.adc_fraction > 0 and rng.random() < ranges.adc_fraction:

@@ -329,7 +329,9 @@ def faithfulness_stack(
             f"inputs are too small for a faithfulness check (shape {a.shape}); frames "
             f"need at least {MIN_SIZE}×{MIN_SIZE} pixels"
         )
-    estimate = _noise_model(a, noise)
+    # One fit for the stack; each frame's faithfulness scales it to that frame's noise
+    # per pixel (pixel_equivalent), so the stack-level fit is passed on as fitted.
+    estimate = noise if noise is not None else _fitted(a)
     return [
         faithfulness(x, y, noise=estimate, pixel_size=pixel_size, local=local)
         for x, y in zip(a, b, strict=True)
@@ -347,12 +349,20 @@ def _noise_model(image: np.ndarray, noise: NoiseEstimate | float | None) -> Nois
             raise ValueError(f"noise must be a NoiseEstimate or a σ ≥ 0, got {noise!r}")
         mean = float(np.mean(image, dtype=np.float64))
         return NoiseEstimate(0.0, sigma**2, float(np.median(image)), mean, int(image.size))
+    return pixel_equivalent(_fitted(image), _crop(image))
+
+
+def _crop(image: np.ndarray) -> np.ndarray:
     # The noise model is global; a central crop fits it as well as the whole field and
     # keeps a 2048² image fast.
     ny, nx = image.shape[-2:]
     y0, x0 = max((ny - _NOISE_CROP) // 2, 0), max((nx - _NOISE_CROP) // 2, 0)
-    crop = image[..., y0 : y0 + _NOISE_CROP, x0 : x0 + _NOISE_CROP]
-    return pixel_equivalent(estimate_noise(crop), crop)
+    return image[..., y0 : y0 + _NOISE_CROP, x0 : x0 + _NOISE_CROP]
+
+
+def _fitted(image: np.ndarray) -> NoiseEstimate:
+    """The Poisson–Gaussian fit of the image's (or stack's) central crop."""
+    return estimate_noise(_crop(image))
 
 
 def _check(
