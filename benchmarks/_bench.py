@@ -482,3 +482,24 @@ def save_png(fig, path: pathlib.Path, dpi: int) -> None:
     image = Image.open(buffer).convert("RGB").quantize(256)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, optimize=True)
+
+
+#: Spatial frequency (cycles/px, radial) above which a probe-limited atomic-resolution
+#: image holds essentially no signal: what an output keeps there is noise left behind.
+HIGH_FREQUENCY = 0.4
+
+
+def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
+    """The output's power above :data:`HIGH_FREQUENCY` over the input's, in % (Hann
+    window, so the frame's edges do not leak): noise left behind, a checkerboard."""
+    from napari_pinned.quality.spectra import hann_window
+
+    h, w = image.shape
+    window = hann_window((h, w))
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    band = np.hypot(fy, fx) > HIGH_FREQUENCY
+
+    def power(x: np.ndarray) -> float:
+        return float(np.sum(np.abs(np.fft.fft2((x - x.mean()) * window))[band] ** 2))
+
+    return 100.0 * power(out) / power(image)

@@ -32,6 +32,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _bench import high_frequency_left
+
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.io.safe_write import write_text
 from napari_pinned.noise.synthesis import StemRecording, record_counts
@@ -75,11 +79,13 @@ def run(quick: bool, threads: int | None) -> dict:
             for kind in ("white", "correlated"):
                 noisy, truth = record(clean, dose, kind, seed=1000 * i + int(dose))
                 span = float(np.ptp(truth))
-                before = psnr(denoise(noisy, device="cpu"), truth, data_range=span)
+                shipped = denoise(noisy, device="cpu")
+                before = psnr(shipped, truth, data_range=span)
                 started = time.perf_counter()
                 adapted = adapt(noisy, "default", settings=settings, device="cpu").run_to_end()
                 seconds = time.perf_counter() - started
-                after = psnr(denoise(noisy, adapted, device="cpu"), truth, data_range=span)
+                output = denoise(noisy, adapted, device="cpu")
+                after = psnr(output, truth, data_range=span)
                 row = {
                     "image": f"{material} {shape}²",
                     "dose": dose,
@@ -88,6 +94,8 @@ def run(quick: bool, threads: int | None) -> dict:
                     "default": before,
                     "adapted": after,
                     "best_step": adapted.metadata["best_step"],
+                    "hf_default_pct": high_frequency_left(noisy, shipped),
+                    "hf_adapted_pct": high_frequency_left(noisy, output),
                     "steps": settings.steps,
                     "seconds": seconds,
                 }
@@ -108,14 +116,22 @@ def run(quick: bool, threads: int | None) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        "| image | dose (e⁻/px) | noise | noisy | default | adapted | gain | time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| image | dose (e⁻/px) | noise | noisy | default | adapted | gain | kept | "
+        "HF left default / adapted (%) | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        # "kept": adapting chose the starting model (best at step 0).
+        kept = "start" if r["best_step"] == 0 else f"step {r['best_step']}"
+        hf = (
+            f"{r['hf_default_pct']:.1f} / {r['hf_adapted_pct']:.1f}"
+            if "hf_default_pct" in r
+            else "–"
+        )
         lines.append(
             f"| {r['image']} | {r['dose']:g} | {r['noise']} | {r['noisy']:.2f} | "
             f"{r['default']:.2f} | {r['adapted']:.2f} | {r['adapted'] - r['default']:+.2f} | "
-            f"{r['seconds']:.0f} |"
+            f"{kept} | {hf} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 

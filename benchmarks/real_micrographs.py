@@ -63,10 +63,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from _bench import (
     CLASSICAL,
+    HIGH_FREQUENCY,
     bm3d_available,
     dump_json,
     finite,
     fmt,
+    high_frequency_left,
     load_spec,
     machine,
     markdown_table,
@@ -80,7 +82,6 @@ from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.noise.estimate import estimate_noise
 from napari_pinned.quality.faithfulness import faithfulness as _faithfulness
 from napari_pinned.quality.metrics import compute_metrics
-from napari_pinned.quality.spectra import hann_window
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE, VERSION = "tk-r-em", "1.0.4"
@@ -162,25 +163,6 @@ def _faithful(image: np.ndarray, out: np.ndarray, noise) -> dict:
         "summary": f.summary(),
         "warnings": list(f.warnings),
     }
-
-
-#: Spatial frequency (cycles/px, radial) above which a probe-limited atomic-resolution
-#: image holds essentially no signal: what an output keeps there is noise left behind.
-HIGH_FREQUENCY = 0.4
-
-
-def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
-    """The output's power above :data:`HIGH_FREQUENCY` over the input's, in % (Hann
-    window, so the frame's edges do not leak)."""
-    h, w = image.shape
-    window = hann_window((h, w))
-    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    band = np.hypot(fy, fx) > HIGH_FREQUENCY
-
-    def power(x: np.ndarray) -> float:
-        return float(np.sum(np.abs(np.fft.fft2((x - x.mean()) * window))[band] ** 2))
-
-    return 100.0 * power(out) / power(image)
 
 
 def affine(out: np.ndarray, truth: np.ndarray) -> np.ndarray:

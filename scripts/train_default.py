@@ -29,8 +29,22 @@ afterglow, line gains, dark counts, converter clipping, dropped lines)::
 
     python scripts/train_default.py --scanning-detector --init default --steps 6500 \
         --lr 3e-4 --warmup 200 --threads 1 --out runs/default-scan.pt \
-        --checkpoint runs/default-scan.ckpt  The defaults are
-the shipped model's settings; docs/model-card.md says how its run went.
+        --checkpoint runs/default-scan.ckpt
+
+Growing the shipped model into a wider, deeper one (:mod:`napari_pinned.nn.growth`:
+it starts out returning what the shipped one returns) and fine-tuning that::
+
+    python scripts/train_default.py --scanning-detector --init default --grow \
+        --depth 5 --max-width-factor 16 --steps 10000 --lr 3e-4 --warmup 200 ...
+
+On a GPU (``scripts/device_train.sh``): ``--device cuda`` trains in bfloat16 with
+channels-last tensors; ``--workers 15`` draws the clean images and every batch in 15
+processes (each item from its own seed, so the run is the same for any count);
+``--fit-steps`` sizes the run to ``--minutes``.  On a CPU with AVX-512 BF16,
+``--precision bf16`` makes each step about 2.5× faster.
+
+The defaults are the first run's settings; docs/model-card.md says how the shipped
+model's runs went.
 When all steps are done (or ``--export-now``), the best model by validation PSNR is
 written atomically to ``--out`` with the training settings in its metadata.
 """
@@ -41,22 +55,26 @@ import argparse
 import pathlib
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
+from napari_pinned.nn.growth import grow
 from napari_pinned.nn.model_files import default_model_path, save_model
 from napari_pinned.nn.network import count_parameters
+from napari_pinned.nn.resolve import load_model
 from napari_pinned.physics.materials import HELD_OUT_MATERIALS
 from napari_pinned.physics.ranges import StructureRanges
 from napari_pinned.physics.specimens import structure_pool
 from napari_pinned.settings import (
+    MAX_WIDTH_FACTOR,
     SCANNING_DETECTOR,
     LossWeights,
     ModelConfig,
     StemNoiseRanges,
     TrainConfig,
 )
-from napari_pinned.training.run import train
+from napari_pinned.training.run import PRECISIONS, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--width", type=int, default=8, help="base channel count")
     parser.add_argument("--depth", type=int, default=4, help="number of down-samplings")
+    parser.add_argument(
+        "--max-width-factor",
+        type=int,
+        default=MAX_WIDTH_FACTOR,
+        help="channels stop doubling at this multiple of --width",
+    )
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)
@@ -91,9 +115,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init",
         help="fine-tune this model (a shipped model's name or a file) instead of a new one",
     )
+    parser.add_argument(
+        "--grow",
+        action="store_true",
+        help="grow the --init model to --width/--depth/--max-width-factor first "
+        "(napari_pinned.nn.growth: it starts out returning what --init returns)",
+    )
     parser.add_argument("--warmup", type=int, default=500, help="learning-rate warm-up steps")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the network's arithmetic (auto: bf16 on CUDA, fp32 elsewhere)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that draw the clean images and the batches (0: this one; "
+        "≥ 1 draws another, per-item seeded pool and batch stream, the same for any count)",
+    )
+    parser.add_argument(
+        "--fit-steps",
+        action="store_true",
+        help="with --minutes: after 200 steps, set --steps to what fits in the time left, "
+        "so the learning-rate schedule ends with the budget",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--minutes", type=float, help="stop this invocation after this long")
     parser.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints")
@@ -104,9 +153,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def export(run, args: argparse.Namespace, argv: list[str] | None) -> None:
-    """Write the best model so far to ``args.out`` with its provenance."""
+def export(
+    run, args: argparse.Namespace, argv: list[str] | None, grown_from: dict | None = None
+) -> None:
+    """Write the best model so far to ``args.out`` with its provenance (and, for a
+    grown model, the configuration it was grown from)."""
     bundle = run.result()
+    if grown_from is not None:
+        bundle.metadata["grown_from"] = grown_from
     bundle.metadata.update(
         name="napari-pinned default",
         training_data=(
@@ -133,6 +187,18 @@ def export(run, args: argparse.Namespace, argv: list[str] | None) -> None:
     )
 
 
+#: Steps timed before ``--fit-steps`` sets the run's length.
+_FIT_AFTER = 200
+
+
+def fitted_steps(config: TrainConfig, progress, seconds_left: float) -> TrainConfig:
+    """``config`` with as many steps as fit in ``seconds_left`` at the pace so far."""
+    pace = progress.elapsed / progress.step
+    # A validation every 500 steps and the export at the end: keep 5 % in hand.
+    more = int(0.95 * max(seconds_left, 0.0) / pace)
+    return replace(config, steps=max(progress.step + 1, progress.step + more))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = TrainConfig(
@@ -140,13 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             "unet",
             width=args.width,
             depth=args.depth,
+            max_width_factor=args.max_width_factor,
             normalization="robust",
             conditioning="noise-map",
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",
         stem_noise=SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
-        init_model=args.init,
+        init_model=None if args.grow else args.init,
         steps=args.steps,
         batch_size=args.batch,
         patch_size=args.patch,
@@ -162,25 +229,46 @@ def main(argv: list[str] | None = None) -> int:
     # FWHM, as survey images do; with 0.3 Å/px it was 7 % and the model learned that
     # pixel-scale detail is noise.
     ranges = StructureRanges(pixel_size=tuple(args.pixel_sizes))
-    pool = structure_pool(args.images, args.shape, split="train", seed=args.seed, ranges=ranges)
+    pool = structure_pool(
+        args.images, args.shape, split="train", seed=args.seed, ranges=ranges, workers=args.workers
+    )
     images = [s.image for s in pool]
     print(f"{len(images)} training images simulated in {time.perf_counter() - started:.0f} s")
-    run = train(config, images, seed=args.seed, device=args.device)
+    grown = grown_from = None
+    if args.grow:
+        if args.init is None:
+            raise SystemExit("--grow needs --init: the model to grow")
+        grown = grow(load_model(args.init), config.model, seed=args.seed)
+        grown_from = grown.metadata["grown_from"]
+    run = train(
+        config,
+        images,
+        seed=args.seed,
+        device=args.device,
+        init_model=grown,
+        precision=args.precision,
+        workers=args.workers,
+    )
     if args.checkpoint.exists():
         run.load_checkpoint(args.checkpoint)
         print(f"resumed from {args.checkpoint} at step {run.step}")
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"{count_parameters(run.model):,} parameters, {config.steps} steps of "
-        f"{config.batch_size}×{config.patch_size}² on {run.device}, "
-        f"{torch.get_num_threads()} threads",
+        f"{config.batch_size}×{config.patch_size}² on {run.device} ({run.precision}), "
+        f"{torch.get_num_threads()} threads, {args.workers} batch workers",
         flush=True,
     )
 
     budget = None if args.minutes is None else args.minutes * 60
     last_save = time.perf_counter()
+    fitted = not (args.fit_steps and budget is not None)
     for progress in run:
         now = time.perf_counter()
+        if not fitted and progress.step == _FIT_AFTER:
+            run.config = fitted_steps(run.config, progress, budget - (now - started))
+            print(f"{run.config.steps} steps fit in the time left", flush=True)
+            fitted = True
         if progress.val_psnr is not None:
             print(
                 f"step {progress.step:6d}  loss {progress.loss.total:.5f}  "
@@ -192,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
             run.save_checkpoint(args.checkpoint)
             last_save = now
         if args.export_every and progress.step % args.export_every == 0:
-            export(run, args, argv)
+            export(run, args, argv, grown_from)
         if budget is not None and now - started > budget:
             break
     run.save_checkpoint(args.checkpoint)
     print(f"checkpoint at step {run.step} written to {args.checkpoint}")
     if run.step >= config.steps or args.export_now:
-        export(run, args, argv)
+        export(run, args, argv, grown_from)
     return 0
 
 

@@ -119,7 +119,8 @@ def _typed(hint: Any, value: Any) -> Any:
     return value
 
 
-#: Channel count stops doubling at this multiple of the base width (memory grows as width²).
+#: By default the channel count stops doubling at this multiple of the base width
+#: (``ModelConfig.max_width_factor``; parameters grow as width²).
 MAX_WIDTH_FACTOR = 8
 
 Architecture = Literal["paper", "unet"]
@@ -146,7 +147,7 @@ class ModelConfig:
     depth : int
         Number of 2× downsamplings (the latent block works at 1/2**depth resolution).
     width : int
-        Channels of the first block; doubled per level up to ``MAX_WIDTH_FACTOR × width``.
+        Channels of the first block; doubled per level up to ``max_width_factor × width``.
     negative_slope : float
         Slope of the Leaky ReLU for negative inputs.
     skip_connections : bool
@@ -159,6 +160,10 @@ class ModelConfig:
     conditioning : {"none", "noise-map"}
         ``"noise-map"``: the input has a second channel, the per-pixel noise standard
         deviation, and the output is ``x + σ · f`` (``residual`` is then implied).
+    max_width_factor : int
+        The channel count stops doubling at this multiple of ``width``.  The inner
+        levels work on 4ᵏ times fewer pixels, so widening them adds capacity at almost
+        no cost in time (docs/benchmarks.md, "Capacity").
     """
 
     architecture: Architecture = "unet"
@@ -169,6 +174,7 @@ class ModelConfig:
     residual: bool = True
     normalization: Normalization = "range"
     conditioning: Conditioning = "none"
+    max_width_factor: int = MAX_WIDTH_FACTOR
 
     def __post_init__(self) -> None:
         if self.architecture not in _ARCHITECTURES:
@@ -183,7 +189,7 @@ class ModelConfig:
             raise ValueError(
                 f"unknown conditioning {self.conditioning!r}; use one of {list(_CONDITIONINGS)}"
             )
-        for name, low, high in (("depth", 1, 8), ("width", 1, 1024)):
+        for name, low, high in (("depth", 1, 8), ("width", 1, 1024), ("max_width_factor", 1, 64)):
             value = getattr(self, name)
             if not _is_int(value) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
@@ -238,7 +244,7 @@ class ModelConfig:
 
     def channels(self) -> list[int]:
         """Channels per level: encoder levels ``0 … depth-1``, then the latent block."""
-        cap = MAX_WIDTH_FACTOR * self.width
+        cap = self.max_width_factor * self.width
         return [min(self.width * 2**level, cap) for level in range(self.depth + 1)]
 
 

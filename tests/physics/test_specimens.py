@@ -359,3 +359,17 @@ def test_module_stays_free_of_gui_imports() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout)
     assert not [m for m in loaded if m.split(".")[0] in ("napari", "qtpy", "magicgui", "vispy")]
+
+
+def test_a_pool_drawn_by_workers_does_not_depend_on_their_number():
+    """Item by item, each specimen from its own generator: one worker or two draw the
+    same pool (another one than the sequential draw)."""
+    one = structure_pool(5, 32, seed=2, workers=1)
+    two = structure_pool(5, 32, seed=2, workers=2)
+    sequential = structure_pool(5, 32, seed=2)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+    assert not all(np.array_equal(a.image, b.image) for a, b in zip(one, sequential, strict=True))
+    assert len({float(s.image.sum()) for s in one}) == 5
+    with pytest.raises(ValueError, match="workers must be"):
+        structure_pool(1, 32, workers=-1)

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_pinned.training.adapt import adapt
+    from napari_pinned.training.adapt import adapt, outcome
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -109,12 +109,7 @@ def run(args: argparse.Namespace) -> int:
     with training_to_end(job, args.steps, "adapt", "best", "adaptation") as (bundle, received):
         bundle.metadata["name"] = f"adapted to {', '.join(p.name for p in args.inputs)}"
         out, problem = save_best_model(bundle, out)
-    best = bundle.metadata["best_step"]
-    kept = (
-        "the starting model scored best on the held-out strip, so it was kept unchanged"
-        if best == 0
-        else f"best hidden-pixel score {bundle.metadata['val_psnr']:.2f} dB at step {best}"
-    )
+    kept = outcome(bundle.metadata)
     done = f"{job.step} steps in {duration(bundle.metadata['elapsed_s'])}; {kept}"
     return saved_status(
         out,

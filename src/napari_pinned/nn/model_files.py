@@ -349,8 +349,7 @@ def check_model_size(config: ModelConfig, *, source: str = "the model") -> int:
     if config.width > MAX_WIDTH or config.depth > MAX_DEPTH:
         raise ValueError(
             f"{source}: width {config.width}, depth {config.depth} is beyond what napari-pinned "
-            f"builds (width at most {MAX_WIDTH}, depth at most {MAX_DEPTH}; the shipped models "
-            "are width 8, depth 3)"
+            f"builds (width at most {MAX_WIDTH}, depth at most {MAX_DEPTH})"
         )
     count = sum(math.prod(shape) for shape in expected_shapes(config).values())
     if count > MAX_PARAMETERS:

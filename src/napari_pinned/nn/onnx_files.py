@@ -61,6 +61,8 @@ _CONFIG_KEYS = {
     "normalization": str,
     "conditioning": str,
 }
+#: Settings added after the first files were written, which therefore may lack them.
+_OPTIONAL_CONFIG_KEYS = {"max_width_factor": int}
 
 
 def require_onnxruntime(what: str = "the onnx backend") -> Any:
@@ -165,10 +167,13 @@ class OnnxModel:
 def _check_config(settings: Any, where: str, reach: Any) -> OnnxConfig:
     from napari_pinned.settings import NORMALIZATIONS
 
-    if not isinstance(settings, Mapping) or set(settings) - set(_CONFIG_KEYS):
+    known = {**_CONFIG_KEYS, **_OPTIONAL_CONFIG_KEYS}
+    if not isinstance(settings, Mapping) or set(settings) - set(known):
         raise ValueError(f"{where}: invalid napari-pinned configuration in the ONNX file")
-    for key, kind in _CONFIG_KEYS.items():
+    for key, kind in known.items():
         value = settings.get(key)
+        if key in _OPTIONAL_CONFIG_KEYS and key not in settings:
+            continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{where}: invalid napari-pinned configuration ({key}={value!r})")
     if not 1 <= settings["depth"] <= 8 or settings["normalization"] not in NORMALIZATIONS:

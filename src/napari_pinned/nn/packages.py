@@ -68,6 +68,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "51a7e8e628a3e286ce877675de515c4db86417279813f9201722d1cafe0371fb",
         "5ca15b732595f9a351a58efde4e75041722933f998c4991f34fe68423813ada7",
         "3597eec4b9bd6f2695adddd85ac0ce5c6682982fb6582a5596c7113c23f93978",
+        "6c65c9025afdca514e2816646fb6b6a472675b2cc750d441520b481adfe760bd",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -39,7 +39,10 @@ signal, and projected (2D Poisson) positions for amorphous atoms.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
+import multiprocessing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -223,6 +226,7 @@ def structure_pool(
     split: str = "train",
     seed: int = 0,
     ranges: StructureRanges | None = None,
+    workers: int = 0,
 ) -> list[Specimen]:
     """``count`` random specimens of one split, reproducible from ``seed``.
 
@@ -239,11 +243,18 @@ def structure_pool(
     seed : int
         Non-negative seed.
     ranges : StructureRanges, optional
+    workers : int
+        0: draw the specimens one after the other from one generator.  ≥ 1: draw
+        specimen i from its own generator (seeded with the split's seed and i) in
+        that many processes; the pool is then the same for any number of workers,
+        but not the one of ``workers=0``.
 
     Returns
     -------
     list of Specimen
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     if count < 0:
         raise ValueError(f"count must be non-negative, got {count}")
     if not 0 <= seed < BENCHMARK_SEED_START:
@@ -255,7 +266,20 @@ def structure_pool(
         rng = np.random.default_rng(BENCHMARK_SEED_START + seed)
     else:
         raise ValueError(f"split must be 'train' or 'held_out', got {split!r}")
-    return [random_structure(rng, shape, materials, ranges=ranges) for _ in range(count)]
+    if workers == 0:
+        return [random_structure(rng, shape, materials, ranges=ranges) for _ in range(count)]
+    base = seed if split == "train" else BENCHMARK_SEED_START + seed
+    draw = functools.partial(_seeded_structure, base, shape, materials, ranges)
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(draw, range(count), chunksize=max(1, count // (4 * workers))))
+
+
+def _seeded_structure(
+    base: int, shape, materials, ranges: StructureRanges | None, index: int
+) -> Specimen:
+    """Specimen ``index`` of a pool drawn item by item (``structure_pool(workers=...)``)."""
+    return random_structure(np.random.default_rng([base, index]), shape, materials, ranges=ranges)
 
 
 def _draw_kind(rng: np.random.Generator, ranges: StructureRanges) -> str:

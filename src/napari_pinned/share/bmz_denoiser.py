@@ -133,10 +133,11 @@ class PinnedNetwork(nn.Module):
         skip_connections: bool,
         residual: bool,
         conditioned: bool,
+        max_width_factor: int,
     ):
         super().__init__()
         self.log_floor = LOG_FLOOR
-        cap = MAX_WIDTH_FACTOR * width
+        cap = max_width_factor * width
         channels = [min(width * 2**level, cap) for level in range(depth + 1)]
         self.depth = depth
         self.skip_connections = skip_connections
@@ -891,7 +892,8 @@ class PinnedDenoiser(nn.Module):
 
     Parameters
     ----------
-    width, depth, negative_slope, skip_connections, residual, normalization, conditioning
+    width, depth, negative_slope, skip_connections, residual, normalization, conditioning,
+    max_width_factor
         The network's :class:`napari_pinned.settings.ModelConfig`.
     architecture : str
         Descriptive name of the configuration (unused).
@@ -914,6 +916,7 @@ class PinnedDenoiser(nn.Module):
         residual: bool = True,
         normalization: str = "range",
         conditioning: str = "none",
+        max_width_factor: int = MAX_WIDTH_FACTOR,
         architecture: str = "unet",
         strength: float = 1.0,
         keep_lattice: bool = True,
@@ -935,7 +938,13 @@ class PinnedDenoiser(nn.Module):
         self.guard_clipped = bool(guard_clipped)
         self.alignment = 2**depth
         self.network = PinnedNetwork(
-            width, depth, negative_slope, skip_connections, residual, self.conditioned
+            width,
+            depth,
+            negative_slope,
+            skip_connections,
+            residual,
+            self.conditioned,
+            max_width_factor,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -441,12 +441,14 @@ class BatchSampler:
         areas = np.array([p.train_rows * p.clean.shape[1] for p in self.pairs], dtype=float)
         self.probabilities = areas / areas.sum()
 
-    def sample(self) -> Batch:
-        """One batch of ``config.batch_size`` patches."""
-        return self._frame_batch() if self.frames else self._patch_batch()
+    def sample(self, rng: np.random.Generator | None = None) -> Batch:
+        """One batch of ``config.batch_size`` patches, drawn with ``rng`` (default: the
+        sampler's own generator, which then moves on)."""
+        rng = self.rng if rng is None else rng
+        return self._frame_batch(rng) if self.frames else self._patch_batch(rng)
 
-    def _patch_batch(self) -> Batch:
-        cfg, rng, size = self.config, self.rng, self.config.patch_size
+    def _patch_batch(self, rng: np.random.Generator) -> Batch:
+        cfg, size = self.config, self.config.patch_size
         blind = cfg.self_supervised == "blind-spot"
         inputs = np.empty((cfg.batch_size, 1, size, size), np.float32)
         targets = np.empty_like(inputs)
@@ -472,8 +474,8 @@ class BatchSampler:
             batch.reference = _low_pass(batch.targets, cfg.reference_sigma)
         return batch
 
-    def _frame_batch(self) -> Batch:
-        cfg, rng, size = self.config, self.rng, self.config.patch_size
+    def _frame_batch(self, rng: np.random.Generator) -> Batch:
+        cfg, size = self.config, self.config.patch_size
         frame = size + 2 * FRAME_MARGIN
         blind = cfg.self_supervised == "blind-spot"
         inputs = np.empty((cfg.batch_size, self.model.input_channels, size, size), np.float32)

@@ -59,6 +59,7 @@ from napari_pinned.quality.metrics import psnr, ssim
 # The settings live in the torch-free settings module; they are also importable here.
 from napari_pinned.settings import TrainConfig
 from napari_pinned.training.data import BatchSampler, prepare_pairs, uses_frames, validation_set
+from napari_pinned.training.prefetch import ParallelBatches
 
 _PAPER_MAX = PAPER_RANGE[1]
 _CHECKPOINT_FORMAT = "napari-pinned-training-checkpoint-1"
@@ -125,10 +126,14 @@ class TrainingRun:
         seed: int,
         device: str | torch.device,
         init_model: ModelBundle | None,
+        precision: str,
+        workers: int,
     ):
         self.config = config
         self.seed = seed
         self.device = resolve_device(device)
+        self.precision = _check_precision(precision, self.device)
+        self.workers = _check_workers(workers)
         self._rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         if config.num_threads is not None:
@@ -165,8 +170,12 @@ class TrainingRun:
             )
         self._frames = uses_frames(config, self.model_config)
         self._pairs = prepare_pairs(clean, noisy, config, self.model_config)
+        # Channels-last convolutions: 1.4× faster training steps on x86 CPUs (oneDNN)
+        # and the layout tensor cores want; the weights' values are unchanged.
+        self.model = self.model.to(memory_format=torch.channels_last)
         self._optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self._sampler = BatchSampler(self._pairs, config, self.model_config, self._rng)
+        self._batches = ParallelBatches(self._sampler, seed, self.workers) if self.workers else None
         validation = validation_set(
             self._pairs, config, self.model_config, np.random.default_rng(seed + 1)
         )
@@ -217,6 +226,7 @@ class TrainingRun:
             except StopIteration:
                 break
             yield progress
+        self.close()
         return self.result() if self.step > 0 else None
 
     def __next__(self) -> TrainProgress:
@@ -319,12 +329,22 @@ class TrainingRun:
         # (the learning-rate schedule then follows the new total from that step on).
         # The config is plain data, so its repr names it; a starting model given to
         # train() is named by its weights.
+        # Batches drawn per step (workers) are another stream than the one-process one;
+        # how many workers draw them does not matter.
+        stream = "per-step" if self.workers else "sequential"
         digest = hashlib.sha256(repr((replace(self.config, steps=1), self.seed)).encode())
+        if stream != "sequential":
+            digest.update(stream.encode())
         if self._init_digest is not None:
             digest.update(self._init_digest.encode())
         for pair in self._pairs:
             digest.update(np.ascontiguousarray(pair.clean).tobytes())
         return digest.hexdigest()
+
+    def close(self) -> None:
+        """Stop the batch workers, if any (the run can still return its result)."""
+        if self._batches is not None:
+            self._batches.close()
 
     def run_to_end(self) -> ModelBundle:
         """Take every remaining step and return :meth:`result` (``run_job(run)``)."""
@@ -335,9 +355,10 @@ class TrainingRun:
     def _train_step(self, lr: float) -> LossTerms:
         for group in self._optimizer.param_groups:
             group["lr"] = lr
-        batch = self._sampler.sample()
-        x = torch.from_numpy(batch.inputs).to(self.device)
-        y = torch.from_numpy(batch.targets).to(self.device)
+        parallel = self._batches is not None
+        batch = self._batches.batch(self.step) if parallel else self._sampler.sample()
+        x = _to_device(batch.inputs, self.device).contiguous(memory_format=torch.channels_last)
+        y = _to_device(batch.targets, self.device)
         extra = {}
         if batch.mask is not None:
             extra["mask"] = torch.from_numpy(batch.mask).to(self.device)
@@ -345,7 +366,10 @@ class TrainingRun:
             extra["reference"] = torch.from_numpy(batch.reference).to(self.device)
         self.model.train()
         self._optimizer.zero_grad(set_to_none=True)
-        prediction = self.model(x)
+        with self._autocast():
+            prediction = self.model(x)
+        # The loss in float32 whatever the precision of the network's arithmetic.
+        prediction = prediction.float()
         if batch.noise_scale is not None:
             # In units of each patch's noise, so that a patch at 1000 e⁻/px teaches as
             # much as one at 1 e⁻/px (plain MSE would hear only the noisiest).
@@ -367,11 +391,20 @@ class TrainingRun:
         self._last_terms = terms
         return terms
 
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 arithmetic where :attr:`precision` asks for it (weights, optimiser
+        and loss stay float32)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
+
     @torch.inference_mode()
     def _validate(self) -> tuple[float, float]:
         self._validated_step = self.step
         self.model.eval()
-        out = self.model(self._val_inputs.to(self.device)).float().cpu().numpy()
+        inputs = self._val_inputs.to(self.device).contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.model(inputs).float().cpu().numpy()
         if not np.isfinite(out).all():
             # The loss can still be finite when the weights have already blown up.
             raise FloatingPointError(
@@ -438,6 +471,7 @@ class TrainingRun:
             "init_model": self._init_source,
             "seed": self.seed,
             "device": str(self.device),
+            "precision": self.precision,
             "elapsed_s": round(self._elapsed, 2),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "package_version": __version__,
@@ -453,6 +487,8 @@ def train(
     seed: int = 0,
     device: str | torch.device = "auto",
     init_model: ModelBundle | None = None,
+    precision: str = "auto",
+    workers: int = 0,
 ) -> TrainingRun:
     """Start training PINNED; iterate the returned run (a job) to take steps.
 
@@ -473,6 +509,15 @@ def train(
     init_model : ModelBundle, optional
         A model in memory to fine-tune (its architecture is kept); a shipped model or
         a model file is ``config.init_model`` instead.
+    precision : {"auto", "fp32", "bf16"}
+        The network's arithmetic: ``"bf16"`` runs it in bfloat16 under autocast
+        (weights, optimiser and loss stay float32); ``"auto"`` picks bf16 on CUDA
+        devices that support it and float32 elsewhere.  On CPUs with AVX-512 BF16,
+        ``"bf16"`` makes steps about 2.5× faster (docs/benchmarks.md).
+    workers : int
+        Processes that draw the next batches while the network trains (0: draw them
+        in this process).  With workers every step's batch has its own seed, so the
+        run does not depend on their number.
 
     Returns
     -------
@@ -488,7 +533,44 @@ def train(
     >>> bundle = run.result()                                      # doctest: +SKIP
     >>> bundle = run_job(train(TrainConfig(steps=200), [clean_image]))  # doctest: +SKIP
     """
-    return TrainingRun(config, clean, noisy, seed=seed, device=device, init_model=init_model)
+    return TrainingRun(
+        config,
+        clean,
+        noisy,
+        seed=seed,
+        device=device,
+        init_model=init_model,
+        precision=precision,
+        workers=workers,
+    )
+
+
+#: The network's arithmetic during training (``train(precision=...)``).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _check_precision(precision: str, device: torch.device) -> str:
+    """``precision`` with ``"auto"`` resolved for ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return "bf16" if cuda else "fp32"
+
+
+def _check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    return workers
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` on ``device``; copied from pinned memory without waiting on CUDA."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _weights_digest(bundle: ModelBundle) -> str:

@@ -150,17 +150,14 @@ class AdaptPanel(QGroupBox):
                 else "Adaptation cancelled; no model was added."
             )
             return
-        best = bundle.metadata.get("best_step", 0)
+        from napari_pinned.training.adapt import outcome
+
         bundle.metadata["name"] = adapted_name(self._layer_name)
         # Made for this layer: the Denoise dock does not carry it over to others unsaid.
         name = get_registry().add_trained(
             bundle, name=adapted_name(self._layer_name), made_for=(self._layer_name,)
         )
-        note = (
-            "the starting model scored best, so it is kept unchanged"
-            if best == 0
-            else f"best at step {best}"
-        )
+        note = outcome(bundle.metadata)
         self.status_label.setText(f"Added {name!r} ({note}).")
         notify_info(f"Adapt: added {name!r} to the model list ({note})")
         self.adapted.emit(name)
