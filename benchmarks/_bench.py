@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from napari_pinned.quality.risk import NO_SIGNAL_FREQUENCY
+
 # --------------------------------------------------------------------------- the VST
 
 
@@ -486,7 +488,7 @@ def save_png(fig, path: pathlib.Path, dpi: int) -> None:
 
 #: Spatial frequency (cycles/px, radial) above which a probe-limited atomic-resolution
 #: image holds essentially no signal: what an output keeps there is noise left behind.
-HIGH_FREQUENCY = 0.4
+HIGH_FREQUENCY = NO_SIGNAL_FREQUENCY
 
 
 def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:

@@ -15,10 +15,18 @@ Two parts, both written to ``benchmarks/capacity.json`` and, by
   ``benchmarks/logs/``.  Runs that start from the same model, with the same seed and
   settings, see the same batches: the difference is the network's.
 
+* **On held-out images**: ``--held-out JSON`` takes a ``benchmarks/realistic.py`` run
+  that scored the runs' models (and the starting one) and keeps its mean PSNR per dose.
+
 Run::
 
+    python benchmarks/realistic.py --model "default (where both started)=default" \
+        --model "d4 ×8 (shipped)=runs/ctl.pt" --model "d5 ×16 (grown)=runs/grown.pt" \
+        --reuse benchmarks/realistic.json \
+        --json /tmp/capacity-realistic.json --images /tmp --jobs 2
     python benchmarks/capacity.py --runs "d4 ×8 (shipped)=benchmarks/logs/ctl.log" \
-        "d5 ×16 (grown)=benchmarks/logs/grown.log"          # ~3 min on 2 cores
+        "d5 ×16 (grown)=benchmarks/logs/grown.log" \
+        --held-out /tmp/capacity-realistic.json      # ~3 min on 2 cores
     python benchmarks/capacity.py --tables-only
 """
 
@@ -190,6 +198,19 @@ def markdown(result: dict) -> list[str]:
                 ],
             ),
         ]
+    held_out = result.get("held_out") or {}
+    if held_out:
+        doses = sorted({d for per in held_out.values() for d in per}, key=float)
+        lines += [
+            "",
+            "Mean PSNR (dB) of the runs' best models over the realistic benchmark's 28 "
+            "held-out images (white shot and read noise):",
+            "",
+            markdown_table(
+                ["model", *(f"{float(d):g} e⁻/px" for d in doses)],
+                [[label, *(f"{per[d]:.2f}" for d in doses)] for label, per in held_out.items()],
+            ),
+        ]
     return lines
 
 
@@ -200,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="training steps timed per shape")
+    parser.add_argument(
+        "--held-out", type=pathlib.Path, help="a realistic.py JSON that scored the runs' models"
+    )
     parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args(argv)
     if args.tables_only:
@@ -221,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.runs:
         label, _, path = spec.partition("=")
         result["runs"][label] = read_log(pathlib.Path(path))
+    if args.held_out:
+        models = json.loads(args.held_out.read_text(encoding="utf-8"))["summary"]["models"]
+        result["held_out"] = {
+            label: {dose: row["mean_psnr"] for dose, row in summary["per_dose"].items()}
+            for label, summary in models.items()
+        }
     dump_json(result, OUT)
     print("\n".join(markdown(result)))
     return 0

@@ -2,7 +2,8 @@
 
 Every number in the README, the model cards and docs/benchmarks.md that comes from
 ``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py``,
-``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py`` or (the ``cdn`` model's tables)
+``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/capacity.py`` or
+(the ``cdn`` model's tables)
 ``benchmarks/quality.py``
 is written here, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so
 that the docs say what the last run measured and nothing typed by hand::
@@ -21,6 +22,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import adapt as adapt_bench
+import capacity
 import peer_tk_r_em
 import real_micrographs
 import realistic
@@ -242,6 +244,9 @@ def blocks() -> dict[str, str]:
     scan = _load("scan_noise.json")
     if scan is not None:
         out["scan-noise"] = "\n".join(scan_noise.markdown(scan))
+    sizes = _load("capacity.json")
+    if sizes is not None:
+        out["capacity"] = "\n".join(capacity.markdown(sizes))
     cdn = _load("quality.json")
     if cdn is not None:
         out["cdn-benchmark"] = cdn_benchmark(cdn)

@@ -57,7 +57,7 @@ from napari_pinned.nn.resolve import load_model
 from napari_pinned.quality.metrics import psnr, ssim
 
 # The settings live in the torch-free settings module; they are also importable here.
-from napari_pinned.settings import TrainConfig
+from napari_pinned.settings import MAX_WIDTH_FACTOR, TrainConfig
 from napari_pinned.training.data import BatchSampler, prepare_pairs, uses_frames, validation_set
 from napari_pinned.training.prefetch import ParallelBatches
 
@@ -329,12 +329,16 @@ class TrainingRun:
         # (the learning-rate schedule then follows the new total from that step on).
         # The config is plain data, so its repr names it; a starting model given to
         # train() is named by its weights.
-        # Batches drawn per step (workers) are another stream than the one-process one;
-        # how many workers draw them does not matter.
-        stream = "per-step" if self.workers else "sequential"
-        digest = hashlib.sha256(repr((replace(self.config, steps=1), self.seed)).encode())
-        if stream != "sequential":
-            digest.update(stream.encode())
+        settings = repr((replace(self.config, steps=1), self.seed))
+        for later in _LATER_DEFAULTS:
+            # Settings added after checkpoints were written: at their defaults they
+            # leave the fingerprint of those runs as it was, so they still resume.
+            settings = settings.replace(later, "")
+        digest = hashlib.sha256(settings.encode())
+        if self.workers:
+            # Batches drawn per step are another stream than the one-process one; how
+            # many workers draw them does not matter.
+            digest.update(b"per-step batches")
         if self._init_digest is not None:
             digest.update(self._init_digest.encode())
         for pair in self._pairs:
@@ -544,6 +548,10 @@ def train(
         workers=workers,
     )
 
+
+#: How settings added later read in a config's repr at their defaults (left out of the
+#: checkpoint fingerprint).
+_LATER_DEFAULTS = (f", max_width_factor={MAX_WIDTH_FACTOR}",)
 
 #: The network's arithmetic during training (``train(precision=...)``).
 PRECISIONS = ("auto", "fp32", "bf16")
