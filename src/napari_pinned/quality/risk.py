@@ -16,11 +16,12 @@ scored on: score a model on pixels it was not trained on.
 and varies with the signal, so :func:`measure_scan_noise` reads the pixel variance and
 the noise's spectrum along each axis where the other axis's frequency is above
 :data:`NO_SIGNAL_FREQUENCY` (a probe-limited image has no signal there), assuming the
-spectrum is separable (a detector smears along one axis).  Measured on 512² frames with
-white, afterglow-like and symmetrically smeared noise at 3 and 30 e⁻/px, the variance
-reads within 5 % of the truth's and the risk ranks an adapted model against its
-starting one as the true error does (``tests/quality/test_risk.py``;
-``benchmarks/adapt.py``).
+spectrum is separable and white along at least one axis (a detector smears along the
+fast scan).  On 512² lattice frames with white noise and afterglows along x or y the
+variance reads within 5 % of the truth's (``tests/quality/test_risk.py``); on the adapt
+benchmark (1024², white and smeared noise at 3 and 30 e⁻/px) the estimate chose the
+better of the fine-tuned and the starting model in all 12 recordings
+(``benchmarks/adapt.py``).
 """
 
 from __future__ import annotations
