@@ -505,3 +505,13 @@ def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
         return float(np.sum(np.abs(np.fft.fft2((x - x.mean()) * window))[band] ** 2))
 
     return 100.0 * power(out) / power(image)
+
+
+def best_of(fn, repeats: int) -> float:
+    """The shortest wall time (s) of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)

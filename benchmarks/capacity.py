@@ -38,13 +38,12 @@ import json
 import pathlib
 import re
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from _bench import dump_json, fmt, machine, markdown_table
+from _bench import best_of, dump_json, fmt, machine, markdown_table
 
 ROOT = pathlib.Path(__file__).resolve().parent
 OUT = ROOT / "capacity.json"
@@ -66,15 +65,6 @@ def _config(changes: dict):
     return dataclasses.replace(load_model("default").config, **changes)
 
 
-def _best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def inference_speed(changes: dict, size: int, threads: int, repeats: int) -> dict:
     """Mpx/s of ``denoise`` on a ``size``² image, and the parameter count."""
     import torch
@@ -88,7 +78,7 @@ def inference_speed(changes: dict, size: int, threads: int, repeats: int) -> dic
     bundle = ModelBundle(build_model(config).eval(), config, {"name": "shape"})
     image = np.random.default_rng(0).poisson(5.0, (size, size)).astype(np.float32)
     denoise(image[:256, :256], bundle, device="cpu")  # warm-up
-    seconds = _best_of(lambda: denoise(image, bundle, device="cpu"), repeats)
+    seconds = best_of(lambda: denoise(image, bundle, device="cpu"), repeats)
     return {
         "parameters": count_parameters(bundle.model),
         "mpx_s": size * size / seconds / 1e6,
@@ -120,7 +110,7 @@ def training_speed(changes: dict, steps: int) -> dict:
             optimizer.step()
 
         step()
-        out[f"step_s_{precision}"] = _best_of(lambda: [step() for _ in range(steps)], 2) / steps
+        out[f"step_s_{precision}"] = best_of(lambda: [step() for _ in range(steps)], 2) / steps
     return out
 
 
@@ -135,7 +125,7 @@ def bm3d_speed(size: int = 512) -> float | None:
     clean = simulate("SrTiO3", shape=size, seed=0).image
     noisy = np.random.default_rng(0).poisson(clean / clean.mean() * 5.0).astype(np.float32)
     gat = GAT(gain=1.0, sigma=0.5, mu=0.0)
-    seconds = _best_of(lambda: _bm3d_vst(noisy, gat, 1.0), 1)
+    seconds = best_of(lambda: _bm3d_vst(noisy, gat, 1.0), 1)
     return size * size / seconds / 1e6
 
 

@@ -22,15 +22,7 @@ import sys
 import time
 
 import numpy as np
-
-
-def _best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _bench import best_of
 
 
 def _fresh_config(model: str):
@@ -100,7 +92,7 @@ def measure_inference(
         out["y"] = denoise(image, bundle, **settings)
         cpu.append(time.process_time() - c0)
 
-    seconds = _best_of(run, repeats)
+    seconds = best_of(run, repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "seconds": seconds,
@@ -214,11 +206,11 @@ def main() -> None:
         print(f"| {name} | {speed} | {mem} |", flush=True)
 
     sim_size = 512 if args.quick else 1024
-    t = _best_of(lambda: simulate("SrTiO3", shape=sim_size, seed=0), 3)
+    t = best_of(lambda: simulate("SrTiO3", shape=sim_size, seed=0), 3)
     row(f"simulate SrTiO3 {sim_size}²", f"{t * 1000:.0f} ms")
     noise_size = 512 if args.quick else 2048
     img = simulate("SrTiO3", shape=noise_size, seed=0).image
-    t = _best_of(lambda: add_cdn_noise(img, 5, seed=0), 3)
+    t = best_of(lambda: add_cdn_noise(img, 5, seed=0), 3)
     row(f"CDN level 5, {noise_size}²", f"{t * 1000:.0f} ms")
 
     steps = 3 if args.quick else 20

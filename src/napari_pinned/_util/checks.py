@@ -15,6 +15,7 @@ import numpy as np
 from napari_pinned.settings import MAX_STRENGTH
 
 __all__ = [
+    "check_count",
     "check_finite",
     "check_fraction",
     "check_non_negative",
@@ -49,6 +50,13 @@ def check_strength(strength: Any) -> float:
     if not (math.isfinite(strength) and 0 <= strength <= MAX_STRENGTH):
         raise ValueError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength!r}")
     return float(strength)
+
+
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int: an integer of at least 0 (a number of workers, say)."""
+    if not _is_integer(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def check_finite(name: str, value: float) -> None:

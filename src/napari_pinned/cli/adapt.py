@@ -40,8 +40,9 @@ def add_parser(sub: Any) -> None:
         "adapt",
         "fine-tune a noise-aware model on your own noisy image(s), no clean image needed",
         "Adapt the default model (or another noise-aware model) to your detector, scan and\n"
-        "specimen by blind-spot training on the noisy images themselves.  The starting model\n"
-        "competes too: the saved model is never worse on a held-out strip of the data.\n"
+        "specimen by blind-spot training on the noisy images themselves.  The fine-tuned\n"
+        "model is saved only if its estimated error on held-out rows of the data is clearly\n"
+        "below the starting model's; otherwise the starting model is saved unchanged.\n"
         "Ctrl-C or SIGTERM stops after the current step and saves the best model so far.",
         "  napari-pinned adapt scan.dm4 -o mine.pt\n"
         "  napari-pinned denoise scan.dm4 -o denoised.tif --model mine.pt",

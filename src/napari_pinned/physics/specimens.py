@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import fft as sfft
 
-from napari_pinned._util.checks import check_shape
+from napari_pinned._util.checks import check_count, check_shape
 from napari_pinned.physics.materials import (
     get_material,
     held_out_materials,
@@ -253,8 +253,7 @@ def structure_pool(
     -------
     list of Specimen
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    workers = check_count("workers", workers)
     if count < 0:
         raise ValueError(f"count must be non-negative, got {count}")
     if not 0 <= seed < BENCHMARK_SEED_START:

@@ -67,9 +67,7 @@ def held_out_choice(
         scored = np.zeros(strip.shape, bool)
         scored[train_rows - top :] = True
 
-        def runner(bundle: ModelBundle, noise=noise):
-            return _network(bundle, noise, device)
-
+        denoise_start, denoise_adapted = (_network(b, noise, device) for b in (start, adapted))
         # The whole frame's spectrum: the strip alone reads the variance 10–25 % off.
         spectra = measure_scan_noise(np.asarray(frame, dtype=np.float64))
         # The variance follows the signal (Poisson): its profile from the starting
@@ -77,13 +75,13 @@ def held_out_choice(
         # stands in for the mean signal) carries the frame's variance.
         variance = np.full(strip.shape, spectra.variance)
         if noise is not None and noise.gain > 0:
-            signal = np.maximum(runner(start)(strip), 0.0)
+            signal = np.maximum(denoise_start(strip), 0.0)
             floor = 1e-3 * max(noise.gain * float(np.mean(frame)) + noise.offset, 1e-12)
             profile = np.maximum(noise.gain * signal + noise.offset, floor)
             frame_mean = max(noise.gain * float(np.mean(frame)) + noise.offset, floor)
             variance = spectra.variance * profile / frame_mean
         estimate = estimated_risks(
-            [runner(start), runner(adapted)],
+            [denoise_start, denoise_adapted],
             strip,
             variance,
             spectra,

@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from napari_pinned._util.checks import check_count
 from napari_pinned._util.devices import resolve_device
 from napari_pinned._util.intensity import PAPER_RANGE
 from napari_pinned._util.jobs import Job, run_job
@@ -133,7 +134,7 @@ class TrainingRun:
         self.seed = seed
         self.device = resolve_device(device)
         self.precision = _check_precision(precision, self.device)
-        self.workers = _check_workers(workers)
+        self.workers = check_count("workers", workers)
         self._rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         if config.num_threads is not None:
@@ -565,12 +566,6 @@ def _check_precision(precision: str, device: torch.device) -> str:
         return precision
     cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return "bf16" if cuda else "fp32"
-
-
-def _check_workers(workers: int) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
-    return workers
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

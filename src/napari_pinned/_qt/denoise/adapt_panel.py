@@ -66,8 +66,8 @@ class AdaptPanel(QGroupBox):
         self.adapt_button = QPushButton("Adapt model to this image")
         self.adapt_button.setToolTip(
             "Fine-tune the selected noise-aware model on the input layer's own noise. "
-            "The starting model competes too: the result is never worse on a held-out "
-            "strip of the image."
+            "The fine-tuned model is kept only if its estimated error on a held-out "
+            "strip of the image is clearly below the starting model's."
         )
         self.stop_button = QPushButton("Stop")
         self.adapt_button.clicked.connect(self.start)
