@@ -19,7 +19,7 @@ from napari_pinned.physics.simulate import simulate
 
 
 def _lattice_counts(dose: float, seed: int = 0, pixel_size: float = 0.1) -> np.ndarray:
-    clean = simulate("SrTiO3", shape=128, pixel_size=pixel_size).image.astype(np.float64)
+    clean = simulate("SrTiO3", shape=128, pixel_size=pixel_size, seed=0).image.astype(np.float64)
     expected = clean / clean.mean() * dose
     return np.random.default_rng(seed).poisson(expected).astype(np.float64)
 
