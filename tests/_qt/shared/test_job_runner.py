@@ -64,9 +64,19 @@ def no_batch_due(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _start(runner: JobRunner, hooks: Hooks, func, *args, **kwargs) -> list[int]:
-    """Start a job; returns a list that counts the worker's signals (one entry each)."""
+    """Start a job; returns a list that counts the worker's signals (one entry each).
+
+    The job waits until the counter is connected: a worker thread that ran ahead of the
+    connection would send its first signal uncounted (seen once on a loaded machine).
+    """
+    counting = threading.Event()
+
+    def gated(*a, **k):
+        assert counting.wait(WAIT_MS / 1000)
+        return (yield from func(*a, **k))
+
     assert runner.start(
-        func,
+        gated,
         *args,
         description="test",
         on_record=hooks.on_record,
@@ -79,6 +89,7 @@ def _start(runner: JobRunner, hooks: Hooks, func, *args, **kwargs) -> list[int]:
     runner.job.worker.yielded.connect(
         lambda _r: signals.append(1), Qt.ConnectionType.DirectConnection
     )
+    counting.set()
     return signals
 
 
