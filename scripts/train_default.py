@@ -37,6 +37,12 @@ it starts out returning what the shipped one returns) and fine-tuning that::
     python scripts/train_default.py --scanning-detector --init default --grow \
         --depth 5 --max-width-factor 16 --steps 10000 --lr 3e-4 --warmup 200 ...
 
+Giving it the lattice prior (:mod:`napari_pinned.nn.lattice_prior`: ``--lattice --grow``
+adds the inputs with zero weights, so it too starts as the shipped model)::
+
+    python scripts/train_default.py --scanning-detector --init default --grow --lattice \
+        --steps 10000 --lr 3e-4 --warmup 200 --precision bf16 ...
+
 On a GPU (``scripts/device_train.sh``): ``--device cuda`` trains in bfloat16 with
 channels-last tensors; ``--workers 15`` draws the clean images and every batch in 15
 processes (each item from its own seed, so the run is the same for any count);
@@ -120,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="grow the --init model to --width/--depth/--max-width-factor first "
         "(napari_pinned.nn.growth: it starts out returning what --init returns)",
+    )
+    parser.add_argument(
+        "--lattice",
+        action="store_true",
+        help="give the model the lattice prior as a third input (nn.lattice_prior; with "
+        "--init of a model without it, --grow adds its inputs, weighted zero at first)",
     )
     parser.add_argument("--warmup", type=int, default=500, help="learning-rate warm-up steps")
     parser.add_argument("--seed", type=int, default=2026)
@@ -208,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             depth=args.depth,
             max_width_factor=args.max_width_factor,
             normalization="robust",
-            conditioning="noise-map",
+            conditioning="noise-map+lattice" if args.lattice else "noise-map",
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",

@@ -127,7 +127,7 @@ Architecture = Literal["paper", "unet"]
 #: How images are mapped to model units
 #: (:func:`napari_pinned.nn.conditioning.normalization_range`).
 Normalization = Literal["range", "percentile", "robust"]
-Conditioning = Literal["none", "noise-map"]
+Conditioning = Literal["none", "noise-map", "noise-map+lattice"]
 _ARCHITECTURES = get_args(Architecture)
 _CONDITIONINGS = get_args(Conditioning)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
@@ -157,9 +157,12 @@ class ModelConfig:
     normalization : {"range", "percentile", "robust"}
         How images are mapped to model units, see
         :func:`napari_pinned.nn.conditioning.normalization_range`.
-    conditioning : {"none", "noise-map"}
+    conditioning : {"none", "noise-map", "noise-map+lattice"}
         ``"noise-map"``: the input has a second channel, the per-pixel noise standard
         deviation, and the output is ``x + σ · f`` (``residual`` is then implied).
+        ``"noise-map+lattice"``: a third channel too, the lattice-averaged copy of the
+        image (:mod:`napari_pinned.nn.lattice_prior`), which carries what the rest of
+        the frame says each pixel is.
     max_width_factor : int
         The channel count stops doubling at this multiple of ``width``.  The inner
         levels work on 4ᵏ times fewer pixels, so widening them adds capacity at almost
@@ -229,12 +232,18 @@ class ModelConfig:
     @property
     def conditioned(self) -> bool:
         """Whether the network takes a noise map as a second input channel."""
-        return self.conditioning == "noise-map"
+        return self.conditioning != "none"
+
+    @property
+    def lattice(self) -> bool:
+        """Whether the network takes the lattice-averaged image as a third channel."""
+        return self.conditioning == "noise-map+lattice"
 
     @property
     def input_channels(self) -> int:
-        """Channels of the tensor given to the network: the image, and the noise map."""
-        return 2 if self.conditioned else 1
+        """Channels of the tensor given to the network: the image, the noise map and
+        the lattice-averaged image, as the model takes them."""
+        return 1 + self.conditioned + self.lattice
 
     @property
     def alignment(self) -> int:

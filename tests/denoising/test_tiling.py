@@ -26,10 +26,12 @@ def plain(random_bundle) -> ModelBundle:
     return random_bundle(ModelConfig.preset("tiny"), 0, name="test 0")
 
 
-@pytest.fixture(scope="module")
-def conditioned(random_bundle) -> ModelBundle:
-    """Depth 3 (halo 80 px), noise-conditioned: the shipped models' kind of network."""
-    config = ModelConfig.preset("tiny", depth=3, normalization="robust", conditioning="noise-map")
+@pytest.fixture(scope="module", params=["noise-map", "noise-map+lattice"])
+def conditioned(random_bundle, request) -> ModelBundle:
+    """Depth 3 (halo 80 px), noise-conditioned, with and without the lattice prior: the
+    shipped models' kinds of network (the prior comes from the whole frame, so tiles,
+    regions and dask chunks must get their part of it)."""
+    config = ModelConfig.preset("tiny", depth=3, normalization="robust", conditioning=request.param)
     return random_bundle(config, 1, name="test 1")
 
 
@@ -88,11 +90,13 @@ def test_a_region_with_context_is_prepared_as_the_whole_frame(conditioned):
     counts = _counts((160, 150), seed=3)
     counts[40, 20] = 0  # a dead pixel right next to the region's edge
     config = conditioned.config
-    whole = prepare(counts, config.normalization, conditioned=True, strength=0.8)
-    stats = frame_statistics(counts, config.normalization, conditioned=True)
+    lattice = config.lattice
+    whole = prepare(counts, config.normalization, conditioned=True, strength=0.8, lattice=lattice)
+    stats = frame_statistics(counts, config.normalization, conditioned=True, lattice=lattice)
     assert stats.outliers == int(whole.outliers.sum()) >= 1
+    assert len(whole.channels) == config.input_channels
     y0, y1, x0, x1 = 30, 120, 10, 150  # touches the right edge of the frame
-    region = prepare_region(counts[y0:y1, x0:x1], stats, strength=0.8)
+    region = prepare_region(counts[y0:y1, x0:x1], stats, strength=0.8, origin=(y0, x0))
     c = REGION_CONTEXT
     inner = (slice(None), slice(c, y1 - y0 - c), slice(c, None))
     np.testing.assert_array_equal(

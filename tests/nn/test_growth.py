@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,28 @@ def test_a_grown_network_returns_what_the_old_one_did(changes):
     assert new.metadata["grown_from"] == SMALL.to_dict()
 
 
+def test_the_lattice_prior_added_starts_unread_and_learns():
+    """A noise-map network given the lattice prior returns what it did, whatever the
+    prior says, until training teaches it to read the new features."""
+    old = _trained_looking()
+    new = grow(old, dataclasses.replace(SMALL, conditioning="noise-map+lattice"))
+    assert new.config.input_channels == 3
+    x = _inputs()
+    prior = torch.randn(2, 1, 64, 48, generator=torch.Generator().manual_seed(3))
+    with_prior = torch.cat([x, prior], dim=1)
+    before = _outputs(old, x)
+    np.testing.assert_array_equal(_outputs(new, with_prior).numpy(), before.numpy())
+    model = new.model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = (model(with_prior) - prior).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+    assert float(model.encoder[0][0].weight[:, 3:].abs().max()) > 0.0
+    assert float((_outputs(new, with_prior) - before).abs().max()) > 0.0
+
+
 def test_the_new_channels_learn():
     """Nothing reads the new features at first, but a training step reaches them:
     a growth that blocked their gradients would leave the old network as it was."""
@@ -87,6 +110,7 @@ def test_the_new_channels_learn():
         ({"depth": 1}, "shallower"),
         ({"width": 2}, "narrower"),
         ({"conditioning": "none"}, "conditioning"),
+        ({"conditioning": "none", "width": 4}, "only the lattice prior"),
         ({"normalization": "percentile"}, "normalization"),
     ],
 )

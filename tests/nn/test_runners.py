@@ -42,13 +42,16 @@ def _counts(shape=(90, 100), seed=0) -> np.ndarray:
     )
 
 
-@pytest.fixture(scope="module")
-def conditioned(tmp_path_factory):
-    bundle = _bundle(conditioning="noise-map", normalization="robust")
+@pytest.fixture(scope="module", params=["noise-map", "noise-map+lattice"])
+def conditioned(tmp_path_factory, request):
+    bundle = _bundle(conditioning=request.param, normalization="robust")
     return bundle, export_onnx(bundle, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
-@pytest.mark.parametrize("overrides", [{"conditioning": "noise-map"}, {"residual": False}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"conditioning": "noise-map"}, {"conditioning": "noise-map+lattice"}, {"residual": False}],
+)
 def test_onnx_runner_equals_torch_on_any_tile_shape(overrides):
     bundle = _bundle(**overrides)
     channels = bundle.config.input_channels

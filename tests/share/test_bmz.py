@@ -616,3 +616,13 @@ def test_deprecated_spdx_identifiers_are_accepted_as_the_spec_does():
 
     check_package_fields(license="GPL-3.0")  # deprecated in SPDX, accepted with a warning
     check_package_fields(license="CC-BY-4.0", authors=["A. Microscopist"], name="PINNED model")
+
+
+def test_a_lattice_model_is_refused_before_any_work(random_bundle, tmp_path):
+    """The package's torch denoiser does not compute the lattice prior: such a model is
+    refused in one line, and nothing is written."""
+    config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map+lattice")
+    target = tmp_path / "lattice.zip"
+    with pytest.raises(ValueError, match="lattice prior cannot be packaged"):
+        export_bioimageio(random_bundle(config), target)
+    assert not target.exists()

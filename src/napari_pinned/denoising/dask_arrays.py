@@ -87,6 +87,7 @@ def denoise_dask(
         spec.config.normalization,
         spec.config.conditioned,
         noise,
+        spec.config.lattice,
         dtype=object,
         chunks=((1,) * stack.shape[0], (1,), (1,)),
         meta=np.empty((0, 0, 0), object),
@@ -177,14 +178,18 @@ def _guarded(
 
 
 def _statistics_block(
-    block: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
+    block: np.ndarray,
+    normalization: str,
+    conditioned: bool,
+    noise: NoiseEstimate | None,
+    lattice: bool,
 ) -> np.ndarray:
     """Frame statistics of a (frames, Y, X) block of whole frames, as an object array."""
     out = np.empty((block.shape[0], 1, 1), object)
     for i, frame in enumerate(block):
         checked = check_image(np.asarray(frame), name="image frame", ndim=(2,))
         out[i, 0, 0] = frame_statistics(
-            checked, normalization, conditioned=conditioned, noise=noise
+            checked, normalization, conditioned=conditioned, noise=noise, lattice=lattice
         )
     return out
 

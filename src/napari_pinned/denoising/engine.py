@@ -182,7 +182,11 @@ class Denoiser:
         """The frame statistics :meth:`denoise_block` needs (whole frame)."""
         config = self.config
         return frame_statistics(
-            frame, config.normalization, conditioned=config.conditioned, noise=self.noise
+            frame,
+            config.normalization,
+            conditioned=config.conditioned,
+            noise=self.noise,
+            lattice=config.lattice,
         )
 
     def _run(
@@ -298,6 +302,7 @@ class Denoiser:
             conditioned=config.conditioned,
             strength=self.strength,
             noise=self.noise,
+            lattice=config.lattice,
         )
         uncertain = self.weights is not None
         if prepared.state.constant:
@@ -344,7 +349,7 @@ class Denoiser:
         :meth:`block_margin` px beyond ``target`` on every side inside the frame;
         ``stats`` are the whole frame's (:meth:`statistics`), ``dtype`` the input's.
         """
-        prepared = prepare_region(block, stats, strength=self.strength)
+        prepared = prepare_region(block, stats, strength=self.strength, origin=origin)
         (t0, t1), (u0, u1) = target
         oy, ox = origin
         if stats.state.constant:

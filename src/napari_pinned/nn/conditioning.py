@@ -20,6 +20,10 @@ Three steps, the same in training and in inference:
    standard deviation, in model units, from its local mean.  The network gets it as a second
    channel and returns ``x + σ · f(x, σ)``: with no noise it is the identity, and a
    "strength" factor scales σ to denoise less or more.
+4. **Lattice prior** (models with ``conditioning="noise-map+lattice"``).  The repaired
+   frame's lattice-averaged copy (:func:`napari_pinned.nn.lattice_prior.lattice_average`),
+   in model units, as a third channel: measured on the whole frame, so that a region or
+   a tile gets the part of the frame's prior that covers it.
 
 Models trained with the paper's protocol (``normalization="range"``) keep the paper's
 fixed 8-bit convention (or the unit range) for images recorded in it — clipped at both
@@ -33,7 +37,7 @@ far outside what it was trained on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -41,6 +45,7 @@ from scipy import ndimage
 from napari_pinned._util.checks import check_strength
 from napari_pinned._util.intensity import CLIPPED_FRACTION, PAPER_RANGE, UNIT_RANGE, clipped_ends
 from napari_pinned._util.memory import row_bands
+from napari_pinned.nn.lattice_prior import lattice_average
 from napari_pinned.noise.correlation import pixel_equivalent
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.settings import NORMALIZATIONS
@@ -159,8 +164,8 @@ class Prepared:
     Attributes
     ----------
     channels : numpy.ndarray
-        ``(C, Y, X)`` float32 network input: the normalised image, and for
-        noise-conditioned models the noise map.
+        ``(C, Y, X)`` float32 network input: the normalised image, for
+        noise-conditioned models the noise map, and for lattice models the prior.
     state : NormState
         How to map the output back.
     noise : NoiseEstimate or None
@@ -209,6 +214,9 @@ class FrameStats:
         Repair value of an outlier none of whose neighbours is valid.
     outliers : int
         Outlier pixels repaired in the frame.
+    prior : numpy.ndarray or None
+        The whole frame's lattice prior in model units (float32) for models that take
+        it, else None.
     """
 
     normalization: str
@@ -221,6 +229,7 @@ class FrameStats:
     floor_variance: float
     fill: float
     outliers: int
+    prior: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def find_outliers(
@@ -581,10 +590,10 @@ def _noise_channel(
     return out
 
 
-def _input_channels(x: np.ndarray, state: NormState, clip: bool, conditioned: bool) -> np.ndarray:
+def _input_channels(x: np.ndarray, state: NormState, clip: bool, count: int) -> np.ndarray:
     """The network's input: ``x`` in model units (float32, mapped in bands of rows) as
-    the first channel, and room for the noise map when ``conditioned``."""
-    channels = np.zeros((2 if conditioned else 1, *x.shape), np.float32)
+    the first of ``count`` channels, and room for the others."""
+    channels = np.zeros((count, *x.shape), np.float32)
     units = channels[0]
     for rows in row_bands(x.shape):
         units[rows] = (x[rows] - state.low) / state.scale
@@ -594,7 +603,11 @@ def _input_channels(x: np.ndarray, state: NormState, clip: bool, conditioned: bo
 
 
 def _measure(
-    frame: np.ndarray, normalization: str, conditioned: bool, noise: NoiseEstimate | None
+    frame: np.ndarray,
+    normalization: str,
+    conditioned: bool,
+    noise: NoiseEstimate | None,
+    lattice: bool = False,
 ) -> tuple[FrameStats, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Frame statistics and the whole frame's intermediate results:
     ``(stats, repaired, outlier mask, input channels without the noise map, noise-map
@@ -629,12 +642,18 @@ def _measure(
     else:
         state = _state(raw, normalization, None if normalization == "percentile" else medians)
     clip = normalization == "range" and not conditioned and _fixed_convention(raw) is None
-    channels = _input_channels(x, state, clip, conditioned)
+    lattice = lattice and conditioned
+    channels = _input_channels(x, state, clip, 1 + conditioned + lattice)
     variance = None
     floor = 0.0
     if conditioned and not state.constant:
         variance = _local_variance(channels[0], estimate.scaled(state.scale, state.low))
         floor = _floor(variance)
+    prior = None
+    if lattice and not state.constant:
+        # Of the repaired frame: one hot pixel would spread over every component.
+        prior = channels[2]
+        prior[...] = (lattice_average(x) - state.low) / state.scale
     stats = FrameStats(
         normalization=normalization,
         conditioned=conditioned,
@@ -646,6 +665,7 @@ def _measure(
         floor_variance=floor,
         fill=fill,
         outliers=int(outliers.sum()),
+        prior=prior,
     )
     return stats, x, outliers, channels, variance
 
@@ -674,16 +694,23 @@ def frame_statistics(
     *,
     conditioned: bool,
     noise: NoiseEstimate | None = None,
+    lattice: bool = False,
 ) -> FrameStats:
     """Measure what :func:`prepare` needs from a whole 2D frame (see :class:`FrameStats`).
 
     Parameters are those of :func:`prepare`.  Apply the result to regions of the frame
     with :func:`prepare_region`.
     """
-    return _measure(frame, normalization, conditioned, noise)[0]
+    return _measure(frame, normalization, conditioned, noise, lattice)[0]
 
 
-def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1.0) -> Prepared:
+def prepare_region(
+    region: np.ndarray,
+    stats: FrameStats,
+    *,
+    strength: float = 1.0,
+    origin: tuple[int, int] = (0, 0),
+) -> Prepared:
     """Make a region of a frame ready for a network, with the frame's statistics.
 
     Inside the region, at least :data:`REGION_CONTEXT` pixels from every edge that is
@@ -699,6 +726,8 @@ def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1
         From :func:`frame_statistics`.
     strength : float
         Factor on the noise standard deviation given to a conditioned model.
+    origin : tuple of int
+        Where the region starts in the frame (needed for the lattice prior).
     """
     check_strength(strength)
     x = np.asarray(region).astype(np.float64)
@@ -706,7 +735,11 @@ def prepare_region(region: np.ndarray, stats: FrameStats, *, strength: float = 1
     if outliers.any():
         x = _repair_in_place(x, outliers, stats.fill)  # x is this function's own copy
     state = stats.state
-    channels = _input_channels(x, state, stats.clip, stats.conditioned)
+    count = 1 + stats.conditioned + (stats.prior is not None)
+    channels = _input_channels(x, state, stats.clip, count)
+    if stats.prior is not None:
+        (oy, ox), (h, w) = origin, x.shape
+        channels[2] = stats.prior[oy : oy + h, ox : ox + w]
     variance = None
     if stats.conditioned and not state.constant:
         assert stats.noise is not None
@@ -722,6 +755,7 @@ def prepare(
     conditioned: bool,
     strength: float = 1.0,
     noise: NoiseEstimate | None = None,
+    lattice: bool = False,
 ) -> Prepared:
     """Make one 2D frame ready for a network (see the module docstring).
 
@@ -737,9 +771,13 @@ def prepare(
         Factor on the noise standard deviation given to a conditioned model.
     noise : NoiseEstimate, optional
         The frame's noise in image units, if known; estimated from the frame otherwise.
+    lattice : bool
+        Whether the model takes the lattice prior (noise-conditioned models only).
     """
     check_strength(strength)
-    stats, x, outliers, channels, variance = _measure(frame, normalization, conditioned, noise)
+    stats, x, outliers, channels, variance = _measure(
+        frame, normalization, conditioned, noise, lattice
+    )
     channels = _with_noise_map(stats, channels, variance, strength)
     return Prepared(channels, stats.state, stats.noise, outliers, x)
 

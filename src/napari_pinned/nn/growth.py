@@ -15,6 +15,10 @@ Each value travels through that block as the pair ``leaky(y)``, ``leaky(-y)``,
 whose difference is ``(1 + slope)·y`` for either sign, so the grown network returns
 what the old one did up to rounding (``tests/nn/test_growth.py``).  This needs twice the
 old latent channels at the new level, which doubling the width per level gives.
+
+A noise-conditioned network can also be given the lattice prior
+(``conditioning="noise-map+lattice"``): its features come after the old ones, and their
+weights start at zero.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from napari_pinned.nn.network import ModelBundle, PinnedNetwork, build_model
 from napari_pinned.settings import ModelConfig
 
 #: Settings a grown network must share with the one it grows from.
-_KEPT = ("negative_slope", "skip_connections", "residual", "normalization", "conditioning")
+_KEPT = ("negative_slope", "skip_connections", "residual", "normalization")
+#: Conditionings a network can grow into: its own, or one that adds inputs after its own.
+_GROWS_INTO = {
+    "none": ("none",),
+    "noise-map": ("noise-map", "noise-map+lattice"),
+    "noise-map+lattice": ("noise-map+lattice",),
+}
 
 
 def grow(bundle: ModelBundle, config: ModelConfig, *, seed: int = 0) -> ModelBundle:
@@ -37,8 +47,9 @@ def grow(bundle: ModelBundle, config: ModelConfig, *, seed: int = 0) -> ModelBun
     bundle : ModelBundle
         A trained U-Net (skip connections).
     config : ModelConfig
-        The bigger network: the same settings except ``depth`` ≥ the old depth and at
-        least as many channels at every old level (``width``, ``max_width_factor``).
+        The bigger network: the same settings except ``depth`` ≥ the old depth, at
+        least as many channels at every old level (``width``, ``max_width_factor``),
+        and optionally the lattice prior added to a noise map (``conditioning``).
     seed : int
         Seeds the new channels' incoming weights.
 
@@ -85,6 +96,11 @@ def _check_growable(old: ModelConfig, new: ModelConfig) -> None:
     changed = [name for name in _KEPT if getattr(old, name) != getattr(new, name)]
     if changed:
         raise ValueError(f"a grown network keeps {', '.join(changed)} of the old one")
+    if new.conditioning not in _GROWS_INTO[old.conditioning]:
+        raise ValueError(
+            f"conditioning {old.conditioning!r} cannot grow into {new.conditioning!r}: only "
+            "the lattice prior can be added to a noise map"
+        )
     if not old.skip_connections:
         raise ValueError("only U-Nets (skip connections) can be grown")
     if new.depth < old.depth:

@@ -19,7 +19,11 @@ in the spirit of FFDNet: Zhang, Zuo and Zhang, IEEE TIP 27, 2018): its input has
 second channel holding each pixel's noise standard deviation σ (see
 :mod:`napari_pinned.nn.conditioning`) and it returns ``x + σ · f(x, σ, log σ)``.  One
 network then serves every dose, a clean image (σ = 0) passes through unchanged, and
-scaling σ sets the denoising strength.
+scaling σ sets the denoising strength.  With ``conditioning="noise-map+lattice"`` a third
+channel holds the lattice-averaged image ``p`` (:mod:`napari_pinned.nn.lattice_prior`),
+and the network sees ``p`` and ``(p − x) / σ`` (clipped at ±:data:`DIFFERENCE_CLIP`) too:
+the second is how many noise σ the rest of the frame puts each pixel away from what it
+recorded, which is what ``f`` returns where the prior holds.
 
 The configuration (:class:`~napari_pinned.settings.ModelConfig`) is torch-free and lives
 in :mod:`napari_pinned.settings`.  The same network, written with torch alone, travels in
@@ -39,6 +43,9 @@ from napari_pinned.settings import ModelConfig
 
 #: Smallest σ inside ``log σ`` (model units), so that σ = 0 stays finite.
 _LOG_FLOOR = 1e-3
+#: The lattice prior's distance from the image, in noise σ, is clipped at ± this: where
+#: it is larger the prior is plainly not what is there (a vacancy, vacuum, an edge).
+DIFFERENCE_CLIP = 10.0
 
 
 # -- network ---------------------------------------------------------------------------
@@ -75,7 +82,7 @@ class PinnedNetwork(nn.Module):
         depth = config.depth
         self.encoder = nn.ModuleList(
             _conv_block(
-                (3 if config.conditioned else 1) if level == 0 else channels[level - 1],
+                feature_channels(config) if level == 0 else channels[level - 1],
                 channels[level],
                 slope,
             )
@@ -130,12 +137,29 @@ class PinnedNetwork(nn.Module):
             x = x.float()
         height, width = x.shape[-2:]
         if self.config.conditioned:
-            image, sigma = x[:, :1], x[:, 1:]
-            features = torch.cat([image, sigma, torch.log(sigma.clamp_min(_LOG_FLOOR))], dim=1)
-            out = self._core(_pad_to_multiple(features, self.config.alignment))
-            return image + sigma * out[..., :height, :width]
+            out = self._core(_pad_to_multiple(self._features(x), self.config.alignment))
+            return x[:, :1] + x[:, 1:2] * out[..., :height, :width]
         out = self._core(_pad_to_multiple(x, self.config.alignment))[..., :height, :width]
         return x + out if self.config.residual else out
+
+    def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for inputs whose height and width are multiples of
+        :attr:`~napari_pinned.settings.ModelConfig.alignment`: no padding, no checks
+        (the graph exported to ONNX)."""
+        if self.config.conditioned:
+            return x[:, :1] + x[:, 1:2] * self._core(self._features(x))
+        out = self._core(x)
+        return x + out if self.config.residual else out
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """What a conditioned network's first layer reads (:func:`feature_channels`)."""
+        image, sigma = x[:, :1], x[:, 1:2]
+        parts = [image, sigma, torch.log(sigma.clamp_min(_LOG_FLOOR))]
+        if self.config.lattice:
+            prior = x[:, 2:3]
+            distance = (prior - image) / sigma.clamp_min(_LOG_FLOOR)
+            parts += [prior, distance.clamp(-DIFFERENCE_CLIP, DIFFERENCE_CLIP)]
+        return torch.cat(parts, dim=1)
 
     def _core(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -185,6 +209,14 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         mode = "reflect" if pad < size else "replicate"
         x = F.pad(x, (0, 0, 0, pad) if axis == -2 else (0, pad, 0, 0), mode=mode)
     return x
+
+
+def feature_channels(config: ModelConfig) -> int:
+    """Channels the first convolution sees: the image; with a noise map σ and log σ
+    too; with the lattice prior also the prior and its distance from the image."""
+    if not config.conditioned:
+        return 1
+    return 5 if config.lattice else 3
 
 
 def build_model(config: ModelConfig) -> PinnedNetwork:

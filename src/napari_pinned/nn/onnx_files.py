@@ -21,7 +21,7 @@ import os
 import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from napari_pinned._version import __version__
 
@@ -144,11 +144,15 @@ class OnnxConfig:
 
     @property
     def conditioned(self) -> bool:
-        return self.settings["conditioning"] == "noise-map"
+        return self.settings["conditioning"] != "none"
+
+    @property
+    def lattice(self) -> bool:
+        return self.settings["conditioning"] == "noise-map+lattice"
 
     @property
     def input_channels(self) -> int:
-        return 2 if self.conditioned else 1
+        return 1 + self.conditioned + self.lattice
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.settings)
@@ -165,7 +169,7 @@ class OnnxModel:
 
 
 def _check_config(settings: Any, where: str, reach: Any) -> OnnxConfig:
-    from napari_pinned.settings import NORMALIZATIONS
+    from napari_pinned.settings import NORMALIZATIONS, Conditioning
 
     known = {**_CONFIG_KEYS, **_OPTIONAL_CONFIG_KEYS}
     if not isinstance(settings, Mapping) or set(settings) - set(known):
@@ -178,7 +182,7 @@ def _check_config(settings: Any, where: str, reach: Any) -> OnnxConfig:
             raise ValueError(f"{where}: invalid napari-pinned configuration ({key}={value!r})")
     if not 1 <= settings["depth"] <= 8 or settings["normalization"] not in NORMALIZATIONS:
         raise ValueError(f"{where}: invalid napari-pinned configuration")
-    if settings["conditioning"] not in ("none", "noise-map"):
+    if settings["conditioning"] not in get_args(Conditioning):
         raise ValueError(f"{where}: invalid napari-pinned configuration (conditioning)")
     if isinstance(reach, bool) or not isinstance(reach, int) or not 0 < reach < 10_000:
         raise ValueError(f"{where}: invalid receptive field in the ONNX file ({reach!r})")
@@ -242,7 +246,6 @@ def _network_module(bundle: ModelBundle) -> Any:
     import torch
 
     net = bundle.model
-    cfg = bundle.config
 
     class _Network(torch.nn.Module):
         def __init__(self) -> None:
@@ -250,13 +253,7 @@ def _network_module(bundle: ModelBundle) -> Any:
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if cfg.conditioned:
-                image, sigma = x[:, :1], x[:, 1:]
-                log_sigma = torch.log(sigma.clamp_min(1e-3))
-                out = self.net._core(torch.cat([image, sigma, log_sigma], dim=1))
-                return image + sigma * out
-            out = self.net._core(x)
-            return x + out if cfg.residual else out
+            return self.net.forward_aligned(x)
 
     return _Network().eval()
 

@@ -64,6 +64,11 @@ class ScanNoise:
     spectrum_x: np.ndarray
     spectrum_y: np.ndarray
 
+    def spectra(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(along y, along x)`` on an FFT grid of ``shape`` (the measured frame's, or
+        interpolated to another size), each averaging to 1."""
+        return _resampled(self.spectrum_y, shape[0]), _resampled(self.spectrum_x, shape[1])
+
 
 @dataclass(frozen=True)
 class RiskEstimate:
@@ -108,8 +113,7 @@ def noise_sample(
     """A Gaussian field of unit variance with ``noise``'s spectrum, of ``shape``
     (default: the measured frame's; other sizes take the spectra interpolated)."""
     shape = shape or (len(noise.spectrum_y), len(noise.spectrum_x))
-    spectrum_y = _resampled(noise.spectrum_y, shape[0])
-    spectrum_x = _resampled(noise.spectrum_x, shape[1])
+    spectrum_y, spectrum_x = noise.spectra(shape)
     white = np.fft.fft2(rng.standard_normal(shape))
     shaped = white * np.sqrt(spectrum_y)[:, None] * np.sqrt(spectrum_x)[None, :]
     return np.fft.ifft2(shaped).real

@@ -111,7 +111,13 @@ def _network(
     config = bundle.config
 
     def run(frame: np.ndarray) -> np.ndarray:
-        prepared = prepare(frame, config.normalization, conditioned=config.conditioned, noise=noise)
+        prepared = prepare(
+            frame,
+            config.normalization,
+            conditioned=config.conditioned,
+            noise=noise,
+            lattice=config.lattice,
+        )
         x = torch.from_numpy(np.ascontiguousarray(prepared.channels[None], np.float32))
         with torch.inference_mode():
             out = model(x.to(device))[0, 0].float().cpu().numpy()

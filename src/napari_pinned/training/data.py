@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_pinned._util.intensity import PAPER_RANGE, check_image, infer_data_range, to_paper_scale
-from napari_pinned.nn.conditioning import prepare
+from napari_pinned.nn.conditioning import frame_statistics, prepare
+from napari_pinned.nn.lattice_prior import WINDOW, lattice_average
 from napari_pinned.noise.estimate import NoiseEstimate, estimate_noise
 from napari_pinned.noise.synthesis import (
     DoseParams,
@@ -63,7 +64,8 @@ class _Pair:
 
     Patch mode keeps images in paper units; frame mode in their own units (clean
     "stem" pool images must be non-negative expected signals).  ``noise`` is the noise
-    of the whole image (blind-spot frames), estimated once.
+    of the whole image (blind-spot frames), estimated once; ``prior`` the lattice prior
+    of the recorded image (paired and blind-spot frames of lattice models), in its units.
     """
 
     clean: np.ndarray
@@ -71,6 +73,7 @@ class _Pair:
     train_rows: int  # rows [0, train_rows) train; [train_rows, H) validate
     noise: NoiseEstimate | None = None
     validation_only: bool = False
+    prior: np.ndarray | None = None
 
 
 def _as_frames(images: np.ndarray | Sequence[np.ndarray], name: str) -> list[np.ndarray]:
@@ -147,7 +150,7 @@ def prepare_pairs(
     if noisy_frames is not None:
         check_pairs([c.shape for c in clean_frames], [n.shape for n in noisy_frames])
     if uses_frames(config, model):
-        return _frame_pairs(clean_frames, noisy_frames, config)
+        return _frame_pairs(clean_frames, noisy_frames, config, model)
     return _patch_pairs(clean_frames, noisy_frames, config)
 
 
@@ -259,7 +262,10 @@ def _patch_pairs(
 
 
 def _frame_pairs(
-    clean_frames: list[np.ndarray], noisy_frames: list[np.ndarray] | None, config: TrainConfig
+    clean_frames: list[np.ndarray],
+    noisy_frames: list[np.ndarray] | None,
+    config: TrainConfig,
+    model: ModelConfig,
 ) -> list[_Pair]:
     stem_pool = noisy_frames is None and not config.self_supervised
     # A large pool of simulated images: whole images validate, the others train whole.
@@ -283,10 +289,39 @@ def _frame_pairs(
         train_rows = h - val_rows
         noisy = None if noisy_frames is None else np.asarray(noisy_frames[i], np.float32)
         noise = estimate_noise(image) if config.self_supervised else None
+        recorded = noisy if noisy is not None else image if config.self_supervised else None
         pairs.append(
-            _Pair(image, noisy, train_rows, noise, validation_only=i >= len(clean_frames) - n_val)
+            _Pair(
+                image,
+                noisy,
+                train_rows,
+                noise,
+                validation_only=i >= len(clean_frames) - n_val,
+                prior=None if recorded is None or not model.lattice else _recorded_prior(recorded),
+            )
         )
     return pairs
+
+
+def _recorded_prior(recorded: np.ndarray) -> np.ndarray:
+    """The lattice prior of a recorded image, in its units, as inference computes it."""
+    stats = frame_statistics(recorded, "robust", conditioned=True, lattice=True)
+    if stats.prior is None:  # a constant image
+        return np.asarray(recorded, np.float32)
+    return stats.prior * np.float32(stats.state.scale) + np.float32(stats.state.low)
+
+
+def _context(shape: tuple[int, ...], window: tuple[slice, slice]) -> tuple[slice, slice]:
+    """The part of an image, up to :data:`~napari_pinned.nn.lattice_prior.WINDOW` px per
+    side, centred on ``window`` where the image allows, whose lattice prior a
+    synthetic recording of ``window`` gets (inference computes it in such windows)."""
+    out = []
+    for part, length in zip(window, shape, strict=True):
+        size = max(min(WINDOW, length), part.stop - part.start)
+        start = (part.start + part.stop - size) // 2
+        start = min(max(start, 0), length - size)
+        out.append(slice(start, start + size))
+    return out[0], out[1]
 
 
 def _dihedral(patch: np.ndarray, k: int) -> np.ndarray:
@@ -405,22 +440,37 @@ def _frame_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Channels ``(C, h, w)`` and target ``(h, w)`` of one frame, margins cut off."""
     frame = pair.clean[window]
+    prior = None if pair.prior is None else pair.prior[window]
     if config.self_supervised:
         noisy, target = frame, None
     elif pair.noisy is not None:
         noisy, target = pair.noisy[window], frame
+    elif model.lattice:
+        # The prior gathers a window of the frame: record that much, and cut the frame.
+        recording = recording or draw_recording(rng, config.stem_noise)
+        context = _context(pair.clean.shape, window)
+        noisy, target = record_stem_image(pair.clean[context], recording, rng)
+        inner = tuple(
+            slice(w.start - c.start, w.stop - c.start) for w, c in zip(window, context, strict=True)
+        )
+        prior = lattice_average(noisy)[inner]
+        noisy, target = noisy[inner], target[inner]
     else:
         recording = recording or draw_recording(rng, config.stem_noise)
         noisy, target = record_stem_image(frame, recording, rng)
     prepared = prepare(noisy, model.normalization, conditioned=model.conditioned, noise=pair.noise)
     state = prepared.state
+    channels = prepared.channels
+    if model.lattice:
+        units = (np.asarray(prior, np.float64) - state.low) / state.scale
+        channels = np.concatenate([channels, units[None].astype(np.float32)])
     if target is None:
         units = prepared.channels[0]
     else:
         units = ((np.asarray(target, np.float64) - state.low) / state.scale).astype(np.float32)
     my, mx = margin
     inner = np.s_[my : units.shape[0] - my, mx : units.shape[1] - mx]
-    return prepared.channels[(slice(None), *inner)], units[inner]
+    return channels[(slice(None), *inner)], units[inner]
 
 
 class BatchSampler:
