@@ -78,24 +78,92 @@ CASES = [
     ("none", "range", _cdn_like),  # the paper's fixed 0–255 convention
     ("none", "range", lambda lattice: _counts(lattice) * 7.0),  # percentile fallback, clipped input
     ("none", "percentile", _counts),
+    # The lattice prior: of the repaired frame (two hot pixels), with the noise's
+    # spectrum measured along x (an afterglow), and in blended windows.
+    ("noise-map+lattice", "robust", _counts),
+    ("noise-map+lattice", "robust", _afterglow),
+    ("noise-map+lattice", "robust", lambda lattice: _counts(lattice, (300, 520))),
 ]
 
 
 @pytest.mark.parametrize(("conditioning_", "normalization", "make"), CASES)
 def test_the_package_model_equals_napari_pinneds_denoise(
-    conditioning_, normalization, make, random_bundle, lattice_image
+    conditioning_, normalization, make, random_bundle, lattice_image, monkeypatch
 ):
     config = ModelConfig.preset("tiny", conditioning=conditioning_, normalization=normalization)
     bundle = random_bundle(config)
     image = make(lattice_image)
     expected = denoise(image, bundle, device="cpu")
     wrapper = package_model(bundle, 1.0)
+    x = torch.from_numpy(image[None].astype(np.float32))
     with torch.inference_mode():
-        got = wrapper(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
+        got = wrapper(x)[0].numpy()
     tolerance = 1e-3 * float(np.ptp(expected))
     assert np.max(np.abs(got - expected)) <= tolerance
     # The network does something: the output is not the input, by far more than that.
     assert np.max(np.abs(expected - image)) > 5 * tolerance
+    if config.lattice:
+        # And the prior matters: given the image in its place, the output moves by
+        # 1.2–3.5 % of the range (measured on these frames), far outside the tolerance.
+        monkeypatch.setattr(bmz_denoiser, "lattice_average", lambda frame: frame.clone())
+        with torch.inference_mode():
+            blind = wrapper(x)[0].numpy()
+        assert np.max(np.abs(blind - expected)) > 5 * tolerance
+
+
+def _noisy_lattice(lattice, shape, dose, seed, afterglow=0.0) -> np.ndarray:
+    """Poisson counts of ``lattice`` (``dose`` at its brightest), smeared along x by an
+    afterglow of ``afterglow`` px if given."""
+    from napari_pinned.noise.scanning import apply_afterglow
+
+    clean = lattice(max(shape))[: shape[0], : shape[1]] / 255.0
+    counts = np.random.default_rng(seed).poisson(clean * dose).astype(np.float32)
+    return apply_afterglow(counts, afterglow) if afterglow else counts
+
+
+LATTICE_FRAMES = {
+    "one window": lambda lattice: _noisy_lattice(lattice, (200, 230), 10.0, 0),
+    "windows": lambda lattice: _noisy_lattice(lattice, (300, 520), 10.0, 1),
+    # Correlated along the fast scan, over windows along it: the resampled spectrum.
+    "afterglow": lambda lattice: _noisy_lattice(lattice, (200, 420), 5.0, 2, afterglow=2.0),
+}
+
+
+@pytest.mark.parametrize("case", list(LATTICE_FRAMES))
+def test_the_package_lattice_prior_is_napari_pinneds(case, lattice_image):
+    from napari_pinned.nn.lattice_prior import lattice_average
+    from napari_pinned.quality.risk import measure_scan_noise
+
+    image = LATTICE_FRAMES[case](lattice_image)
+    x = torch.from_numpy(image.astype(np.float64))
+    variance, spectrum_x, spectrum_y = bmz_denoiser.measure_scan_noise(x)
+    noise = measure_scan_noise(image)
+    assert variance == pytest.approx(noise.variance, rel=1e-12)
+    np.testing.assert_allclose(spectrum_x.numpy(), noise.spectrum_x, rtol=1e-12)
+    np.testing.assert_allclose(spectrum_y.numpy(), noise.spectrum_y, rtol=1e-12)
+    expected = lattice_average(image)
+    got = bmz_denoiser.lattice_average(x).numpy()
+    # Measured: 2e-8–3e-8 of the range, numpy's rounding of its prior to float32 (rounded
+    # so, the two are equal bit for bit); one component flipped at the significance
+    # threshold would move the prior by about 1e-3 of the range.
+    assert np.max(np.abs(got - expected)) <= 1e-5 * float(np.ptp(image))
+    # A prior worth comparing: it carries the lattice (0.67–0.73 of the image's spread).
+    assert float(expected.std()) > 0.5 * float(image.std())
+    if case == "afterglow":
+        # The afterglow's excess at low frequencies along x is measured (about 3× the
+        # mean; white noise reads about 1 there).
+        assert float(spectrum_x[0]) > 2.0
+
+
+def test_the_package_lattice_prior_of_small_and_flat_frames():
+    """Too small for a prior: the mean; flat: the frame itself, as napari-pinned's."""
+    from napari_pinned.nn.lattice_prior import SMALLEST, lattice_average
+
+    small = np.random.default_rng(0).poisson(10.0, (SMALLEST - 1, 40)).astype(np.float64)
+    flat = np.full((40, 48), 7.0)
+    for image in (small, flat):
+        got = bmz_denoiser.lattice_average(torch.from_numpy(image)).numpy()
+        np.testing.assert_allclose(got, lattice_average(image), rtol=1e-7, atol=0)
 
 
 # -- the conditioning of issue 21: defects in groups, the range convention, the guard -----
@@ -257,10 +325,13 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
         assert got > 1.5
 
 
-def test_torchscript_of_the_package_model_equals_the_module(random_bundle, lattice_image):
+@pytest.mark.parametrize("conditioning_", ["noise-map", "noise-map+lattice"])
+def test_torchscript_of_the_package_model_equals_the_module(
+    conditioning_, random_bundle, lattice_image
+):
     # A channel cap other than the usual one: the package builds the network it names.
     config = ModelConfig.preset(
-        "tiny", conditioning="noise-map", normalization="robust", max_width_factor=2
+        "tiny", conditioning=conditioning_, normalization="robust", max_width_factor=2
     )
     wrapper = package_model(random_bundle(config), 0.7)
     scripted = torch.jit.script(wrapper)
@@ -326,6 +397,16 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.GUARD_INVENTION_MARGIN == lattice_guard.INVENTION_MARGIN
     assert bmz_denoiser.GUARD_GATE_NOISE_FACTOR == lattice_guard.GATE_NOISE_FACTOR
     assert bmz_denoiser.GUARD_GATE_SMOOTHING == lattice_guard.GATE_SMOOTHING
+    from napari_pinned.nn import lattice_prior
+    from napari_pinned.quality import risk
+
+    assert bmz_denoiser.DIFFERENCE_CLIP == model.DIFFERENCE_CLIP
+    assert bmz_denoiser.LATTICE_SIGNIFICANCE == lattice_prior.SIGNIFICANCE
+    assert bmz_denoiser.LATTICE_WINDOW == lattice_prior.WINDOW
+    assert bmz_denoiser.LATTICE_STRIDE == lattice_prior.STRIDE
+    assert bmz_denoiser.LATTICE_SMALLEST == lattice_prior.SMALLEST
+    assert bmz_denoiser.NO_SIGNAL_FREQUENCY == risk.NO_SIGNAL_FREQUENCY
+    assert bmz_denoiser.WHITE_RATIO == risk._WHITE_RATIO
 
 
 def test_the_architecture_file_is_one_napari_pinned_recognises():
@@ -334,8 +415,9 @@ def test_the_architecture_file_is_one_napari_pinned_recognises():
     assert architecture_sha256() in packages.KNOWN_ARCHITECTURE_SHA256
 
 
-def test_the_package_model_has_the_networks_parameter_names():
-    config = ModelConfig.preset("unet", depth=4, conditioning="noise-map")
+@pytest.mark.parametrize("conditioning_", ["noise-map", "noise-map+lattice"])
+def test_the_package_model_has_the_networks_parameter_names(conditioning_):
+    config = ModelConfig.preset("unet", depth=4, conditioning=conditioning_)
     wrapper = PinnedDenoiser(**config.to_dict())
     names = {f"network.{k}": tuple(v.shape) for k, v in build_model(config).state_dict().items()}
     assert {k: tuple(v.shape) for k, v in wrapper.state_dict().items()} == names
@@ -618,11 +700,17 @@ def test_deprecated_spdx_identifiers_are_accepted_as_the_spec_does():
     check_package_fields(license="CC-BY-4.0", authors=["A. Microscopist"], name="PINNED model")
 
 
-def test_a_lattice_model_is_refused_before_any_work(random_bundle, tmp_path):
-    """The package's torch denoiser does not compute the lattice prior: such a model is
-    refused in one line, and nothing is written."""
+def test_a_lattice_model_is_packaged_and_loads_back(random_bundle, tmp_path):
+    """The package's denoiser computes the lattice prior: export's own check against
+    ``denoise`` passes, and the package loads back as the same model."""
     config = ModelConfig.preset("tiny", normalization="robust", conditioning="noise-map+lattice")
-    target = tmp_path / "lattice.zip"
-    with pytest.raises(ValueError, match="lattice prior cannot be packaged"):
-        export_bioimageio(random_bundle(config), target)
-    assert not target.exists()
+    bundle = random_bundle(config)
+    path = export_bioimageio(bundle, tmp_path / "lattice.zip", torchscript=False)
+    rdf = _rdf(path)
+    kwargs = rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    assert kwargs["conditioning"] == "noise-map+lattice"
+    assert rdf["config"]["napari_pinned"]["quality"]["agreement"] <= 1e-3
+    back = load_package(path)
+    assert back.config == config
+    for name, tensor in bundle.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[name], tensor)

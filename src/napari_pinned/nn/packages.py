@@ -69,6 +69,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "5ca15b732595f9a351a58efde4e75041722933f998c4991f34fe68423813ada7",
         "3597eec4b9bd6f2695adddd85ac0ce5c6682982fb6582a5596c7113c23f93978",
         "6c65c9025afdca514e2816646fb6b6a472675b2cc750d441520b481adfe760bd",
+        "df4003a3c3c27d5aed1e7020d25bb679da97b13436806733a63533ecb3f43edc",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

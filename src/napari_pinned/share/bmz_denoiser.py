@@ -23,7 +23,11 @@ around the network, frame by frame:
    for noise-conditioned models the per-pixel noise map of
    :func:`napari_pinned.nn.conditioning.noise_map`;
 2. the frame's normalisation (:func:`napari_pinned.nn.conditioning.normalization_range`;
-   the paper's fixed range only for frames clipped at both of its ends);
+   the paper's fixed range only for frames clipped at both of its ends), and for models
+   that take the lattice prior (``conditioning="noise-map+lattice"``) the repaired
+   frame's lattice-averaged copy of :func:`napari_pinned.nn.lattice_prior.lattice_average`
+   (:func:`lattice_average`: its significant Fourier components against the noise
+   spectrum measured along each scan axis, Wiener-weighted, in blended 256² windows);
 3. mirrored context around the frame (:data:`napari_pinned.denoising.tiling.CONTEXT`),
    the network (the same layers and parameter names as
    :class:`napari_pinned.nn.network.PinnedNetwork`, under ``network.``), and the map back
@@ -55,8 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # The constants of napari_pinned.nn.conditioning, noise.estimate, nn.network,
-# denoising.tiling and quality.lattice_guard (tests/share/test_bmz.py checks that they
-# agree).
+# denoising.tiling, quality.lattice_guard, nn.lattice_prior and quality.risk
+# (tests/share/test_bmz.py checks that they agree).
 LOG_FLOOR = 1e-3
 CONTEXT = 32
 MAX_WIDTH_FACTOR = 8
@@ -94,6 +98,13 @@ GUARD_DC_RADIUS = 2
 GUARD_INVENTION_MARGIN = 2.0
 GUARD_GATE_NOISE_FACTOR = 2.0
 GUARD_GATE_SMOOTHING = (4.0, 16.0)
+DIFFERENCE_CLIP = 10.0
+LATTICE_SIGNIFICANCE = 10.0
+LATTICE_WINDOW = 256
+LATTICE_STRIDE = 192
+LATTICE_SMALLEST = 16
+NO_SIGNAL_FREQUENCY = 0.4
+WHITE_RATIO = 1.5
 _TINY = 2.2250738585072014e-308  # numpy.finfo(float64).tiny
 
 
@@ -122,7 +133,9 @@ def _conv_block(in_channels: int, out_channels: int, slope: float) -> nn.Sequent
 
 class PinnedNetwork(nn.Module):
     """The PINNED encoder–decoder on inputs whose height and width are multiples of
-    ``2**depth`` (:class:`napari_pinned.nn.network.PinnedNetwork` without its own padding)."""
+    ``2**depth`` (:class:`napari_pinned.nn.network.PinnedNetwork` without its own padding):
+    ``conditioned`` takes a noise map as its second channel, ``lattice`` the lattice
+    prior as its third."""
 
     # No defaults: PinnedDenoiser passes every value, and its defaults are the ones.
     def __init__(
@@ -133,20 +146,25 @@ class PinnedNetwork(nn.Module):
         skip_connections: bool,
         residual: bool,
         conditioned: bool,
+        lattice: bool,
         max_width_factor: int,
     ):
         super().__init__()
         self.log_floor = LOG_FLOOR
+        self.difference_clip = DIFFERENCE_CLIP
         cap = max_width_factor * width
         channels = [min(width * 2**level, cap) for level in range(depth + 1)]
         self.depth = depth
         self.skip_connections = skip_connections
         self.residual = residual
         self.conditioned = conditioned
+        self.lattice = lattice
+        # napari_pinned.nn.network.feature_channels: what the first layer reads.
+        features = (5 if lattice else 3) if conditioned else 1
         self.encoder = nn.ModuleList(
             [
                 _conv_block(
-                    (3 if conditioned else 1) if level == 0 else channels[level - 1],
+                    features if level == 0 else channels[level - 1],
                     channels[level],
                     negative_slope,
                 )
@@ -173,10 +191,17 @@ class PinnedNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` in model units to ``(B, 1, H, W)``."""
         if self.conditioned:
+            # napari_pinned.nn.network.PinnedNetwork._features, in its order.
             image = x[:, :1]
-            sigma = x[:, 1:]
-            features = torch.cat([image, sigma, torch.log(sigma.clamp_min(self.log_floor))], dim=1)
-            return image + sigma * self._core(features)
+            sigma = x[:, 1:2]
+            floor = sigma.clamp_min(self.log_floor)
+            parts = [image, sigma, torch.log(floor)]
+            if self.lattice:
+                prior = x[:, 2:3]
+                distance = (prior - image) / floor
+                parts.append(prior)
+                parts.append(distance.clamp(-self.difference_clip, self.difference_clip))
+            return image + sigma * self._core(torch.cat(parts, dim=1))
         out = self._core(x)
         if self.residual:
             return x + out
@@ -882,6 +907,180 @@ def keep_lattice(
     return y + torch.fft.irfft2(scale * out, s=[h, w])
 
 
+# -- the lattice prior (float64, one (H, W) frame) --------------------------------------
+
+
+def _hann(n: int, device: torch.device) -> torch.Tensor:
+    """numpy's ``hanning(n)`` (symmetric)."""
+    return torch.hann_window(n, periodic=False, dtype=torch.float64, device=device)
+
+
+def measure_scan_noise(
+    x: torch.Tensor, no_signal: float = NO_SIGNAL_FREQUENCY, white_ratio: float = WHITE_RATIO
+) -> Tuple[float, torch.Tensor, torch.Tensor]:
+    """``(variance, spectrum along x, spectrum along y)`` of
+    :func:`napari_pinned.quality.risk.measure_scan_noise`: the Hann-windowed power where
+    the other axis's frequency is above ``no_signal`` (noise alone there), each axis's
+    spectrum scaled to mean 1.  Their two levels agree within ``white_ratio`` for noise
+    white along both axes (then their mean is the variance); otherwise the correlated
+    axis's band, the higher, holds it."""
+    h = x.shape[0]
+    w = x.shape[1]
+    window = torch.outer(_hann(h, x.device), _hann(w, x.device))
+    spectrum = torch.fft.fft2((x - x.mean()) * window)
+    power = torch.abs(spectrum) ** 2 / (window**2).sum()
+    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device).abs()
+    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device).abs()
+    along_x = power[fy > no_signal].mean(0)
+    along_y = power[:, fx > no_signal].mean(1)
+    level_x = float(along_x.mean())
+    level_y = float(along_y.mean())
+    if max(level_x, level_y) > white_ratio * min(level_x, level_y):
+        variance = max(level_x, level_y)
+    else:
+        variance = 0.5 * (level_x + level_y)
+    return variance, along_x / level_x, along_y / level_y
+
+
+def _resampled(spectrum: torch.Tensor, size: int) -> torch.Tensor:
+    """napari_pinned.quality.risk._resampled: a symmetric spectrum in FFT order
+    interpolated to ``size`` bins (mean 1), as ``numpy.interp`` does it on the stably
+    sorted ``|fftfreq|`` (each frequency held twice: a point between two takes the last
+    of the lower pair and the first of the upper one; beyond the last, the last)."""
+    n = spectrum.shape[0]
+    if n == size:
+        return spectrum
+    measured = torch.fft.fftfreq(n, dtype=torch.float64, device=spectrum.device).abs()
+    ordered = torch.sort(measured, stable=True)
+    xp = ordered.values
+    fp = spectrum[ordered.indices]
+    at = torch.fft.fftfreq(size, dtype=torch.float64, device=spectrum.device).abs()
+    j = (torch.searchsorted(xp, at, right=True) - 1).clamp(0, n - 1)
+    upper = (j + 1).clamp_max(n - 1)
+    slope = (fp[upper] - fp[j]) / (xp[upper] - xp[j])
+    between = slope * (at - xp[j]) + fp[j]
+    exact = (j == n - 1) | (xp[j] == at)
+    values = torch.where(exact, fp[j], between)
+    return values / values.mean()
+
+
+def periodic_part(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(periodic, smooth)`` of :func:`napari_pinned.nn.lattice_prior.periodic_part`: the
+    smooth part solves Poisson's equation for the jumps across the frame's opposite edges
+    (Moisan, J. Math. Imaging Vis. 39, 161–179, 2011), so the periodic part's spectrum has
+    no cross of leakage from those edges."""
+    h = x.shape[0]
+    w = x.shape[1]
+    jumps = torch.zeros_like(x)
+    jumps[0, :] = jumps[0, :] + (x[-1, :] - x[0, :])
+    jumps[-1, :] = jumps[-1, :] + (x[0, :] - x[-1, :])
+    jumps[:, 0] = jumps[:, 0] + (x[:, -1] - x[:, 0])
+    jumps[:, -1] = jumps[:, -1] + (x[:, 0] - x[:, -1])
+    q = torch.arange(h, dtype=torch.float64, device=x.device)[:, None]
+    r = torch.arange(w, dtype=torch.float64, device=x.device)[None, :]
+    laplacian = (
+        2.0 * torch.cos(2.0 * math.pi * q / h) + 2.0 * torch.cos(2.0 * math.pi * r / w) - 4.0
+    )
+    laplacian[0, 0] = 1.0
+    spectrum = torch.fft.fft2(jumps) / laplacian
+    spectrum[0, 0] = 0.0
+    smooth = torch.fft.ifft2(spectrum).real
+    return x - smooth, smooth
+
+
+def _cross_dilation(mask: torch.Tensor) -> torch.Tensor:
+    """``scipy.ndimage.binary_dilation(mask)``: its default structure (the pixel and its
+    four neighbours), once, nothing beyond the border."""
+    m = F.pad(mask.to(torch.float64)[None, None], (1, 1, 1, 1))[0, 0]
+    grown = m[1:-1, 1:-1] + m[:-2, 1:-1] + m[2:, 1:-1] + m[1:-1, :-2] + m[1:-1, 2:]
+    return grown > 0
+
+
+def bragg_filtered(
+    x: torch.Tensor,
+    variance: float,
+    spectrum_x: torch.Tensor,
+    spectrum_y: torch.Tensor,
+    significance: float = LATTICE_SIGNIFICANCE,
+) -> torch.Tensor:
+    """:func:`napari_pinned.nn.lattice_prior.bragg_filtered` of one window: the
+    components of its periodic part whose power is ``significance`` times the noise's
+    there (and their four neighbours: a rotated lattice spreads a reflection over
+    neighbouring bins), weighted by the Wiener gain ``1 − noise/power`` (Kilaas,
+    J. Microsc. 190, 45–51, 1998), with its mean and smooth part added back.  The noise
+    is the frame's (:func:`measure_scan_noise`), its spectra resampled to the window."""
+    mean = float(x.mean())
+    periodic, smooth = periodic_part(x - mean)
+    spectrum = torch.fft.fft2(periodic)
+    power = torch.abs(spectrum) ** 2
+    along_y = _resampled(spectrum_y, x.shape[0])
+    along_x = _resampled(spectrum_x, x.shape[1])
+    floor = x.numel() * variance * along_y[:, None] * along_x[None, :]
+    keep = power > significance * floor
+    keep[0, 0] = True
+    # Dilated where numpy dilates it, centred: nothing grows across the Nyquist edge.
+    keep = torch.fft.ifftshift(_cross_dilation(torch.fft.fftshift(keep)))
+    ratio = torch.where(power > 0, floor / power, torch.ones_like(power))
+    gain = (1.0 - ratio).clamp(0.0, 1.0) * keep.to(torch.float64)
+    gain[0, 0] = 1.0
+    return torch.fft.ifft2(spectrum * gain).real + smooth + mean
+
+
+def _lattice_windows(length: int, window: int, stride: int) -> List[Tuple[int, int]]:
+    """``(start, stop)`` of napari_pinned.nn.lattice_prior._windows: ``window`` px
+    ``stride`` apart, the last one ending at the edge (up to 1.5 windows: the whole
+    length)."""
+    if length <= window * 3 // 2:
+        return [(0, length)]
+    starts = list(range(0, length - window, stride))
+    starts.append(length - window)
+    return [(start, start + window) for start in starts]
+
+
+def _taper(length: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
+    """napari_pinned.nn.lattice_prior._taper: 1 inside, falling linearly to near zero
+    over the outer ``window − stride`` px (never zero: edge pixels have one window)."""
+    ramp = min(window - stride, length // 2)
+    index = torch.arange(length, dtype=torch.float64, device=device)
+    position = torch.minimum(index, index.flip(0)) + 0.5
+    return (position / ramp).clamp(1e-3, 1.0)
+
+
+def lattice_average(
+    x: torch.Tensor,
+    window: int = LATTICE_WINDOW,
+    stride: int = LATTICE_STRIDE,
+    smallest: int = LATTICE_SMALLEST,
+) -> torch.Tensor:
+    """:func:`napari_pinned.nn.lattice_prior.lattice_average` of a float64 frame, in
+    float64 (numpy's is rounded to float32): what the rest of the frame says each pixel
+    is.  Frames longer than 1.5 ``window`` px are filtered in ``window``² windows
+    ``stride`` apart (the size the models were trained on) blended by :func:`_taper`,
+    all with the whole frame's noise."""
+    h = x.shape[0]
+    w = x.shape[1]
+    if min(h, w) < smallest:  # too few cells for a prior
+        return torch.full_like(x, float(x.mean()))
+    if float(x.max()) == float(x.min()):  # no noise to tell a lattice from
+        return x.clone()
+    variance, spectrum_x, spectrum_y = measure_scan_noise(x)
+    if max(h, w) <= window * 3 // 2:
+        return bragg_filtered(x, variance, spectrum_x, spectrum_y)
+    out = torch.zeros_like(x)
+    total = torch.zeros_like(x)
+    for top, bottom in _lattice_windows(h, window, stride):
+        for left, right in _lattice_windows(w, window, stride):
+            part = x[top:bottom, left:right]
+            weight = (
+                _taper(bottom - top, window, stride, x.device)[:, None]
+                * _taper(right - left, window, stride, x.device)[None, :]
+            )
+            filtered = bragg_filtered(part, variance, spectrum_x, spectrum_y)
+            out[top:bottom, left:right] = out[top:bottom, left:right] + weight * filtered
+            total[top:bottom, left:right] = total[top:bottom, left:right] + weight
+    return out / total
+
+
 def _mirror(x: torch.Tensor, before: int, after_rows: int, after_cols: int) -> torch.Tensor:
     """numpy's ``mode="reflect"`` padding of a ``(C, H, W)`` stack (pads < size)."""
     return F.pad(x[None], (before, after_cols, before, after_rows), mode="reflect")[0]
@@ -894,7 +1093,9 @@ class PinnedDenoiser(nn.Module):
     ----------
     width, depth, negative_slope, skip_connections, residual, normalization, conditioning,
     max_width_factor
-        The network's :class:`napari_pinned.settings.ModelConfig`.
+        The network's :class:`napari_pinned.settings.ModelConfig` (``conditioning``:
+        ``"none"``, ``"noise-map"``, or ``"noise-map+lattice"`` for a model that also
+        takes the lattice prior).
     architecture : str
         Descriptive name of the configuration (unused).
     strength : float
@@ -925,9 +1126,10 @@ class PinnedDenoiser(nn.Module):
         super().__init__()
         if normalization not in ("range", "percentile", "robust"):
             raise ValueError("unknown normalization " + normalization)
-        if conditioning not in ("none", "noise-map"):
+        if conditioning not in ("none", "noise-map", "noise-map+lattice"):
             raise ValueError("unknown conditioning " + conditioning)
-        self.conditioned = conditioning == "noise-map"
+        self.conditioned = conditioning != "none"
+        self.lattice = conditioning == "noise-map+lattice"
         self.context = CONTEXT
         self.clip_low = RANGE_CLIP[0]
         self.clip_high = RANGE_CLIP[1]
@@ -944,6 +1146,7 @@ class PinnedDenoiser(nn.Module):
             skip_connections,
             residual,
             self.conditioned,
+            self.lattice,
             max_width_factor,
         )
 
@@ -997,6 +1200,11 @@ class PinnedDenoiser(nn.Module):
             rms2 = float(variance.mean())
             variance = variance.clamp_min(self.map_floor**2 * rms2)
             channels.append((self.strength * variance.sqrt()).to(torch.float32))
+        if self.lattice:
+            # napari_pinned.nn.conditioning._measure: of the repaired frame (one hot pixel
+            # would spread over every component), float32 as numpy's prior is.
+            prior = lattice_average(x).to(torch.float32)
+            channels.append((prior - low) / scale)
         stack = torch.stack(channels)
         h = stack.shape[1]
         w = stack.shape[2]

@@ -4,12 +4,13 @@
 ``bioimageio.spec`` accepts (0.5).  The package's model is
 :class:`napari_pinned.share.bmz_denoiser.PinnedDenoiser`: raw single-channel frames
 ``(batch, y, x)`` in, denoised frames out, with napari-pinned's outlier repair,
-normalisation and noise map done inside the model in torch operations.  These are
-frame-level statistics (percentiles of the frame's 3×3 median, a Poisson–Gaussian fit
-per frame) that the spec's processing steps cannot express (``scale_range`` takes plain
-percentiles and ``zero_mean_unit_variance`` moments; neither gives a noise map), so the
-package declares no processing steps beyond ``ensure_dtype`` and says so in its
-documentation (:mod:`napari_pinned.share.bmz_docs`).  Every BMZ consumer
+normalisation, noise map and lattice prior done inside the model in torch operations.
+These are frame-level statistics (percentiles of the frame's 3×3 median, a
+Poisson–Gaussian fit per frame, the frame's significant Fourier components) that the
+spec's processing steps cannot express (``scale_range`` takes plain percentiles and
+``zero_mean_unit_variance`` moments; neither gives a noise map), so the package declares
+no processing steps beyond ``ensure_dtype`` and says so in its documentation
+(:mod:`napari_pinned.share.bmz_docs`).  Every BMZ consumer
 (bioimageio.core, deepImageJ, ...) then gets napari-pinned's result for a whole frame;
 export checks it against :func:`napari_pinned.denoising.denoiser.denoise` to 1e-3 of the
 range (:mod:`napari_pinned.share.bmz_test_run`).  Weights: ``pytorch_state_dict``
@@ -138,13 +139,6 @@ def export_bioimageio(
     target = check_outputs([path])[0]
     strength = check_strength(strength)
     bundle = load_model(model, device="cpu")
-    if bundle.config.lattice:
-        # The package's denoiser computes its inputs in torch, and the lattice prior is
-        # not among them yet: refused before any work.
-        raise ValueError(
-            f"{bundle.source}: a model that takes the lattice prior cannot be packaged for "
-            "the BioImage Model Zoo yet; export it to ONNX instead"
-        )
     label = str(bundle.metadata.get("name") or "napari-pinned model")
     axis = _pixel_axis(bundle, model, pixel_size)
     test = run_test(bundle, strength, bool(keep_lattice))
