@@ -94,9 +94,11 @@ def training_speed(changes: dict, steps: int) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build_model(_config(changes)).to(memory_format=torch.channels_last)
+    config = _config(changes)
+    model = build_model(config).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = (torch.rand(8, 2, 128, 128) + 0.1).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(8, config.input_channels, 128, 128) + 0.1
+    x = x.contiguous(memory_format=torch.channels_last)
     y = torch.rand(8, 1, 128, 128)
     out = {}
     for precision in ("fp32", "bf16"):

@@ -2,8 +2,8 @@
 
 Every number in the README, the model cards and docs/benchmarks.md that comes from
 ``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py``,
-``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/capacity.py`` or
-(the ``cdn`` model's tables)
+``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/capacity.py``,
+``benchmarks/lattice_prior.py`` or (the ``cdn`` model's tables)
 ``benchmarks/quality.py``
 is written here, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so
 that the docs say what the last run measured and nothing typed by hand::
@@ -23,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import adapt as adapt_bench
 import capacity
+import lattice_prior
 import peer_tk_r_em
 import real_micrographs
 import realistic
@@ -247,6 +248,9 @@ def blocks() -> dict[str, str]:
     sizes = _load("capacity.json")
     if sizes is not None:
         out["capacity"] = "\n".join(capacity.markdown(sizes))
+    prior = _load("lattice_prior.json")
+    if prior is not None:
+        out["lattice-prior"] = lattice_prior.tables(prior)
     cdn = _load("quality.json")
     if cdn is not None:
         out["cdn-benchmark"] = cdn_benchmark(cdn)

@@ -12,7 +12,8 @@ each column over every cell of the frame.  This experiment measures what it is w
 2. **A network told it.**  Two copies of the shipped default get two more input
    channels — the filtered copy and its difference from the input in units of the noise
    map, clipped at ±10 — whose first-layer weights start at zero, so both start as the
-   default.  The *prior* model sees the channels; the *control* model gets them as
+   default.  The *prior* model sees the channels (it is ``nn.network``'s
+   ``conditioning="noise-map+lattice"`` network); the *control* model gets them as
    zeros.  Both are fine-tuned on the same batches (scanning-detector noise on
    ``structure_pool`` specimens of 256² px, the filter applied to the whole noisy image
    before the training frame is cut from it) and scored on the held-out set, with their
@@ -20,11 +21,13 @@ each column over every cell of the frame.  This experiment measures what it is w
 
 Run::
 
-    python benchmarks/lattice_prior.py --minutes 60 --out /tmp/lattice   # train, then score
+    python benchmarks/lattice_prior.py --minutes 55 --out /tmp/lattice   # train, then score
     python benchmarks/lattice_prior.py --score-only --out /tmp/lattice    # score saved models
 
 Writes ``lattice_prior.json`` (and the two models' weights) under ``--out``; prints the
-tables.  Not part of the shipped model: it decides whether the prior is worth shipping.
+tables, and the faithfulness readout's verdict on each output (without the lattice
+guard).  Copy the JSON to ``benchmarks/`` for docs/benchmarks.md
+(``benchmarks/docs_tables.py``).
 """
 
 from __future__ import annotations
@@ -46,8 +49,6 @@ import realistic
 from napari_pinned.nn.conditioning import finish, prepare
 from napari_pinned.nn.lattice_prior import lattice_average
 
-#: Extra channels: the filtered copy, and (copy − input) / σ clipped at ± this.
-DIFFERENCE_CLIP = 10.0
 SHAPE = 256
 PATCH = 128
 MARGIN = 16
@@ -62,7 +63,7 @@ def prior_network(base_model, use_prior: bool):
     import torch
     from torch import nn
 
-    from napari_pinned.nn.network import _LOG_FLOOR, _pad_to_multiple
+    from napari_pinned.nn.network import _LOG_FLOOR, DIFFERENCE_CLIP, _pad_to_multiple
 
     class PriorNetwork(nn.Module):
         def __init__(self):
@@ -82,7 +83,7 @@ def prior_network(base_model, use_prior: bool):
         def forward(self, x):
             image, sigma, prior = x[:, :1], x[:, 1:2], x[:, 2:3]
             if self.use_prior:
-                difference = ((prior - image) / sigma.clamp_min(1e-6)).clamp(
+                difference = ((prior - image) / sigma.clamp_min(_LOG_FLOOR)).clamp(
                     -DIFFERENCE_CLIP, DIFFERENCE_CLIP
                 )
             else:
@@ -329,6 +330,19 @@ def tables(result: dict) -> str:
         for dose in (1, 10, 100):
             mine = [r for r in rows if r["dose"] == dose and r["kind"] == kind]
             lines.append(f"| {kind} ({len(mine)}) | {dose} | " + " | ".join(cells(mine)) + " |")
+    log = result.get("training", {}).get("log", [])
+    if log:
+        shown = [r for r in log if r["step"] % 1000 == 0 or r is log[-1]]
+        lines += [
+            "",
+            "Validation during the fine-tunes (64 held-out patches, scanning-detector noise; "
+            "dB of the noise variance removed, the same batches for both):",
+            "",
+            "| step | " + " | ".join(str(r["step"]) for r in shown) + " |",
+            "|---" * (len(shown) + 1) + "|",
+        ]
+        for name in ("control", "prior"):
+            lines.append(f"| {name} | " + " | ".join(f"{r[name]:.2f}" for r in shown) + " |")
     models = [m for m in ("default", "control", "prior") if f"{m} faithful" in rows[0]]
     if models:
         counts = ", ".join(
@@ -350,11 +364,14 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true")
     args = parser.parse_args()
     result = {}
+    saved = args.out / "lattice_prior.json"
     if not args.score_only:
         result["training"] = train_pair(args)
+    elif saved.is_file():  # rescoring keeps the log of the run that made the models
+        result = {k: v for k, v in json.loads(saved.read_text()).items() if k == "training"}
     result.update(score(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lattice_prior.json").write_text(json.dumps(result, indent=1))
+    saved.write_text(json.dumps(result, indent=1))
     print("\nPSNR against the shipped default (dB; mean over the held-out images)\n")
     print(tables(result))
 

@@ -58,6 +58,7 @@ written atomically to ``--out`` with the training settings in its metadata.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pathlib
 import sys
 import time
@@ -131,7 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lattice",
         action="store_true",
         help="give the model the lattice prior as a third input (nn.lattice_prior; with "
-        "--init of a model without it, --grow adds its inputs, weighted zero at first)",
+        "--init of a model without it, --grow adds its inputs, weighted zero at first; "
+        "a model that has it keeps it)",
     )
     parser.add_argument("--warmup", type=int, default=500, help="learning-rate warm-up steps")
     parser.add_argument("--seed", type=int, default=2026)
@@ -173,6 +175,7 @@ def export(
     bundle = run.result()
     if grown_from is not None:
         bundle.metadata["grown_from"] = grown_from
+        bundle.metadata["init_model"] = init_description(args.init)
     bundle.metadata.update(
         name="napari-pinned default",
         training_data=(
@@ -199,6 +202,20 @@ def export(
     )
 
 
+def _lattice(args: argparse.Namespace) -> bool:
+    """Whether the trained network takes the lattice prior: asked for, or the --init
+    model takes it (a grown network keeps the inputs it had)."""
+    return args.lattice or (args.init is not None and load_model(args.init).config.lattice)
+
+
+def init_description(init: str) -> str:
+    """The model a grown run started from (grown, it reaches training as a model in
+    memory): its reference and its file's SHA-256."""
+    source = pathlib.Path(load_model(init).source)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "unknown"
+    return f"{init} ({source.name}, file SHA-256 {digest})"
+
+
 #: Steps timed before ``--fit-steps`` sets the run's length.
 _FIT_AFTER = 200
 
@@ -220,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             depth=args.depth,
             max_width_factor=args.max_width_factor,
             normalization="robust",
-            conditioning="noise-map+lattice" if args.lattice else "noise-map",
+            conditioning="noise-map+lattice" if _lattice(args) else "noise-map",
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",
@@ -297,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             break
     run.save_checkpoint(args.checkpoint)
     print(f"checkpoint at step {run.step} written to {args.checkpoint}")
-    if run.step >= config.steps or args.export_now:
+    # run.config: --fit-steps may have changed the number of steps.
+    if run.step >= run.config.steps or args.export_now:
         export(run, args, argv, grown_from)
     return 0
 

@@ -151,3 +151,27 @@ def test_fit_steps_sizes_the_run_to_the_time_left(tiny_train_config):
     # 0.5 s a step so far; 1000 s left, 5 % kept in hand: 1900 more steps.
     assert script.fitted_steps(config, progress, 1000.0).steps == 2100
     assert script.fitted_steps(config, progress, -5.0).steps == 201
+
+
+def test_a_run_sized_to_the_time_is_exported_when_its_steps_are_done(tmp_path, monkeypatch):
+    """``--fit-steps`` shortens the run: once the shortened run is done the best model is
+    written (it was not: the end compared the step with ``--steps``)."""
+    import dataclasses
+
+    from napari_pinned.nn.resolve import load_model
+
+    script = _train_default_script()
+    monkeypatch.setattr(script, "_FIT_AFTER", 1)
+    monkeypatch.setattr(
+        script, "fitted_steps", lambda config, progress, left: dataclasses.replace(config, steps=2)
+    )
+    out = tmp_path / "fitted.pt"
+    argv = [
+        "--init", "default", "--grow", "--lattice", "--images", "4", "--shape", "192",
+        "--steps", "50", "--fit-steps", "--minutes", "30", "--batch", "2", "--patch", "64",
+        "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "run.ckpt"),
+    ]  # fmt: skip
+    assert script.main(argv) == 0
+    bundle = load_model(out)
+    assert bundle.metadata["steps"] == 2
+    assert bundle.config.lattice and bundle.metadata["grown_from"]["conditioning"] == "noise-map"

@@ -651,9 +651,10 @@ def _measure(
         floor = _floor(variance)
     prior = None
     if lattice and not state.constant:
-        # Of the repaired frame: one hot pixel would spread over every component.
-        prior = channels[2]
-        prior[...] = (lattice_average(x) - state.low) / state.scale
+        # Of the repaired frame: one hot pixel would spread over every component.  Its
+        # own array: the statistics keep it, and a view would keep every channel alive.
+        prior = (lattice_average(x) - np.float32(state.low)) / np.float32(state.scale)
+        channels[2] = prior
     stats = FrameStats(
         normalization=normalization,
         conditioned=conditioned,

@@ -297,15 +297,17 @@ def _frame_pairs(
                 train_rows,
                 noise,
                 validation_only=i >= len(clean_frames) - n_val,
-                prior=None if recorded is None or not model.lattice else _recorded_prior(recorded),
+                prior=None
+                if recorded is None or not model.lattice
+                else _recorded_prior(recorded, model.normalization),
             )
         )
     return pairs
 
 
-def _recorded_prior(recorded: np.ndarray) -> np.ndarray:
+def _recorded_prior(recorded: np.ndarray, normalization: str) -> np.ndarray:
     """The lattice prior of a recorded image, in its units, as inference computes it."""
-    stats = frame_statistics(recorded, "robust", conditioned=True, lattice=True)
+    stats = frame_statistics(recorded, normalization, conditioned=True, lattice=True)
     if stats.prior is None:  # a constant image
         return np.asarray(recorded, np.float32)
     return stats.prior * np.float32(stats.state.scale) + np.float32(stats.state.low)

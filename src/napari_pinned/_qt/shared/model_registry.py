@@ -183,13 +183,12 @@ class ModelRegistry:
                     f"({entry.runtime.weight_format} weights, run by bioimageio.core)"
                 )
             else:
-                aware = "noise-aware" if entry.runtime.config.conditioned else "fixed noise"
-                what = f"ONNX model, {aware}, run by ONNX Runtime"
+                what = f"ONNX model, {_inputs(entry.runtime.config)}, run by ONNX Runtime"
             return f"{what}, from {entry.path}"
         assert entry.bundle is not None
         meta = entry.bundle.metadata
         noise = meta.get("noise")
-        aware = "noise-aware" if entry.bundle.config.conditioned else "fixed noise"
+        aware = _inputs(entry.bundle.config)
         where = f"from {entry.path}" if entry.path is not None else "made in this session"
         made_for = ", ".join(repr(n) for n in entry.made_for)
         parts = [
@@ -321,3 +320,10 @@ def get_registry() -> ModelRegistry:
     if _REGISTRY is None:
         _REGISTRY = ModelRegistry()
     return _REGISTRY
+
+
+def _inputs(config: Any) -> str:
+    """What a model is told besides the image, in the words of its tooltip."""
+    if not config.conditioned:
+        return "fixed noise"
+    return "noise-aware, lattice prior" if config.lattice else "noise-aware"
