@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.02092, 0.001482, 0.006615),
-    2: (1.085, 0.01579, 0.001469, 0.006679),
-    4: (1.439, 0.01208, 0.001462, 0.006215),
-    8: (1.535, 0.009466, 0.001465, 0.006347),
+    1: (0.0, 0.02539, 0.0006268, 0.01012),
+    2: (0.4673, 0.01763, 0.0005596, 0.01047),
+    4: (0.4886, 0.01333, 0.0005549, 0.01011),
+    8: (0.566, 0.01034, 0.0005356, 0.01028),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
