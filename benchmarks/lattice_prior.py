@@ -13,8 +13,8 @@ each column over every cell of the frame.  This experiment measures what it is w
    channels — the filtered copy and its difference from the input in units of the noise
    map, clipped at ±10 — whose first-layer weights start at zero, so both start as the
    default.  The *prior* model sees the channels (it is ``nn.network``'s
-   ``conditioning="noise-map+lattice"`` network); the *control* model gets them as
-   zeros.  Both are fine-tuned on the same batches (scanning-detector noise on
+   ``conditioning="noise-map+lattice"`` network); the *control* model's weights on them
+   are held at zero, as if it were given zeros.  Both are fine-tuned on the same batches (scanning-detector noise on
    ``structure_pool`` specimens of 256² px, the filter applied to the whole noisy image
    before the training frame is cut from it) and scored on the held-out set, with their
    PSNR per dose and per kind of image (crystals, defects, amorphous, particle).
@@ -48,6 +48,7 @@ import realistic
 
 from napari_pinned.nn.conditioning import finish, prepare
 from napari_pinned.nn.lattice_prior import lattice_average
+from napari_pinned.nn.network import feature_channels
 
 SHAPE = 256
 PATCH = 128
@@ -58,44 +59,28 @@ DOSES = (1, 3, 10, 30, 100)
 # --------------------------------------------------------------------------- the network
 
 
-def prior_network(base_model, use_prior: bool):
-    """The default network with two more input features, zero-weighted at the start."""
-    import torch
-    from torch import nn
+def prior_network(base, use_prior: bool):
+    """``base`` (a noise-map ModelBundle) grown into nn.network's lattice network, whose
+    prior inputs start at zero weight (:func:`napari_pinned.nn.growth.grow`).  Without
+    ``use_prior`` those weights get no gradient and stay zero: the control reads nothing
+    of the prior, exactly as if given zeros."""
+    import dataclasses
 
-    from napari_pinned.nn.network import _LOG_FLOOR, DIFFERENCE_CLIP, _pad_to_multiple
+    from napari_pinned.nn.growth import grow
 
-    class PriorNetwork(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.base = copy.deepcopy(base_model)
-            old = self.base.encoder[0][0]
-            new = nn.Conv2d(
-                old.in_channels + 2, old.out_channels, old.kernel_size, padding=old.padding
-            )
-            with torch.no_grad():
-                new.weight.zero_()
-                new.weight[:, : old.in_channels] = old.weight
-                new.bias.copy_(old.bias)
-            self.base.encoder[0][0] = new
-            self.use_prior = use_prior
+    config = dataclasses.replace(base.config, conditioning="noise-map+lattice")
+    model = grow(base, config).model
+    if not use_prior:
+        first = model.encoder[0][0]
+        read = feature_channels(base.config)  # the noise-map network's features
 
-        def forward(self, x):
-            image, sigma, prior = x[:, :1], x[:, 1:2], x[:, 2:3]
-            if self.use_prior:
-                difference = ((prior - image) / sigma.clamp_min(_LOG_FLOOR)).clamp(
-                    -DIFFERENCE_CLIP, DIFFERENCE_CLIP
-                )
-            else:
-                prior = difference = torch.zeros_like(image)
-            features = torch.cat(
-                [image, sigma, torch.log(sigma.clamp_min(_LOG_FLOOR)), prior, difference], dim=1
-            )
-            height, width = x.shape[-2:]
-            out = self.base._core(_pad_to_multiple(features, self.base.config.alignment))
-            return image + sigma * out[..., :height, :width]
+        def unread(grad):
+            grad = grad.clone()
+            grad[:, read:] = 0.0
+            return grad
 
-    return PriorNetwork()
+        first.weight.register_hook(unread)
+    return model
 
 
 def channels_of(noisy: np.ndarray, prior: np.ndarray):
@@ -167,7 +152,7 @@ def train_pair(args) -> dict:
         )
     ]
     print(f"{len(pool)} clean images in {time.perf_counter() - started:.0f} s", flush=True)
-    base = load_model("default").model
+    base = load_model("default")
     models = {"prior": prior_network(base, True), "control": prior_network(base, False)}
     optimisers = {k: torch.optim.Adam(m.parameters(), lr=args.lr) for k, m in models.items()}
     _init_pool(pool)
@@ -251,7 +236,7 @@ def score(args) -> dict:
     from napari_pinned.quality.faithfulness import faithfulness
 
     torch.set_num_threads(2)
-    base = load_model("default").model
+    base = load_model("default")
     models = {"default": prior_network(base, False)}
     for name in ("control", "prior"):
         path = args.out / f"{name}.pt"

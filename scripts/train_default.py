@@ -68,7 +68,7 @@ import torch
 
 from napari_pinned.nn.growth import grow
 from napari_pinned.nn.model_files import default_model_path, save_model
-from napari_pinned.nn.network import count_parameters
+from napari_pinned.nn.network import ModelBundle, count_parameters
 from napari_pinned.nn.resolve import load_model
 from napari_pinned.physics.materials import HELD_OUT_MATERIALS
 from napari_pinned.physics.ranges import StructureRanges
@@ -168,14 +168,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def export(
-    run, args: argparse.Namespace, argv: list[str] | None, grown_from: dict | None = None
+    run, args: argparse.Namespace, argv: list[str] | None, grown: dict | None = None
 ) -> None:
     """Write the best model so far to ``args.out`` with its provenance (and, for a
-    grown model, the configuration it was grown from)."""
+    grown model, ``grown``: the configuration and the file it was grown from)."""
     bundle = run.result()
-    if grown_from is not None:
-        bundle.metadata["grown_from"] = grown_from
-        bundle.metadata["init_model"] = init_description(args.init)
+    if grown is not None:
+        bundle.metadata.update(grown)
     bundle.metadata.update(
         name="napari-pinned default",
         training_data=(
@@ -202,16 +201,10 @@ def export(
     )
 
 
-def _lattice(args: argparse.Namespace) -> bool:
-    """Whether the trained network takes the lattice prior: asked for, or the --init
-    model takes it (a grown network keeps the inputs it had)."""
-    return args.lattice or (args.init is not None and load_model(args.init).config.lattice)
-
-
-def init_description(init: str) -> str:
+def init_description(init: str, start: ModelBundle) -> str:
     """The model a grown run started from (grown, it reaches training as a model in
     memory): its reference and its file's SHA-256."""
-    source = pathlib.Path(load_model(init).source)
+    source = pathlib.Path(start.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "unknown"
     return f"{init} ({source.name}, file SHA-256 {digest})"
 
@@ -230,6 +223,8 @@ def fitted_steps(config: TrainConfig, progress, seconds_left: float) -> TrainCon
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    start = None if args.init is None else load_model(args.init)
+    lattice = args.lattice or (start is not None and start.config.lattice)
     config = TrainConfig(
         model=ModelConfig.preset(
             "unet",
@@ -237,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             depth=args.depth,
             max_width_factor=args.max_width_factor,
             normalization="robust",
-            conditioning="noise-map+lattice" if _lattice(args) else "noise-map",
+            # A grown network keeps the inputs it had: --lattice, or an --init that has it.
+            conditioning="noise-map+lattice" if lattice else "noise-map",
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",
@@ -263,12 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     images = [s.image for s in pool]
     print(f"{len(images)} training images simulated in {time.perf_counter() - started:.0f} s")
-    grown = grown_from = None
+    grown = provenance = None
     if args.grow:
-        if args.init is None:
+        if start is None:
             raise SystemExit("--grow needs --init: the model to grow")
-        grown = grow(load_model(args.init), config.model, seed=args.seed)
-        grown_from = grown.metadata["grown_from"]
+        grown = grow(start, config.model, seed=args.seed)
+        provenance = {
+            "grown_from": grown.metadata["grown_from"],
+            "init_model": init_description(args.init, start),
+        }
     run = train(
         config,
         images,
@@ -309,14 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             run.save_checkpoint(args.checkpoint)
             last_save = now
         if args.export_every and progress.step % args.export_every == 0:
-            export(run, args, argv, grown_from)
+            export(run, args, argv, provenance)
         if budget is not None and now - started > budget:
             break
     run.save_checkpoint(args.checkpoint)
     print(f"checkpoint at step {run.step} written to {args.checkpoint}")
     # run.config: --fit-steps may have changed the number of steps.
     if run.step >= run.config.steps or args.export_now:
-        export(run, args, argv, grown_from)
+        export(run, args, argv, provenance)
     return 0
 
 
