@@ -14,10 +14,11 @@ each column over every cell of the frame.  This experiment measures what it is w
    map, clipped at ±10 — whose first-layer weights start at zero, so both start as the
    default.  The *prior* model sees the channels (it is ``nn.network``'s
    ``conditioning="noise-map+lattice"`` network); the *control* model's weights on them
-   are held at zero, as if it were given zeros.  Both are fine-tuned on the same batches (scanning-detector noise on
-   ``structure_pool`` specimens of 256² px, the filter applied to the whole noisy image
-   before the training frame is cut from it) and scored on the held-out set, with their
-   PSNR per dose and per kind of image (crystals, defects, amorphous, particle).
+   are held at zero, as if it were given zeros.  Both are fine-tuned on the same
+   batches (scanning-detector noise on ``structure_pool`` specimens of 256² px, the
+   filter applied to the whole noisy image before the training frame is cut from it)
+   and scored on the held-out set, with their PSNR per dose and per kind of image
+   (crystals, defects, amorphous, particle).
 
 Run::
 
