@@ -245,6 +245,9 @@ def blocks() -> dict[str, str]:
     scan = _load("scan_noise.json")
     if scan is not None:
         out["scan-noise"] = "\n".join(scan_noise.markdown(scan))
+    bandwidth = _load(scan_noise.JSONS["bandwidth"].name)
+    if bandwidth is not None:
+        out["scan-noise-bandwidth"] = "\n".join(scan_noise.markdown(bandwidth))
     sizes = _load("capacity.json")
     if sizes is not None:
         out["capacity"] = "\n".join(capacity.markdown(sizes))

@@ -119,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "afterglow, line gains, dark counts, converter clipping, dropped lines)",
     )
     parser.add_argument(
+        "--smear-fraction",
+        type=float,
+        default=0.0,
+        help="share of recordings whose noise and signal are also smeared symmetrically "
+        "along the fast scan (a detector's finite bandwidth, StemRecording.smear 0–0.3)",
+    )
+    parser.add_argument(
         "--init",
         help="fine-tune this model (a shipped model's name or a file) instead of a new one",
     )
@@ -168,13 +175,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def export(
-    run, args: argparse.Namespace, argv: list[str] | None, grown: dict | None = None
+    run, args: argparse.Namespace, argv: list[str] | None, provenance: dict | None = None
 ) -> None:
-    """Write the best model so far to ``args.out`` with its provenance (and, for a
-    grown model, ``grown``: the configuration and the file it was grown from)."""
+    """Write the best model so far to ``args.out`` with its provenance (``provenance``: the
+    file the run started from and, for a grown model, the configuration it grew from)."""
     bundle = run.result()
-    if grown is not None:
-        bundle.metadata.update(grown)
+    if provenance is not None:
+        bundle.metadata.update(provenance)
     bundle.metadata.update(
         name="napari-pinned default",
         training_data=(
@@ -187,6 +194,12 @@ def export(
                 " and a scanning detector's afterglow (τ 0–3 px), line gains, dark counts, "
                 "converter clipping and dropped lines"
                 if args.scanning_detector
+                else ""
+            )
+            + (
+                f"; {args.smear_fraction:.0%} of the recordings smeared symmetrically along "
+                "the fast scan (a detector's finite bandwidth)"
+                if args.smear_fraction > 0
                 else ""
             )
         ),
@@ -202,8 +215,7 @@ def export(
 
 
 def init_description(init: str, start: ModelBundle) -> str:
-    """The model a grown run started from (grown, it reaches training as a model in
-    memory): its reference and its file's SHA-256."""
+    """The model a run started from: its reference and its file's SHA-256."""
     source = pathlib.Path(start.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "unknown"
     return f"{init} ({source.name}, file SHA-256 {digest})"
@@ -237,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         loss_weights=LossWeights(0.0, 0.0, 0.0, 0.0),
         noise_model="stem",
-        stem_noise=SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
+        stem_noise=replace(
+            SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
+            smear_fraction=args.smear_fraction,
+        ),
         init_model=None if args.grow else args.init,
         steps=args.steps,
         batch_size=args.batch,
@@ -260,14 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     images = [s.image for s in pool]
     print(f"{len(images)} training images simulated in {time.perf_counter() - started:.0f} s")
     grown = provenance = None
+    if start is not None:
+        # The file a run started from, by content: a run fine-tuned from an unshipped
+        # model (e.g. runs/x.pt) can then be told from one started from another file.
+        provenance = {"init_model": init_description(args.init, start)}
     if args.grow:
         if start is None:
             raise SystemExit("--grow needs --init: the model to grow")
         grown = grow(start, config.model, seed=args.seed)
-        provenance = {
-            "grown_from": grown.metadata["grown_from"],
-            "init_model": init_description(args.init, start),
-        }
+        provenance["grown_from"] = grown.metadata["grown_from"]
     run = train(
         config,
         images,

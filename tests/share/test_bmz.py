@@ -48,6 +48,18 @@ def _cdn_like(lattice, shape=(96, 112), seed=0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.float32)
 
 
+def _smeared(lattice, shape=(96, 272), seed=0) -> np.ndarray:
+    """Counts smeared symmetrically along x, [1/4, 1/2, 1/4] (a detector of finite
+    bandwidth): no noise left at the Nyquist frequency, so the spectrum says how much
+    there is, not the fit."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    clean = lattice(max(shape))[: shape[0], : shape[1]] / 255.0
+    counts = rng.poisson(clean * 2 + 0.5).astype(np.float64)
+    return ndimage.correlate1d(counts, [0.25, 0.5, 0.25], axis=-1) * 3 + 100
+
+
 def _sharp_columns(size=160, seed=0) -> np.ndarray:
     """Single-pixel columns (their edges leak into the pixel residual, so the noise
     estimate's spectral check scales the fit down) beside an exactly flat vacuum."""
@@ -312,16 +324,17 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
         assert median == expected.median_intensity
 
 
-@pytest.mark.parametrize("make", [_counts, _afterglow, _cdn_like])
+@pytest.mark.parametrize("make", [_counts, _afterglow, _smeared, _cdn_like])
 def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.correlation import pixel_equivalent
     from napari_pinned.noise.estimate import estimate_noise
 
     image = make(lattice_image).astype(np.float64)
-    expected = pixel_equivalent(estimate_noise(image), image).correlation
-    got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image))
+    fit = estimate_noise(image)
+    expected = pixel_equivalent(fit, image).correlation
+    got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
-    if make is _afterglow:
+    if make in (_afterglow, _smeared):
         assert got > 1.5
 
 
@@ -388,6 +401,9 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_SKIP_BINS == correlation._SKIP_BINS
     assert bmz_denoiser.CORRELATION_WHITE_TOLERANCE == correlation._WHITE_TOLERANCE
     assert bmz_denoiser.CORRELATION_FIT_SPREAD == correlation._FIT_SPREAD
+    assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
+    assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST
+    assert correlation._MA_DEGREE == 2  # the package fits a quadratic amplitude
     assert correlation._AR_DEGREE == 1  # the package solves a degree-1 fit in closed form
     from napari_pinned.quality import lattice_guard
 

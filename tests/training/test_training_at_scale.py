@@ -175,3 +175,29 @@ def test_a_run_sized_to_the_time_is_exported_when_its_steps_are_done(tmp_path, m
     bundle = load_model(out)
     assert bundle.metadata["steps"] == 2
     assert bundle.config.lattice and bundle.metadata["grown_from"]["conditioning"] == "noise-map"
+
+
+def test_a_run_fine_tuned_from_a_file_records_it_and_draws_smears(tmp_path):
+    """``--init FILE`` without ``--grow``: the model written names the file by content;
+    ``--smear-fraction`` puts the detector's symmetric smear into the recordings."""
+    import hashlib
+
+    from napari_pinned.nn.model_files import default_model_path
+    from napari_pinned.nn.resolve import load_model
+
+    script = _train_default_script()
+    start = default_model_path()
+    out = tmp_path / "tuned.pt"
+    argv = [
+        "--scanning-detector", "--smear-fraction", "0.4", "--init", str(start),
+        "--images", "4", "--shape", "192", "--steps", "2", "--batch", "2", "--patch", "64",
+        "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "run.ckpt"),
+    ]  # fmt: skip
+    assert script.main(argv) == 0
+    bundle = load_model(out)
+    digest = hashlib.sha256(start.read_bytes()).hexdigest()
+    assert digest in bundle.metadata["init_model"]
+    assert "grown_from" not in bundle.metadata
+    stem = bundle.metadata["train_config"]["stem_noise"]
+    assert stem["smear_fraction"] == 0.4 and stem["afterglow_fraction"] > 0
+    assert "smeared symmetrically" in bundle.metadata["training_data"]

@@ -29,7 +29,10 @@ any other's.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
 from napari_pinned.quality.risk import ScanNoise, measure_scan_noise
@@ -46,6 +49,10 @@ WINDOW = 256
 STRIDE = 3 * WINDOW // 4
 #: Frames smaller than this (px per side) have too few cells for a prior: it is their mean.
 SMALLEST = 16
+# Windows filtered in one stack (16 windows of 256² hold 17 MB of spectra each step),
+# and the FFT's threads (the prior is computed before the network runs).
+_BATCH = 16
+_WORKERS = os.cpu_count() or 1
 
 
 def periodic_part(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,45 +61,87 @@ def periodic_part(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The smooth part solves Poisson's equation for the jumps across the frame's opposite
     edges (Moisan 2011); the periodic part's spectrum has no leakage from those edges.
     """
-    h, w = image.shape
-    jumps = np.zeros_like(image)
-    jumps[0, :] += image[-1, :] - image[0, :]
-    jumps[-1, :] += image[0, :] - image[-1, :]
-    jumps[:, 0] += image[:, -1] - image[:, 0]
-    jumps[:, -1] += image[:, 0] - image[:, -1]
-    q = np.arange(h)[:, None]
-    r = np.arange(w)[None, :]
-    laplacian = 2.0 * np.cos(2.0 * np.pi * q / h) + 2.0 * np.cos(2.0 * np.pi * r / w) - 4.0
-    laplacian[0, 0] = 1.0
-    spectrum = np.fft.fft2(jumps) / laplacian
-    spectrum[0, 0] = 0.0
-    smooth = np.fft.ifft2(spectrum).real
+    h, w = image.shape[-2:]
+    smooth = sfft.irfft2(_smooth_spectrum(image), s=(h, w), workers=_WORKERS)
     return image - smooth, smooth
+
+
+def _smooth_spectrum(image: np.ndarray) -> np.ndarray:
+    """The half spectrum (``rfft2``) of :func:`periodic_part`'s smooth part, of a frame
+    or a stack of frames along the last two axes.
+
+    The jumps across opposite edges lie on the frame's border only, so their 2D
+    transform is the product of a 1D transform of each edge's jumps with the transform
+    of a pair of ±1 at opposite edges: ``V(kx)·(1 − e^{2πi·ky/h}) + U(ky)·(1 −
+    e^{2πi·kx/w})``, without a 2D transform.
+    """
+    h, w = image.shape[-2:]
+    rows = image[..., -1, :] - image[..., 0, :]  # the jump across the top/bottom edges
+    cols = image[..., :, -1] - image[..., :, 0]  # across the left/right edges
+    ky = np.arange(h)
+    kx = np.arange(w // 2 + 1)
+    along_y = 1.0 - np.exp(2j * np.pi * ky / h)
+    along_x = 1.0 - np.exp(2j * np.pi * kx / w)
+    jumps = (
+        sfft.rfft(rows, axis=-1)[..., None, :] * along_y[:, None]
+        + sfft.fft(cols, axis=-1)[..., :, None] * along_x[None, :]
+    )
+    laplacian = (
+        2.0 * np.cos(2.0 * np.pi * ky / h)[:, None]
+        + 2.0 * np.cos(2.0 * np.pi * kx / w)[None, :]
+        - 4.0
+    )
+    laplacian[0, 0] = 1.0
+    spectrum = jumps / laplacian
+    spectrum[..., 0, 0] = 0.0
+    return spectrum
 
 
 def bragg_filtered(image: np.ndarray, noise: ScanNoise) -> np.ndarray:
     """One window's significant components (float64), with its mean and smooth part.
 
-    ``noise`` is the frame's (:func:`napari_pinned.quality.risk.measure_scan_noise`),
-    its spectra interpolated to the window's size.
+    ``image`` may be a stack of windows of one size (along its first axis), filtered
+    each on its own.  ``noise`` is the frame's
+    (:func:`napari_pinned.quality.risk.measure_scan_noise`), its spectra interpolated
+    to the window's size.
     """
     x = np.asarray(image, np.float64)
-    mean = float(x.mean())
-    periodic, smooth = periodic_part(x - mean)
-    spectrum = np.fft.fft2(periodic)
-    power = np.abs(spectrum) ** 2
-    along_y, along_x = noise.spectra(x.shape)
-    floor = x.size * noise.variance * along_y[:, None] * along_x[None, :]
+    h, w = x.shape[-2:]
+    half = w // 2 + 1
+    mean = x.mean(axis=(-2, -1), keepdims=True)
+    # Real input: the half spectrum (kx ≥ 0) holds everything, at half the cost.  The
+    # periodic part's spectrum is the frame's less the smooth part's, which comes back
+    # in the inverse transform: one transform each way.
+    smooth = _smooth_spectrum(x)
+    spectrum = sfft.rfft2(x - mean, workers=_WORKERS) - smooth
+    power = spectrum.real**2 + spectrum.imag**2
+    along_y, along_x = noise.spectra((h, w))
+    floor = (h * w * noise.variance) * along_y[:, None] * along_x[None, :half]
     keep = power > SIGNIFICANCE * floor
-    keep[0, 0] = True
+    keep[..., 0, 0] = True
     # A lattice rotated against the pixel grid spreads each reflection over neighbouring
     # bins: keep those too (and the lowest frequencies, a background's, where they are
-    # above the noise).
-    keep = np.fft.ifftshift(ndimage.binary_dilation(np.fft.fftshift(keep)))
+    # above the noise).  The dilation runs on the whole centred plane, rebuilt from the
+    # half by the spectrum's symmetry (bin (−ky, −kx) is (ky, kx)'s conjugate).
+    mirrored = np.roll(keep[..., ::-1, :], 1, axis=-2)  # bin (−ky) at ky
+    tail = mirrored[..., :, 1 : w - half + 1][..., :, ::-1]  # kx = −w/2 + 1 … −1
+    whole = np.concatenate([keep, tail], axis=-1)
+    shift = (-2, -1)
+    cross = ndimage.generate_binary_structure(2, 1)
+    if whole.ndim == 3:
+        cross = cross[None]
+    grown = np.fft.ifftshift(
+        ndimage.binary_dilation(np.fft.fftshift(whole, axes=shift), cross), axes=shift
+    )
+    # On an even grid the centred plane's Nyquist row and column have no partner, so the
+    # dilation is not quite symmetric: a component and its conjugate share the mean of
+    # their two weights (what the real part of a full inverse transform takes).
+    partner = np.roll(grown[..., ::-1, ::-1], (1, 1), axis=shift)
+    keep = 0.5 * (grown[..., :half].astype(np.float64) + partner[..., :half])
     ratio = np.divide(floor, power, out=np.ones_like(power), where=power > 0)
     gain = np.clip(1.0 - ratio, 0.0, 1.0) * keep
-    gain[0, 0] = 1.0
-    return np.fft.ifft2(spectrum * gain).real + smooth + mean
+    gain[..., 0, 0] = 1.0
+    return sfft.irfft2(spectrum * gain + smooth, s=(h, w), workers=_WORKERS) + mean
 
 
 def lattice_average(image: np.ndarray, noise: ScanNoise | None = None) -> np.ndarray:
@@ -126,12 +175,20 @@ def lattice_average(image: np.ndarray, noise: ScanNoise | None = None) -> np.nda
         return bragg_filtered(x, noise).astype(np.float32)
     out = np.zeros(x.shape, np.float64)
     total = np.zeros(x.shape, np.float64)
-    for rows in _windows(h):
-        for cols in _windows(w):
-            part = x[rows, cols]
-            weight = _taper(part.shape[0])[:, None] * _taper(part.shape[1])[None, :]
-            out[rows, cols] += weight * bragg_filtered(part, noise)
-            total[rows, cols] += weight
+    windows = [(rows, cols) for rows in _windows(h) for cols in _windows(w)]
+    # Windows of one shape are filtered together, a batch at a time (bounded memory).
+    by_shape: dict[tuple[int, int], list[tuple[slice, slice]]] = {}
+    for rows, cols in windows:
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        by_shape.setdefault(shape, []).append((rows, cols))
+    for (wh, ww), group in by_shape.items():
+        weight = _taper(wh)[:, None] * _taper(ww)[None, :]
+        for first in range(0, len(group), _BATCH):
+            batch = group[first : first + _BATCH]
+            filtered = bragg_filtered(np.stack([x[r, c] for r, c in batch]), noise)
+            for (rows, cols), part in zip(batch, filtered, strict=True):
+                out[rows, cols] += weight * part
+                total[rows, cols] += weight
     return (out / total).astype(np.float32)
 
 

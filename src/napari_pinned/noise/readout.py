@@ -220,14 +220,16 @@ def read_noise(
     ):
         return NoiseReading("noise-free", None, sigma, mean, (1.0, 1.0), quantum, "", given)
     spectrum = spectral_noise(arr)
-    variance, level_at, corr = spectrum.variance, spectrum.level, spectrum.zero
-    factor = afterglow_factor(corr)  # noise correlated both ways is not an afterglow
+    # The noise at zero frequency sets the dose, whatever the detector's afterglow or
+    # smear (noise correlated both ways is neither, and is read as white).
+    power, level_at, corr = spectrum.zero_power, spectrum.level, spectrum.zero
+    factor = afterglow_factor(corr)
     dose, reason = None, ""
     if not shot:
         if high - low <= _FLAT_SIGMAS * sigma:
             # A flat frame: no range of intensities to see the variance rise.  Counts
             # from zero, one level per electron, still show it: variance = mean × step.
-            ratio = variance * factor / (quantum * mean) if quantum > 0 and mean > 0 else 0
+            ratio = power / (quantum * mean) if quantum > 0 and mean > 0 else 0
             dose = mean / quantum if abs(ratio - 1.0) < _FLAT_TOLERANCE else None
         elif np.mean(sample < 0) > _BELOW_ZERO_SHARE:
             reason = "negative values whose noise does not rise with intensity"
@@ -235,10 +237,10 @@ def read_noise(
     elif counting and np.mean(sample == lowest) > _ZERO_COUNT_SHARE:
         # Sparse counts on a grid of one electron: the lowest value is zero electrons,
         # better known than any fitted line's zero.
-        dose, reason = _dose(mean, lowest, variance, level_at, factor, quantum), ""
+        dose, reason = _dose(mean, lowest, power, level_at, factor, quantum), ""
     else:
         zero = _zero_level(arr, est)
-        dose = _dose(mean, zero, variance, level_at, factor, est.gain)
+        dose = _dose(mean, zero, power, level_at, factor, est.gain)
         reason = _not_counts(sample, zero, sigma, quantum, (mean - zero) / dose)
     if reason:
         return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given)
@@ -250,14 +252,15 @@ def read_noise(
 
 
 def _dose(
-    mean: float, zero: float, variance: float, level_at: float, factor: float, gain: float
+    mean: float, zero: float, power: float, level_at: float, factor: float, gain: float
 ) -> float:
     """Detected electrons per pixel at ``mean``: from the spectrum's zero-frequency noise
-    ``variance × factor`` (free of the signal a pixel kernel lets through at high
-    doses) at the intensity ``level_at`` it was measured at, as variance = gain_dc ·
-    (intensity − zero); from ``gain`` when the spectrum has no level."""
-    if variance > 0 and level_at > zero:
-        return max(mean - zero, 0.0) * (level_at - zero) / (variance * factor)
+    ``power`` (:attr:`SpectralNoise.zero_power`, free of the signal a pixel kernel lets
+    through at high doses) at the intensity ``level_at`` it was measured at, as
+    variance = gain_dc · (intensity − zero); from ``gain`` times the zero-frequency
+    ``factor`` when the spectrum has no level."""
+    if power > 0 and level_at > zero:
+        return max(mean - zero, 0.0) * (level_at - zero) / power
     return max(mean - zero, 0.0) / (gain * factor)
 
 

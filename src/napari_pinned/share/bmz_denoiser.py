@@ -92,6 +92,8 @@ CORRELATION_BAND = 0.25
 CORRELATION_SKIP_BINS = 3
 CORRELATION_WHITE_TOLERANCE = 0.5
 CORRELATION_FIT_SPREAD = 0.4
+CORRELATION_SMEAR_SPREAD = 0.25
+CORRELATION_SMEAR_NYQUIST = 0.5
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -434,34 +436,67 @@ def _axis_ratios(
     band: float = CORRELATION_BAND,
     tolerance: float = CORRELATION_WHITE_TOLERANCE,
     spread: float = CORRELATION_FIT_SPREAD,
-) -> Tuple[float, float]:
+) -> Tuple[float, float, float, float]:
     """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
-    spectrum fitted by least squares (through its normal equations)."""
+    spectrum fitted by least squares (through its normal equations), or of a smear's
+    where none fits, then with the smear's zero-frequency and mean powers (-1 without)."""
     k = torch.arange(skip, n // 2 + 1)
     p = profile[k]
     if not bool((p > 0).all()):
-        return 1.0, 1.0
+        return 1.0, 1.0, -1.0, -1.0
     u = 1.0 - torch.cos(2.0 * math.pi * k.to(torch.float64) / n)
+    grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
     design = torch.stack([p, p * u], dim=1)
     normal = design.T @ design
     rhs = design.T @ torch.ones_like(p)
     det = float(normal[0, 0] * normal[1, 1] - normal[0, 1] * normal[1, 0])
     if det == 0.0:
-        return 1.0, 1.0
+        return _smear_ratios(p, u, grid, band, tolerance)
     c0 = float(normal[1, 1] * rhs[0] - normal[0, 1] * rhs[1]) / det
     c1 = float(normal[0, 0] * rhs[1] - normal[1, 0] * rhs[0]) / det
     fitted = c0 * p + c1 * p * u
     if not bool((fitted > 0).all()) or float(torch.log(fitted).std(unbiased=False)) > spread:
-        return 1.0, 1.0
-    grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
+        return _smear_ratios(p, u, grid, band, tolerance)
     inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
     if not bool((inverse > 0).all()):
-        return 1.0, 1.0
+        return _smear_ratios(p, u, grid, band, tolerance)
     mean_band = float((1.0 / inverse[grid > band]).mean())
     ratio = (1.0 / float(inverse[0])) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
-        return 1.0, 1.0
-    return ratio, float((1.0 / inverse).mean()) / mean_band
+        return 1.0, 1.0, -1.0, -1.0
+    return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0
+
+
+def _smear_ratios(
+    p: torch.Tensor,
+    u: torch.Tensor,
+    grid: torch.Tensor,
+    band: float,
+    tolerance: float,
+    spread: float = CORRELATION_SMEAR_SPREAD,
+    nyquist: float = CORRELATION_SMEAR_NYQUIST,
+) -> Tuple[float, float, float, float]:
+    """napari_pinned.noise.correlation._moving_average_ratios: the amplitude fitted as a
+    quadratic in ``u`` (normal equations), ``(zero, pixel, zero power, mean power)``."""
+    amplitude = p.sqrt()
+    design = torch.stack([torch.ones_like(u), u, u * u], dim=1)
+    coef = torch.linalg.solve(design.T @ design, design.T @ amplitude)
+    residual = amplitude - design @ coef
+    if float(((residual**2).mean() / (amplitude**2).mean()).sqrt()) > spread:
+        return 1.0, 1.0, -1.0, -1.0
+    c0 = float(coef[0])
+    if not (c0 > 0.0 and abs(c0 + 2.0 * float(coef[1]) + 4.0 * float(coef[2])) < nyquist * c0):
+        return 1.0, 1.0, -1.0, -1.0
+    ug = 1.0 - torch.cos(2.0 * math.pi * grid)
+    power = (coef[0] + coef[1] * ug + coef[2] * ug * ug) ** 2
+    mean_band = float(power[grid > band].mean())
+    if not mean_band > 0:
+        return 1.0, 1.0, -1.0, -1.0
+    ratio = float(power[0]) / mean_band
+    if abs(math.log(ratio)) < math.log1p(tolerance):
+        return 1.0, 1.0, -1.0, -1.0
+    mean = float(power.mean())
+    return ratio, mean / mean_band, float(power[0]), mean
 
 
 def _median_rows(values: torch.Tensor) -> torch.Tensor:
@@ -482,11 +517,15 @@ def _tile_starts(size: int, tile: int) -> List[int]:
 
 
 def noise_correlation_factor(
-    x: torch.Tensor, tile: int = CORRELATION_TILE, band: float = CORRELATION_BAND
+    x: torch.Tensor,
+    gain: float,
+    offset: float,
+    tile: int = CORRELATION_TILE,
+    band: float = CORRELATION_BAND,
 ) -> float:
-    """The factor napari_pinned.noise.correlation.pixel_equivalent scales the fit by:
-    the noise a pixel carries over what the fit sees, when the noise is correlated
-    along exactly one axis (1 otherwise)."""
+    """The factor napari_pinned.noise.correlation.pixel_equivalent scales the fit
+    ``gain · I + offset`` by: the noise a pixel carries over what the fit sees, when the
+    noise is correlated along exactly one axis (1 otherwise)."""
     h = x.shape[0]
     w = x.shape[1]
     th = min(h, tile)
@@ -501,6 +540,7 @@ def noise_correlation_factor(
     fx = torch.fft.fftfreq(tw, dtype=torch.float64).abs()
     total = torch.zeros((th, tw), dtype=torch.float64)
     used = 0
+    level = 0.0
     for top in _tile_starts(h, th):
         for left in _tile_starts(w, tw):
             block = x[top : top + th, left : left + tw]
@@ -508,13 +548,21 @@ def noise_correlation_factor(
                 continue
             centred = (block - (block * window).sum() / window.sum()) * window
             total = total + torch.fft.fft2(centred).abs() ** 2 / (window**2).sum()
+            level += float((block * window**2).sum() / (window**2).sum())
             used += 1
     if used == 0:
         return 1.0
-    zy, py = _axis_ratios(_median_rows(total[:, fx > band].T), th)
-    zx, px = _axis_ratios(_median_rows(total[fy > band, :]), tw)
+    zy, py, _, sy = _axis_ratios(_median_rows(total[:, fx > band].T), th)
+    zx, px, _, sx = _axis_ratios(_median_rows(total[fy > band, :]), tw)
     if (zy == 1.0) == (zx == 1.0):
         return 1.0
+    if (sy < 0.0) != (sx < 0.0):
+        # A smear: its per-pixel variance (the profile is a median over rows of a sum
+        # over tiles: Wilson & Hilferty's median of a Gamma(tiles) variable) over the
+        # fit's at the tiles' mean level.
+        smear = (sx if sy < 0.0 else sy) / (used * (1.0 - 1.0 / (9.0 * used)) ** 3)
+        seen = gain * (level / used) + offset
+        return smear / seen if seen > 0.0 else 1.0
     return py * px
 
 
@@ -1180,7 +1228,7 @@ class PinnedDenoiser(nn.Module):
         if self.conditioned:
             # napari_pinned.noise.correlation.pixel_equivalent: the noise a pixel carries
             # (an afterglow's correlated noise reads too weak through the fit's kernel).
-            factor = noise_correlation_factor(x)
+            factor = noise_correlation_factor(x, gain, offset)
             gain = gain * factor
             offset = offset * factor
         if constant:
