@@ -132,6 +132,11 @@ class SpectralNoise:
         it leaves so little noise at high frequencies that neither the Poisson–Gaussian
         fit nor :attr:`variance` measures its level, so the level is taken from the
         whole spectrum instead.  None otherwise.
+    afterglow : tuple of float, optional
+        ``(c, shot power, white power)`` when one axis holds an afterglow's spectrum:
+        the profile split into shot noise through the afterglow, ``∝ 1/(1 + c·u)``
+        with ``u = 1 − cos 2πf``, and white noise added after it (read noise), both at
+        zero frequency in intensity² (:func:`_afterglow_split`).  None otherwise.
     """
 
     variance: float
@@ -139,6 +144,7 @@ class SpectralNoise:
     zero: tuple[float, float]
     pixel: tuple[float, float]
     smear: tuple[float, float] | None = None
+    afterglow: tuple[float, float, float] | None = None
 
     @property
     def zero_power(self) -> float:
@@ -183,13 +189,30 @@ def spectral_noise(arr: np.ndarray) -> SpectralNoise:
         return _WHITE
     zy, py, sy = _axis_correlation(total.T, fx, th)
     zx, px, sx = _axis_correlation(total, fy, tw)
-    smear = None
+    smear = afterglow = None
     if (sy is None) != (sx is None):
         # The profile is a median over rows of a sum over tiles: in units of one tile's
         # power, over the median of a Gamma(tiles) variable.
         scale = _gamma_median(len(levels))
-        smear = tuple(float(v) / scale for v in (sx if sy is None else sy))
-    return SpectralNoise(float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), smear)
+        shape = sx if sy is None else sy
+        if shape.smear is not None:
+            smear = (shape.smear[0] / scale, shape.smear[1] / scale)
+        if shape.afterglow is not None:
+            c, shot, white = shape.afterglow
+            afterglow = (c, shot / scale, white / scale)
+    return SpectralNoise(
+        float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), smear, afterglow
+    )
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a correlated axis's profile holds beyond its ratios, in the profile's units:
+    a smear's ``(zero-frequency, mean)`` powers, or an afterglow's ``(c, shot, white)``
+    split (:func:`_afterglow_split`)."""
+
+    smear: tuple[float, float] | None = None
+    afterglow: tuple[float, float, float] | None = None
 
 
 def _gamma_median(shape: int) -> float:
@@ -202,19 +225,20 @@ def _gamma_median(shape: int) -> float:
 
 def _axis_correlation(
     total: np.ndarray, other: np.ndarray, n: int
-) -> tuple[float, float, tuple[float, float] | None]:
+) -> tuple[float, float, _Shape | None]:
     """:func:`_axis_ratios` of the profile along the last axis of ``total``: the median
     over the rows whose frequency ``other`` is high (the median ignores a few Bragg
     peaks there)."""
     return _axis_ratios(np.median(total[other > _BAND], axis=0), n)
 
 
-def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, tuple[float, float] | None]:
-    """``(zero, pixel, smear)``: the AR spectrum fitted to one axis's profile (full
+def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, _Shape | None]:
+    """``(zero, pixel, shape)``: the AR spectrum fitted to one axis's profile (full
     ``fftfreq`` order, length ``n``) at zero frequency and averaged over all frequencies,
-    each over its mean at ``0.25 < |f| ≤ 0.5``, or a smear's spectrum where no AR
-    spectrum fits (:func:`_moving_average_ratios`, which also gives the profile's own
-    ``smear`` powers); ``(1, 1, None)`` when indistinguishable from white."""
+    each over its mean at ``0.25 < |f| ≤ 0.5`` (and the profile split into shot and
+    white noise, :func:`_afterglow_split`), or a smear's spectrum where no AR spectrum
+    fits (:func:`_moving_average_ratios`, which also gives the profile's own powers);
+    ``(1, 1, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     p = profile[k]
     if not np.all(p > 0):
@@ -237,12 +261,53 @@ def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, tuple[float
     ratio = float((1.0 / inverse[0]) / band)
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
         return 1.0, 1.0, None
-    return ratio, float(np.mean(1.0 / inverse) / band), None
+    split = _Shape(afterglow=_afterglow_split(p, u))
+    return ratio, float(np.mean(1.0 / inverse) / band), split
+
+
+#: The afterglow coefficients ``c`` :func:`_afterglow_split` tries (an exponential
+#: afterglow of τ px has ``c = 2a/(1 − a)²``, ``a = e^{−1/τ}``: 0.36 at τ = ½, 1.8 at
+#: τ = 1, 7.8 at τ = 2).
+_SPLIT_C = np.geomspace(0.05, 500.0, 161)
+
+
+def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float, float]:
+    """``(c, shot, white)``: the profile ``p`` (at ``u = 1 − cos 2πf``) as shot noise
+    through an exponential afterglow, ``shot/(1 + c·u)``, plus white noise added after
+    it (a detector's read noise), ``white ≥ 0``, by least squares of the relative
+    errors over a grid of ``c``.
+
+    An AR(1) spectrum alone bends towards the white floor, and then reads the
+    zero-frequency power, and with it the dose, too low: at 1 e⁻/px with 0.5 e⁻ read
+    noise and τ = 2 px the readout said 17× the dose.  The split is what the readout
+    reads the dose from (:func:`napari_pinned.noise.readout.read_noise`); what a model
+    is told stays the AR spectrum's.
+    """
+    shape = 1.0 / (1.0 + _SPLIT_C[:, None] * u[None, :]) / p[None, :]  # shot column
+    flat = np.broadcast_to(1.0 / p, shape.shape)  # white column
+    # Normal equations of [shape, flat] · (shot, white) ≈ 1, one per c.
+    saa = np.sum(shape**2, axis=1)
+    sab = np.sum(shape * flat, axis=1)
+    sbb = np.sum(flat**2, axis=1)
+    ra = np.sum(shape, axis=1)
+    rb = np.sum(flat, axis=1)
+    det = saa * sbb - sab**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shot = (sbb * ra - sab * rb) / det
+        white = (saa * rb - sab * ra) / det
+    alone = ra / saa  # the shot noise alone, where the white part would be negative
+    negative = ~(white >= 0)
+    shot = np.where(negative, alone, shot)
+    white = np.where(negative, 0.0, white)
+    residual = np.sum((shape * shot[:, None] + flat * white[:, None] - 1.0) ** 2, axis=1)
+    residual = np.where(shot > 0, residual, np.inf)
+    best = int(np.argmin(residual))
+    return float(_SPLIT_C[best]), float(shot[best]), float(white[best])
 
 
 def _moving_average_ratios(
     p: np.ndarray, u: np.ndarray, grid: np.ndarray
-) -> tuple[float, float, tuple[float, float] | None]:
+) -> tuple[float, float, _Shape | None]:
     """``(zero, pixel, smear)`` of a moving-average spectrum (a symmetric smear) fitted
     to a profile that no AR spectrum describes; ``(1, 1, None)`` when it is not one
     either, or white.
@@ -271,7 +336,11 @@ def _moving_average_ratios(
     ratio = float(power[0]) / band
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
         return 1.0, 1.0, None
-    return ratio, float(np.mean(power)) / band, (float(power[0]), float(np.mean(power)))
+    return (
+        ratio,
+        float(np.mean(power)) / band,
+        _Shape(smear=(float(power[0]), float(np.mean(power)))),
+    )
 
 
 def pixel_equivalent(estimate: NoiseEstimate, image: np.ndarray) -> NoiseEstimate:

@@ -31,7 +31,12 @@ from scipy import ndimage
 from napari_pinned._util.intensity import check_image
 
 # The spectrum's level and the noise's correlation, shared with the model's noise.
-from napari_pinned.noise.correlation import afterglow_factor, noise_correlation, spectral_noise
+from napari_pinned.noise.correlation import (
+    SpectralNoise,
+    afterglow_factor,
+    noise_correlation,
+    spectral_noise,
+)
 
 # The fit's binning and weighted line, shared with the model's estimate.
 from napari_pinned.noise.estimate import NoiseEstimate, bin_stats, estimate_noise, weighted_line
@@ -77,6 +82,15 @@ _ZERO_COUNT_SHARE = 0.3
 # is fitted on.
 _BINOMIAL = np.array([1.0, -4.0, 6.0, -4.0, 1.0])
 _KERNEL5 = np.outer(_BINOMIAL, _BINOMIAL) / 70.0
+# An afterglow's shot noise split from the white read noise added after it
+# (``SpectralNoise.afterglow``) sets the dose where the afterglow is strong (c ≥ 1: τ ≳
+# 0.8 px) and the white part is at least this share of the zero-frequency noise.  On
+# 512² lattices at 0.3–1000 e⁻/px, τ 0.5–3 px and read noise 0–1 e⁻ the split read
+# 0.52–1.44 of the dose (one of 26 at 2.95) where the fit's zero level had read up to
+# 100× (the fit's kernel sees all of the read noise but a few % of the shot noise);
+# for weak afterglows and read-noise-free counts the split is less sure than that.
+_SPLIT_LEAST_C = 1.0
+_SPLIT_WHITE_SHARE = 0.0
 _ZERO_EDGE = 1024
 
 Kind = Literal["counts", "noise-free", "gaussian", "not-counts"]
@@ -239,8 +253,13 @@ def read_noise(
         # better known than any fitted line's zero.
         dose, reason = _dose(mean, lowest, power, level_at, factor, quantum), ""
     else:
-        zero = _zero_level(arr, est)
+        line = _fine_line(arr)
+        zero = _zero_level(est, line)
         dose = _dose(mean, zero, power, level_at, factor, est.gain)
+        split = _afterglow_zero(spectrum, line)
+        if split is not None:
+            zero, electron = split
+            dose = max(mean - zero, 0.0) / electron
         reason = _not_counts(sample, zero, sigma, quantum, (mean - zero) / dose)
     if reason:
         return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given)
@@ -279,22 +298,54 @@ def _not_counts(
     return ""
 
 
-def _zero_level(arr: np.ndarray, est: NoiseEstimate) -> float:
-    """Where the noise variance vanishes, from a Poisson–Gaussian line fitted through a
-    5×5 binomial high-pass ``[1, −4, 6, −4, 1]ᵀ[1, −4, 6, −4, 1] / 70`` instead of the
-    model's 3×3 kernel: it lets through about 300× less of a lattice's signal at 0.15
-    cycles/px, which at high doses tilts the 3×3 fit (the zero level of a 1e5 e⁻/px
-    image lands at a tenth of its mean).  The same binning and weighted line as
-    :func:`estimate_noise` (on a central crop of the first frame); its zero when this
-    fit fails."""
+def _zero_level(est: NoiseEstimate, line: tuple[float, float] | None) -> float:
+    """Where the noise variance vanishes, from :func:`_fine_line`; the estimate's own
+    zero when that fit failed."""
+    fallback = float(est.zero_level) if est.zero_level is not None else 0.0
+    if line is None:
+        return fallback
+    gain, offset = line
+    return -offset / gain if gain > 0 else fallback
+
+
+def _afterglow_zero(
+    spectrum: SpectralNoise, line: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """``(zero level, one electron)`` in the image's units where an afterglow's shot
+    noise and the read noise after it were split (:data:`_SPLIT_LEAST_C`), else None.
+
+    The fine line's slope is one electron times the share ``κ`` of the shot noise its
+    kernel sees (``Σ u⁴/(1 + c·u) / Σ u⁴`` along the afterglow's axis, the kernel's
+    power response being ``(2u)⁴``), so one electron is ``slope/κ``; the zero-frequency
+    noise at the spectrum's level is then that many electrons above the zero level.
+    The line's offset holds all the read noise but only ``κ`` of the shot noise, which
+    is why its own zero lies far too low.
+    """
+    if spectrum.afterglow is None or afterglow_factor(spectrum.zero) == 1.0 or line is None:
+        return None
+    c, shot, white = spectrum.afterglow
+    if c < _SPLIT_LEAST_C or white < _SPLIT_WHITE_SHARE * (shot + white) or line[0] <= 0:
+        return None
+    u = 1.0 - np.cos(2.0 * np.pi * np.linspace(0.0, 0.5, 513))
+    seen = float(np.mean(u**4 / (1.0 + c * u)) / np.mean(u**4))
+    electron = line[0] / seen
+    return spectrum.level - (shot + white) / electron, electron
+
+
+def _fine_line(arr: np.ndarray) -> tuple[float, float] | None:
+    """``(gain, offset)`` of a Poisson–Gaussian line fitted through a 5×5 binomial
+    high-pass ``[1, −4, 6, −4, 1]ᵀ[1, −4, 6, −4, 1] / 70`` instead of the model's 3×3
+    kernel: it lets through about 300× less of a lattice's signal at 0.15 cycles/px,
+    which at high doses tilts the 3×3 fit (the zero level of a 1e5 e⁻/px image lands at
+    a tenth of its mean).  The same binning and weighted line as :func:`estimate_noise`
+    (on a central crop of the first frame); None when it fails."""
     frame = arr if arr.ndim == 2 else arr[0]
     h, w = frame.shape
     eh, ew = min(h, _ZERO_EDGE), min(w, _ZERO_EDGE)
     top, left = (h - eh) // 2, (w - ew) // 2
     x = np.asarray(frame[top : top + eh, left : left + ew], np.float64)
-    fallback = float(est.zero_level) if est.zero_level is not None else 0.0
     if min(x.shape) < 16:
-        return fallback
+        return None
     r = ndimage.correlate(x, _KERNEL5, mode="nearest")[3:-3, 3:-3]
     m = ndimage.correlate(x, _KERNEL5**2, mode="nearest")[3:-3, 3:-3]
     box7 = ndimage.uniform_filter(x, 7, mode="nearest")[3:-3, 3:-3] * 49.0
@@ -302,10 +353,9 @@ def _zero_level(arr: np.ndarray, est: NoiseEstimate) -> float:
     ring = (box7 - box5) / 24.0
     stats = bin_stats(r.ravel(), m.ravel(), ring.ravel())
     if stats is None:
-        return fallback
+        return None
     centres, variances, _low, counts = stats
-    gain, offset = weighted_line(centres, variances, counts)
-    return -offset / gain if gain > 0 else fallback
+    return weighted_line(centres, variances, counts)
 
 
 def _sample(arr: np.ndarray) -> np.ndarray:
