@@ -27,6 +27,7 @@ Run::
     python benchmarks/capacity.py --runs "d4 ×8 (shipped)=benchmarks/logs/ctl.log" \
         "d5 ×16 (grown)=benchmarks/logs/grown.log" \
         --held-out /tmp/capacity-realistic.json      # ~3 min on 2 cores
+    python benchmarks/capacity.py --cost-only         # re-measure the cost, keep the rest
     python benchmarks/capacity.py --tables-only
 """
 
@@ -216,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--held-out", type=pathlib.Path, help="a realistic.py JSON that scored the runs' models"
     )
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="measure the cost part again and keep the JSON's runs and held-out parts "
+        "(after the default model changed)",
+    )
     parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args(argv)
     if args.tables_only:
@@ -234,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         row.update(training_speed(changes, args.steps))
         result["shapes"][label] = row
         print(label, row, flush=True)
+    if args.cost_only:
+        kept = json.loads(OUT.read_text(encoding="utf-8"))
+        result["runs"] = kept.get("runs", {})
+        if "held_out" in kept:
+            result["held_out"] = kept["held_out"]
     for spec in args.runs:
         label, _, path = spec.partition("=")
         result["runs"][label] = read_log(pathlib.Path(path))

@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.02539, 0.0006268, 0.01012),
-    2: (0.4673, 0.01763, 0.0005596, 0.01047),
-    4: (0.4886, 0.01333, 0.0005549, 0.01011),
-    8: (0.566, 0.01034, 0.0005356, 0.01028),
+    1: (0.0, 0.0217, 0.001671, 0.005669),
+    2: (1.517, 0.01715, 0.001632, 0.005699),
+    4: (2.297, 0.01302, 0.001576, 0.005328),
+    8: (2.562, 0.01039, 0.001542, 0.005339),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
