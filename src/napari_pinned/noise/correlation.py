@@ -74,8 +74,9 @@ _FIT_SPREAD = 0.4
 # ``u`` and which vanishes at the Nyquist frequency for a = 1/4, so no AR spectrum
 # describes it (the fit then read the noise 30–70× too weak).  The amplitude's relative
 # RMS residual from a quadratic in ``u`` above which a profile is not such noise: smears
-# of a = 0.1–0.3 give 0.04–0.12 on 512² frames at 1–200 e⁻/px, crystal edges 0.43–0.57
-# and noise-free lattices 0.67–0.80 (SrTiO3 at 0.05–0.2 Å/px).
+# of a = 0.1–0.3 give 0.04–0.12 on 512² frames at 1–200 e⁻/px and 0.07–0.16 on one 256²
+# tile, crystal edges 0.27–0.57 and noise-free lattices 0.59–0.80 (SrTiO3 at 0.05–0.2
+# Å/px).
 _MA_DEGREE = 2
 _MA_SPREAD = 0.25
 # ... and, as the AR spectrum describes weaker smears (a ≤ 0.1 reads within 10 % of the
@@ -133,10 +134,11 @@ class SpectralNoise:
         fit nor :attr:`variance` measures its level, so the level is taken from the
         whole spectrum instead.  None otherwise.
     afterglow : tuple of float, optional
-        ``(c, shot power, white power)`` when one axis holds an afterglow's spectrum:
-        the profile split into shot noise through the afterglow, ``∝ 1/(1 + c·u)``
-        with ``u = 1 − cos 2πf``, and white noise added after it (read noise), both at
-        zero frequency in intensity² (:func:`_afterglow_split`).  None otherwise.
+        ``(c, zero-frequency power in intensity²)`` when one axis holds an afterglow's
+        spectrum and :func:`spectral_noise` was asked to split it: the profile as shot
+        noise through the afterglow, ``∝ 1/(1 + c·u)`` with ``u = 1 − cos 2πf``, plus
+        white noise added after it (read noise) (:func:`_afterglow_split`).  None
+        otherwise.
     """
 
     variance: float
@@ -144,7 +146,7 @@ class SpectralNoise:
     zero: tuple[float, float]
     pixel: tuple[float, float]
     smear: tuple[float, float] | None = None
-    afterglow: tuple[float, float, float] | None = None
+    afterglow: tuple[float, float] | None = None
 
     @property
     def zero_power(self) -> float:
@@ -159,9 +161,11 @@ class SpectralNoise:
 _WHITE = SpectralNoise(0.0, 0.0, (1.0, 1.0), (1.0, 1.0))
 
 
-def spectral_noise(arr: np.ndarray) -> SpectralNoise:
+def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
     """The noise's level and its correlation per axis from the power spectrum of up to
-    four frames, averaged over tiles (:class:`SpectralNoise`)."""
+    four frames, averaged over tiles (:class:`SpectralNoise`); with ``split``, also an
+    afterglow's shot and read noise apart (what the readout's dose needs, and nothing
+    a model is told)."""
     frames = arr[None] if arr.ndim == 2 else arr[:4]
     h, w = frames.shape[1:]
     th, tw = min(h, _TILE), min(w, _TILE)
@@ -187,8 +191,8 @@ def spectral_noise(arr: np.ndarray) -> SpectralNoise:
                 means.append(float(np.sum(tile * weights)))
     if not levels:
         return _WHITE
-    zy, py, sy = _axis_correlation(total.T, fx, th)
-    zx, px, sx = _axis_correlation(total, fy, tw)
+    zy, py, sy = _axis_correlation(total.T, fx, th, split)
+    zx, px, sx = _axis_correlation(total, fy, tw, split)
     smear = afterglow = None
     if (sy is None) != (sx is None):
         # The profile is a median over rows of a sum over tiles: in units of one tile's
@@ -198,8 +202,8 @@ def spectral_noise(arr: np.ndarray) -> SpectralNoise:
         if shape.smear is not None:
             smear = (shape.smear[0] / scale, shape.smear[1] / scale)
         if shape.afterglow is not None:
-            c, shot, white = shape.afterglow
-            afterglow = (c, shot / scale, white / scale)
+            c, power = shape.afterglow
+            afterglow = (c, power / scale)
     return SpectralNoise(
         float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), smear, afterglow
     )
@@ -208,11 +212,11 @@ def spectral_noise(arr: np.ndarray) -> SpectralNoise:
 @dataclass(frozen=True)
 class _Shape:
     """What a correlated axis's profile holds beyond its ratios, in the profile's units:
-    a smear's ``(zero-frequency, mean)`` powers, or an afterglow's ``(c, shot, white)``
-    split (:func:`_afterglow_split`)."""
+    a smear's ``(zero-frequency, mean)`` powers, or an afterglow's ``(c, zero-frequency
+    power)`` (:func:`_afterglow_split`)."""
 
     smear: tuple[float, float] | None = None
-    afterglow: tuple[float, float, float] | None = None
+    afterglow: tuple[float, float] | None = None
 
 
 def _gamma_median(shape: int) -> float:
@@ -224,19 +228,21 @@ def _gamma_median(shape: int) -> float:
 
 
 def _axis_correlation(
-    total: np.ndarray, other: np.ndarray, n: int
+    total: np.ndarray, other: np.ndarray, n: int, split: bool = False
 ) -> tuple[float, float, _Shape | None]:
     """:func:`_axis_ratios` of the profile along the last axis of ``total``: the median
     over the rows whose frequency ``other`` is high (the median ignores a few Bragg
     peaks there)."""
-    return _axis_ratios(np.median(total[other > _BAND], axis=0), n)
+    return _axis_ratios(np.median(total[other > _BAND], axis=0), n, split)
 
 
-def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, _Shape | None]:
+def _axis_ratios(
+    profile: np.ndarray, n: int, split: bool = False
+) -> tuple[float, float, _Shape | None]:
     """``(zero, pixel, shape)``: the AR spectrum fitted to one axis's profile (full
     ``fftfreq`` order, length ``n``) at zero frequency and averaged over all frequencies,
-    each over its mean at ``0.25 < |f| ≤ 0.5`` (and the profile split into shot and
-    white noise, :func:`_afterglow_split`), or a smear's spectrum where no AR spectrum
+    each over its mean at ``0.25 < |f| ≤ 0.5`` (with ``split``, the profile split into
+    shot and white noise, :func:`_afterglow_split`), or a smear's spectrum where no AR spectrum
     fits (:func:`_moving_average_ratios`, which also gives the profile's own powers);
     ``(1, 1, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
@@ -261,8 +267,8 @@ def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, _Shape | No
     ratio = float((1.0 / inverse[0]) / band)
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
         return 1.0, 1.0, None
-    split = _Shape(afterglow=_afterglow_split(p, u))
-    return ratio, float(np.mean(1.0 / inverse) / band), split
+    shape = _Shape(afterglow=_afterglow_split(p, u)) if split else None
+    return ratio, float(np.mean(1.0 / inverse) / band), shape
 
 
 #: The afterglow coefficients ``c`` :func:`_afterglow_split` tries (an exponential
@@ -271,11 +277,11 @@ def _axis_ratios(profile: np.ndarray, n: int) -> tuple[float, float, _Shape | No
 _SPLIT_C = np.geomspace(0.05, 500.0, 161)
 
 
-def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float, float]:
-    """``(c, shot, white)``: the profile ``p`` (at ``u = 1 − cos 2πf``) as shot noise
+def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
+    """``(c, shot + white)``: the profile ``p`` (at ``u = 1 − cos 2πf``) as shot noise
     through an exponential afterglow, ``shot/(1 + c·u)``, plus white noise added after
     it (a detector's read noise), ``white ≥ 0``, by least squares of the relative
-    errors over a grid of ``c``.
+    errors over a grid of ``c``; the second value is their power at zero frequency.
 
     An AR(1) spectrum alone bends towards the white floor, and then reads the
     zero-frequency power, and with it the dose, too low: at 1 e⁻/px with 0.5 e⁻ read
@@ -302,7 +308,7 @@ def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float, float]
     residual = np.sum((shape * shot[:, None] + flat * white[:, None] - 1.0) ** 2, axis=1)
     residual = np.where(shot > 0, residual, np.inf)
     best = int(np.argmin(residual))
-    return float(_SPLIT_C[best]), float(shot[best]), float(white[best])
+    return float(_SPLIT_C[best]), float(shot[best] + white[best])
 
 
 def _moving_average_ratios(

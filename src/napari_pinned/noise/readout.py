@@ -83,14 +83,12 @@ _ZERO_COUNT_SHARE = 0.3
 _BINOMIAL = np.array([1.0, -4.0, 6.0, -4.0, 1.0])
 _KERNEL5 = np.outer(_BINOMIAL, _BINOMIAL) / 70.0
 # An afterglow's shot noise split from the white read noise added after it
-# (``SpectralNoise.afterglow``) sets the dose where the afterglow is strong (c ≥ 1: τ ≳
-# 0.8 px) and the white part is at least this share of the zero-frequency noise.  On
-# 512² lattices at 0.3–1000 e⁻/px, τ 0.5–3 px and read noise 0–1 e⁻ the split read
-# 0.52–1.44 of the dose (one of 26 at 2.95) where the fit's zero level had read up to
-# 100× (the fit's kernel sees all of the read noise but a few % of the shot noise);
-# for weak afterglows and read-noise-free counts the split is less sure than that.
+# (``SpectralNoise.afterglow``) sets the dose where the afterglow is this strong (c ≥ 1:
+# τ ≳ 0.8 px; weaker ones leave the split unsure of c).  On 512² SrTiO3 frames at
+# 1–1000 e⁻/px, τ 0–3 px and read noise 0–1 e⁻, 64 of 75 doses read within 30 % (50
+# through the fit's zero level, which had read up to 100×: the fit's kernel sees all of
+# the read noise but a few % of the shot noise).
 _SPLIT_LEAST_C = 1.0
-_SPLIT_WHITE_SHARE = 0.0
 _ZERO_EDGE = 1024
 
 Kind = Literal["counts", "noise-free", "gaussian", "not-counts"]
@@ -233,7 +231,7 @@ def read_noise(
         sigma <= rounding and not counting
     ):
         return NoiseReading("noise-free", None, sigma, mean, (1.0, 1.0), quantum, "", given)
-    spectrum = spectral_noise(arr)
+    spectrum = spectral_noise(arr, split=True)
     # The noise at zero frequency sets the dose, whatever the detector's afterglow or
     # smear (noise correlated both ways is neither, and is read as white).
     power, level_at, corr = spectrum.zero_power, spectrum.level, spectrum.zero
@@ -254,12 +252,13 @@ def read_noise(
         dose, reason = _dose(mean, lowest, power, level_at, factor, quantum), ""
     else:
         line = _fine_line(arr)
-        zero = _zero_level(est, line)
-        dose = _dose(mean, zero, power, level_at, factor, est.gain)
         split = _afterglow_zero(spectrum, line)
         if split is not None:
             zero, electron = split
             dose = max(mean - zero, 0.0) / electron
+        else:
+            zero = _zero_level(est, line)
+            dose = _dose(mean, zero, power, level_at, factor, est.gain)
         reason = _not_counts(sample, zero, sigma, quantum, (mean - zero) / dose)
     if reason:
         return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given)
@@ -323,13 +322,13 @@ def _afterglow_zero(
     """
     if spectrum.afterglow is None or afterglow_factor(spectrum.zero) == 1.0 or line is None:
         return None
-    c, shot, white = spectrum.afterglow
-    if c < _SPLIT_LEAST_C or white < _SPLIT_WHITE_SHARE * (shot + white) or line[0] <= 0:
+    c, power = spectrum.afterglow
+    if c < _SPLIT_LEAST_C or line[0] <= 0:
         return None
     u = 1.0 - np.cos(2.0 * np.pi * np.linspace(0.0, 0.5, 513))
     seen = float(np.mean(u**4 / (1.0 + c * u)) / np.mean(u**4))
     electron = line[0] / seen
-    return spectrum.level - (shot + white) / electron, electron
+    return spectrum.level - power / electron, electron
 
 
 def _fine_line(arr: np.ndarray) -> tuple[float, float] | None:
