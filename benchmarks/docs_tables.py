@@ -248,6 +248,9 @@ def blocks() -> dict[str, str]:
     bandwidth = _load(scan_noise.JSONS["bandwidth"].name)
     if bandwidth is not None:
         out["scan-noise-bandwidth"] = "\n".join(scan_noise.markdown(bandwidth))
+    resampled = _load(scan_noise.JSONS["resampled"].name)
+    if resampled is not None:
+        out["scan-noise-resampled"] = "\n".join(scan_noise.markdown(resampled))
     sizes = _load("capacity.json")
     if sizes is not None:
         out["capacity"] = "\n".join(capacity.markdown(sizes))

@@ -19,14 +19,22 @@ a raster scan would (:func:`napari_pinned.noise.synthesis.record_stem_image`):
   alike; the spectrum of ``a = 1/4`` has no noise at all at the Nyquist frequency), the
   other defects as above.  It shows whether a model keeps its footing on a correlation
   it was not drawn (the default fine-tuned further on the afterglow alone lost 2.6 dB on
-  a smear of this kind, issue 20).
+  a smear of this kind, issue 20).  ``resampled``, another held-out family: the
+  afterglow recordings above, then resampled as drift correction or registration does
+  (:func:`napari_pinned.noise.scanning.resample_frame`: a rotation uniform in 1–4°, a
+  shift uniform in 0.2–0.8 px along each axis, linear or cubic interpolation at even
+  odds), the truth alike, and a border of the rotation's reach cut off: noise
+  correlated along both axes.
 * **Classical methods, tuned per image against the truth** (an oracle, as in
   ``realistic.py``): a Gaussian filter, and BM3D given the noise's power spectral
   density (``bm3d``'s ``sigma_psd`` array) after the generalised Anscombe transform.
   The transform uses the known gain per pixel (the afterglow's ``Σh²``), read noise and
   offset; the PSD is the residual's own (``|FFT(VST(noisy) − VST(truth))|²`` averaged
   over the slow-scan frequency, which keeps the afterglow's and the line offsets'
-  shape), scaled by a factor tuned over 0.35–4 (σ multiples).
+  shape; for resampled frames the 2D periodogram smoothed by a Gaussian of 2 bins, as
+  their noise is correlated along both axes), scaled by a factor tuned over 0.35–4 (σ
+  multiples).  A resampled frame's transform also takes the interpolation's share of
+  the variance per pixel (that of unit white noise resampled alike).
 * **Models** given with ``--model`` (default: the shipped ``default``), run as a user would
   (``denoise(noisy, model)``: told the noise a pixel carries,
   ``noise.correlation.pixel_equivalent``).  ``--variants`` adds each model told the raw
@@ -45,11 +53,12 @@ Run::
     python benchmarks/scan_noise.py --quick              # 2 images, 2 doses, ~1 min
     python benchmarks/scan_noise.py --model new=runs/x.pt --model default --variants
     python benchmarks/scan_noise.py --response bandwidth --variants
+    python benchmarks/scan_noise.py --response resampled --variants
     python benchmarks/scan_noise.py --tables-only        # re-print the table from the JSON
 
-Writes ``benchmarks/scan_noise.json`` (``scan_noise_bandwidth.json`` for the bandwidth
-family; nothing with ``--quick``); ``benchmarks/docs_tables.py`` writes their tables into
-docs/benchmarks.md.
+Writes ``benchmarks/scan_noise.json`` (``scan_noise_bandwidth.json`` and
+``scan_noise_resampled.json`` for the held-out families; nothing with ``--quick``);
+``benchmarks/docs_tables.py`` writes their tables into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ import os
 import pathlib
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -83,8 +93,12 @@ from realistic import ImageSpec, _seed, held_out_set, make_clean
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JSON = ROOT / "benchmarks" / "scan_noise.json"
-RESPONSES = ("afterglow", "bandwidth")
-JSONS = {"afterglow": JSON, "bandwidth": ROOT / "benchmarks" / "scan_noise_bandwidth.json"}
+RESPONSES = ("afterglow", "bandwidth", "resampled")
+JSONS = {
+    "afterglow": JSON,
+    "bandwidth": ROOT / "benchmarks" / "scan_noise_bandwidth.json",
+    "resampled": ROOT / "benchmarks" / "scan_noise_resampled.json",
+}
 DOSES = (1.0, 3.0, 10.0, 30.0, 100.0)
 QUICK_DOSES = (1.0, 10.0)
 READ_NOISE = 0.5  # e⁻
@@ -123,6 +137,39 @@ def recording(spec: ImageSpec, dose: float, response: str = "afterglow"):
     )
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """How a ``resampled`` frame was resampled after recording (seeded by image and
+    dose): :func:`napari_pinned.noise.scanning.resample_frame`'s arguments."""
+
+    rotation: float
+    shift: tuple[float, float]
+    order: int
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The frame resampled, less a border as wide as the rotation moves a corner."""
+        from napari_pinned.noise.scanning import resample_frame
+
+        out = resample_frame(image, self.rotation, self.shift, self.order)
+        margin = math.ceil(max(image.shape) / 2 * math.sin(math.radians(self.rotation))) + 1
+        return out[margin:-margin, margin:-margin]
+
+    def variance_share(self, shape: tuple[int, int]) -> float:
+        """The per-pixel variance unit white noise keeps when resampled alike."""
+        white = np.random.default_rng(0).standard_normal(shape)
+        return float(np.var(self.apply(white)))
+
+
+def resampling(spec: ImageSpec, dose: float, response: str) -> Resampling | None:
+    """The resampling of a ``resampled`` frame; None for the other families."""
+    if response != "resampled":
+        return None
+    rng = np.random.default_rng([_seed(spec.id), round(dose * 1000), 22])
+    rotation = float(rng.uniform(1.0, 4.0))
+    shift = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
+    return Resampling(rotation, shift, int(rng.choice([1, 3])))
+
+
 def record(spec: ImageSpec, dose: float, response: str = "afterglow"):
     """``(noisy, truth, recording)``: one fixed draw per image and dose."""
     from napari_pinned.noise.synthesis import record_stem_image
@@ -130,18 +177,23 @@ def record(spec: ImageSpec, dose: float, response: str = "afterglow"):
     rec = recording(spec, dose, response)
     rng = np.random.default_rng([_seed(spec.id), round(dose * 1000), 21])
     noisy, truth = record_stem_image(make_clean(spec).image, rec, rng)
-    return noisy.astype(np.float64), truth.astype(np.float64), rec
+    noisy, truth = noisy.astype(np.float64), truth.astype(np.float64)
+    resampled = resampling(spec, dose, response)
+    if resampled is not None:
+        noisy, truth = resampled.apply(noisy), resampled.apply(truth)
+    return noisy, truth, rec
 
 
-def oracle_vst(rec) -> GAT:
+def oracle_vst(rec, share: float = 1.0) -> GAT:
     """The generalised Anscombe transform for the recording's known noise: per-pixel
-    variance ``Σh²·λ`` (the afterglow's and the smear's shares), read noise (smeared
-    with the counts, as the smear comes last), the converter's offset."""
+    variance ``Σh²·λ`` (the afterglow's and the smear's shares, and a resampling's
+    ``share``), read noise (smeared with the counts, as the smear comes last), the
+    converter's offset."""
     from napari_pinned.noise.scanning import afterglow_response
 
     h = afterglow_response(rec.afterglow)
     a = rec.smear
-    smear = float(np.sum(np.array([a, 1.0 - 2.0 * a, a]) ** 2))
+    smear = float(np.sum(np.array([a, 1.0 - 2.0 * a, a]) ** 2)) * share
     return GAT(
         gain=float(np.sum(h**2)) * smear,
         sigma=rec.read_noise * math.sqrt(smear),
@@ -149,12 +201,19 @@ def oracle_vst(rec) -> GAT:
     )
 
 
-def oracle_psd(noisy: np.ndarray, truth: np.ndarray, gat: GAT) -> np.ndarray:
+def oracle_psd(
+    noisy: np.ndarray, truth: np.ndarray, gat: GAT, both_axes: bool = False
+) -> np.ndarray:
     """The residual's power spectrum in the VST domain, averaged over the slow-scan
-    frequency (the noise is stationary along y), in ``bm3d``'s convention (white noise
-    of variance v has ``v · M · N`` everywhere)."""
+    frequency (the noise is stationary along y), or with ``both_axes`` (noise correlated
+    along both, a resampled frame) its 2D periodogram smoothed by a Gaussian of 2 bins;
+    in ``bm3d``'s convention (white noise of variance v has ``v · M · N`` everywhere)."""
     r = gat.forward(noisy) - gat.forward(truth)
     power = np.abs(np.fft.fft2(r - r.mean())) ** 2
+    if both_axes:
+        from scipy import ndimage
+
+        return ndimage.gaussian_filter(power, 2.0, mode="wrap")
     return np.broadcast_to(power.mean(axis=0, keepdims=True), power.shape).copy()
 
 
@@ -175,12 +234,13 @@ def score_case(
 
     torch.set_num_threads(1)
     from napari_pinned import denoise
-    from napari_pinned.noise.correlation import afterglow_factor, noise_correlation
+    from napari_pinned.noise.correlation import correlation_factor, noise_correlation
     from napari_pinned.noise.estimate import estimate_noise
     from napari_pinned.quality.faithfulness import faithfulness
     from napari_pinned.quality.metrics import psnr
 
     noisy, truth, rec = record(spec, dose, response)
+    resampled = resampling(spec, dose, response)
     span = float(truth.max() - truth.min())
     base_streaks = streaks(noisy, truth)
     rows = []
@@ -191,6 +251,7 @@ def score_case(
             "dose": dose,
             "afterglow": rec.afterglow,
             "smear": rec.smear,
+            **({} if resampled is None else {"resampled": asdict(resampled)}),
             "method": method,
             "psnr": psnr(truth, out, data_range=span),
             "streaks_pct": 100.0 * streaks(out, truth) / base_streaks,
@@ -202,7 +263,7 @@ def score_case(
         rows.append(entry)
 
     row(NOISY, noisy, 0.0)
-    gat = oracle_vst(rec)
+    gat = oracle_vst(rec, 1.0 if resampled is None else resampled.variance_share(noisy.shape))
     z = gat.forward(noisy)
 
     def score(out: np.ndarray) -> float:
@@ -223,7 +284,7 @@ def score_case(
     if not hasattr(np, "trapz"):
         # bm3d 4.0's PSD path calls np.trapz, which numpy 2 renamed np.trapezoid.
         np.trapz = np.trapezoid  # noqa: NPY201
-    psd = oracle_psd(noisy, truth, gat)
+    psd = oracle_psd(noisy, truth, gat, both_axes=resampled is not None)
     best = tune(lambda f: gat.inverse(bm3d.bm3d(z, sigma_psd=psd * f**2)), score, BM3D_GRID, 3, 1)
     row(BM3D_PSD, best.output, best.seconds, parameter=best.parameter)
     for spec_m in models:
@@ -233,7 +294,7 @@ def score_case(
         row(spec_m.label, out, time.perf_counter() - t0, check=True)
         if variants:
             fit = estimate_noise(noisy)
-            dose_level = fit.correlated(afterglow_factor(noise_correlation(noisy)))
+            dose_level = fit.correlated(correlation_factor(noise_correlation(noisy)))
             for name, told in (("told the fit", fit), ("told the dose", dose_level)):
                 t0 = time.perf_counter()
                 out = denoise(noisy, bundle, device="cpu", noise=told)
@@ -321,7 +382,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--response",
         choices=RESPONSES,
         default="afterglow",
-        help="the detector's response along the fast scan (bandwidth: a held-out smear)",
+        help="the detector's response along the fast scan (bandwidth: a held-out smear; "
+        "resampled: afterglow recordings resampled after recording)",
     )
     p.add_argument(
         "--variants", action="store_true", help="also tell each model the raw fit and the dose"

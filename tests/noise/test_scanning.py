@@ -16,6 +16,7 @@ from napari_pinned.noise.scanning import (
     apply_afterglow,
     dropped_rows,
     line_gains,
+    resample_frame,
 )
 from napari_pinned.noise.synthesis import StemRecording, draw_recording, record_stem_image
 from napari_pinned.physics.simulate import simulate
@@ -183,3 +184,26 @@ def test_the_dose_is_read_through_the_afterglow(lattice, tau):
     # What the model is told: the noise a pixel carries, more than the fit sees.
     told = measure_noise(noisy)
     assert (told.correlation > 1.5) == (tau > 0)
+
+
+def test_resampling_keeps_a_uniform_frame_and_the_identity():
+    flat = np.full((64, 80), 5.0)
+    assert np.allclose(resample_frame(flat, 3.0, (0.3, 0.2)), 5.0, atol=1e-12)
+    values = np.random.default_rng(0).random((64, 80))
+    assert np.allclose(resample_frame(values, 0.0, (0.0, 0.0)), values, atol=1e-12)
+    for order in (-1, 6):
+        with pytest.raises(ValueError, match="order"):
+            resample_frame(values, 1.0, (0.0, 0.0), order=order)
+
+
+@pytest.mark.parametrize(("shift", "share"), [((0.5, 0.0), 0.5), ((0.5, 0.5), 0.25)])
+def test_resampling_halfway_leaves_its_share_of_white_noise_per_pixel(shift, share):
+    """Linear interpolation halfway between two pixels averages two independent values
+    (half the variance), between four a quarter."""
+    white = np.random.default_rng(1).standard_normal(SHAPE)
+    out = resample_frame(white, 0.0, shift)[2:-2, 2:-2]
+    # The variance of N Gaussian values scatters by √(2/N) relative; averaging
+    # neighbours leaves fewer independent values (at most 4× fewer): 5σ of that.
+    assert float(np.var(out)) == pytest.approx(share, rel=5 * math.sqrt(2 * 4 / out.size))
+    # The zero-frequency noise (its sum) stays: the dose is unchanged.
+    assert float(np.mean(out)) == pytest.approx(0.0, abs=5 / math.sqrt(out.size))

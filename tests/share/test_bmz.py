@@ -60,6 +60,17 @@ def _smeared(lattice, shape=(96, 272), seed=0) -> np.ndarray:
     return ndimage.correlate1d(counts, [0.25, 0.5, 0.25], axis=-1) * 3 + 100
 
 
+def _resampled(lattice, shape=(96, 272), seed=0) -> np.ndarray:
+    """Counts resampled after recording (a rotation of 3° and a sub-pixel shift, linear
+    interpolation, as drift correction does): noise correlated along both axes."""
+    from napari_pinned.noise.scanning import resample_frame
+
+    rng = np.random.default_rng(seed)
+    clean = lattice(max(shape))[: shape[0], : shape[1]] / 255.0
+    counts = rng.poisson(clean * 2 + 0.5).astype(np.float64)
+    return resample_frame(counts, 3.0, (0.3, 0.6)) * 3 + 100
+
+
 def _sharp_columns(size=160, seed=0) -> np.ndarray:
     """Single-pixel columns (their edges leak into the pixel residual, so the noise
     estimate's spectral check scales the fit down) beside an exactly flat vacuum."""
@@ -324,7 +335,7 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
         assert median == expected.median_intensity
 
 
-@pytest.mark.parametrize("make", [_counts, _afterglow, _smeared, _cdn_like])
+@pytest.mark.parametrize("make", [_counts, _afterglow, _smeared, _resampled, _cdn_like])
 def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.correlation import pixel_equivalent
     from napari_pinned.noise.estimate import estimate_noise
@@ -334,7 +345,7 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
     expected = pixel_equivalent(fit, image).correlation
     got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
-    if make in (_afterglow, _smeared):
+    if make in (_afterglow, _smeared, _resampled):
         assert got > 1.5
 
 
@@ -403,6 +414,7 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_FIT_SPREAD == correlation._FIT_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST
+    assert bmz_denoiser.CORRELATION_RESAMPLED_LIMIT == correlation._RESAMPLED_LIMIT
     assert correlation._MA_DEGREE == 2  # the package fits a quadratic amplitude
     assert correlation._AR_DEGREE == 1  # the package solves a degree-1 fit in closed form
     from napari_pinned.quality import lattice_guard

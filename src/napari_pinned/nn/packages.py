@@ -71,6 +71,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "6c65c9025afdca514e2816646fb6b6a472675b2cc750d441520b481adfe760bd",
         "df4003a3c3c27d5aed1e7020d25bb679da97b13436806733a63533ecb3f43edc",
         "c066df508a47356ea197cca8af09b59641e7235bb32061d200db19d7c79825bf",
+        "8bbbf10cff3e32efc6f613d638ed657114569d63e7d3056aef8fdb93253dde37",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

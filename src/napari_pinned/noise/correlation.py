@@ -29,7 +29,13 @@ A symmetric smear (a detector's finite bandwidth, ``StemRecording.smear``) is no
 spectrum: its noise falls towards the Nyquist frequency, to nothing for ``[¼, ½, ¼]``.
 Where no AR spectrum fits, a moving-average one is tried (the amplitude a quadratic in
 ``1 − cos 2πf``), and its level is read from the spectrum itself, as the fit sees almost
-nothing of it (:attr:`SpectralNoise.smear`).
+nothing of it (:attr:`SpectralNoise.powers`).
+
+A frame resampled after recording (drift correction, registration, a rotation) has its
+noise correlated along both axes, mildly along at least one.  Its spectrum is taken as
+the product of the axes' fitted spectra, its level read from the high band whitened by
+that product (:attr:`SpectralNoise.powers`): linear interpolation halfway between pixels
+leaves no noise at the Nyquist frequency along either axis, where the fit looks.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from napari_pinned.noise.estimate import NoiseEstimate
 
 __all__ = [
     "SpectralNoise",
-    "afterglow_factor",
+    "correlation_factor",
     "noise_correlation",
     "pixel_equivalent",
     "spectral_noise",
@@ -85,6 +91,15 @@ _MA_SPREAD = 0.25
 # a]).  On one 256² tile, lattice streaks from a vacuum strip fitted to within 0.24
 # with 0.7 there; smears of a ≥ 0.2 give 0.25 or less.
 _MA_NYQUIST = 0.5
+# Noise correlated along both axes is a frame resampled after it was recorded (drift
+# correction, registration, a rotation or rescale by linear or cubic interpolation):
+# each pixel's noise is mixed with its neighbours' along both axes, but mildly along at
+# least one (linear interpolation halfway between pixels gives 5.5; resampled afterglow
+# recordings read 2.2–2.8 along their slow axis, tk-r-em's exp_hrstem #4 2.1).  A
+# filtered or blurred image falls off steeply along both (a Gaussian of σ = 1 px: 44–111
+# on the held-out recordings), and is told its noise as fitted.  The weaker axis's
+# factor up to which both axes are taken as a resampled frame's noise.
+_RESAMPLED_LIMIT = 12.0
 
 
 def noise_correlation(image: np.ndarray) -> tuple[float, float]:
@@ -127,12 +142,13 @@ class SpectralNoise:
     pixel : tuple of float
         ``(along y, along x)``: the mean power over all frequencies (the per-pixel
         variance) over the high band's; 1 for white noise.
-    smear : tuple of float, optional
+    powers : tuple of float, optional
         ``(zero-frequency power, per-pixel variance)`` of the noise in intensity², when
-        one axis holds a symmetric smear's spectrum (:func:`_moving_average_ratios`):
-        it leaves so little noise at high frequencies that neither the Poisson–Gaussian
-        fit nor :attr:`variance` measures its level, so the level is taken from the
-        whole spectrum instead.  None otherwise.
+        one axis holds a symmetric smear's spectrum (:func:`_moving_average_ratios`) or
+        both axes are correlated (a resampled frame, :func:`correlation_factor`): such
+        noise falls so steeply where the Poisson–Gaussian fit and :attr:`variance` look
+        that neither measures its level, so it is taken from the whole spectrum
+        instead.  None otherwise.
     afterglow : tuple of float, optional
         ``(c, zero-frequency power in intensity²)`` when one axis holds an afterglow's
         spectrum and :func:`spectral_noise` was asked to split it: the profile as shot
@@ -145,20 +161,22 @@ class SpectralNoise:
     level: float
     zero: tuple[float, float]
     pixel: tuple[float, float]
-    smear: tuple[float, float] | None = None
+    powers: tuple[float, float] | None = None
     afterglow: tuple[float, float] | None = None
 
     @property
     def zero_power(self) -> float:
         """The noise variance at zero frequency (what sets the dose), in intensity²:
-        :attr:`variance` times :func:`afterglow_factor` of :attr:`zero`, or the smear's
-        own."""
-        if self.smear is not None and afterglow_factor(self.zero) != 1.0:
-            return self.smear[0]
-        return self.variance * afterglow_factor(self.zero)
+        :attr:`variance` times :func:`correlation_factor` of :attr:`zero`, or
+        :attr:`powers`' own."""
+        if self.powers is not None and correlation_factor(self.zero) != 1.0:
+            return self.powers[0]
+        return self.variance * correlation_factor(self.zero)
 
 
 _WHITE = SpectralNoise(0.0, 0.0, (1.0, 1.0), (1.0, 1.0))
+# One axis's ratios for white noise (:func:`_axis_ratios`).
+_WHITE_AXIS: tuple[float, float, None, None] = (1.0, 1.0, None, None)
 
 
 def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
@@ -191,21 +209,28 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
                 means.append(float(np.sum(tile * weights)))
     if not levels:
         return _WHITE
-    zy, py, sy = _axis_correlation(total.T, fx, th, split)
-    zx, px, sx = _axis_correlation(total, fy, tw, split)
-    smear = afterglow = None
-    if (sy is None) != (sx is None):
-        # The profile is a median over rows of a sum over tiles: in units of one tile's
-        # power, over the median of a Gamma(tiles) variable.
-        scale = _gamma_median(len(levels))
+    zy, py, sy, cy = _axis_correlation(total.T, fx, th, split)
+    zx, px, sx, cx = _axis_correlation(total, fy, tw, split)
+    powers = afterglow = None
+    # The profiles are medians over rows of a sum over tiles: in units of one tile's
+    # power, over the median of a Gamma(tiles) variable.
+    scale = _gamma_median(len(levels))
+    if cy is not None and cx is not None:
+        if correlation_factor((zy, zx)) != 1.0:
+            # Both axes: the high band whitened by the product of the fitted spectra
+            # (each 1 on average over its own band) is the level of that product.
+            level = float(np.median(total[corner] / np.outer(cy[fy > _BAND], cx[fx > _BAND])))
+            level /= scale
+            powers = (level * zy * zx, level * py * px)
+    elif (sy is None) != (sx is None):
         shape = sx if sy is None else sy
         if shape.smear is not None:
-            smear = (shape.smear[0] / scale, shape.smear[1] / scale)
+            powers = (shape.smear[0] / scale, shape.smear[1] / scale)
         if shape.afterglow is not None:
             c, power = shape.afterglow
             afterglow = (c, power / scale)
     return SpectralNoise(
-        float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), smear, afterglow
+        float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), powers, afterglow
     )
 
 
@@ -229,7 +254,7 @@ def _gamma_median(shape: int) -> float:
 
 def _axis_correlation(
     total: np.ndarray, other: np.ndarray, n: int, split: bool = False
-) -> tuple[float, float, _Shape | None]:
+) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """:func:`_axis_ratios` of the profile along the last axis of ``total``: the median
     over the rows whose frequency ``other`` is high (the median ignores a few Bragg
     peaks there)."""
@@ -238,17 +263,18 @@ def _axis_correlation(
 
 def _axis_ratios(
     profile: np.ndarray, n: int, split: bool = False
-) -> tuple[float, float, _Shape | None]:
-    """``(zero, pixel, shape)``: the AR spectrum fitted to one axis's profile (full
-    ``fftfreq`` order, length ``n``) at zero frequency and averaged over all frequencies,
-    each over its mean at ``0.25 < |f| ≤ 0.5`` (with ``split``, the profile split into
-    shot and white noise, :func:`_afterglow_split`), or a smear's spectrum where no AR spectrum
-    fits (:func:`_moving_average_ratios`, which also gives the profile's own powers);
-    ``(1, 1, None)`` when indistinguishable from white."""
+) -> tuple[float, float, _Shape | None, np.ndarray | None]:
+    """``(zero, pixel, shape, curve)``: the AR spectrum fitted to one axis's profile
+    (full ``fftfreq`` order, length ``n``) at zero frequency and averaged over all
+    frequencies, each over its mean at ``0.25 < |f| ≤ 0.5`` (with ``split``, the profile
+    split into shot and white noise, :func:`_afterglow_split`), or a smear's spectrum
+    where no AR spectrum fits (:func:`_moving_average_ratios`, which also gives the
+    profile's own powers); ``curve`` is the fitted spectrum at the ``n`` frequencies
+    over the same mean.  ``(1, 1, None, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     p = profile[k]
     if not np.all(p > 0):
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     u = 1.0 - np.cos(2.0 * np.pi * k / n)
     # Least squares of poly(u) · p ≈ 1: relative errors, as the median powers have.
     design = p[:, None] * u[:, None] ** np.arange(_AR_DEGREE + 1)
@@ -259,16 +285,22 @@ def _axis_ratios(
     fitted = design @ coef
     grid = np.linspace(0.0, 0.5, 513)
     if not np.all(fitted > 0) or float(np.std(np.log(fitted))) > _FIT_SPREAD:
-        return _moving_average_ratios(p, u, grid)
+        return _moving_average_ratios(p, u, grid, n)
     inverse = np.polynomial.polynomial.polyval(1.0 - np.cos(2.0 * np.pi * grid), coef)
     if not np.all(inverse > 0):
-        return _moving_average_ratios(p, u, grid)
+        return _moving_average_ratios(p, u, grid, n)
     band = np.mean(1.0 / inverse[grid > _BAND])
     ratio = float((1.0 / inverse[0]) / band)
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     shape = _Shape(afterglow=_afterglow_split(p, u)) if split else None
-    return ratio, float(np.mean(1.0 / inverse) / band), shape
+    curve = 1.0 / np.polynomial.polynomial.polyval(_u_all(n), coef) / band
+    return ratio, float(np.mean(1.0 / inverse) / band), shape, curve
+
+
+def _u_all(n: int) -> np.ndarray:
+    """``1 − cos 2πf`` at the ``n`` frequencies of ``fftfreq(n)``."""
+    return 1.0 - np.cos(2.0 * np.pi * np.fft.fftfreq(n))
 
 
 #: The afterglow coefficients ``c`` :func:`_afterglow_split` tries (an exponential
@@ -312,11 +344,11 @@ def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
 
 
 def _moving_average_ratios(
-    p: np.ndarray, u: np.ndarray, grid: np.ndarray
-) -> tuple[float, float, _Shape | None]:
-    """``(zero, pixel, smear)`` of a moving-average spectrum (a symmetric smear) fitted
-    to a profile that no AR spectrum describes; ``(1, 1, None)`` when it is not one
-    either, or white.
+    p: np.ndarray, u: np.ndarray, grid: np.ndarray, n: int
+) -> tuple[float, float, _Shape | None, np.ndarray | None]:
+    """``(zero, pixel, smear, curve)`` of a moving-average spectrum (a symmetric smear)
+    fitted to a profile that no AR spectrum describes (``curve``: as
+    :func:`_axis_ratios`'); ``(1, 1, None, None)`` when it is not one either, or white.
 
     The amplitude ``√p`` is fitted as a quadratic in ``u`` and must fall to under half
     its zero-frequency value at the Nyquist frequency.  Such a spectrum falls to
@@ -331,21 +363,22 @@ def _moving_average_ratios(
     coef = np.linalg.lstsq(design, amplitude, rcond=None)[0]
     residual = amplitude - design @ coef
     if float(np.sqrt(np.mean(residual**2) / np.mean(amplitude**2))) > _MA_SPREAD:
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     at_nyquist = np.polynomial.polynomial.polyval(2.0, coef)
     if not (coef[0] > 0 and abs(at_nyquist) < _MA_NYQUIST * coef[0]):
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     power = np.polynomial.polynomial.polyval(1.0 - np.cos(2.0 * np.pi * grid), coef) ** 2
     band = float(np.mean(power[grid > _BAND]))
     if not band > 0:
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     ratio = float(power[0]) / band
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
-        return 1.0, 1.0, None
+        return _WHITE_AXIS
     return (
         ratio,
         float(np.mean(power)) / band,
         _Shape(smear=(float(power[0]), float(np.mean(power)))),
+        np.polynomial.polynomial.polyval(_u_all(n), coef) ** 2 / band,
     )
 
 
@@ -355,27 +388,32 @@ def pixel_equivalent(estimate: NoiseEstimate, image: np.ndarray) -> NoiseEstimat
     dose's white noise per pixel, but more than the fit's high-pass kernel sees.  What a
     noise-aware model is told, and what a residual that is all noise has.
 
-    Only noise correlated along exactly one axis (:func:`afterglow_factor`) is scaled: a
-    detector's afterglow acts along the fast scan only, while a smooth (noise-free,
-    filtered or already denoised) image falls off at high frequencies in every direction
-    (a simulated lattice reads 13–150 along both).
+    Noise correlated along one axis (a detector's afterglow or bandwidth, along the fast
+    scan) or along both, mildly along one of them (a resampled frame), is scaled
+    (:func:`correlation_factor`); a filtered, denoised or noise-free image, which falls
+    off steeply at high frequencies in every direction, is told its noise as fitted.
     """
     spectrum = spectral_noise(check_image(image, name="image", ndim=(2, 3)))
     fitted = estimate.as_fitted()
-    if afterglow_factor(spectrum.zero) == 1.0:
+    if correlation_factor(spectrum.zero) == 1.0:
         return fitted
-    if spectrum.smear is not None:
-        # A smear: its per-pixel variance measured from the spectrum, over the fit's.
+    if spectrum.powers is not None:
+        # A smear or a resampled frame: its per-pixel variance measured from the
+        # spectrum, over the fit's.
         seen = float(fitted.variance(spectrum.level))
-        return fitted.correlated(spectrum.smear[1] / seen) if seen > 0 else fitted
+        return fitted.correlated(spectrum.powers[1] / seen) if seen > 0 else fitted
     return fitted.correlated(spectrum.pixel[0] * spectrum.pixel[1])
 
 
-def afterglow_factor(factors: tuple[float, float]) -> float:
+def correlation_factor(factors: tuple[float, float]) -> float:
     """The zero-frequency correction for :func:`noise_correlation`'s ``(along y, along
-    x)``: the correlated axis's factor when exactly one is, else 1 (the dose read and
-    whether :func:`pixel_equivalent` scales at all)."""
+    x)`` (the dose read, and whether :func:`pixel_equivalent` scales at all): the
+    correlated axis's factor when exactly one is; both's product when both are and the
+    weaker is within :data:`_RESAMPLED_LIMIT` (a resampled frame: the noise spectrum is
+    the product of the axes' for a separable interpolation kernel); else 1."""
     fy, fx = factors
-    if (fy == 1.0) == (fx == 1.0):
+    if fy == 1.0 and fx == 1.0:
+        return 1.0
+    if fy != 1.0 and fx != 1.0 and min(fy, fx) > _RESAMPLED_LIMIT:
         return 1.0
     return fy * fx

@@ -33,7 +33,7 @@ from napari_pinned._util.intensity import check_image
 # The spectrum's level and the noise's correlation, shared with the model's noise.
 from napari_pinned.noise.correlation import (
     SpectralNoise,
-    afterglow_factor,
+    correlation_factor,
     noise_correlation,
     spectral_noise,
 )
@@ -113,8 +113,9 @@ class NoiseReading:
         The image's mean.
     correlation : tuple of float
         ``(along y, along x)``: the noise power at zero frequency over the power the
-        fit's kernel sees, per axis (1 for white noise; when exactly one axis is
-        correlated, as an afterglow's noise is, the dose is divided by its factor).
+        fit's kernel sees, per axis (1 for white noise; when one axis is correlated,
+        as an afterglow's noise is, or both as a resampled frame's are, the dose is
+        corrected for it: :func:`napari_pinned.noise.correlation.correlation_factor`).
     quantum : float
         The values' step (0 when continuous).
     reason : str
@@ -134,9 +135,9 @@ class NoiseReading:
 
     @property
     def correlated(self) -> bool:
-        """True when the noise was found correlated along one axis (an afterglow) and
-        the dose corrected for it."""
-        return afterglow_factor(self.correlation) != 1.0
+        """True when the noise was found correlated along one axis (an afterglow) or
+        along both (a resampled frame) and the dose corrected for it."""
+        return correlation_factor(self.correlation) != 1.0
 
     def line(self, units: str = "") -> str:
         """One line for the user (the dock's label, the CLI), e.g. ``"≈ 20 e⁻/px at the
@@ -148,11 +149,14 @@ class NoiseReading:
         if self.kind == "counts":
             assert self.dose is not None
             note = ""
-            if self.correlated:
-                axis = "x" if self.correlation[1] >= self.correlation[0] else "y"
+            fy, fx = self.correlation
+            if self.correlated and fy != 1.0 and fx != 1.0:
+                note = "; noise correlated along both axes (resampled?), dose corrected"
+            elif self.correlated:
+                axis = "x" if fx >= fy else "y"
                 note = f"; noise correlated along {axis} (afterglow?), dose corrected"
             elif self.correlation != (1.0, 1.0):
-                note = "; noise correlated along both axes (smoothed or resampled?)"
+                note = "; noise correlated along both axes (smoothed?)"
             return f"≈ {_dose_text(self.dose)} e⁻/px at the mean intensity ({sigma}{note})"
         told = f"denoised with the measured noise ({sigma}, in the image's units), no dose"
         if self.kind == "gaussian":
@@ -233,9 +237,10 @@ def read_noise(
         return NoiseReading("noise-free", None, sigma, mean, (1.0, 1.0), quantum, "", given)
     spectrum = spectral_noise(arr, split=True)
     # The noise at zero frequency sets the dose, whatever the detector's afterglow or
-    # smear (noise correlated both ways is neither, and is read as white).
+    # smear or a resampling (noise smoothed both ways is none of them, and is read as
+    # white).
     power, level_at, corr = spectrum.zero_power, spectrum.level, spectrum.zero
-    factor = afterglow_factor(corr)
+    factor = correlation_factor(corr)
     dose, reason = None, ""
     if not shot:
         if high - low <= _FLAT_SIGMAS * sigma:
@@ -320,7 +325,7 @@ def _afterglow_zero(
     The line's offset holds all the read noise but only ``κ`` of the shot noise, which
     is why its own zero lies far too low.
     """
-    if spectrum.afterglow is None or afterglow_factor(spectrum.zero) == 1.0 or line is None:
+    if spectrum.afterglow is None or correlation_factor(spectrum.zero) == 1.0 or line is None:
         return None
     c, power = spectrum.afterglow
     if c < _SPLIT_LEAST_C or line[0] <= 0:

@@ -94,6 +94,7 @@ CORRELATION_WHITE_TOLERANCE = 0.5
 CORRELATION_FIT_SPREAD = 0.4
 CORRELATION_SMEAR_SPREAD = 0.25
 CORRELATION_SMEAR_NYQUIST = 0.5
+CORRELATION_RESAMPLED_LIMIT = 12.0
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -436,14 +437,16 @@ def _axis_ratios(
     band: float = CORRELATION_BAND,
     tolerance: float = CORRELATION_WHITE_TOLERANCE,
     spread: float = CORRELATION_FIT_SPREAD,
-) -> Tuple[float, float, float, float]:
+) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
     spectrum fitted by least squares (through its normal equations), or of a smear's
-    where none fits, then with the smear's zero-frequency and mean powers (-1 without)."""
+    where none fits, then with the smear's zero-frequency and mean powers (-1 without)
+    and the fitted spectrum at the ``n`` frequencies over its band mean (empty when
+    white)."""
     k = torch.arange(skip, n // 2 + 1)
     p = profile[k]
     if not bool((p > 0).all()):
-        return 1.0, 1.0, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     u = 1.0 - torch.cos(2.0 * math.pi * k.to(torch.float64) / n)
     grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
     design = torch.stack([p, p * u], dim=1)
@@ -451,52 +454,68 @@ def _axis_ratios(
     rhs = design.T @ torch.ones_like(p)
     det = float(normal[0, 0] * normal[1, 1] - normal[0, 1] * normal[1, 0])
     if det == 0.0:
-        return _smear_ratios(p, u, grid, band, tolerance)
+        return _smear_ratios(p, u, grid, n, band, tolerance)
     c0 = float(normal[1, 1] * rhs[0] - normal[0, 1] * rhs[1]) / det
     c1 = float(normal[0, 0] * rhs[1] - normal[1, 0] * rhs[0]) / det
     fitted = c0 * p + c1 * p * u
     if not bool((fitted > 0).all()) or float(torch.log(fitted).std(unbiased=False)) > spread:
-        return _smear_ratios(p, u, grid, band, tolerance)
+        return _smear_ratios(p, u, grid, n, band, tolerance)
     inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
     if not bool((inverse > 0).all()):
-        return _smear_ratios(p, u, grid, band, tolerance)
+        return _smear_ratios(p, u, grid, n, band, tolerance)
     mean_band = float((1.0 / inverse[grid > band]).mean())
     ratio = (1.0 / float(inverse[0])) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
-        return 1.0, 1.0, -1.0, -1.0
-    return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
+    curve = 1.0 / (c0 + c1 * _u_all(n, p)) / mean_band
+    return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0, curve
 
 
 def _smear_ratios(
     p: torch.Tensor,
     u: torch.Tensor,
     grid: torch.Tensor,
+    n: int,
     band: float,
     tolerance: float,
     spread: float = CORRELATION_SMEAR_SPREAD,
     nyquist: float = CORRELATION_SMEAR_NYQUIST,
-) -> Tuple[float, float, float, float]:
+) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._moving_average_ratios: the amplitude fitted as a
-    quadratic in ``u`` (normal equations), ``(zero, pixel, zero power, mean power)``."""
+    quadratic in ``u`` (normal equations), ``(zero, pixel, zero power, mean power,
+    curve)``."""
     amplitude = p.sqrt()
     design = torch.stack([torch.ones_like(u), u, u * u], dim=1)
     coef = torch.linalg.solve(design.T @ design, design.T @ amplitude)
     residual = amplitude - design @ coef
     if float(((residual**2).mean() / (amplitude**2).mean()).sqrt()) > spread:
-        return 1.0, 1.0, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     c0 = float(coef[0])
     if not (c0 > 0.0 and abs(c0 + 2.0 * float(coef[1]) + 4.0 * float(coef[2])) < nyquist * c0):
-        return 1.0, 1.0, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     ug = 1.0 - torch.cos(2.0 * math.pi * grid)
     power = (coef[0] + coef[1] * ug + coef[2] * ug * ug) ** 2
     mean_band = float(power[grid > band].mean())
     if not mean_band > 0:
-        return 1.0, 1.0, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     ratio = float(power[0]) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
-        return 1.0, 1.0, -1.0, -1.0
+        return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     mean = float(power.mean())
-    return ratio, mean / mean_band, float(power[0]), mean
+    ua = _u_all(n, p)
+    curve = (coef[0] + coef[1] * ua + coef[2] * ua * ua) ** 2 / mean_band
+    return ratio, mean / mean_band, float(power[0]), mean, curve
+
+
+def _no_curve(like: torch.Tensor) -> torch.Tensor:
+    """The empty curve of a white axis (TorchScript allows no global tensors)."""
+    return torch.empty(0, dtype=torch.float64, device=like.device)
+
+
+def _u_all(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``1 − cos 2πf`` at the ``n`` frequencies of ``fftfreq(n)``, on ``like``'s device."""
+    f = torch.fft.fftfreq(n, dtype=torch.float64, device=like.device)
+    return 1.0 - torch.cos(2.0 * math.pi * f)
 
 
 def _median_rows(values: torch.Tensor) -> torch.Tensor:
@@ -522,10 +541,12 @@ def noise_correlation_factor(
     offset: float,
     tile: int = CORRELATION_TILE,
     band: float = CORRELATION_BAND,
+    resampled_limit: float = CORRELATION_RESAMPLED_LIMIT,
 ) -> float:
     """The factor napari_pinned.noise.correlation.pixel_equivalent scales the fit
     ``gain · I + offset`` by: the noise a pixel carries over what the fit sees, when the
-    noise is correlated along exactly one axis (1 otherwise)."""
+    noise is correlated along one axis, or along both with the weaker within
+    ``CORRELATION_RESAMPLED_LIMIT`` (a resampled frame); 1 otherwise."""
     h = x.shape[0]
     w = x.shape[1]
     th = min(h, tile)
@@ -552,16 +573,25 @@ def noise_correlation_factor(
             used += 1
     if used == 0:
         return 1.0
-    zy, py, _, sy = _axis_ratios(_median_rows(total[:, fx > band].T), th)
-    zx, px, _, sx = _axis_ratios(_median_rows(total[fy > band, :]), tw)
-    if (zy == 1.0) == (zx == 1.0):
+    zy, py, _, sy, cy = _axis_ratios(_median_rows(total[:, fx > band].T), th)
+    zx, px, _, sx, cx = _axis_ratios(_median_rows(total[fy > band, :]), tw)
+    if zy == 1.0 and zx == 1.0:
         return 1.0
+    # The profiles are medians over rows of a sum over tiles: over Wilson & Hilferty's
+    # median of a Gamma(tiles) variable; the fit's variance at the tiles' mean level.
+    scale = used * (1.0 - 1.0 / (9.0 * used)) ** 3
+    seen = gain * (level / used) + offset
+    if zy != 1.0 and zx != 1.0:
+        if min(zy, zx) > resampled_limit:
+            return 1.0
+        # A resampled frame: the high band whitened by the product of the fitted
+        # spectra gives the level; the per-pixel variance over the fit's.
+        corner = total[fy > band][:, fx > band] / torch.outer(cy[fy > band], cx[fx > band])
+        per_pixel = _median(corner.flatten()) / scale * py * px
+        return per_pixel / seen if seen > 0.0 else 1.0
     if (sy < 0.0) != (sx < 0.0):
-        # A smear: its per-pixel variance (the profile is a median over rows of a sum
-        # over tiles: Wilson & Hilferty's median of a Gamma(tiles) variable) over the
-        # fit's at the tiles' mean level.
-        smear = (sx if sy < 0.0 else sy) / (used * (1.0 - 1.0 / (9.0 * used)) ** 3)
-        seen = gain * (level / used) + offset
+        # A smear: its per-pixel variance over the fit's.
+        smear = (sx if sy < 0.0 else sy) / scale
         return smear / seen if seen > 0.0 else 1.0
     return py * px
 
