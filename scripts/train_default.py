@@ -126,6 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "along the fast scan (a detector's finite bandwidth, StemRecording.smear 0–0.3)",
     )
     parser.add_argument(
+        "--resample-fraction",
+        type=float,
+        default=0.0,
+        help="share of recordings resampled after recording, as drift correction does "
+        "(StemRecording.resample: a rotation of up to 4° and a sub-pixel shift, linear)",
+    )
+    parser.add_argument(
         "--init",
         help="fine-tune this model (a shipped model's name or a file) instead of a new one",
     )
@@ -202,6 +209,12 @@ def export(
                 if args.smear_fraction > 0
                 else ""
             )
+            + (
+                f"; {args.resample_fraction:.0%} of the frames resampled after recording "
+                "(a rotation of up to 4° and a sub-pixel shift, linear interpolation)"
+                if args.resample_fraction > 0
+                else ""
+            )
         ),
         script=f"scripts/train_default.py {' '.join(sys.argv[1:] if argv is None else argv)}",
     )
@@ -252,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         stem_noise=replace(
             SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
             smear_fraction=args.smear_fraction,
+            resample_fraction=args.resample_fraction,
         ),
         init_model=None if args.grow else args.init,
         steps=args.steps,

@@ -387,7 +387,10 @@ class StemNoiseRanges:
     noise at the mean dose, the converter's offset relative to the read noise (at least
     0.5 e⁻).  The scanning detector's terms (afterglow τ in px, line gains, dark counts
     in e⁻/px, the converter's offset and clipping, dropped lines) are off here; the
-    :data:`SCANNING_DETECTOR` ranges turn them on.
+    :data:`SCANNING_DETECTOR` ranges turn them on.  ``resample_fraction`` of the frames
+    are resampled after recording (drift correction, registration: a rotation of
+    ``resample_rotation`` degrees either way and a shift uniform in 0–1 px along each
+    axis, linear interpolation), off by default.
     """
 
     dose: tuple[float, float] = (0.3, 1000.0)
@@ -414,6 +417,8 @@ class StemNoiseRanges:
     adc_offset: tuple[float, float] = (-1.0, 3.0)
     dropped_fraction: float = 0.0
     dropped_lines: tuple[float, float] = (0.0, 0.01)
+    resample_fraction: float = 0.0
+    resample_rotation: tuple[float, float] = (0.0, 4.0)
 
     def __post_init__(self) -> None:
         lo, hi = self.dose
@@ -431,6 +436,7 @@ class StemNoiseRanges:
             "dark_fraction",
             "adc_fraction",
             "dropped_fraction",
+            "resample_fraction",
         ):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:

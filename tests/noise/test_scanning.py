@@ -149,9 +149,37 @@ def test_dropped_lines_carry_offset_and_read_noise_only():
 def test_ranges_without_the_scanning_terms_draw_what_they_always_drew():
     plain = [draw_recording(np.random.default_rng(s), StemNoiseRanges()) for s in range(50)]
     assert all(
-        r.afterglow == r.line_gain == r.dark == r.dropped_lines == 0 and r.adc_offset is None
+        r.afterglow == r.line_gain == r.dark == r.dropped_lines == 0
+        and r.adc_offset is None
+        and r.resample == (0.0, 0.0, 0.0)
         for r in plain
     )
+
+
+def test_resampled_frames_are_drawn_in_their_share_and_resampled_as_asked(lattice):
+    from dataclasses import replace
+
+    n = 2000
+    rng = np.random.default_rng(7)
+    ranges = replace(SCANNING_DETECTOR, resample_fraction=0.3)
+    drawn = [draw_recording(rng, ranges) for _ in range(n)]
+    resampled = [r.resample for r in drawn if r.resample != (0.0, 0.0, 0.0)]
+    # Binomial: 5 standard errors.
+    assert len(resampled) / n == pytest.approx(0.3, abs=5 * math.sqrt(0.3 * 0.7 / n))
+    rotations = np.array([r[0] for r in resampled])
+    assert np.all(np.abs(rotations) <= ranges.resample_rotation[1])
+    assert np.any(rotations < 0) and np.any(rotations > 0)
+    assert all(0.0 <= dy < 1.0 and 0.0 <= dx < 1.0 for _, dy, dx in resampled)
+    # The recording is the plain one resampled, recorded and expected image alike.
+    plain = StemRecording(20.0, read_noise=0.5)
+    turned = replace(plain, resample=(3.0, 0.3, 0.6))
+    noisy, expected = record_stem_image(lattice, plain, np.random.default_rng(8))
+    got, got_expected = record_stem_image(lattice, turned, np.random.default_rng(8))
+    assert np.allclose(got, resample_frame(noisy, 3.0, (0.3, 0.6)), atol=1e-4)
+    assert np.allclose(got_expected, resample_frame(expected, 3.0, (0.3, 0.6)), atol=1e-4)
+    for bad in ((50.0, 0.0, 0.0), (1.0, float("nan"), 0.0), (1.0, 0.0)):
+        with pytest.raises(ValueError, match="resample"):
+            StemRecording(20.0, resample=bad)
 
 
 def test_the_scanning_detector_ranges_draw_each_term_in_its_share():

@@ -180,7 +180,8 @@ def test_a_run_sized_to_the_time_is_exported_when_its_steps_are_done(tmp_path, m
 
 def test_a_run_fine_tuned_from_a_file_records_it_and_draws_smears(tmp_path):
     """``--init FILE`` without ``--grow``: the model written names the file by content;
-    ``--smear-fraction`` puts the detector's symmetric smear into the recordings."""
+    ``--smear-fraction`` puts the detector's symmetric smear into the recordings,
+    ``--resample-fraction`` frames resampled after recording."""
     import hashlib
 
     from napari_pinned.nn.model_files import default_model_path
@@ -190,7 +191,8 @@ def test_a_run_fine_tuned_from_a_file_records_it_and_draws_smears(tmp_path):
     start = default_model_path()
     out = tmp_path / "tuned.pt"
     argv = [
-        "--scanning-detector", "--smear-fraction", "0.4", "--init", str(start),
+        "--scanning-detector", "--smear-fraction", "0.4", "--resample-fraction", "0.2",
+        "--init", str(start),
         "--images", "4", "--shape", "192", "--steps", "2", "--batch", "2", "--patch", "64",
         "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "run.ckpt"),
     ]  # fmt: skip
@@ -202,3 +204,5 @@ def test_a_run_fine_tuned_from_a_file_records_it_and_draws_smears(tmp_path):
     stem = bundle.metadata["train_config"]["stem_noise"]
     assert stem["smear_fraction"] == 0.4 and stem["afterglow_fraction"] > 0
     assert "smeared symmetrically" in bundle.metadata["training_data"]
+    assert stem["resample_fraction"] == 0.2
+    assert "resampled after recording" in bundle.metadata["training_data"]

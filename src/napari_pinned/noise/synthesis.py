@@ -555,6 +555,12 @@ class StemRecording:
     dropped_lines : float
         Share of the scan lines recorded without signal (offset and read noise only);
         the expected image has those lines without signal as well.
+    resample : tuple of float
+        ``(rotation in degrees, dy, dx)``: the frame resampled after recording, as drift
+        correction or registration does, by linear interpolation
+        (:func:`napari_pinned.noise.scanning.resample_frame`), recorded and expected
+        image alike; its noise comes out correlated along both axes.  Zeros: not
+        resampled.
     """
 
     dose: float
@@ -569,6 +575,7 @@ class StemRecording:
     dark: float = 0.0
     adc_offset: float | None = None
     dropped_lines: float = 0.0
+    resample: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dose) and self.dose > 0):
@@ -583,6 +590,14 @@ class StemRecording:
             isinstance(self.adc_offset, (int, float)) and math.isfinite(self.adc_offset)
         ):
             raise ValueError(f"adc_offset must be a finite number or None, got {self.adc_offset!r}")
+        if len(self.resample) != 3 or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in self.resample
+        ):
+            raise ValueError(
+                f"resample must be three finite numbers (degrees, dy, dx), got {self.resample!r}"
+            )
+        if abs(self.resample[0]) > 45.0:
+            raise ValueError(f"resample rotation must be within ±45°, got {self.resample[0]!r}")
 
 
 def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRecording:
@@ -620,7 +635,11 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
         scan["adc_offset"] = float(rng.uniform(*ranges.adc_offset)) * max(read, 0.5)
     if ranges.dropped_fraction > 0 and rng.random() < ranges.dropped_fraction:
         scan["dropped_lines"] = float(rng.uniform(*ranges.dropped_lines))
-    return StemRecording(dose, read, jitter, line, drift, quantum, smear, **scan)
+    resample = (0.0, 0.0, 0.0)
+    if ranges.resample_fraction > 0 and rng.random() < ranges.resample_fraction:
+        rotation = float(rng.uniform(*ranges.resample_rotation)) * float(rng.choice([-1, 1]))
+        resample = (rotation, float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.0, 1.0)))
+    return StemRecording(dose, read, jitter, line, drift, quantum, smear, **scan, resample=resample)
 
 
 def record_stem_image(
@@ -684,4 +703,8 @@ def record_stem_image(
         kernel = np.array([a, 1.0 - 2.0 * a, a])
         recorded = correlate1d(recorded, kernel, axis=-1, mode="reflect").astype(np.float32)
         expected = correlate1d(expected, kernel, axis=-1, mode="reflect").astype(np.float32)
+    if recording.resample != (0.0, 0.0, 0.0):
+        rotation, dy, dx = recording.resample
+        recorded = scanning.resample_frame(recorded, rotation, (dy, dx)).astype(np.float32)
+        expected = scanning.resample_frame(expected, rotation, (dy, dx)).astype(np.float32)
     return recorded, expected.astype(np.float32, copy=False)
