@@ -91,3 +91,21 @@ def test_scoring_only_some_pixels_and_bad_frames():
     assert identity.risks[0] == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match="2D frame"):
         measure_scan_noise(np.zeros((8, 64)))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 63), (100, 37), (33, 34)])
+def test_the_band_profiles_from_the_half_spectrum_are_the_full_spectrums(shape):
+    """The half spectrum of a real frame gives the same profiles as the full complex
+    transform did, to rounding, on even and odd sides."""
+    from napari_pinned.quality.risk import NO_SIGNAL_FREQUENCY, _band_profiles
+    from napari_pinned.quality.spectra import hann_window
+
+    rng = np.random.default_rng(3)
+    frame = rng.random(shape) * rng.random(shape[1])
+    window = hann_window(shape)
+    power = np.abs(np.fft.fft2((frame - frame.mean()) * window)) ** 2 / np.sum(window**2)
+    high_y = np.abs(np.fft.fftfreq(shape[0])) > NO_SIGNAL_FREQUENCY
+    high_x = np.abs(np.fft.fftfreq(shape[1])) > NO_SIGNAL_FREQUENCY
+    along_x, along_y = _band_profiles(frame)
+    assert along_x == pytest.approx(power[high_y].mean(axis=0), rel=1e-12)
+    assert along_y == pytest.approx(power[:, high_x].mean(axis=1), rel=1e-12)
