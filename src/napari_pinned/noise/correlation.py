@@ -218,9 +218,12 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
     if cy is not None and cx is not None:
         if correlation_factor((zy, zx)) != 1.0:
             # Both axes: the high band whitened by the product of the fitted spectra
-            # (each 1 on average over its own band) is the level of that product.
-            level = float(np.median(total[corner] / np.outer(cy[fy > _BAND], cx[fx > _BAND])))
-            level /= scale
+            # (each 1 on average over its own band) is the level of that product; a
+            # smear's spectrum may vanish at the Nyquist frequency, where nothing is
+            # left to whiten.
+            product = np.outer(cy[fy > _BAND], cx[fx > _BAND])
+            seen = product > 0
+            level = float(np.median(total[corner][seen] / product[seen])) / scale
             powers = (level * zy * zx, level * py * px)
     elif (sy is None) != (sx is None):
         shape = sx if sy is None else sy
