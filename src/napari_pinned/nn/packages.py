@@ -72,7 +72,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "df4003a3c3c27d5aed1e7020d25bb679da97b13436806733a63533ecb3f43edc",
         "c066df508a47356ea197cca8af09b59641e7235bb32061d200db19d7c79825bf",
         "8bbbf10cff3e32efc6f613d638ed657114569d63e7d3056aef8fdb93253dde37",
-        "08421086a1aaf745513f241ee228d5e12c9369b1c5bbf8e8df9bdb232051576a",
+        "98fd00e8bec61adc8d3bd9ededde2a43c633681c224d1a9a724be0b840d5ad92",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

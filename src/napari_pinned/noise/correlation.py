@@ -222,8 +222,8 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
             # smear's spectrum may vanish at the Nyquist frequency, where nothing is
             # left to whiten.
             product = np.outer(cy[fy > _BAND], cx[fx > _BAND])
-            seen = product > 0
-            level = float(np.median(total[corner][seen] / product[seen])) / scale
+            valid = product > 0
+            level = float(np.median(total[corner][valid] / product[valid])) / scale
             powers = (level * zy * zx, level * py * px)
     elif (sy is None) != (sx is None):
         shape = sx if sy is None else sy

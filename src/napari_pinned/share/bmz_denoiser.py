@@ -587,8 +587,8 @@ def noise_correlation_factor(
         # A resampled frame: the high band whitened by the product of the fitted
         # spectra gives the level; the per-pixel variance over the fit's.
         product = torch.outer(cy[fy > band], cx[fx > band])
-        seen = product > 0.0
-        corner = total[fy > band][:, fx > band][seen] / product[seen]
+        valid = product > 0.0
+        corner = total[fy > band][:, fx > band][valid] / product[valid]
         per_pixel = _median(corner.flatten()) / scale * py * px
         return per_pixel / seen if seen > 0.0 else 1.0
     if (sy < 0.0) != (sx < 0.0):
