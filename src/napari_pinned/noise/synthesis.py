@@ -705,6 +705,7 @@ def record_stem_image(
         expected = correlate1d(expected, kernel, axis=-1, mode="reflect").astype(np.float32)
     if recording.resample != (0.0, 0.0, 0.0):
         rotation, dy, dx = recording.resample
-        recorded = scanning.resample_frame(recorded, rotation, (dy, dx)).astype(np.float32)
-        expected = scanning.resample_frame(expected, rotation, (dy, dx)).astype(np.float32)
+        recorded = scanning.resample_frame(recorded, rotation, (dy, dx))
+        recorded = recorded.astype(np.float32, copy=False)
+        expected = scanning.resample_frame(expected, rotation, (dy, dx))
     return recorded, expected.astype(np.float32, copy=False)
