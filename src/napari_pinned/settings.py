@@ -22,6 +22,7 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 #: How many orientations ``denoise(..., orientations=)`` may average the network over
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_TILE",
     "MAX_STRENGTH",
     "MIN_TILE",
+    "NOISE_AWARE_MODEL",
     "NOISE_MODELS",
     "NORMALIZATIONS",
     "ORIENTATION_COUNTS",
@@ -454,6 +456,13 @@ SCANNING_DETECTOR = StemNoiseRanges(
     dark_fraction=0.2,
     adc_fraction=0.2,
     dropped_fraction=0.05,
+)
+
+#: What a new network trained on realistic recordings (``noise_model="stem"``) is given:
+#: robust normalisation and the noise map, so that it learns every dose as the shipped
+#: default does (the Train dock and ``napari-pinned train --noise stem`` alike).
+NOISE_AWARE_MODEL: Mapping[str, str] = MappingProxyType(
+    {"normalization": "robust", "conditioning": "noise-map"}
 )
 
 

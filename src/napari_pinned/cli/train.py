@@ -31,7 +31,14 @@ from napari_pinned.cli.signals import import_torch
 from napari_pinned.cli.training_job import save_best_model, saved_status, took, training_to_end
 from napari_pinned.io.safe_write import check_outputs
 from napari_pinned.physics.defaults import DEFAULT_PIXEL_SIZE
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.settings import (
+    NOISE_AWARE_MODEL,
+    NOISE_MODELS,
+    LossWeights,
+    ModelConfig,
+    StemNoiseRanges,
+    TrainConfig,
+)
 
 #: What the pairing rule calls the training files.
 _FILE_KINDS = ("--clean file", "--noisy file")
@@ -52,6 +59,8 @@ def add_parser(sub: Any) -> None:
         "2000 steps take about\n3 minutes on 2 CPU cores.",
         "  napari-pinned train --materials InN graphene ZrO2 AlGaN NaCN --steps 2000 -o model.pt\n"
         "  napari-pinned train --init default --clean sum1.tif sum2.tif --steps 500 -o mine.pt\n"
+        "  napari-pinned train --init default --materials SrTiO3 --pixel-size 0.079 "
+        "--doses 1 30 -o srtio3.pt\n"
         "  napari-pinned train --blind-spot --noisy scan.dm4 --init default -o scan-model.pt",
     )
     p.add_argument("--clean", nargs="+", type=Path, help="clean training images")
@@ -124,9 +133,11 @@ def _add_noise_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     _add_range(p, "--levels", level, defaults.noise_levels, "CDN level range for synthetic noise")
     p.add_argument(
         "--noise",
-        choices=["cdn", "dose", "mix"],
-        default=defaults.noise_model,
-        help="synthetic noise: the paper's CDN, the dose model, or a mix",
+        choices=NOISE_MODELS,
+        help="synthetic noise: the paper's CDN, the dose model, a mix of the two, or "
+        "realistic STEM recordings at any dose (stem: what the default model learned "
+        "from). Default: stem when fine-tuning a noise-aware model such as 'default', "
+        f"else {defaults.noise_model}",
     )
     _add_range(
         p,
@@ -134,6 +145,13 @@ def _add_noise_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
         positive,
         defaults.dose_counts,
         "dose model: detected e⁻ per pixel at full intensity",
+    )
+    _add_range(
+        p,
+        "--doses",
+        positive,
+        defaults.stem_noise.dose,
+        "stem noise: mean detected e⁻ per pixel, drawn log-uniformly",
     )
     p.add_argument(
         "--blind-spot",
@@ -281,7 +299,9 @@ def _load_training_images(args: argparse.Namespace) -> tuple[list[np.ndarray], l
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
     """The network to train: ``--architecture``'s preset, at the default model's size
-    for the default architecture (the shipped models'), with ``--width``/``--depth``."""
+    for the default architecture (the shipped models'), with ``--width``/``--depth``;
+    noise-aware (:data:`~napari_pinned.settings.NOISE_AWARE_MODEL`) for ``--noise
+    stem``, as in the Train dock."""
     default = ModelConfig()
     architecture = args.architecture or default.architecture
     # The paper's network and "tiny" keep their preset's size.
@@ -291,7 +311,8 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
         else {}
     )
     sizes.update({k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None})
-    return ModelConfig.preset(architecture, **sizes)
+    aware = dict(NOISE_AWARE_MODEL) if args.noise == "stem" else {}
+    return ModelConfig.preset(architecture, **sizes, **aware)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -305,8 +326,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _settings(args: argparse.Namespace) -> TrainConfig:
-    """The run's settings from the options, without torch; unset loss weights are the
-    core's."""
+    """The run's settings from the options, without torch; unset loss weights and an
+    unset ``--noise`` are the core's (:func:`_resolve_noise` sets the latter once the
+    model to fine-tune is known)."""
     defaults = LossWeights()
     weights = LossWeights(
         tv=defaults.tv if args.lambda_tv is None else args.lambda_tv,
@@ -322,8 +344,9 @@ def _settings(args: argparse.Namespace) -> TrainConfig:
         patch_size=args.patch_size,
         learning_rate=args.lr,
         noise_levels=(args.levels[0], args.levels[1]),
-        noise_model=args.noise,
+        noise_model=args.noise or TrainConfig().noise_model,
         dose_counts=(args.dose_counts[0], args.dose_counts[1]),
+        stem_noise=StemNoiseRanges(dose=(args.doses[0], args.doses[1])),
         self_supervised="blind-spot" if args.blind_spot else None,
         validate_every=None,  # auto, as the dock
         init_model=args.init,
@@ -347,6 +370,27 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
     )
 
 
+def _resolve_noise(args: argparse.Namespace) -> None:
+    """Set ``args.noise`` where it was left out, and refuse synthetic noise that a
+    noise-aware start model (the shipped default) cannot learn from, before any data
+    is read.  Reads the start model's header (torch is loaded)."""
+    if args.blind_spot or args.noisy:
+        return  # no synthetic noise
+    aware = False
+    if args.init is not None:
+        from napari_pinned.nn.resolve import load_model
+
+        aware = load_model(args.init, device="cpu").config.conditioned
+    if args.noise is None:
+        args.noise = "stem" if aware else TrainConfig().noise_model
+    elif aware and args.noise != "stem":
+        raise ValueError(
+            f"--init {args.init} is a noise-aware model: it learns from --noise stem "
+            "(realistic recordings, the default with it), paired --noisy images or "
+            f"--blind-spot, not --noise {args.noise}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Check, load the data, train with a progress bar, save the best model."""
     _check_args(args)
@@ -354,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_pinned.training.run import train
 
+    _resolve_noise(args)
     config = _train_config(args)
     clean, noisy = _load_training_images(args)
     job = train(config, clean, noisy, seed=args.seed, device=args.device)

@@ -62,7 +62,7 @@ class MatchPanel(QGroupBox):
         self.match_button = QPushButton(_CONTEXT)
         self.match_button.setToolTip(
             "Simulate random specimens of the material at the image's pixel size, then "
-            "fine-tune the default model on them with CDN and dose noise"
+            "fine-tune the default model on realistic recordings of them at any dose"
         )
         self.match_button.clicked.connect(on_click)
         form.addRow("Image", self.match_layer.native)

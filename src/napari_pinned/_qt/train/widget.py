@@ -226,15 +226,11 @@ class TrainWidget(QWidget):
             If a setting is invalid (the message names it).
         """
         from napari_pinned._util.devices import resolve_device
-        from napari_pinned.settings import TrainConfig
+        from napari_pinned.settings import NOISE_AWARE_MODEL, TrainConfig
 
         noise_model = self.data_panel.noise_model
         # Realistic recordings teach a noise-aware model (as the shipped default).
-        aware = (
-            {"normalization": "robust", "conditioning": "noise-map"}
-            if noise_model == "stem"
-            else {}
-        )
+        aware = dict(NOISE_AWARE_MODEL) if noise_model == "stem" else {}
         model = self.model_panel.model_config(**aware)
         init = self.start_model()
         device = resolve_device(self.device_combo.currentText())
