@@ -373,7 +373,7 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
 def _resolve_noise(args: argparse.Namespace) -> None:
     """Set ``args.noise`` where it was left out, and refuse synthetic noise that a
     noise-aware start model (the shipped default) cannot learn from, before any data
-    is read.  Reads the start model's header (torch is loaded)."""
+    is read.  Loads the start model (torch is loaded by then)."""
     if args.blind_spot or args.noisy:
         return  # no synthetic noise
     aware = False

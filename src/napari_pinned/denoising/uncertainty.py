@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.0217, 0.001671, 0.005669),
-    2: (1.517, 0.01715, 0.001632, 0.005699),
-    4: (2.297, 0.01302, 0.001576, 0.005328),
-    8: (2.562, 0.01039, 0.001542, 0.005339),
+    1: (0.0, 0.01615, 0.001636, 0.007159),
+    2: (1.693, 0.0118, 0.001547, 0.007136),
+    4: (2.242, 0.00837, 0.001486, 0.006748),
+    8: (2.491, 0.006, 0.001428, 0.006887),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
