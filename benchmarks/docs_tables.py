@@ -3,10 +3,10 @@
 Every number in the README, the model cards and docs/benchmarks.md that comes from
 ``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py``,
 ``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/capacity.py``,
-``benchmarks/lattice_prior.py`` or (the ``cdn`` model's tables)
-``benchmarks/quality.py``
-is written here, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so
-that the docs say what the last run measured and nothing typed by hand::
+``benchmarks/lattice_prior.py``, ``benchmarks/self_supervised.py`` or (the ``cdn``
+model's tables) ``benchmarks/quality.py`` is written here, between
+``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so that the docs say what
+the last run measured and nothing typed by hand::
 
     python benchmarks/docs_tables.py            # rewrite every block
     python benchmarks/docs_tables.py --check    # exit 1 if a block differs from the JSON
@@ -28,6 +28,7 @@ import peer_tk_r_em
 import real_micrographs
 import realistic
 import scan_noise
+import self_supervised
 
 from napari_pinned.io.safe_write import write_text
 
@@ -257,6 +258,9 @@ def blocks() -> dict[str, str]:
     prior = _load("lattice_prior.json")
     if prior is not None:
         out["lattice-prior"] = lattice_prior.tables(prior)
+    unsupervised = _load(self_supervised.JSON.name)
+    if unsupervised is not None and "settings" in unsupervised:
+        out["self-supervised"] = self_supervised.markdown(unsupervised)
     cdn = _load("quality.json")
     if cdn is not None:
         out["cdn-benchmark"] = cdn_benchmark(cdn)

@@ -10,32 +10,43 @@ A microscopist's situation, simulated so that the truth is known: a held-out mat
 Methods, each scored against the clean image with PSNR / SSIM and column positions:
 
 * the noisy image; the drift-corrected mean of the series (registration only);
-* the shipped default model as is (trained on CDN, a different noise);
-* **blind-spot** training on the single noisy image alone, from scratch and fine-tuning
-  the default model (Noise2Void-style, :mod:`napari_pinned.training.run`);
+* the shipped default model as is (noise-aware, trained on simulated recordings);
+* **Adapt to this image** (:func:`napari_pinned.training.adapt.adapt`, the Denoise
+  dock's button): blind-spot fine-tuning of the default on the single image with its
+  own settings, kept only where the held-out rows say it helped;
+* **blind-spot** training on the single noisy image alone (Noise2Void-style) from
+  scratch, and fine-tuning the default for every step with no held-out choice;
 * **Noise2Noise** on the even/odd halves of the registered series, applied to the
   drift-corrected mean;
-* **supervised** training on matched synthetic data: random BaTiO3 specimens at the
-  image's pixel size with the dose noise model (the "train for this image" path), from
-  scratch and fine-tuning the default model: what a microscopist gets when the material
-  is known.
+* **supervised** training on matched synthetic data (random BaTiO3 specimens at the
+  image's pixel size, the "train for this image" path): from scratch with the dose
+  noise model, and fine-tuning the default on recordings at the image's dose.
 
-Every trained model is the default model's architecture (U-Net width 8, depth 3) and
-gets the same number of steps::
+Models trained from scratch are a small U-Net (width 8, depth 3); every training gets
+the same number of steps of 8 × 64² px, fine-tunes at the learning rate adapting uses
+(a fifth of training's).  The JSON holds the settings and the default's SHA-256; the
+table in docs/real-data.md is written from it (``benchmarks/docs_tables.py``)::
 
-    python benchmarks/self_supervised.py --threads 2            # ≈ 20 min on 2 cores
-    python benchmarks/self_supervised.py --steps 300 --doses 2000  # a smoke run
+    python benchmarks/self_supervised.py --threads 2            # ≈ 25 min on 2 cores
+    python benchmarks/self_supervised.py --steps 20 --adapt-steps 20 --doses 200 \\
+        --json /tmp/s.json                                       # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _bench import machine
 
 from napari_pinned.denoising.denoiser import denoise
 from napari_pinned.denoising.registration import (
@@ -51,16 +62,40 @@ from napari_pinned.noise.synthesis import add_dose_noise
 from napari_pinned.physics.simulate import random_simulation, simulate
 from napari_pinned.quality.columns import column_accuracy
 from napari_pinned.quality.metrics import compute_metrics
-from napari_pinned.settings import LossWeights, ModelConfig, TrainConfig
+from napari_pinned.settings import (
+    AdaptSettings,
+    LossWeights,
+    ModelConfig,
+    StemNoiseRanges,
+    TrainConfig,
+)
+from napari_pinned.training.adapt import adapt
 from napari_pinned.training.run import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+JSON = ROOT / "benchmarks" / "self_supervised.json"
 MATERIAL = "BaTiO3"
 PIXEL_SIZE = 0.1
 SHAPE = 256
 FRAMES = 8
 DRIFT = (0.3, 0.5)
 READ_NOISE = 0.5
+#: Full-scale intensity of the simulated images (add_dose_noise's data range).
+FULL_SCALE = 255.0
+#: Learning rate of training from scratch; fine-tunes take adapting's (a fifth).
+LEARNING_RATE = 1e-3
+#: The rows of the table, in order (JSON keys).
+METHODS = (
+    "noisy image",
+    "drift-corrected mean",
+    "default model",
+    "Adapt to this image",
+    "blind-spot (from scratch)",
+    "blind-spot (fine-tuned default, every step)",
+    "Noise2Noise (series)",
+    "supervised (matched synthetic, from scratch)",
+    "supervised (matched synthetic, fine-tuned default)",
+)
 
 
 def _config(steps: int, threads: int | None, **overrides) -> TrainConfig:
@@ -70,11 +105,13 @@ def _config(steps: int, threads: int | None, **overrides) -> TrainConfig:
         "steps": steps,
         "batch_size": 8,
         "patch_size": 64,
-        "learning_rate": 1e-3,
-        "warmup_steps": 100,
+        "learning_rate": LEARNING_RATE,
+        "warmup_steps": min(100, max(1, steps // 10)),
         "validate_every": max(1, steps // 10),
         "num_threads": threads,
     }
+    if "init_model" in overrides:
+        base["learning_rate"] = AdaptSettings().learning_rate
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -93,8 +130,25 @@ def _score(
     }
 
 
-def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[str, dict]:
-    """Every method at one total dose (e⁻/Å²)."""
+def _matched_recordings(mean_counts: float) -> StemNoiseRanges:
+    """Recordings like the image's: its mean dose within 2× either way, its read noise,
+    no scan defects (the test image has none)."""
+    return StemNoiseRanges(
+        dose=(mean_counts / 2, mean_counts * 2),
+        clean_fraction=0.0,
+        read_noise=(READ_NOISE, READ_NOISE),
+        jitter_fraction=0.0,
+        line_fraction=0.0,
+        drift_fraction=0.0,
+        quantum_fraction=0.0,
+    )
+
+
+def run_dose(
+    dose: float, steps: int, threads: int | None, seed: int, adapt_steps: int | None = None
+) -> dict[str, dict]:
+    """Every method at one total dose (e⁻/Å²); adapting takes its own settings
+    (:class:`~napari_pinned.settings.AdaptSettings`), ``adapt_steps`` steps if given."""
     truth = simulate(MATERIAL, shape=SHAPE + 32, pixel_size=PIXEL_SIZE, seed=seed)
     # The series needs room to drift: simulate larger, keep the centre as frame 0.
     margin = 16
@@ -107,7 +161,7 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
         dose,
         pixel_size=PIXEL_SIZE,
         read_noise=READ_NOISE,
-        data_range=(0.0, 255.0),
+        data_range=(0.0, FULL_SCALE),
         seed=seed,
     )
     series_big = add_dose_noise(
@@ -116,10 +170,12 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
         pixel_size=PIXEL_SIZE,
         read_noise=READ_NOISE,
         drift=DRIFT,
-        data_range=(0.0, 255.0),
+        data_range=(0.0, FULL_SCALE),
         seed=seed + 1,
     )
     series = series_big[:, margin : margin + SHAPE, margin : margin + SHAPE]
+    counts_at_max = dose * PIXEL_SIZE**2
+    mean_counts = counts_at_max * float(np.mean(clean)) / FULL_SCALE
 
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
@@ -135,12 +191,23 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
     default = load_model("default", device="cpu")
     results["default model"] = _score(denoise(single, default, device="cpu"), clean, columns)
 
-    def fit(name: str, config: TrainConfig, images, noisy=None) -> object:
+    def timed(name: str, run) -> object:
         started = time.perf_counter()
-        bundle = train(config, images, noisy, seed=seed, device="cpu").run_to_end()
+        bundle = run.run_to_end()
         timings[name] = time.perf_counter() - started
         print(f"  {name}: {timings[name] / 60:.1f} min", flush=True)
         return bundle
+
+    def fit(name: str, config: TrainConfig, images, noisy=None) -> object:
+        return timed(name, train(config, images, noisy, seed=seed, device="cpu"))
+
+    settings = AdaptSettings() if adapt_steps is None else AdaptSettings(steps=adapt_steps)
+    adapted = timed(
+        "Adapt to this image",
+        adapt(single, default, settings=settings, seed=seed, device="cpu"),
+    )
+    results["Adapt to this image"] = _score(denoise(single, adapted, device="cpu"), clean, columns)
+    results["Adapt to this image"]["best_step"] = int(adapted.metadata.get("best_step", 0))
 
     blind = fit("blind-spot", _config(steps, threads, self_supervised="blind-spot"), [single])
     results["blind-spot (from scratch)"] = _score(
@@ -151,7 +218,7 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
         _config(steps, threads, self_supervised="blind-spot", init_model="default"),
         [single],
     )
-    results["blind-spot (fine-tuned default)"] = _score(
+    results["blind-spot (fine-tuned default, every step)"] = _score(
         denoise(single, tuned, device="cpu"), clean, columns
     )
 
@@ -163,13 +230,17 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
     matched = [
         random_simulation(rng, SHAPE, [MATERIAL], pixel_size=PIXEL_SIZE).image for _ in range(40)
     ]
-    counts = dose * PIXEL_SIZE**2
     supervised = fit(
         "supervised",
-        _config(steps, threads, noise_model="dose", dose_counts=(counts / 2, counts * 2)),
+        _config(
+            steps,
+            threads,
+            noise_model="dose",
+            dose_counts=(counts_at_max / 2, counts_at_max * 2),
+        ),
         matched,
     )
-    results["supervised (matched synthetic)"] = _score(
+    results["supervised (matched synthetic, from scratch)"] = _score(
         denoise(single, supervised, device="cpu"), clean, columns
     )
     supervised_tuned = fit(
@@ -177,56 +248,90 @@ def run_dose(dose: float, steps: int, threads: int | None, seed: int) -> dict[st
         _config(
             steps,
             threads,
-            noise_model="dose",
-            dose_counts=(counts / 2, counts * 2),
+            noise_model="stem",
+            stem_noise=_matched_recordings(mean_counts),
             init_model="default",
         ),
         matched,
     )
-    results["supervised (fine-tuned default, matched synthetic)"] = _score(
+    results["supervised (matched synthetic, fine-tuned default)"] = _score(
         denoise(single, supervised_tuned, device="cpu"), clean, columns
     )
-    for name, seconds in timings.items():
-        results.setdefault("_timings_s", {})[name] = round(seconds, 1)
+    results["_mean_counts"] = round(mean_counts, 3)
+    results["_timings_s"] = {name: round(seconds, 1) for name, seconds in timings.items()}
     return results
 
 
-def print_table(all_results: dict[float, dict[str, dict]]) -> None:
-    doses = list(all_results)
-    methods = [m for m in all_results[doses[0]] if not m.startswith("_")]
-    header = "| method | " + " | ".join(f"{d:g} e⁻/Å²: PSNR / SSIM / recall / RMS" for d in doses)
-    print(header + " |")
-    print("|---" * (len(doses) + 1) + "|")
-    for method in methods:
+def markdown(result: dict) -> str:
+    """The docs' table: one row per method, one column per dose."""
+    doses = list(result["doses"])
+    head = " | ".join(
+        f"D = {float(d):,.0f} e⁻/Å² ({result['doses'][d]['_mean_counts']:.2g} e⁻/px mean)"
+        for d in doses
+    )
+    lines = [f"| method | {head} |", "|---" * (len(doses) + 1) + "|"]
+    for method in METHODS:
         cells = []
         for d in doses:
-            r = all_results[d][method]
-            cells.append(
-                f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['recall']:.2f} / {r['rms_pm']:.1f} pm"
-            )
-        print(f"| {method} | " + " | ".join(cells) + " |")
+            r = result["doses"][d].get(method)
+            if r is None:
+                cells.append("–")
+                continue
+            recall = 100 * r["recall"]
+            cell = f"{r['psnr']:.2f} / {r['ssim']:.3f} / {recall:.0f} % / {r['rms_pm']:.1f} pm"
+            if "best_step" in r:
+                cell += (
+                    " (kept the default)" if r["best_step"] == 0 else f" (step {r['best_step']})"
+                )
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    s = result["settings"]
+    lines.append("")
+    lines.append(
+        f"PSNR (dB) / SSIM / column recall / RMS column error against the clean image; "
+        f"{s['steps']:,} steps per training; default model SHA-256 {s['default_sha256'][:8]}…; "
+        f"{s['machine']}; `{s['command']}`."
+    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--doses", type=float, nargs="+", default=[2000.0, 20000.0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--doses", type=float, nargs="+", default=[200.0, 2000.0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument(
+        "--adapt-steps", type=int, default=None, help="adapting's steps (its own by default)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument(
-        "--json", type=pathlib.Path, default=ROOT / "benchmarks" / "self_supervised.json"
-    )
+    parser.add_argument("--json", type=pathlib.Path, default=JSON)
+    parser.add_argument("--tables-only", action="store_true", help="re-print from the JSON")
     args = parser.parse_args(argv)
-    if not default_model_path().is_file():
+    if args.tables_only:
+        print(markdown(json.loads(args.json.read_text(encoding="utf-8"))))
+        return 0
+    path = default_model_path()
+    if not path.is_file():
         parser.error("the default model is missing; train it with scripts/train_default.py")
     if args.threads:
         torch.set_num_threads(args.threads)
-    all_results = {}
+    doses = {}
     for dose in args.doses:
         print(f"dose {dose:g} e⁻/Å² ({dose * PIXEL_SIZE**2:g} e⁻ per pixel at the maximum)")
-        all_results[dose] = run_dose(dose, args.steps, args.threads, args.seed)
-    print_table(all_results)
-    write_text(args.json, json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
+        doses[str(dose)] = run_dose(dose, args.steps, args.threads, args.seed, args.adapt_steps)
+    result = {
+        "settings": {
+            "steps": args.steps,
+            "adapt_steps": args.adapt_steps or AdaptSettings().steps,
+            "seed": args.seed,
+            "default_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "machine": machine(),
+            "command": "python benchmarks/self_supervised.py " + " ".join(argv or sys.argv[1:]),
+        },
+        "doses": doses,
+    }
+    print(markdown(result))
+    write_text(args.json, json.dumps(result, indent=1))
     print(f"written {args.json}")
     return 0
 

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Every benchmark that names the shipped default, run again after its file changed
 # (src/napari_pinned/data/models/default.pt), in the order docs/benchmarks.md needs them.
-# About two hours on two cores; run it in the background and keep working:
+# About 70 minutes on two cores (the peer's outputs cached); run it in the background:
 #
 #   nohup bash scripts/benchmark_default.sh > /tmp/benchmark-default.log 2>&1 &
 #   bash scripts/benchmark_default.sh real adapt      # only these steps
 #
-# Steps: realistic afterglow bandwidth resampled real adapt uncertainty peer.  The
-# uncertainty step fits the calibration and checks it: copy the fitted constants it
-# prints into napari_pinned/denoising/uncertainty.py (CALIBRATION).  The peer step needs
-# tk_r_em's own environment (TK_PYTHON, default /tmp/tkvenv/bin/python; see
-# benchmarks/peer_tk_r_em.py).  The tables are rewritten into the docs at the end.
+# Steps: realistic afterglow bandwidth resampled real adapt uncertainty peer
+# self-supervised.  The uncertainty step fits the calibration and checks it: copy the
+# fitted constants it prints into napari_pinned/denoising/uncertainty.py (CALIBRATION).
+# The peer step needs tk_r_em's own environment (TK_PYTHON, default
+# /tmp/tkvenv/bin/python; see benchmarks/peer_tk_r_em.py).  The tables are rewritten
+# into the docs at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 TK=${TK_PYTHON:-/tmp/tkvenv/bin/python}
-ALL=(realistic afterglow bandwidth resampled real adapt uncertainty peer)
+ALL=(realistic afterglow bandwidth resampled real adapt uncertainty peer self-supervised)
 STEPS=("${@:-${ALL[@]}}")
 
 run() {
@@ -39,6 +40,8 @@ for step in "${STEPS[@]}"; do
         echo "# copy the fitted constants above into denoising/uncertainty.py CALIBRATION" ;;
     peer)
         run "$PY" benchmarks/peer_tk_r_em.py --python "$TK" --threads 1 ;;
+    self-supervised)
+        run "$PY" benchmarks/self_supervised.py --threads 1 ;;
     *)
         echo "unknown step '$step' (steps: ${ALL[*]})" >&2
         exit 2 ;;
