@@ -234,7 +234,7 @@ def test_help_has_a_description_examples_and_defaults_for_every_command(capsys):
 def test_train_defaults_are_the_shipped_models_and_the_core_s():
     import torch
 
-    from napari_pinned.cli.train import _model_config
+    from napari_pinned.cli.train import _model_config, _settings
     from napari_pinned.nn.model_files import shipped_model
     from napari_pinned.settings import ModelConfig, TrainConfig
 
@@ -249,12 +249,13 @@ def test_train_defaults_are_the_shipped_models_and_the_core_s():
     assert _model_config(build_parser().parse_args(["train", "-o", "m.pt"])) == default
     args = build_parser().parse_args(["train", "-o", "m.pt"])
     core = TrainConfig()
-    assert (args.steps, args.batch_size, args.patch_size, args.lr) == (
+    assert (args.steps, args.batch_size, _settings(args).patch_size, args.lr) == (
         core.steps,
         core.batch_size,
         core.patch_size,
         core.learning_rate,
     )
+    assert args.patch_size is None  # a fine-tune takes its start model's (test_cli_train_stem)
     assert tuple(args.levels) == core.noise_levels and tuple(args.dose_counts) == core.dose_counts
 
 

@@ -3,10 +3,12 @@ default learned, and the only synthetic noise it can be fine-tuned on."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_pinned.cli.entry import build_parser, main
 from napari_pinned.cli.train import _model_config
+from napari_pinned.io.tiff import write_tiff
 from napari_pinned.nn.resolve import load_model
 from napari_pinned.settings import NOISE_AWARE_MODEL, TrainConfig
 
@@ -24,6 +26,23 @@ def test_fine_tuning_the_default_draws_realistic_recordings_unless_told_otherwis
     recorded = tuned.metadata["train_config"]
     assert recorded["noise_model"] == "stem"
     assert tuple(recorded["stem_noise"]["dose"]) == (1.0, 30.0)
+
+
+def test_a_fine_tune_takes_the_patch_size_the_start_model_learned_from(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    argv = ["train", "--init", "default", "--materials", "SrTiO3", "--steps", "1"]
+    assert main([*argv, "--batch-size", "1", "--threads", "1", "-o", str(out)]) == 0
+    learned = load_model("default", device="cpu").metadata["patch_size"]
+    assert load_model(str(out), device="cpu").metadata["patch_size"] == learned
+    assert learned != TrainConfig().patch_size  # so that the test tells the two apart
+    capsys.readouterr()
+    # Too small for those patches: one line naming the file, before training.
+    small = tmp_path / "small.tif"
+    write_tiff(small, np.ones((150, 150), np.float32))
+    argv = ["train", "--init", "default", "--clean", str(small), "--steps", "1"]
+    assert main([*argv, "-o", str(tmp_path / "s.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(small) in err and f"{learned}-pixel patches" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("noise", ["cdn", "dose", "mix"])

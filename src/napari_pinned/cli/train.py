@@ -123,7 +123,10 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> 
         "--batch-size", type=positive_int, default=defaults.batch_size, help="patches per step"
     )
     p.add_argument(
-        "--patch-size", type=positive_int, default=defaults.patch_size, help="patch edge, px"
+        "--patch-size",
+        type=positive_int,
+        help="patch edge, px (default: the one the --init model was trained on, else "
+        f"{defaults.patch_size})",
     )
     p.add_argument("--lr", type=positive, default=defaults.learning_rate, help="peak learning rate")
 
@@ -209,8 +212,9 @@ def _check_init(args: argparse.Namespace) -> None:
     shipped_name_or_file(args.init, "--init")
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    """Everything about ``train`` that can be checked without torch or reading data."""
+def _check_args(args: argparse.Namespace) -> dict[Path, tuple[int, ...]]:
+    """Everything about ``train`` that can be checked without torch or reading data;
+    returns the input files' shapes (from their headers)."""
     from napari_pinned.physics.materials import get_material
     from napari_pinned.training.data import check_pairs
 
@@ -243,6 +247,7 @@ def _check_args(args: argparse.Namespace) -> None:
             AberratedProbe(),
             f"simulating {args.sim_size}² px training images",
         )
+    return shapes
 
 
 def _check_sizes(args: argparse.Namespace, shapes: dict[Path, tuple[int, ...]]) -> None:
@@ -269,9 +274,9 @@ def _check_sizes(args: argparse.Namespace, shapes: dict[Path, tuple[int, ...]]) 
     # The shipped models, the usual start of fine-tuning, have the default width.
     width = config.model.width if args.init is None else ModelConfig().width
     check_memory(
-        training_bytes(args.batch_size, args.patch_size, width),
+        training_bytes(args.batch_size, config.patch_size, width),
         f"training a width-{width} network on batches of {args.batch_size} patches of "
-        f"{args.patch_size}² px",
+        f"{config.patch_size}² px",
         advice="use a smaller --batch-size or --patch-size",
     )
 
@@ -326,9 +331,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _settings(args: argparse.Namespace) -> TrainConfig:
-    """The run's settings from the options, without torch; unset loss weights and an
-    unset ``--noise`` are the core's (:func:`_resolve_noise` sets the latter once the
-    model to fine-tune is known)."""
+    """The run's settings from the options, without torch; unset loss weights, and an
+    unset ``--noise`` or ``--patch-size``, are the core's (:func:`_resolve_from_start`
+    sets the last two once the model to fine-tune is known)."""
     defaults = LossWeights()
     weights = LossWeights(
         tv=defaults.tv if args.lambda_tv is None else args.lambda_tv,
@@ -341,7 +346,7 @@ def _settings(args: argparse.Namespace) -> TrainConfig:
         loss_weights=weights,
         steps=args.steps,
         batch_size=args.batch_size,
-        patch_size=args.patch_size,
+        patch_size=args.patch_size or TrainConfig().patch_size,
         learning_rate=args.lr,
         noise_levels=(args.levels[0], args.levels[1]),
         noise_model=args.noise or TrainConfig().noise_model,
@@ -370,17 +375,23 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
     )
 
 
-def _resolve_noise(args: argparse.Namespace) -> None:
-    """Set ``args.noise`` where it was left out, and refuse synthetic noise that a
-    noise-aware start model (the shipped default) cannot learn from, before any data
-    is read.  Loads the start model (torch is loaded by then)."""
-    if args.blind_spot or args.noisy:
-        return  # no synthetic noise
+def _resolve_from_start(args: argparse.Namespace) -> None:
+    """Set ``args.noise`` and ``args.patch_size`` where they were left out, from the
+    model to fine-tune (its kind of input, the patches it learned from), and refuse
+    synthetic noise that a noise-aware start model (the shipped default) cannot learn
+    from, before any data is read.  Loads the start model (torch is loaded by then)."""
+    from napari_pinned.training.data import fine_tune_patch_size
+
     aware = False
     if args.init is not None:
         from napari_pinned.nn.resolve import load_model
 
-        aware = load_model(args.init, device="cpu").config.conditioned
+        start = load_model(args.init, device="cpu")
+        aware = start.config.conditioned
+        if args.patch_size is None:
+            args.patch_size = fine_tune_patch_size(start.metadata, TrainConfig().patch_size)
+    if args.blind_spot or args.noisy:
+        return  # no synthetic noise
     if args.noise is None:
         args.noise = "stem" if aware else TrainConfig().noise_model
     elif aware and args.noise != "stem":
@@ -393,12 +404,14 @@ def _resolve_noise(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check, load the data, train with a progress bar, save the best model."""
-    _check_args(args)
+    shapes = _check_args(args)
     import_torch()
 
     from napari_pinned.training.run import train
 
-    _resolve_noise(args)
+    _resolve_from_start(args)
+    if args.init is not None:
+        _check_sizes(args, shapes)  # again, with the start model's patch size
     config = _train_config(args)
     clean, noisy = _load_training_images(args)
     job = train(config, clean, noisy, seed=args.seed, device=args.device)

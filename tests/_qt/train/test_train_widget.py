@@ -259,6 +259,8 @@ def test_train_for_this_image_fine_tunes_the_default_on_matched_data(
     assert bundle.metadata["noise"] == "stem"
     assert bundle.metadata["init_model"].endswith("default.pt")  # fine-tuned from the default
     assert bundle.config == load_model("default").config  # its architecture kept
+    # ... and its patch size, whatever the dock was set to (32 by _tiny_settings).
+    assert bundle.metadata["patch_size"] == load_model("default").metadata["patch_size"] > 32
 
 
 def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notifications, clean_image):

@@ -251,7 +251,7 @@ class TrainWidget(QWidget):
     def train_for_image(self) -> bool:
         """Simulate clean images of the chosen material sampled like the chosen image, add
         them as a stack layer, and fine-tune the default model on them (realistic STEM
-        recordings at any dose).
+        recordings at any dose, on patches as large as the ones it learned from).
 
         Returns True if training started.
         """
@@ -264,7 +264,20 @@ class TrainWidget(QWidget):
         self.model_panel.refresh_init_models()
         if self.init_model.findText(DEFAULT_NAME) >= 0:
             self.init_model.setCurrentText(DEFAULT_NAME)
+            self.patch_spin.setValue(self._default_patch_size())
         return self.start()
+
+    def _default_patch_size(self) -> int:
+        """The patch edge the default model learned from (smaller patches cost it up to
+        3 dB when fine-tuned; :func:`~napari_pinned.training.data.fine_tune_patch_size`);
+        the dock's setting if the file does not say.  Reads the 2 MB model file."""
+        from napari_pinned.nn.resolve import load_model
+        from napari_pinned.training.data import fine_tune_patch_size
+
+        start = call_or_notify(load_model, "default", device="cpu", context="Train")
+        if start is None:
+            return self.patch_spin.value()
+        return fine_tune_patch_size(start.metadata, self.patch_spin.value())
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> bool:
