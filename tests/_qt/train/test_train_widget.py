@@ -12,7 +12,7 @@ import pytest
 import torch
 from qtpy.QtCore import Qt, QThreadPool, QTimer
 
-from napari_pinned._qt.shared.model_registry import get_registry
+from napari_pinned._qt.shared.model_registry import DEFAULT_NAME, get_registry
 from napari_pinned._qt.shared.train_run import format_duration
 from napari_pinned._qt.train.data_panel import NOISE_MODES
 from napari_pinned._qt.train.loss_plot import LOSS_TERMS
@@ -261,6 +261,26 @@ def test_train_for_this_image_fine_tunes_the_default_on_matched_data(
     assert bundle.config == load_model("default").config  # its architecture kept
     # ... and its patch size, whatever the dock was set to (32 by _tiny_settings).
     assert bundle.metadata["patch_size"] == load_model("default").metadata["patch_size"] > 32
+
+
+def test_the_default_with_noise_it_cannot_learn_from_is_refused_before_a_run(
+    viewer, qtbot, notifications, clean_image, monkeypatch
+):
+    import napari_pinned
+
+    shipped = Path(napari_pinned.__file__).parent / "data" / "models" / "default.pt"
+    monkeypatch.setattr("napari_pinned.nn.model_files.default_model_path", lambda: shipped)
+    widget = _dock(viewer, qtbot)
+    layer = viewer.add_image(clean_image, name="clean")
+    _tiny_settings(widget, 3)
+    _select(widget, [layer])
+    widget.model_panel.refresh_init_models()
+    widget.init_model.setCurrentText(DEFAULT_NAME)
+    assert widget.init_model.currentText() == DEFAULT_NAME
+    widget.noise_mode.setCurrentText(NOISE_MODES[2])  # dose noise
+    assert not widget.start()
+    assert not widget.is_running
+    assert "noise-aware" in notifications.errors[-1] and NOISE_MODES[5] in notifications.errors[-1]
 
 
 def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notifications, clean_image):

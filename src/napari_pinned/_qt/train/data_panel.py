@@ -143,6 +143,11 @@ class TrainDataPanel(QGroupBox):
         return self.noise_mode.currentText() == _BLIND_SPOT
 
     @property
+    def draws_noise(self) -> bool:
+        """True when the mode synthesises noise on the fly (not paired, not blind-spot)."""
+        return self.noise_mode.currentText() in _SYNTHETIC
+
+    @property
     def noise_model(self) -> str:
         """The core's ``noise_model`` for the mode ("cdn" for modes with given noise)."""
         return _SYNTHETIC.get(self.noise_mode.currentText(), "cdn")
