@@ -233,7 +233,7 @@ class TrainWidget(QWidget):
         aware = dict(NOISE_AWARE_MODEL) if noise_model == "stem" else {}
         model = self.model_panel.model_config(**aware)
         init = self.start_model()
-        self._check_start_model_noise(noise_model)
+        self._check_start_model_noise(init, noise_model)
         device = resolve_device(self.device_combo.currentText())
         threads = dock_training_threads() if device.type == "cpu" else None
         return TrainConfig(
@@ -268,12 +268,12 @@ class TrainWidget(QWidget):
             self.patch_spin.setValue(self._default_patch_size())
         return self.start()
 
-    def _check_start_model_noise(self, noise_model: str) -> None:
-        """A noise-aware start model (the shipped default) learns from realistic
+    def _check_start_model_noise(self, init: object, noise_model: str) -> None:
+        """A noise-aware start model ``init`` (the shipped default) learns from realistic
         recordings, paired or blind-spot data only: say so before a run starts (the
         core would refuse it in the worker)."""
         name = self.init_model.currentText()
-        if self.start_model() is None or not self.data_panel.draws_noise:
+        if init is None or not self.data_panel.draws_noise:
             return
         if noise_model != "stem" and self._registry.is_conditioned(name):
             raise ValueError(
