@@ -45,6 +45,16 @@ def test_a_fine_tune_takes_the_patch_size_the_start_model_learned_from(tmp_path,
     assert str(small) in err and f"{learned}-pixel patches" in err and "\n" not in err
 
 
+def test_a_blind_spot_fine_tune_keeps_the_core_patch_size(tmp_path):
+    noisy = tmp_path / "scan.tif"
+    rng = np.random.default_rng(0)
+    write_tiff(noisy, rng.poisson(5.0, (256, 256)).astype(np.float32))
+    out = tmp_path / "m.pt"
+    argv = ["train", "--blind-spot", "--noisy", str(noisy), "--init", "default"]
+    assert main([*argv, "--steps", "1", "--batch-size", "1", "-o", str(out)]) == 0
+    assert load_model(str(out), device="cpu").metadata["patch_size"] == TrainConfig().patch_size
+
+
 @pytest.mark.parametrize("noise", ["cdn", "dose", "mix"])
 def test_noise_the_default_cannot_learn_from_is_one_line_before_any_data(noise, tmp_path, capsys):
     argv = ["train", "--init", "default", "--materials", "SrTiO3", "--noise", noise]

@@ -125,8 +125,8 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> 
     p.add_argument(
         "--patch-size",
         type=positive_int,
-        help="patch edge, px (default: the one the --init model was trained on, else "
-        f"{defaults.patch_size})",
+        help="patch edge, px (default: the one the --init model was trained on, except "
+        f"with --blind-spot, else {defaults.patch_size})",
     )
     p.add_argument("--lr", type=positive, default=defaults.learning_rate, help="peak learning rate")
 
@@ -377,7 +377,8 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
 
 def _resolve_from_start(args: argparse.Namespace) -> None:
     """Set ``args.noise`` and ``args.patch_size`` where they were left out, from the
-    model to fine-tune (its kind of input, the patches it learned from), and refuse
+    model to fine-tune (its kind of input; the patches it learned from, for fine-tunes
+    with clean targets), and refuse
     synthetic noise that a noise-aware start model (the shipped default) cannot learn
     from, before any data is read.  Loads the start model (torch is loaded by then)."""
     from napari_pinned.training.data import fine_tune_patch_size
@@ -388,7 +389,9 @@ def _resolve_from_start(args: argparse.Namespace) -> None:
 
         start = load_model(args.init, device="cpu")
         aware = start.config.conditioned
-        if args.patch_size is None:
+        if args.patch_size is None and not args.blind_spot:
+            # Blind-spot fine-tunes lost more on larger patches (benchmarks/
+            # self_supervised.py): they keep the core's size, as `adapt` keeps its own.
             args.patch_size = fine_tune_patch_size(start.metadata, TrainConfig().patch_size)
     if args.blind_spot or args.noisy:
         return  # no synthetic noise
