@@ -22,12 +22,15 @@ Methods, each scored against the clean image with PSNR / SSIM and column positio
   image's pixel size, the "train for this image" path): from scratch with the dose
   noise model, and fine-tuning the default on recordings at the image's dose.
 
-Models trained from scratch are a small U-Net (width 8, depth 3); every training gets
-the same number of steps of 8 × 64² px, fine-tunes at the learning rate adapting uses
-(a fifth of training's).  The JSON holds the settings and the default's SHA-256; the
-table in docs/real-data.md is written from it (``benchmarks/docs_tables.py``)::
+Models trained from scratch are a small U-Net (width 8, depth 3) on 8 × 64² px patches;
+fine-tunes take the learning rate adapting uses (a fifth of training's) and, with clean
+targets, the patch size the default learned from
+(:func:`~napari_pinned.training.data.fine_tune_patch_size`, as the CLI and the Train
+dock); every training gets the same number of steps.  The
+JSON holds the settings and the default's SHA-256; the table in docs/real-data.md is
+written from it (``benchmarks/docs_tables.py``)::
 
-    python benchmarks/self_supervised.py --threads 2            # ≈ 25 min on 2 cores
+    python benchmarks/self_supervised.py --threads 1            # ≈ 30 min on 2 cores
     python benchmarks/self_supervised.py --steps 20 --adapt-steps 20 --doses 200 \\
         --json /tmp/s.json                                       # a smoke run
 """
@@ -70,6 +73,7 @@ from napari_pinned.settings import (
     TrainConfig,
 )
 from napari_pinned.training.adapt import adapt
+from napari_pinned.training.data import fine_tune_patch_size
 from napari_pinned.training.run import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -111,7 +115,12 @@ def _config(steps: int, threads: int | None, **overrides) -> TrainConfig:
         "num_threads": threads,
     }
     if "init_model" in overrides:
+        # A fine-tune as the CLI and the Train dock make it: adapting's learning rate
+        # and, with clean targets, the patches the start model learned from.
         base["learning_rate"] = AdaptSettings().learning_rate
+        if "self_supervised" not in overrides:
+            start = load_model(overrides["init_model"], device="cpu")
+            base["patch_size"] = fine_tune_patch_size(start.metadata, base["patch_size"])
     base.update(overrides)
     return TrainConfig(**base)
 
