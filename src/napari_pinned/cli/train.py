@@ -378,9 +378,9 @@ def _describe_run(args: argparse.Namespace, run: Any, clean: list, noisy: list |
 def _resolve_from_start(args: argparse.Namespace) -> None:
     """Set ``args.noise`` and ``args.patch_size`` where they were left out, from the
     model to fine-tune (its kind of input; the patches it learned from, for fine-tunes
-    with clean targets), and refuse
-    synthetic noise that a noise-aware start model (the shipped default) cannot learn
-    from, before any data is read.  Loads the start model (torch is loaded by then)."""
+    with clean targets), and refuse synthetic noise that a noise-aware start model (the
+    shipped default) cannot learn from, before any data is read.  Loads the start
+    model (torch is loaded by then)."""
     from napari_pinned.training.data import fine_tune_patch_size
 
     aware = False
