@@ -52,10 +52,12 @@ def test_init_model_is_a_name_or_a_path(tmp_path):
 
 def test_the_cli_reads_the_training_defaults():
     from napari_pinned.cli.entry import build_parser
+    from napari_pinned.cli.train import _settings
 
     args = build_parser().parse_args(["train", "--materials", "Si", "-o", "m.pt"])
     defaults = TrainConfig()
-    assert (args.steps, args.batch_size, args.patch_size, args.lr) == (
+    # The patch size is left to a model to fine-tune (the core's without one).
+    assert (args.steps, args.batch_size, _settings(args).patch_size, args.lr) == (
         defaults.steps,
         defaults.batch_size,
         defaults.patch_size,
@@ -63,3 +65,4 @@ def test_the_cli_reads_the_training_defaults():
     )
     assert tuple(args.levels) == defaults.noise_levels
     assert tuple(args.dose_counts) == defaults.dose_counts
+    assert tuple(args.doses) == defaults.stem_noise.dose
