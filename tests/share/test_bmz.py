@@ -82,6 +82,18 @@ def _sharp_columns(size=160, seed=0) -> np.ndarray:
     return counts
 
 
+def _jittered_afterglow(lattice, shape=(256, 256), seed=0) -> np.ndarray:
+    """A recording whose rows jitter by up to 0.3 px, with an afterglow of 2 px: the
+    jitter spreads the lattice's reflections across the slow-scan frequencies, which
+    puts peaks in the fast scan's profile that the fit leaves out."""
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+
+    clean = lattice(max(shape), period=10.0)[: shape[0], : shape[1]]
+    recording = StemRecording(30.0, read_noise=0.5, row_jitter=0.3, afterglow=2.0)
+    noisy, _ = record_stem_image(clean, recording, np.random.default_rng(seed))
+    return noisy
+
+
 def _afterglow(lattice, shape=(96, 272), seed=0) -> np.ndarray:
     """Counts smeared along x by an afterglow of 2 px: the model is told the white noise
     of the same dose, several times the fit's (a frame wide enough for the spectrum)."""
@@ -335,7 +347,9 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
         assert median == expected.median_intensity
 
 
-@pytest.mark.parametrize("make", [_counts, _afterglow, _smeared, _resampled, _cdn_like])
+@pytest.mark.parametrize(
+    "make", [_counts, _afterglow, _jittered_afterglow, _smeared, _resampled, _cdn_like]
+)
 def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.correlation import pixel_equivalent
     from napari_pinned.noise.estimate import estimate_noise
@@ -345,7 +359,7 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
     expected = pixel_equivalent(fit, image).correlation
     got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
-    if make in (_afterglow, _smeared, _resampled):
+    if make in (_afterglow, _jittered_afterglow, _smeared, _resampled):
         assert got > 1.5
 
 
@@ -412,6 +426,11 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_SKIP_BINS == correlation._SKIP_BINS
     assert bmz_denoiser.CORRELATION_WHITE_TOLERANCE == correlation._WHITE_TOLERANCE
     assert bmz_denoiser.CORRELATION_FIT_SPREAD == correlation._FIT_SPREAD
+    assert bmz_denoiser.CORRELATION_PEAK_WINDOW == correlation._PEAK_WINDOW
+    assert bmz_denoiser.CORRELATION_PEAK_SIGMAS == correlation._PEAK_SIGMAS
+    assert bmz_denoiser.CORRELATION_PEAK_SCATTER_FLOOR == correlation._PEAK_SCATTER_FLOOR
+    assert bmz_denoiser.CORRELATION_PEAK_SHARE == correlation._PEAK_SHARE
+    assert bmz_denoiser.CORRELATION_PEAK_FIT_SPREAD == correlation._PEAK_FIT_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST
     assert bmz_denoiser.CORRELATION_RESAMPLED_LIMIT == correlation._RESAMPLED_LIMIT

@@ -92,6 +92,11 @@ CORRELATION_BAND = 0.25
 CORRELATION_SKIP_BINS = 3
 CORRELATION_WHITE_TOLERANCE = 0.5
 CORRELATION_FIT_SPREAD = 0.4
+CORRELATION_PEAK_WINDOW = 9
+CORRELATION_PEAK_SIGMAS = 4.0
+CORRELATION_PEAK_SCATTER_FLOOR = 0.05
+CORRELATION_PEAK_SHARE = 0.2
+CORRELATION_PEAK_FIT_SPREAD = 0.2
 CORRELATION_SMEAR_SPREAD = 0.25
 CORRELATION_SMEAR_NYQUIST = 0.5
 CORRELATION_RESAMPLED_LIMIT = 12.0
@@ -437,10 +442,13 @@ def _axis_ratios(
     band: float = CORRELATION_BAND,
     tolerance: float = CORRELATION_WHITE_TOLERANCE,
     spread: float = CORRELATION_FIT_SPREAD,
+    peak_spread: float = CORRELATION_PEAK_FIT_SPREAD,
+    peak_share: float = CORRELATION_PEAK_SHARE,
 ) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
-    spectrum fitted by least squares (through its normal equations), or of a smear's
-    where none fits, then with the smear's zero-frequency and mean powers (-1 without)
+    spectrum fitted by least squares (through its normal equations), without the
+    profile's narrow peaks where that fit is clean and with them otherwise, or of a
+    smear's where none fits, then with the smear's zero-frequency and mean powers (-1 without)
     and the fitted spectrum at the ``n`` frequencies over its band mean (empty when
     white)."""
     k = torch.arange(skip, n // 2 + 1)
@@ -449,16 +457,34 @@ def _axis_ratios(
         return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     u = 1.0 - torch.cos(2.0 * math.pi * k.to(torch.float64) / n)
     grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
-    design = torch.stack([p, p * u], dim=1)
-    normal = design.T @ design
-    rhs = design.T @ torch.ones_like(p)
-    det = float(normal[0, 0] * normal[1, 1] - normal[0, 1] * normal[1, 0])
-    if det == 0.0:
-        return _smear_ratios(p, u, grid, n, band, tolerance)
-    c0 = float(normal[1, 1] * rhs[0] - normal[0, 1] * rhs[1]) / det
-    c1 = float(normal[0, 0] * rhs[1] - normal[1, 0] * rhs[0]) / det
-    fitted = c0 * p + c1 * p * u
-    if not bool((fitted > 0).all()) or float(torch.log(fitted).std(unbiased=False)) > spread:
+    every = torch.ones_like(p, dtype=torch.bool)
+    trials: List[Tuple[torch.Tensor, float]] = []
+    peaks = _profile_peaks(p)
+    if bool(peaks.any()):
+        trials.append((~_dilate(peaks), peak_spread))
+    trials.append((every, spread))
+    c0 = 0.0
+    c1 = 0.0
+    found = False
+    for kept, limit in trials:
+        if float((~kept).to(torch.float64).mean()) > peak_share:
+            continue
+        pk = p[kept]
+        design = torch.stack([pk, pk * u[kept]], dim=1)
+        normal = design.T @ design
+        rhs = design.T @ torch.ones_like(pk)
+        det = float(normal[0, 0] * normal[1, 1] - normal[0, 1] * normal[1, 0])
+        if det == 0.0:
+            continue
+        a0 = float(normal[1, 1] * rhs[0] - normal[0, 1] * rhs[1]) / det
+        a1 = float(normal[0, 0] * rhs[1] - normal[1, 0] * rhs[0]) / det
+        fitted = a0 * pk + a1 * pk * u[kept]
+        if bool((fitted > 0).all()) and float(torch.log(fitted).std(unbiased=False)) <= limit:
+            c0 = a0
+            c1 = a1
+            found = True
+            break
+    if not found:
         return _smear_ratios(p, u, grid, n, band, tolerance)
     inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
     if not bool((inverse > 0).all()):
@@ -469,6 +495,42 @@ def _axis_ratios(
         return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     curve = 1.0 / (c0 + c1 * _u_all(n, p)) / mean_band
     return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0, curve
+
+
+def _profile_peaks(
+    p: torch.Tensor,
+    window: int = CORRELATION_PEAK_WINDOW,
+    sigmas: float = CORRELATION_PEAK_SIGMAS,
+    floor: float = CORRELATION_PEAK_SCATTER_FLOOR,
+) -> torch.Tensor:
+    """napari_pinned.noise.correlation._ar_fit's peaks: bins whose log power stands
+    CORRELATION_PEAK_SIGMAS robust standard deviations above the median of the
+    CORRELATION_PEAK_WINDOW bins around them (edges repeated)."""
+    half = window // 2
+    log_p = torch.log(p)
+    padded = torch.cat([log_p[:1].repeat(half), log_p, log_p[-1:].repeat(half)])
+    # torch.median of an even count takes the lower middle; the window is odd.
+    local = padded.unfold(0, window, 1).median(dim=1).values
+    above = log_p - local
+    centre = _middle(above)
+    scatter = 1.4826 * float(_middle((above - centre).abs()))
+    return above > sigmas * max(scatter, floor)
+
+
+def _middle(values: torch.Tensor) -> torch.Tensor:
+    """numpy's median of a 1D tensor (the mean of the two middle values of an even
+    count, where torch.median takes the lower)."""
+    ordered = values.sort().values
+    n = ordered.numel()
+    return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
+
+
+def _dilate(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` with each bin's two neighbours (scipy's binary_dilation)."""
+    out = mask.clone()
+    out[1:] = out[1:] | mask[:-1]
+    out[:-1] = out[:-1] | mask[1:]
+    return out
 
 
 def _smear_ratios(
