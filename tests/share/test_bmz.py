@@ -94,6 +94,17 @@ def _jittered_afterglow(lattice, shape=(256, 256), seed=0) -> np.ndarray:
     return noisy
 
 
+def _jittered_smear(lattice, shape=(256, 256), seed=0) -> np.ndarray:
+    """A detector's bandwidth (``[¼, ½, ¼]``) at 100 e⁻/px under row jitter: a smear's
+    fit without the profile's peaks."""
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+
+    clean = lattice(max(shape), period=7.0)[: shape[0], : shape[1]]
+    recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.3, smear=0.25)
+    noisy, _ = record_stem_image(clean, recording, np.random.default_rng(seed))
+    return noisy
+
+
 def _afterglow(lattice, shape=(96, 272), seed=0) -> np.ndarray:
     """Counts smeared along x by an afterglow of 2 px: the model is told the white noise
     of the same dose, several times the fit's (a frame wide enough for the spectrum)."""
@@ -348,7 +359,8 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
 
 
 @pytest.mark.parametrize(
-    "make", [_counts, _afterglow, _jittered_afterglow, _smeared, _resampled, _cdn_like]
+    "make",
+    [_counts, _afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled, _cdn_like],
 )
 def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.correlation import pixel_equivalent
@@ -359,7 +371,7 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
     expected = pixel_equivalent(fit, image).correlation
     got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
-    if make in (_afterglow, _jittered_afterglow, _smeared, _resampled):
+    if make in (_afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled):
         assert got > 1.5
 
 
@@ -431,6 +443,7 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_PEAK_SCATTER_FLOOR == correlation._PEAK_SCATTER_FLOOR
     assert bmz_denoiser.CORRELATION_PEAK_SHARE == correlation._PEAK_SHARE
     assert bmz_denoiser.CORRELATION_PEAK_FIT_SPREAD == correlation._PEAK_FIT_SPREAD
+    assert bmz_denoiser.CORRELATION_PEAK_SMEAR_SPREAD == correlation._PEAK_SMEAR_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST
     assert bmz_denoiser.CORRELATION_RESAMPLED_LIMIT == correlation._RESAMPLED_LIMIT

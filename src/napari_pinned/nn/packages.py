@@ -73,7 +73,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "c066df508a47356ea197cca8af09b59641e7235bb32061d200db19d7c79825bf",
         "8bbbf10cff3e32efc6f613d638ed657114569d63e7d3056aef8fdb93253dde37",
         "98fd00e8bec61adc8d3bd9ededde2a43c633681c224d1a9a724be0b840d5ad92",
-        "1b47af8d6191bf8100381afe0f52994cc0c5a4cadea2db02e0c7d323ac3766d7",
+        "7e76ffcd45db80dfb44adfad2a4362433602807e97156a6fa1665a932b8d7937",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

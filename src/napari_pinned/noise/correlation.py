@@ -86,15 +86,21 @@ _FIT_SPREAD = 0.4
 # _PEAK_SCATTER_FLOOR) above the median of the _PEAK_WINDOW bins around it in log
 # power, and its two neighbours (a peak's shoulders, as the Hann window spreads it); a
 # profile with more than _PEAK_SHARE of its bins left out is not a spectrum with a few
-# peaks.
+# peaks (SrTiO3 at 0.1 Å/px, whose harmonics reach 0.2 cycles/px, leaves out 25 %).
 _PEAK_WINDOW = 9
 _PEAK_SIGMAS = 4.0
 _PEAK_SCATTER_FLOOR = 0.05
-_PEAK_SHARE = 0.2
+_PEAK_SHARE = 0.3
 # ... and only where the fit to the bins left is as clean as an afterglow's profile on
 # a 512² frame: signal spread more broadly (Al [110] at 0.1 Å/px and 100 e⁻/px: 0.26,
 # read 2× the noise per pixel) and lattices without noise (SrTiO3: 0.26) are not.
 _PEAK_FIT_SPREAD = 0.2
+# ... and, for a symmetric smear's moving-average fit, where its relative residual is
+# within a smear's on one 256² tile (0.07–0.16, :data:`_MA_SPREAD`): peaks hid the
+# smear of WSe2 at 0.2 Å/px at 10–100 e⁻/px (told 0.16–0.58 of the noise per pixel;
+# 0.93–1.11 without them), and of a = 0.25 under 0.3 px of jitter at 100 e⁻/px on
+# SrTiO3, WSe2 and BaTiO3 in 9 of 9 draws (0.03–0.04; 7 of 9 now read, 1.10–1.32).
+_PEAK_SMEAR_SPREAD = 0.16
 # A detector of finite bandwidth smears each pixel symmetrically with its neighbours
 # (``[a, 1 − 2a, a]``): a moving-average spectrum, whose amplitude is a polynomial in
 # ``u`` and which vanishes at the Nyquist frequency for a = 1/4, so no AR spectrum
@@ -302,13 +308,14 @@ def _axis_ratios(
     # An AR spectrum describes correlated noise to the profile's own scatter; lattice
     # reflections streaked across the axis by a sharp edge make a bumpy profile that it
     # does not describe.
-    coef, kept = _ar_fit(p, u)
+    peaks = _peak_bins(p)
+    coef, kept = _ar_fit(p, u, peaks)
     grid = np.linspace(0.0, 0.5, 513)
     if coef is None:
-        return _moving_average_ratios(p, u, grid, n)
+        return _smear_fit(p, u, grid, n, peaks)
     inverse = np.polynomial.polynomial.polyval(1.0 - np.cos(2.0 * np.pi * grid), coef)
     if not np.all(inverse > 0):
-        return _moving_average_ratios(p, u, grid, n)
+        return _smear_fit(p, u, grid, n, peaks)
     band = np.mean(1.0 / inverse[grid > _BAND])
     ratio = float((1.0 / inverse[0]) / band)
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
@@ -318,32 +325,56 @@ def _axis_ratios(
     return ratio, float(np.mean(1.0 / inverse) / band), shape, curve
 
 
-def _ar_fit(p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """``(coef, kept)``: the AR spectrum's reciprocal, a polynomial in ``u``, fitted to
-    the profile ``p`` by least squares of ``poly(u) · p ≈ 1`` (relative errors, as the
-    median powers have) over the bins ``kept``; ``coef`` is None where the fit does not
-    describe the profile (:data:`_FIT_SPREAD`).
-
-    Narrow peaks are left out (:data:`_PEAK_SIGMAS`) where the fit without them is
-    clean (:data:`_PEAK_FIT_SPREAD`); otherwise every bin counts, as before peaks were
-    looked for."""
+def _peak_bins(p: np.ndarray) -> np.ndarray:
+    """The bins of the profile ``p`` that belong to narrow peaks: more than
+    :data:`_PEAK_SIGMAS` robust standard deviations above the median of the
+    :data:`_PEAK_WINDOW` bins around them in log power, and their two neighbours."""
     from scipy import ndimage
 
     log_p = np.log(p)
     above = log_p - ndimage.median_filter(log_p, size=_PEAK_WINDOW, mode="nearest")
     scatter = 1.4826 * float(np.median(np.abs(above - np.median(above))))
     peaks = above > _PEAK_SIGMAS * max(scatter, _PEAK_SCATTER_FLOOR)
+    return ndimage.binary_dilation(peaks)
+
+
+def _ar_fit(
+    p: np.ndarray, u: np.ndarray, peaks: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(coef, kept)``: the AR spectrum's reciprocal, a polynomial in ``u``, fitted to
+    the profile ``p`` by least squares of ``poly(u) · p ≈ 1`` (relative errors, as the
+    median powers have) over the bins ``kept``; ``coef`` is None where the fit does not
+    describe the profile (:data:`_FIT_SPREAD`).
+
+    The ``peaks`` (:func:`_peak_bins`) are left out where the fit without them is clean
+    (:data:`_PEAK_FIT_SPREAD`) and they are few (:data:`_PEAK_SHARE`); otherwise every
+    bin counts, as before peaks were looked for."""
     every = np.ones(p.size, dtype=bool)
-    trials = [(~ndimage.binary_dilation(peaks), _PEAK_FIT_SPREAD)] if peaks.any() else []
+    trials = [(~peaks, _PEAK_FIT_SPREAD)] if _few(peaks) else []
     for kept, limit in [*trials, (every, _FIT_SPREAD)]:
-        if np.mean(~kept) > _PEAK_SHARE:
-            continue
         design = p[kept, None] * u[kept, None] ** np.arange(_AR_DEGREE + 1)
         coef = np.linalg.lstsq(design, np.ones(int(kept.sum())), rcond=None)[0]
         fitted = design @ coef
         if np.all(fitted > 0) and float(np.std(np.log(fitted))) <= limit:
             return coef, kept
     return None, every
+
+
+def _few(peaks: np.ndarray) -> bool:
+    """Whether there are peaks, and few enough to leave out (:data:`_PEAK_SHARE`)."""
+    return bool(peaks.any()) and float(np.mean(peaks)) <= _PEAK_SHARE
+
+
+def _smear_fit(
+    p: np.ndarray, u: np.ndarray, grid: np.ndarray, n: int, peaks: np.ndarray
+) -> tuple[float, float, _Shape | None, np.ndarray | None]:
+    """:func:`_moving_average_ratios` without the ``peaks`` where that fit is as clean
+    as a smear's on a 512² frame (:data:`_PEAK_SMEAR_SPREAD`), else with every bin."""
+    if _few(peaks):
+        ratios = _moving_average_ratios(p[~peaks], u[~peaks], grid, n, _PEAK_SMEAR_SPREAD)
+        if ratios[2] is not None:
+            return ratios
+    return _moving_average_ratios(p, u, grid, n)
 
 
 def _u_all(n: int) -> np.ndarray:
@@ -392,7 +423,7 @@ def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
 
 
 def _moving_average_ratios(
-    p: np.ndarray, u: np.ndarray, grid: np.ndarray, n: int
+    p: np.ndarray, u: np.ndarray, grid: np.ndarray, n: int, spread: float = _MA_SPREAD
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """``(zero, pixel, smear, curve)`` of a moving-average spectrum (a symmetric smear)
     fitted to a profile that no AR spectrum describes (``curve``: as
@@ -410,7 +441,7 @@ def _moving_average_ratios(
     design = u[:, None] ** np.arange(_MA_DEGREE + 1)
     coef = np.linalg.lstsq(design, amplitude, rcond=None)[0]
     residual = amplitude - design @ coef
-    if float(np.sqrt(np.mean(residual**2) / np.mean(amplitude**2))) > _MA_SPREAD:
+    if float(np.sqrt(np.mean(residual**2) / np.mean(amplitude**2))) > spread:
         return _WHITE_AXIS
     at_nyquist = np.polynomial.polynomial.polyval(2.0, coef)
     if not (coef[0] > 0 and abs(at_nyquist) < _MA_NYQUIST * coef[0]):

@@ -95,8 +95,9 @@ CORRELATION_FIT_SPREAD = 0.4
 CORRELATION_PEAK_WINDOW = 9
 CORRELATION_PEAK_SIGMAS = 4.0
 CORRELATION_PEAK_SCATTER_FLOOR = 0.05
-CORRELATION_PEAK_SHARE = 0.2
+CORRELATION_PEAK_SHARE = 0.3
 CORRELATION_PEAK_FIT_SPREAD = 0.2
+CORRELATION_PEAK_SMEAR_SPREAD = 0.16
 CORRELATION_SMEAR_SPREAD = 0.25
 CORRELATION_SMEAR_NYQUIST = 0.5
 CORRELATION_RESAMPLED_LIMIT = 12.0
@@ -458,17 +459,16 @@ def _axis_ratios(
     u = 1.0 - torch.cos(2.0 * math.pi * k.to(torch.float64) / n)
     grid = torch.linspace(0.0, 0.5, 513, dtype=torch.float64)
     every = torch.ones_like(p, dtype=torch.bool)
+    peaks = _dilate(_profile_peaks(p))
+    few = bool(peaks.any()) and float(peaks.to(torch.float64).mean()) <= peak_share
     trials: List[Tuple[torch.Tensor, float]] = []
-    peaks = _profile_peaks(p)
-    if bool(peaks.any()):
-        trials.append((~_dilate(peaks), peak_spread))
+    if few:
+        trials.append((~peaks, peak_spread))
     trials.append((every, spread))
     c0 = 0.0
     c1 = 0.0
     found = False
     for kept, limit in trials:
-        if float((~kept).to(torch.float64).mean()) > peak_share:
-            continue
         pk = p[kept]
         design = torch.stack([pk, pk * u[kept]], dim=1)
         normal = design.T @ design
@@ -485,16 +485,37 @@ def _axis_ratios(
             found = True
             break
     if not found:
-        return _smear_ratios(p, u, grid, n, band, tolerance)
+        return _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
     inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
     if not bool((inverse > 0).all()):
-        return _smear_ratios(p, u, grid, n, band, tolerance)
+        return _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
     mean_band = float((1.0 / inverse[grid > band]).mean())
     ratio = (1.0 / float(inverse[0])) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
         return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     curve = 1.0 / (c0 + c1 * _u_all(n, p)) / mean_band
     return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0, curve
+
+
+def _smear_fit(
+    p: torch.Tensor,
+    u: torch.Tensor,
+    grid: torch.Tensor,
+    n: int,
+    band: float,
+    tolerance: float,
+    peaks: torch.Tensor,
+    few: bool,
+    peak_spread: float = CORRELATION_PEAK_SMEAR_SPREAD,
+) -> Tuple[float, float, float, float, torch.Tensor]:
+    """napari_pinned.noise.correlation._smear_fit: the smear's fit without the peaks
+    where it is clean, else with every bin."""
+    if few:
+        kept = ~peaks
+        ratios = _smear_ratios(p[kept], u[kept], grid, n, band, tolerance, peak_spread)
+        if ratios[2] >= 0.0:
+            return ratios
+    return _smear_ratios(p, u, grid, n, band, tolerance)
 
 
 def _profile_peaks(
