@@ -277,10 +277,18 @@ def test_the_default_with_noise_it_cannot_learn_from_is_refused_before_a_run(
     widget.model_panel.refresh_init_models()
     widget.init_model.setCurrentText(DEFAULT_NAME)
     assert widget.init_model.currentText() == DEFAULT_NAME
+    # Chosen by hand, the default brings the patch size it learned from.
+    assert widget.patch_spin.value() == load_model("default").metadata["patch_size"] > 32
     widget.noise_mode.setCurrentText(NOISE_MODES[2])  # dose noise
     assert not widget.start()
     assert not widget.is_running
     assert "noise-aware" in notifications.errors[-1] and NOISE_MODES[5] in notifications.errors[-1]
+    # Blind-spot training keeps the dock's patch size (it loses more on large ones).
+    widget.noise_mode.setCurrentText(NOISE_MODES[4])
+    widget.init_model.setCurrentIndex(0)
+    widget.patch_spin.setValue(64)
+    widget.init_model.setCurrentText(DEFAULT_NAME)
+    assert widget.patch_spin.value() == 64
 
 
 def test_blind_spot_without_noisy_layers_is_reported(viewer, qtbot, notifications, clean_image):
@@ -413,7 +421,9 @@ def test_fine_tuning_keeps_the_starting_architecture(viewer, qtbot, clean_image)
         widget.start()
     assert widget.init_model.findText(first.args[0]) > 0  # offered as a starting point
 
+    widget.patch_spin.setValue(40)
     widget.init_model.setCurrentText(first.args[0])
+    assert widget.patch_spin.value() == 32  # the patch size the start model learned from
     assert not widget.width_spin.isEnabled()
     widget.width_spin.setValue(8)  # ignored: fine-tuning keeps the model's own width
     with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as second:

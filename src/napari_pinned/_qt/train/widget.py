@@ -126,6 +126,7 @@ class TrainWidget(QWidget):
         self.architecture, self.init_model = model.architecture, model.init_model
         self.width_spin, self.depth_spin = model.width_spin, model.depth_spin
         self.start_model = model.start_model
+        self.init_model.currentIndexChanged.connect(self._on_start_model)
         self.settings_panel = TrainSettingsPanel(
             defaults, weight_defaults, self._update_device_label
         )
@@ -265,7 +266,7 @@ class TrainWidget(QWidget):
         self.model_panel.refresh_init_models()
         if self.init_model.findText(DEFAULT_NAME) >= 0:
             self.init_model.setCurrentText(DEFAULT_NAME)
-            self.patch_spin.setValue(self._default_patch_size())
+            self.patch_spin.setValue(self._start_model_patch_size())
         return self.start()
 
     def _check_start_model_noise(self, init: object, noise_model: str) -> None:
@@ -282,17 +283,30 @@ class TrainWidget(QWidget):
                 f"{self.noise_mode.currentText()!r}"
             )
 
-    def _default_patch_size(self) -> int:
-        """The patch edge the default model learned from (smaller patches cost it up to
-        3 dB when fine-tuned; :func:`~napari_pinned.training.data.fine_tune_patch_size`);
-        the dock's setting if the file does not say.  Reads the 2 MB model file."""
+    def _on_start_model(self, _index: int = 0) -> None:
+        """A start model chosen by hand sets the patch size to the one it learned from
+        (as "Train for this image" and the command line do); blind-spot training keeps
+        the dock's, as it loses more on large patches."""
+        if not self.blind_spot:
+            self.patch_spin.setValue(self._start_model_patch_size())
+
+    def _start_model_patch_size(self) -> int:
+        """The patch edge the start model learned from (smaller patches cost the default
+        up to 3 dB when fine-tuned; :func:`~napari_pinned.training.data.fine_tune_patch_size`);
+        the dock's setting for a new network or a file that does not say.  Reads a
+        shipped model's file (2 MB)."""
         from napari_pinned.nn.resolve import load_model
         from napari_pinned.training.data import fine_tune_patch_size
 
-        start = call_or_notify(load_model, "default", device="cpu", context="Train")
-        if start is None:
+        init = self.start_model()
+        if init is None:
             return self.patch_spin.value()
-        return fine_tune_patch_size(start.metadata, self.patch_spin.value())
+        if isinstance(init, str):
+            init = call_or_notify(load_model, init, device="cpu", context="Train")
+        metadata = getattr(init, "metadata", None)
+        if not isinstance(metadata, dict):
+            return self.patch_spin.value()
+        return fine_tune_patch_size(metadata, self.patch_spin.value())
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> bool:
