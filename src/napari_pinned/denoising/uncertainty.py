@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.01615, 0.001636, 0.007159),
-    2: (1.693, 0.0118, 0.001547, 0.007136),
-    4: (2.242, 0.00837, 0.001486, 0.006748),
-    8: (2.491, 0.006, 0.001428, 0.006887),
+    1: (0.0, 0.01318, 0.00158, 0.008237),
+    2: (1.781, 0.009197, 0.001464, 0.008208),
+    4: (2.369, 0.005803, 0.001386, 0.007863),
+    8: (2.739, 0.003367, 0.001321, 0.007923),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond

@@ -58,8 +58,8 @@ def fine_tune_patch_size(metadata: Mapping[str, Any], default: int) -> int:
     """The patch edge to fine-tune a model with: the one it was trained on (its
     metadata's ``patch_size``), else ``default``.
 
-    A network loses its footing on patches smaller than it learned from: the shipped
-    default (128² patches, a 298 px receptive field) fine-tuned 1,000 steps on 64²
+    A network loses its footing on patches smaller than it learned from: the default
+    model's run 5 (128² patches, a 298 px receptive field) fine-tuned 1,000 steps on 64²
     patches of matched simulations lost 2.9 dB on a 0.1 e⁻/px BaTiO3 image, and gained
     1.7 dB on 128² ones (``benchmarks/self_supervised.py``'s case, measured one after
     the other).  Blind-spot fine-tunes are the exception: they lost more on 128²
