@@ -68,7 +68,8 @@ def test_an_afterglow_is_read_under_row_jitter(lattice, seed):
     per_pixel = float(np.var(noisy - truth))
     told = pixel_equivalent(estimate_noise(noisy), noisy)
     assert 0.8 * per_pixel < float(np.mean(told.variance(truth))) < 1.4 * per_pixel
-    # The readout's dose: 14–17× the truth before, 0.5–1.7× now (same 12 draws).
+    # The readout's dose: 14–17× the truth before, 0.5–1.7× now (SrTiO3, WSe2 and
+    # BaTiO3, three seeds each).
     from napari_pinned.noise.readout import read_noise
 
     assert 0.4 * recording.dose < read_noise(noisy).dose < 2.0 * recording.dose
