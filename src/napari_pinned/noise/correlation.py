@@ -368,8 +368,9 @@ def _few(peaks: np.ndarray) -> bool:
 def _smear_fit(
     p: np.ndarray, u: np.ndarray, grid: np.ndarray, n: int, peaks: np.ndarray
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
-    """:func:`_moving_average_ratios` without the ``peaks`` where that fit is as clean
-    as a smear's on a 512² frame (:data:`_PEAK_SMEAR_SPREAD`), else with every bin."""
+    """:func:`_moving_average_ratios` without the ``peaks`` where that fit is within a
+    smear's scatter on one 256² tile (:data:`_PEAK_SMEAR_SPREAD`), else with every
+    bin."""
     if _few(peaks):
         ratios = _moving_average_ratios(p[~peaks], u[~peaks], grid, n, _PEAK_SMEAR_SPREAD)
         if ratios[2] is not None:
