@@ -261,6 +261,12 @@ def test_train_for_this_image_fine_tunes_the_default_on_matched_data(
     assert bundle.config == load_model("default").config  # its architecture kept
     # ... and its patch size, whatever the dock was set to (32 by _tiny_settings).
     assert bundle.metadata["patch_size"] == load_model("default").metadata["patch_size"] > 32
+    # Again with the default already chosen: the patch size is set all the same.
+    widget.patch_spin.setValue(32)
+    with qtbot.waitSignal(widget.training_finished, timeout=WAIT_MS) as again:
+        assert widget.train_for_image()
+    again_bundle = get_registry().model_source(again.args[0])
+    assert again_bundle.metadata["patch_size"] == bundle.metadata["patch_size"]
 
 
 def test_the_default_with_noise_it_cannot_learn_from_is_refused_before_a_run(

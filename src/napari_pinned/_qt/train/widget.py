@@ -264,9 +264,10 @@ class TrainWidget(QWidget):
         self.clean_layers.value = [synthetic]
         self.noise_mode.setCurrentText(NOISE_MODES[5])
         self.model_panel.refresh_init_models()
-        if self.init_model.findText(DEFAULT_NAME) >= 0:
-            self.init_model.setCurrentText(DEFAULT_NAME)
-            self.patch_spin.setValue(self._start_model_patch_size())
+        if self.init_model.currentText() == DEFAULT_NAME:
+            self._on_start_model()
+        elif self.init_model.findText(DEFAULT_NAME) >= 0:
+            self.init_model.setCurrentText(DEFAULT_NAME)  # its patch size: _on_start_model
         return self.start()
 
     def _check_start_model_noise(self, init: object, noise_model: str) -> None:
