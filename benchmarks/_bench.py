@@ -507,6 +507,27 @@ def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
     return 100.0 * power(out) / power(image)
 
 
+#: Half-width (cycles/px) of the band around zero slow-scan frequency where a pattern
+#: repeated in every scan line puts its power (:func:`line_pattern_share`).
+LINE_PATTERN_BAND = 0.02
+
+
+def line_pattern_share(out: np.ndarray) -> float:
+    """The share (%) of the output's power above :data:`HIGH_FREQUENCY` that lies within
+    :data:`LINE_PATTERN_BAND` of zero frequency along y: stripes that vary along the fast
+    scan beyond what a probe passes and repeat in every line (interference synchronous
+    with the scan, a converter's pattern), which a network can take for structure."""
+    from napari_pinned.quality.spectra import hann_window
+
+    h, w = out.shape
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    band = np.hypot(fy, fx) > HIGH_FREQUENCY
+    power = np.abs(np.fft.fft2((out - out.mean()) * hann_window((h, w)))) ** 2
+    total = float(np.sum(power[band]))
+    lines = float(np.sum(power[band & (np.abs(fy) < LINE_PATTERN_BAND)]))
+    return 100.0 * lines / total if total > 0 else 0.0
+
+
 def best_of(fn, repeats: int) -> float:
     """The shortest wall time (s) of ``repeats`` calls of ``fn``."""
     times = []
