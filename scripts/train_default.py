@@ -133,6 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(StemRecording.resample: a rotation of up to 4° and a sub-pixel shift, linear)",
     )
     parser.add_argument(
+        "--line-pattern-fraction",
+        type=float,
+        default=0.0,
+        help="share of recordings with interference the same in every scan line "
+        "(StemRecording.line_pattern: 1-3 tones at 0.05-0.5 cycles/px, RMS up to 0.3 of "
+        "the shot noise at the mean dose)",
+    )
+    parser.add_argument(
         "--init",
         help="fine-tune this model (a shipped model's name or a file) instead of a new one",
     )
@@ -215,6 +223,12 @@ def export(
                 if args.resample_fraction > 0
                 else ""
             )
+            + (
+                f"; {args.line_pattern_fraction:.0%} of the recordings with interference the "
+                "same in every scan line"
+                if args.line_pattern_fraction > 0
+                else ""
+            )
         ),
         script=f"scripts/train_default.py {' '.join(sys.argv[1:] if argv is None else argv)}",
     )
@@ -266,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
             smear_fraction=args.smear_fraction,
             resample_fraction=args.resample_fraction,
+            line_pattern_fraction=args.line_pattern_fraction,
         ),
         init_model=None if args.grow else args.init,
         steps=args.steps,

@@ -392,7 +392,10 @@ class StemNoiseRanges:
     :data:`SCANNING_DETECTOR` ranges turn them on.  ``resample_fraction`` of the frames
     are resampled after recording (drift correction, registration: a rotation of
     ``resample_rotation`` degrees either way and a shift uniform in 0–1 px along each
-    axis, linear interpolation), off by default.
+    axis, linear interpolation), off by default, and ``line_pattern_fraction`` get
+    interference the same in every scan line, of an RMS ``line_pattern`` times the shot
+    noise at the mean dose (:func:`~napari_pinned.noise.scanning.line_pattern`), off by
+    default.
     """
 
     dose: tuple[float, float] = (0.3, 1000.0)
@@ -421,6 +424,8 @@ class StemNoiseRanges:
     dropped_lines: tuple[float, float] = (0.0, 0.01)
     resample_fraction: float = 0.0
     resample_rotation: tuple[float, float] = (0.0, 4.0)
+    line_pattern_fraction: float = 0.0
+    line_pattern: tuple[float, float] = (0.0, 0.3)
 
     def __post_init__(self) -> None:
         lo, hi = self.dose
@@ -439,6 +444,7 @@ class StemNoiseRanges:
             "adc_fraction",
             "dropped_fraction",
             "resample_fraction",
+            "line_pattern_fraction",
         ):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:

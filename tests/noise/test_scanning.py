@@ -16,6 +16,7 @@ from napari_pinned.noise.scanning import (
     apply_afterglow,
     dropped_rows,
     line_gains,
+    line_pattern,
     resample_frame,
 )
 from napari_pinned.noise.synthesis import StemRecording, draw_recording, record_stem_image
@@ -152,6 +153,7 @@ def test_ranges_without_the_scanning_terms_draw_what_they_always_drew():
         r.afterglow == r.line_gain == r.dark == r.dropped_lines == 0
         and r.adc_offset is None
         and r.resample == (0.0, 0.0, 0.0)
+        and r.line_pattern == 0
         for r in plain
     )
 
@@ -180,6 +182,35 @@ def test_resampled_frames_are_drawn_in_their_share_and_resampled_as_asked(lattic
     for bad in ((50.0, 0.0, 0.0), (1.0, float("nan"), 0.0), (1.0, 0.0)):
         with pytest.raises(ValueError, match="resample"):
             StemRecording(20.0, resample=bad)
+
+
+def test_a_line_pattern_is_the_same_in_every_line_and_not_in_the_target():
+    """Interference synchronous with the scan: every line gets the same pattern of the
+    RMS asked, at 1–3 tones within the frequencies drawn, and the target lacks it."""
+    from dataclasses import replace
+
+    dose, rms = 50.0, 2.0
+    plain = StemRecording(dose, read_noise=0.5)
+    noisy, expected = _flat(dose, plain, seed=3)
+    striped, striped_expected = _flat(dose, replace(plain, line_pattern=rms), seed=3)
+    assert np.array_equal(striped_expected, expected)
+    added = (striped - noisy).astype(np.float64)  # the same draws but the pattern's
+    assert np.allclose(added, added[0], atol=1e-4)  # the same in every line
+    assert float(np.sqrt(np.mean(added[0] ** 2))) == pytest.approx(rms, rel=1e-4)
+    for seed in range(20):
+        pattern = line_pattern(512, 1.0, np.random.default_rng(seed))
+        power = np.abs(np.fft.rfft(pattern)) ** 2
+        peaks = np.flatnonzero(power > 0.05 * power.max()) / 512
+        assert peaks.min() >= 0.05 - 2 / 512 and peaks.max() <= 0.5
+    with pytest.raises(ValueError, match="line_pattern"):
+        StemRecording(dose, line_pattern=-1.0)
+    # Drawn in its share only (binomial, 5 standard errors).
+    n, share = 2000, 0.25
+    rng = np.random.default_rng(9)
+    ranges = replace(SCANNING_DETECTOR, line_pattern_fraction=share)
+    drawn = [draw_recording(rng, ranges) for _ in range(n)]
+    got = np.mean([r.line_pattern > 0 for r in drawn])
+    assert got == pytest.approx(share, abs=5 * math.sqrt(share * (1 - share) / n))
 
 
 def test_the_scanning_detector_ranges_draw_each_term_in_its_share():

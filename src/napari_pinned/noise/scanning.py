@@ -90,6 +90,30 @@ def line_gains(shape: tuple[int, ...], spread: float, rng: np.random.Generator) 
     return np.clip(gains, 0.0, None).astype(np.float32)
 
 
+#: Frequencies (cycles/px along the fast scan) and count of the tones of a pattern
+#: repeated in every line (:func:`line_pattern`).  Two of tk-r-em's real scans show
+#: such stripes at 0.43–0.46 cycles/px (``benchmarks/real_micrographs.py``, "of it in
+#: lines"); lower tones are drawn too, as mains pickup locked to the line rate makes.
+LINE_PATTERN_FREQUENCIES = (0.05, 0.5)
+LINE_PATTERN_TONES = (1, 3)
+
+
+def line_pattern(width: int, rms: float, rng: np.random.Generator) -> np.ndarray:
+    """One scan line's interference, the same in every line (pickup or a converter's
+    pattern synchronous with the scan): 1–3 tones at random frequencies in
+    :data:`LINE_PATTERN_FREQUENCIES` and phases, of equal amplitude, scaled to an RMS of
+    ``rms`` over the line; shape ``(width,)``, float32."""
+    if not (math.isfinite(rms) and rms >= 0):
+        raise ValueError(f"line pattern RMS must be finite and non-negative, got {rms!r}")
+    tones = int(rng.integers(LINE_PATTERN_TONES[0], LINE_PATTERN_TONES[1] + 1))
+    frequencies = rng.uniform(*LINE_PATTERN_FREQUENCIES, size=tones)
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=tones)
+    x = np.arange(width)[:, None]
+    pattern = np.cos(2.0 * np.pi * frequencies * x + phases).sum(axis=1)
+    level = float(np.sqrt(np.mean(pattern**2)))
+    return (pattern * (rms / level if level > 0 else 0.0)).astype(np.float32)
+
+
 def dropped_rows(rows: int, share: float, rng: np.random.Generator) -> np.ndarray:
     """Indices of the lines that carry no signal: ``round(share · rows)`` of them, at
     least one when ``share > 0``, at random."""

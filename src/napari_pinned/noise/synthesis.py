@@ -561,6 +561,10 @@ class StemRecording:
         (:func:`napari_pinned.noise.scanning.resample_frame`), recorded and expected
         image alike; its noise comes out correlated along both axes.  Zeros: not
         resampled.
+    line_pattern : float
+        RMS (e⁻) of interference that is the same in every scan line
+        (:func:`napari_pinned.noise.scanning.line_pattern`), added to the recorded
+        image before the converter; the expected image does not have it.
     """
 
     dose: float
@@ -576,11 +580,19 @@ class StemRecording:
     adc_offset: float | None = None
     dropped_lines: float = 0.0
     resample: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    line_pattern: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dose) and self.dose > 0):
             raise ValueError(f"dose must be positive and finite, got {self.dose!r}")
-        for name in ("read_noise", "row_jitter", "line_noise", "quantum", "afterglow"):
+        for name in (
+            "read_noise",
+            "row_jitter",
+            "line_noise",
+            "quantum",
+            "afterglow",
+            "line_pattern",
+        ):
             _check_component(name, getattr(self, name))
         _check_component("smear", self.smear, upper=0.3)
         _check_component("line_gain", self.line_gain, upper=1.0)
@@ -639,7 +651,22 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
     if ranges.resample_fraction > 0 and rng.random() < ranges.resample_fraction:
         rotation = float(rng.uniform(*ranges.resample_rotation)) * float(rng.choice([-1, 1]))
         resample = (rotation, float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.0, 1.0)))
-    return StemRecording(dose, read, jitter, line, drift, quantum, smear, **scan, resample=resample)
+    # Drawn last, and only when its share is positive, as the terms above.
+    pattern = 0.0
+    if ranges.line_pattern_fraction > 0 and rng.random() < ranges.line_pattern_fraction:
+        pattern = float(rng.uniform(*ranges.line_pattern)) * math.sqrt(dose + read**2)
+    return StemRecording(
+        dose,
+        read,
+        jitter,
+        line,
+        drift,
+        quantum,
+        smear,
+        **scan,
+        resample=resample,
+        line_pattern=pattern,
+    )
 
 
 def record_stem_image(
@@ -692,6 +719,10 @@ def record_stem_image(
     )
     if recording.afterglow > 0:
         expected = scanning.apply_afterglow(expected, recording.afterglow)
+    if recording.line_pattern > 0:
+        # Pickup in the electronics after the detector: not smeared by its afterglow.
+        width = recorded.shape[-1]
+        recorded = recorded + scanning.line_pattern(width, recording.line_pattern, rng)
     if recording.adc_offset is not None:
         offset = np.float32(recording.adc_offset)
         recorded = np.clip(recorded + offset, 0.0, None)
