@@ -137,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="share of recordings with interference the same in every scan line "
-        "(StemRecording.line_pattern: 1-3 tones at 0.05-0.5 cycles/px, RMS up to 0.3 of "
+        "(StemRecording.line_pattern: 1-3 tones at 0.25-0.5 cycles/px, RMS up to 0.3 of "
         "the shot noise at the mean dose)",
     )
     parser.add_argument(

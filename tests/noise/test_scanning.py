@@ -201,7 +201,7 @@ def test_a_line_pattern_is_the_same_in_every_line_and_not_in_the_target():
         pattern = line_pattern(512, 1.0, np.random.default_rng(seed))
         power = np.abs(np.fft.rfft(pattern)) ** 2
         peaks = np.flatnonzero(power > 0.05 * power.max()) / 512
-        assert peaks.min() >= 0.05 - 2 / 512 and peaks.max() <= 0.5
+        assert peaks.min() >= 0.25 - 2 / 512 and peaks.max() <= 0.5
     with pytest.raises(ValueError, match="line_pattern"):
         StemRecording(dose, line_pattern=-1.0)
     # Drawn in its share only (binomial, 5 standard errors).

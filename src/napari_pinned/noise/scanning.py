@@ -93,8 +93,11 @@ def line_gains(shape: tuple[int, ...], spread: float, rng: np.random.Generator) 
 #: Frequencies (cycles/px along the fast scan) and count of the tones of a pattern
 #: repeated in every line (:func:`line_pattern`).  Two of tk-r-em's real scans show
 #: such stripes at 0.43–0.46 cycles/px (``benchmarks/real_micrographs.py``, "of it in
-#: lines"); lower tones are drawn too, as mains pickup locked to the line rate makes.
-LINE_PATTERN_FREQUENCIES = (0.05, 0.5)
+#: lines").  Only tones above the band a probe passes at usual sampling (0.25
+#: cycles/px, where the noise estimate looks too) are drawn: a slower pattern the same
+#: in every line looks like lattice fringes running along y, and a model taught to
+#: remove it could remove those.
+LINE_PATTERN_FREQUENCIES = (0.25, 0.5)
 LINE_PATTERN_TONES = (1, 3)
 
 
