@@ -491,20 +491,24 @@ def save_png(fig, path: pathlib.Path, dpi: int) -> None:
 HIGH_FREQUENCY = NO_SIGNAL_FREQUENCY
 
 
-def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
-    """The output's power above :data:`HIGH_FREQUENCY` over the input's, in % (Hann
-    window, so the frame's edges do not leak): noise left behind, a checkerboard."""
+def _high_band_power(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(power, fy, band)``: the power spectrum of ``x`` less its mean under a Hann
+    window (so the frame's edges do not leak), the y frequency of each bin, and the bins
+    above :data:`HIGH_FREQUENCY`."""
     from napari_pinned.quality.spectra import hann_window
 
-    h, w = image.shape
-    window = hann_window((h, w))
+    h, w = x.shape
     fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    band = np.hypot(fy, fx) > HIGH_FREQUENCY
+    power = np.abs(np.fft.fft2((x - x.mean()) * hann_window((h, w)))) ** 2
+    return power, fy, np.hypot(fy, fx) > HIGH_FREQUENCY
 
-    def power(x: np.ndarray) -> float:
-        return float(np.sum(np.abs(np.fft.fft2((x - x.mean()) * window))[band] ** 2))
 
-    return 100.0 * power(out) / power(image)
+def high_frequency_left(image: np.ndarray, out: np.ndarray) -> float:
+    """The output's power above :data:`HIGH_FREQUENCY` over the input's, in %: noise
+    left behind, a checkerboard."""
+    out_power, _, band = _high_band_power(out)
+    image_power, _, _ = _high_band_power(image)
+    return 100.0 * float(np.sum(out_power[band])) / float(np.sum(image_power[band]))
 
 
 #: Half-width (cycles/px) of the band around zero slow-scan frequency where a pattern
@@ -517,12 +521,7 @@ def line_pattern_share(out: np.ndarray) -> float:
     :data:`LINE_PATTERN_BAND` of zero frequency along y: stripes that vary along the fast
     scan beyond what a probe passes and repeat in every line (interference synchronous
     with the scan, a converter's pattern), which a network can take for structure."""
-    from napari_pinned.quality.spectra import hann_window
-
-    h, w = out.shape
-    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    band = np.hypot(fy, fx) > HIGH_FREQUENCY
-    power = np.abs(np.fft.fft2((out - out.mean()) * hann_window((h, w)))) ** 2
+    power, fy, band = _high_band_power(out)
     total = float(np.sum(power[band]))
     lines = float(np.sum(power[band & (np.abs(fy) < LINE_PATTERN_BAND)]))
     return 100.0 * lines / total if total > 0 else 0.0

@@ -52,6 +52,19 @@ def test_an_afterglow_is_read_along_its_axis(lattice, axis):
     assert told.as_fitted().gain == pytest.approx(fit.gain, rel=1e-12)
 
 
+def _told_and_dose(lattice, recording, seed: int) -> tuple[float, float]:
+    """A recording of ``lattice``: the noise a model is told per pixel over the noise the
+    recording carries, and the readout's dose."""
+    from napari_pinned.noise.readout import read_noise
+    from napari_pinned.noise.synthesis import record_stem_image
+
+    noisy, truth = record_stem_image(lattice, recording, np.random.default_rng(seed))
+    noisy, truth = noisy.astype(np.float64), truth.astype(np.float64)
+    told = pixel_equivalent(estimate_noise(noisy), noisy)
+    share = float(np.mean(told.variance(truth))) / float(np.var(noisy - truth))
+    return share, read_noise(noisy).dose
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_an_afterglow_is_read_under_row_jitter(lattice, seed):
     """Rows shifted by up to 0.3 px spread each lattice reflection over every slow-scan
@@ -60,19 +73,14 @@ def test_an_afterglow_is_read_under_row_jitter(lattice, seed):
     the afterglow went unread (told 0.34–0.36 of the per-pixel variance).  Over
     SrTiO3, WSe2, Si and BaTiO3 at 0.1 Å/px, three seeds each: 0.94–1.27, one Si
     draw still unread."""
-    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+    from napari_pinned.noise.synthesis import StemRecording
 
     recording = StemRecording(30.0, read_noise=0.5, row_jitter=0.3, afterglow=2.0)
-    noisy, truth = record_stem_image(lattice, recording, np.random.default_rng(seed))
-    noisy, truth = noisy.astype(np.float64), truth.astype(np.float64)
-    per_pixel = float(np.var(noisy - truth))
-    told = pixel_equivalent(estimate_noise(noisy), noisy)
-    assert 0.8 * per_pixel < float(np.mean(told.variance(truth))) < 1.4 * per_pixel
+    share, dose = _told_and_dose(lattice, recording, seed)
+    assert 0.8 < share < 1.4
     # The readout's dose: 14–17× the truth before, 0.5–1.7× now (SrTiO3, WSe2 and
     # BaTiO3, three seeds each).
-    from napari_pinned.noise.readout import read_noise
-
-    assert 0.4 * recording.dose < read_noise(noisy).dose < 2.0 * recording.dose
+    assert 0.4 * recording.dose < dose < 2.0 * recording.dose
 
 
 @pytest.mark.parametrize("seed", [0, 2])
@@ -81,19 +89,14 @@ def test_a_smear_is_read_under_row_jitter(lattice, seed):
     0.3 px: the lattice's reflections spread by the jitter made the profile too bumpy
     for a smear's fit, and the model was told 0.04 of the noise per pixel.  Over
     SrTiO3, WSe2 and BaTiO3 at 0.1 Å/px, three seeds each, 7 of 9 now read 1.10–1.32."""
-    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+    from napari_pinned.noise.synthesis import StemRecording
 
     recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.3, smear=0.25)
-    noisy, truth = record_stem_image(lattice, recording, np.random.default_rng(seed))
-    noisy, truth = noisy.astype(np.float64), truth.astype(np.float64)
-    per_pixel = float(np.var(noisy - truth))
-    told = pixel_equivalent(estimate_noise(noisy), noisy)
-    assert 0.8 * per_pixel < float(np.mean(told.variance(truth))) < 1.5 * per_pixel
+    share, dose = _told_and_dose(lattice, recording, seed)
+    assert 0.8 < share < 1.5
     # The readout's dose over those 9 draws: 65–76× the truth before, 0.64–0.86× in the
     # 7 read now (at 30 e⁻/px all 9 read, 0.80–1.14×).
-    from napari_pinned.noise.readout import read_noise
-
-    assert 0.5 * recording.dose < read_noise(noisy).dose < 1.4 * recording.dose
+    assert 0.5 * recording.dose < dose < 1.4 * recording.dose
 
 
 def test_smooth_images_are_not_taken_for_an_afterglow(lattice):
