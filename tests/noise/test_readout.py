@@ -75,6 +75,22 @@ def test_an_afterglow_with_read_noise_after_it_reads_the_true_dose(afterglow, do
     assert reading.dose == pytest.approx(dose + 0.25, rel=0.45)
 
 
+@pytest.mark.parametrize("dose", [3.0, 100.0])
+def test_stripes_the_same_in_every_line_are_named_and_the_dose_kept(lattice, dose):
+    from napari_pinned.noise.scanning import line_pattern
+
+    plain = _record(lattice, dose, seed=6)
+    pattern = line_pattern(256, 0.3 * np.sqrt(dose + READ**2), np.random.default_rng(1))
+    striped = plain + GAIN * pattern[None, :]
+    reading, before = read_noise(striped), read_noise(plain)
+    assert reading.stripes and not before.stripes
+    assert "stripes the same in every scan line" in reading.line()
+    assert "stripes" not in before.line()
+    assert reading.to_dict()["stripes"] is True
+    # Stripes of 0.3 of the noise RMS leave the dose read within the readout's scatter.
+    assert reading.dose == pytest.approx(before.dose, rel=DOSE_TOLERANCE)
+
+
 def test_white_noise_is_not_corrected(lattice):
     assert noise_correlation(_record(lattice, 20.0, seed=5)) == (1.0, 1.0)
 

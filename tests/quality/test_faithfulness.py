@@ -357,3 +357,17 @@ def test_constant_images_have_nothing_to_check():
     assert result.faithful
     assert result.n_peaks == 0 and result.n_invented == 0
     assert result.residual_noise_ratio is None
+
+
+def test_interference_the_same_in_every_line_is_not_a_reflection():
+    # Stripes the same in every line beyond a probe's band are not checked as lattice
+    # reflections: removing them is not losing structure.
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+    from napari_pinned.physics.simulate import simulate
+
+    clean = simulate("SrTiO3", shape=384, pixel_size=0.1, rotation=23.0, seed=3).image
+    recording = StemRecording(10.0, read_noise=0.5, line_pattern=0.3 * np.sqrt(10.25))
+    noisy, truth = record_stem_image(clean, recording, np.random.default_rng(2))
+    report = faithfulness(noisy, truth)
+    assert report.faithful, report.summary()
+    assert all(abs(p.frequency[0]) > 0.01 or abs(p.frequency[1]) < 0.25 for p in report.peaks)

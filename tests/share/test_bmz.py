@@ -105,6 +105,17 @@ def _jittered_smear(lattice, shape=(256, 256), seed=0) -> np.ndarray:
     return noisy
 
 
+def _striped(lattice, shape=(256, 256), seed=0) -> np.ndarray:
+    """A recording with a pattern the same in every scan line (0.3 of the noise RMS), as
+    real scans have: the guard must not give it back."""
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+
+    clean = lattice(max(shape), period=7.0)[: shape[0], : shape[1]]
+    recording = StemRecording(10.0, read_noise=0.5, line_pattern=0.3 * np.sqrt(10.25))
+    noisy, _ = record_stem_image(clean, recording, np.random.default_rng(seed))
+    return noisy
+
+
 def _afterglow(lattice, shape=(96, 272), seed=0) -> np.ndarray:
     """Counts smeared along x by an afterglow of 2 px: the model is told the white noise
     of the same dose, several times the fit's (a frame wide enough for the spectrum)."""
@@ -120,6 +131,7 @@ CASES = [
     ("noise-map", "robust", lambda lattice: _sharp_columns()),
     ("noise-map", "robust", _counts),
     ("noise-map", "robust", _afterglow),
+    ("noise-map", "robust", _striped),
     ("noise-map", "range", _counts),
     ("none", "range", _cdn_like),  # the paper's fixed 0–255 convention
     ("none", "range", lambda lattice: _counts(lattice) * 7.0),  # percentile fallback, clipped input
@@ -457,6 +469,18 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.GUARD_INVENTION_MARGIN == lattice_guard.INVENTION_MARGIN
     assert bmz_denoiser.GUARD_GATE_NOISE_FACTOR == lattice_guard.GATE_NOISE_FACTOR
     assert bmz_denoiser.GUARD_GATE_SMOOTHING == lattice_guard.GATE_SMOOTHING
+    from napari_pinned.noise import line_pattern
+
+    assert bmz_denoiser.LINE_PATTERN_BAND == line_pattern.LINE_PATTERN_BAND
+    assert bmz_denoiser.LINE_PATTERN_STRIP == line_pattern.LINE_PATTERN_STRIP
+    assert bmz_denoiser.LINE_PATTERN_SIGNIFICANCE == line_pattern.LINE_PATTERN_SIGNIFICANCE
+    assert bmz_denoiser.LINE_PATTERN_EXCESS == line_pattern.LINE_PATTERN_EXCESS
+    assert bmz_denoiser.LINE_PATTERN_NOISE_LAST == line_pattern._NOISE_LAST
+    assert bmz_denoiser.LINE_PATTERN_NOISE_BINS == line_pattern._NOISE_BINS
+    assert bmz_denoiser.LINE_PATTERN_NOISE_FLATNESS == line_pattern._NOISE_FLATNESS
+    assert bmz_denoiser.LINE_PATTERN_MIN_SIZE == line_pattern._MIN_SIZE
+    assert bmz_denoiser.LINE_PATTERN_HARMONIC_BINS == line_pattern._HARMONIC_BINS
+    assert bmz_denoiser.LINE_PATTERN_COMB_DENSITY == line_pattern._COMB_DENSITY
     from napari_pinned.nn import lattice_prior
     from napari_pinned.quality import risk
 
@@ -774,3 +798,25 @@ def test_a_lattice_model_is_packaged_and_loads_back(random_bundle, tmp_path):
     assert back.config == config
     for name, tensor in bundle.model.state_dict().items():
         assert torch.equal(back.model.state_dict()[name], tensor)
+
+
+def _aligned(lattice, shape=(256, 256), seed=0) -> np.ndarray:
+    """A square lattice along the scan axes at 1000 counts: its harmonics on f_y = 0."""
+    clean = lattice(max(shape), period=5.0)[: shape[0], : shape[1]]
+    return np.random.default_rng(seed).poisson(clean * 1000.0 / 255.0).astype(np.float64)
+
+
+@pytest.mark.parametrize("make", [_striped, _counts, _afterglow, _aligned, _jittered_afterglow])
+def test_the_package_finds_line_interference_as_napari_pinned_does(make, lattice_image):
+    from napari_pinned.noise.line_pattern import line_interference
+
+    image = make(lattice_image).astype(np.float64)
+    found = line_interference(image)
+    got = bmz_denoiser.line_interference_mask(torch.from_numpy(image))
+    if make is _striped:
+        assert found is not None
+    if found is None:
+        assert got is None
+    else:
+        assert got is not None
+        np.testing.assert_array_equal(got.numpy(), found.rfft2_mask())

@@ -74,6 +74,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "8bbbf10cff3e32efc6f613d638ed657114569d63e7d3056aef8fdb93253dde37",
         "98fd00e8bec61adc8d3bd9ededde2a43c633681c224d1a9a724be0b840d5ad92",
         "7e76ffcd45db80dfb44adfad2a4362433602807e97156a6fa1665a932b8d7937",
+        "ff9b7259f5fc33aa7098fbb2fdfc9f2e857f0c58fdebb647002b857b6e89218b",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -40,6 +40,7 @@ from napari_pinned.noise.correlation import (
 
 # The fit's binning and weighted line, shared with the model's estimate.
 from napari_pinned.noise.estimate import NoiseEstimate, bin_stats, estimate_noise, weighted_line
+from napari_pinned.noise.line_pattern import line_interference
 
 __all__ = [
     "MAX_DOSE",
@@ -122,6 +123,10 @@ class NoiseReading:
         Why the values are not counts, or an empty string.
     estimate : NoiseEstimate
         The estimate read (given, or fitted here).
+    stripes : bool
+        Whether the image (a stack's first frame) carries interference the same in every
+        scan line beyond what a probe passes (:mod:`napari_pinned.noise.line_pattern`):
+        pickup synchronous with the scan, which the denoiser removes as noise.
     """
 
     kind: Kind
@@ -132,6 +137,7 @@ class NoiseReading:
     quantum: float
     reason: str
     estimate: NoiseEstimate
+    stripes: bool = False
 
     @property
     def correlated(self) -> bool:
@@ -142,10 +148,13 @@ class NoiseReading:
     def line(self, units: str = "") -> str:
         """One line for the user (the dock's label, the CLI), e.g. ``"≈ 20 e⁻/px at the
         mean intensity (σ = 8.4)"``."""
-        unit = f" {units}" if units else ""
-        sigma = f"σ = {_fmt(self.sigma)}{unit} at the mean"
         if self.kind == "noise-free":
             return "no noise measurable (the image looks noise-free)"
+        return self._line(units) + (_STRIPES if self.stripes else "")
+
+    def _line(self, units: str) -> str:
+        unit = f" {units}" if units else ""
+        sigma = f"σ = {_fmt(self.sigma)}{unit} at the mean"
         if self.kind == "counts":
             assert self.dose is not None
             note = ""
@@ -176,8 +185,13 @@ class NoiseReading:
             "correlation": list(self.correlation),
             "quantum": self.quantum,
             "reason": self.reason,
+            "stripes": self.stripes,
             "line": self.line(),
         }
+
+
+#: What :meth:`NoiseReading.line` adds for an image with stripes the same in every line.
+_STRIPES = "; stripes the same in every scan line (pickup?), removed as noise"
 
 
 def _fmt(value: float) -> str:
@@ -265,13 +279,14 @@ def read_noise(
             zero = _zero_level(est, line)
             dose = _dose(mean, zero, power, level_at, factor, est.gain)
         reason = _not_counts(sample, zero, sigma, quantum, (mean - zero) / dose)
+    stripes = line_interference(arr if arr.ndim == 2 else arr[0]) is not None
     if reason:
-        return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given)
+        return NoiseReading("not-counts", None, sigma, mean, corr, quantum, reason, given, stripes)
     if dose is None:
-        return NoiseReading("gaussian", None, sigma, mean, corr, quantum, "", given)
+        return NoiseReading("gaussian", None, sigma, mean, corr, quantum, "", given, stripes)
     kind: Kind = "noise-free" if dose > MAX_DOSE else "counts"
     dose = None if kind == "noise-free" else dose
-    return NoiseReading(kind, dose, sigma, mean, corr, quantum, "", given)
+    return NoiseReading(kind, dose, sigma, mean, corr, quantum, "", given, stripes)
 
 
 def _dose(

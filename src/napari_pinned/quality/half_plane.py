@@ -19,6 +19,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from napari_pinned.noise.line_pattern import line_interference
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
     NOISE_MEDIAN_PER_MEAN,
@@ -62,6 +63,8 @@ class HalfPlaneSpectra:
     def __init__(self, image_in: np.ndarray, image_out: np.ndarray) -> None:
         ny, nx = image_in.shape
         self.ny, self.nx = ny, nx
+        #: Where the input's pattern the same in every scan line lies (or None).
+        self.interference = line_interference(image_in)
         self.h = nx // 2 + 1
         self.pad = max(_FLOOR_HALF, _ARM) + BOX
         window = hann_window((ny, nx))

@@ -63,6 +63,7 @@ from scipy import fft, ndimage
 
 from napari_pinned._util.intensity import clipped_ends
 from napari_pinned._util.memory import row_bands
+from napari_pinned.noise.line_pattern import line_interference
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
     STRONG_REFLECTION_SNR,
@@ -199,6 +200,11 @@ def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
     power = spectrum.real**2 + spectrum.imag**2
     floor = _floor(power)
     strong = power > snr * floor
+    # Interference the same in every scan line is not structure (noise.line_pattern).
+    found = line_interference(frame.source)
+    interference = None if found is None else found.rfft2_mask()
+    if interference is not None:
+        strong &= ~interference
     h = frame.shape[0]
     ky = np.minimum(np.arange(h), h - np.arange(h))[:, None]
     kx = np.arange(power.shape[1])[None, :]
@@ -207,6 +213,8 @@ def _keep(frame: _Centred, snr: float) -> tuple[np.ndarray, ...]:
     corrections: tuple[np.ndarray, ...] = ()
     if strong.any():
         strong = ndimage.binary_dilation(strong, np.ones((3, 3), bool))
+        if interference is not None:
+            strong &= ~interference
         gate = _gate(spectrum, power, strong, floor, frame.shape)
         del spectrum
         residual = fft.rfft2(frame.float32("residual"))

@@ -56,6 +56,7 @@ from scipy import ndimage
 from scipy.special import ndtri
 
 from napari_pinned.noise.estimate import NoiseEstimate, noise_variance_map
+from napari_pinned.noise.line_pattern import line_interference
 from napari_pinned.quality.reflections import INVENTED_RATIO, KEPT_TOLERANCE
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
@@ -384,6 +385,10 @@ def local_faithfulness(
     corners = [(y, x) for y in ys for x in xs]
     variance = noise_variance_map(a, estimate)
     plan = _Plan(size)
+    lines = line_interference(a)
+    if lines is not None:
+        # Interference the same in every scan line is not a reflection (noise.line_pattern).
+        plan.canonical = plan.canonical & ~lines.rfft2_mask((size, size))
     tau = significance_threshold(len(corners) * plan.canonical.sum())
     found = _Found([], [], [], [], [], [], [])
     residual = np.empty(len(corners))

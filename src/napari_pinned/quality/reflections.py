@@ -174,6 +174,10 @@ def _strong_input_bins(
     excess = s_in[rows, cols] - floor_in
     strong = (excess > 0) & (excess >= STRONG_PEAK_SNR * floor_in)
     strong &= spectra.not_leakage(pin.box, rows, cols)
+    if spectra.interference is not None:
+        # Interference the same in every scan line is not a reflection (noise.line_pattern).
+        fy = spectra.rows_signed[rows] / spectra.ny
+        strong &= ~spectra.interference.covers(fy, cols / spectra.nx)
     order = np.argsort(-np.where(strong, excess, -np.inf), kind="stable")
     order = order[: min(int(strong.sum()), MAX_PEAKS)]
     return rows[order], cols[order], floor_in[order], excess[order]

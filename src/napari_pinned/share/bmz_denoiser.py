@@ -34,7 +34,8 @@ around the network, frame by frame:
    to the frame's intensities (:func:`napari_pinned.nn.conditioning.finish`);
 4. the lattice guard (:func:`napari_pinned.quality.lattice_guard.keep_lattice`, in
    float64 here, so any gain up to 1e30 is safe): what the network took from the input's
-   strong Bragg reflections is given back.  Models trained on CDN are not guarded on
+   strong Bragg reflections is given back (not interference the same in every scan
+   line, :func:`line_interference_mask`).  Models trained on CDN are not guarded on
    frames clipped at both ends (CDN-like; ``lattice_guard.guard_applies``), as in
    ``denoise``.
 
@@ -107,6 +108,17 @@ GUARD_DC_RADIUS = 2
 GUARD_INVENTION_MARGIN = 2.0
 GUARD_GATE_NOISE_FACTOR = 2.0
 GUARD_GATE_SMOOTHING = (4.0, 16.0)
+# napari_pinned.noise.line_pattern: interference the same in every scan line.
+LINE_PATTERN_BAND = 0.25
+LINE_PATTERN_STRIP = 0.006
+LINE_PATTERN_SIGNIFICANCE = 30.0
+LINE_PATTERN_EXCESS = 1.5
+LINE_PATTERN_NOISE_LAST = 0.1
+LINE_PATTERN_NOISE_BINS = 16
+LINE_PATTERN_NOISE_FLATNESS = 10.0
+LINE_PATTERN_MIN_SIZE = 64
+LINE_PATTERN_HARMONIC_BINS = 2.0
+LINE_PATTERN_COMB_DENSITY = 0.08
 DIFFERENCE_CLIP = 10.0
 LATTICE_SIGNIFICANCE = 10.0
 LATTICE_WINDOW = 256
@@ -1023,6 +1035,141 @@ def _gate(
     return (1.0 - factor * noise / energy.clamp_min(1.1754943508222875e-38)).clamp(0.0, 1.0)
 
 
+# -- interference the same in every scan line (float64, one (H, W) frame) ---------------
+
+
+def _line_peaks(ratio: torch.Tensor, significance: float) -> List[float]:
+    """napari_pinned.noise.line_pattern._peaks and _centre: local maxima (from the fourth
+    bin) above the significance, refined by a parabola through the log ratio."""
+    n = ratio.shape[0]
+    local = torch.ones(n, dtype=torch.bool, device=ratio.device)
+    local[1:] = local[1:] & (ratio[1:] >= ratio[:-1])
+    local[:-1] = local[:-1] & (ratio[:-1] >= ratio[1:])
+    local[:3] = False
+    found: List[int] = torch.nonzero(local & (ratio > significance)).reshape(-1).tolist()
+    peaks: List[float] = []
+    for k in found:
+        if k >= n - 1:
+            peaks.append(float(k))
+            continue
+        a = math.log(float(ratio[k - 1]))
+        b = math.log(float(ratio[k]))
+        c = math.log(float(ratio[k + 1]))
+        bend = a - 2.0 * b + c
+        peaks.append(float(k) + (0.5 * (a - c) / bend if bend < 0 else 0.0))
+    return peaks
+
+
+def _line_harmonics(peaks: List[float], band: float, near: float, density: float) -> List[float]:
+    """napari_pinned.noise.line_pattern._lattice_harmonics."""
+    below: List[float] = []
+    for q in peaks:
+        if q < band:
+            below.append(q)
+    harmonics: List[float] = []
+    if len(below) > density * band:
+        return harmonics
+    for p in peaks:
+        if p < band:
+            continue
+        for f0 in below:
+            order = int(round(p / f0))
+            if order < 2 or abs(p - order * f0) > near:
+                continue
+            series = False
+            for n in (order - 1, order - 2):
+                if n == 1:
+                    series = True
+                elif n >= 1:
+                    for q in peaks:
+                        if abs(q - n * f0) <= near:
+                            series = True
+            if series:
+                harmonics.append(p)
+                break
+    return harmonics
+
+
+def _line_covered(
+    fy: torch.Tensor,
+    fx: torch.Tensor,
+    shape: Tuple[int, int],
+    strip: int,
+    harmonics: List[float],
+    band: float,
+    near: float,
+) -> torch.Tensor:
+    """napari_pinned.noise.line_pattern.LineInterference.covers (the frame's own grid)."""
+    inside = (fy.abs() <= (strip + 0.5) / shape[0]) & (fx.abs() >= band)
+    for f in harmonics:
+        inside = inside & ((fx.abs() - f).abs() * shape[1] > near)
+    return inside
+
+
+def line_interference_mask(
+    x: torch.Tensor,
+    band_edge: float = LINE_PATTERN_BAND,
+    strip_width: float = LINE_PATTERN_STRIP,
+    significance: float = LINE_PATTERN_SIGNIFICANCE,
+    broad: float = LINE_PATTERN_EXCESS,
+    noise_last: float = LINE_PATTERN_NOISE_LAST,
+    noise_bins: int = LINE_PATTERN_NOISE_BINS,
+    flatness: float = LINE_PATTERN_NOISE_FLATNESS,
+    min_size: int = LINE_PATTERN_MIN_SIZE,
+    near: float = LINE_PATTERN_HARMONIC_BINS,
+    density: float = LINE_PATTERN_COMB_DENSITY,
+    tiny: float = _TINY,
+) -> Optional[torch.Tensor]:
+    """:func:`napari_pinned.noise.line_pattern.line_interference` of a (float64) frame, as
+    the mask of its ``rfft2`` bins (``LineInterference.rfft2_mask``), or None."""
+    h = x.shape[0]
+    w = x.shape[1]
+    if h < min_size or w < min_size:
+        return None
+    lines = x - x.mean(dim=1, keepdim=True)
+    window = torch.hann_window(h, periodic=False, dtype=x.dtype, device=x.device)[:, None]
+    window = window * torch.hann_window(w, periodic=False, dtype=x.dtype, device=x.device)
+    spectrum = torch.fft.fft(torch.fft.rfft(lines * window, dim=1), dim=0)
+    power = torch.real(spectrum) ** 2 + torch.imag(spectrum) ** 2
+    strip = max(2, int(math.ceil(strip_width * h)))
+    first = 2 * strip + 1
+    last = max(first + noise_bins, int(noise_last * h))
+    if last >= h // 2:
+        return None
+    beyond = torch.cat(
+        [
+            torch.arange(first, last + 1, device=x.device),
+            torch.arange(h - last, h - first + 1, device=x.device),
+        ]
+    )
+    noise = (_median_rows(power[beyond]) / math.log(2.0)).clamp_min(tiny)
+    band = band_edge * w
+    above = torch.arange(noise.shape[0], device=x.device) >= band
+    far = _median(power[h // 4 : h - h // 4 + 1][:, above]) / math.log(2.0)
+    if not _median(noise[above]) <= flatness * far:
+        return None
+    rows = torch.cat(
+        [torch.arange(0, strip + 1, device=x.device), torch.arange(h - strip, h, device=x.device)]
+    )
+    excess = power[rows].mean(dim=0) / noise
+    peaks = _line_peaks(power[0] / noise, significance)
+    harmonics = _line_harmonics(peaks, band, near, density)
+    at = [f / w for f in harmonics]
+    fx = torch.arange(noise.shape[0], dtype=x.dtype, device=x.device) / w
+    inside = _line_covered(torch.zeros_like(fx), fx, (h, w), strip, at, band_edge, near)
+    if not bool(inside.any()):
+        return None
+    tones = False
+    for p in peaks:
+        if p >= band and p not in harmonics:
+            tones = True
+    if not (tones or _median(excess[inside]) > broad):
+        return None
+    k = torch.arange(h, device=x.device)
+    fy = torch.where(k <= (h - 1) // 2, k, k - h).to(x.dtype) / h
+    return _line_covered(fy[:, None], fx[None, :], (h, w), strip, at, band_edge, near)
+
+
 def keep_lattice(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -1045,6 +1192,11 @@ def keep_lattice(
     power = torch.real(spectrum) ** 2 + torch.imag(spectrum) ** 2
     floor = _spectrum_floor(power, block)
     strong = power > snr * floor
+    # Interference the same in every scan line is not structure (napari_pinned: the
+    # stripes of real scans).
+    interference = line_interference_mask(x)
+    if interference is not None:
+        strong = strong & ~interference
     rows = torch.arange(h, device=x.device)
     ky = torch.minimum(rows, h - rows)[:, None]
     kx = torch.arange(power.shape[1], device=x.device)[None, :]
@@ -1054,6 +1206,8 @@ def keep_lattice(
         residual = torch.fft.rfft2(x - y)
         pooled = F.max_pool2d(strong.to(torch.float64)[None, None], 3, stride=1, padding=1)
         grown = pooled[0, 0] > 0
+        if interference is not None:
+            grown = grown & ~interference
         gate = _gate(spectrum, power, grown, floor, h, w)
         residual_power = torch.real(residual) ** 2 + torch.imag(residual) ** 2
         weight = 1.0 - _spectrum_floor(residual_power, block) / residual_power.clamp_min(1e-300)
