@@ -478,6 +478,7 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.LINE_PATTERN_NOISE_LAST == line_pattern._NOISE_LAST
     assert bmz_denoiser.LINE_PATTERN_NOISE_BINS == line_pattern._NOISE_BINS
     assert bmz_denoiser.LINE_PATTERN_NOISE_FLATNESS == line_pattern._NOISE_FLATNESS
+    assert bmz_denoiser.LINE_PATTERN_NOISE_FLOOR == line_pattern._NOISE_FLOOR
     assert bmz_denoiser.LINE_PATTERN_MIN_SIZE == line_pattern._MIN_SIZE
     assert bmz_denoiser.LINE_PATTERN_HARMONIC_BINS == line_pattern._HARMONIC_BINS
     assert bmz_denoiser.LINE_PATTERN_COMB_DENSITY == line_pattern._COMB_DENSITY

@@ -75,6 +75,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "98fd00e8bec61adc8d3bd9ededde2a43c633681c224d1a9a724be0b840d5ad92",
         "7e76ffcd45db80dfb44adfad2a4362433602807e97156a6fa1665a932b8d7937",
         "ff9b7259f5fc33aa7098fbb2fdfc9f2e857f0c58fdebb647002b857b6e89218b",
+        "1e586f63b1fe4dd5f9eef76eb2e1d1f936a0baa07e4d23a53d5a4f9be0610093",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

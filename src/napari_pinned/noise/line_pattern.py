@@ -30,7 +30,8 @@ frequency of the band.
 **Noise to compare with.**  Where the power next to the strip is more than ten times
 that at the highest slow-scan frequencies, the frame's high frequencies are not noise
 independent from line to line (a resampled frame, or a clean one whose spectrum there is
-its window's leakage), and no pattern is told.
+its window's leakage), and no pattern is told; nor where that power is below 1e-10 of
+the frame's mean power per bin (float32 rounding of a clean frame, not noise).
 
 **What stays.**  A lattice aligned with the scan puts reflections at ``f_y = 0`` too, at
 multiples of its fundamental: a tone that continues such a harmonic series (a multiple
@@ -47,6 +48,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
+
+from napari_pinned._util.memory import row_bands
 
 __all__ = [
     "LINE_PATTERN_BAND",
@@ -84,6 +88,10 @@ _NOISE_BINS = 16
 #: 1.4–5.7).  A clean frame's spectrum there is its window's leakage, orders of
 #: magnitude steeper, and is not compared.
 _NOISE_FLATNESS = 10.0
+#: ... and at least this share of the frame's mean power per bin (its sum of squares):
+#: float32 rounding, about 1e-14 of it, is not noise; a recording's noise is 1e-5 of it
+#: or more even at 1e5 e⁻/px.
+_NOISE_FLOOR = 1e-10
 #: Fewest lines and columns a frame needs for the test.
 _MIN_SIZE = 64
 #: A tone within this many bins of a lattice harmonic is the lattice's.
@@ -181,6 +189,30 @@ class LineInterference:
         return self.covers(fy, fx, None if shape is None else rows)
 
 
+def _spectrum(frame: np.ndarray) -> tuple[np.ndarray, float]:
+    """The complex64 spectrum (``rfft2`` layout) of the frame's lines less their means,
+    Hann-windowed along both axes, and its mean power per bin (Parseval); made band by
+    band of rows in float32, so that it holds about two float32 copies of the frame, not
+    float64 ones."""
+    height, width = frame.shape
+    window_x = np.hanning(width).astype(np.float32)
+    window_y = np.hanning(height).astype(np.float32)
+    out = np.empty((height, width // 2 + 1), np.complex64)
+    squares = 0.0
+    for rows in row_bands(frame.shape):
+        band = np.asarray(frame[rows], np.float64)
+        band = (band - band.mean(axis=1, keepdims=True)).astype(np.float32)
+        band *= window_x
+        band *= window_y[rows, None]
+        squares += float(np.sum(band.astype(np.float64) ** 2))
+        out[rows] = sfft.rfft(band, axis=1)
+    return sfft.fft(out, axis=0, overwrite_x=True), squares
+
+
+def _power(spectrum: np.ndarray) -> np.ndarray:
+    return spectrum.real**2 + spectrum.imag**2
+
+
 def line_interference(frame: np.ndarray) -> LineInterference | None:
     """Where the pattern the same, or nearly, in every line of the 2D ``frame`` (rows:
     scan lines) lies in its spectrum, or None when it has none (see the module
@@ -191,33 +223,33 @@ def line_interference(frame: np.ndarray) -> LineInterference | None:
     frame : numpy.ndarray
         2D image, finite.
     """
-    x = np.asarray(frame, np.float64)
+    x = np.asarray(frame)
     if x.ndim != 2:
         raise ValueError(f"frame must be 2D, got shape {x.shape}")
     height, width = x.shape
     if height < _MIN_SIZE or width < _MIN_SIZE:
         return None
-    lines = x - x.mean(axis=1, keepdims=True)
-    window = np.hanning(height)[:, None] * np.hanning(width)[None, :]
-    spectrum = np.fft.fft(np.fft.rfft(lines * window, axis=1), axis=0)
-    power = spectrum.real**2 + spectrum.imag**2
-    del spectrum
     strip = max(2, math.ceil(LINE_PATTERN_STRIP * height))
     first = 2 * strip + 1
     last = max(first + _NOISE_BINS, int(_NOISE_LAST * height))
     if last >= height // 2:
         return None
+    spectrum, squares = _spectrum(x)
     beyond = np.r_[first : last + 1, height - last : height - first + 1]
-    noise = np.median(power[beyond], axis=0) / math.log(2.0)
-    noise = np.maximum(noise, np.finfo(float).tiny)
+    noise = np.median(_power(spectrum[beyond]), axis=0) / math.log(2.0)
+    noise = np.maximum(noise, np.finfo(np.float32).tiny)
     band = LINE_PATTERN_BAND * width
     above = np.arange(len(noise)) >= band
-    far = np.median(power[height // 4 : height - height // 4 + 1][:, above]) / math.log(2.0)
-    if not np.median(noise[above]) <= _NOISE_FLATNESS * far:
-        return None  # no noise there to compare with (a clean frame's window leakage)
+    power = _power(spectrum[height // 4 : height - height // 4 + 1, above])
+    far = np.median(power) / math.log(2.0)
+    del power
+    if not (np.median(noise[above]) <= _NOISE_FLATNESS * far and far > _NOISE_FLOOR * squares):
+        return None  # no noise there to compare with (a clean frame)
     rows = np.r_[0 : strip + 1, height - strip : height]
-    excess = power[rows].mean(axis=0) / noise
-    ratio = power[0] / noise
+    strip_power = _power(spectrum[rows])
+    del spectrum
+    excess = strip_power.mean(axis=0) / noise
+    ratio = strip_power[0] / noise
     peaks = [_centre(ratio, int(k)) for k in _peaks(ratio)]
     harmonics = _lattice_harmonics(peaks, band)
     found = LineInterference(

@@ -116,6 +116,7 @@ LINE_PATTERN_EXCESS = 1.5
 LINE_PATTERN_NOISE_LAST = 0.1
 LINE_PATTERN_NOISE_BINS = 16
 LINE_PATTERN_NOISE_FLATNESS = 10.0
+LINE_PATTERN_NOISE_FLOOR = 1e-10
 LINE_PATTERN_MIN_SIZE = 64
 LINE_PATTERN_HARMONIC_BINS = 2.0
 LINE_PATTERN_COMB_DENSITY = 0.08
@@ -1118,6 +1119,7 @@ def line_interference_mask(
     min_size: int = LINE_PATTERN_MIN_SIZE,
     near: float = LINE_PATTERN_HARMONIC_BINS,
     density: float = LINE_PATTERN_COMB_DENSITY,
+    floor: float = LINE_PATTERN_NOISE_FLOOR,
     tiny: float = _TINY,
 ) -> Optional[torch.Tensor]:
     """:func:`napari_pinned.noise.line_pattern.line_interference` of a (float64) frame, as
@@ -1129,7 +1131,9 @@ def line_interference_mask(
     lines = x - x.mean(dim=1, keepdim=True)
     window = torch.hann_window(h, periodic=False, dtype=x.dtype, device=x.device)[:, None]
     window = window * torch.hann_window(w, periodic=False, dtype=x.dtype, device=x.device)
-    spectrum = torch.fft.fft(torch.fft.rfft(lines * window, dim=1), dim=0)
+    windowed = lines * window
+    squares = float((windowed * windowed).sum())
+    spectrum = torch.fft.fft(torch.fft.rfft(windowed, dim=1), dim=0)
     power = torch.real(spectrum) ** 2 + torch.imag(spectrum) ** 2
     strip = max(2, int(math.ceil(strip_width * h)))
     first = 2 * strip + 1
@@ -1146,7 +1150,7 @@ def line_interference_mask(
     band = band_edge * w
     above = torch.arange(noise.shape[0], device=x.device) >= band
     far = _median(power[h // 4 : h - h // 4 + 1][:, above]) / math.log(2.0)
-    if not _median(noise[above]) <= flatness * far:
+    if not (_median(noise[above]) <= flatness * far and far > floor * squares):
         return None
     rows = torch.cat(
         [torch.arange(0, strip + 1, device=x.device), torch.arange(h - strip, h, device=x.device)]
