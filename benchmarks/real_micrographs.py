@@ -329,7 +329,7 @@ def markdown(result: dict) -> str:
             f"{HIGH_FREQUENCY:g} cycles/px (where a probe-limited image has no signal) as a "
             "share of the input's, how much of that repeats in every scan line (within "
             f"{LINE_PATTERN_BAND:g} cycles/px of zero along y: a pattern synchronous with the "
-            "scan, not noise the model was trained on), seconds:\n\n"
+            "scan), seconds:\n\n"
             + markdown_table(
                 [
                     *("image", "estimated noise", "method", "faithful", "kept", "invented"),
