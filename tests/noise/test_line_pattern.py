@@ -46,6 +46,17 @@ def test_a_lattice_aligned_with_the_scan_is_not_a_pattern(dose, material, rotati
     assert line_interference(clean) is None  # no noise: nothing to compare with
 
 
+@pytest.mark.parametrize("dose", [10.0, 100.0])
+@pytest.mark.parametrize("rotation", [0.0, 23.0])
+def test_a_straight_edge_along_the_lines_is_not_a_pattern(dose, rotation):
+    # Crystal on the left, vacuum on the right, a one-pixel step in every line: the same
+    # in every line, but in one place (without the halves' check it fired at 10 counts).
+    clean = _lattice(rotation, pixel_size=0.1)
+    clean = clean * np.where(np.arange(SHAPE) < SHAPE // 2, 1.0, 0.05)[None, :]
+    noisy = np.random.default_rng(0).poisson(clean / clean.mean() * dose).astype(float)
+    assert line_interference(noisy) is None
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_tones_the_same_in_every_line_are_found_where_they_are(seed):
     clean = _lattice(23.0)

@@ -807,7 +807,17 @@ def _aligned(lattice, shape=(256, 256), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(clean * 1000.0 / 255.0).astype(np.float64)
 
 
-@pytest.mark.parametrize("make", [_striped, _counts, _afterglow, _aligned, _jittered_afterglow])
+def _edge(lattice, shape=(256, 256), seed=0) -> np.ndarray:
+    """Lattice on the left, vacuum on the right, at 10 counts: a straight edge along y,
+    the same in every line but in one place (the halves' check)."""
+    clean = lattice(max(shape), period=7.0)[: shape[0], : shape[1]] / 255.0
+    clean = clean * np.where(np.arange(shape[1]) < shape[1] // 2, 1.0, 0.05)[None, :]
+    return np.random.default_rng(seed).poisson(clean / clean.mean() * 10.0).astype(np.float64)
+
+
+@pytest.mark.parametrize(
+    "make", [_striped, _counts, _afterglow, _aligned, _jittered_afterglow, _edge]
+)
 def test_the_package_finds_line_interference_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.line_pattern import line_interference
 
