@@ -119,7 +119,8 @@ def real_summary(result: dict, model: str = "default") -> str:
     peaks = sum(r["n_peaks"] for r in rows)
     invented = sum(r["n_invented"] for r in rows)
     return (
-        f"On {len(rows)} real HAADF micrographs (tk_r_em's example data, benchmark-only), "
+        f"On {len(rows)} real micrographs (tk_r_em's example data and atomap's ADF test "
+        "image, benchmark-only), "
         f"the readout judges the {model} model faithful on {faithful}; over all of them it "
         f"keeps {kept} of {peaks} strong reflections within ±25 % and invents {invented} "
         "(`python benchmarks/real_micrographs.py`)."

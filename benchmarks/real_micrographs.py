@@ -28,8 +28,16 @@ neural networks to restore single-shot electron microscopy images", arXiv:2303.1
   calibration out of the comparison, the same for every method).  Gaussian and
   VST + BM3D are tuned per pair on the affine PSNR (oracle).
 
+* **atomap's ADF image** (no ground truth): ``atomap/tests/datasets/test_ADF_cropped.hdf5``
+  of the PyPI package ``atomap`` 0.4.2 (M. Nord et al., "Atomap: a new software tool for
+  the automated analysis of atomic resolution images using two-dimensional Gaussian
+  fitting", Adv. Struct. Chem. Imaging 3, 9, 2017), an experimental 400 × 380 ADF image
+  stored as float16, scored as the real micrographs are.  Its noise is correlated along
+  both axes (a resampled frame), much more than the frames the default was trained on.
+
 The data are GPL-3 licensed: they are used here as benchmark data only, downloaded at
-benchmark time (``pip download --no-deps tk-r-em==1.0.4``) into a cache directory
+benchmark time (``pip download --no-deps tk-r-em==1.0.4``, ``pip download --no-deps
+atomap==0.4.2``) into a cache directory
 (default ``~/.cache/napari-pinned-bench/``, or ``$NAPARI_PINNED_BENCH_CACHE``) and read
 from the source archive with h5py.  They are never committed to this BSD project.
 
@@ -91,6 +99,11 @@ SDIST = f"tk_r_em-{VERSION}.tar.gz"
 DATA = f"tk_r_em-{VERSION}/tk_r_em/test_data"
 REAL_FILES = ("exp_hrstem.h5", "sgl_exp_hrstem.h5")
 PAIRS_FILE = "sfr_hrstem.h5"
+# A second source of real data: the experimental ADF image of atomap's tests.
+ATOMAP, ATOMAP_VERSION = "atomap", "0.4.2"
+ATOMAP_WHEEL = f"atomap-{ATOMAP_VERSION}-py3-none-any.whl"
+ATOMAP_FILE = "atomap/tests/datasets/test_ADF_cropped.hdf5"
+ATOMAP_KEY = "Experiments/__unnamed__/data"
 BM3D = "VST + BM3D"
 NOISY = "noisy"
 CROP = 192
@@ -126,6 +139,37 @@ def fetch_sdist(cache: pathlib.Path) -> pathlib.Path:
     if not path.is_file():
         raise SystemExit(f"pip did not leave {SDIST} in {cache}")
     return path
+
+
+def fetch_atomap(cache: pathlib.Path) -> pathlib.Path:
+    """atomap's wheel in ``cache`` (its tests' data), downloaded with pip when missing."""
+    path = cache / ATOMAP_WHEEL
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        print(f"# downloading {ATOMAP}=={ATOMAP_VERSION} (≈ 1 MB, GPL-3 data) into {cache}")
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "download", "--no-deps"),
+                *(f"{ATOMAP}=={ATOMAP_VERSION}", "--only-binary", ":all:", "-d", str(cache)),
+            ],
+            check=True,
+        )
+    if not path.is_file():
+        raise SystemExit(f"pip did not leave {ATOMAP_WHEEL} in {cache}")
+    return path
+
+
+def load_atomap(wheel: pathlib.Path) -> list[tuple[str, np.ndarray]]:
+    """atomap's experimental ADF test image (400 × 380, stored as float16)."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(wheel) as archive:
+        data = archive.read(ATOMAP_FILE)
+    with h5py.File(io.BytesIO(data), "r") as f:
+        image = np.asarray(f[ATOMAP_KEY][()], np.float32)
+    return [("atomap ADF", image)]
 
 
 def read_h5(archive: tarfile.TarFile, name: str) -> dict[str, np.ndarray]:
@@ -321,7 +365,8 @@ def markdown(result: dict) -> str:
                     ]
                 )
         parts.append(
-            "Real HAADF micrographs (tk-r-em 1.0.4 example data, no ground truth): noise "
+            "Real HAADF micrographs (tk-r-em 1.0.4 example data; atomap 0.4.2's ADF test "
+            "image), no ground truth: noise "
             "fitted to each image, and the faithfulness readout of each output — verdict, "
             "strong reflections kept within ±25 %, invented reflections, residual variance "
             "over the estimated noise variance (≈ 1 for a residual that is just the noise), "
@@ -422,7 +467,7 @@ def plot(crops: dict, label: str, path: pathlib.Path) -> None:
             ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_title(f"{name}: {title}" if col == 0 else title, fontsize=9)
             ax.axis("off")
-    fig.suptitle(f"Real HAADF micrographs (tk-r-em example data), central {CROP}² crops")
+    fig.suptitle(f"Real micrographs (tk-r-em example data, atomap ADF), central {CROP}² crops")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path, 80)
@@ -472,6 +517,8 @@ def main() -> None:
     models = parse_model_specs(args.model, ["default", "cdn"])
     sdist = fetch_sdist(cache_dir(args.cache))
     real, xs, ys = load_data(sdist)
+    wheel = fetch_atomap(cache_dir(args.cache))
+    real += load_atomap(wheel)
     if args.quick:
         real, xs, ys = real[:2], xs[:2], ys[:2]
     start = time.perf_counter()
@@ -487,9 +534,12 @@ def main() -> None:
             "seconds": round(seconds),
             "quick": args.quick,
             "data": f"{PACKAGE}=={VERSION} sdist {SDIST}: "
-            + ", ".join(f"{DATA}/{name}" for name in (*REAL_FILES, PAIRS_FILE)),
+            + ", ".join(f"{DATA}/{name}" for name in (*REAL_FILES, PAIRS_FILE))
+            + f"; {ATOMAP}=={ATOMAP_VERSION} wheel {ATOMAP_WHEEL}: {ATOMAP_FILE}",
             "data_sha256": hashlib.sha256(sdist.read_bytes()).hexdigest(),
-            "data_license": "GPL-3.0 (tk-r-em); used as benchmark data only, never committed",
+            "atomap_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            "data_license": "GPL-3.0 (tk-r-em, atomap); used as benchmark data only, "
+            "never committed",
             "models": [m.describe() for m in models],
             "figure_model": example_model([m.label for m in models]),
         },
