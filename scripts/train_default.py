@@ -133,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(StemRecording.resample: a rotation of up to 4° and a sub-pixel shift, linear)",
     )
     parser.add_argument(
+        "--resample-zoom",
+        type=float,
+        default=1.0,
+        help="largest magnification of a resampled frame (StemRecording.resample_zoom, "
+        "uniform from 1: an upsampled frame, its noise correlated over as many pixels)",
+    )
+    parser.add_argument(
         "--line-pattern-fraction",
         type=float,
         default=0.0,
@@ -219,7 +226,9 @@ def export(
             )
             + (
                 f"; {args.resample_fraction:.0%} of the frames resampled after recording "
-                "(a rotation of up to 4° and a sub-pixel shift, linear interpolation)"
+                "(a rotation of up to 4° and a sub-pixel shift, linear interpolation"
+                + (f", magnified up to {args.resample_zoom:g}×" if args.resample_zoom > 1 else "")
+                + ")"
                 if args.resample_fraction > 0
                 else ""
             )
@@ -280,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             SCANNING_DETECTOR if args.scanning_detector else StemNoiseRanges(),
             smear_fraction=args.smear_fraction,
             resample_fraction=args.resample_fraction,
+            resample_zoom=(1.0, args.resample_zoom),
             line_pattern_fraction=args.line_pattern_fraction,
         ),
         init_model=None if args.grow else args.init,

@@ -377,6 +377,10 @@ def auto_validate_every(steps: int) -> int:
     return min(100, max(5, steps // 20))
 
 
+#: The largest magnification of a frame resampled after recording (upsampled 4×).
+MAX_RESAMPLE_ZOOM = 4.0
+
+
 @dataclass(frozen=True)
 class StemNoiseRanges:
     """Where :func:`~napari_pinned.noise.synthesis.draw_recording` draws recording conditions.
@@ -392,7 +396,8 @@ class StemNoiseRanges:
     :data:`SCANNING_DETECTOR` ranges turn them on.  ``resample_fraction`` of the frames
     are resampled after recording (drift correction, registration: a rotation of
     ``resample_rotation`` degrees either way and a shift uniform in 0–1 px along each
-    axis, linear interpolation), off by default, and ``line_pattern_fraction`` get
+    axis, linear interpolation, magnified by a factor uniform in ``resample_zoom``, 1 by
+    default), off by default, and ``line_pattern_fraction`` get
     interference the same in every scan line, of an RMS ``line_pattern`` times the shot
     noise at the mean dose (:func:`~napari_pinned.noise.scanning.line_pattern`), off by
     default.
@@ -426,6 +431,7 @@ class StemNoiseRanges:
     resample_rotation: tuple[float, float] = (0.0, 4.0)
     line_pattern_fraction: float = 0.0
     line_pattern: tuple[float, float] = (0.0, 0.3)
+    resample_zoom: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         lo, hi = self.dose
@@ -449,6 +455,12 @@ class StemNoiseRanges:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be finite and [0, 1], got {value!r}")
+        low, high = self.resample_zoom
+        if not (_is_number(low) and _is_number(high) and 1.0 <= low <= high <= MAX_RESAMPLE_ZOOM):
+            raise ValueError(
+                f"resample_zoom must satisfy 1 <= low <= high <= {MAX_RESAMPLE_ZOOM:g}, "
+                f"got {self.resample_zoom!r}"
+            )
 
 
 #: Recording conditions with a scanning detector's own noise on top of shot and read

@@ -266,3 +266,55 @@ def test_resampling_halfway_leaves_its_share_of_white_noise_per_pixel(shift, sha
     assert float(np.var(out)) == pytest.approx(share, rel=5 * math.sqrt(2 * 4 / out.size))
     # The zero-frequency noise (its sum) stays: the dose is unchanged.
     assert float(np.mean(out)) == pytest.approx(0.0, abs=5 / math.sqrt(out.size))
+
+
+def test_a_zoom_magnifies_about_the_centre_and_correlates_the_noise():
+    # A ramp along x magnified z times about the centre: its slope is 1/z, its centre kept.
+    x = np.mgrid[0:65, 0:81][1].astype(np.float64)
+    for z in (1.0, 1.4, 2.0):
+        out = resample_frame(x, 0.0, (0.0, 0.0), zoom=z)
+        assert np.allclose(np.diff(out[:, 10:70], axis=1), 1.0 / z, atol=1e-9)
+        assert out[32, 40] == pytest.approx(40.0, abs=1e-9)
+    # White noise upsampled 1.4×: neighbours share values, so the next pixel's
+    # correlation rises from 0 to well above the 5 standard errors (1/√N) of none.
+    white = np.random.default_rng(2).standard_normal(SHAPE)
+    out = resample_frame(white, 0.0, (0.0, 0.0), zoom=1.4)[4:-4, 4:-4]
+    out = out - out.mean()
+    lag = float(np.mean(out[:, 1:] * out[:, :-1]) / np.var(out))
+    assert lag > 5 / math.sqrt(out.size) + 0.2
+    for bad in (0.5, 5.0, float("nan")):
+        with pytest.raises(ValueError, match="zoom"):
+            resample_frame(white, 0.0, (0.0, 0.0), zoom=bad)
+
+
+def test_zoomed_frames_are_drawn_last_and_recorded_alike(lattice):
+    from dataclasses import replace
+
+    base = replace(SCANNING_DETECTOR, resample_fraction=0.5)
+    zoomed = replace(base, resample_zoom=(1.0, 1.4))
+    plain = [draw_recording(np.random.default_rng(s), base) for s in range(200)]
+    drawn = [draw_recording(np.random.default_rng(s), zoomed) for s in range(200)]
+    # Drawn after everything else: the other terms are the ones the plain ranges draw.
+    assert all(replace(d, resample_zoom=1.0) == p for d, p in zip(drawn, plain, strict=True))
+    zooms = [d.resample_zoom for d in drawn]
+    assert all(1.0 <= z <= 1.4 for z in zooms) and max(zooms) > 1.2
+    # Only resampled frames are magnified; plain ranges never magnify.
+    assert all(d.resample_zoom == 1.0 for d in drawn if d.resample == (0.0, 0.0, 0.0))
+    assert all(p.resample_zoom == 1.0 for p in plain)
+    # Recorded and expected image are the plain recording magnified alike.
+    rec = StemRecording(20.0, read_noise=0.5, resample=(3.0, 0.3, 0.6))
+    noisy = record_stem_image(lattice, rec, np.random.default_rng(8))[0]
+    unturned = replace(rec, resample=(0.0, 0.0, 0.0))
+    raw, raw_expected = record_stem_image(lattice, unturned, np.random.default_rng(8))
+    got, got_expected = record_stem_image(
+        lattice, replace(rec, resample_zoom=1.3), np.random.default_rng(8)
+    )
+    assert np.allclose(got, resample_frame(raw, 3.0, (0.3, 0.6), zoom=1.3), atol=1e-4)
+    assert np.allclose(
+        got_expected, resample_frame(raw_expected, 3.0, (0.3, 0.6), zoom=1.3), atol=1e-4
+    )
+    assert not np.allclose(got, noisy, atol=1e-2)
+    with pytest.raises(ValueError, match="resample_zoom"):
+        StemRecording(20.0, resample_zoom=0.9)
+    with pytest.raises(ValueError, match="resample_zoom"):
+        replace(SCANNING_DETECTOR, resample_zoom=(1.0, 5.0))

@@ -33,6 +33,8 @@ import math
 import numpy as np
 from scipy import ndimage, signal
 
+from napari_pinned.settings import MAX_RESAMPLE_ZOOM
+
 __all__ = [
     "afterglow_decay",
     "afterglow_response",
@@ -127,17 +129,24 @@ def dropped_rows(rows: int, share: float, rng: np.random.Generator) -> np.ndarra
 
 
 def resample_frame(
-    image: np.ndarray, rotation: float, shift: tuple[float, float], order: int = 1
+    image: np.ndarray,
+    rotation: float,
+    shift: tuple[float, float],
+    order: int = 1,
+    zoom: float = 1.0,
 ) -> np.ndarray:
-    """``image`` rotated by ``rotation`` degrees about its centre and shifted by ``shift``
-    ``(dy, dx)`` pixels, by spline interpolation of ``order`` (1: linear, 3: cubic), as
-    drift correction or registration resamples a recorded frame; edges reflected
-    (:func:`scipy.ndimage.affine_transform`)."""
+    """``image`` rotated by ``rotation`` degrees about its centre, magnified ``zoom``
+    times (≥ 1: upsampled, as a resize or a finer grid after registration makes it) and
+    shifted by ``shift`` ``(dy, dx)`` pixels, by spline interpolation of ``order`` (1:
+    linear, 3: cubic), as drift correction or registration resamples a recorded frame;
+    edges reflected (:func:`scipy.ndimage.affine_transform`)."""
     if order not in (0, 1, 2, 3, 4, 5):
         raise ValueError(f"interpolation order must be 0–5, got {order!r}")
+    if not (math.isfinite(zoom) and 1.0 <= zoom <= MAX_RESAMPLE_ZOOM):
+        raise ValueError(f"zoom must be in [1, {MAX_RESAMPLE_ZOOM:g}], got {zoom!r}")
     angle = math.radians(rotation)
     c, s = math.cos(angle), math.sin(angle)
-    matrix = np.array([[c, -s], [s, c]])
+    matrix = np.array([[c, -s], [s, c]]) / zoom
     centre = (np.array(image.shape, dtype=np.float64) - 1.0) / 2.0
     offset = centre - matrix @ centre + np.asarray(shift, dtype=np.float64)
     values = np.asarray(image, dtype=np.float64)

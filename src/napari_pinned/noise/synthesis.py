@@ -33,7 +33,7 @@ from napari_pinned._util.intensity import (
     to_paper_scale,
 )
 from napari_pinned.noise import scanning
-from napari_pinned.settings import StemNoiseRanges
+from napari_pinned.settings import MAX_RESAMPLE_ZOOM, StemNoiseRanges
 
 __all__ = [
     "CDN_TABLE",
@@ -561,6 +561,10 @@ class StemRecording:
         (:func:`napari_pinned.noise.scanning.resample_frame`), recorded and expected
         image alike; its noise comes out correlated along both axes.  Zeros: not
         resampled.
+    resample_zoom : float
+        The frame's magnification when it is resampled (1: none; up to
+        :data:`napari_pinned.settings.MAX_RESAMPLE_ZOOM`): an upsampled frame,
+        whose noise is correlated over about as many pixels along both axes.
     line_pattern : float
         RMS (e⁻) of interference that is the same in every scan line
         (:func:`napari_pinned.noise.scanning.line_pattern`), added to the recorded
@@ -581,6 +585,7 @@ class StemRecording:
     dropped_lines: float = 0.0
     resample: tuple[float, float, float] = (0.0, 0.0, 0.0)
     line_pattern: float = 0.0
+    resample_zoom: float = 1.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dose) and self.dose > 0):
@@ -610,6 +615,9 @@ class StemRecording:
             )
         if abs(self.resample[0]) > 45.0:
             raise ValueError(f"resample rotation must be within ±45°, got {self.resample[0]!r}")
+        zoom = self.resample_zoom
+        if not (isinstance(zoom, (int, float)) and 1.0 <= zoom <= MAX_RESAMPLE_ZOOM):
+            raise ValueError(f"resample_zoom must be in [1, {MAX_RESAMPLE_ZOOM:g}], got {zoom!r}")
 
 
 def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRecording:
@@ -655,6 +663,10 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
     pattern = 0.0
     if ranges.line_pattern_fraction > 0 and rng.random() < ranges.line_pattern_fraction:
         pattern = float(rng.uniform(*ranges.line_pattern)) * math.sqrt(dose + read**2)
+    # Last again, and only for resampled frames of ranges that magnify.
+    zoom = 1.0
+    if resample != (0.0, 0.0, 0.0) and ranges.resample_zoom[1] > 1.0:
+        zoom = float(rng.uniform(*ranges.resample_zoom))
     return StemRecording(
         dose,
         read,
@@ -666,6 +678,7 @@ def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRec
         **scan,
         resample=resample,
         line_pattern=pattern,
+        resample_zoom=zoom,
     )
 
 
@@ -734,9 +747,10 @@ def record_stem_image(
         kernel = np.array([a, 1.0 - 2.0 * a, a])
         recorded = correlate1d(recorded, kernel, axis=-1, mode="reflect").astype(np.float32)
         expected = correlate1d(expected, kernel, axis=-1, mode="reflect").astype(np.float32)
-    if recording.resample != (0.0, 0.0, 0.0):
+    if recording.resample != (0.0, 0.0, 0.0) or recording.resample_zoom != 1.0:
         rotation, dy, dx = recording.resample
-        recorded = scanning.resample_frame(recorded, rotation, (dy, dx))
+        zoom = recording.resample_zoom
+        recorded = scanning.resample_frame(recorded, rotation, (dy, dx), zoom=zoom)
         recorded = recorded.astype(np.float32, copy=False)
-        expected = scanning.resample_frame(expected, rotation, (dy, dx))
+        expected = scanning.resample_frame(expected, rotation, (dy, dx), zoom=zoom)
     return recorded, expected.astype(np.float32, copy=False)
