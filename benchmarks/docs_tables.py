@@ -253,6 +253,9 @@ def blocks() -> dict[str, str]:
     resampled = _load(scan_noise.JSONS["resampled"].name)
     if resampled is not None:
         out["scan-noise-resampled"] = "\n".join(scan_noise.markdown(resampled))
+    upsampled = _load(scan_noise.JSONS["upsampled"].name)
+    if upsampled is not None:
+        out["scan-noise-upsampled"] = "\n".join(scan_noise.markdown(upsampled))
     sizes = _load("capacity.json")
     if sizes is not None:
         out["capacity"] = "\n".join(capacity.markdown(sizes))

@@ -24,7 +24,11 @@ a raster scan would (:func:`napari_pinned.noise.synthesis.record_stem_image`):
   (:func:`napari_pinned.noise.scanning.resample_frame`: a rotation uniform in 1–4°, a
   shift uniform in 0.2–0.8 px along each axis, linear or cubic interpolation at even
   odds), the truth alike, and a border of the rotation's reach cut off: noise
-  correlated along both axes.
+  correlated along both axes.  ``upsampled``, a third held-out family: the resampled
+  frames above, magnified by a factor uniform in 1.1–1.4 as well (a frame resized after
+  recording, or registered onto a finer grid): noise correlated over more than a pixel
+  along both axes, as in atomap's experimental ADF test image
+  (``real_micrographs.py``).
 * **Classical methods, tuned per image against the truth** (an oracle, as in
   ``realistic.py``): a Gaussian filter, and BM3D given the noise's power spectral
   density (``bm3d``'s ``sigma_psd`` array) after the generalised Anscombe transform.
@@ -54,10 +58,12 @@ Run::
     python benchmarks/scan_noise.py --model new=runs/x.pt --model default --variants
     python benchmarks/scan_noise.py --response bandwidth --variants
     python benchmarks/scan_noise.py --response resampled --variants
+    python benchmarks/scan_noise.py --response upsampled --variants
     python benchmarks/scan_noise.py --tables-only        # re-print the table from the JSON
 
-Writes ``benchmarks/scan_noise.json`` (``scan_noise_bandwidth.json`` and
-``scan_noise_resampled.json`` for the held-out families; nothing with ``--quick``);
+Writes ``benchmarks/scan_noise.json`` (``scan_noise_bandwidth.json``,
+``scan_noise_resampled.json`` and ``scan_noise_upsampled.json`` for the held-out
+families; nothing with ``--quick``);
 ``benchmarks/docs_tables.py`` writes their tables into docs/benchmarks.md.
 """
 
@@ -93,11 +99,12 @@ from realistic import ImageSpec, _seed, held_out_set, make_clean
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JSON = ROOT / "benchmarks" / "scan_noise.json"
-RESPONSES = ("afterglow", "bandwidth", "resampled")
+RESPONSES = ("afterglow", "bandwidth", "resampled", "upsampled")
 JSONS = {
     "afterglow": JSON,
     "bandwidth": ROOT / "benchmarks" / "scan_noise_bandwidth.json",
     "resampled": ROOT / "benchmarks" / "scan_noise_resampled.json",
+    "upsampled": ROOT / "benchmarks" / "scan_noise_upsampled.json",
 }
 DOSES = (1.0, 3.0, 10.0, 30.0, 100.0)
 QUICK_DOSES = (1.0, 10.0)
@@ -105,6 +112,7 @@ READ_NOISE = 0.5  # e⁻
 DARK = 0.05  # e⁻/px
 ADC_OFFSET = 0.5  # e⁻, clipped at zero
 CORE_IMAGES = 14
+UPSAMPLED_ZOOM = (1.1, 1.4)  # the ``upsampled`` family's magnification
 NOISY, GAUSSIAN, BM3D_PSD = "noisy", "Gaussian (VST)", "VST + BM3D (PSD)"
 # BM3D's PSD scaled by factor² for σ factors 0.35–4 in steps of √2, starting at 1.
 BM3D_GRID = tuple(geometric(0.354, 2**0.5, 8))
@@ -145,12 +153,13 @@ class Resampling:
     rotation: float
     shift: tuple[float, float]
     order: int
+    zoom: float = 1.0
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """The frame resampled, less a border as wide as the rotation moves a corner."""
         from napari_pinned.noise.scanning import resample_frame
 
-        out = resample_frame(image, self.rotation, self.shift, self.order)
+        out = resample_frame(image, self.rotation, self.shift, self.order, zoom=self.zoom)
         margin = math.ceil(max(image.shape) / 2 * math.sin(math.radians(self.rotation))) + 1
         return out[margin:-margin, margin:-margin]
 
@@ -161,13 +170,16 @@ class Resampling:
 
 
 def resampling(spec: ImageSpec, dose: float, response: str) -> Resampling | None:
-    """The resampling of a ``resampled`` frame; None for the other families."""
-    if response != "resampled":
+    """The resampling of a ``resampled`` or ``upsampled`` frame (the same draws, and an
+    ``upsampled`` one's magnification drawn after them); None for the other families."""
+    if response not in ("resampled", "upsampled"):
         return None
     rng = np.random.default_rng([_seed(spec.id), round(dose * 1000), 22])
     rotation = float(rng.uniform(1.0, 4.0))
     shift = (float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8)))
-    return Resampling(rotation, shift, int(rng.choice([1, 3])))
+    order = int(rng.choice([1, 3]))
+    zoom = float(rng.uniform(*UPSAMPLED_ZOOM)) if response == "upsampled" else 1.0
+    return Resampling(rotation, shift, order, zoom)
 
 
 def record(spec: ImageSpec, dose: float, response: str = "afterglow"):
@@ -383,7 +395,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=RESPONSES,
         default="afterglow",
         help="the detector's response along the fast scan (bandwidth: a held-out smear; "
-        "resampled: afterglow recordings resampled after recording)",
+        "resampled: afterglow recordings resampled after recording; upsampled: resampled "
+        "and magnified 1.1-1.4x)",
     )
     p.add_argument(
         "--variants", action="store_true", help="also tell each model the raw fit and the dose"

@@ -6,7 +6,7 @@
 #   nohup bash scripts/benchmark_default.sh > /tmp/benchmark-default.log 2>&1 &
 #   bash scripts/benchmark_default.sh real adapt      # only these steps
 #
-# Steps: realistic afterglow bandwidth resampled real adapt uncertainty peer
+# Steps: realistic afterglow bandwidth resampled upsampled real adapt uncertainty peer
 # self-supervised.  The uncertainty step fits the calibration and checks it: copy the
 # fitted constants it prints into napari_pinned/denoising/uncertainty.py (CALIBRATION).
 # The peer step needs tk_r_em's own environment (TK_PYTHON, default
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 TK=${TK_PYTHON:-/tmp/tkvenv/bin/python}
-ALL=(realistic afterglow bandwidth resampled real adapt uncertainty peer self-supervised)
+ALL=(realistic afterglow bandwidth resampled upsampled real adapt uncertainty peer self-supervised)
 STEPS=("${@:-${ALL[@]}}")
 
 run() {
@@ -29,7 +29,7 @@ for step in "${STEPS[@]}"; do
     realistic)
         run "$PY" benchmarks/realistic.py --model default --model "default ×8=default@8" \
             --model cdn --reuse --jobs 2 ;;
-    afterglow | bandwidth | resampled)
+    afterglow | bandwidth | resampled | upsampled)
         run "$PY" benchmarks/scan_noise.py --response "$step" --variants --jobs 2 ;;
     real)
         run "$PY" benchmarks/real_micrographs.py ;;

@@ -26,10 +26,10 @@ def test_every_step_runs_a_benchmark_that_exists_and_the_tables_last():
         assert (ROOT / script).is_file(), script
     # Each scan-noise family, the shipped models on white noise, real data, adapt,
     # uncertainty, the peer and training without a clean image; the docs' tables at the end.
-    for response in ("afterglow", "bandwidth", "resampled"):
+    for response in ("afterglow", "bandwidth", "resampled", "upsampled"):
         assert any(f"--response {response} --variants" in c for c in commands), response
     assert scripts[-1] == "benchmarks/docs_tables.py"
-    assert len(scripts) == 10
+    assert len(scripts) == 11
     assert any("--python tk-python" in c for c in commands)
 
 
