@@ -123,40 +123,35 @@ def cache_dir(given: pathlib.Path | None) -> pathlib.Path:
     )
 
 
-def fetch_sdist(cache: pathlib.Path) -> pathlib.Path:
-    """The tk-r-em source archive in ``cache``, downloaded with pip when missing."""
-    path = cache / SDIST
+def _pip_download(cache: pathlib.Path, name: str, *, what: str, binary: str) -> pathlib.Path:
+    """``cache / name``, downloaded with ``pip download --no-deps WHAT BINARY :all:`` when
+    missing (the data are GPL-3: benchmark data only, never committed)."""
+    path = cache / name
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        print(f"# downloading {PACKAGE}=={VERSION} (≈ 190 MB, GPL-3 data) into {cache}")
+        print(f"# downloading {what} (GPL-3 data) into {cache}")
         subprocess.run(
             [
                 *(sys.executable, "-m", "pip", "download", "--no-deps"),
-                *(f"{PACKAGE}=={VERSION}", "--no-binary", ":all:", "-d", str(cache)),
+                *(what, binary, ":all:", "-d", str(cache)),
             ],
             check=True,
         )
     if not path.is_file():
-        raise SystemExit(f"pip did not leave {SDIST} in {cache}")
+        raise SystemExit(f"pip did not leave {name} in {cache}")
     return path
+
+
+def fetch_sdist(cache: pathlib.Path) -> pathlib.Path:
+    """The tk-r-em source archive (≈ 190 MB) in ``cache``, downloaded when missing."""
+    return _pip_download(cache, SDIST, what=f"{PACKAGE}=={VERSION}", binary="--no-binary")
 
 
 def fetch_atomap(cache: pathlib.Path) -> pathlib.Path:
-    """atomap's wheel in ``cache`` (its tests' data), downloaded with pip when missing."""
-    path = cache / ATOMAP_WHEEL
-    if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"# downloading {ATOMAP}=={ATOMAP_VERSION} (≈ 1 MB, GPL-3 data) into {cache}")
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "pip", "download", "--no-deps"),
-                *(f"{ATOMAP}=={ATOMAP_VERSION}", "--only-binary", ":all:", "-d", str(cache)),
-            ],
-            check=True,
-        )
-    if not path.is_file():
-        raise SystemExit(f"pip did not leave {ATOMAP_WHEEL} in {cache}")
-    return path
+    """atomap's wheel (≈ 1 MB; its tests' data) in ``cache``, downloaded when missing."""
+    return _pip_download(
+        cache, ATOMAP_WHEEL, what=f"{ATOMAP}=={ATOMAP_VERSION}", binary="--only-binary"
+    )
 
 
 def load_atomap(wheel: pathlib.Path) -> list[tuple[str, np.ndarray]]:

@@ -77,6 +77,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "ff9b7259f5fc33aa7098fbb2fdfc9f2e857f0c58fdebb647002b857b6e89218b",
         "1e586f63b1fe4dd5f9eef76eb2e1d1f936a0baa07e4d23a53d5a4f9be0610093",
         "7d0b4d4926ff8cb210dfc6dd256fb4654fd5c49a68806f1e43d03456b4a368c7",
+        "b9986b2a7431163017a90791a04b91ca3980eb514fe2432d6b0effdfbc706cb3",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -386,7 +386,9 @@ def _check(
     enough_kept = kept_fraction is None or kept_fraction >= MIN_KEPT_FRACTION
     faithful = enough_kept and len(invented) <= MAX_INVENTED
     faithful &= ratio is None or ratio <= RESIDUAL_LIMIT
-    windows = local_faithfulness(a, b, estimate) if local else None
+    windows = (
+        local_faithfulness(a, b, estimate, interference=spectra.interference) if local else None
+    )
     faithful &= windows is None or windows.passed
     found = [] if windows is None else windows.warnings()
     return Faithfulness(

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
@@ -56,7 +56,7 @@ from scipy import ndimage
 from scipy.special import ndtri
 
 from napari_pinned.noise.estimate import NoiseEstimate, noise_variance_map
-from napari_pinned.noise.line_pattern import line_interference
+from napari_pinned.noise.line_pattern import LineInterference, line_interference
 from napari_pinned.quality.reflections import INVENTED_RATIO, KEPT_TOLERANCE
 from napari_pinned.quality.spectra import (
     FLOOR_BLOCK,
@@ -355,6 +355,7 @@ def local_faithfulness(
     estimate: NoiseEstimate,
     *,
     window: int = WINDOW,
+    interference: LineInterference | Literal["find"] | None = "find",
 ) -> LocalFaithfulness:
     """The faithfulness readout per window (module docstring).
 
@@ -366,6 +367,9 @@ def local_faithfulness(
         The input's noise model.
     window : int
         Window side, px; the image's shorter side when that is smaller.
+    interference : LineInterference, None or "find"
+        The input's pattern the same in every scan line (:mod:`napari_pinned.noise.
+        line_pattern`), whose bins are not reflections; ``"find"`` looks for it here.
 
     Returns
     -------
@@ -385,7 +389,7 @@ def local_faithfulness(
     corners = [(y, x) for y in ys for x in xs]
     variance = noise_variance_map(a, estimate)
     plan = _Plan(size)
-    lines = line_interference(a)
+    lines = line_interference(a) if isinstance(interference, str) else interference
     if lines is not None:
         # Interference the same in every scan line is not a reflection (noise.line_pattern).
         plan.canonical = plan.canonical & ~lines.rfft2_mask((size, size))

@@ -1107,73 +1107,15 @@ def _line_covered(
     return inside
 
 
-def line_interference_mask(
-    x: torch.Tensor,
-    band_edge: float = LINE_PATTERN_BAND,
-    strip_width: float = LINE_PATTERN_STRIP,
-    significance: float = LINE_PATTERN_SIGNIFICANCE,
-    broad: float = LINE_PATTERN_EXCESS,
-    noise_last: float = LINE_PATTERN_NOISE_LAST,
-    noise_bins: int = LINE_PATTERN_NOISE_BINS,
-    flatness: float = LINE_PATTERN_NOISE_FLATNESS,
-    min_size: int = LINE_PATTERN_MIN_SIZE,
-    near: float = LINE_PATTERN_HARMONIC_BINS,
-    density: float = LINE_PATTERN_COMB_DENSITY,
-    floor: float = LINE_PATTERN_NOISE_FLOOR,
-    tiny: float = _TINY,
-) -> Optional[torch.Tensor]:
+def line_interference_mask(x: torch.Tensor) -> Optional[torch.Tensor]:
     """:func:`napari_pinned.noise.line_pattern.line_interference` of a (float64) frame, as
     the mask of its ``rfft2`` bins (``LineInterference.rfft2_mask``), or None: the
     left and right half of the frame must each hold the pattern too (not a straight edge)."""
-    mask = _line_mask_whole(
-        x,
-        band_edge,
-        strip_width,
-        significance,
-        broad,
-        noise_last,
-        noise_bins,
-        flatness,
-        min_size,
-        near,
-        density,
-        floor,
-        tiny,
-    )
+    mask = _line_mask_whole(x)
     if mask is None:
         return None
     half = x.shape[1] // 2
-    left = _line_mask_whole(
-        x[:, :half],
-        band_edge,
-        strip_width,
-        significance,
-        broad,
-        noise_last,
-        noise_bins,
-        flatness,
-        min_size,
-        near,
-        density,
-        floor,
-        tiny,
-    )
-    right = _line_mask_whole(
-        x[:, half:],
-        band_edge,
-        strip_width,
-        significance,
-        broad,
-        noise_last,
-        noise_bins,
-        flatness,
-        min_size,
-        near,
-        density,
-        floor,
-        tiny,
-    )
-    if left is None or right is None:
+    if _line_mask_whole(x[:, :half]) is None or _line_mask_whole(x[:, half:]) is None:
         return None
     return mask
 
