@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.01318, 0.00158, 0.008237),
-    2: (1.781, 0.009197, 0.001464, 0.008208),
-    4: (2.369, 0.005803, 0.001386, 0.007863),
-    8: (2.739, 0.003367, 0.001321, 0.007923),
+    1: (0.0, 0.01518, 0.001129, 0.00891),
+    2: (1.409, 0.01183, 0.001015, 0.008484),
+    4: (1.964, 0.008002, 0.0009457, 0.008021),
+    8: (2.351, 0.005477, 0.0008525, 0.007993),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
