@@ -29,6 +29,7 @@ noise; each piece is a small function here so that tests can check its statistic
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from scipy import ndimage, signal
@@ -39,6 +40,7 @@ __all__ = [
     "afterglow_decay",
     "afterglow_response",
     "apply_afterglow",
+    "check_zoom",
     "dropped_rows",
     "line_gains",
     "resample_frame",
@@ -128,6 +130,15 @@ def dropped_rows(rows: int, share: float, rng: np.random.Generator) -> np.ndarra
     return np.sort(rng.choice(rows, size=min(count, rows), replace=False))
 
 
+def check_zoom(zoom: float, name: str = "zoom") -> None:
+    """Raise ``ValueError`` unless ``zoom`` is a magnification :func:`resample_frame` takes:
+    a real number in 1–:data:`napari_pinned.settings.MAX_RESAMPLE_ZOOM`."""
+    if not (
+        isinstance(zoom, numbers.Real) and math.isfinite(zoom) and 1.0 <= zoom <= MAX_RESAMPLE_ZOOM
+    ):
+        raise ValueError(f"{name} must be in [1, {MAX_RESAMPLE_ZOOM:g}], got {zoom!r}")
+
+
 def resample_frame(
     image: np.ndarray,
     rotation: float,
@@ -142,8 +153,7 @@ def resample_frame(
     edges reflected (:func:`scipy.ndimage.affine_transform`)."""
     if order not in (0, 1, 2, 3, 4, 5):
         raise ValueError(f"interpolation order must be 0–5, got {order!r}")
-    if not (math.isfinite(zoom) and 1.0 <= zoom <= MAX_RESAMPLE_ZOOM):
-        raise ValueError(f"zoom must be in [1, {MAX_RESAMPLE_ZOOM:g}], got {zoom!r}")
+    check_zoom(zoom)
     angle = math.radians(rotation)
     c, s = math.cos(angle), math.sin(angle)
     matrix = np.array([[c, -s], [s, c]]) / zoom

@@ -33,7 +33,7 @@ from napari_pinned._util.intensity import (
     to_paper_scale,
 )
 from napari_pinned.noise import scanning
-from napari_pinned.settings import MAX_RESAMPLE_ZOOM, StemNoiseRanges
+from napari_pinned.settings import StemNoiseRanges
 
 __all__ = [
     "CDN_TABLE",
@@ -615,9 +615,7 @@ class StemRecording:
             )
         if abs(self.resample[0]) > 45.0:
             raise ValueError(f"resample rotation must be within ±45°, got {self.resample[0]!r}")
-        zoom = self.resample_zoom
-        if not (isinstance(zoom, (int, float)) and 1.0 <= zoom <= MAX_RESAMPLE_ZOOM):
-            raise ValueError(f"resample_zoom must be in [1, {MAX_RESAMPLE_ZOOM:g}], got {zoom!r}")
+        scanning.check_zoom(self.resample_zoom, "resample_zoom")
 
 
 def draw_recording(rng: np.random.Generator, ranges: StemNoiseRanges) -> StemRecording:
