@@ -2,8 +2,9 @@
 
 Every number in the README, the model cards and docs/benchmarks.md that comes from
 ``benchmarks/realistic.py``, ``benchmarks/real_micrographs.py``, ``benchmarks/adapt.py``,
-``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/capacity.py``,
-``benchmarks/lattice_prior.py``, ``benchmarks/self_supervised.py`` or (the ``cdn``
+``benchmarks/peer_tk_r_em.py``, ``benchmarks/scan_noise.py``, ``benchmarks/other_noise.py``,
+``benchmarks/capacity.py``, ``benchmarks/lattice_prior.py``,
+``benchmarks/self_supervised.py`` or (the ``cdn``
 model's tables) ``benchmarks/quality.py`` is written here, between
 ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so that the docs say what
 the last run measured and nothing typed by hand::
@@ -24,6 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import adapt as adapt_bench
 import capacity
 import lattice_prior
+import other_noise
 import peer_tk_r_em
 import real_micrographs
 import realistic
@@ -256,6 +258,9 @@ def blocks() -> dict[str, str]:
     upsampled = _load(scan_noise.JSONS["upsampled"].name)
     if upsampled is not None:
         out["scan-noise-upsampled"] = "\n".join(scan_noise.markdown(upsampled))
+    other = _load(other_noise.JSON.name)
+    if other is not None:
+        out["other-noise"] = "\n".join(other_noise.markdown(other))
     sizes = _load("capacity.json")
     if sizes is not None:
         out["capacity"] = "\n".join(capacity.markdown(sizes))

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Every benchmark that names the shipped default, run again after its file changed
 # (src/napari_pinned/data/models/default.pt), in the order docs/benchmarks.md needs them.
-# About 70 minutes on two cores (the peer's outputs cached); run it in the background:
+# About 85 minutes on two cores (the peer's outputs cached); run it in the background:
 #
 #   nohup bash scripts/benchmark_default.sh > /tmp/benchmark-default.log 2>&1 &
 #   bash scripts/benchmark_default.sh real adapt      # only these steps
 #
-# Steps: realistic afterglow bandwidth resampled upsampled real adapt uncertainty peer
-# self-supervised.  The uncertainty step fits the calibration and checks it: copy the
+# Steps: realistic afterglow bandwidth resampled upsampled other-noise real adapt
+# uncertainty peer self-supervised.  The uncertainty step fits the calibration and checks it: copy the
 # fitted constants it prints into napari_pinned/denoising/uncertainty.py (CALIBRATION).
 # The peer step needs tk_r_em's own environment (TK_PYTHON, default
 # /tmp/tkvenv/bin/python; see benchmarks/peer_tk_r_em.py).  The tables are rewritten
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 TK=${TK_PYTHON:-/tmp/tkvenv/bin/python}
-ALL=(realistic afterglow bandwidth resampled upsampled real adapt uncertainty peer self-supervised)
+ALL=(realistic afterglow bandwidth resampled upsampled other-noise real adapt uncertainty peer self-supervised)
 STEPS=("${@:-${ALL[@]}}")
 
 run() {
@@ -31,6 +31,8 @@ for step in "${STEPS[@]}"; do
             --model cdn --reuse --jobs 2 ;;
     afterglow | bandwidth | resampled | upsampled)
         run "$PY" benchmarks/scan_noise.py --response "$step" --variants --jobs 2 ;;
+    other-noise)
+        run "$PY" benchmarks/other_noise.py --jobs 2 ;;
     real)
         run "$PY" benchmarks/real_micrographs.py ;;
     adapt)

@@ -24,12 +24,14 @@ def test_every_step_runs_a_benchmark_that_exists_and_the_tables_last():
     scripts = [line.split()[0] for line in commands]
     for script in scripts:
         assert (ROOT / script).is_file(), script
-    # Each scan-noise family, the shipped models on white noise, real data, adapt,
-    # uncertainty, the peer and training without a clean image; the docs' tables at the end.
+    # Each scan-noise family, the shipped models on white noise, noise never trained on,
+    # real data, adapt, uncertainty, the peer and training without a clean image; the
+    # docs' tables at the end.
     for response in ("afterglow", "bandwidth", "resampled", "upsampled"):
         assert any(f"--response {response} --variants" in c for c in commands), response
     assert scripts[-1] == "benchmarks/docs_tables.py"
-    assert len(scripts) == 11
+    assert len(scripts) == 12
+    assert any(c.startswith("benchmarks/other_noise.py") for c in commands)
     assert any("--python tk-python" in c for c in commands)
 
 

@@ -116,6 +116,32 @@ def _striped(lattice, shape=(256, 256), seed=0) -> np.ndarray:
     return noisy
 
 
+def _srtio3(dose: float) -> np.ndarray:
+    from napari_pinned.physics.simulate import simulate
+
+    image = simulate("SrTiO3", shape=(256, 256), pixel_size=0.1, seed=0).image
+    return image.astype(np.float64) / image.mean() * dose
+
+
+def _dense_afterglow(lattice, seed=1) -> np.ndarray:
+    """A jittered afterglow recording at 100 e⁻/px: the lattice's hump in the fast
+    profile leaves only the high frequencies to read the afterglow from."""
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+
+    recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.25, afterglow=2.1)
+    noisy, _ = record_stem_image(_srtio3(1.0), recording, np.random.default_rng(seed))
+    return noisy
+
+
+def _upsampled_afterglow(lattice, seed=0) -> np.ndarray:
+    """An afterglow recording rotated and magnified 1.35×: the fast axis is read over
+    the slow axis's (the interpolation's) spectrum."""
+    from napari_pinned.noise.scanning import apply_afterglow, resample_frame
+
+    counts = np.random.default_rng(seed).poisson(_srtio3(100.0)).astype(np.float32)
+    return resample_frame(apply_afterglow(counts, 2.0).astype(np.float64), 2.0, (0.3, 0.6), 1, 1.35)
+
+
 def _afterglow(lattice, shape=(96, 272), seed=0) -> np.ndarray:
     """Counts smeared along x by an afterglow of 2 px: the model is told the white noise
     of the same dose, several times the fit's (a frame wide enough for the spectrum)."""
@@ -372,7 +398,17 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
 
 @pytest.mark.parametrize(
     "make",
-    [_counts, _afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled, _cdn_like],
+    [
+        _counts,
+        _afterglow,
+        _jittered_afterglow,
+        _jittered_smear,
+        _smeared,
+        _resampled,
+        _dense_afterglow,
+        _upsampled_afterglow,
+        _cdn_like,
+    ],
 )
 def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lattice_image):
     from napari_pinned.noise.correlation import pixel_equivalent
@@ -383,7 +419,8 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
     expected = pixel_equivalent(fit, image).correlation
     got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
-    if make in (_afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled):
+    correlated = (_afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled)
+    if make in (*correlated, _dense_afterglow, _upsampled_afterglow):
         assert got > 1.5
 
 
@@ -455,6 +492,9 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_PEAK_SCATTER_FLOOR == correlation._PEAK_SCATTER_FLOOR
     assert bmz_denoiser.CORRELATION_PEAK_SHARE == correlation._PEAK_SHARE
     assert bmz_denoiser.CORRELATION_PEAK_FIT_SPREAD == correlation._PEAK_FIT_SPREAD
+    assert bmz_denoiser.CORRELATION_UPPER_FIT == correlation._UPPER_FIT
+    assert bmz_denoiser.CORRELATION_UPPER_HUMP == correlation._UPPER_HUMP
+    assert bmz_denoiser.CORRELATION_UPPER_TAU == correlation._UPPER_TAU
     assert bmz_denoiser.CORRELATION_PEAK_SMEAR_SPREAD == correlation._PEAK_SMEAR_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST

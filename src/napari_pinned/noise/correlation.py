@@ -35,13 +35,18 @@ A frame resampled after recording (drift correction, registration, a rotation) h
 noise correlated along both axes, mildly along at least one.  Its spectrum is taken as
 the product of the axes' fitted spectra, its level read from the high band whitened by
 that product (:attr:`SpectralNoise.powers`): linear interpolation halfway between pixels
-leaves no noise at the Nyquist frequency along either axis, where the fit looks.
+leaves no noise at the Nyquist frequency along either axis, where the fit looks.  A
+recording with an afterglow that was then resampled has the product of the two spectra
+along the fast scan, which neither form fits: it is read over the slow axis's fitted
+spectrum, the interpolation's alone (:func:`_with_shared_resampling`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import fft as sfft
@@ -110,6 +115,20 @@ _PEAK_SMEAR_SPREAD = 0.16
 # tile, crystal edges 0.27–0.57 and noise-free lattices 0.59–0.80 (SrTiO3 at 0.05–0.2
 # Å/px).
 _MA_DEGREE = 2
+# Where neither spectrum fits the whole profile, the AR spectrum is fitted above this
+# frequency (cycles/px) alone: beyond a probe-limited image's signal at fine pixel
+# sizes, with enough of the spectrum left to measure its slope (:func:`_upper_fit`).
+_UPPER_FIT = 0.2
+# ... and only where the profile's low frequencies hold at most this many times the
+# fitted noise there (median over the bins): the held-out afterglow recordings at 100
+# e⁻/px whose profile only this fit reads hold 1.5–1.9, while the high frequencies of a
+# noise-free lattice, fitted as well as noise is, lie 50–7000 times below its low ones
+# (the held-out crystals at 0.1 Å/px).
+_UPPER_HUMP = 5.0
+# ... and with an afterglow of at most this many pixels (``c = 2a/(1 − a)²``,
+# ``a = e^{−1/τ}``): the upper band alone hardly bends, and a free fit there ran off to
+# spectra that diverge at zero frequency.
+_UPPER_TAU = 3.0
 _MA_SPREAD = 0.25
 # ... and, as the AR spectrum describes weaker smears (a ≤ 0.1 reads within 10 % of the
 # per-pixel variance), a smear is taken only where the fitted amplitude at the Nyquist
@@ -181,6 +200,10 @@ class SpectralNoise:
         noise through the afterglow, ``∝ 1/(1 + c·u)`` with ``u = 1 − cos 2πf``, plus
         white noise added after it (read noise) (:func:`_afterglow_split`).  None
         otherwise.
+    zero_read : bool
+        False where an axis's spectrum was fitted to its high frequencies alone
+        (:func:`_upper_fit`): its per-pixel variance holds, its zero-frequency level (and
+        so a dose) does not.
     """
 
     variance: float
@@ -189,6 +212,7 @@ class SpectralNoise:
     pixel: tuple[float, float]
     powers: tuple[float, float] | None = None
     afterglow: tuple[float, float] | None = None
+    zero_read: bool = True
 
     @property
     def zero_power(self) -> float:
@@ -236,7 +260,9 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
     if not levels:
         return _WHITE
     zy, py, sy, cy = _axis_correlation(total.T, fx, th, split)
-    zx, px, sx, cx = _axis_correlation(total, fy, tw, split)
+    zx, px, sx, cx = _axis_correlation(total, fy, tw, split, fast=True)
+    if cy is not None and cx is None:
+        zx, px, sx, cx = _with_shared_resampling(total, fy, tw, cy, (zx, px, sx, cx))
     powers = afterglow = None
     # The profiles are medians over rows of a sum over tiles: in units of one tile's
     # power, over the median of a Gamma(tiles) variable.
@@ -258,8 +284,15 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
         if shape.afterglow is not None:
             c, power = shape.afterglow
             afterglow = (c, power / scale)
+    zero_read = not any(shape is not None and shape.upper for shape in (sy, sx))
     return SpectralNoise(
-        float(np.mean(levels)), float(np.mean(means)), (zy, zx), (py, px), powers, afterglow
+        float(np.mean(levels)),
+        float(np.mean(means)),
+        (zy, zx),
+        (py, px),
+        powers,
+        afterglow,
+        zero_read,
     )
 
 
@@ -271,6 +304,7 @@ class _Shape:
 
     smear: tuple[float, float] | None = None
     afterglow: tuple[float, float] | None = None
+    upper: bool = False  # fitted to the high frequencies alone (:func:`_upper_fit`)
 
 
 def _gamma_median(shape: int) -> float:
@@ -282,16 +316,61 @@ def _gamma_median(shape: int) -> float:
 
 
 def _axis_correlation(
-    total: np.ndarray, other: np.ndarray, n: int, split: bool = False
+    total: np.ndarray, other: np.ndarray, n: int, split: bool = False, fast: bool = False
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """:func:`_axis_ratios` of the profile along the last axis of ``total``: the median
     over the rows whose frequency ``other`` is high (the median ignores a few Bragg
     peaks there)."""
-    return _axis_ratios(np.median(total[other > _BAND], axis=0), n, split)
+    return _axis_ratios(np.median(total[other > _BAND], axis=0), n, split, fast)
+
+
+def _with_shared_resampling(
+    total: np.ndarray,
+    other: np.ndarray,
+    n: int,
+    slow: np.ndarray,
+    read: tuple[float, float, _Shape | None, np.ndarray | None],
+) -> tuple[float, float, _Shape | None, np.ndarray | None]:
+    """The fast axis's ratios of a frame resampled after it was recorded, where no
+    spectrum fits its profile but the slow axis's does (``slow``, its fitted curve).
+
+    Resampling filters the noise alike along both axes, and the slow axis carries
+    nothing else (its scan lines are recorded alike), so the slow axis's curve is the
+    interpolation's; the fast axis carries the detector's afterglow or bandwidth as well,
+    and its profile is their product, which neither an AR nor a moving-average spectrum
+    describes (on the held-out upsampled frames at 30–100 e⁻/px the fast axis then read
+    white and the models were told 0.03–0.1 of the noise per pixel).  The fast profile
+    over the slow axis's curve is fitted as :func:`_axis_ratios` fits a profile, and the
+    product of the two is the fast axis's spectrum.  ``read``, what the fast axis read
+    on its own, is kept where its profile is flat (white noise, within
+    :data:`_WHITE_TOLERANCE`) or the quotient fits no spectrum either.
+    """
+    profile = np.median(total[other > _BAND], axis=0)
+    k = np.arange(_SKIP_BINS, n // 2 + 1)
+    low, high = k[k < n // 8], k[k >= n // 4]
+    if not (low.size and np.all(profile[k] > 0)):
+        return read
+    if float(np.mean(profile[low]) / np.mean(profile[high])) < 1.0 + _WHITE_TOLERANCE:
+        return read
+    f = np.abs(np.fft.fftfreq(n))
+    if slow.size == n:
+        shared = slow
+    else:  # a frame narrower than a tile along one axis: its tiles are not square
+        fs = np.abs(np.fft.fftfreq(slow.size))
+        order = np.argsort(fs, kind="stable")
+        shared = np.interp(f, fs[order], slow[order])
+    if not np.all(shared > 0):
+        return read
+    _, _, _, own = _axis_ratios(profile / shared, n, fast=True)
+    if own is None:
+        return read
+    curve = own * shared
+    band = float(np.mean(curve[f > _BAND]))
+    return float(curve[0] / band), float(np.mean(curve) / band), None, curve / band
 
 
 def _axis_ratios(
-    profile: np.ndarray, n: int, split: bool = False
+    profile: np.ndarray, n: int, split: bool = False, fast: bool = False
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """``(zero, pixel, shape, curve)``: the AR spectrum fitted to one axis's profile
     (full ``fftfreq`` order, length ``n``) at zero frequency and averaged over all
@@ -299,7 +378,9 @@ def _axis_ratios(
     split into shot and white noise, :func:`_afterglow_split`), or a smear's spectrum
     where no AR spectrum fits (:func:`_moving_average_ratios`, which also gives the
     profile's own powers); ``curve`` is the fitted spectrum at the ``n`` frequencies
-    over the same mean.  ``(1, 1, None, None)`` when indistinguishable from white."""
+    over the same mean.  Along the ``fast`` scan (x, the rows), where neither fits, an
+    AR spectrum fitted to the high frequencies alone (:func:`_upper_fit`).
+    ``(1, 1, None, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     p = profile[k]
     if not np.all(p > 0):
@@ -311,18 +392,42 @@ def _axis_ratios(
     peaks = _peak_bins(p)
     coef, kept = _ar_fit(p, u, peaks)
     grid = np.linspace(0.0, 0.5, 513)
-    if coef is None:
-        return _smear_fit(p, u, grid, n, peaks)
-    inverse = np.polynomial.polynomial.polyval(1.0 - np.cos(2.0 * np.pi * grid), coef)
-    if not np.all(inverse > 0):
-        return _smear_fit(p, u, grid, n, peaks)
-    band = np.mean(1.0 / inverse[grid > _BAND])
-    ratio = float((1.0 / inverse[0]) / band)
+    u_grid = 1.0 - np.cos(2.0 * np.pi * grid)
+    spectrum, upper = None, False
+    if coef is not None and np.all(np.polynomial.polynomial.polyval(u_grid, coef) > 0):
+        spectrum = partial(_ar_spectrum, coef)
+    if spectrum is None:
+        ratios = _smear_fit(p, u, grid, n, peaks)
+        if ratios[3] is not None or not fast:
+            # Only along the fast scan, where a detector's afterglow lies, is the upper
+            # band fitted alone: the slow axis's noise is correlated by resampling only.
+            return ratios
+        spectrum, kept = _upper_fit(p, u, k / n)
+        if spectrum is None:
+            return ratios
+        upper = True
+    values = spectrum(u_grid)
+    band = float(np.mean(values[grid > _BAND]))
+    ratio = float(values[0] / band)
     if abs(math.log(ratio)) < math.log1p(_WHITE_TOLERANCE):
         return _WHITE_AXIS
-    shape = _Shape(afterglow=_afterglow_split(p[kept], u[kept])) if split else None
-    curve = 1.0 / np.polynomial.polynomial.polyval(_u_all(n), coef) / band
-    return ratio, float(np.mean(1.0 / inverse) / band), shape, curve
+    if upper:
+        # The zero-frequency level of an extrapolation from the high frequencies is
+        # not the dose's: only the per-pixel variance is used.
+        shape = _Shape(upper=True)
+    else:
+        shape = _Shape(afterglow=_afterglow_split(p[kept], u[kept])) if split else None
+    return ratio, float(np.mean(values) / band), shape, spectrum(_u_all(n)) / band
+
+
+def _ar_spectrum(coef: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The AR spectrum whose reciprocal is the polynomial ``coef`` in ``u``."""
+    return 1.0 / np.polynomial.polynomial.polyval(u, coef)
+
+
+def _afterglow_spectrum(c: float, shot: float, white: float, u: np.ndarray) -> np.ndarray:
+    """Shot noise through an exponential afterglow plus white noise added after it."""
+    return shot / (1.0 + c * u) + white
 
 
 def _peak_bins(p: np.ndarray) -> np.ndarray:
@@ -360,6 +465,36 @@ def _ar_fit(
     return None, every
 
 
+def _upper_fit(
+    p: np.ndarray, u: np.ndarray, f: np.ndarray
+) -> tuple[Callable[[np.ndarray], np.ndarray] | None, np.ndarray]:
+    """``(spectrum, kept)``: an afterglow's spectrum (shot noise through it plus white
+    noise, :func:`_afterglow_split`, its coefficient that of an afterglow of at most
+    :data:`_UPPER_TAU` px) fitted to the profile ``p`` above :data:`_UPPER_FIT`
+    cycles/px alone, where the profile's low frequencies hold signal.  Accepted where
+    the fit there is clean (:data:`_PEAK_FIT_SPREAD`) and lies below the profile at the
+    frequencies left out (signal adds power to the noise's, it never takes any away) but
+    not far below (:data:`_UPPER_HUMP`: the profile is the noise's, with some signal);
+    ``spectrum`` None otherwise.
+
+    At high doses a crystal's reflections, spread across the other axis by row jitter,
+    add a broad hump at the low frequencies of the fast axis's profile that neither an
+    AR nor a moving-average spectrum describes; the axis then read as white, and
+    frames with an afterglow of 2 px at 100 e⁻/px were told 0.2–0.3 of their noise per
+    pixel (BaTiO3-P4mm and Al on ``benchmarks/scan_noise.py``'s afterglow set).
+    """
+    kept = f >= _UPPER_FIT
+    c, shot, white = _afterglow_parts(p[kept], u[kept], _UPPER_C)
+    if not shot > 0:
+        return None, kept
+    spectrum = partial(_afterglow_spectrum, c, shot, white)
+    if float(np.std(np.log(spectrum(u[kept]) / p[kept]))) > _PEAK_FIT_SPREAD:
+        return None, kept
+    if not 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP:
+        return None, kept
+    return spectrum, kept
+
+
 def _few(peaks: np.ndarray) -> bool:
     """Whether there are peaks, and few enough to leave out (:data:`_PEAK_SHARE`)."""
     return bool(peaks.any()) and float(np.mean(peaks)) <= _PEAK_SHARE
@@ -387,9 +522,14 @@ def _u_all(n: int) -> np.ndarray:
 #: afterglow of τ px has ``c = 2a/(1 − a)²``, ``a = e^{−1/τ}``: 0.36 at τ = ½, 1.8 at
 #: τ = 1, 7.8 at τ = 2).
 _SPLIT_C = np.geomspace(0.05, 500.0, 161)
+# Those of an afterglow of at most _UPPER_TAU px, for :func:`_upper_fit`.
+_UPPER_DECAY = math.exp(-1.0 / _UPPER_TAU)
+_UPPER_C = _SPLIT_C[_SPLIT_C <= 2.0 * _UPPER_DECAY / (1.0 - _UPPER_DECAY) ** 2]
 
 
-def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
+def _afterglow_split(
+    p: np.ndarray, u: np.ndarray, cs: np.ndarray | None = None
+) -> tuple[float, float]:
     """``(c, shot + white)``: the profile ``p`` (at ``u = 1 − cos 2πf``) as shot noise
     through an exponential afterglow, ``shot/(1 + c·u)``, plus white noise added after
     it (a detector's read noise), ``white ≥ 0``, by least squares of the relative
@@ -401,7 +541,13 @@ def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
     reads the dose from (:func:`napari_pinned.noise.readout.read_noise`); what a model
     is told stays the AR spectrum's.
     """
-    shape = 1.0 / (1.0 + _SPLIT_C[:, None] * u[None, :]) / p[None, :]  # shot column
+    c, shot, white = _afterglow_parts(p, u, _SPLIT_C if cs is None else cs)
+    return c, shot + white
+
+
+def _afterglow_parts(p: np.ndarray, u: np.ndarray, cs: np.ndarray) -> tuple[float, float, float]:
+    """``(c, shot, white)`` of :func:`_afterglow_split`, over the coefficients ``cs``."""
+    shape = 1.0 / (1.0 + cs[:, None] * u[None, :]) / p[None, :]  # shot column
     flat = np.broadcast_to(1.0 / p, shape.shape)  # white column
     # Normal equations of [shape, flat] · (shot, white) ≈ 1, one per c.
     saa = np.sum(shape**2, axis=1)
@@ -420,7 +566,7 @@ def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
     residual = np.sum((shape * shot[:, None] + flat * white[:, None] - 1.0) ** 2, axis=1)
     residual = np.where(shot > 0, residual, np.inf)
     best = int(np.argmin(residual))
-    return float(_SPLIT_C[best]), float(shot[best] + white[best])
+    return float(cs[best]), float(shot[best]), float(white[best])
 
 
 def _moving_average_ratios(

@@ -254,6 +254,10 @@ def read_noise(
     # smear or a resampling (noise smoothed both ways is none of them, and is read as
     # white).
     power, level_at, corr = spectrum.zero_power, spectrum.level, spectrum.zero
+    if not spectrum.zero_read:
+        # An afterglow read from the high frequencies alone: no zero-frequency level to
+        # correct the dose with, so it is read as before that fit (too high).
+        power, corr = spectrum.variance, (1.0, 1.0)
     factor = correlation_factor(corr)
     dose, reason = None, ""
     if not shot:

@@ -102,6 +102,9 @@ CORRELATION_PEAK_SMEAR_SPREAD = 0.16
 CORRELATION_SMEAR_SPREAD = 0.25
 CORRELATION_SMEAR_NYQUIST = 0.5
 CORRELATION_RESAMPLED_LIMIT = 12.0
+CORRELATION_UPPER_FIT = 0.2
+CORRELATION_UPPER_HUMP = 5.0
+CORRELATION_UPPER_TAU = 3.0
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -458,13 +461,15 @@ def _axis_ratios(
     spread: float = CORRELATION_FIT_SPREAD,
     peak_spread: float = CORRELATION_PEAK_FIT_SPREAD,
     peak_share: float = CORRELATION_PEAK_SHARE,
+    fast: bool = False,
 ) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
     spectrum fitted by least squares (through its normal equations), without the
     profile's narrow peaks where that fit is clean and with them otherwise, or of a
-    smear's where none fits, then with the smear's zero-frequency and mean powers (-1 without)
-    and the fitted spectrum at the ``n`` frequencies over its band mean (empty when
-    white)."""
+    smear's where none fits, or along the ``fast`` scan an afterglow's fitted to the
+    high frequencies alone, then with the smear's zero-frequency and mean powers (-1
+    without) and the fitted spectrum at the ``n`` frequencies over its band mean (empty
+    when white)."""
     k = torch.arange(skip, n // 2 + 1)
     p = profile[k]
     if not bool((p > 0).all()):
@@ -497,17 +502,131 @@ def _axis_ratios(
             c1 = a1
             found = True
             break
-    if not found:
-        return _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
     inverse = c0 + c1 * (1.0 - torch.cos(2.0 * math.pi * grid))
-    if not bool((inverse > 0).all()):
-        return _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
+    if not found or not bool((inverse > 0).all()):
+        ratios = _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
+        if ratios[4].numel() > 0 or not fast:
+            return ratios
+        ok, c, shot, white = _upper_fit(p, u, k.to(torch.float64) / n)
+        if not ok:
+            return ratios
+        ug = 1.0 - torch.cos(2.0 * math.pi * grid)
+        values = shot / (1.0 + c * ug) + white
+        mean_band = float(values[grid > band].mean())
+        ratio = float(values[0]) / mean_band
+        if abs(math.log(ratio)) < math.log1p(tolerance):
+            return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
+        curve = (shot / (1.0 + c * _u_all(n, p)) + white) / mean_band
+        return ratio, float(values.mean()) / mean_band, -1.0, -1.0, curve
     mean_band = float((1.0 / inverse[grid > band]).mean())
     ratio = (1.0 / float(inverse[0])) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
         return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
     curve = 1.0 / (c0 + c1 * _u_all(n, p)) / mean_band
     return ratio, float((1.0 / inverse).mean()) / mean_band, -1.0, -1.0, curve
+
+
+def _afterglow_parts(
+    p: torch.Tensor, u: torch.Tensor, cs: torch.Tensor
+) -> Tuple[float, float, float]:
+    """napari_pinned.noise.correlation._afterglow_parts: ``(c, shot, white)``, the
+    profile as ``shot/(1 + c·u) + white`` (white ≥ 0) by least squares of the relative
+    errors, the best of the coefficients ``cs``."""
+    shape = 1.0 / (1.0 + cs[:, None] * u[None, :]) / p[None, :]
+    flat = (1.0 / p)[None, :].expand(shape.shape[0], shape.shape[1])
+    saa = (shape**2).sum(1)
+    sab = (shape * flat).sum(1)
+    sbb = (flat**2).sum(1)
+    ra = shape.sum(1)
+    rb = flat.sum(1)
+    det = saa * sbb - sab**2
+    shot = (sbb * ra - sab * rb) / det
+    white = (saa * rb - sab * ra) / det
+    negative = ~(white >= 0)
+    shot = torch.where(negative, ra / saa, shot)
+    white = torch.where(negative, torch.zeros_like(white), white)
+    residual = ((shape * shot[:, None] + flat * white[:, None] - 1.0) ** 2).sum(1)
+    residual = torch.where(shot > 0, residual, torch.full_like(residual, math.inf))
+    best = int(torch.argmin(residual))
+    return float(cs[best]), float(shot[best]), float(white[best])
+
+
+def _upper_fit(
+    p: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
+    lowest: float = CORRELATION_UPPER_FIT,
+    hump: float = CORRELATION_UPPER_HUMP,
+    tau: float = CORRELATION_UPPER_TAU,
+    spread: float = CORRELATION_PEAK_FIT_SPREAD,
+) -> Tuple[bool, float, float, float]:
+    """napari_pinned.noise.correlation._upper_fit: ``(accepted, c, shot, white)`` of an
+    afterglow's spectrum fitted to the profile above ``lowest`` cycles/px alone."""
+    kept = f >= lowest
+    decay = math.exp(-1.0 / tau)
+    cs = torch.logspace(math.log10(0.05), math.log10(500.0), 161, dtype=torch.float64)
+    cs = cs[cs <= 2.0 * decay / (1.0 - decay) ** 2]
+    c, shot, white = _afterglow_parts(p[kept], u[kept], cs)
+    if not shot > 0:
+        return False, c, shot, white
+    fitted = shot / (1.0 + c * u[kept]) + white
+    if float(torch.log(fitted / p[kept]).std(unbiased=False)) > spread:
+        return False, c, shot, white
+    below = p[~kept] / (shot / (1.0 + c * u[~kept]) + white)
+    level = float(_middle(below))
+    return 1.0 <= level <= hump, c, shot, white
+
+
+def _shared_resampling(
+    profile: torch.Tensor,
+    n: int,
+    slow: torch.Tensor,
+    read: Tuple[float, float, float, float, torch.Tensor],
+    skip: int = CORRELATION_SKIP_BINS,
+    band: float = CORRELATION_BAND,
+    tolerance: float = CORRELATION_WHITE_TOLERANCE,
+) -> Tuple[float, float, float, float, torch.Tensor]:
+    """napari_pinned.noise.correlation._with_shared_resampling: the fast axis's ratios
+    of a resampled frame, its profile read over the slow axis's fitted curve."""
+    k = torch.arange(skip, n // 2 + 1)
+    low = k[k < n // 8]
+    high = k[k >= n // 4]
+    if low.numel() == 0 or not bool((profile[k] > 0).all()):
+        return read
+    if float(profile[low].mean() / profile[high].mean()) < 1.0 + tolerance:
+        return read
+    f = torch.fft.fftfreq(n, dtype=torch.float64, device=profile.device).abs()
+    shared = slow if slow.numel() == n else _interp(f, slow)
+    if not bool((shared > 0).all()):
+        return read
+    own = _axis_ratios(profile / shared, n, fast=True)[4]
+    if own.numel() == 0:
+        return read
+    curve = own * shared
+    mean_band = float(curve[f > band].mean())
+    return (
+        float(curve[0]) / mean_band,
+        float(curve.mean()) / mean_band,
+        -1.0,
+        -1.0,
+        curve / mean_band,
+    )
+
+
+def _interp(f: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
+    """numpy.interp of a curve at ``fftfreq`` order onto the ``|f|`` given."""
+    fs = torch.fft.fftfreq(curve.numel(), dtype=torch.float64, device=curve.device).abs()
+    order = torch.argsort(fs, stable=True)
+    xs = fs[order]
+    ys = curve[order]
+    right = torch.searchsorted(xs, f, right=True).clamp(1, xs.numel() - 1)
+    x0 = xs[right - 1]
+    x1 = xs[right]
+    y0 = ys[right - 1]
+    y1 = ys[right]
+    step = torch.where(x1 > x0, (f - x0) / (x1 - x0), torch.zeros_like(f))
+    out = y0 + step.clamp(0.0, 1.0) * (y1 - y0)
+    return torch.where(f >= xs[-1], ys[-1].expand(f.shape), out)
 
 
 def _smear_fit(
@@ -670,7 +789,10 @@ def noise_correlation_factor(
     if used == 0:
         return 1.0
     zy, py, _, sy, cy = _axis_ratios(_median_rows(total[:, fx > band].T), th)
-    zx, px, _, sx, cx = _axis_ratios(_median_rows(total[fy > band, :]), tw)
+    profile_x = _median_rows(total[fy > band, :])
+    zx, px, zs, sx, cx = _axis_ratios(profile_x, tw, fast=True)
+    if cy.numel() > 0 and cx.numel() == 0:
+        zx, px, zs, sx, cx = _shared_resampling(profile_x, tw, cy, (zx, px, zs, sx, cx))
     if zy == 1.0 and zx == 1.0:
         return 1.0
     # The profiles are medians over rows of a sum over tiles: over Wilson & Hilferty's
