@@ -38,7 +38,10 @@ that product (:attr:`SpectralNoise.powers`): linear interpolation halfway betwee
 leaves no noise at the Nyquist frequency along either axis, where the fit looks.  A
 recording with an afterglow that was then resampled has the product of the two spectra
 along the fast scan, which neither form fits: it is read over the slow axis's fitted
-spectrum, the interpolation's alone (:func:`_with_shared_resampling`).
+spectrum, the interpolation's alone (:func:`_with_shared_resampling`).  And where at
+high doses a crystal's reflections, spread by row jitter, hide an afterglow from both
+fits, its spectrum is fitted to the fast scan's high frequencies alone
+(:func:`_upper_fit`): that says how much noise a pixel carries, not the dose.
 """
 
 from __future__ import annotations
@@ -115,9 +118,10 @@ _PEAK_SMEAR_SPREAD = 0.16
 # tile, crystal edges 0.27–0.57 and noise-free lattices 0.59–0.80 (SrTiO3 at 0.05–0.2
 # Å/px).
 _MA_DEGREE = 2
-# Where neither spectrum fits the whole profile, the AR spectrum is fitted above this
-# frequency (cycles/px) alone: beyond a probe-limited image's signal at fine pixel
-# sizes, with enough of the spectrum left to measure its slope (:func:`_upper_fit`).
+# Where neither spectrum fits the whole profile of the fast scan, an afterglow's is
+# fitted above this frequency (cycles/px) alone: the hump a jittered lattice puts into
+# the profile ended near 0.15 on the held-out crystals at 0.1 Å/px, and above 0.2 enough
+# of the spectrum is left to measure its slope (:func:`_upper_fit`).
 _UPPER_FIT = 0.2
 # ... and only where the profile's low frequencies hold at most this many times the
 # fitted noise there (median over the bins): the held-out afterglow recordings at 100
@@ -379,7 +383,7 @@ def _axis_ratios(
     where no AR spectrum fits (:func:`_moving_average_ratios`, which also gives the
     profile's own powers); ``curve`` is the fitted spectrum at the ``n`` frequencies
     over the same mean.  Along the ``fast`` scan (x, the rows), where neither fits, an
-    AR spectrum fitted to the high frequencies alone (:func:`_upper_fit`).
+    afterglow's spectrum fitted to the high frequencies alone (:func:`_upper_fit`).
     ``(1, 1, None, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     p = profile[k]
@@ -527,9 +531,7 @@ _UPPER_DECAY = math.exp(-1.0 / _UPPER_TAU)
 _UPPER_C = _SPLIT_C[_SPLIT_C <= 2.0 * _UPPER_DECAY / (1.0 - _UPPER_DECAY) ** 2]
 
 
-def _afterglow_split(
-    p: np.ndarray, u: np.ndarray, cs: np.ndarray | None = None
-) -> tuple[float, float]:
+def _afterglow_split(p: np.ndarray, u: np.ndarray) -> tuple[float, float]:
     """``(c, shot + white)``: the profile ``p`` (at ``u = 1 − cos 2πf``) as shot noise
     through an exponential afterglow, ``shot/(1 + c·u)``, plus white noise added after
     it (a detector's read noise), ``white ≥ 0``, by least squares of the relative
@@ -541,7 +543,7 @@ def _afterglow_split(
     reads the dose from (:func:`napari_pinned.noise.readout.read_noise`); what a model
     is told stays the AR spectrum's.
     """
-    c, shot, white = _afterglow_parts(p, u, _SPLIT_C if cs is None else cs)
+    c, shot, white = _afterglow_parts(p, u, _SPLIT_C)
     return c, shot + white
 
 
