@@ -28,7 +28,7 @@ computes it, over the true residual's mean square).
 
 Run::
 
-    python benchmarks/other_noise.py --jobs 2            # ~10 min on 2 cores
+    python benchmarks/other_noise.py --jobs 2            # ~20 min on 2 cores (BM3D)
     python benchmarks/other_noise.py --quick --no-bm3d   # 2 images, 2 doses, ~20 s
     python benchmarks/other_noise.py --tables-only
 
