@@ -300,6 +300,16 @@ def classical_names() -> list[str]:
     return [m.name for m in CLASSICAL]
 
 
+def bm3d_module():
+    """The ``bm3d`` package, its PSD path working under numpy 2 (bm3d 4.0 calls
+    ``np.trapz``, which numpy 2 renamed ``np.trapezoid``)."""
+    import bm3d
+
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid  # noqa: NPY201
+    return bm3d
+
+
 def bm3d_available() -> bool:
     try:
         import bm3d  # noqa: F401

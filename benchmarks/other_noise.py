@@ -54,6 +54,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _bench import (
     GAT,
     ModelSpec,
+    bm3d_module,
     dump_json,
     fmt,
     load_spec,
@@ -63,7 +64,7 @@ from _bench import (
     tune,
 )
 from realistic import READ_NOISE, ImageSpec, _seed, held_out_set, make_clean
-from scan_noise import BM3D_GRID, CORE_IMAGES, GAUSSIAN_GRID
+from scan_noise import BM3D_GRID, CORE_IMAGES, GAUSSIAN_GRID, oracle_psd
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JSON = ROOT / "benchmarks" / "other_noise.json"
@@ -141,16 +142,6 @@ def _gaussian_kernel(sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(delta, sigma)
 
 
-def _psd(noisy: np.ndarray, truth: np.ndarray, vst) -> np.ndarray:
-    """The residual's 2D periodogram in the VST domain, smoothed by 2 bins, in bm3d's
-    convention (white noise of variance v has ``v · M · N`` everywhere)."""
-    from scipy import ndimage
-
-    r = vst.forward(noisy) - vst.forward(truth)
-    power = np.abs(np.fft.fft2(r - r.mean())) ** 2
-    return ndimage.gaussian_filter(power, 2.0, mode="wrap")
-
-
 def score_case(
     spec: ImageSpec, dose: float, kind: str, models: tuple[ModelSpec, ...], bm3d: bool
 ) -> list[dict]:
@@ -201,12 +192,8 @@ def score_case(
     )
     row(GAUSSIAN, best.output, best.seconds, parameter=best.parameter)
     if bm3d:
-        import bm3d as bm3d_lib
-
-        if not hasattr(np, "trapz"):
-            # bm3d 4.0's PSD path calls np.trapz, which numpy 2 renamed np.trapezoid.
-            np.trapz = np.trapezoid  # noqa: NPY201
-        psd = _psd(x, truth, vst)
+        bm3d_lib = bm3d_module()
+        psd = oracle_psd(x, truth, vst, both_axes=True)
         best = tune(
             lambda f: vst.inverse(bm3d_lib.bm3d(z, sigma_psd=psd * f**2)),
             score,

@@ -86,6 +86,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _bench import (
     GAT,
     ModelSpec,
+    bm3d_module,
     dump_json,
     fmt,
     geometric,
@@ -291,11 +292,7 @@ def score_case(
         4,
     )
     row(GAUSSIAN, best.output, best.seconds, parameter=best.parameter)
-    import bm3d
-
-    if not hasattr(np, "trapz"):
-        # bm3d 4.0's PSD path calls np.trapz, which numpy 2 renamed np.trapezoid.
-        np.trapz = np.trapezoid  # noqa: NPY201
+    bm3d = bm3d_module()
     psd = oracle_psd(noisy, truth, gat, both_axes=resampled is not None)
     best = tune(lambda f: gat.inverse(bm3d.bm3d(z, sigma_psd=psd * f**2)), score, BM3D_GRID, 3, 1)
     row(BM3D_PSD, best.output, best.seconds, parameter=best.parameter)

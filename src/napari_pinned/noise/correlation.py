@@ -264,9 +264,10 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
     if not levels:
         return _WHITE
     zy, py, sy, cy = _axis_correlation(total.T, fx, th, split)
-    zx, px, sx, cx = _axis_correlation(total, fy, tw, split, fast=True)
+    profile_x = np.median(total[fy > _BAND], axis=0)
+    zx, px, sx, cx = _axis_ratios(profile_x, tw, split, fast=True)
     if cy is not None and cx is None:
-        zx, px, sx, cx = _with_shared_resampling(total, fy, tw, cy, (zx, px, sx, cx))
+        zx, px, sx, cx = _with_shared_resampling(profile_x, tw, cy, (zx, px, sx, cx))
     powers = afterglow = None
     # The profiles are medians over rows of a sum over tiles: in units of one tile's
     # power, over the median of a Gamma(tiles) variable.
@@ -320,17 +321,16 @@ def _gamma_median(shape: int) -> float:
 
 
 def _axis_correlation(
-    total: np.ndarray, other: np.ndarray, n: int, split: bool = False, fast: bool = False
+    total: np.ndarray, other: np.ndarray, n: int, split: bool = False
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """:func:`_axis_ratios` of the profile along the last axis of ``total``: the median
     over the rows whose frequency ``other`` is high (the median ignores a few Bragg
     peaks there)."""
-    return _axis_ratios(np.median(total[other > _BAND], axis=0), n, split, fast)
+    return _axis_ratios(np.median(total[other > _BAND], axis=0), n, split)
 
 
 def _with_shared_resampling(
-    total: np.ndarray,
-    other: np.ndarray,
+    profile: np.ndarray,
     n: int,
     slow: np.ndarray,
     read: tuple[float, float, _Shape | None, np.ndarray | None],
@@ -347,9 +347,9 @@ def _with_shared_resampling(
     over the slow axis's curve is fitted as :func:`_axis_ratios` fits a profile, and the
     product of the two is the fast axis's spectrum.  ``read``, what the fast axis read
     on its own, is kept where its profile is flat (white noise, within
-    :data:`_WHITE_TOLERANCE`) or the quotient fits no spectrum either.
+    :data:`_WHITE_TOLERANCE`) or the quotient fits no spectrum either.  ``profile`` is
+    the fast axis's, as :func:`_axis_correlation` takes it.
     """
-    profile = np.median(total[other > _BAND], axis=0)
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     low, high = k[k < n // 8], k[k >= n // 4]
     if not (low.size and np.all(profile[k] > 0)):
