@@ -133,6 +133,16 @@ def _dense_afterglow(lattice, seed=1) -> np.ndarray:
     return noisy
 
 
+def _dense_smear(lattice, seed=3) -> np.ndarray:
+    """A jittered recording with a smear of 0.28 at 100 e⁻/px: only the high frequencies
+    of the fast profile are left to read the smear from."""
+    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+
+    recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.25, smear=0.28)
+    noisy, _ = record_stem_image(_srtio3(1.0), recording, np.random.default_rng(seed))
+    return noisy
+
+
 def _upsampled_afterglow(lattice, seed=0) -> np.ndarray:
     """An afterglow recording rotated and magnified 1.35×: the fast axis is read over
     the slow axis's (the interpolation's) spectrum."""
@@ -406,6 +416,7 @@ def test_the_package_noise_estimate_is_napari_pinneds(make, lattice_image):
         _smeared,
         _resampled,
         _dense_afterglow,
+        _dense_smear,
         _upsampled_afterglow,
         _cdn_like,
     ],
@@ -420,7 +431,7 @@ def test_the_package_reads_the_noise_correlation_as_napari_pinned_does(make, lat
     got = bmz_denoiser.noise_correlation_factor(torch.from_numpy(image), fit.gain, fit.offset)
     assert got == pytest.approx(expected, rel=1e-9)
     correlated = (_afterglow, _jittered_afterglow, _jittered_smear, _smeared, _resampled)
-    if make in (*correlated, _dense_afterglow, _upsampled_afterglow):
+    if make in (*correlated, _dense_afterglow, _dense_smear, _upsampled_afterglow):
         assert got > 1.5
 
 
@@ -495,6 +506,13 @@ def test_the_package_model_uses_napari_pinneds_constants():
     assert bmz_denoiser.CORRELATION_UPPER_FIT == correlation._UPPER_FIT
     assert bmz_denoiser.CORRELATION_UPPER_HUMP == correlation._UPPER_HUMP
     assert bmz_denoiser.CORRELATION_UPPER_TAU == correlation._UPPER_TAU
+    assert bmz_denoiser.CORRELATION_UPPER_SPREAD == correlation._UPPER_SPREAD
+    smears = np.linspace(
+        bmz_denoiser.CORRELATION_UPPER_SMEAR_LOW,
+        bmz_denoiser.CORRELATION_UPPER_SMEAR_HIGH,
+        bmz_denoiser.CORRELATION_UPPER_SMEAR_COUNT,
+    )
+    np.testing.assert_array_equal(smears, correlation._UPPER_SMEAR_A)
     assert bmz_denoiser.CORRELATION_PEAK_SMEAR_SPREAD == correlation._PEAK_SMEAR_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_SPREAD == correlation._MA_SPREAD
     assert bmz_denoiser.CORRELATION_SMEAR_NYQUIST == correlation._MA_NYQUIST

@@ -79,6 +79,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "7d0b4d4926ff8cb210dfc6dd256fb4654fd5c49a68806f1e43d03456b4a368c7",
         "b9986b2a7431163017a90791a04b91ca3980eb514fe2432d6b0effdfbc706cb3",
         "99d38bfbaa06aad14cee6c9d04478bc62c46bba92bad61415a56e05d0dc7dcf9",
+        "c688a7d9cbe577a265e2b5e033f63d57e293d690df7364fee95eacc7322a5953",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -41,7 +41,8 @@ along the fast scan, which neither form fits: it is read over the slow axis's fi
 spectrum, the interpolation's alone (:func:`_with_shared_resampling`).  And where at
 high doses a crystal's reflections, spread by row jitter, hide an afterglow from both
 fits, its spectrum is fitted to the fast scan's high frequencies alone
-(:func:`_upper_fit`): that says how much noise a pixel carries, not the dose.
+(:func:`_upper_fit`), and where that does not fit either, a smear's
+(:func:`_upper_smear_fit`): that says how much noise a pixel carries, not the dose.
 """
 
 from __future__ import annotations
@@ -133,6 +134,16 @@ _UPPER_HUMP = 5.0
 # ``a = e^{−1/τ}``): the upper band alone hardly bends, and a free fit there ran off to
 # spectra that diverge at zero frequency.
 _UPPER_TAU = 3.0
+# ... and where the fit there is clean (:data:`_PEAK_FIT_SPREAD`), or over the slow
+# axis's spectrum (:func:`_with_shared_resampling`) within an afterglow's scatter on one
+# 256² tile (see :data:`_FIT_SPREAD`): a rotation is not separable along the scan axes,
+# and the resampled afterglow recordings at 100 e⁻/px fitted there to 0.25–0.26 and
+# went unread.  On its own the fast axis keeps the tighter limit: a noise-free SrTiO3
+# lattice at 0.1 Å/px fits its upper band to 0.24.
+_UPPER_SPREAD = 0.3
+# The smears ``[a, 1 − 2a, a]`` :func:`_upper_smear_fit` tries: from a = 0.125, below
+# which the AR spectrum describes a smear (:data:`_MA_NYQUIST`), to 0.5.
+_UPPER_SMEAR_A = np.linspace(0.125, 0.5, 151)
 _MA_SPREAD = 0.25
 # ... and, as the AR spectrum describes weaker smears (a ≤ 0.1 reads within 10 % of the
 # per-pixel variance), a smear is taken only where the fitted amplitude at the Nyquist
@@ -266,7 +277,11 @@ def spectral_noise(arr: np.ndarray, *, split: bool = False) -> SpectralNoise:
     zy, py, sy, cy = _axis_correlation(total.T, fx, th, split)
     profile_x = np.median(total[fy > _BAND], axis=0)
     zx, px, sx, cx = _axis_ratios(profile_x, tw, split, fast=True)
-    if cy is not None and cx is None:
+    if cy is not None and (cx is None or (sx is not None and sx.upper)):
+        # A frame resampled after recording: the fast profile over the slow axis's
+        # spectrum, before what its high frequencies alone say (a smear's form fits an
+        # afterglow through an interpolation there, and told the upsampled recordings
+        # at 30–100 e⁻/px 0.1–0.3 of their noise).
         zx, px, sx, cx = _with_shared_resampling(profile_x, tw, cy, (zx, px, sx, cx))
     powers = afterglow = None
     # The profiles are medians over rows of a sum over tiles: in units of one tile's
@@ -365,7 +380,7 @@ def _with_shared_resampling(
         shared = np.interp(f, fs[order], slow[order])
     if not np.all(shared > 0):
         return read
-    _, _, _, own = _axis_ratios(profile / shared, n, fast=True)
+    _, _, _, own = _axis_ratios(profile / shared, n, fast=True, upper_spread=_UPPER_SPREAD)
     if own is None:
         return read
     curve = own * shared
@@ -374,7 +389,11 @@ def _with_shared_resampling(
 
 
 def _axis_ratios(
-    profile: np.ndarray, n: int, split: bool = False, fast: bool = False
+    profile: np.ndarray,
+    n: int,
+    split: bool = False,
+    fast: bool = False,
+    upper_spread: float = _PEAK_FIT_SPREAD,
 ) -> tuple[float, float, _Shape | None, np.ndarray | None]:
     """``(zero, pixel, shape, curve)``: the AR spectrum fitted to one axis's profile
     (full ``fftfreq`` order, length ``n``) at zero frequency and averaged over all
@@ -383,7 +402,8 @@ def _axis_ratios(
     where no AR spectrum fits (:func:`_moving_average_ratios`, which also gives the
     profile's own powers); ``curve`` is the fitted spectrum at the ``n`` frequencies
     over the same mean.  Along the ``fast`` scan (x, the rows), where neither fits, an
-    afterglow's spectrum fitted to the high frequencies alone (:func:`_upper_fit`).
+    afterglow's spectrum fitted to the high frequencies alone (:func:`_upper_fit`, to
+    within ``upper_spread``), else a smear's (:func:`_upper_smear_fit`).
     ``(1, 1, None, None)`` when indistinguishable from white."""
     k = np.arange(_SKIP_BINS, n // 2 + 1)
     p = profile[k]
@@ -406,7 +426,10 @@ def _axis_ratios(
             # Only along the fast scan, where a detector's afterglow lies, is the upper
             # band fitted alone: the slow axis's noise is correlated by resampling only.
             return ratios
-        spectrum, kept = _upper_fit(p, u, k / n)
+        spectrum, kept = _upper_fit(p, u, k / n, upper_spread)
+        smeared = spectrum is None
+        if smeared:
+            spectrum, kept = _upper_smear_fit(p, u, k / n)
         if spectrum is None:
             return ratios
         upper = True
@@ -417,8 +440,10 @@ def _axis_ratios(
         return _WHITE_AXIS
     if upper:
         # The zero-frequency level of an extrapolation from the high frequencies is
-        # not the dose's: only the per-pixel variance is used.
-        shape = _Shape(upper=True)
+        # not the dose's: only the per-pixel variance is used (a smear's from its
+        # powers, as for a smear fitted whole).
+        smear = (float(values[0]), float(np.mean(values))) if smeared else None
+        shape = _Shape(smear=smear, upper=True)
     else:
         shape = _Shape(afterglow=_afterglow_split(p[kept], u[kept])) if split else None
     return ratio, float(np.mean(values) / band), shape, spectrum(_u_all(n)) / band
@@ -470,13 +495,13 @@ def _ar_fit(
 
 
 def _upper_fit(
-    p: np.ndarray, u: np.ndarray, f: np.ndarray
+    p: np.ndarray, u: np.ndarray, f: np.ndarray, spread: float = _PEAK_FIT_SPREAD
 ) -> tuple[Callable[[np.ndarray], np.ndarray] | None, np.ndarray]:
     """``(spectrum, kept)``: an afterglow's spectrum (shot noise through it plus white
     noise, :func:`_afterglow_split`, its coefficient that of an afterglow of at most
     :data:`_UPPER_TAU` px) fitted to the profile ``p`` above :data:`_UPPER_FIT`
     cycles/px alone, where the profile's low frequencies hold signal.  Accepted where
-    the fit there is clean (:data:`_PEAK_FIT_SPREAD`) and lies below the profile at the
+    the fit's relative residual there is within ``spread`` and it lies below the profile at the
     frequencies left out (signal adds power to the noise's, it never takes any away) but
     not far below (:data:`_UPPER_HUMP`: the profile is the noise's, with some signal);
     ``spectrum`` None otherwise.
@@ -492,11 +517,47 @@ def _upper_fit(
     if not shot > 0:
         return None, kept
     spectrum = partial(_afterglow_spectrum, c, shot, white)
-    if float(np.std(np.log(spectrum(u[kept]) / p[kept]))) > _PEAK_FIT_SPREAD:
+    if float(np.std(np.log(spectrum(u[kept]) / p[kept]))) > spread:
         return None, kept
     if not 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP:
         return None, kept
     return spectrum, kept
+
+
+def _upper_smear_fit(
+    p: np.ndarray, u: np.ndarray, f: np.ndarray
+) -> tuple[Callable[[np.ndarray], np.ndarray] | None, np.ndarray]:
+    """``(spectrum, kept)``: a symmetric smear's spectrum, ``s·(1 − 2a·u)²`` for the
+    smear ``[a, 1 − 2a, a]`` (:data:`_UPPER_SMEAR_A`), fitted to the amplitude ``√p``
+    above :data:`_UPPER_FIT` cycles/px alone, as :func:`_upper_fit` fits an
+    afterglow's where that does not fit either.  Accepted where the fit is within a
+    smear's scatter on one tile (:data:`_PEAK_SMEAR_SPREAD`), its ``a`` inside the
+    grid (at its lower end the profile is no smear's that the whole fit would miss) and
+    the profile's low frequencies hold 1–:data:`_UPPER_HUMP` times the fitted noise.
+
+    The smear's counterpart of the afterglow's hump: at 100 e⁻/px a jittered crystal's
+    reflections hid smears of a ≈ 0.3 from the moving-average fit, and the frames were
+    told 0.03–0.04 of their noise per pixel (BaTiO3-P4mm and weak_strong #0 on
+    ``benchmarks/scan_noise.py``'s bandwidth set).
+    """
+    kept = f >= _UPPER_FIT
+    amplitude = np.sqrt(p[kept])
+    shapes = np.abs(1.0 - 2.0 * _UPPER_SMEAR_A[:, None] * u[kept][None, :])
+    scales = shapes @ amplitude / np.sum(shapes**2, axis=1)
+    residual = np.mean((scales[:, None] * shapes - amplitude) ** 2, axis=1)
+    best = int(np.argmin(residual))
+    if best == 0 or math.sqrt(residual[best] / np.mean(p[kept])) > _PEAK_SMEAR_SPREAD:
+        return None, kept
+    spectrum = partial(_smear_spectrum, float(_UPPER_SMEAR_A[best]), float(scales[best]) ** 2)
+    if not 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP:
+        return None, kept
+    return spectrum, kept
+
+
+def _smear_spectrum(a: float, power: float, u: np.ndarray) -> np.ndarray:
+    """The noise spectrum of counts of zero-frequency ``power`` smeared by ``[a, 1 − 2a,
+    a]``."""
+    return power * (1.0 - 2.0 * a * u) ** 2
 
 
 def _few(peaks: np.ndarray) -> bool:

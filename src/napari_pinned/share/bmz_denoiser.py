@@ -105,6 +105,10 @@ CORRELATION_RESAMPLED_LIMIT = 12.0
 CORRELATION_UPPER_FIT = 0.2
 CORRELATION_UPPER_HUMP = 5.0
 CORRELATION_UPPER_TAU = 3.0
+CORRELATION_UPPER_SPREAD = 0.3
+CORRELATION_UPPER_SMEAR_LOW = 0.125
+CORRELATION_UPPER_SMEAR_HIGH = 0.5
+CORRELATION_UPPER_SMEAR_COUNT = 151
 GUARD_SNR = 10.0
 GUARD_FLOOR_BLOCK = 8
 GUARD_DC_RADIUS = 2
@@ -462,6 +466,7 @@ def _axis_ratios(
     peak_spread: float = CORRELATION_PEAK_FIT_SPREAD,
     peak_share: float = CORRELATION_PEAK_SHARE,
     fast: bool = False,
+    upper_spread: float = CORRELATION_PEAK_FIT_SPREAD,
 ) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._axis_ratios: ``(zero, pixel)`` of an AR(1)
     spectrum fitted by least squares (through its normal equations), without the
@@ -507,17 +512,28 @@ def _axis_ratios(
         ratios = _smear_fit(p, u, grid, n, band, tolerance, peaks, few)
         if ratios[4].numel() > 0 or not fast:
             return ratios
-        ok, c, shot, white = _upper_fit(p, u, k.to(torch.float64) / n)
-        if not ok:
-            return ratios
+        f = k.to(torch.float64) / n
         ug = 1.0 - torch.cos(2.0 * math.pi * grid)
-        values = shot / (1.0 + c * ug) + white
+        ua = _u_all(n, p)
+        ok, c, shot, white = _upper_fit(p, u, f, spread=upper_spread)
+        smeared = not ok
+        if ok:
+            values = shot / (1.0 + c * ug) + white
+            every_f = shot / (1.0 + c * ua) + white
+        else:
+            ok, a, power = _upper_smear_fit(p, u, f)
+            if not ok:
+                return ratios
+            values = power * (1.0 - 2.0 * a * ug) ** 2
+            every_f = power * (1.0 - 2.0 * a * ua) ** 2
         mean_band = float(values[grid > band].mean())
         ratio = float(values[0]) / mean_band
         if abs(math.log(ratio)) < math.log1p(tolerance):
             return 1.0, 1.0, -1.0, -1.0, _no_curve(p)
-        curve = (shot / (1.0 + c * _u_all(n, p)) + white) / mean_band
-        return ratio, float(values.mean()) / mean_band, -1.0, -1.0, curve
+        mean = float(values.mean())
+        if smeared:
+            return ratio, mean / mean_band, float(values[0]), mean, every_f / mean_band
+        return ratio, mean / mean_band, -1.0, -1.0, every_f / mean_band
     mean_band = float((1.0 / inverse[grid > band]).mean())
     ratio = (1.0 / float(inverse[0])) / mean_band
     if abs(math.log(ratio)) < math.log1p(tolerance):
@@ -577,6 +593,36 @@ def _upper_fit(
     return 1.0 <= level <= hump, c, shot, white
 
 
+def _upper_smear_fit(
+    p: torch.Tensor,
+    u: torch.Tensor,
+    f: torch.Tensor,
+    lowest: float = CORRELATION_UPPER_FIT,
+    hump: float = CORRELATION_UPPER_HUMP,
+    spread: float = CORRELATION_PEAK_SMEAR_SPREAD,
+    low: float = CORRELATION_UPPER_SMEAR_LOW,
+    high: float = CORRELATION_UPPER_SMEAR_HIGH,
+    count: int = CORRELATION_UPPER_SMEAR_COUNT,
+) -> Tuple[bool, float, float]:
+    """napari_pinned.noise.correlation._upper_smear_fit: ``(accepted, a, power)`` of a
+    smear's spectrum ``power·(1 − 2a·u)²`` fitted to the amplitude above ``lowest``
+    cycles/px alone."""
+    kept = f >= lowest
+    amplitude = p[kept].sqrt()
+    a_all = torch.linspace(low, high, count, dtype=torch.float64)
+    shapes = (1.0 - 2.0 * a_all[:, None] * u[kept][None, :]).abs()
+    scales = (shapes @ amplitude) / (shapes**2).sum(1)
+    residual = ((scales[:, None] * shapes - amplitude) ** 2).mean(1)
+    best = int(torch.argmin(residual))
+    a = float(a_all[best])
+    power = float(scales[best]) ** 2
+    if best == 0 or math.sqrt(float(residual[best]) / float(p[kept].mean())) > spread:
+        return False, a, power
+    below = p[~kept] / (power * (1.0 - 2.0 * a * u[~kept]) ** 2)
+    level = float(_middle(below))
+    return 1.0 <= level <= hump, a, power
+
+
 def _shared_resampling(
     profile: torch.Tensor,
     n: int,
@@ -585,6 +631,7 @@ def _shared_resampling(
     skip: int = CORRELATION_SKIP_BINS,
     band: float = CORRELATION_BAND,
     tolerance: float = CORRELATION_WHITE_TOLERANCE,
+    upper_spread: float = CORRELATION_UPPER_SPREAD,
 ) -> Tuple[float, float, float, float, torch.Tensor]:
     """napari_pinned.noise.correlation._with_shared_resampling: the fast axis's ratios
     of a resampled frame, its profile read over the slow axis's fitted curve."""
@@ -599,7 +646,7 @@ def _shared_resampling(
     shared = slow if slow.numel() == n else _interp(f, slow)
     if not bool((shared > 0).all()):
         return read
-    own = _axis_ratios(profile / shared, n, fast=True)[4]
+    own = _axis_ratios(profile / shared, n, fast=True, upper_spread=upper_spread)[4]
     if own.numel() == 0:
         return read
     curve = own * shared
@@ -790,8 +837,11 @@ def noise_correlation_factor(
         return 1.0
     zy, py, _, sy, cy = _axis_ratios(_median_rows(total[:, fx > band].T), th)
     profile_x = _median_rows(total[fy > band, :])
-    zx, px, zs, sx, cx = _axis_ratios(profile_x, tw, fast=True)
-    if cy.numel() > 0 and cx.numel() == 0:
+    # The fast axis's whole-profile fits, else its high frequencies alone; a resampled
+    # frame's (the slow axis correlated) read over the slow axis's spectrum first.
+    whole = _axis_ratios(profile_x, tw)
+    zx, px, zs, sx, cx = whole if whole[4].numel() > 0 else _axis_ratios(profile_x, tw, fast=True)
+    if cy.numel() > 0 and whole[4].numel() == 0:
         zx, px, zs, sx, cx = _shared_resampling(profile_x, tw, cy, (zx, px, zs, sx, cx))
     if zy == 1.0 and zx == 1.0:
         return 1.0
