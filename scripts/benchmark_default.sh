@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark that names the shipped default, run again after its file changed
 # (src/napari_pinned/data/models/default.pt), in the order docs/benchmarks.md needs them.
-# About 85 minutes on two cores (the peer's outputs cached); run it in the background:
+# About 85–100 minutes on two cores (the peer's outputs cached); run it in the background:
 #
 #   nohup bash scripts/benchmark_default.sh > /tmp/benchmark-default.log 2>&1 &
 #   bash scripts/benchmark_default.sh real adapt      # only these steps

@@ -111,10 +111,10 @@ def test_defects_cost_the_default_model_nothing_elsewhere(defect):
     (measured: ≤ 0.01 dB), and the noise the model is told stays within 10 % of the
     defect-free fit (measured ≤ 8 %).  With 5 % of the pixels saturated the lattice
     prior is computed over 5 % median-repaired pixels, smoother than the data, and gains
-    less: the default of run 10 is 0.1–0.9 dB below the defect-free frame at 100 e⁻/px
-    over seeds 21–23 (run 6: 0.1–1.2, run 5: 0.6–1.6, run 4: −0.1 to 0.7; the default
-    without the prior lost none, and run 5 was still 0.3–1.2 dB ahead of it on the
-    spoiled frames), so 2 dB there."""
+    less: the default of run 14 is 0.0–0.7 dB below the defect-free frame at 100 e⁻/px
+    over seeds 21–23 (run 10: 0.1–0.9, run 6: 0.1–1.2, run 5: 0.6–1.6, run 4: −0.1 to
+    0.7; the default without the prior lost none, and run 5 was still 0.3–1.2 dB ahead
+    of it on the spoiled frames), so 2 dB there."""
     from scipy import ndimage
 
     from napari_pinned.nn.conditioning import measure_noise

@@ -55,10 +55,10 @@ __all__ = [
 #: ``python benchmarks/uncertainty.py`` (maximum likelihood on its calibration split,
 #: the shipped ``default`` model at strength 1; ``benchmarks/uncertainty.json``).
 CALIBRATION: dict[int, tuple[float, float, float, float]] = {
-    1: (0.0, 0.01518, 0.001129, 0.00891),
-    2: (1.409, 0.01183, 0.001015, 0.008484),
-    4: (1.964, 0.008002, 0.0009457, 0.008021),
-    8: (2.351, 0.005477, 0.0008525, 0.007993),
+    1: (0.0, 0.01444, 0.001024, 0.009646),
+    2: (1.279, 0.01102, 0.0009237, 0.009263),
+    4: (1.799, 0.007375, 0.000865, 0.008681),
+    8: (2.133, 0.005116, 0.0007848, 0.008593),
 }
 #: A pixel is "least certain" where the network's doubt (``a · s²``) exceeds this many
 #: times what the noise explains (the other terms): the orientations disagree beyond
