@@ -501,10 +501,10 @@ def _upper_fit(
     noise, :func:`_afterglow_split`, its coefficient that of an afterglow of at most
     :data:`_UPPER_TAU` px) fitted to the profile ``p`` above :data:`_UPPER_FIT`
     cycles/px alone, where the profile's low frequencies hold signal.  Accepted where
-    the fit's relative residual there is within ``spread`` and it lies below the profile at the
-    frequencies left out (signal adds power to the noise's, it never takes any away) but
-    not far below (:data:`_UPPER_HUMP`: the profile is the noise's, with some signal);
-    ``spectrum`` None otherwise.
+    the fit's relative residual there is within ``spread`` and it lies below the profile
+    at the frequencies left out (signal adds power to the noise's, it never takes any
+    away) but not far below (:data:`_UPPER_HUMP`: the profile is the noise's, with some
+    signal); ``spectrum`` None otherwise.
 
     At high doses a crystal's reflections, spread across the other axis by row jitter,
     add a broad hump at the low frequencies of the fast axis's profile that neither an
