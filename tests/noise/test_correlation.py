@@ -248,18 +248,12 @@ def test_an_afterglow_under_a_lattice_at_a_high_dose_is_read_from_the_upper_band
     spectrum fits whole; the afterglow is then read from the frequencies above 0.2
     cycles/px.  Before, 5 of these 6 draws read white and were told 0.27–0.34 of their
     noise per pixel; now 5 are told 1.09–1.51 of it (one still 0.28)."""
-    from napari_pinned.noise.readout import read_noise
-    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+    from napari_pinned.noise.synthesis import StemRecording
 
     image = simulate("SrTiO3", shape=(256, 256), pixel_size=0.1, seed=0).image
     recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.25, afterglow=2.1)
-    told_share, doses = [], []
-    for seed in range(6):
-        noisy, expected = record_stem_image(image, recording, np.random.default_rng(seed))
-        noisy, expected = noisy.astype(np.float64), expected.astype(np.float64)
-        told = pixel_equivalent(estimate_noise(noisy), noisy)
-        told_share.append(float(np.mean(told.variance(expected))) / float(np.var(noisy - expected)))
-        doses.append(read_noise(noisy).dose)
+    draws = [_told_and_dose(image, recording, seed) for seed in range(6)]
+    told_share, doses = zip(*draws, strict=True)
     assert sum(0.5 < r < 2.0 for r in told_share) >= 4, told_share
     # The high frequencies alone do not say what the zero frequency holds (extrapolated,
     # the readout said 1.5–8 e⁻/px on such frames): where only they fit, the dose is read
@@ -274,18 +268,12 @@ def test_a_smear_under_a_lattice_at_a_high_dose_is_read_from_the_upper_band():
     to the frequencies above 0.2 cycles/px alone.  Before, 2 of these 6 draws read
     white and were told 0.04 of their noise per pixel; now all six are told 1.15–1.74
     of it."""
-    from napari_pinned.noise.readout import read_noise
-    from napari_pinned.noise.synthesis import StemRecording, record_stem_image
+    from napari_pinned.noise.synthesis import StemRecording
 
     image = simulate("BaTiO3", shape=(256, 256), pixel_size=0.1, seed=0).image
     recording = StemRecording(100.0, read_noise=0.5, row_jitter=0.25, smear=0.28)
-    told_share, doses = [], []
-    for seed in range(6):
-        noisy, expected = record_stem_image(image, recording, np.random.default_rng(seed))
-        noisy, expected = noisy.astype(np.float64), expected.astype(np.float64)
-        told = pixel_equivalent(estimate_noise(noisy), noisy)
-        told_share.append(float(np.mean(told.variance(expected))) / float(np.var(noisy - expected)))
-        doses.append(read_noise(noisy).dose)
+    draws = [_told_and_dose(image, recording, seed) for seed in range(6)]
+    told_share, doses = zip(*draws, strict=True)
     assert all(0.5 < r < 2.5 for r in told_share), told_share
     # As for the afterglow's upper fit: the dose is never corrected from it (read too
     # high, 9,600–10,100, where only it fits; 63–73 where the whole profile does).

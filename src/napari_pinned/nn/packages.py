@@ -80,6 +80,7 @@ KNOWN_ARCHITECTURE_SHA256 = frozenset(
         "b9986b2a7431163017a90791a04b91ca3980eb514fe2432d6b0effdfbc706cb3",
         "99d38bfbaa06aad14cee6c9d04478bc62c46bba92bad61415a56e05d0dc7dcf9",
         "c688a7d9cbe577a265e2b5e033f63d57e293d690df7364fee95eacc7322a5953",
+        "d91d4ae10ee9d03bafe81c6e4dcf8c9533e871420377568741a044b30b5225b2",
     }
 )
 #: Bounds on a package, checked before anything is unpacked.

@@ -519,9 +519,7 @@ def _upper_fit(
     spectrum = partial(_afterglow_spectrum, c, shot, white)
     if float(np.std(np.log(spectrum(u[kept]) / p[kept]))) > spread:
         return None, kept
-    if not 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP:
-        return None, kept
-    return spectrum, kept
+    return (spectrum if _under_hump(p, u, kept, spectrum) else None), kept
 
 
 def _upper_smear_fit(
@@ -549,9 +547,16 @@ def _upper_smear_fit(
     if best == 0 or math.sqrt(residual[best] / np.mean(p[kept])) > _PEAK_SMEAR_SPREAD:
         return None, kept
     spectrum = partial(_smear_spectrum, float(_UPPER_SMEAR_A[best]), float(scales[best]) ** 2)
-    if not 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP:
-        return None, kept
-    return spectrum, kept
+    return (spectrum if _under_hump(p, u, kept, spectrum) else None), kept
+
+
+def _under_hump(
+    p: np.ndarray, u: np.ndarray, kept: np.ndarray, spectrum: Callable[[np.ndarray], np.ndarray]
+) -> bool:
+    """Whether the profile ``p`` at the frequencies an upper fit left out holds 1 to
+    :data:`_UPPER_HUMP` times the fitted ``spectrum`` (median over the bins): signal adds
+    power to the noise's, and a noise-free lattice's low frequencies lie far above."""
+    return 1.0 <= float(np.median(p[~kept] / spectrum(u[~kept]))) <= _UPPER_HUMP
 
 
 def _smear_spectrum(a: float, power: float, u: np.ndarray) -> np.ndarray:

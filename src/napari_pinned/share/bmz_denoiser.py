@@ -588,9 +588,7 @@ def _upper_fit(
     fitted = shot / (1.0 + c * u[kept]) + white
     if float(torch.log(fitted / p[kept]).std(unbiased=False)) > spread:
         return False, c, shot, white
-    below = p[~kept] / (shot / (1.0 + c * u[~kept]) + white)
-    level = float(_middle(below))
-    return 1.0 <= level <= hump, c, shot, white
+    return _under_hump(p[~kept], shot / (1.0 + c * u[~kept]) + white, hump), c, shot, white
 
 
 def _upper_smear_fit(
@@ -618,9 +616,13 @@ def _upper_smear_fit(
     power = float(scales[best]) ** 2
     if best == 0 or math.sqrt(float(residual[best]) / float(p[kept].mean())) > spread:
         return False, a, power
-    below = p[~kept] / (power * (1.0 - 2.0 * a * u[~kept]) ** 2)
-    level = float(_middle(below))
-    return 1.0 <= level <= hump, a, power
+    return _under_hump(p[~kept], power * (1.0 - 2.0 * a * u[~kept]) ** 2, hump), a, power
+
+
+def _under_hump(low: torch.Tensor, fitted: torch.Tensor, hump: float) -> bool:
+    """napari_pinned.noise.correlation._under_hump: the profile's left-out bins ``low``
+    hold 1 to ``hump`` times the fitted spectrum there (median)."""
+    return 1.0 <= float(_middle(low / fitted)) <= hump
 
 
 def _shared_resampling(
